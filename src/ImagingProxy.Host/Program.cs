@@ -1,0 +1,4 @@
+using ImagingProxy.Hosting;
+
+var app = ImagingProxyApp.Build(args);
+await app.RunAsync();
