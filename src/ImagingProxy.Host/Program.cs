@@ -1,4 +1,14 @@
+using ImagingProxy.Configuration;
 using ImagingProxy.Hosting;
 
-var app = ImagingProxyApp.Build(args);
-await app.RunAsync();
+try
+{
+    var app = ImagingProxyApp.Build(args);
+    await app.RunAsync();
+    return 0;
+}
+catch (InvalidConfigurationException ex)
+{
+    await Console.Error.WriteLineAsync(ex.Message);
+    return 2;
+}

@@ -1,13 +1,156 @@
+using ImagingProxy.Configuration;
+using ImagingProxy.Forwarding;
+using ImagingProxy.Health;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Hosting;
 
 /// <summary>Builds the ImagingProxy web application: the one place that wires every feature together.</summary>
 public static class ImagingProxyApp
 {
-    public static WebApplication Build(string[] args)
+    /// <summary>Builds the host. Throws <see cref="InvalidConfigurationException"/> listing every problem of a bad configuration.</summary>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
-        var builder = WebApplication.CreateBuilder(args);
-        return builder.Build();
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            Args = args,
+            ContentRootPath = AppContext.BaseDirectory,
+        });
+
+        // Layering: appsettings.json next to the host, then --config PATH (or IMAGINGPROXY_CONFIG), then environment, then command line.
+        var configPath = FindConfigPath(args) ?? Environment.GetEnvironmentVariable(ProxyDefaults.ConfigEnvironmentVariable);
+        if (!string.IsNullOrEmpty(configPath))
+        {
+            var fullPath = Path.GetFullPath(configPath);
+            if (!File.Exists(fullPath))
+            {
+                throw new InvalidConfigurationException([$"--config: file '{fullPath}' does not exist."]);
+            }
+
+            builder.Configuration.AddJsonFile(fullPath, optional: false, reloadOnChange: true);
+            builder.Configuration.AddEnvironmentVariables();
+            builder.Configuration.AddCommandLine(args);
+        }
+
+        configure?.Invoke(builder);
+
+        var gate = new ConfigurationGate(builder.Configuration);
+        gate.ApplyInitial();
+        var config = gate.Configuration;
+        var listeners = new ListenerRegistry();
+
+        builder.Services.AddSingleton(gate);
+        builder.Services.AddSingleton(listeners);
+        builder.Services.AddSingleton<ReadinessState>();
+        builder.Services.TryAddSingleton(TimeProvider.System);
+
+        builder.WebHost.ConfigureKestrel((context, kestrel) =>
+        {
+            // Imaging bodies are large (STOW-RS, MTOM): no global cap; routes set MaxRequestBodySize where wanted.
+            kestrel.Limits.MaxRequestBodySize = null;
+            var loader = kestrel.Configure(config.GetSection("Kestrel"), reloadOnChange: true);
+            foreach (var endpoint in config.GetSection("Kestrel:Endpoints").GetChildren())
+            {
+                var name = endpoint.Key;
+                loader.Endpoint(name, e =>
+                {
+                    var listener = new ProxyListener(name, "Http", e.ListenOptions);
+                    listener.Attach();
+                    listeners.Add(listener);
+                });
+            }
+        });
+
+        AddProxy(builder.Services, config);
+        builder.Services.AddRequestTimeouts();
+        builder.Services.AddImagingProxyTelemetry();
+
+        var app = builder.Build();
+        var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
+        var hostLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Hosting");
+        lifetime.ApplicationStarted.Register(() =>
+        {
+            foreach (var listener in listeners.All)
+            {
+                HostingLog.ListenerBound(hostLogger, listener.Name, listener.Kind, listener.EndPoint.ToString() ?? "?");
+            }
+
+            app.Services.GetRequiredService<ReadinessState>().MarkStarted();
+        });
+        lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<ReadinessState>().MarkDraining());
+        gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
+
+        app.UseRouting();
+        app.UseRequestTimeouts();
+        app.MapAdminEndpoints();
+        app.MapMetrics().WithMetadata(new ListenerMetadata(EndpointNames.Admin));
+        app.MapReverseProxy(pipeline =>
+        {
+            var xds = pipeline.ApplicationServices.GetRequiredService<XdsRoutingStep>();
+            var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
+            pipeline.Use(xds.InvokeAsync);
+            pipeline.UseSessionAffinity();
+            pipeline.Use(noDestination.InvokeAsync);
+            pipeline.UseLoadBalancing();
+            pipeline.UsePassiveHealthChecks();
+        });
+        return app;
+    }
+
+    private static void AddProxy(IServiceCollection services, IConfiguration config)
+    {
+        services.AddReverseProxy()
+            .LoadFromConfig(config.GetSection("ReverseProxy"))
+            .AddConfigFilter<ProxyConfigFilter>();
+        services.AddSingleton<Yarp.ReverseProxy.Configuration.IProxyConfigProvider, XdsRouteProvider>();
+        services.AddSingleton<IAvailableDestinationsPolicy, HealthyAndUnknownPolicy>();
+        services.AddSingleton<IAvailableDestinationsPolicy, HealthyOrPanicPolicy>();
+        services.AddSingleton<MatcherPolicy, ListenerMatcherPolicy>();
+        services.AddSingleton<XdsRoutingStep>();
+        services.AddSingleton<NoDestinationStep>();
+
+        // Health: one tracker, YARP's updater wrapped so every change is seen, our monitor for every protocol.
+        services.AddSingleton<DestinationHealthTracker>();
+        var inner = services.Last(d => d.ServiceType == typeof(IDestinationHealthUpdater));
+        services.Remove(inner);
+        services.AddSingleton<IDestinationHealthUpdater>(sp => new TrackingDestinationHealthUpdater(
+            (IDestinationHealthUpdater)(inner.ImplementationInstance
+                ?? inner.ImplementationFactory?.Invoke(sp)
+                ?? ActivatorUtilities.CreateInstance(sp, inner.ImplementationType!)),
+            sp.GetRequiredService<DestinationHealthTracker>()));
+        services.AddSingleton<IDestinationProber, HttpProber>();
+        services.AddSingleton<IDestinationProber, TcpConnectProber>();
+        services.AddSingleton<ActiveHealthMonitor>();
+        services.AddSingleton<IClusterChangeListener>(sp => sp.GetRequiredService<ActiveHealthMonitor>());
+        services.AddHostedService(sp => sp.GetRequiredService<ActiveHealthMonitor>());
+    }
+
+    /// <summary>Finds <c>--config PATH</c> or <c>--config=PATH</c>.</summary>
+    internal static string? FindConfigPath(string[] args)
+    {
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--config" && i + 1 < args.Length)
+            {
+                return args[i + 1];
+            }
+
+            if (args[i].StartsWith("--config=", StringComparison.Ordinal))
+            {
+                return args[i]["--config=".Length..];
+            }
+        }
+
+        return null;
     }
 }

@@ -1,0 +1,165 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Primitives;
+
+namespace ImagingProxy.Configuration;
+
+/// <summary>
+/// Watches the raw, layered configuration (appsettings.json, --config file, environment, command line), validates
+/// each change as a whole and copies it into <see cref="LastGoodConfigurationProvider"/> only when it is valid.
+/// A bad reload is logged with every problem and the last good configuration keeps serving.
+/// </summary>
+public sealed partial class ConfigurationGate : IDisposable
+{
+    /// <summary>The sections the gate guards; everything else (Logging ...) is read live.</summary>
+    public static readonly string[] GuardedSections = ["ReverseProxy", ImagingProxyOptions.SectionName, "Kestrel"];
+
+    private readonly IConfiguration _raw;
+    private readonly LastGoodConfigurationProvider _lastGood = new();
+    private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private IDisposable? _subscription;
+    private ILogger _logger;
+    private Dictionary<string, string?> _current = new(StringComparer.OrdinalIgnoreCase);
+
+    public ConfigurationGate(IConfiguration raw, TimeProvider? time = null)
+    {
+        _raw = raw;
+        _time = time ?? TimeProvider.System;
+        _logger = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+        Configuration = new ConfigurationBuilder().Add(_lastGood).Build();
+    }
+
+    /// <summary>The validated configuration every feature reads.</summary>
+    public IConfigurationRoot Configuration { get; }
+
+    /// <summary>Number of configurations applied so far (1 after start-up).</summary>
+    public int Generation { get; private set; }
+
+    public DateTimeOffset? AppliedAt { get; private set; }
+
+    /// <summary>The problems of the last rejected reload, if the newest edit was rejected.</summary>
+    public IReadOnlyList<string> LastRejection { get; private set; } = [];
+
+    public DateTimeOffset? RejectedAt { get; private set; }
+
+    /// <summary>Raised after each reload attempt, with the problems found (empty when applied).</summary>
+    public event Action<IReadOnlyList<string>>? ReloadAttempted;
+
+    /// <summary>Validates the current raw configuration and applies it; the start-up check.</summary>
+    /// <exception cref="InvalidConfigurationException">The configuration has problems; every one is listed.</exception>
+    public void ApplyInitial()
+    {
+        var errors = TryApply();
+        if (errors.Count > 0)
+        {
+            throw new InvalidConfigurationException(errors);
+        }
+    }
+
+    /// <summary>Starts following reloads of the raw configuration.</summary>
+    public void StartWatching(ILogger logger)
+    {
+        _logger = logger;
+        _subscription = ChangeToken.OnChange(_raw.GetReloadToken, OnRawReload);
+    }
+
+    private void OnRawReload()
+    {
+        IReadOnlyList<string> errors;
+        try
+        {
+            errors = TryApply();
+        }
+        catch (Exception ex)
+        {
+            errors = [$"configuration could not be read: {ex.Message}"];
+        }
+
+        if (errors.Count > 0)
+        {
+            Log.ReloadRejected(_logger, errors.Count, string.Join(Environment.NewLine, errors));
+        }
+
+        ReloadAttempted?.Invoke(errors);
+    }
+
+    private IReadOnlyList<string> TryApply()
+    {
+        lock (_lock)
+        {
+            var snapshot = Snapshot(_raw);
+            if (Generation > 0 && SameAs(snapshot, _current))
+            {
+                return [];
+            }
+
+            var errors = ConfigurationValidator.Validate(_raw);
+            if (errors.Count > 0)
+            {
+                LastRejection = errors;
+                RejectedAt = _time.GetUtcNow();
+                return errors;
+            }
+
+            _current = snapshot;
+            LastRejection = [];
+            RejectedAt = null;
+            Generation++;
+            AppliedAt = _time.GetUtcNow();
+            _lastGood.Replace(snapshot);
+            if (Generation > 1)
+            {
+                Log.ReloadApplied(_logger, Generation);
+            }
+
+            return [];
+        }
+    }
+
+    private static Dictionary<string, string?> Snapshot(IConfiguration raw)
+    {
+        var data = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (var section in GuardedSections)
+        {
+            foreach (var pair in raw.GetSection(section).AsEnumerable())
+            {
+                if (pair.Value is not null)
+                {
+                    data[pair.Key] = pair.Value;
+                }
+            }
+        }
+
+        return data;
+    }
+
+    private static bool SameAs(Dictionary<string, string?> a, Dictionary<string, string?> b)
+    {
+        if (a.Count != b.Count)
+        {
+            return false;
+        }
+
+        foreach (var (key, value) in a)
+        {
+            if (!b.TryGetValue(key, out var other) || !string.Equals(value, other, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    public void Dispose() => _subscription?.Dispose();
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "Configuration reloaded (generation {Generation}).")]
+        public static partial void ReloadApplied(ILogger logger, int generation);
+
+        [LoggerMessage(EventId = 101, Level = LogLevel.Error, Message = "Configuration reload rejected, the last good configuration keeps serving. {Count} problem(s):\n{Problems}")]
+        public static partial void ReloadRejected(ILogger logger, int count, string problems);
+    }
+}

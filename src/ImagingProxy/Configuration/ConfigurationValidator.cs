@@ -1,0 +1,495 @@
+using System.Globalization;
+using System.Net;
+using Microsoft.Extensions.Configuration;
+
+namespace ImagingProxy.Configuration;
+
+/// <summary>
+/// Validates the whole configuration (ReverseProxy, ImagingProxy, Kestrel) before anything is applied and reports
+/// every problem at once, each naming the key it is about. Works on the raw strings, so a value the binder could
+/// not even convert is reported instead of thrown.
+/// </summary>
+public static class ConfigurationValidator
+{
+    private static readonly string[] s_loadBalancingPolicies =
+        ["FirstAlphabetical", "Random", "RoundRobin", "LeastRequests", "PowerOfTwoChoices", "First", "LeastConnections"];
+
+    private static readonly string[] s_availableDestinationsPolicies = ["HealthyAndUnknown", "HealthyOrPanic"];
+
+    public static IReadOnlyList<string> Validate(IConfiguration configuration)
+    {
+        var errors = new List<string>();
+        var clusters = ValidateClusters(configuration.GetSection("ReverseProxy:Clusters"), errors);
+        ValidateRoutes(configuration.GetSection("ReverseProxy:Routes"), clusters, configuration, errors);
+
+        var ports = new List<(string Key, IPAddress? Address, int Port)>();
+        ValidateKestrelEndpoints(configuration.GetSection("Kestrel"), ports, errors);
+
+        var proxy = configuration.GetSection(ImagingProxyOptions.SectionName);
+        var dicomListeners = ValidateListeners(proxy.GetSection("Dicom:Listeners"), ports, errors);
+        var mllpListeners = ValidateListeners(proxy.GetSection("Mllp:Listeners"), ports, errors);
+        ValidateDicom(proxy.GetSection("Dicom"), clusters, dicomListeners, errors);
+        ValidateMllp(proxy.GetSection("Mllp"), clusters, mllpListeners, errors);
+        ValidateXds(proxy.GetSection("Xds"), clusters, errors);
+        ValidatePortConflicts(ports, errors);
+        return errors;
+    }
+
+    private static Dictionary<string, ClusterProtocol> ValidateClusters(IConfigurationSection section, List<string> errors)
+    {
+        var clusters = new Dictionary<string, ClusterProtocol>(StringComparer.OrdinalIgnoreCase);
+        foreach (var cluster in section.GetChildren())
+        {
+            var key = cluster.Path;
+            var protocolText = cluster[$"Metadata:{MetadataKeys.Protocol}"];
+            var protocol = ClusterProtocol.Http;
+            if (!string.IsNullOrEmpty(protocolText) && !TryParseProtocol(protocolText, out protocol))
+            {
+                errors.Add($"{key}:Metadata:{MetadataKeys.Protocol}: '{protocolText}' is not a protocol (Http, Dicom, Mllp).");
+            }
+
+            clusters[cluster.Key] = protocol;
+
+            foreach (var destination in cluster.GetSection("Destinations").GetChildren())
+            {
+                var address = destination["Address"];
+                if (string.IsNullOrWhiteSpace(address))
+                {
+                    errors.Add($"{destination.Path}:Address: required.");
+                }
+                else if (protocol == ClusterProtocol.Http)
+                {
+                    if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+                    {
+                        errors.Add($"{destination.Path}:Address: '{address}' is not an absolute http:// or https:// address.");
+                    }
+                }
+                else if (!TcpAddress.TryParse(address, out _))
+                {
+                    errors.Add($"{destination.Path}:Address: '{address}' is not a tcp://host:port address (port 1-65535), as a {protocol} cluster needs.");
+                }
+
+                var ae = destination[$"Metadata:{MetadataKeys.AeTitle}"];
+                if (ae is not null && !AeTitle.IsValid(ae))
+                {
+                    errors.Add($"{destination.Path}:Metadata:{MetadataKeys.AeTitle}: '{ae}' is not an AE title (1-16 characters, no backslash or control characters).");
+                }
+            }
+
+            var policy = cluster["LoadBalancingPolicy"];
+            if (!string.IsNullOrEmpty(policy) && !s_loadBalancingPolicies.Contains(policy, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add($"{key}:LoadBalancingPolicy: '{policy}' is unknown ({string.Join(", ", s_loadBalancingPolicies)}).");
+            }
+
+            var available = cluster["HealthCheck:AvailableDestinationsPolicy"];
+            if (!string.IsNullOrEmpty(available) && !s_availableDestinationsPolicies.Contains(available, StringComparer.OrdinalIgnoreCase))
+            {
+                errors.Add($"{key}:HealthCheck:AvailableDestinationsPolicy: '{available}' is unknown ({string.Join(", ", s_availableDestinationsPolicies)}).");
+            }
+
+            var active = cluster.GetSection("HealthCheck:Active");
+            ValidateBoolean(active, "Enabled", errors);
+            ValidatePositiveTime(active, "Interval", errors);
+            ValidatePositiveTime(active, "Timeout", errors);
+            var activePolicy = active["Policy"];
+            if (!string.IsNullOrEmpty(activePolicy) && !string.Equals(activePolicy, "ConsecutiveFailures", StringComparison.OrdinalIgnoreCase))
+            {
+                errors.Add($"{active.Path}:Policy: '{activePolicy}' is unknown (ConsecutiveFailures).");
+            }
+
+            var query = active["Query"];
+            if (!string.IsNullOrEmpty(query) && !query.StartsWith('?'))
+            {
+                errors.Add($"{active.Path}:Query: '{query}' must start with '?'.");
+            }
+
+            var passive = cluster.GetSection("HealthCheck:Passive");
+            ValidateBoolean(passive, "Enabled", errors);
+            ValidatePositiveTime(passive, "ReactivationPeriod", errors);
+            ValidatePositiveTime(cluster.GetSection("HttpRequest"), "ActivityTimeout", errors);
+            ValidatePositiveInteger(cluster.GetSection("Metadata"), MetadataKeys.ConsecutiveFailuresThreshold, errors);
+            ValidatePositiveInteger(cluster.GetSection("Metadata"), MetadataKeys.ConsecutiveSuccessesThreshold, errors);
+
+            var affinity = cluster.GetSection("SessionAffinity");
+            if (string.Equals(affinity["Enabled"], "true", StringComparison.OrdinalIgnoreCase) && string.IsNullOrEmpty(affinity["AffinityKeyName"]))
+            {
+                errors.Add($"{affinity.Path}:AffinityKeyName: required when session affinity is enabled.");
+            }
+        }
+
+        return clusters;
+    }
+
+    private static void ValidateRoutes(IConfigurationSection section, Dictionary<string, ClusterProtocol> clusters, IConfiguration root, List<string> errors)
+    {
+        var endpoints = root.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        foreach (var route in section.GetChildren())
+        {
+            var clusterId = route["ClusterId"];
+            if (string.IsNullOrEmpty(clusterId))
+            {
+                errors.Add($"{route.Path}:ClusterId: required.");
+            }
+            else if (!clusters.TryGetValue(clusterId, out var protocol))
+            {
+                errors.Add($"{route.Path}:ClusterId: unknown cluster '{clusterId}'.");
+            }
+            else if (protocol != ClusterProtocol.Http)
+            {
+                errors.Add($"{route.Path}:ClusterId: cluster '{clusterId}' is a {protocol} cluster; HTTP routes need an Http cluster.");
+            }
+
+            if (string.IsNullOrEmpty(route["Match:Path"]) && !route.GetSection("Match:Hosts").GetChildren().Any())
+            {
+                errors.Add($"{route.Path}:Match: a route needs Match:Path or Match:Hosts.");
+            }
+
+            var timeout = route["Timeout"];
+            if (!string.IsNullOrEmpty(timeout) && !TimeSpan.TryParse(timeout, CultureInfo.InvariantCulture, out var t))
+            {
+                errors.Add($"{route.Path}:Timeout: '{timeout}' is not a time span (hh:mm:ss).");
+            }
+            else if (!string.IsNullOrEmpty(timeout) && TimeSpan.Parse(timeout, CultureInfo.InvariantCulture) <= TimeSpan.Zero)
+            {
+                errors.Add($"{route.Path}:Timeout: must be positive, got '{timeout}'.");
+            }
+
+            var listener = route[$"Metadata:{MetadataKeys.Listener}"];
+            if (!string.IsNullOrEmpty(listener) && !endpoints.Contains(listener))
+            {
+                errors.Add($"{route.Path}:Metadata:{MetadataKeys.Listener}: unknown endpoint '{listener}' (Kestrel:Endpoints).");
+            }
+        }
+    }
+
+    private static HashSet<string> ValidateKestrelEndpoints(IConfigurationSection kestrel, List<(string, IPAddress?, int)> ports, List<string> errors)
+    {
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var hasDefaultCertificate = !string.IsNullOrEmpty(kestrel["Certificates:Default:Path"]);
+        ValidateCertificate(kestrel.GetSection("Certificates:Default"), errors);
+        foreach (var endpoint in kestrel.GetSection("Endpoints").GetChildren())
+        {
+            names.Add(endpoint.Key);
+            var url = endpoint["Url"];
+            if (string.IsNullOrWhiteSpace(url))
+            {
+                errors.Add($"{endpoint.Path}:Url: required.");
+                continue;
+            }
+
+            if (!TryParseEndpointUrl(url, out var scheme, out var address, out var port))
+            {
+                errors.Add($"{endpoint.Path}:Url: '{url}' is not an http:// or https:// address with a port.");
+                continue;
+            }
+
+            ports.Add((endpoint.Path, address, port));
+            var certificate = endpoint.GetSection("Certificate");
+            if (scheme == Uri.UriSchemeHttps && string.IsNullOrEmpty(certificate["Path"]) && string.IsNullOrEmpty(certificate["Subject"]) && !hasDefaultCertificate)
+            {
+                errors.Add($"{endpoint.Path}:Certificate: an https endpoint needs a certificate (Path + KeyPath for PEM, Path + Password for PFX).");
+            }
+
+            ValidateCertificate(certificate, errors);
+        }
+
+        return names;
+    }
+
+    private static void ValidateCertificate(IConfigurationSection certificate, List<string> errors)
+    {
+        foreach (var key in new[] { "Path", "KeyPath" })
+        {
+            var path = certificate[key];
+            if (!string.IsNullOrEmpty(path) && !File.Exists(path))
+            {
+                errors.Add($"{certificate.Path}:{key}: file '{path}' does not exist.");
+            }
+        }
+    }
+
+    private static HashSet<string> ValidateListeners(IConfigurationSection section, List<(string, IPAddress?, int)> ports, List<string> errors)
+    {
+        var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var listener in section.GetChildren())
+        {
+            names.Add(listener.Key);
+            var addressText = listener["Address"];
+            IPAddress? address = null;
+            if (!string.IsNullOrEmpty(addressText) && !TryParseListenAddress(addressText, out address))
+            {
+                errors.Add($"{listener.Path}:Address: '{addressText}' is not an IP address (or 'localhost').");
+            }
+
+            var portText = listener["Port"];
+            if (string.IsNullOrEmpty(portText))
+            {
+                errors.Add($"{listener.Path}:Port: required.");
+            }
+            else if (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out var port) || port > 65535)
+            {
+                errors.Add($"{listener.Path}:Port: '{portText}' is not a TCP port (0-65535).");
+            }
+            else
+            {
+                ports.Add((listener.Path, address, port));
+            }
+
+            var tls = listener.GetSection("Tls");
+            if (tls.Exists())
+            {
+                if (string.IsNullOrEmpty(tls["Path"]))
+                {
+                    errors.Add($"{tls.Path}:Path: required (a PEM certificate with KeyPath, or a PFX).");
+                }
+
+                ValidateCertificate(tls, errors);
+            }
+        }
+
+        return names;
+    }
+
+    private static void ValidateDicom(IConfigurationSection dicom, Dictionary<string, ClusterProtocol> clusters, HashSet<string> listeners, List<string> errors)
+    {
+        ValidatePositiveTime(dicom, "ArtimTimeout", errors);
+        ValidatePositiveTime(dicom, "IdleTimeout", errors);
+        var maxPdu = dicom["MaxAssociatePduLength"];
+        if (!string.IsNullOrEmpty(maxPdu) && (!int.TryParse(maxPdu, NumberStyles.None, CultureInfo.InvariantCulture, out var max) || max < 1024 || max > 16 * 1024 * 1024))
+        {
+            errors.Add($"{dicom.Path}:MaxAssociatePduLength: '{maxPdu}' must be a byte count between 1024 and 16777216.");
+        }
+
+        var probeAe = dicom["ProbeCallingAeTitle"];
+        if (probeAe is not null && !AeTitle.IsValid(probeAe))
+        {
+            errors.Add($"{dicom.Path}:ProbeCallingAeTitle: '{probeAe}' is not an AE title.");
+        }
+
+        foreach (var route in dicom.GetSection("Routes").GetChildren())
+        {
+            var called = route["CalledAeTitle"];
+            if (string.IsNullOrEmpty(called))
+            {
+                errors.Add($"{route.Path}:CalledAeTitle: required (an AE title or '*').");
+            }
+            else if (called != "*" && !AeTitle.IsValid(called))
+            {
+                errors.Add($"{route.Path}:CalledAeTitle: '{called}' is not an AE title (1-16 characters, no backslash or control characters) or '*'.");
+            }
+
+            foreach (var calling in route.GetSection("CallingAeTitles").GetChildren())
+            {
+                if (calling.Value is null || !AeTitle.IsValid(calling.Value))
+                {
+                    errors.Add($"{calling.Path}: '{calling.Value}' is not an AE title.");
+                }
+            }
+
+            ValidateRouteListeners(route, listeners, errors);
+            ValidateRouteCluster(route, clusters, ClusterProtocol.Dicom, errors);
+        }
+    }
+
+    private static void ValidateMllp(IConfigurationSection mllp, Dictionary<string, ClusterProtocol> clusters, HashSet<string> listeners, List<string> errors)
+    {
+        ValidatePositiveTime(mllp, "AckTimeout", errors);
+        var maxFrame = mllp["MaxFrameSize"];
+        if (!string.IsNullOrEmpty(maxFrame) && (!int.TryParse(maxFrame, NumberStyles.None, CultureInfo.InvariantCulture, out var max) || max < 256))
+        {
+            errors.Add($"{mllp.Path}:MaxFrameSize: '{maxFrame}' must be a byte count of at least 256.");
+        }
+
+        foreach (var route in mllp.GetSection("Routes").GetChildren())
+        {
+            var type = route["MessageType"];
+            if (!string.IsNullOrEmpty(type) && !IsMessageTypePattern(type))
+            {
+                errors.Add($"{route.Path}:MessageType: '{type}' is not an MSH-9 pattern such as 'ADT^*', 'ORM^O01' or '*'.");
+            }
+
+            ValidateRouteListeners(route, listeners, errors);
+            ValidateRouteCluster(route, clusters, ClusterProtocol.Mllp, errors);
+        }
+    }
+
+    private static void ValidateXds(IConfigurationSection xds, Dictionary<string, ClusterProtocol> clusters, List<string> errors)
+    {
+        foreach (var key in new[] { "RegistryCluster", "RepositoryCluster" })
+        {
+            var id = xds[key];
+            if (string.IsNullOrEmpty(id))
+            {
+                continue;
+            }
+
+            if (!clusters.TryGetValue(id, out var protocol))
+            {
+                errors.Add($"{xds.Path}:{key}: unknown cluster '{id}'.");
+            }
+            else if (protocol != ClusterProtocol.Http)
+            {
+                errors.Add($"{xds.Path}:{key}: cluster '{id}' is a {protocol} cluster; XDS needs an Http cluster.");
+            }
+        }
+    }
+
+    private static void ValidateRouteCluster(IConfigurationSection route, Dictionary<string, ClusterProtocol> clusters, ClusterProtocol expected, List<string> errors)
+    {
+        var id = route["Cluster"];
+        if (string.IsNullOrEmpty(id))
+        {
+            errors.Add($"{route.Path}:Cluster: required.");
+        }
+        else if (!clusters.TryGetValue(id, out var protocol))
+        {
+            errors.Add($"{route.Path}:Cluster: unknown cluster '{id}'.");
+        }
+        else if (protocol != expected)
+        {
+            errors.Add($"{route.Path}:Cluster: cluster '{id}' is a {protocol} cluster; this route needs a {expected} cluster (Metadata:Protocol = {expected}).");
+        }
+    }
+
+    private static void ValidateRouteListeners(IConfigurationSection route, HashSet<string> listeners, List<string> errors)
+    {
+        foreach (var listener in route.GetSection("Listeners").GetChildren())
+        {
+            if (listener.Value is null || !listeners.Contains(listener.Value))
+            {
+                errors.Add($"{listener.Path}: unknown listener '{listener.Value}'.");
+            }
+        }
+    }
+
+    private static void ValidatePortConflicts(List<(string Key, IPAddress? Address, int Port)> ports, List<string> errors)
+    {
+        for (var i = 0; i < ports.Count; i++)
+        {
+            for (var j = i + 1; j < ports.Count; j++)
+            {
+                var (a, b) = (ports[i], ports[j]);
+                if (a.Port == 0 || a.Port != b.Port)
+                {
+                    continue;
+                }
+
+                var overlap = a.Address is null || b.Address is null || IsAny(a.Address) || IsAny(b.Address) || a.Address.Equals(b.Address);
+                if (overlap)
+                {
+                    errors.Add($"{b.Key}: port {b.Port} is already used by {a.Key}.");
+                }
+            }
+        }
+
+        static bool IsAny(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+    }
+
+    private static void ValidatePositiveTime(IConfigurationSection section, string key, List<string> errors)
+    {
+        var text = section[key];
+        if (string.IsNullOrEmpty(text))
+        {
+            return;
+        }
+
+        if (!TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var value))
+        {
+            errors.Add($"{section.Path}:{key}: '{text}' is not a time span (hh:mm:ss).");
+        }
+        else if (value <= TimeSpan.Zero)
+        {
+            errors.Add($"{section.Path}:{key}: must be positive, got '{text}'.");
+        }
+    }
+
+    private static void ValidatePositiveInteger(IConfigurationSection section, string key, List<string> errors)
+    {
+        var text = section[key];
+        if (!string.IsNullOrEmpty(text) && (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < 1))
+        {
+            errors.Add($"{section.Path}:{key}: '{text}' must be a positive whole number.");
+        }
+    }
+
+    private static void ValidateBoolean(IConfigurationSection section, string key, List<string> errors)
+    {
+        var text = section[key];
+        if (!string.IsNullOrEmpty(text) && !bool.TryParse(text, out _))
+        {
+            errors.Add($"{section.Path}:{key}: '{text}' is not true or false.");
+        }
+    }
+
+    internal static bool TryParseProtocol(string? text, out ClusterProtocol protocol)
+    {
+        if (string.IsNullOrEmpty(text))
+        {
+            protocol = ClusterProtocol.Http;
+            return true;
+        }
+
+        return Enum.TryParse(text, ignoreCase: true, out protocol) && Enum.IsDefined(protocol) && !int.TryParse(text, out _);
+    }
+
+    internal static bool TryParseListenAddress(string text, out IPAddress? address)
+    {
+        if (string.Equals(text, "localhost", StringComparison.OrdinalIgnoreCase))
+        {
+            address = IPAddress.Loopback;
+            return true;
+        }
+
+        if (text is "*" or "+")
+        {
+            address = IPAddress.Any;
+            return true;
+        }
+
+        var ok = IPAddress.TryParse(text, out var parsed);
+        address = parsed;
+        return ok;
+    }
+
+    internal static bool TryParseEndpointUrl(string url, out string scheme, out IPAddress? address, out int port)
+    {
+        scheme = "";
+        address = null;
+        port = 0;
+        var text = url.Replace("://*", "://0.0.0.0", StringComparison.Ordinal).Replace("://+", "://0.0.0.0", StringComparison.Ordinal);
+        if (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+        {
+            return false;
+        }
+
+        scheme = uri.Scheme;
+        port = uri.Port;
+        address = uri.IsLoopback ? IPAddress.Loopback : IPAddress.TryParse(uri.Host.Trim('[', ']'), out var ip) ? ip : IPAddress.Any;
+        return true;
+    }
+
+    internal static bool IsMessageTypePattern(string pattern)
+    {
+        if (pattern == "*")
+        {
+            return true;
+        }
+
+        var parts = pattern.Split('^');
+        if (parts.Length > 3)
+        {
+            return false;
+        }
+
+        foreach (var part in parts)
+        {
+            if (part.Length == 0 || (part != "*" && !part.All(char.IsAsciiLetterOrDigit)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+}

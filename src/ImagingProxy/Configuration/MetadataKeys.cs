@@ -1,0 +1,32 @@
+namespace ImagingProxy.Configuration;
+
+/// <summary>Metadata keys ImagingProxy reads from YARP route, cluster and destination metadata.</summary>
+public static class MetadataKeys
+{
+    /// <summary>Cluster metadata: <c>Http</c> (default), <c>Dicom</c> or <c>Mllp</c>.</summary>
+    public const string Protocol = "Protocol";
+
+    /// <summary>Destination metadata: the node's own AE title (probe target, optional Called AE rewrite).</summary>
+    public const string AeTitle = "AeTitle";
+
+    /// <summary>Route metadata: the Kestrel endpoint whose requests the route serves (default <c>Viewers</c>).</summary>
+    public const string Listener = "Listener";
+
+    /// <summary>Cluster metadata: consecutive probe failures before a destination turns unhealthy (YARP's key).</summary>
+    public const string ConsecutiveFailuresThreshold = "ConsecutiveFailuresHealthPolicy.Threshold";
+
+    /// <summary>Cluster metadata: consecutive probe successes before an unhealthy destination turns healthy again.</summary>
+    public const string ConsecutiveSuccessesThreshold = "ConsecutiveSuccessesHealthPolicy.Threshold";
+
+    /// <summary>Cluster metadata: headers sent with HTTP probes, <c>Name: value</c> pairs separated by <c>;</c> or newlines.</summary>
+    public const string ProbeHeaders = "HealthCheck.Headers";
+
+    /// <summary>Cluster metadata (MLLP): <c>Connect</c> (default) or <c>Message</c>.</summary>
+    public const string MllpProbe = "HealthCheck.Mllp.Probe";
+
+    /// <summary>Internal: set by ImagingProxy's config filter when the user enabled active health checks.</summary>
+    internal const string ActiveHealthCheckEnabled = "ImagingProxy.ActiveHealthCheck.Enabled";
+
+    /// <summary>Internal: marks the synthetic XDS route.</summary>
+    internal const string XdsRoute = "ImagingProxy.Xds";
+}

@@ -1,0 +1,108 @@
+namespace ImagingProxy.Forwarding;
+
+/// <summary>
+/// Reads the SOAP 1.2 action of an XDS.b request from its headers only, never the body (protocols.md §4.2):
+/// the <c>action</c> parameter of <c>Content-Type</c> (RFC 3902; for MTOM it stays on the outer
+/// <c>multipart/related</c> type), else a SOAP 1.1-style <c>SOAPAction</c> header as a fallback.
+/// </summary>
+public static class XdsAction
+{
+    public const string RegistryStoredQuery = "urn:ihe:iti:2007:RegistryStoredQuery";
+    public const string ProvideAndRegisterDocumentSet = "urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b";
+    public const string RegisterDocumentSet = "urn:ihe:iti:2007:RegisterDocumentSet-b";
+    public const string RetrieveDocumentSet = "urn:ihe:iti:2007:RetrieveDocumentSet";
+
+    /// <summary>Finds the action and classifies it; <paramref name="action"/> is the raw text found, if any.</summary>
+    public static XdsTransaction Classify(string? contentType, string? soapAction, out string? action)
+    {
+        action = FindParameter(contentType, "action");
+        if (string.IsNullOrEmpty(action) && !string.IsNullOrWhiteSpace(soapAction))
+        {
+            action = Unquote(soapAction.AsSpan().Trim()).ToString();
+        }
+
+        if (string.IsNullOrEmpty(action))
+        {
+            action = null;
+            return XdsTransaction.Missing;
+        }
+
+        return Classify(action);
+    }
+
+    /// <summary>Classifies a whole action URN (case-insensitive, as YARP header matching and real peers treat it).</summary>
+    public static XdsTransaction Classify(string action) => action.Trim() switch
+    {
+        var a when a.Equals(RegistryStoredQuery, StringComparison.OrdinalIgnoreCase) => XdsTransaction.RegistryStoredQuery,
+        var a when a.Equals(ProvideAndRegisterDocumentSet, StringComparison.OrdinalIgnoreCase) => XdsTransaction.ProvideAndRegisterDocumentSet,
+        var a when a.Equals(RegisterDocumentSet, StringComparison.OrdinalIgnoreCase) => XdsTransaction.RegisterDocumentSet,
+        var a when a.Equals(RetrieveDocumentSet, StringComparison.OrdinalIgnoreCase) => XdsTransaction.RetrieveDocumentSet,
+        _ => XdsTransaction.Unknown,
+    };
+
+    /// <summary>True for the transactions served by the registry (ITI-18, ITI-42); false for the repository (ITI-41, ITI-43).</summary>
+    public static bool IsRegistry(XdsTransaction transaction)
+        => transaction is XdsTransaction.RegistryStoredQuery or XdsTransaction.RegisterDocumentSet;
+
+    public static string TransactionId(XdsTransaction transaction) => transaction switch
+    {
+        XdsTransaction.RegistryStoredQuery => "ITI-18",
+        XdsTransaction.ProvideAndRegisterDocumentSet => "ITI-41",
+        XdsTransaction.RegisterDocumentSet => "ITI-42",
+        XdsTransaction.RetrieveDocumentSet => "ITI-43",
+        _ => "unknown",
+    };
+
+    /// <summary>Reads one parameter of a media type, honouring quoted strings (RFC 9110 §5.6.6).</summary>
+    internal static string? FindParameter(string? mediaType, string name)
+    {
+        if (string.IsNullOrEmpty(mediaType))
+        {
+            return null;
+        }
+
+        var span = mediaType.AsSpan();
+        var start = span.IndexOf(';');
+        while (start >= 0 && start < span.Length)
+        {
+            span = span[(start + 1)..];
+            var end = NextSeparator(span);
+            var parameter = span[..end].Trim();
+            var equals = parameter.IndexOf('=');
+            if (equals > 0 && parameter[..equals].Trim().Equals(name, StringComparison.OrdinalIgnoreCase))
+            {
+                return Unquote(parameter[(equals + 1)..].Trim()).ToString();
+            }
+
+            start = end;
+        }
+
+        return null;
+    }
+
+    private static int NextSeparator(ReadOnlySpan<char> span)
+    {
+        var quoted = false;
+        for (var i = 0; i < span.Length; i++)
+        {
+            var c = span[i];
+            if (c == '\\' && quoted)
+            {
+                i++;
+            }
+            else if (c == '"')
+            {
+                quoted = !quoted;
+            }
+            else if (c == ';' && !quoted)
+            {
+                return i;
+            }
+        }
+
+        return span.Length;
+    }
+
+    private static ReadOnlySpan<char> Unquote(ReadOnlySpan<char> value)
+        => value.Length >= 2 && value[0] == '"' && value[^1] == '"' ? value[1..^1] : value;
+}

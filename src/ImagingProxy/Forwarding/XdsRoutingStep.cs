@@ -1,0 +1,72 @@
+using ImagingProxy.Configuration;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy;
+
+namespace ImagingProxy.Forwarding;
+
+/// <summary>
+/// YARP proxy-pipeline step for the Xds endpoint: reads the SOAP action from the headers, sends ITI-18/42 to the
+/// registry cluster and ITI-41/43 to the repository cluster, and answers SOAP 1.2 faults itself: 400
+/// <c>env:Sender</c> for a missing or unknown action, 503 <c>env:Receiver</c> when the cluster has no healthy
+/// destination. The body is never read here, so MTOM uploads of any size stream through.
+/// </summary>
+internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ConfigurationGate gate, ILogger<XdsRoutingStep> logger)
+{
+    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    {
+        var feature = context.GetReverseProxyFeature();
+        if (feature.Route.Config.Metadata?.ContainsKey(MetadataKeys.XdsRoute) != true)
+        {
+            await next();
+            return;
+        }
+
+        var transaction = XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out var action);
+        if (transaction is XdsTransaction.Missing or XdsTransaction.Unknown)
+        {
+            Log.BadAction(logger, transaction, action ?? "(none)", context.Connection.RemoteIpAddress?.ToString() ?? "?");
+            var reason = transaction == XdsTransaction.Missing
+                ? "No SOAP action: send the action parameter of the Content-Type (application/soap+xml; action=\"urn:ihe:iti:2007:...\")."
+                : $"Unknown SOAP action '{action}': this endpoint serves ITI-18, ITI-41, ITI-42 and ITI-43.";
+            await SoapFault.WriteAsync(context, StatusCodes.Status400BadRequest, SoapFault.Code.Sender, reason);
+            return;
+        }
+
+        context.Items[XdsTransactionItem] = transaction;
+        var xds = gate.Configuration.GetSection($"{ImagingProxyOptions.SectionName}:Xds").Get<XdsOptions>() ?? new XdsOptions();
+        var clusterId = XdsAction.IsRegistry(transaction) ? xds.RegistryCluster : xds.RepositoryCluster;
+        if (clusterId is null || !state.TryGetCluster(clusterId, out var cluster))
+        {
+            await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No cluster is configured for {XdsAction.TransactionId(transaction)}.");
+            return;
+        }
+
+        if (!ReferenceEquals(feature.Cluster, cluster.Model))
+        {
+            context.ReassignProxyRequest(cluster);
+        }
+
+        if (feature.AvailableDestinations.Count == 0)
+        {
+            Log.NoDestination(logger, clusterId, XdsAction.TransactionId(transaction));
+            await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No healthy server in cluster '{clusterId}' for {XdsAction.TransactionId(transaction)}; retry later.");
+            return;
+        }
+
+        await next();
+    }
+
+    /// <summary>HttpContext.Items key holding the request's <see cref="XdsTransaction"/>.</summary>
+    public const string XdsTransactionItem = "ImagingProxy.XdsTransaction";
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 400, Level = LogLevel.Warning, Message = "XDS request from {Client} refused: {Transaction} action '{Action}'.")]
+        public static partial void BadAction(ILogger logger, XdsTransaction transaction, string action, string client);
+
+        [LoggerMessage(EventId = 401, Level = LogLevel.Warning, Message = "XDS {Transaction} refused: no healthy destination in cluster '{Cluster}'.")]
+        public static partial void NoDestination(ILogger logger, string cluster, string transaction);
+    }
+}

@@ -1,0 +1,40 @@
+using ImagingProxy.Configuration;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Health;
+
+/// <summary>
+/// Available-destinations policies that honour ImagingProxy's own active probes (YARP's built-ins ignore active
+/// health unless YARP's HTTP monitor is enabled, yarp-notes.md §4). Names stay close to YARP's so operators keep
+/// one vocabulary: <c>HealthyAndUnknown</c> (default: no destination rather than a dead one) and <c>HealthyOrPanic</c>.
+/// </summary>
+public static class AvailableDestinationsPolicies
+{
+    public const string HealthyAndUnknown = "ImagingProxy.HealthyAndUnknown";
+    public const string HealthyOrPanic = "ImagingProxy.HealthyOrPanic";
+
+    internal static bool IsAvailable(ClusterConfig config, DestinationState destination)
+    {
+        var activeEnabled = config.Metadata is not null
+            && config.Metadata.TryGetValue(MetadataKeys.ActiveHealthCheckEnabled, out var value)
+            && bool.TryParse(value, out var enabled) && enabled;
+        var passiveEnabled = config.HealthCheck?.Passive?.Enabled == true;
+        return (!activeEnabled || destination.Health.Active != DestinationHealth.Unhealthy)
+            && (!passiveEnabled || destination.Health.Passive != DestinationHealth.Unhealthy);
+    }
+
+    internal static List<DestinationState> Filter(ClusterConfig config, IReadOnlyList<DestinationState> all)
+    {
+        var available = new List<DestinationState>(all.Count);
+        for (var i = 0; i < all.Count; i++)
+        {
+            if (IsAvailable(config, all[i]))
+            {
+                available.Add(all[i]);
+            }
+        }
+
+        return available;
+    }
+}

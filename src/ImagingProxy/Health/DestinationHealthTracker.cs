@@ -1,0 +1,73 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Health;
+
+/// <summary>
+/// Remembers each destination's last seen active/passive health and since when, logs each transition once, and
+/// tells listeners (metrics) about it. Fed by the health updater decorator, the probe monitor and /status reads,
+/// so changes YARP makes on its own (passive reactivation) are seen too.
+/// </summary>
+public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<DestinationHealthTracker> logger)
+{
+    private readonly ConcurrentDictionary<(string Cluster, string Destination), HealthRecord> _records = new();
+
+    /// <summary>Raised once per observed change: cluster, destination, kind ("active"/"passive"), old, new.</summary>
+    public event Action<string, string, string, DestinationHealth, DestinationHealth>? Transition;
+
+    public HealthRecord Observe(ClusterState cluster, DestinationState destination)
+    {
+        var key = (cluster.ClusterId, destination.DestinationId);
+        var active = destination.Health.Active;
+        var passive = destination.Health.Passive;
+        var now = time.GetUtcNow();
+        while (true)
+        {
+            if (!_records.TryGetValue(key, out var previous))
+            {
+                var created = new HealthRecord(active, passive, now);
+                if (_records.TryAdd(key, created))
+                {
+                    return created;
+                }
+
+                continue;
+            }
+
+            if (previous.Active == active && previous.Passive == passive)
+            {
+                return previous;
+            }
+
+            var updated = new HealthRecord(active, passive, now);
+            if (!_records.TryUpdate(key, updated, previous))
+            {
+                continue;
+            }
+
+            if (previous.Active != active)
+            {
+                Log.HealthChanged(logger, "Active", cluster.ClusterId, destination.DestinationId, previous.Active, active);
+                Transition?.Invoke(cluster.ClusterId, destination.DestinationId, "active", previous.Active, active);
+            }
+
+            if (previous.Passive != passive)
+            {
+                Log.HealthChanged(logger, "Passive", cluster.ClusterId, destination.DestinationId, previous.Passive, passive);
+                Transition?.Invoke(cluster.ClusterId, destination.DestinationId, "passive", previous.Passive, passive);
+            }
+
+            return updated;
+        }
+    }
+
+    /// <summary>A destination's health as last observed and when it last changed.</summary>
+    public sealed record HealthRecord(DestinationHealth Active, DestinationHealth Passive, DateTimeOffset Since);
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "{Kind} health of destination '{Destination}' in cluster '{Cluster}' changed from {Old} to {New}.")]
+        public static partial void HealthChanged(ILogger logger, string kind, string cluster, string destination, DestinationHealth old, DestinationHealth @new);
+    }
+}

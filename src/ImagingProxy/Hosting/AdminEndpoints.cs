@@ -1,0 +1,132 @@
+using System.Text.Json;
+using ImagingProxy.Configuration;
+using ImagingProxy.Health;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Hosting;
+
+/// <summary>The Admin endpoint's paths: <c>/healthz</c>, <c>/readyz</c>, <c>/status</c> (and <c>/metrics</c>, mapped by telemetry).</summary>
+public static class AdminEndpoints
+{
+    public static void MapAdminEndpoints(this IEndpointRouteBuilder endpoints)
+    {
+        var admin = new ListenerMetadata(EndpointNames.Admin);
+        endpoints.MapGet("/healthz", () => Results.Text("ok\n")).WithMetadata(admin);
+        endpoints.MapGet("/readyz", (ReadinessState readiness) => readiness.IsReady
+            ? Results.Text("ready\n")
+            : Results.Text(readiness.IsDraining ? "draining\n" : "starting\n", statusCode: StatusCodes.Status503ServiceUnavailable)).WithMetadata(admin);
+        endpoints.MapGet("/status", WriteStatusAsync).WithMetadata(admin);
+    }
+
+    private static async Task WriteStatusAsync(HttpContext context)
+    {
+        var services = context.RequestServices;
+        var state = services.GetRequiredService<IProxyStateLookup>();
+        var tracker = services.GetRequiredService<DestinationHealthTracker>();
+        var gate = services.GetRequiredService<ConfigurationGate>();
+        var listeners = services.GetRequiredService<ListenerRegistry>();
+        var readiness = services.GetRequiredService<ReadinessState>();
+
+        context.Response.ContentType = "application/json; charset=utf-8";
+        await using var json = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Indented = true });
+        json.WriteStartObject();
+        json.WriteBoolean("ready", readiness.IsReady);
+        json.WriteStartObject("configuration");
+        json.WriteNumber("generation", gate.Generation);
+        if (gate.AppliedAt is { } applied)
+        {
+            json.WriteString("appliedAt", applied);
+        }
+
+        if (gate.LastRejection.Count > 0)
+        {
+            json.WriteString("rejectedAt", gate.RejectedAt ?? default);
+            json.WriteStartArray("rejection");
+            foreach (var problem in gate.LastRejection)
+            {
+                json.WriteStringValue(problem);
+            }
+
+            json.WriteEndArray();
+        }
+
+        json.WriteEndObject();
+
+        json.WriteStartArray("listeners");
+        foreach (var listener in listeners.All)
+        {
+            json.WriteStartObject();
+            json.WriteString("name", listener.Name);
+            json.WriteString("kind", listener.Kind);
+            json.WriteString("address", listener.EndPoint.ToString());
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+
+        json.WriteStartArray("clusters");
+        foreach (var cluster in state.GetClusters().OrderBy(c => c.ClusterId, StringComparer.Ordinal))
+        {
+            WriteCluster(json, cluster, tracker);
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static void WriteCluster(Utf8JsonWriter json, ClusterState cluster, DestinationHealthTracker tracker)
+    {
+        var config = cluster.Model.Config;
+        var protocol = ClusterProtocols.Of(config);
+        var available = cluster.DestinationsState?.AvailableDestinations ?? [];
+        json.WriteStartObject();
+        json.WriteString("id", cluster.ClusterId);
+        json.WriteString("protocol", protocol.ToString());
+        json.WriteString("loadBalancingPolicy", config.LoadBalancingPolicy ?? "PowerOfTwoChoices");
+        json.WriteBoolean("activeHealthCheck", ActiveHealthMonitor.IsEnabled(config));
+        json.WriteBoolean("passiveHealthCheck", config.HealthCheck?.Passive?.Enabled == true);
+        json.WriteNumber("availableDestinations", available.Count);
+        json.WriteStartArray("destinations");
+        foreach (var destination in cluster.Destinations.Values.OrderBy(d => d.DestinationId, StringComparer.Ordinal))
+        {
+            var record = tracker.Observe(cluster, destination);
+            json.WriteStartObject();
+            json.WriteString("id", destination.DestinationId);
+            json.WriteString("address", destination.Model.Config.Address);
+            if (destination.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) is { } ae)
+            {
+                json.WriteString("aeTitle", ae);
+            }
+
+            json.WriteStartObject("health");
+            json.WriteString("active", record.Active.ToString());
+            json.WriteString("passive", record.Passive.ToString());
+            json.WriteEndObject();
+            json.WriteString("since", record.Since);
+            json.WriteBoolean("available", Contains(available, destination));
+            json.WriteNumber("activeRequests", destination.ConcurrentRequestCount);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteEndObject();
+    }
+
+    private static bool Contains(IReadOnlyList<DestinationState> list, DestinationState destination)
+    {
+        for (var i = 0; i < list.Count; i++)
+        {
+            if (ReferenceEquals(list[i], destination))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

@@ -1,0 +1,34 @@
+using System.Net;
+using ImagingProxy.Configuration;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace ImagingProxy.Hosting;
+
+/// <summary>One bound listener: its name, what it serves, and its Kestrel <see cref="ListenOptions"/>.</summary>
+public sealed class ProxyListener(string name, string kind, ListenOptions options) : IProxyListenerFeature
+{
+    public string Name { get; } = name;
+
+    /// <summary><c>Http</c> for Kestrel endpoints, <c>Dicom</c> or <c>Mllp</c> for raw listeners.</summary>
+    public string Kind { get; } = kind;
+
+    public ListenOptions Options { get; } = options;
+
+    /// <summary>The bound address; the real port after start-up even when 0 was configured.</summary>
+    public EndPoint EndPoint => Options.EndPoint;
+
+    /// <summary>Marks every connection of this listener with its name, before any other middleware.</summary>
+    public void Attach()
+    {
+        Options.Use(next => connection =>
+        {
+            connection.Features.Set<IProxyListenerFeature>(this);
+            return next(connection);
+        });
+    }
+
+    public static string KindOf(ClusterProtocol protocol) => protocol.ToString();
+
+    internal static bool IsBound(ConnectionContext? _) => true;
+}
