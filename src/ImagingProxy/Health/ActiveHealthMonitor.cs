@@ -28,6 +28,7 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
     private readonly Lock _lock = new();
     private readonly Dictionary<string, (CancellationTokenSource Cancel, Task Loop)> _loops = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConditionalWeakTable<DestinationState, Streak> _streaks = [];
+    private int _disposed;
 
     public ActiveHealthMonitor(IEnumerable<IDestinationProber> probers, IDestinationHealthUpdater updater, DestinationHealthTracker tracker, TimeProvider time, ILogger<ActiveHealthMonitor> logger)
     {
@@ -207,6 +208,11 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
 
     public void Dispose()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) == 1)
+        {
+            return;
+        }
+
         _stopping.Cancel();
         lock (_lock)
         {

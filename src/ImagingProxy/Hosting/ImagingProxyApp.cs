@@ -98,6 +98,7 @@ public static class ImagingProxyApp
         {
             var xds = pipeline.ApplicationServices.GetRequiredService<XdsRoutingStep>();
             var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
+            pipeline.Use(RequestTimeoutStep.InvokeAsync);
             pipeline.Use(xds.InvokeAsync);
             pipeline.UseSessionAffinity();
             pipeline.Use(noDestination.InvokeAsync);

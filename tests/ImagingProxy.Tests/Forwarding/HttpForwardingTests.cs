@@ -1,0 +1,161 @@
+using System.Net;
+using ImagingProxy.Health;
+using ImagingProxy.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Forwarding;
+
+/// <summary>Viewer traffic through YARP on the Viewers endpoint (TLS), against in-process Kestrel backends.</summary>
+public sealed class HttpForwardingTests : IAsyncLifetime
+{
+    private readonly TestCertificate _certificate = new();
+    private TestBackend _a = null!;
+    private TestBackend _b = null!;
+
+    public async Task InitializeAsync()
+    {
+        _a = await TestBackend.StartAsync("a");
+        _b = await TestBackend.StartAsync("b");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _a.DisposeAsync();
+        await _b.DisposeAsync();
+        _certificate.Dispose();
+    }
+
+    private const string AllRoute = """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }""";
+
+    [Fact]
+    public async Task Responses_through_the_proxy_equal_direct_access()
+    {
+        var config = TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", AllRoute);
+        await using var proxy = await TestProxy.StartAsync(config);
+        using var viaProxy = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var direct = new HttpClient { BaseAddress = _a.Url };
+
+        foreach (var path in new[] { "/studies?limit=1", "/status/404", "/status/500", "/status/204", "/big?bytes=1000000" })
+        {
+            using var expected = await direct.GetAsync(path);
+            using var actual = await viaProxy.GetAsync(path);
+            Assert.Equal(expected.StatusCode, actual.StatusCode);
+            Assert.Equal(await expected.Content.ReadAsByteArrayAsync(), await actual.Content.ReadAsByteArrayAsync());
+        }
+
+        var body = new byte[300_000];
+        Random.Shared.NextBytes(body);
+        using var postDirect = await direct.PostAsync("/studies", new ByteArrayContent(body));
+        using var postProxy = await viaProxy.PostAsync("/studies", new ByteArrayContent(body));
+        Assert.Equal(await postDirect.Content.ReadAsStringAsync(), await postProxy.Content.ReadAsStringAsync());
+
+        using var forwarded = await viaProxy.GetAsync("/studies");
+        Assert.Equal("127.0.0.1", forwarded.Headers.GetValues("X-Forwarded-For-Seen").Single());
+        Assert.Equal("https", forwarded.Headers.GetValues("X-Forwarded-Proto-Seen").Single());
+    }
+
+    [Fact]
+    public async Task Affinity_keeps_a_client_on_one_destination()
+    {
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin",
+            "SessionAffinity": { "Enabled": true, "Policy": "HashCookie", "AffinityKeyName": ".Affinity" }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{cluster}} }""", AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        var withoutCookie = new HashSet<string>();
+        string? cookie = null;
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            withoutCookie.Add(response.Headers.GetValues("X-Backend").Single());
+            cookie ??= response.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+        }
+
+        Assert.Equal(2, withoutCookie.Count);
+        var pinned = new HashSet<string>();
+        for (var i = 0; i < 10; i++)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, "/studies");
+            request.Headers.Add("Cookie", cookie);
+            using var response = await client.SendAsync(request);
+            pinned.Add(response.Headers.GetValues("X-Backend").Single());
+        }
+
+        Assert.Single(pinned);
+    }
+
+    [Fact]
+    public async Task A_dead_destination_stops_receiving_traffic()
+    {
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin",
+            "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.200", "Timeout": "00:00:01", "Path": "/health" } },
+            "Metadata": { "ConsecutiveFailuresHealthPolicy.Threshold": "1" }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{cluster}} }""", AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var down = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracker.Transition += (_, destination, kind, _, now) =>
+        {
+            if (destination == "b" && kind == "active" && now == DestinationHealth.Unhealthy)
+            {
+                down.TrySetResult();
+            }
+        };
+
+        await _b.DisposeAsync();
+        await down.Task.WaitAsync(TimeSpan.FromSeconds(60));
+
+        for (var i = 0; i < 20; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        _b = await TestBackend.StartAsync("b");
+    }
+
+    [Fact]
+    public async Task A_cluster_with_no_healthy_destination_answers_503_instead_of_panicking()
+    {
+        var cluster = TestConfig.Cluster("""
+            "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.200", "Timeout": "00:00:01", "Path": "/health" } }
+            """, _a);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{cluster}} }""", AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var down = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracker.Transition += (_, _, _, _, now) =>
+        {
+            if (now == DestinationHealth.Unhealthy)
+            {
+                down.TrySetResult();
+            }
+        };
+
+        _a.Unhealthy = true;
+        await down.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        var before = _a.Requests.Count(r => !r.Contains("/health", StringComparison.Ordinal));
+        using var response = await client.GetAsync("/studies");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Contains("no healthy server in cluster 'web'", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(before, _a.Requests.Count(r => !r.Contains("/health", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task A_route_timeout_ends_a_slow_request_with_504()
+    {
+        var routes = """{ "slow": { "ClusterId": "web", "Timeout": "00:00:00.500", "Match": { "Path": "/{**rest}" } } }""";
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", routes));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var fast = await client.GetAsync("/delay?ms=1");
+        Assert.Equal(HttpStatusCode.OK, fast.StatusCode);
+        using var slow = await client.GetAsync("/delay?ms=10000");
+        Assert.Equal(HttpStatusCode.GatewayTimeout, slow.StatusCode);
+    }
+}
