@@ -112,8 +112,15 @@ public static class DicomEchoClient
             }
             finally
             {
+                // Closing is best effort: the outcome is already decided and a reset peer must not replace it.
                 await input.CompleteAsync();
-                await output.CompleteAsync();
+                try
+                {
+                    await output.CompleteAsync();
+                }
+                catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException)
+                {
+                }
             }
         }
     }
