@@ -1,0 +1,90 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Text;
+
+namespace ImagingProxy.Dicom;
+
+/// <summary>
+/// Application Entity titles as carried in the A-ASSOCIATE fixed part: 16 bytes of ISO 646 G0, space padded
+/// (PS3.8 §9.3.2; PS3.5 §6.2 VR "AE"). Leading and trailing spaces are not significant; 16 spaces means "no name".
+/// </summary>
+public static class AeTitle
+{
+    /// <summary>Bytes an AE title occupies in a PDU.</summary>
+    public const int Length = 16;
+
+    /// <summary>Decodes a 16-byte field strictly: trimmed, non-empty, G0 characters other than backslash only.</summary>
+    public static bool TryDecode(ReadOnlySpan<byte> field, [NotNullWhen(true)] out string? aeTitle)
+    {
+        aeTitle = null;
+        var trimmed = field.Trim((byte)' ');
+        if (trimmed.IsEmpty)
+        {
+            return false;
+        }
+
+        foreach (var b in trimmed)
+        {
+            if (!IsAllowed(b))
+            {
+                return false;
+            }
+        }
+
+        aeTitle = Encoding.ASCII.GetString(trimmed);
+        return true;
+    }
+
+    /// <summary>Decodes a field leniently (for reserved echoes such as the AC's, which are not tested): trimmed, non-ASCII replaced.</summary>
+    public static string DecodeLenient(ReadOnlySpan<byte> field) => Encoding.ASCII.GetString(field.Trim((byte)' '));
+
+    /// <summary>True when <paramref name="aeTitle"/> is 1-16 significant characters of the AE VR.</summary>
+    public static bool IsValid(ReadOnlySpan<char> aeTitle)
+    {
+        var trimmed = aeTitle.Trim(' ');
+        if (trimmed.IsEmpty || aeTitle.Length > Length)
+        {
+            return false;
+        }
+
+        foreach (var c in trimmed)
+        {
+            if (c > 0x7F || !IsAllowed((byte)c))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>Writes the AE title space padded into a 16-byte field. Returns false (writing nothing) if it is not valid.</summary>
+    public static bool TryWrite(ReadOnlySpan<char> aeTitle, Span<byte> field)
+    {
+        if (field.Length < Length || !IsValid(aeTitle))
+        {
+            return false;
+        }
+
+        var trimmed = aeTitle.Trim(' ');
+        var destination = field[..Length];
+        destination.Fill((byte)' ');
+        for (var i = 0; i < trimmed.Length; i++)
+        {
+            destination[i] = (byte)trimmed[i];
+        }
+
+        return true;
+    }
+
+    /// <summary>Writes the AE title space padded; throws for an invalid title (our own configuration, not wire data).</summary>
+    public static void Write(ReadOnlySpan<char> aeTitle, Span<byte> field)
+    {
+        if (!TryWrite(aeTitle, field))
+        {
+            throw new ArgumentException("An AE title is 1-16 ASCII characters without control characters or backslash.", nameof(aeTitle));
+        }
+    }
+
+    // PS3.5 §6.2: default character repertoire excluding character code 5CH (backslash) and control characters.
+    private static bool IsAllowed(byte b) => b is >= 0x20 and < 0x7F and not (byte)'\\';
+}

@@ -1,0 +1,160 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using ImagingProxy.Dicom;
+
+namespace ImagingProxy.Tests.Dicom;
+
+public class AssociateParserTests
+{
+    [Fact]
+    public void Parses_the_dcmtk_associate_request()
+    {
+        Assert.True(AssociateRequest.TryParse(Body(DicomCaptures.AssociateRequest), out var rq, out var error), error.ToString());
+
+        Assert.Equal(1, rq.ProtocolVersion);
+        Assert.Equal("STORESCP", rq.CalledAeTitle);
+        Assert.Equal("ECHOSCU", rq.CallingAeTitle);
+        Assert.Equal(DicomUids.ApplicationContextName, rq.ApplicationContextName);
+        var pc = Assert.Single(rq.PresentationContexts);
+        Assert.Equal(1, pc.Id);
+        Assert.Equal(DicomUids.Verification, pc.AbstractSyntax);
+        Assert.Equal([DicomUids.ImplicitVrLittleEndian], pc.TransferSyntaxes);
+        Assert.Equal(new UserInformation(16384, "1.2.276.0.7230010.3.0.3.6.7", "OFFIS_DCMTK_367", HasUserIdentity: false), rq.UserInformation);
+    }
+
+    [Fact]
+    public void Parses_the_dcmtk_associate_accept()
+    {
+        Assert.True(AssociateAccept.TryParse(Body(DicomCaptures.AssociateAccept), out var ac, out var error), error.ToString());
+
+        Assert.Equal("STORESCP", ac.CalledAeTitle);
+        Assert.Equal("ECHOSCU", ac.CallingAeTitle);
+        var pc = ac.FindPresentationContext(1);
+        Assert.NotNull(pc);
+        Assert.Equal(PresentationContextResult.Acceptance, pc.Result);
+        Assert.Null(pc.AbstractSyntax);
+        Assert.Equal([DicomUids.ImplicitVrLittleEndian], pc.TransferSyntaxes);
+        Assert.Equal(16384u, ac.UserInformation.MaxPduLength);
+        Assert.Null(ac.FindPresentationContext(3));
+    }
+
+    [Fact]
+    public void Parses_a_request_body_split_across_segments()
+    {
+        var pdu = DicomCaptures.AssociateRequest;
+        for (var split = 7; split < pdu.Length; split += 13)
+        {
+            var body = TestSequence.Split(pdu, split).Slice(6);
+            Assert.True(AssociateRequest.TryParse(body, out var rq, out _));
+            Assert.Equal("STORESCP", rq.CalledAeTitle);
+        }
+    }
+
+    [Fact]
+    public void Detects_a_user_identity_sub_item_without_keeping_it()
+    {
+        // Sub-item 0x58: type 2 (username + passcode), no response requested, "u", "p" (PS3.7 D.3.3.7.1).
+        byte[] identity = [0x58, 0x00, 0x00, 0x0A, 0x02, 0x00, 0x00, 0x01, (byte)'u', 0x00, 0x01, (byte)'p', 0x00, 0x00];
+        identity[3] = (byte)(identity.Length - 4);
+        var pdu = AppendToUserInformation(DicomCaptures.AssociateRequest, identity);
+
+        Assert.True(AssociateRequest.TryParse(Body(pdu), out var rq, out var error), error.ToString());
+        Assert.True(rq.UserInformation.HasUserIdentity);
+    }
+
+    [Fact]
+    public void Skips_unknown_user_information_sub_items()
+    {
+        var pdu = AppendToUserInformation(DicomCaptures.AssociateRequest, [0x5F, 0x00, 0x00, 0x02, 0xAB, 0xCD]);
+
+        Assert.True(AssociateRequest.TryParse(Body(pdu), out var rq, out _));
+        Assert.False(rq.UserInformation.HasUserIdentity);
+    }
+
+    [Fact]
+    public void Trims_ae_titles_with_leading_spaces()
+    {
+        var pdu = DicomCaptures.AssociateRequest;
+        "  PACS1          "u8[..16].CopyTo(pdu.AsSpan(10));
+
+        Assert.True(AssociateRequest.TryParse(Body(pdu), out var rq, out _));
+        Assert.Equal("PACS1", rq.CalledAeTitle);
+    }
+
+    public static TheoryData<string, AssociateParseError> Malformations => new()
+    {
+        { "truncated fixed part", AssociateParseError.TooShort },
+        { "protocol version 2", AssociateParseError.ProtocolVersionNotSupported },
+        { "called AE all spaces", AssociateParseError.InvalidCalledAeTitle },
+        { "calling AE with backslash", AssociateParseError.InvalidCallingAeTitle },
+        { "calling AE with control character", AssociateParseError.InvalidCallingAeTitle },
+        { "item length past end", AssociateParseError.ItemLengthInvalid },
+        { "no user information", AssociateParseError.InvalidUserInformation },
+        { "no application context", AssociateParseError.InvalidApplicationContext },
+        { "maximum length of 2 bytes", AssociateParseError.InvalidMaximumLength },
+        { "presentation context without transfer syntax", AssociateParseError.InvalidPresentationContext },
+    };
+
+    [Theory]
+    [MemberData(nameof(Malformations))]
+    public void Names_each_malformation(string malformation, AssociateParseError expected)
+    {
+        var pdu = DicomCaptures.AssociateRequest;
+        byte[] body = malformation switch
+        {
+            "truncated fixed part" => pdu[6..70],
+            "protocol version 2" => Patch(pdu, 6, 0x00, 0x02)[6..],
+            "called AE all spaces" => Patch(pdu, 10, [.. Enumerable.Repeat((byte)' ', 16)])[6..],
+            "calling AE with backslash" => Patch(pdu, 26, (byte)'A', (byte)'\\')[6..],
+            "calling AE with control character" => Patch(pdu, 26, (byte)'A', 0x09)[6..],
+            "item length past end" => Patch(pdu, 0x97, 0x00, 0xFF)[6..],
+            "no user information" => pdu[6..0x95],
+            "no application context" => [.. pdu[6..0x4A], .. pdu[0x63..]],
+            "maximum length of 2 bytes" => Patch(pdu, 0x99, 0x51, 0x00, 0x00, 0x02, 0x52, 0x00)[6..],
+            "presentation context without transfer syntax" => Patch(pdu, 0x80, 0x41)[6..],
+            _ => throw new ArgumentOutOfRangeException(nameof(malformation)),
+        };
+
+        Assert.False(AssociateRequest.TryParse(new ReadOnlySequence<byte>(body), out var rq, out var error));
+        Assert.Null(rq);
+        Assert.Equal(expected, error);
+    }
+
+    [Fact]
+    public void Does_not_test_the_ae_titles_of_an_accept()
+    {
+        var pdu = Patch(DicomCaptures.AssociateAccept, 10, [.. Enumerable.Repeat((byte)' ', 16)]);
+
+        Assert.True(AssociateAccept.TryParse(Body(pdu), out var ac, out _));
+        Assert.Equal("", ac.CalledAeTitle);
+    }
+
+    [Fact]
+    public void Reads_a_rejected_presentation_context_result()
+    {
+        var pdu = Patch(DicomCaptures.AssociateAccept, DicomCaptures.AcceptResultOffset, 3);
+
+        Assert.True(AssociateAccept.TryParse(Body(pdu), out var ac, out _));
+        Assert.Equal(PresentationContextResult.AbstractSyntaxNotSupported, ac.PresentationContexts[0].Result);
+    }
+
+    internal static ReadOnlySequence<byte> Body(byte[] pdu) => new(pdu, 6, pdu.Length - 6);
+
+    internal static byte[] Patch(byte[] pdu, int offset, params byte[] bytes)
+    {
+        var copy = pdu.ToArray();
+        bytes.CopyTo(copy, offset);
+        return copy;
+    }
+
+    /// <summary>Appends a sub-item to the User Information item (the last item of the dcmtk RQ) and fixes both lengths.</summary>
+    internal static byte[] AppendToUserInformation(byte[] pdu, byte[] subItem)
+    {
+        const int userInformationOffset = 0x95;
+        byte[] result = [.. pdu, .. subItem];
+        BinaryPrimitives.WriteUInt32BigEndian(result.AsSpan(2), (uint)(result.Length - 6));
+        var itemLength = BinaryPrimitives.ReadUInt16BigEndian(result.AsSpan(userInformationOffset + 2));
+        BinaryPrimitives.WriteUInt16BigEndian(result.AsSpan(userInformationOffset + 2), (ushort)(itemLength + subItem.Length));
+        return result;
+    }
+}
