@@ -61,7 +61,7 @@ public sealed class MllpFrameReader
             return MllpReadResult.NeedMoreData;
         }
 
-        if (buffer.FirstSpan[0] != MllpConstants.StartBlock)
+        if (FirstByte(buffer) != MllpConstants.StartBlock)
         {
             var next = buffer.PositionOf(MllpConstants.StartBlock) ?? buffer.End;
             message = buffer.Slice(buffer.Start, next);
@@ -77,18 +77,28 @@ public sealed class MllpFrameReader
             _searched = 0;
         }
 
-        if (TryFindTrailer(payload, _searched, out var endBlockIndex, out var searched))
+        var end = FindFrameEnd(payload, _searched, out var endIndex, out var searched);
+        if (end != FrameEnd.None)
         {
             _searched = 0;
-            var frameEnd = buffer.GetPosition(1 + endBlockIndex + 2);
-            if (endBlockIndex > MaxFrameSize)
+            if (end == FrameEnd.StartBlock)
+            {
+                // A new <SB> before this frame's trailer: the payload cannot hold 0x0B, so this frame was cut short.
+                var next = buffer.GetPosition(1 + endIndex);
+                message = buffer.Slice(buffer.Start, next);
+                buffer = buffer.Slice(next);
+                return endIndex > MaxFrameSize ? MllpReadResult.FrameTooLarge : MllpReadResult.BytesOutsideFrame;
+            }
+
+            var frameEnd = buffer.GetPosition(1 + endIndex + 2);
+            if (endIndex > MaxFrameSize)
             {
                 message = buffer.Slice(buffer.Start, frameEnd);
                 buffer = buffer.Slice(frameEnd);
                 return MllpReadResult.FrameTooLarge;
             }
 
-            message = payload.Slice(0, endBlockIndex);
+            message = payload.Slice(0, endIndex);
             buffer = buffer.Slice(frameEnd);
             return MllpReadResult.Frame;
         }
@@ -120,34 +130,47 @@ public sealed class MllpFrameReader
         return incomplete ? MllpReadResult.IncompleteFrameAtEndOfStream : MllpReadResult.EndOfStream;
     }
 
+    private static byte FirstByte(in ReadOnlySequence<byte> buffer)
+    {
+        // The first buffer of a sequence may be empty.
+        var first = buffer.FirstSpan;
+        return first.IsEmpty ? new SequenceReader<byte>(buffer).TryPeek(out var b) ? b : (byte)0 : first[0];
+    }
+
     /// <summary>
-    /// Finds the first &lt;EB&gt;&lt;CR&gt; in <paramref name="payload"/> at or after <paramref name="from"/>. When not found,
-    /// <paramref name="searched"/> says how many payload bytes are known to hold no trailer start.
+    /// Finds the end of an open frame in <paramref name="payload"/>, searching from <paramref name="from"/>: the first
+    /// &lt;EB&gt;&lt;CR&gt; or, if it comes first, a new &lt;SB&gt;. When neither is there, <paramref name="searched"/>
+    /// says how many payload bytes are known to hold no frame end.
     /// </summary>
-    private static bool TryFindTrailer(in ReadOnlySequence<byte> payload, long from, out long endBlockIndex, out long searched)
+    private static FrameEnd FindFrameEnd(in ReadOnlySequence<byte> payload, long from, out long index, out long searched)
     {
         var reader = new SequenceReader<byte>(payload);
         reader.Advance(from);
-        while (reader.TryAdvanceTo(MllpConstants.EndBlock, advancePastDelimiter: true))
+        ReadOnlySpan<byte> stops = [MllpConstants.EndBlock, MllpConstants.StartBlock];
+        while (reader.TryAdvanceToAny(stops, advancePastDelimiter: false))
         {
+            index = reader.Consumed;
+            searched = index;
+            if (reader.IsNext(MllpConstants.StartBlock, advancePast: true))
+            {
+                return FrameEnd.StartBlock;
+            }
+
+            reader.Advance(1);
             if (!reader.TryPeek(out var next))
             {
-                endBlockIndex = -1;
-                searched = reader.Consumed - 1;
-                return false;
+                return FrameEnd.None;
             }
 
             if (next == MllpConstants.CarriageReturn)
             {
-                endBlockIndex = reader.Consumed - 1;
-                searched = endBlockIndex;
-                return true;
+                return FrameEnd.Trailer;
             }
         }
 
-        endBlockIndex = -1;
+        index = -1;
         searched = payload.Length;
-        return false;
+        return FrameEnd.None;
     }
 
     /// <summary>
@@ -182,6 +205,13 @@ public sealed class MllpFrameReader
 
         buffer = buffer.Slice(buffer.End);
         return false;
+    }
+
+    private enum FrameEnd
+    {
+        None,
+        Trailer,
+        StartBlock,
     }
 
     private bool EndSkip(ref ReadOnlySequence<byte> buffer, SequencePosition resumeAt)

@@ -9,7 +9,10 @@ public enum MllpReadResult
     /// <summary>A complete frame was read; the message is the payload between &lt;SB&gt; and &lt;EB&gt;&lt;CR&gt;.</summary>
     Frame,
 
-    /// <summary>Bytes before a &lt;SB&gt; (garbage, stray CR/LF between frames) were consumed and are returned as the message.</summary>
+    /// <summary>
+    /// Bytes before a &lt;SB&gt; (garbage, stray CR/LF between frames, or a frame cut short by a new &lt;SB&gt;) were
+    /// consumed and are returned as the message.
+    /// </summary>
     BytesOutsideFrame,
 
     /// <summary>
