@@ -69,9 +69,16 @@ public static class ImagingProxyApp
                     listeners.Add(listener);
                 });
             }
+
+            var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
+
+            // Raw protocol listeners: RawListenerBinder.Bind<THandler>(kestrel, "Dicom"|"Mllp", proxyOptions.X.Listeners, listeners).
+            _ = proxyOptions;
         });
 
         AddProxy(builder.Services, config);
+
+        // Protocol features register their services here (services.AddDicomProxy(), services.AddMllpProxy()).
         builder.Services.AddRequestTimeouts();
         builder.Services.AddImagingProxyTelemetry();
 
