@@ -1,6 +1,7 @@
 using System.Net;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace ImagingProxy.Hosting;
