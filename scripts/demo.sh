@@ -34,13 +34,16 @@ proxy_pid=""
 say() { echo "demo: $*"; }
 die() { echo "demo: error: $*" >&2; exit 1; }
 
+# Running and not a zombie: our own children stay zombies (kill -0 succeeds) until this script reaps them.
+alive() { local _p _c state; [[ -r "/proc/$1/stat" ]] && read -r _p _c state _ <"/proc/$1/stat" && [[ "$state" != Z ]]; }
+
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  if [[ -n "$proxy_pid" ]] && kill -0 "$proxy_pid" 2>/dev/null; then
+  if [[ -n "$proxy_pid" ]]; then
     # The proxy runs in its own process group (setsid): `dotnet run` and the app it started.
     kill -TERM -- "-$proxy_pid" 2>/dev/null || true
-    for _ in {1..50}; do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in {1..100}; do alive "$proxy_pid" || break; sleep 0.1; done
     kill -KILL -- "-$proxy_pid" 2>/dev/null || true
   fi
   local pid
@@ -48,7 +51,7 @@ cleanup() {
     kill -TERM "$pid" 2>/dev/null || true
   done
   for pid in "${pids[@]}"; do
-    for _ in {1..50}; do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in {1..100}; do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
   done
   ((${#pids[@]} == 0)) || say "stopped the Orthanc nodes (pids ${pids[*]})"
@@ -126,7 +129,7 @@ wait_http() { # URL PID SECONDS: until the URL answers 2xx; fails when PID exits
   local url="$1" pid="$2" seconds="$3"
   local deadline=$((SECONDS + seconds))
   until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
-    kill -0 "$pid" 2>/dev/null || return 1
+    alive "$pid" || return 1
     ((SECONDS < deadline)) || return 2
     sleep 0.2
   done
@@ -165,7 +168,7 @@ Logs: $logs
 TRY
 }
 
-proxy_cmd=(dotnet run --project src/ImagingProxy.Host -c Release -- --config "$config"
+proxy_cmd=(dotnet run --project src/ImagingProxy.Host -c Release -- --config "$repo/$config"
   "--Kestrel:Endpoints:Viewers:Certificate:Path=$crt" "--Kestrel:Endpoints:Viewers:Certificate:KeyPath=$key")
 
 if [[ $mode == run ]]; then
