@@ -22,14 +22,10 @@ public sealed class TempDirectory : IDisposable
         catch (DirectoryNotFoundException)
         {
         }
-        catch (IOException)
+        catch (IOException) when (Directory.Exists(Path))
         {
-            // A peer killed a moment ago may still be closing a file; one more try.
-            Thread.Sleep(100);
-            if (Directory.Exists(Path))
-            {
-                Directory.Delete(Path, recursive: true);
-            }
+            // A forked child of a peer killed a moment ago may still have added a file while the tree was walked.
+            Directory.Delete(Path, recursive: true);
         }
     }
 
