@@ -1,0 +1,101 @@
+using System.Net;
+using ImagingProxy.Configuration;
+using ImagingProxy.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+
+namespace ImagingProxy.PeerTests.Support;
+
+/// <summary>ImagingProxy running in-process on real sockets (port 0), configured from a temporary --config file.</summary>
+public sealed class TestProxy : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private readonly string _directory;
+
+    private TestProxy(WebApplication app, string directory, string configPath)
+    {
+        _app = app;
+        _directory = directory;
+        ConfigPath = configPath;
+    }
+
+    public string ConfigPath { get; }
+
+    public IServiceProvider Services => _app.Services;
+
+    public static async Task<TestProxy> StartAsync(string json)
+    {
+        var directory = Directory.CreateTempSubdirectory("imagingproxy-test-").FullName;
+        var path = Path.Combine(directory, "config.json");
+        await File.WriteAllTextAsync(path, json);
+        var app = ImagingProxyApp.Build(["--config", path], builder =>
+        {
+            builder.Logging.ClearProviders();
+            if (Environment.GetEnvironmentVariable("IMAGINGPROXY_TEST_LOG") == "1")
+            {
+                builder.Logging.AddSimpleConsole(o => o.TimestampFormat = "HH:mm:ss.fff ");
+                builder.Logging.SetMinimumLevel(LogLevel.Debug);
+            }
+        });
+        await app.StartAsync();
+        return new TestProxy(app, directory, path);
+    }
+
+    /// <summary>The bound port of a listener (Kestrel endpoint, DICOM or MLLP listener) by name.</summary>
+    public int Port(string listener)
+    {
+        var registry = Services.GetRequiredService<ListenerRegistry>();
+        Assert.True(registry.TryGet(listener, out var found), $"no listener {listener}");
+        return ((IPEndPoint)found.EndPoint).Port;
+    }
+
+    /// <summary>A config with only an Admin endpoint plus the given clusters and ImagingProxy section.</summary>
+    public static string Config(string clusters, string imagingProxy)
+        => $$"""
+        {
+          "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+          "ReverseProxy": { "Routes": {}, "Clusters": {{clusters}} },
+          "ImagingProxy": {{imagingProxy}}
+        }
+        """;
+
+    public Uri Url(string listener, string scheme = "http")
+    {
+        var registry = Services.GetRequiredService<ListenerRegistry>();
+        Assert.True(registry.TryGet(listener, out var found), $"no listener {listener}");
+        var port = ((IPEndPoint)found.EndPoint).Port;
+        return new Uri($"{scheme}://127.0.0.1:{port}/");
+    }
+
+    /// <summary>Rewrites the --config file and waits for the proxy to have tried the new content.</summary>
+    public async Task<IReadOnlyList<string>> ReloadAsync(string json)
+    {
+        var gate = Services.GetRequiredService<ConfigurationGate>();
+        var attempted = new TaskCompletionSource<IReadOnlyList<string>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnAttempt(IReadOnlyList<string> errors) => attempted.TrySetResult(errors);
+        gate.ReloadAttempted += OnAttempt;
+        try
+        {
+            await File.WriteAllTextAsync(ConfigPath, json);
+            return await attempted.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        }
+        finally
+        {
+            gate.ReloadAttempted -= OnAttempt;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
