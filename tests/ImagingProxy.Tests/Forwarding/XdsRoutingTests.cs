@@ -1,0 +1,157 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using ImagingProxy.Forwarding;
+using ImagingProxy.Tests.Support;
+
+namespace ImagingProxy.Tests.Forwarding;
+
+/// <summary>XDS.b on the Xds endpoint: routed by the SOAP action in Content-Type, never by reading the body.</summary>
+public sealed class XdsRoutingTests : IAsyncLifetime
+{
+    private readonly TestCertificate _certificate = new();
+    private TestBackend _registry = null!;
+    private TestBackend _repository = null!;
+    private TestProxy _proxy = null!;
+    private HttpClient _client = null!;
+
+    public async Task InitializeAsync()
+    {
+        _registry = await TestBackend.StartAsync("registry");
+        _repository = await TestBackend.StartAsync("repository");
+        var clusters = $$"""
+            {
+              "xds-registry": {{TestConfig.Cluster("", _registry)}},
+              "xds-repository": {{TestConfig.Cluster("", _repository)}}
+            }
+            """;
+        var imagingProxy = """{ "Xds": { "RegistryCluster": "xds-registry", "RepositoryCluster": "xds-repository" } }""";
+        _proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, clusters, "{}", imagingProxy));
+        _client = new HttpClient { BaseAddress = _proxy.Url("Xds") };
+    }
+
+    public async Task DisposeAsync()
+    {
+        _client.Dispose();
+        await _proxy.DisposeAsync();
+        await _registry.DisposeAsync();
+        await _repository.DisposeAsync();
+        _certificate.Dispose();
+    }
+
+    public static TheoryData<string, string> Transactions => new()
+    {
+        { XdsAction.RegistryStoredQuery, "registry" },
+        { XdsAction.RegisterDocumentSet, "registry" },
+        { XdsAction.ProvideAndRegisterDocumentSet, "repository" },
+        { XdsAction.RetrieveDocumentSet, "repository" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Transactions))]
+    public async Task A_simple_soap_request_reaches_the_cluster_its_action_names(string action, string expected)
+    {
+        using var content = new StringContent(Envelope(action), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; charset=UTF-8; action=\"{action}\"");
+        using var response = await _client.PostAsync("/axis2/services/xds", content);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(expected, response.Headers.GetValues("X-Backend").Single());
+        Assert.StartsWith($"{expected} POST /axis2/services/xds", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(Transactions))]
+    public async Task An_mtom_request_reaches_the_cluster_its_action_names(string action, string expected)
+    {
+        var boundary = "MIMEBoundary_" + Guid.NewGuid().ToString("N");
+        var body = $"--{boundary}\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"application/soap+xml\"\r\nContent-ID: <0.root@example.org>\r\n\r\n{Envelope(action)}\r\n"
+            + $"--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-ID: <1.doc@example.org>\r\n\r\n{new string('x', 100_000)}\r\n--{boundary}--\r\n";
+        using var content = new ByteArrayContent(Encoding.UTF8.GetBytes(body));
+        content.Headers.TryAddWithoutValidation("Content-Type",
+            $"multipart/related; boundary={boundary}; type=\"application/xop+xml\"; start=\"<0.root@example.org>\"; start-info=\"application/soap+xml\"; action=\"{action}\"");
+        using var response = await _client.PostAsync("/xds", content);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(expected, response.Headers.GetValues("X-Backend").Single());
+        Assert.Contains(Encoding.UTF8.GetByteCount(body).ToString(System.Globalization.CultureInfo.InvariantCulture), await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_request_without_action_gets_a_soap_sender_fault()
+    {
+        using var content = new StringContent(Envelope("urn:ihe:iti:2007:RegistryStoredQuery"), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/soap+xml; charset=UTF-8");
+        using var response = await _client.PostAsync("/xds", content);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal("application/soap+xml", response.Content.Headers.ContentType?.MediaType);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("<env:Value>env:Sender</env:Value>", text, StringComparison.Ordinal);
+        Assert.Contains("No SOAP action", text, StringComparison.Ordinal);
+        Assert.Empty(_registry.Requests);
+        Assert.Empty(_repository.Requests);
+    }
+
+    [Fact]
+    public async Task A_request_with_an_unknown_action_gets_a_soap_sender_fault()
+    {
+        using var content = new StringContent(Envelope("urn:ihe:iti:2007:CrossGatewayQuery"), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("application/soap+xml; charset=UTF-8; action=\"urn:ihe:iti:2007:CrossGatewayQuery\"");
+        using var response = await _client.PostAsync("/xds", content);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("Unknown SOAP action", text, StringComparison.Ordinal);
+        Assert.Contains("urn:ihe:iti:2007:CrossGatewayQuery", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Xds_requests_are_not_served_on_the_viewers_endpoint()
+    {
+        using var handler = _certificate.TrustingHandler();
+        using var viewers = new HttpClient(handler) { BaseAddress = _proxy.Url("Viewers", "https") };
+        using var content = new StringContent(Envelope(XdsAction.RegistryStoredQuery), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{XdsAction.RegistryStoredQuery}\"");
+        using var response = await viewers.PostAsync("/xds", content);
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_cluster_without_healthy_servers_gets_a_soap_receiver_fault_with_503()
+    {
+        var clusters = $$"""
+            {
+              "xds-registry": {{TestConfig.Cluster("""
+                "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.200", "Timeout": "00:00:01", "Path": "/health" } }
+                """, _registry)}},
+              "xds-repository": {{TestConfig.Cluster("", _repository)}}
+            }
+            """;
+        var imagingProxy = """{ "Xds": { "RegistryCluster": "xds-registry", "RepositoryCluster": "xds-repository" } }""";
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, clusters, "{}", imagingProxy));
+        var tracker = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<ImagingProxy.Health.DestinationHealthTracker>(proxy.Services);
+        var down = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracker.Transition += (_, _, _, _, now) =>
+        {
+            if (now == Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)
+            {
+                down.TrySetResult();
+            }
+        };
+        _registry.Unhealthy = true;
+        await down.Task.WaitAsync(TimeSpan.FromSeconds(60));
+
+        using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
+        using var content = new StringContent(Envelope(XdsAction.RegistryStoredQuery), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{XdsAction.RegistryStoredQuery}\"");
+        using var response = await client.PostAsync("/xds", content);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("<env:Value>env:Receiver</env:Value>", text, StringComparison.Ordinal);
+        Assert.Contains("ITI-18", text, StringComparison.Ordinal);
+    }
+
+    private static string Envelope(string action) => $"""
+        <soapenv:Envelope xmlns:soapenv="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing">
+          <soapenv:Header><wsa:Action soapenv:mustUnderstand="1">{action}</wsa:Action></soapenv:Header>
+          <soapenv:Body/>
+        </soapenv:Envelope>
+        """;
+}
