@@ -1,0 +1,63 @@
+using System.Net;
+using ImagingProxy.Configuration;
+using ImagingProxy.Tests.Support;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ImagingProxy.Tests.Configuration;
+
+/// <summary>Hot reload of the --config file: good edits apply to new requests, bad edits are rejected whole.</summary>
+public sealed class ConfigurationReloadTests : IAsyncLifetime
+{
+    private readonly TestCertificate _certificate = new();
+    private TestBackend _a = null!;
+    private TestBackend _b = null!;
+
+    public async Task InitializeAsync()
+    {
+        _a = await TestBackend.StartAsync("a");
+        _b = await TestBackend.StartAsync("b");
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _a.DisposeAsync();
+        await _b.DisposeAsync();
+        _certificate.Dispose();
+    }
+
+    private string Config(TestBackend backend, string clusterId = "web")
+        => TestConfig.Build(_certificate, $$"""{ "{{clusterId}}": {{TestConfig.Cluster("", backend)}} }""", $$"""{ "all": { "ClusterId": "{{clusterId}}", "Match": { "Path": "/{**rest}" } } }""");
+
+    [Fact]
+    public async Task A_bad_reload_keeps_the_last_good_configuration_and_a_good_one_applies()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        Assert.Equal("a", (await client.GetAsync("/x")).Headers.GetValues("X-Backend").Single());
+
+        var bad = Config(_b).Replace("\"ClusterId\": \"web\"", "\"ClusterId\": \"ghost\"", StringComparison.Ordinal);
+        var errors = await proxy.ReloadAsync(bad);
+        Assert.Contains("ReverseProxy:Routes:all:ClusterId: unknown cluster 'ghost'.", errors);
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+        Assert.Equal(1, gate.Generation);
+        Assert.NotEmpty(gate.LastRejection);
+        using (var response = await client.GetAsync("/x"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        Assert.Empty(await proxy.ReloadAsync(Config(_b)));
+        Assert.Equal(2, gate.Generation);
+        Assert.Empty(gate.LastRejection);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        string backend;
+        do
+        {
+            using var response = await client.GetAsync("/x");
+            backend = response.Headers.GetValues("X-Backend").Single();
+        }
+        while (backend != "b" && DateTime.UtcNow < deadline);
+        Assert.Equal("b", backend);
+    }
+}

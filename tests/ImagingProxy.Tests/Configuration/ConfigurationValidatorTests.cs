@@ -1,0 +1,105 @@
+using ImagingProxy.Configuration;
+using Microsoft.Extensions.Configuration;
+
+namespace ImagingProxy.Tests.Configuration;
+
+public class ConfigurationValidatorTests
+{
+    private static string RepoFile(string relative)
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "ImagingProxy.sln")))
+        {
+            directory = directory.Parent;
+        }
+
+        return Path.Combine(directory!.FullName, relative);
+    }
+
+    private static IConfiguration Load(string path, Dictionary<string, string?>? overrides = null)
+        => new ConfigurationBuilder().AddJsonFile(path).AddInMemoryCollection(overrides ?? []).Build();
+
+    [Theory]
+    [InlineData("appsettings/demo.json")]
+    [InlineData("appsettings/hospital.json")]
+    public void The_documented_example_configurations_are_valid(string file)
+    {
+        using var certificate = new Support.TestCertificate();
+        var config = Load(RepoFile(file), new()
+        {
+            ["Kestrel:Endpoints:Viewers:Certificate:Path"] = certificate.CertificatePath,
+            ["Kestrel:Endpoints:Viewers:Certificate:KeyPath"] = certificate.KeyPath,
+        });
+        Assert.Empty(ConfigurationValidator.Validate(config));
+    }
+
+    [Fact]
+    public void Every_problem_is_listed_at_once()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Kestrel:Endpoints:Admin:Url"] = "http://127.0.0.1:9901",
+            ["Kestrel:Endpoints:Xds:Url"] = "http://127.0.0.1:17035",
+            ["ReverseProxy:Clusters:pacs-dicom:Metadata:Protocol"] = "Dicom",
+            ["ReverseProxy:Clusters:pacs-dicom:Destinations:pacs1:Address"] = "http://10.0.0.1:104",
+            ["ReverseProxy:Clusters:pacs-dicom:HealthCheck:Active:Timeout"] = "-00:00:05",
+            ["ReverseProxy:Clusters:web:Destinations:a:Address"] = "not a url",
+            ["ReverseProxy:Routes:r1:ClusterId"] = "missing",
+            ["ReverseProxy:Routes:r1:Match:Path"] = "/{**rest}",
+            ["ImagingProxy:Dicom:Listeners:dicom:Port"] = "9901",
+            ["ImagingProxy:Dicom:Routes:pacs:CalledAeTitle"] = "THIS_AE_TITLE_IS_TOO_LONG",
+            ["ImagingProxy:Dicom:Routes:pacs:Cluster"] = "nope",
+            ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "abc",
+            ["ImagingProxy:Mllp:Routes:orders:MessageType"] = "ORM^^",
+            ["ImagingProxy:Mllp:Routes:orders:Cluster"] = "pacs-dicom",
+            ["ImagingProxy:Xds:RegistryCluster"] = "registry",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:pacs-dicom:Destinations:pacs1:Address", StringComparison.Ordinal) && e.Contains("tcp://", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:pacs-dicom:HealthCheck:Active:Timeout: must be positive", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:web:Destinations:a:Address", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e == "ReverseProxy:Routes:r1:ClusterId: unknown cluster 'missing'.");
+        Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Dicom:Listeners:dicom: port 9901 is already used by Kestrel:Endpoints:Admin", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Dicom:Routes:pacs:CalledAeTitle", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e == "ImagingProxy:Dicom:Routes:pacs:Cluster: unknown cluster 'nope'.");
+        Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Listeners:hl7:Port: 'abc'", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Routes:orders:MessageType", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Routes:orders:Cluster: cluster 'pacs-dicom' is a Dicom cluster", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e == "ImagingProxy:Xds:RegistryCluster: unknown cluster 'registry'.");
+        Assert.Equal(11, errors.Count);
+    }
+
+    [Theory]
+    [InlineData("tcp://127.0.0.1:104", true)]
+    [InlineData("tcp://pacs.example.org:11112", true)]
+    [InlineData("tcp://[::1]:2575", true)]
+    [InlineData("tcp://127.0.0.1", false)]
+    [InlineData("tcp://127.0.0.1:0", false)]
+    [InlineData("http://127.0.0.1:104", false)]
+    [InlineData("127.0.0.1:104", false)]
+    [InlineData("tcp://127.0.0.1:104/path", false)]
+    public void Tcp_destination_addresses_need_scheme_host_and_port(string address, bool valid)
+        => Assert.Equal(valid, TcpAddress.TryParse(address, out _));
+
+    [Fact]
+    public void Start_up_fails_with_every_problem_in_the_message()
+    {
+        var directory = Directory.CreateTempSubdirectory("imagingproxy-bad-").FullName;
+        var path = Path.Combine(directory, "bad.json");
+        File.WriteAllText(path, """
+            {
+              "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ReverseProxy": { "Clusters": { "c": { "Metadata": { "Protocol": "Telnet" }, "Destinations": { "d": { "Address": "" } } } } },
+              "ImagingProxy": { "Dicom": { "Routes": { "r": { "CalledAeTitle": "PACS", "Cluster": "zzz" } } } }
+            }
+            """);
+        var ex = Assert.Throws<InvalidConfigurationException>(() => ImagingProxy.Hosting.ImagingProxyApp.Build(["--config", path]));
+        Assert.Equal(3, ex.Errors.Count);
+        Assert.Contains("'Telnet' is not a protocol", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("Destinations:d:Address: required", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("unknown cluster 'zzz'", ex.Message, StringComparison.Ordinal);
+        Directory.Delete(directory, true);
+    }
+}
