@@ -26,12 +26,8 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
         {
             if (!_records.TryGetValue(key, out var previous))
             {
-                var created = new HealthRecord(active, passive, now);
-                if (_records.TryAdd(key, created))
-                {
-                    return created;
-                }
-
+                // A destination starts Unknown/Unknown; its first observed health is its first transition.
+                _records.TryAdd(key, new HealthRecord(DestinationHealth.Unknown, DestinationHealth.Unknown, now));
                 continue;
             }
 

@@ -1,0 +1,141 @@
+using System.Net;
+using System.Net.Http.Headers;
+using ImagingProxy.Health;
+using ImagingProxy.PeerTests.Peers;
+using ImagingProxy.PeerTests.Support;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.PeerTests.Forwarding;
+
+// Real peer: Orthanc with the DICOMweb plugin (Debian orthanc, orthanc-dicomweb); dcmtk dump2dcm makes the instances.
+public sealed class OrthancDicomWebTests : IAsyncLifetime
+{
+    private readonly TestCertificate _certificate = new();
+    private readonly TestDicomFiles _files = TestDicomFiles.Create();
+    private OrthancNode _orthanc = null!;
+    private TestDicomFile _stored = null!;
+    private TestProxy _proxy = null!;
+
+    public async Task InitializeAsync()
+    {
+        _orthanc = await OrthancNode.StartAsync(new OrthancOptions { AeTitle = "ORTHANC_W" });
+        _stored = await _files.CreateAsync();
+        await _orthanc.UploadInstanceAsync(_stored.Path);
+        var config = $$"""
+            {
+              "Kestrel": { "Endpoints": {
+                "Viewers": { "Url": "https://127.0.0.1:0", "Certificate": { "Path": "{{_certificate.CertificatePath}}", "KeyPath": "{{_certificate.KeyPath}}" } },
+                "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ReverseProxy": {
+                "Routes": { "dicomweb": { "ClusterId": "pacs-web", "Match": { "Path": "/dicom-web/{**rest}" }, "MaxRequestBodySize": -1 } },
+                "Clusters": { "pacs-web": {
+                  "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.500", "Timeout": "00:00:05", "Path": "/dicom-web/studies", "Query": "?limit=1" } },
+                  "Metadata": { "HealthCheck.Headers": "Accept: application/dicom+json" },
+                  "Destinations": { "orthanc": { "Address": "{{_orthanc.BaseAddress}}" } } } }
+              }
+            }
+            """;
+        _proxy = await TestProxy.StartAsync(config);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _proxy.DisposeAsync();
+        await _orthanc.DisposeAsync();
+        _files.Dispose();
+        _certificate.Dispose();
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Qido_and_wado_through_the_proxy_equal_direct_access()
+    {
+        using var viaProxy = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy.Url("Viewers", "https") };
+        using var direct = new HttpClient { BaseAddress = _orthanc.BaseAddress };
+        var study = _stored.StudyInstanceUid;
+        var paths = new (string Path, string Accept)[]
+        {
+            ("/dicom-web/studies?limit=10", "application/dicom+json"),
+            ($"/dicom-web/studies/{study}/series", "application/dicom+json"),
+            ($"/dicom-web/studies/{study}/metadata", "application/dicom+json"),
+            ($"/dicom-web/studies/{study}/series/{_stored.SeriesInstanceUid}/instances/{_stored.SopInstanceUid}", "multipart/related; type=\"application/dicom\""),
+            ("/dicom-web/studies/1.2.3.4.5.6.7.8.9/metadata", "application/dicom+json"),
+        };
+        foreach (var (path, accept) in paths)
+        {
+            using var expected = await SendAsync(direct, path, accept);
+            using var actual = await SendAsync(viaProxy, path, accept);
+            Assert.Equal(expected.StatusCode, actual.StatusCode);
+            var expectedBody = await expected.Content.ReadAsByteArrayAsync();
+            var actualBody = await actual.Content.ReadAsByteArrayAsync();
+            if (expected.Content.Headers.ContentType?.MediaType == "multipart/related")
+            {
+                // Orthanc picks a fresh multipart boundary per response: compare the DICOM part, which must be identical.
+                Assert.Equal(expectedBody.Length, actualBody.Length);
+                Assert.True(Contains(actualBody, await File.ReadAllBytesAsync(_stored.Path)), "the instance bytes arrive unchanged");
+            }
+            else
+            {
+                Assert.Equal(expectedBody, actualBody);
+            }
+        }
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Stow_rs_through_the_proxy_stores_the_instance()
+    {
+        var file = await _files.CreateAsync();
+        var boundary = "ImagingProxyBoundary";
+        using var content = new MultipartContent("related", boundary);
+        content.Headers.ContentType!.Parameters.Add(new NameValueHeaderValue("type", "\"application/dicom\""));
+        var part = new ByteArrayContent(await File.ReadAllBytesAsync(file.Path));
+        part.Headers.ContentType = new MediaTypeHeaderValue("application/dicom");
+        content.Add(part);
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy.Url("Viewers", "https") };
+        using var response = await client.PostAsync("/dicom-web/studies", content);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        var studies = await _orthanc.GetJsonAsync($"dicom-web/studies?StudyInstanceUID={file.StudyInstanceUid}");
+        Assert.Equal(1, studies.GetArrayLength());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task The_qido_probe_marks_a_live_orthanc_healthy_and_a_killed_one_unhealthy()
+    {
+        var state = _proxy.Services.GetRequiredService<IProxyStateLookup>();
+        var tracker = _proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var healthy = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var unhealthy = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracker.Transition += (_, _, kind, _, now) =>
+        {
+            if (kind == "active")
+            {
+                (now == DestinationHealth.Unhealthy ? unhealthy : healthy).TrySetResult();
+            }
+        };
+
+        Assert.True(state.TryGetCluster("pacs-web", out var cluster));
+        var destination = cluster.Destinations["orthanc"];
+        if (destination.Health.Active != DestinationHealth.Healthy)
+        {
+            await healthy.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        Assert.Equal(DestinationHealth.Healthy, destination.Health.Active);
+        await _orthanc.KillAsync();
+        await unhealthy.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy.Url("Viewers", "https") };
+        using var response = await client.GetAsync("/dicom-web/studies");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+    }
+
+    private static Task<HttpResponseMessage> SendAsync(HttpClient client, string path, string accept)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, path);
+        request.Headers.TryAddWithoutValidation("Accept", accept);
+        return client.SendAsync(request);
+    }
+
+    private static bool Contains(byte[] haystack, byte[] needle) => haystack.AsSpan().IndexOf(needle) >= 0;
+}
