@@ -206,7 +206,7 @@ if ((!peers_only)); then
   say "building and starting the proxy (log $logs/proxy.log)"
   setsid "${proxy_cmd[@]}" >"$logs/proxy.log" 2>&1 &
   proxy_pid=$!
-  if wait_http "http://127.0.0.1:9901/status" "$proxy_pid" 240; then
+  if wait_http "http://127.0.0.1:9901/readyz" "$proxy_pid" 240; then
     check "proxy: GET http://127.0.0.1:9901/status" curl -fsS -o /dev/null --max-time 10 http://127.0.0.1:9901/status
     check "proxy: QIDO https://127.0.0.1:8443/dicom-web/studies lists a sample study" qido_has "https://127.0.0.1:8443/dicom-web/studies" "$study_a" "$study_b"
   else
