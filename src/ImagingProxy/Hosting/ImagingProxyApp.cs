@@ -80,7 +80,7 @@ public static class ImagingProxyApp
 
         // Protocol features register their services here (services.AddDicomProxy(), services.AddMllpProxy()).
         builder.Services.AddRequestTimeouts();
-        builder.Services.AddImagingProxyTelemetry();
+        builder.Services.AddImagingProxyTelemetry(builder.Configuration);
 
         var app = builder.Build();
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
@@ -95,6 +95,7 @@ public static class ImagingProxyApp
             app.Services.GetRequiredService<ReadinessState>().MarkStarted();
         });
         lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<ReadinessState>().MarkDraining());
+        _ = app.Services.GetRequiredService<HealthMetrics>();
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 
         app.UseRouting();
@@ -105,6 +106,7 @@ public static class ImagingProxyApp
         {
             var xds = pipeline.ApplicationServices.GetRequiredService<XdsRoutingStep>();
             var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
+            pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpProxyMetrics>().InvokeAsync);
             pipeline.Use(RequestTimeoutStep.InvokeAsync);
             pipeline.Use(xds.InvokeAsync);
             pipeline.UseSessionAffinity();

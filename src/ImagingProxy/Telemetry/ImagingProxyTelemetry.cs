@@ -1,20 +1,32 @@
+using System.Diagnostics;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 
 namespace ImagingProxy.Telemetry;
 
-/// <summary>OpenTelemetry wiring: our meter, ASP.NET Core/Kestrel, runtime, and the Prometheus exporter behind <c>/metrics</c>.</summary>
+/// <summary>
+/// OpenTelemetry wiring: our meter, ASP.NET Core/Kestrel, runtime, and the Prometheus exporter behind <c>/metrics</c>;
+/// traces (associations, HL7 messages, probes, proxied HTTP requests) go to OTLP only when an endpoint is configured
+/// (<c>ImagingProxy:Telemetry:OtlpEndpoint</c> or the standard <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>).
+/// </summary>
 public static class ImagingProxyTelemetry
 {
-    /// <summary>The name of ImagingProxy's own <see cref="System.Diagnostics.Metrics.Meter"/> and ActivitySource.</summary>
+    /// <summary>The name of ImagingProxy's own <see cref="System.Diagnostics.Metrics.Meter"/> and <see cref="ActivitySource"/>.</summary>
     public const string MeterName = "ImagingProxy";
 
-    public static IServiceCollection AddImagingProxyTelemetry(this IServiceCollection services)
+    /// <summary>Activities for associations, HL7 messages and probes.</summary>
+    public static readonly ActivitySource ActivitySource = new(MeterName);
+
+    public static IServiceCollection AddImagingProxyTelemetry(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddOpenTelemetry()
+        services.AddSingleton<HealthMetrics>();
+        services.AddSingleton<HttpProxyMetrics>();
+        var telemetry = services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("imagingproxy"))
             .WithMetrics(metrics => metrics
                 .AddMeter(MeterName)
@@ -22,6 +34,17 @@ public static class ImagingProxyTelemetry
                 .AddAspNetCoreInstrumentation()
                 .AddRuntimeInstrumentation()
                 .AddPrometheusExporter());
+
+        var otlp = configuration["ImagingProxy:Telemetry:OtlpEndpoint"] ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if (!string.IsNullOrEmpty(otlp) && Uri.TryCreate(otlp, UriKind.Absolute, out var endpoint))
+        {
+            telemetry.WithTracing(tracing => tracing
+                .AddSource(MeterName)
+                .AddSource("Yarp.ReverseProxy")
+                .AddAspNetCoreInstrumentation()
+                .AddOtlpExporter(options => options.Endpoint = endpoint));
+        }
+
         return services;
     }
 

@@ -1,0 +1,68 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using ImagingProxy.Forwarding;
+using Microsoft.AspNetCore.Http;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace ImagingProxy.Telemetry;
+
+/// <summary>
+/// HTTP proxy telemetry YARP 2.3 does not emit itself (it has no Meter): requests and their duration per route,
+/// cluster and destination, forwarder errors, and XDS transactions by IHE transaction id. Recorded by a step
+/// around YARP's forwarder.
+/// </summary>
+public sealed class HttpProxyMetrics : IDisposable
+{
+    private readonly Meter _meter;
+    private readonly Counter<long> _requests;
+    private readonly Histogram<double> _duration;
+    private readonly Counter<long> _xds;
+
+    public HttpProxyMetrics(IMeterFactory meterFactory)
+    {
+        _meter = meterFactory.Create(ImagingProxyTelemetry.MeterName);
+        _requests = _meter.CreateCounter<long>("imagingproxy.http.requests", "{request}", "Proxied HTTP requests by route, cluster, destination, status code and forwarder error.");
+        _duration = _meter.CreateHistogram<double>("imagingproxy.http.request.duration", "s", "Time from routing to the end of the proxied response.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
+        _xds = _meter.CreateCounter<long>("imagingproxy.xds.transactions", "{transaction}", "XDS.b requests by IHE transaction (ITI-18/41/42/43, unknown, missing) and status code.");
+    }
+
+    /// <summary>The proxy-pipeline step: wraps everything after routing.</summary>
+    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    {
+        var started = Stopwatch.GetTimestamp();
+        try
+        {
+            await next();
+        }
+        finally
+        {
+            Record(context, Stopwatch.GetElapsedTime(started));
+        }
+    }
+
+    private void Record(HttpContext context, TimeSpan elapsed)
+    {
+        var feature = context.GetReverseProxyFeature();
+        var error = context.GetForwarderErrorFeature()?.Error ?? ForwarderError.None;
+        var tags = new TagList
+        {
+            { "route", feature.Route.Config.RouteId },
+            { "cluster", feature.Cluster.Config.ClusterId },
+            { "destination", feature.ProxiedDestination?.DestinationId ?? "none" },
+            { "http.response.status_code", context.Response.StatusCode },
+            { "error", error == ForwarderError.None ? "none" : error.ToString() },
+        };
+        _requests.Add(1, tags);
+        _duration.Record(elapsed.TotalSeconds, tags);
+        if (feature.Route.Config.RouteId == XdsRouteProvider.RouteId)
+        {
+            var transaction = context.Items.TryGetValue(XdsRoutingStep.XdsTransactionItem, out var value) && value is XdsTransaction t
+                ? XdsAction.TransactionId(t)
+                : XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out _) is var c && c == XdsTransaction.Missing ? "missing" : "unknown";
+            _xds.Add(1, new TagList { { "transaction", transaction }, { "http.response.status_code", context.Response.StatusCode } });
+        }
+    }
+
+    public void Dispose() => _meter.Dispose();
+}
