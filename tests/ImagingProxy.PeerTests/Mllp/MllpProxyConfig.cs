@@ -12,24 +12,32 @@ internal static class MllpProxyConfig
     /// <param name="ackTimeout">ImagingProxy:Mllp:AckTimeout, or the default.</param>
     /// <param name="maxFrameSize">ImagingProxy:Mllp:MaxFrameSize, or the default.</param>
     /// <param name="passiveHealth">Enable passive health on every cluster.</param>
+    /// <param name="metadata">Extra metadata for every cluster (probe settings).</param>
+    /// <param name="activeHealth">Enable active health checks every second on every cluster.</param>
     public static string Create(
         IReadOnlyDictionary<string, string[]> clusters,
         IEnumerable<(string MessageType, string Cluster)> routes,
         string? ackTimeout = null,
         int? maxFrameSize = null,
-        bool passiveHealth = false)
+        bool passiveHealth = false,
+        IReadOnlyDictionary<string, string>? metadata = null,
+        bool activeHealth = false)
     {
         var clusterJson = new Dictionary<string, object>();
         foreach (var (id, addresses) in clusters)
         {
             var cluster = new Dictionary<string, object>
             {
-                ["Metadata"] = new Dictionary<string, string> { ["Protocol"] = "Mllp" },
+                ["Metadata"] = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["Protocol"] = "Mllp" },
                 ["Destinations"] = addresses.Select((a, i) => (a, i)).ToDictionary(x => $"{id}-node{x.i + 1}", x => (object)new { Address = x.a }),
             };
-            if (passiveHealth)
+            if (passiveHealth || activeHealth)
             {
-                cluster["HealthCheck"] = new { Passive = new { Enabled = true, ReactivationPeriod = "00:01:00" } };
+                cluster["HealthCheck"] = new
+                {
+                    Passive = new { Enabled = passiveHealth, ReactivationPeriod = "00:01:00" },
+                    Active = new { Enabled = activeHealth, Interval = "00:00:01", Timeout = "00:00:05" },
+                };
             }
 
             clusterJson[id] = cluster;
