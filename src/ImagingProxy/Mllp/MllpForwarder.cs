@@ -106,6 +106,7 @@ internal sealed partial class MllpForwarder(
         }
 
         var reused = node.Used;
+        var unsolicited = node.UnsolicitedFrames;
         session.Ack.ResetWrittenCount();
         string? reason;
         using (var timeout = new CancellationTokenSource(settings.AckTimeout, time))
@@ -125,6 +126,11 @@ internal sealed partial class MllpForwarder(
             {
                 reason = $"{ex.GetType().Name}: {ex.Message}";
             }
+        }
+
+        if (node.UnsolicitedFrames != unsolicited)
+        {
+            Log.UnsolicitedDiscarded(logger, session.ConnectionId, destination.DestinationId, node.UnsolicitedFrames - unsolicited);
         }
 
         if (reason is null)
@@ -189,5 +195,8 @@ internal sealed partial class MllpForwarder(
 
         [LoggerMessage(EventId = 4102, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: protocol error, node {Destination} acknowledged message {ControlId} with MSA-2 '{AckControlId}'; relayed unchanged.")]
         public static partial void AckMismatch(ILogger logger, string connectionId, string controlId, string destination, string ackControlId);
+
+        [LoggerMessage(EventId = 4103, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: node {Destination} sent {Count} frame(s) while no message was in flight (late application ACK?); discarded, never paired with the next message.")]
+        public static partial void UnsolicitedDiscarded(ILogger logger, string connectionId, string destination, int count);
     }
 }

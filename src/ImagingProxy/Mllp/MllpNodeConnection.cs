@@ -17,10 +17,14 @@ internal sealed class MllpNodeConnection(string address, ConnectionContext conne
     /// <summary>True once the connection has carried a message (so it may have gone stale in the pool).</summary>
     public bool Used { get; private set; }
 
+    /// <summary>Frames a node sent while no message was in flight (a late enhanced-mode application ACK), discarded.</summary>
+    public int UnsolicitedFrames { get; private set; }
+
     /// <summary>Writes <paramref name="message"/> as one MLLP frame, bytes unchanged.</summary>
     public async ValueTask<bool> SendAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken)
     {
         Used = true;
+        DiscardUnsolicited();
         var output = connection.Transport.Output;
         MllpFrameWriter.Write(output, message);
         var flush = await output.FlushAsync(cancellationToken);
@@ -64,6 +68,29 @@ internal sealed class MllpNodeConnection(string address, ConnectionContext conne
                 return false;
             }
         }
+    }
+
+    /// <summary>
+    /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message).
+    /// </summary>
+    private void DiscardUnsolicited()
+    {
+        var input = connection.Transport.Input;
+        if (!input.TryRead(out var result))
+        {
+            return;
+        }
+
+        var buffer = result.Buffer;
+        while (_frames.TryReadFrame(ref buffer, out _) is var read && read != MllpReadResult.NeedMoreData)
+        {
+            if (read == MllpReadResult.Frame)
+            {
+                UnsolicitedFrames++;
+            }
+        }
+
+        input.AdvanceTo(buffer.Start, buffer.End);
     }
 
     public async ValueTask DisposeAsync()
