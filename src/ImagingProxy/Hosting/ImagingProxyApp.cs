@@ -1,6 +1,7 @@
 using ImagingProxy.Configuration;
 using ImagingProxy.Forwarding;
 using ImagingProxy.Health;
+using ImagingProxy.Mllp;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
@@ -73,12 +74,14 @@ public static class ImagingProxyApp
             var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
 
             // Raw protocol listeners: RawListenerBinder.Bind<THandler>(kestrel, "Dicom"|"Mllp", proxyOptions.X.Listeners, listeners).
+            RawListenerBinder.Bind<MllpConnectionHandler>(kestrel, "Mllp", proxyOptions.Mllp.Listeners, listeners);
             _ = proxyOptions;
         });
 
         AddProxy(builder.Services, config);
 
         // Protocol features register their services here (services.AddDicomProxy(), services.AddMllpProxy()).
+        builder.Services.AddMllpProxy();
         builder.Services.AddRequestTimeouts();
         builder.Services.AddImagingProxyTelemetry(builder.Configuration);
 

@@ -1,0 +1,30 @@
+using Microsoft.Extensions.Logging;
+
+namespace ImagingProxy.Mllp;
+
+internal sealed partial class MllpConnectionHandler
+{
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "MLLP connection {ConnectionId} opened on listener '{Listener}'.")]
+        public static partial void ConnectionOpened(ILogger logger, string connectionId, string listener);
+
+        [LoggerMessage(EventId = 4002, Level = LogLevel.Debug, Message = "MLLP connection {ConnectionId} closed: {Reason}.")]
+        public static partial void ConnectionClosed(ILogger logger, string connectionId, MllpSessionEnd reason);
+
+        [LoggerMessage(EventId = 4003, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: {Length} byte(s) outside a frame discarded.")]
+        public static partial void BytesOutsideFrame(ILogger logger, string connectionId, long length);
+
+        [LoggerMessage(EventId = 4004, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: frame without a readable MSH/MSH-10 ({Status}, {Length} bytes); not forwarded, closing.")]
+        public static partial void UnparseableFrame(ILogger logger, string connectionId, Hl7ReadStatus status, long length);
+
+        [LoggerMessage(EventId = 4005, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: frame over {MaxFrameSize} bytes without a readable MSH-10; closing.")]
+        public static partial void OversizeUnreadable(ILogger logger, string connectionId, int maxFrameSize);
+
+        [LoggerMessage(EventId = 4006, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: message {ControlId} answered with ImagingProxy's NAK ({Reason}): {Text}")]
+        public static partial void Nak(ILogger logger, string connectionId, string controlId, string reason, string text);
+
+        [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: stream ended inside a frame ({Length} byte(s) discarded).")]
+        public static partial void IncompleteFrame(ILogger logger, string connectionId, long length);
+    }
+}

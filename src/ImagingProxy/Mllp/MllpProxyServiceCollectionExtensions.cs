@@ -1,0 +1,37 @@
+using ImagingProxy.Health;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+
+namespace ImagingProxy.Mllp;
+
+/// <summary>Registers the HL7 v2 / MLLP proxy.</summary>
+public static class MllpProxyServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the MLLP connection handler's services and replaces the plain TCP-connect prober for MLLP clusters with
+    /// <see cref="MllpProber"/> (Connect by default, Message when the cluster says so).
+    /// </summary>
+    public static IServiceCollection AddMllpProxy(this IServiceCollection services)
+    {
+        // Shared with any other raw-TCP feature: one factory turns connected sockets into pipes (yarp-notes.md §6).
+        services.TryAddSingleton(sp => new SocketConnectionContextFactory(
+            new SocketConnectionFactoryOptions(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Upstream")));
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<MllpProxyConfiguration>();
+        services.AddSingleton<MllpNodePool>();
+        services.AddSingleton<MllpProxyMetrics>();
+        services.AddSingleton<MllpForwarder>();
+        services.AddSingleton<MllpConnectionHandler>();
+
+        foreach (var descriptor in services.Where(d => d.ServiceType == typeof(IDestinationProber) && d.ImplementationType == typeof(TcpConnectProber)).ToList())
+        {
+            services.Remove(descriptor);
+        }
+
+        services.AddSingleton<IDestinationProber, MllpProber>();
+        return services;
+    }
+}

@@ -1,0 +1,63 @@
+using System.Globalization;
+using System.Text.Json;
+using ImagingProxy.PeerTests.Support;
+
+namespace ImagingProxy.PeerTests.Mllp;
+
+/// <summary>Builds TestProxy configurations with MLLP clusters, one "hl7" listener on port 0 and ordered routes.</summary>
+internal static class MllpProxyConfig
+{
+    /// <param name="clusters">cluster id → destination addresses.</param>
+    /// <param name="routes">(MSH-9 pattern, cluster) in order; the keys keep that order.</param>
+    /// <param name="ackTimeout">ImagingProxy:Mllp:AckTimeout, or the default.</param>
+    /// <param name="maxFrameSize">ImagingProxy:Mllp:MaxFrameSize, or the default.</param>
+    /// <param name="passiveHealth">Enable passive health on every cluster.</param>
+    /// <param name="metadata">Extra metadata for every cluster (probe settings).</param>
+    /// <param name="activeHealth">Enable active health checks every second on every cluster.</param>
+    public static string Create(
+        IReadOnlyDictionary<string, string[]> clusters,
+        IEnumerable<(string MessageType, string Cluster)> routes,
+        string? ackTimeout = null,
+        int? maxFrameSize = null,
+        bool passiveHealth = false,
+        IReadOnlyDictionary<string, string>? metadata = null,
+        bool activeHealth = false)
+    {
+        var clusterJson = new Dictionary<string, object>();
+        foreach (var (id, addresses) in clusters)
+        {
+            var cluster = new Dictionary<string, object>
+            {
+                ["Metadata"] = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["Protocol"] = "Mllp" },
+                ["Destinations"] = addresses.Select((a, i) => (a, i)).ToDictionary(x => $"{id}-node{x.i + 1}", x => (object)new { Address = x.a }),
+            };
+            if (passiveHealth || activeHealth)
+            {
+                cluster["HealthCheck"] = new
+                {
+                    Passive = new { Enabled = passiveHealth, ReactivationPeriod = "00:01:00" },
+                    Active = new { Enabled = activeHealth, Interval = "00:00:01", Timeout = "00:00:05" },
+                };
+            }
+
+            clusterJson[id] = cluster;
+        }
+
+        var mllp = new Dictionary<string, object>
+        {
+            ["Listeners"] = new { hl7 = new { Address = "127.0.0.1", Port = 0 } },
+            ["Routes"] = routes.Select((r, i) => (r, i)).ToDictionary(x => x.i.ToString(CultureInfo.InvariantCulture), x => (object)new { x.r.MessageType, x.r.Cluster }),
+        };
+        if (ackTimeout is not null)
+        {
+            mllp["AckTimeout"] = ackTimeout;
+        }
+
+        if (maxFrameSize is not null)
+        {
+            mllp["MaxFrameSize"] = maxFrameSize.Value;
+        }
+
+        return TestProxy.Config(JsonSerializer.Serialize(clusterJson), JsonSerializer.Serialize(new { Mllp = mllp }));
+    }
+}

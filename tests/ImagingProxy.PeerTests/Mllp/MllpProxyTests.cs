@@ -1,0 +1,302 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using ImagingProxy.Mllp;
+using ImagingProxy.PeerTests.Peers;
+using ImagingProxy.PeerTests.Support;
+
+namespace ImagingProxy.PeerTests.Mllp;
+
+/// <summary>
+/// Needs python3-hl7 under /usr/bin/python3 (tests/peers/hl7_node.py as the receiving nodes) and /usr/bin/mllp_send:
+/// HL7 messages through ImagingProxy's MLLP proxy, in-process on port 0.
+/// </summary>
+public sealed class MllpProxyTests : IAsyncDisposable
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+
+    private readonly string _directory = Directory.CreateTempSubdirectory("mllp-proxy-").FullName;
+    private readonly List<Hl7Node> _nodes = [];
+    private TestProxy? _proxy;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_proxy is not null)
+        {
+            await _proxy.DisposeAsync();
+        }
+
+        foreach (var node in _nodes)
+        {
+            await node.DisposeAsync();
+        }
+
+        Directory.Delete(_directory, recursive: true);
+    }
+
+    private async Task<Hl7Node> NodeAsync(string name, params string[] options)
+    {
+        var node = await Hl7Node.StartAsync(_directory, name, options);
+        _nodes.Add(node);
+        return node;
+    }
+
+    private async Task<int> ProxyAsync(string config)
+    {
+        _proxy = await TestProxy.StartAsync(config);
+        return _proxy.Port("hl7");
+    }
+
+    private static string Id(int connection, int i) => $"C{connection}M{i:D4}";
+
+    [Fact]
+    public async Task Relays_hundreds_of_messages_over_several_connections_with_each_ack_matching_its_control_id()
+    {
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")]));
+        using var timeout = new CancellationTokenSource(Timeout);
+
+        const int Connections = 4;
+        const int PerConnection = 100;
+        var replies = await Task.WhenAll(Enumerable.Range(0, Connections).Select(async c =>
+        {
+            await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+            var seen = new List<MllpReply?>();
+            for (var i = 0; i < PerConnection; i++)
+            {
+                seen.Add(await client.SendAsync(MllpClient.Message(Id(c, i)), timeout.Token));
+            }
+
+            return seen;
+        }));
+
+        for (var c = 0; c < Connections; c++)
+        {
+            for (var i = 0; i < PerConnection; i++)
+            {
+                var reply = replies[c][i];
+                Assert.NotNull(reply);
+                Assert.Equal(AcknowledgmentCode.ApplicationAccept, reply.Code);
+                Assert.Equal(Id(c, i), reply.ControlId);
+                Assert.StartsWith("MSH|^~\\&|PACS|HOSP|RIS|RAD|", reply.Text, StringComparison.Ordinal); // the node's own ACK, unchanged
+            }
+        }
+
+        var atA = (await a.ReceivedAsync()).Select(r => r.ControlId).ToList();
+        var atB = (await b.ReceivedAsync()).Select(r => r.ControlId).ToList();
+        Assert.Equal(Connections * PerConnection, atA.Count + atB.Count);
+        Assert.Equal(Enumerable.Range(0, Connections).SelectMany(c => Enumerable.Range(0, PerConnection).Select(i => Id(c, i))).Order(), atA.Concat(atB).Order());
+        Assert.NotEmpty(atA);
+        Assert.NotEmpty(atB);
+
+        // Sticky: each connection's messages all went to one node, in the order sent.
+        for (var c = 0; c < Connections; c++)
+        {
+            var prefix = $"C{c}M";
+            var onA = atA.Where(id => id.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            var onB = atB.Where(id => id.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+            Assert.True(onA.Count == 0 || onB.Count == 0, $"connection {c} was spread over both nodes");
+            Assert.Equal(Enumerable.Range(0, PerConnection).Select(i => Id(c, i)), onA.Count > 0 ? onA : onB);
+        }
+    }
+
+    [Fact]
+    public async Task Mllp_send_gets_each_message_acknowledged_by_a_node_through_the_proxy()
+    {
+        var a = await NodeAsync("a");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")]));
+        var ids = Enumerable.Range(1, 5).Select(i => $"SEND{i:D3}").ToArray();
+        var file = Path.Combine(_directory, "messages.hl7");
+        await File.WriteAllTextAsync(file, string.Join("\r\n\r\n", ids.Select(id => Encoding.ASCII.GetString(MllpClient.Message(id)).TrimEnd('\r').Replace("\r", "\r\n", StringComparison.Ordinal))) + "\r\n");
+
+        var (exitCode, output, error) = await PythonHl7.RunAsync(PythonHl7.StartInfo("/usr/bin/mllp_send", "--loose", "-p", port.ToString(CultureInfo.InvariantCulture), "-f", file, "127.0.0.1"));
+
+        Assert.True(exitCode == 0, error);
+        foreach (var id in ids)
+        {
+            Assert.Contains($"MSA|AA|{id}", output, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(ids, (await a.ReceivedAsync()).Select(r => r.ControlId));
+    }
+
+    [Fact]
+    public async Task Routes_by_message_type_to_two_clusters_first_match_winning()
+    {
+        var adt = await NodeAsync("adt");
+        var orders = await NodeAsync("orders");
+        var port = await ProxyAsync(MllpProxyConfig.Create(
+            new Dictionary<string, string[]> { ["adt"] = [adt.Address], ["orders"] = [orders.Address] },
+            [("ADT^*", "adt"), ("ORM^O01", "orders"), ("*", "adt")]));
+        using var timeout = new CancellationTokenSource(Timeout);
+        await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+
+        var replies = new List<MllpReply?>();
+        for (var i = 0; i < 10; i++)
+        {
+            replies.Add(await client.SendAsync(MllpClient.Message($"ADT{i}", "ADT^A08^ADT_A01"), timeout.Token));
+            replies.Add(await client.SendAsync(MllpClient.Message($"ORM{i}", "ORM^O01^ORM_O01"), timeout.Token));
+            replies.Add(await client.SendAsync(MllpClient.Message($"ORU{i}", "ORU^R01^ORU_R01"), timeout.Token));
+        }
+
+        Assert.All(replies, r => Assert.Equal(AcknowledgmentCode.ApplicationAccept, r!.Code));
+        var atAdt = (await adt.ReceivedAsync()).Select(r => r.ControlId).ToList();
+        var atOrders = (await orders.ReceivedAsync()).Select(r => r.ControlId).ToList();
+        Assert.Equal(Enumerable.Range(0, 10).Select(i => $"ORM{i}"), atOrders);
+        Assert.Equal(Enumerable.Range(0, 10).SelectMany(i => new[] { $"ADT{i}", $"ORU{i}" }), atAdt);
+    }
+
+    [Fact]
+    public async Task Node_killed_while_messages_flow_loses_no_message_the_sender_saw_accepted()
+    {
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")], ackTimeout: "00:00:05", passiveHealth: true));
+        using var timeout = new CancellationTokenSource(Timeout);
+
+        const int Connections = 4;
+        const int PerConnection = 150;
+        var acknowledged = 0;
+        var killAt = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var results = new ConcurrentDictionary<string, AcknowledgmentCode>();
+        var senders = Enumerable.Range(0, Connections).Select(c => Task.Run(async () =>
+        {
+            await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+            for (var i = 0; i < PerConnection; i++)
+            {
+                var reply = await client.SendAsync(MllpClient.Message(Id(c, i)), timeout.Token);
+                Assert.NotNull(reply);
+                Assert.Equal(Id(c, i), reply.ControlId);
+                results[Id(c, i)] = reply.Code;
+                if (Interlocked.Increment(ref acknowledged) == Connections * PerConnection / 4)
+                {
+                    killAt.TrySetResult();
+                }
+            }
+        })).ToArray();
+
+        await killAt.Task.WaitAsync(timeout.Token);
+        await a.KillAsync();
+        await Task.WhenAll(senders);
+
+        var delivered = (await a.ReceivedAsync()).Concat(await b.ReceivedAsync()).Select(r => r.ControlId).ToHashSet();
+        Assert.Equal(Connections * PerConnection, results.Count);
+        Assert.All(results, r => Assert.True(r.Value is AcknowledgmentCode.ApplicationAccept or AcknowledgmentCode.ApplicationReject, $"{r.Key}: {r.Value}"));
+        foreach (var (id, code) in results)
+        {
+            if (code == AcknowledgmentCode.ApplicationAccept)
+            {
+                Assert.Contains(id, delivered);
+            }
+        }
+
+        // Only messages the sender saw rejected may be missing; the survivor took the rest after the kill.
+        Assert.All(results.Where(r => !delivered.Contains(r.Key)), r => Assert.Equal(AcknowledgmentCode.ApplicationReject, r.Value));
+        Assert.NotEmpty(await b.ReceivedAsync());
+        Assert.True(results.Count(r => r.Value == AcknowledgmentCode.ApplicationAccept) > Connections * PerConnection * 3 / 4);
+    }
+
+    [Fact]
+    public async Task All_nodes_down_answers_ar_with_msa2_set_and_an_err_segment()
+    {
+        var port = await ProxyAsync(MllpProxyConfig.Create(
+            new Dictionary<string, string[]> { ["orders"] = [$"tcp://127.0.0.1:{FreePort.Next()}", $"tcp://127.0.0.1:{FreePort.Next()}"] },
+            [("*", "orders")]));
+        using var timeout = new CancellationTokenSource(Timeout);
+        await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+
+        var reply = await client.SendAsync(MllpClient.Message("DOWN0001"), timeout.Token);
+        var enhanced = await client.SendAsync(MllpClient.Message("DOWN0002", extraMsh: "|||AL|NE"), timeout.Token);
+
+        Assert.NotNull(reply);
+        Assert.Equal(AcknowledgmentCode.ApplicationReject, reply.Code);
+        Assert.Equal("DOWN0001", reply.ControlId);
+        Assert.Contains("\rERR|||207^", reply.Text, StringComparison.Ordinal);
+        Assert.Contains("retry later", reply.Text, StringComparison.Ordinal);
+        Assert.NotNull(enhanced);
+        Assert.Equal(AcknowledgmentCode.CommitReject, enhanced.Code);
+        Assert.Equal("DOWN0002", enhanced.ControlId);
+    }
+
+    [Fact]
+    public async Task Node_that_never_acks_times_out_and_the_message_goes_to_another_node()
+    {
+        var silent = await NodeAsync("silent", "--no-ack");
+        var good = await NodeAsync("good");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [silent.Address, good.Address] }, [("*", "orders")], ackTimeout: "00:00:01"));
+        using var timeout = new CancellationTokenSource(Timeout);
+
+        // Two connections: at least one starts on the silent node (least-rented pick).
+        var replies = await Task.WhenAll(Enumerable.Range(0, 2).Select(async c =>
+        {
+            await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+            return await client.SendAsync(MllpClient.Message(Id(c, 0)), timeout.Token);
+        }));
+
+        Assert.All(replies, r => Assert.Equal(AcknowledgmentCode.ApplicationAccept, r!.Code));
+        Assert.Equal([Id(0, 0), Id(1, 0)], (await good.ReceivedAsync()).Select(r => r.ControlId).Order());
+    }
+
+    [Fact]
+    public async Task No_route_answers_ar_with_unsupported_message_type()
+    {
+        var a = await NodeAsync("a");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("ORM^*", "orders")]));
+        using var timeout = new CancellationTokenSource(Timeout);
+        await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+
+        var reply = await client.SendAsync(MllpClient.Message("NOROUTE1", "SIU^S12^SIU_S12"), timeout.Token);
+        var next = await client.SendAsync(MllpClient.Message("ROUTED01"), timeout.Token);
+
+        Assert.Equal(AcknowledgmentCode.ApplicationReject, reply!.Code);
+        Assert.Equal("NOROUTE1", reply.ControlId);
+        Assert.Contains("ERR|||200^", reply.Text, StringComparison.Ordinal);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, next!.Code);
+        Assert.Equal(["ROUTED01"], (await a.ReceivedAsync()).Select(r => r.ControlId));
+    }
+
+    [Fact]
+    public async Task Bad_input_gets_the_right_nak_or_close_and_the_next_good_message_works()
+    {
+        var a = await NodeAsync("a");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")], maxFrameSize: 1024));
+        using var timeout = new CancellationTokenSource(Timeout);
+        await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+
+        // Garbage (and stray CR/LF) before <SB>: dropped, the frame after it is relayed.
+        var afterGarbage = await client.SendRawAsync(Frame("GARBAGE\r\n"u8.ToArray(), MllpClient.Message("GOOD0001")), timeout.Token);
+        Assert.Equal(("GOOD0001", AcknowledgmentCode.ApplicationAccept), (afterGarbage!.ControlId, afterGarbage.Code));
+
+        // Oversize: NAK on its MSH-10, then resynchronise at the next frame.
+        var big = MllpClient.Message("BIG00001", body: "OBX|1|TX|||" + new string('x', 4000) + "\r");
+        var oversize = await client.SendAsync(big, timeout.Token);
+        Assert.Equal(("BIG00001", AcknowledgmentCode.ApplicationReject), (oversize!.ControlId, oversize.Code));
+        Assert.Contains("maximum frame size", oversize.Text, StringComparison.Ordinal);
+        var afterOversize = await client.SendAsync(MllpClient.Message("GOOD0002"), timeout.Token);
+        Assert.Equal(("GOOD0002", AcknowledgmentCode.ApplicationAccept), (afterOversize!.ControlId, afterOversize.Code));
+
+        // MSH without a message type but with a control id: AR, not forwarded.
+        var noType = await client.SendAsync(Encoding.ASCII.GetBytes("MSH|^~\\&|RIS|RAD|PACS|HOSP|20250101120000|||NOTYPE01|P|2.5.1\rPID|1\r"), timeout.Token);
+        Assert.Equal(("NOTYPE01", AcknowledgmentCode.ApplicationReject), (noType!.ControlId, noType.Code));
+        Assert.Contains("ERR|||101^", noType.Text, StringComparison.Ordinal);
+        var afterNoType = await client.SendAsync(MllpClient.Message("GOOD0003"), timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, afterNoType!.Code);
+
+        // No MSH at all: nothing to answer on, the proxy closes the connection.
+        Assert.Null(await client.SendAsync("PID|1||123\r"u8.ToArray(), timeout.Token));
+
+        // A new connection works, and the node saw only the good messages.
+        await using var again = await MllpClient.ConnectAsync(port, timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await again.SendAsync(MllpClient.Message("GOOD0004"), timeout.Token))!.Code);
+        Assert.Equal(["GOOD0001", "GOOD0002", "GOOD0003", "GOOD0004"], (await a.ReceivedAsync()).Select(r => r.ControlId));
+    }
+
+    private static byte[] Frame(byte[] before, byte[] message)
+    {
+        var frame = new System.Buffers.ArrayBufferWriter<byte>();
+        System.Buffers.BuffersExtensions.Write(frame, before);
+        MllpFrameWriter.Write(frame, message);
+        return frame.WrittenSpan.ToArray();
+    }
+}

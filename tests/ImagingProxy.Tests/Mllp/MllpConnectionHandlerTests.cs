@@ -1,0 +1,204 @@
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using System.IO.Pipelines;
+using System.Text;
+using ImagingProxy.Configuration;
+using ImagingProxy.Mllp;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>The connection handler over in-memory pipes: the paths that need no node (bad input, no route, no node).</summary>
+public sealed class MllpConnectionHandlerTests : IAsyncDisposable
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    private readonly Pipe _toProxy = new();
+    private readonly Pipe _fromProxy = new();
+    private readonly ServiceProvider _services;
+    private readonly MllpNodePool _pool;
+    private readonly Task _handler;
+    private readonly MllpFrameReader _frames = new();
+
+    public MllpConnectionHandlerTests()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:empty:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:empty:Destinations:d1:Address"] = "tcp://127.0.0.1:1",
+            ["ImagingProxy:Mllp:MaxFrameSize"] = "512",
+            ["ImagingProxy:Mllp:Routes:0:MessageType"] = "ORM^*",
+            ["ImagingProxy:Mllp:Routes:0:Cluster"] = "empty",
+        }).Build();
+        var gate = new ConfigurationGate(config);
+        gate.ApplyInitial();
+        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        _pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance));
+        var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>());
+        var forwarder = new MllpForwarder(_pool, new NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneEmptyCluster(), forwarder, _pool, metrics, TimeProvider.System, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
+        var connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer));
+        _handler = Task.Run(() => handler.OnConnectedAsync(connection));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _toProxy.Writer.CompleteAsync();
+        await _handler.WaitAsync(Timeout);
+        await _pool.DisposeAsync();
+        await _services.DisposeAsync();
+    }
+
+    private static byte[] Message(string controlId, string type = "ORM^O01^ORM_O01", string extraMsh = "")
+        => Encoding.ASCII.GetBytes($"MSH|^~\\&|RIS|RAD|PACS|HOSP|20250101120000||{type}|{controlId}|P|2.5.1{extraMsh}\rPID|1\r");
+
+    private async Task SendAsync(byte[] before, byte[]? message)
+    {
+        var writer = _toProxy.Writer;
+        writer.Write(before);
+        if (message is not null)
+        {
+            MllpFrameWriter.Write(writer, message);
+        }
+
+        await writer.FlushAsync();
+    }
+
+    /// <summary>The next reply as text, or null when the handler closed the connection.</summary>
+    private async Task<string?> ReplyAsync()
+    {
+        var reader = _fromProxy.Reader;
+        while (true)
+        {
+            var result = await reader.ReadAsync().AsTask().WaitAsync(Timeout);
+            var buffer = result.Buffer;
+            if (_frames.TryReadFrame(ref buffer, out var frame) == MllpReadResult.Frame)
+            {
+                var text = Encoding.ASCII.GetString(frame);
+                reader.AdvanceTo(buffer.Start);
+                return text;
+            }
+
+            reader.AdvanceTo(buffer.Start, buffer.End);
+            if (result.IsCompleted)
+            {
+                return null;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task No_route_gets_ar_with_err_200_and_msa2()
+    {
+        await SendAsync([], Message("M1", "SIU^S12"));
+
+        var reply = await ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|M1|No route for message type SIU\\S\\S12", reply, StringComparison.Ordinal); // ^ escaped as \S\
+        Assert.Contains("\rERR|||200^", reply, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Cluster_without_nodes_gets_ar_in_original_mode_and_cr_in_enhanced_mode()
+    {
+        await SendAsync([], Message("M2"));
+        var original = await ReplyAsync();
+        await SendAsync([], Message("M3", extraMsh: "|||AL|NE"));
+        var enhanced = await ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|M2|No healthy node in cluster 'empty'", original, StringComparison.Ordinal);
+        Assert.Contains("\rERR|||207^", original, StringComparison.Ordinal);
+        Assert.Contains("\rMSA|CR|M3|", enhanced, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Garbage_before_the_frame_is_dropped_and_the_frame_is_answered()
+    {
+        await SendAsync("\r\nnoise"u8.ToArray(), Message("M4", "SIU^S12"));
+
+        Assert.Contains("\rMSA|AR|M4|", await ReplyAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Oversize_frame_gets_a_nak_and_the_next_frame_is_read()
+    {
+        var big = Encoding.ASCII.GetBytes($"MSH|^~\\&|RIS|RAD|PACS|HOSP|20250101120000||ORM^O01|BIG1|P|2.5.1\rOBX|1|TX|||{new string('x', 2000)}\r");
+        await SendAsync([], big);
+        var oversize = await ReplyAsync();
+        await SendAsync([], Message("M5", "SIU^S12"));
+        var next = await ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|BIG1|Message larger than the maximum frame size of 512 bytes", oversize, StringComparison.Ordinal);
+        Assert.Contains("\rMSA|AR|M5|", next, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Frame_without_msh_closes_the_connection_without_an_answer()
+    {
+        await SendAsync([], "PID|1||123\r"u8.ToArray());
+
+        await _handler.WaitAsync(Timeout); // the handler returned: Kestrel then closes the socket
+        Assert.False(_fromProxy.Reader.TryRead(out _));
+    }
+
+    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    private sealed class OneEmptyCluster : IProxyStateLookup
+    {
+        private readonly ClusterState _cluster = new("empty");
+
+        public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
+        {
+            route = null;
+            return false;
+        }
+
+        public IEnumerable<RouteModel> GetRoutes() => [];
+
+        public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? cluster)
+        {
+            cluster = id == "empty" ? _cluster : null;
+            return cluster is not null;
+        }
+
+        public IEnumerable<ClusterState> GetClusters() => [_cluster];
+    }
+
+    private sealed class NoHealthUpdates : IDestinationHealthUpdater
+    {
+        public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
+        {
+        }
+
+        public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
+        {
+        }
+    }
+
+    private sealed class Lifetime : IHostApplicationLifetime
+    {
+        public CancellationToken ApplicationStarted => CancellationToken.None;
+
+        public CancellationToken ApplicationStopping => CancellationToken.None;
+
+        public CancellationToken ApplicationStopped => CancellationToken.None;
+
+        public void StopApplication()
+        {
+        }
+    }
+}
