@@ -12,7 +12,7 @@ namespace ImagingProxy.Configuration;
 public static class ConfigurationValidator
 {
     private static readonly string[] s_loadBalancingPolicies =
-        ["FirstAlphabetical", "Random", "RoundRobin", "LeastRequests", "PowerOfTwoChoices", "First", "LeastConnections"];
+        ["FirstAlphabetical", "Random", "RoundRobin", "LeastRequests", "PowerOfTwoChoices"];
 
     private static readonly string[] s_availableDestinationsPolicies = ["HealthyAndUnknown", "HealthyOrPanic"];
 
@@ -307,6 +307,12 @@ public static class ConfigurationValidator
             if (!string.IsNullOrEmpty(type) && !IsMessageTypePattern(type))
             {
                 errors.Add($"{route.Path}:MessageType: '{type}' is not an MSH-9 pattern such as 'ADT^*', 'ORM^O01' or '*'.");
+            }
+
+            var order = route["Order"];
+            if (!string.IsNullOrEmpty(order) && !int.TryParse(order, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
+            {
+                errors.Add($"{route.Path}:Order: '{order}' is not a whole number.");
             }
 
             ValidateRouteListeners(route, listeners, errors);

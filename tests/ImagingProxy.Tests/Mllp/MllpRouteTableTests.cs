@@ -32,6 +32,32 @@ public sealed class MllpRouteTableTests
     }
 
     [Fact]
+    public void A_named_catch_all_never_hides_a_specific_route()
+    {
+        // Named keys reach us sorted ("all" < "orders"): specificity, not key order, decides.
+        var table = Load(
+            ("Routes:orders:MessageType", "ORM^*"), ("Routes:orders:Cluster", "ris"),
+            ("Routes:all:Cluster", "everything"),
+            ("Routes:merges:MessageType", "ADT^A40"), ("Routes:merges:Cluster", "mpi"),
+            ("Routes:adt:MessageType", "ADT^*"), ("Routes:adt:Cluster", "adt"));
+
+        Assert.Equal("ris", table.Match(Header("ORM^O01"), "hl7")?.Cluster);
+        Assert.Equal("mpi", table.Match(Header("ADT^A40^ADT_A39"), "hl7")?.Cluster);
+        Assert.Equal("adt", table.Match(Header("ADT^A08"), "hl7")?.Cluster);
+        Assert.Equal("everything", table.Match(Header("ORU^R01"), "hl7")?.Cluster);
+    }
+
+    [Fact]
+    public void An_explicit_order_comes_before_specificity()
+    {
+        var table = Load(
+            ("Routes:orders:MessageType", "ORM^*"), ("Routes:orders:Cluster", "ris"),
+            ("Routes:divert:Order", "-1"), ("Routes:divert:Cluster", "standby"));
+
+        Assert.Equal("standby", table.Match(Header("ORM^O01"), "hl7")?.Cluster);
+    }
+
+    [Fact]
     public void Numeric_route_keys_keep_number_order_past_nine()
     {
         var settings = Enumerable.Range(0, 12).SelectMany(i => new[] { ($"Routes:{i}:MessageType", i == 11 ? "*" : $"Z{i:D2}^*"), ($"Routes:{i}:Cluster", $"c{i}") }).ToArray();
