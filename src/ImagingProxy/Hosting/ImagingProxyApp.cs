@@ -1,4 +1,5 @@
 using ImagingProxy.Configuration;
+using ImagingProxy.Dicom;
 using ImagingProxy.Forwarding;
 using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
@@ -73,12 +74,14 @@ public static class ImagingProxyApp
             var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
 
             // Raw protocol listeners: RawListenerBinder.Bind<THandler>(kestrel, "Dicom"|"Mllp", proxyOptions.X.Listeners, listeners).
+            RawListenerBinder.Bind<DicomConnectionHandler>(kestrel, "Dicom", proxyOptions.Dicom.Listeners, listeners);
             _ = proxyOptions;
         });
 
         AddProxy(builder.Services, config);
 
         // Protocol features register their services here (services.AddDicomProxy(), services.AddMllpProxy()).
+        builder.Services.AddDicomProxy();
         builder.Services.AddRequestTimeouts();
         builder.Services.AddImagingProxyTelemetry();
 
