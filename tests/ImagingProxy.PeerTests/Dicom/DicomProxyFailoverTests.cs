@@ -101,8 +101,9 @@ public sealed class DicomProxyFailoverTests
     public async Task Echo_probe_marks_a_live_storescp_healthy_and_a_closed_port_unhealthy()
     {
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
-        var clusters = Cluster("pacs", [("live", scp.Port, "PACS"), ("dead", FreePort.Next(), "DEAD")])
-            .Replace("\"Metadata\"", "\"HealthCheck\": { \"Active\": { \"Enabled\": true, \"Interval\": \"00:00:01\", \"Timeout\": \"00:00:02\" } }, \"Metadata\"", StringComparison.Ordinal);
+        var clusters = Cluster("pacs", [("live", scp.Port, "PACS"), ("dead", FreePort.Next(), "DEAD")]);
+        var at = clusters.IndexOf("\"Metadata\"", StringComparison.Ordinal);
+        clusters = clusters.Insert(at, "\"HealthCheck\": { \"Active\": { \"Enabled\": true, \"Interval\": \"00:00:01\", \"Timeout\": \"00:00:02\" } }, ");
         await using var proxy = await StartAsync(clusters, Route("pacs", "PACS", "pacs"));
         var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
         var lookup = proxy.Services.GetRequiredService<IProxyStateLookup>();
