@@ -106,6 +106,7 @@ public sealed class DicomProxyFailoverTests
         clusters = clusters.Insert(at, "\"HealthCheck\": { \"Active\": { \"Enabled\": true, \"Interval\": \"00:00:01\", \"Timeout\": \"00:00:02\" } }, ");
         await using var proxy = await StartAsync(clusters, Route("pacs", "PACS", "pacs"));
         var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var monitor = proxy.Services.GetRequiredService<ActiveHealthMonitor>();
         var lookup = proxy.Services.GetRequiredService<IProxyStateLookup>();
         var settled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         void Check()
@@ -118,8 +119,11 @@ public sealed class DicomProxyFailoverTests
             }
         }
 
+        // A transition may be raised just before the state is visible: every later probe (each second) checks again.
         void OnTransition(string cluster, string destination, string kind, DestinationHealth from, DestinationHealth to) => Check();
+        void OnProbe(ClusterState cluster, DestinationState destination, Configuration.ClusterProtocol protocol, ProbeResult result, TimeSpan duration) => Check();
         tracker.Transition += OnTransition;
+        monitor.ProbeCompleted += OnProbe;
         try
         {
             Check();
@@ -128,6 +132,7 @@ public sealed class DicomProxyFailoverTests
         finally
         {
             tracker.Transition -= OnTransition;
+            monitor.ProbeCompleted -= OnProbe;
         }
     }
 
