@@ -16,7 +16,7 @@ public static class AeTitleRewriter
     /// <summary>Offset of Calling-AE-title from the start of the PDU (PS3.8 bytes 27-42).</summary>
     public const int CallingAeTitleOffset = 26;
 
-    private const int MinimumPduLength = CallingAeTitleOffset + AeTitle.Length;
+    internal const int MinimumPduLength = CallingAeTitleOffset + AeTitle.Length;
 
     /// <summary>Rewrites the Called AE title. False (nothing written) if the bytes are not an RQ/AC PDU or the title is invalid.</summary>
     public static bool TryRewriteCalledAeTitle(Span<byte> pdu, ReadOnlySpan<char> calledAeTitle)

@@ -14,17 +14,17 @@ internal static class AssociateParser
     /// <summary>Size of the fixed part after the PDU header: version, reserved, called, calling, 32 reserved.</summary>
     public const int FixedPartLength = 68;
 
-    private const byte ApplicationContextItem = 0x10;
-    private const byte PresentationContextRequestItem = 0x20;
-    private const byte PresentationContextAcceptItem = 0x21;
-    private const byte AbstractSyntaxSubItem = 0x30;
-    private const byte TransferSyntaxSubItem = 0x40;
-    private const byte UserInformationItem = 0x50;
-    private const byte MaximumLengthSubItem = 0x51;
-    private const byte ImplementationClassUidSubItem = 0x52;
-    private const byte ImplementationVersionNameSubItem = 0x55;
-    private const byte UserIdentityRequestSubItem = 0x58;
-    private const byte UserIdentityAcceptSubItem = 0x59;
+    internal const byte ApplicationContextItem = 0x10;
+    internal const byte PresentationContextRequestItem = 0x20;
+    internal const byte PresentationContextAcceptItem = 0x21;
+    internal const byte AbstractSyntaxSubItem = 0x30;
+    internal const byte TransferSyntaxSubItem = 0x40;
+    internal const byte UserInformationItem = 0x50;
+    internal const byte MaximumLengthSubItem = 0x51;
+    internal const byte ImplementationClassUidSubItem = 0x52;
+    internal const byte ImplementationVersionNameSubItem = 0x55;
+    internal const byte UserIdentityRequestSubItem = 0x58;
+    internal const byte UserIdentityAcceptSubItem = 0x59;
 
     public static AssociateParseError Parse(in ReadOnlySequence<byte> body, bool isAccept, out AssociateFields fields)
     {

@@ -8,7 +8,7 @@ namespace ImagingProxy.Dicom;
 /// </summary>
 public static class DimseCommandReader
 {
-    private const int ElementHeaderLength = 8;
+    internal const int ElementHeaderLength = 8;
 
     /// <summary>
     /// Reads the command elements of interest. False if an element runs past the end, an element is outside group

@@ -14,7 +14,7 @@ public static class DimseCommandWriter
     /// <summary>Bytes of a C-ECHO-RSP command set (12 + 66).</summary>
     public const int EchoResponseLength = 78;
 
-    private const int ElementHeaderLength = 8;
+    internal const int ElementHeaderLength = 8;
 
     // "1.2.840.10008.1.1" (17 bytes) + NUL.
     private static ReadOnlySpan<byte> VerificationUidPadded => "1.2.840.10008.1.1\0"u8;

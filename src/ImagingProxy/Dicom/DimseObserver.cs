@@ -15,8 +15,8 @@ public sealed class DimseObserver
     /// <summary>Default bound for a reassembled command set; real ones are 68-200 bytes.</summary>
     public const int DefaultMaxCommandLength = 16 * 1024;
 
-    private const int PdvHeaderLength = 6;
-    private const int InitialCommandCapacity = 256;
+    internal const int PdvHeaderLength = 6;
+    internal const int InitialCommandCapacity = 256;
 
     private readonly IDimseObserverEvents _events;
     private readonly int _maxCommandLength;

@@ -10,7 +10,7 @@ namespace ImagingProxy.Dicom;
 /// </summary>
 internal sealed class EchoSession(PipeWriter output, ushort messageId)
 {
-    private const int MaxCommandLength = 1024;
+    internal const int MaxCommandLength = 1024;
 
     private readonly PipeWriter _output = output;
     private readonly ushort _messageId = messageId;

@@ -1,4 +1,5 @@
 using ImagingProxy.Configuration;
+using ImagingProxy.Dicom;
 using ImagingProxy.Forwarding;
 using ImagingProxy.Health;
 using ImagingProxy.Mllp;
@@ -73,14 +74,14 @@ public static class ImagingProxyApp
 
             var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
 
-            // Raw protocol listeners: RawListenerBinder.Bind<THandler>(kestrel, "Dicom"|"Mllp", proxyOptions.X.Listeners, listeners).
+            // Raw protocol listeners: DICOM associations and HL7 messages end in their own connection handlers.
+            RawListenerBinder.Bind<DicomConnectionHandler>(kestrel, "Dicom", proxyOptions.Dicom.Listeners, listeners);
             RawListenerBinder.Bind<MllpConnectionHandler>(kestrel, "Mllp", proxyOptions.Mllp.Listeners, listeners);
-            _ = proxyOptions;
         });
 
         AddProxy(builder.Services, config);
 
-        // Protocol features register their services here (services.AddDicomProxy(), services.AddMllpProxy()).
+        builder.Services.AddDicomProxy();
         builder.Services.AddMllpProxy();
         builder.Services.AddRequestTimeouts();
         builder.Services.AddImagingProxyTelemetry(builder.Configuration);

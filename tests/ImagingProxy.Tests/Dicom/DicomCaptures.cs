@@ -5,7 +5,7 @@ namespace ImagingProxy.Tests.Dicom;
 /// </summary>
 internal static class DicomCaptures
 {
-    private const string VerificationUidHex = "312E322E3834302E31303030382E312E31";
+    internal const string VerificationUidHex = "312E322E3834302E31303030382E312E31";
 
     /// <summary>Offset of the reserved byte dcmtk sets to 0xFF in its presentation context item (protocols.md §1.12).</summary>
     public const int RequestReservedFfOffset = 0x69;
@@ -63,7 +63,7 @@ internal static class DicomCaptures
         yield return (nameof(RefuseReject), RefuseReject);
     }
 
-    private const string EchoRequestCommandHex =
+    internal const string EchoRequestCommandHex =
         "000000000400000038000000" + "0000020012000000" + VerificationUidHex + "00"
         + "00000001020000003000" + "00001001020000000100" + "00000008020000000101";
 }

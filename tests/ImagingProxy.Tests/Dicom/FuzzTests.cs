@@ -6,7 +6,7 @@ namespace ImagingProxy.Tests.Dicom;
 /// <summary>Fixed-seed fuzzing: random, truncated, oversized and type-confused input never throws and always terminates.</summary>
 public class FuzzTests
 {
-    private const int Rounds = 2000;
+    internal const int Rounds = 2000;
 
     [Fact]
     public void Reader_and_parsers_never_throw_on_random_bytes()

@@ -1,0 +1,75 @@
+using System.Net;
+
+namespace ImagingProxy.Dicom;
+
+/// <summary>What the proxy knows about one association, from accept to end: the fields of its log line.</summary>
+internal sealed class DicomAssociation(string id, string listener, EndPoint? clientEndPoint, long startTimestamp)
+{
+    private readonly Dictionary<DimseCommandField, int> _commands = [];
+    private long _lastActivity = startTimestamp;
+
+    public string Id { get; } = id;
+
+    public string Listener { get; } = listener;
+
+    public EndPoint? ClientEndPoint { get; } = clientEndPoint;
+
+    public long StartTimestamp { get; } = startTimestamp;
+
+    public string? CallingAeTitle { get; set; }
+
+    public string? CalledAeTitle { get; set; }
+
+    public string? RouteId { get; set; }
+
+    public string? ClusterId { get; set; }
+
+    public string? DestinationId { get; set; }
+
+    public int Attempts { get; set; }
+
+    public long BytesFromClient { get; set; }
+
+    public long BytesFromNode { get; set; }
+
+    public bool Released { get; set; }
+
+    public bool ClientAborted { get; set; }
+
+    public bool NodeAborted { get; set; }
+
+    public DimseStreamError? ClientMalformed { get; set; }
+
+    public DimseStreamError? NodeMalformed { get; set; }
+
+    public long LastActivity => Volatile.Read(ref _lastActivity);
+
+    public void Touch(long timestamp) => Volatile.Write(ref _lastActivity, timestamp);
+
+    public void CountCommand(DimseCommandField field)
+    {
+        lock (_commands)
+        {
+            _commands[field] = _commands.GetValueOrDefault(field) + 1;
+        }
+    }
+
+    /// <summary>"C-STORE-RQ=3 C-STORE-RSP=3", or "none".</summary>
+    public string DescribeCommands()
+    {
+        lock (_commands)
+        {
+            return _commands.Count == 0
+                ? "none"
+                : string.Join(' ', _commands.OrderBy(c => (ushort)c.Key).Select(c => $"{DicomProxyMetrics.CommandFieldName(c.Key)}={c.Value}"));
+        }
+    }
+
+    public int CommandCount(DimseCommandField field)
+    {
+        lock (_commands)
+        {
+            return _commands.GetValueOrDefault(field);
+        }
+    }
+}

@@ -1,0 +1,14 @@
+namespace ImagingProxy.Dicom;
+
+/// <summary>How one association went, raised by <see cref="DicomConnectionHandler.AssociationEnded"/> when it ends.</summary>
+public sealed record DicomAssociationSummary(
+    string Id,
+    DicomAssociationEndReason Reason,
+    string? CallingAeTitle,
+    string? CalledAeTitle,
+    string? ClusterId,
+    string? DestinationId,
+    long BytesFromClient,
+    long BytesFromNode,
+    int CStoreRequests,
+    int CEchoRequests);

@@ -1,0 +1,207 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using ImagingProxy.Configuration;
+using Microsoft.AspNetCore.Connections;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Dicom;
+
+public sealed partial class DicomConnectionHandler
+{
+    private enum ConnectOutcome
+    {
+        Accepted,
+        Rejected,
+        Failed,
+        Exhausted,
+    }
+
+    /// <summary>
+    /// Failover before acceptance: replays the saved A-ASSOCIATE-RQ on destinations of the cluster, one after the
+    /// other, until one answers A-ASSOCIATE-AC or rejects permanently, at most <see cref="ProxyDefaults.MaxAttempts"/>
+    /// times. A connect failure or timeout, an A-ABORT, a close or no answer before the AC mark the destination
+    /// passively unhealthy when the cluster's passive health is on; a transient reject only moves on.
+    /// </summary>
+    private async Task<ConnectAttempt> ConnectAsync(
+        DicomAssociation association,
+        ClusterState cluster,
+        byte[] request,
+        string clientCalledAeTitle,
+        DicomOptions options,
+        CancellationToken cancellationToken)
+    {
+        var config = cluster.Model.Config;
+        var rewrite = string.Equals(config.Metadata?.GetValueOrDefault(RewriteCalledAeTitleKey), "true", StringComparison.OrdinalIgnoreCase);
+        var passive = config.HealthCheck?.Passive;
+        var tried = new HashSet<DestinationState>();
+        for (var attempt = 0; attempt < ProxyDefaults.MaxAttempts; attempt++)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var candidates = cluster.DestinationsState.AvailableDestinations.Where(d => !tried.Contains(d)).ToList();
+            var destination = selector.Pick(cluster, candidates);
+            if (destination is null)
+            {
+                break;
+            }
+
+            tried.Add(destination);
+            association.Attempts++;
+            association.DestinationId = destination.DestinationId;
+            selector.Acquire(destination);
+            var nodeAeTitle = rewrite ? destination.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) : null;
+            var result = await TryDestinationAsync(destination, request, clientCalledAeTitle, nodeAeTitle, options, cancellationToken);
+            if (result.Outcome == ConnectOutcome.Accepted)
+            {
+                return result;
+            }
+
+            selector.Release(destination);
+            if (result.Outcome == ConnectOutcome.Rejected)
+            {
+                return result;
+            }
+
+            Log.AttemptFailed(logger, association.Id, destination.DestinationId, cluster.ClusterId, result.Failure ?? "failed");
+            if (result.MarkUnhealthy && passive?.Enabled == true)
+            {
+                healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, passive.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod);
+            }
+        }
+
+        association.DestinationId = null;
+        return new ConnectAttempt(ConnectOutcome.Exhausted);
+    }
+
+    private async Task<ConnectAttempt> TryDestinationAsync(
+        DestinationState destination,
+        byte[] request,
+        string clientCalledAeTitle,
+        string? nodeAeTitle,
+        DicomOptions options,
+        CancellationToken cancellationToken)
+    {
+        if (!TcpAddress.TryParse(destination.Model.Config.Address, out var address))
+        {
+            return Failed($"'{destination.Model.Config.Address}' is not a tcp:// address", markUnhealthy: false);
+        }
+
+        // NoDelay always: with Nagle on, each PDU waits for the peer's delayed ACK (peers.md).
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using (var connectTimeout = new CancellationTokenSource(ProxyDefaults.ConnectTimeout, time))
+        using (var connect = CancellationTokenSource.CreateLinkedTokenSource(connectTimeout.Token, cancellationToken))
+        {
+            try
+            {
+                if (IPAddress.TryParse(address.Host, out var ip))
+                {
+                    await socket.ConnectAsync(new IPEndPoint(ip, address.Port), connect.Token);
+                }
+                else
+                {
+                    await socket.ConnectAsync(address.Host, address.Port, connect.Token);
+                }
+            }
+            catch (SocketException ex)
+            {
+                socket.Dispose();
+                return Failed($"connect: {ex.SocketErrorCode}", markUnhealthy: true);
+            }
+            catch (OperationCanceledException) when (connectTimeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                return Failed($"connect: no answer within {ProxyDefaults.ConnectTimeout}", markUnhealthy: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+
+        var node = connectionFactory.Create(socket);
+        var keep = false;
+        try
+        {
+            var rewritten = nodeAeTitle is not null && !string.Equals(nodeAeTitle, clientCalledAeTitle, StringComparison.Ordinal);
+            var toSend = request;
+            if (rewritten)
+            {
+                toSend = (byte[])request.Clone();
+                AeTitleRewriter.TryRewriteCalledAeTitle(toSend, nodeAeTitle);
+            }
+
+            using var answerTimeout = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time);
+            using var answer = CancellationTokenSource.CreateLinkedTokenSource(answerTimeout.Token, cancellationToken);
+            node.Transport.Output.Write(toSend);
+            var flushed = await node.Transport.Output.FlushAsync(answer.Token);
+            if (flushed.IsCompleted)
+            {
+                return Failed("closed before the A-ASSOCIATE-RQ was sent", markUnhealthy: true);
+            }
+
+            FirstPdu first;
+            try
+            {
+                first = await ReadFirstPduAsync(node.Transport.Input, DicomProxySettings.MaxAssociatePduLength(options), answer.Token);
+            }
+            catch (OperationCanceledException) when (answerTimeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                PduWriter.WriteAbort(node.Transport.Output, AbortSource.ServiceProvider, AbortReason.ReasonNotSpecified);
+                await FlushBestEffortAsync(node.Transport.Output);
+                return Failed($"no A-ASSOCIATE answer within {DicomProxySettings.ArtimTimeout(options)}", markUnhealthy: true);
+            }
+
+            if (first.Status != PduReadResult.Complete)
+            {
+                return Failed(first.Status == PduReadResult.Incomplete ? "closed before A-ASSOCIATE-AC" : $"malformed answer ({first.Status})", markUnhealthy: true);
+            }
+
+            var pdu = first.Pdu!;
+            switch (first.Header.Type)
+            {
+                case PduType.AssociateAccept:
+                    if (rewritten)
+                    {
+                        AeTitleRewriter.TryRewriteCalledAeTitle(pdu, clientCalledAeTitle);
+                    }
+
+                    keep = true;
+                    return new ConnectAttempt(ConnectOutcome.Accepted, node, destination, pdu);
+
+                // PS3.8 Table 9-21: byte 8 of the PDU is the result (1 permanent, 2 transient).
+                case PduType.AssociateReject when pdu.Length >= PduWriter.FixedPduLength && pdu[7] == (byte)AssociateRejectResult.RejectedPermanent:
+                    return new ConnectAttempt(ConnectOutcome.Rejected, Answer: pdu);
+                case PduType.AssociateReject:
+                    return Failed("A-ASSOCIATE-RJ transient", markUnhealthy: false);
+                case PduType.Abort:
+                    return Failed("A-ABORT before A-ASSOCIATE-AC", markUnhealthy: true);
+                default:
+                    return Failed($"unexpected {first.Header.Type} before A-ASSOCIATE-AC", markUnhealthy: true);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException)
+        {
+            return Failed(ex.Message, markUnhealthy: true);
+        }
+        finally
+        {
+            if (!keep)
+            {
+                node.Abort();
+                await node.DisposeAsync();
+            }
+        }
+    }
+
+    private static ConnectAttempt Failed(string failure, bool markUnhealthy)
+        => new(ConnectOutcome.Failed, Failure: failure, MarkUnhealthy: markUnhealthy);
+
+    private readonly record struct ConnectAttempt(
+        ConnectOutcome Outcome,
+        ConnectionContext? Node = null,
+        DestinationState? Destination = null,
+        byte[]? Answer = null,
+        string? Failure = null,
+        bool MarkUnhealthy = false);
+}

@@ -1,0 +1,34 @@
+using Microsoft.Extensions.Logging;
+
+namespace ImagingProxy.Dicom;
+
+public sealed partial class DicomConnectionHandler
+{
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message =
+            "DICOM association {AssociationId} ended: {EndReason}; {CallingAeTitle} -> {CalledAeTitle} from {ClientEndPoint} on {Listener}, " +
+            "route {Route}, cluster {Cluster}, destination {Destination} after {Attempts} attempt(s); bytes client->node {BytesFromClient}, " +
+            "node->client {BytesFromNode}; DIMSE {DimseCommands}; {DurationMs:F1} ms")]
+        public static partial void AssociationEnded(
+            ILogger logger,
+            string associationId,
+            string endReason,
+            string callingAeTitle,
+            string calledAeTitle,
+            string clientEndPoint,
+            string listener,
+            string route,
+            string cluster,
+            string destination,
+            int attempts,
+            long bytesFromClient,
+            long bytesFromNode,
+            string dimseCommands,
+            double durationMs);
+
+        [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message =
+            "DICOM association {AssociationId}: destination {Destination} of cluster {Cluster} failed before A-ASSOCIATE-AC ({Failure}); failing over.")]
+        public static partial void AttemptFailed(ILogger logger, string associationId, string destination, string cluster, string failure);
+    }
+}

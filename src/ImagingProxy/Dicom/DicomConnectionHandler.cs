@@ -1,0 +1,269 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net.Sockets;
+using ImagingProxy.Configuration;
+using ImagingProxy.Hosting;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Health;
+
+namespace ImagingProxy.Dicom;
+
+/// <summary>
+/// The DICOM association proxy (Kestrel in, <see cref="SocketConnectionContextFactory"/> out; yarp-notes.md §6).
+/// Reads the client's A-ASSOCIATE-RQ under ARTIM, routes it by Called AE title, replays it to a node of the route's
+/// cluster until one accepts (failover before acceptance), then relays both ways while observing the DIMSE traffic.
+/// Each association ends with one <see cref="DicomAssociationEndReason"/> in one log line.
+/// </summary>
+public sealed partial class DicomConnectionHandler(
+    DicomProxySettings settings,
+    IProxyStateLookup proxyState,
+    DicomDestinationSelector selector,
+    IDestinationHealthUpdater healthUpdater,
+    SocketConnectionContextFactory connectionFactory,
+    DicomProxyMetrics metrics,
+    TimeProvider time,
+    IHostApplicationLifetime lifetime,
+    ILogger<DicomConnectionHandler> logger) : ConnectionHandler
+{
+    /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>
+    public const string RewriteCalledAeTitleKey = "RewriteCalledAeTitle";
+
+    public override async Task OnConnectedAsync(ConnectionContext connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        var options = settings.Current;
+        var listener = connection.Features.Get<IProxyListenerFeature>()?.Name ?? string.Empty;
+        var association = new DicomAssociation(connection.ConnectionId, listener, connection.RemoteEndPoint, time.GetTimestamp());
+        var reason = DicomAssociationEndReason.ClientClosed;
+        try
+        {
+            reason = await ServeAsync(connection, association, options);
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException)
+        {
+            reason = lifetime.ApplicationStopping.IsCancellationRequested ? DicomAssociationEndReason.Shutdown : DicomAssociationEndReason.ClientClosed;
+        }
+        finally
+        {
+            End(association, reason);
+        }
+    }
+
+    private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options)
+    {
+        var client = connection.Transport;
+        var limit = DicomProxySettings.MaxAssociatePduLength(options);
+
+        // PS3.8 §9.1.2: ARTIM runs from the transport connect to the whole A-ASSOCIATE-RQ.
+        using var artim = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time);
+        using var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, lifetime.ApplicationStopping);
+        FirstPdu first;
+        try
+        {
+            first = await ReadFirstPduAsync(client.Input, limit, artimOrClosed.Token);
+        }
+        catch (OperationCanceledException) when (artim.IsCancellationRequested)
+        {
+            await SendAbortAsync(client.Output, AbortReason.ReasonNotSpecified);
+            return DicomAssociationEndReason.Artim;
+        }
+
+        if (first.Status == PduReadResult.Incomplete)
+        {
+            return DicomAssociationEndReason.ClientClosed;
+        }
+
+        if (first.Status != PduReadResult.Complete || first.Header.Type != PduType.AssociateRequest)
+        {
+            // PS3.8 §9.3.1 / Table 9-10 (Sta2): anything but an A-ASSOCIATE-RQ first is answered with A-ABORT.
+            await SendAbortAsync(client.Output, first.Status switch
+            {
+                PduReadResult.UnknownType => AbortReason.UnrecognizedPdu,
+                PduReadResult.TooLarge => AbortReason.InvalidPduParameterValue,
+                _ => AbortReason.UnexpectedPdu,
+            });
+            return DicomAssociationEndReason.Malformed;
+        }
+
+        var pdu = first.Pdu!;
+        if (!AssociateRequest.TryParse(new ReadOnlySequence<byte>(pdu, PduHeader.Size, pdu.Length - PduHeader.Size), out var request, out var error))
+        {
+            if (error == AssociateParseError.ProtocolVersionNotSupported)
+            {
+                await SendRejectAsync(client.Output, AssociateRejectResult.RejectedPermanent, AssociateRejectSource.ServiceProviderAcse, AssociateRejectReasons.ServiceProviderAcseProtocolVersionNotSupported);
+                return DicomAssociationEndReason.Rejected;
+            }
+
+            await SendAbortAsync(client.Output, AbortReason.InvalidPduParameterValue);
+            return DicomAssociationEndReason.Malformed;
+        }
+
+        association.CalledAeTitle = request.CalledAeTitle;
+        association.CallingAeTitle = request.CallingAeTitle;
+        var setupStarted = time.GetTimestamp();
+
+        var match = DicomRouteTable.Match(options.Routes, request.CalledAeTitle, request.CallingAeTitle, association.Listener);
+        if (!match.IsMatch)
+        {
+            await SendRejectAsync(client.Output, AssociateRejectResult.RejectedPermanent, AssociateRejectSource.ServiceUser,
+                match.Result == DicomRouteMatchResult.CallingAeTitleNotRecognized
+                    ? AssociateRejectReasons.ServiceUserCallingAeTitleNotRecognized
+                    : AssociateRejectReasons.ServiceUserCalledAeTitleNotRecognized);
+            return DicomAssociationEndReason.NoRoute;
+        }
+
+        association.RouteId = match.RouteId;
+        association.ClusterId = match.Route!.Cluster;
+        if (association.ClusterId is null || !proxyState.TryGetCluster(association.ClusterId, out var cluster))
+        {
+            await SendCongestionAsync(client.Output);
+            return DicomAssociationEndReason.NoDestination;
+        }
+
+        using var setup = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, lifetime.ApplicationStopping);
+        var attempt = await ConnectAsync(association, cluster, pdu, request.CalledAeTitle, options, setup.Token);
+        metrics.SetupCompleted(association.Listener, association.ClusterId, time.GetElapsedTime(setupStarted), attempt.Node is not null);
+        switch (attempt.Outcome)
+        {
+            case ConnectOutcome.Rejected:
+                await SendAsync(client.Output, attempt.Answer!);
+                return DicomAssociationEndReason.Rejected;
+            case ConnectOutcome.Exhausted:
+                await SendCongestionAsync(client.Output);
+                return DicomAssociationEndReason.NoDestination;
+        }
+
+        var node = attempt.Node!;
+        var destination = attempt.Destination!;
+        try
+        {
+            await using (node)
+            {
+                // The AC, with the client's Called AE title restored when it was rewritten (PS3.8 §9.3.3 copies the RQ's).
+                await SendAsync(client.Output, attempt.Answer!);
+                metrics.AssociationStarted(association.Listener, association.RouteId ?? string.Empty, association.ClusterId);
+                try
+                {
+                    return await RelayAsync(connection, node, association, DicomProxySettings.IdleTimeout(options));
+                }
+                finally
+                {
+                    metrics.AssociationStopped(association.Listener, association.RouteId ?? string.Empty, association.ClusterId);
+                }
+            }
+        }
+        finally
+        {
+            selector.Release(destination);
+        }
+    }
+
+    private static async Task<FirstPdu> ReadFirstPduAsync(PipeReader input, uint limit, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var read = await input.ReadAsync(cancellationToken);
+            var buffer = read.Buffer;
+            var status = PduReader.TryReadPdu(ref buffer, limit, out var header, out var body);
+            if (status == PduReadResult.Complete)
+            {
+                // Association PDUs are small and bounded by the limit: one copy, so the RQ can be replayed on failover.
+                var pdu = read.Buffer.Slice(0, PduHeader.Size + body.Length).ToArray();
+                input.AdvanceTo(buffer.Start);
+                return new FirstPdu(status, header, pdu);
+            }
+
+            if (status != PduReadResult.Incomplete)
+            {
+                input.AdvanceTo(read.Buffer.Start);
+                return new FirstPdu(status, header, null);
+            }
+
+            if (read.IsCompleted)
+            {
+                input.AdvanceTo(read.Buffer.End);
+                return new FirstPdu(PduReadResult.Incomplete, header, null);
+            }
+
+            input.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        }
+    }
+
+    private static Task SendAbortAsync(PipeWriter output, AbortReason reason)
+    {
+        PduWriter.WriteAbort(output, AbortSource.ServiceProvider, reason);
+        return FlushBestEffortAsync(output);
+    }
+
+    private static Task SendRejectAsync(PipeWriter output, AssociateRejectResult result, AssociateRejectSource source, byte reason)
+    {
+        PduWriter.WriteAssociateReject(output, result, source, reason);
+        return FlushBestEffortAsync(output);
+    }
+
+    // PS3.8 Table 9-21: rejected-transient, service-provider (presentation), temporary-congestion.
+    private static Task SendCongestionAsync(PipeWriter output) => SendRejectAsync(
+        output,
+        AssociateRejectResult.RejectedTransient,
+        AssociateRejectSource.ServiceProviderPresentation,
+        AssociateRejectReasons.ServiceProviderPresentationTemporaryCongestion);
+
+    private static Task SendAsync(PipeWriter output, byte[] pdu)
+    {
+        output.Write(pdu);
+        return FlushBestEffortAsync(output);
+    }
+
+    // Answers before or after the relay are best effort: the peer may be gone already and the outcome is decided.
+    private static async Task FlushBestEffortAsync(PipeWriter output)
+    {
+        try
+        {
+            await output.FlushAsync();
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
+    }
+
+    private void End(DicomAssociation association, DicomAssociationEndReason reason)
+    {
+        metrics.AssociationEnded(association.Listener, association.RouteId, association.ClusterId, association.DestinationId, reason);
+        Log.AssociationEnded(
+            logger,
+            association.Id,
+            DicomProxyMetrics.ReasonName(reason),
+            association.CallingAeTitle ?? string.Empty,
+            association.CalledAeTitle ?? string.Empty,
+            association.ClientEndPoint?.ToString() ?? string.Empty,
+            association.Listener,
+            association.RouteId ?? string.Empty,
+            association.ClusterId ?? string.Empty,
+            association.DestinationId ?? string.Empty,
+            association.Attempts,
+            association.BytesFromClient,
+            association.BytesFromNode,
+            association.DescribeCommands(),
+            time.GetElapsedTime(association.StartTimestamp).TotalMilliseconds);
+        AssociationEnded?.Invoke(new DicomAssociationSummary(
+            association.Id,
+            reason,
+            association.CallingAeTitle,
+            association.CalledAeTitle,
+            association.ClusterId,
+            association.DestinationId,
+            association.BytesFromClient,
+            association.BytesFromNode,
+            association.CommandCount(DimseCommandField.CStoreRequest),
+            association.CommandCount(DimseCommandField.CEchoRequest)));
+    }
+
+    /// <summary>Raised once per connection when it ends (tests and diagnostics).</summary>
+    public event Action<DicomAssociationSummary>? AssociationEnded;
+
+    private readonly record struct FirstPdu(PduReadResult Status, PduHeader Header, byte[]? Pdu);
+}

@@ -1,0 +1,35 @@
+using System.Net;
+using ImagingProxy.Configuration;
+using ImagingProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Dicom;
+
+/// <summary>
+/// The C-ECHO health probe of DICOM clusters: a real Verification association (A-ASSOCIATE-RQ, C-ECHO-RQ, expect
+/// C-ECHO-RSP status 0x0000, A-RELEASE) against the destination's own AE title (metadata <c>AeTitle</c>, else
+/// <c>ANY-SCP</c>), calling as <c>ImagingProxy:Dicom:ProbeCallingAeTitle</c>. Healthy only on success.
+/// </summary>
+public sealed class DicomEchoProber(DicomProxySettings settings, TimeProvider time) : IDestinationProber
+{
+    /// <summary>Called AE title when the destination names none.</summary>
+    public const string DefaultCalledAeTitle = "ANY-SCP";
+
+    public ClusterProtocol Protocol => ClusterProtocol.Dicom;
+
+    public async Task<ProbeResult> ProbeAsync(ClusterState cluster, DestinationState destination, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        var config = destination.Model.Config;
+        if (!TcpAddress.TryParse(config.Address, out var address))
+        {
+            return ProbeResult.Failure($"bad address '{config.Address}'");
+        }
+
+        EndPoint endPoint = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : new DnsEndPoint(address.Host, address.Port);
+        var calledAeTitle = config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) ?? DefaultCalledAeTitle;
+        var callingAeTitle = DicomProxySettings.ProbeCallingAeTitle(settings.Current);
+        var result = await DicomEchoClient.EchoAsync(endPoint, calledAeTitle, callingAeTitle, new DicomEchoOptions { TimeProvider = time }, cancellationToken);
+        return result.IsSuccess ? ProbeResult.Success(result.Detail) : ProbeResult.Failure(result.ToString());
+    }
+}

@@ -1,0 +1,60 @@
+using ImagingProxy.Configuration;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Primitives;
+
+namespace ImagingProxy.Dicom;
+
+/// <summary>
+/// The <c>ImagingProxy:Dicom</c> section of the validated, hot-reloaded configuration, bound once per applied
+/// configuration generation. Each association reads <see cref="Current"/> when it starts, so a reload applies to
+/// new associations and never changes one in flight.
+/// </summary>
+public sealed class DicomProxySettings : IDisposable
+{
+    private readonly IConfiguration _configuration;
+    private readonly IDisposable _subscription;
+    private int _version;
+    private Snapshot? _cached;
+
+    public DicomProxySettings(ConfigurationGate gate)
+        : this((gate ?? throw new ArgumentNullException(nameof(gate))).Configuration)
+    {
+    }
+
+    /// <summary>Reads <c>ImagingProxy:Dicom</c> from <paramref name="configuration"/> (tests pass a fixed one).</summary>
+    public DicomProxySettings(IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(configuration);
+        _configuration = configuration;
+        _subscription = ChangeToken.OnChange(configuration.GetReloadToken, () => Interlocked.Increment(ref _version));
+    }
+
+    public DicomOptions Current
+    {
+        get
+        {
+            // The version is taken before binding: a reload during the bind leaves a stale entry that the next read replaces.
+            var version = Volatile.Read(ref _version);
+            if (_cached is { } hit && hit.Version == version)
+            {
+                return hit.Options;
+            }
+
+            var options = _configuration.GetSection($"{ImagingProxyOptions.SectionName}:Dicom").Get<DicomOptions>() ?? new DicomOptions();
+            _cached = new Snapshot(version, options);
+            return options;
+        }
+    }
+
+    public void Dispose() => _subscription.Dispose();
+
+    public static TimeSpan ArtimTimeout(DicomOptions options) => options?.ArtimTimeout ?? ProxyDefaults.ArtimTimeout;
+
+    public static TimeSpan IdleTimeout(DicomOptions options) => options?.IdleTimeout ?? ProxyDefaults.AssociationIdleTimeout;
+
+    public static uint MaxAssociatePduLength(DicomOptions options) => (uint)(options?.MaxAssociatePduLength ?? ProxyDefaults.MaxAssociatePduLength);
+
+    public static string ProbeCallingAeTitle(DicomOptions options) => options?.ProbeCallingAeTitle ?? ProxyDefaults.ProbeCallingAeTitle;
+
+    private sealed record Snapshot(int Version, DicomOptions Options);
+}

@@ -1,0 +1,53 @@
+namespace ImagingProxy.Dicom;
+
+/// <summary>Receives what a <see cref="DimseObserver"/> sees in one relay direction and records it on the association.</summary>
+internal sealed class DicomRelayEvents(DicomAssociation association, bool fromClient, DicomProxyMetrics? metrics) : IDimseObserverEvents
+{
+    public void OnPdu(PduHeader header)
+    {
+        // PS3.8 §9.3.7: an A-RELEASE-RP either way completes the release (a collision still ends in RPs).
+        if (header.Type == PduType.ReleaseResponse)
+        {
+            association.Released = true;
+        }
+    }
+
+    public void OnCommand(byte presentationContextId, DimseCommand command)
+    {
+        association.CountCommand(command.CommandField);
+        metrics?.DimseOperation(association.Listener, association.ClusterId ?? string.Empty, command.CommandField);
+    }
+
+    public void OnCommandUnparsed(byte presentationContextId, long length)
+    {
+    }
+
+    public void OnAssociateReject(AssociateRejectResult result, AssociateRejectSource source, byte reason)
+    {
+        // Not expected after the AC (PS3.8 Table 9-10); the peer will answer it, the proxy only relays.
+    }
+
+    public void OnAbort(AbortSource source, AbortReason reason)
+    {
+        if (fromClient)
+        {
+            association.ClientAborted = true;
+        }
+        else
+        {
+            association.NodeAborted = true;
+        }
+    }
+
+    public void OnMalformed(DimseStreamError error)
+    {
+        if (fromClient)
+        {
+            association.ClientMalformed ??= error;
+        }
+        else
+        {
+            association.NodeMalformed ??= error;
+        }
+    }
+}

@@ -1,0 +1,200 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using ImagingProxy.Dicom;
+using ImagingProxy.Health;
+using ImagingProxy.PeerTests.Peers;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Model;
+using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
+
+namespace ImagingProxy.PeerTests.Dicom;
+
+/// <summary>
+/// Needs dcmtk (echoscu, storescu, storescp). The node that rejects transiently is an in-process acceptor built
+/// with PduWriter, because storescp can only reject permanently (<c>--refuse</c>).
+/// </summary>
+public sealed class DicomProxyFailoverTests
+{
+    [Fact(Timeout = 60_000)]
+    public async Task Association_fails_over_from_a_closed_port_and_a_transient_reject_to_a_healthy_node()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        using var rejector = new TransientRejector();
+        await using var proxy = await StartAsync(
+            Cluster("pacs", [("a-closed", FreePort.Next(), null), ("b-transient", rejector.Port, null), ("c-healthy", scp.Port, null)]),
+            Route("pacs", "PACS", "pacs"));
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+
+        Assert.True(result.Succeeded, result.ToString());
+        var summary = Assert.Single(await recorder.WaitAsync(1));
+        Assert.Equal("c-healthy", summary.DestinationId);
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.Equal(1, rejector.Rejected);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_permanent_reject_from_a_node_is_passed_to_the_client_as_is()
+    {
+        await using var refusing = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", ExtraArguments = ["--refuse"] });
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(
+            Cluster("pacs", [("a-refusing", refusing.Port, null), ("b-healthy", scp.Port, null)]),
+            Route("pacs", "PACS", "pacs"));
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+
+        Assert.False(result.Succeeded, result.ToString());
+        Assert.Contains("Rejected Permanent", result.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(DicomAssociationEndReason.Rejected, Assert.Single(await recorder.WaitAsync(1)).Reason);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Echoscu_reports_temporary_congestion_when_every_destination_is_down()
+    {
+        await using var proxy = await StartAsync(
+            Cluster("pacs", [("a", FreePort.Next(), null), ("b", FreePort.Next(), null)]),
+            Route("pacs", "PACS", "pacs"));
+
+        var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+
+        Assert.False(result.Succeeded, result.ToString());
+        Assert.Contains("Rejected Transient", result.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("Temporary Congestion", result.Output, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact(Timeout = 90_000)]
+    public async Task A_node_killed_mid_transfer_aborts_storescu_within_seconds_and_the_proxy_keeps_serving()
+    {
+        using var files = TestDicomFiles.Create();
+        var sent = await files.CreateSeriesAsync(30, TestDicomKind.Ct, pixelDataBytes: 4 * 1024 * 1024);
+        await using var victim = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var backup = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(
+            Cluster("pacs", [("a-victim", victim.Port, null), ("b-backup", backup.Port, null)]),
+            Route("pacs", "PACS", "pacs"));
+        using var recorder = Record(proxy);
+
+        var store = Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", sent.Select(f => f.Path));
+        using (var firstFile = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
+        {
+            while (victim.ReceivedFiles().Count == 0)
+            {
+                await Task.Delay(20, firstFile.Token);
+            }
+        }
+
+        await victim.KillAsync();
+        var result = await store.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.False(result.Succeeded, result.ToString());
+        Assert.Equal(DicomAssociationEndReason.NodeClosed, (await recorder.WaitAsync(1))[0].Reason);
+        var echo = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+        Assert.True(echo.Succeeded, echo.ToString());
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Echo_probe_marks_a_live_storescp_healthy_and_a_closed_port_unhealthy()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        var clusters = Cluster("pacs", [("live", scp.Port, "PACS"), ("dead", FreePort.Next(), "DEAD")]);
+        var at = clusters.IndexOf("\"Metadata\"", StringComparison.Ordinal);
+        clusters = clusters.Insert(at, "\"HealthCheck\": { \"Active\": { \"Enabled\": true, \"Interval\": \"00:00:01\", \"Timeout\": \"00:00:02\" } }, ");
+        await using var proxy = await StartAsync(clusters, Route("pacs", "PACS", "pacs"));
+        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var monitor = proxy.Services.GetRequiredService<ActiveHealthMonitor>();
+        var lookup = proxy.Services.GetRequiredService<IProxyStateLookup>();
+        var settled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Check()
+        {
+            if (lookup.TryGetCluster("pacs", out var cluster)
+                && cluster.Destinations.TryGetValue("live", out var live) && live.Health.Active == DestinationHealth.Healthy
+                && cluster.Destinations.TryGetValue("dead", out var dead) && dead.Health.Active == DestinationHealth.Unhealthy)
+            {
+                settled.TrySetResult();
+            }
+        }
+
+        // A transition may be raised just before the state is visible: every later probe (each second) checks again.
+        void OnTransition(string cluster, string destination, string kind, DestinationHealth from, DestinationHealth to) => Check();
+        void OnProbe(ClusterState cluster, DestinationState destination, Configuration.ClusterProtocol protocol, ProbeResult result, TimeSpan duration) => Check();
+        tracker.Transition += OnTransition;
+        monitor.ProbeCompleted += OnProbe;
+        try
+        {
+            Check();
+            await settled.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        }
+        finally
+        {
+            tracker.Transition -= OnTransition;
+            monitor.ProbeCompleted -= OnProbe;
+        }
+    }
+
+    /// <summary>Answers every A-ASSOCIATE-RQ with A-ASSOCIATE-RJ rejected-transient (PS3.8 Table 9-21).</summary>
+    private sealed class TransientRejector : IDisposable
+    {
+        private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        private readonly CancellationTokenSource _stop = new(TimeSpan.FromSeconds(60));
+        private int _rejected;
+
+        public TransientRejector()
+        {
+            _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            _listener.Listen(8);
+            Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
+            _ = AcceptLoopAsync();
+        }
+
+        public int Port { get; }
+
+        public int Rejected => Volatile.Read(ref _rejected);
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _listener.Dispose();
+            _stop.Dispose();
+        }
+
+        private async Task AcceptLoopAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    using var socket = await _listener.AcceptAsync(_stop.Token);
+                    socket.NoDelay = true;
+                    await using var stream = new NetworkStream(socket, ownsSocket: false);
+                    var input = PipeReader.Create(stream);
+                    var output = PipeWriter.Create(stream);
+                    while (true)
+                    {
+                        var read = await input.ReadAsync(_stop.Token);
+                        var buffer = read.Buffer;
+                        var status = PduReader.TryReadPdu(ref buffer, DicomDefaults.AssociationPduLimit, out _, out _);
+                        input.AdvanceTo(buffer.Start, buffer.End);
+                        if (status != PduReadResult.Incomplete || read.IsCompleted)
+                        {
+                            break;
+                        }
+                    }
+
+                    PduWriter.WriteAssociateReject(output, AssociateRejectResult.RejectedTransient, AssociateRejectSource.ServiceProviderPresentation, AssociateRejectReasons.ServiceProviderPresentationLocalLimitExceeded);
+                    await output.FlushAsync(_stop.Token);
+                    Interlocked.Increment(ref _rejected);
+                    await input.CompleteAsync();
+                    await output.CompleteAsync();
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException or IOException)
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+using System.Globalization;
+using System.Text;
+using ImagingProxy.Dicom;
+using ImagingProxy.PeerTests.Support;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ImagingProxy.PeerTests.Dicom;
+
+/// <summary>Builds DICOM proxy configurations for the peer tests and waits for association summaries.</summary>
+internal static class DicomProxyHarness
+{
+    public static string Port(int port) => port.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>A DICOM cluster; each destination is (id, port, AE title or null).</summary>
+    public static string Cluster(string id, IEnumerable<(string Id, int Port, string? AeTitle)> destinations, string policy = "FirstAlphabetical", string extra = "")
+    {
+        var text = new StringBuilder();
+        foreach (var (destinationId, port, aeTitle) in destinations)
+        {
+            if (text.Length > 0)
+            {
+                text.Append(',');
+            }
+
+            var metadata = aeTitle is null ? string.Empty : $$""", "Metadata": { "AeTitle": "{{aeTitle}}" }""";
+            text.Append(CultureInfo.InvariantCulture, $$"""
+                "{{destinationId}}": { "Address": "tcp://127.0.0.1:{{port}}"{{metadata}} }
+                """);
+        }
+
+        return $$"""
+            "{{id}}": { "LoadBalancingPolicy": "{{policy}}", "Metadata": { "Protocol": "Dicom" {{extra}} }, "Destinations": { {{text}} } }
+            """;
+    }
+
+    /// <summary>An <c>ImagingProxy</c> section with one DICOM listener <c>dicom</c> on port 0 and the given routes.</summary>
+    public static string Dicom(string routes)
+        => $$"""
+            { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": 0 } }, "Routes": { {{routes}} } } }
+            """;
+
+    public static string Route(string id, string calledAeTitle, string cluster)
+        => $$""" "{{id}}": { "CalledAeTitle": "{{calledAeTitle}}", "Cluster": "{{cluster}}" } """;
+
+    public static Task<TestProxy> StartAsync(string clusters, string routes)
+        => TestProxy.StartAsync(TestProxy.Config("{" + clusters + "}", Dicom(routes)));
+
+    /// <summary>Collects every association summary of the proxy from now on.</summary>
+    public static SummaryRecorder Record(TestProxy proxy) => new(proxy.Services.GetRequiredService<DicomConnectionHandler>());
+
+    public sealed class SummaryRecorder : IDisposable
+    {
+        private readonly DicomConnectionHandler _handler;
+        private readonly List<DicomAssociationSummary> _all = [];
+        private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public SummaryRecorder(DicomConnectionHandler handler)
+        {
+            _handler = handler;
+            _handler.AssociationEnded += OnEnded;
+        }
+
+        /// <summary>Waits (bounded) until <paramref name="count"/> associations have ended.</summary>
+        public async Task<IReadOnlyList<DicomAssociationSummary>> WaitAsync(int count, TimeSpan? timeout = null)
+        {
+            using var cancel = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(20));
+            while (true)
+            {
+                Task changed;
+                lock (_all)
+                {
+                    if (_all.Count >= count)
+                    {
+                        return [.. _all];
+                    }
+
+                    changed = _changed.Task;
+                }
+
+                await changed.WaitAsync(cancel.Token);
+            }
+        }
+
+        public void Dispose() => _handler.AssociationEnded -= OnEnded;
+
+        private void OnEnded(DicomAssociationSummary summary)
+        {
+            TaskCompletionSource changed;
+            lock (_all)
+            {
+                _all.Add(summary);
+                changed = _changed;
+                _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+
+            changed.TrySetResult();
+        }
+    }
+}

@@ -1,0 +1,110 @@
+using ImagingProxy.Dicom;
+using ImagingProxy.PeerTests.Peers;
+using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
+
+namespace ImagingProxy.PeerTests.Dicom;
+
+/// <summary>Needs dcmtk (echoscu, storescu, storescp) as real peers on both sides of the proxy; all with TCP_NODELAY=1.</summary>
+public sealed class DicomProxyStorescpTests
+{
+    [Fact(Timeout = 60_000)]
+    public async Task Echoscu_reaches_storescp_through_the_proxy()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("pacs", "PACS", "pacs"));
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+
+        Assert.True(result.Succeeded, $"{result}\n--- storescp ---\n{scp.Process.Output}");
+        var summary = Assert.Single(await recorder.WaitAsync(1));
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.Equal("pacs1", summary.DestinationId);
+        Assert.Equal(1, summary.CEchoRequests);
+        Assert.True(summary.BytesFromClient > 0 && summary.BytesFromNode > 0);
+    }
+
+    [Fact(Timeout = 90_000)]
+    public async Task Storescu_files_arrive_byte_identical_at_storescp_through_the_proxy()
+    {
+        using var files = TestDicomFiles.Create();
+        var sent = await files.CreateSeriesAsync(5);
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", MaxPdu = 131072 });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("any", "*", "pacs"));
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", sent.Select(f => f.Path));
+
+        Assert.True(result.Succeeded, $"{result}\n--- storescp ---\n{scp.Process.Output}");
+        await AssertReceivedAsync(scp, sent);
+        var summary = Assert.Single(await recorder.WaitAsync(1));
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.Equal(5, summary.CStoreRequests);
+    }
+
+    [Fact(Timeout = 90_000)]
+    public async Task Two_storescu_clients_at_once_are_both_relayed()
+    {
+        using var files = TestDicomFiles.Create();
+        var first = await files.CreateSeriesAsync(3);
+        var second = await files.CreateSeriesAsync(3);
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", Fork = true });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("pacs", "PACS", "pacs"));
+
+        var results = await Task.WhenAll(
+            Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", first.Select(f => f.Path)),
+            Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", second.Select(f => f.Path)));
+
+        Assert.All(results, r => Assert.True(r.Succeeded, r.ToString()));
+        await AssertReceivedAsync(scp, [.. first, .. second]);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Associations_are_routed_by_called_ae_title_across_two_clusters()
+    {
+        using var files = TestDicomFiles.Create();
+        var forA = await files.CreateAsync();
+        var forB = await files.CreateAsync();
+        await using var scpA = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS_A" });
+        await using var scpB = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS_B" });
+        await using var proxy = await StartAsync(
+            Cluster("a", [("a1", scpA.Port, null)]) + "," + Cluster("b", [("b1", scpB.Port, null)]),
+            Route("a", "PACS_A", "a") + "," + Route("b", "PACS_B", "b"));
+
+        var resultA = await Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS_A", [forA.Path]);
+        var resultB = await Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS_B", [forB.Path]);
+
+        Assert.True(resultA.Succeeded, resultA.ToString());
+        Assert.True(resultB.Succeeded, resultB.ToString());
+        Assert.EndsWith(forA.SopInstanceUid, Assert.Single(scpA.ReceivedFiles()), StringComparison.Ordinal);
+        Assert.EndsWith(forB.SopInstanceUid, Assert.Single(scpB.ReceivedFiles()), StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Echoscu_reports_the_reject_for_an_unknown_called_ae_title()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("pacs", "PACS", "pacs"));
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "NO-SUCH-NODE");
+
+        Assert.False(result.Succeeded, result.ToString());
+        Assert.Contains("Rejected Permanent", result.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("Called AE Title Not Recognized", result.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(DicomAssociationEndReason.NoRoute, Assert.Single(await recorder.WaitAsync(1)).Reason);
+    }
+
+    private static async Task AssertReceivedAsync(StoreScp scp, IReadOnlyList<TestDicomFile> sent)
+    {
+        var received = scp.ReceivedFiles();
+        Assert.Equal(sent.Count, received.Count);
+        foreach (var file in sent)
+        {
+            var copy = Assert.Single(received, path => Path.GetFileName(path).EndsWith(file.SopInstanceUid, StringComparison.Ordinal));
+            var original = await File.ReadAllBytesAsync(file.Path);
+            var written = await File.ReadAllBytesAsync(copy);
+            Assert.True(DicomPart10.DataSet(original).Span.SequenceEqual(DicomPart10.DataSet(written).Span), $"The data set of {copy} differs from {file.Path}");
+        }
+    }
+}
