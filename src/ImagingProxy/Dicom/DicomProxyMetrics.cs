@@ -12,7 +12,7 @@ public sealed class DicomProxyMetrics
     public const string MeterName = "ImagingProxy";
 
     // Association set-up through the proxy is sub-millisecond on a LAN, seconds when failing over.
-    private static readonly double[] SetupBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    private static readonly double[] s_setupBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
     private readonly Counter<long> _associations;
     private readonly UpDownCounter<long> _active;
@@ -33,7 +33,7 @@ public sealed class DicomProxyMetrics
             "s",
             "From the client's whole A-ASSOCIATE-RQ to the A-ASSOCIATE-AC or -RJ sent back.",
             tags: null,
-            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SetupBuckets });
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_setupBuckets });
     }
 
     public void AssociationStarted(string listener, string route, string cluster)

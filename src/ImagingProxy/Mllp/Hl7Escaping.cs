@@ -20,10 +20,10 @@ namespace ImagingProxy.Mllp;
 /// </remarks>
 public static class Hl7Escaping
 {
-    private static readonly Encoding Latin1Strict = Encoding.GetEncoding(
+    private static readonly Encoding s_latin1Strict = Encoding.GetEncoding(
         "iso-8859-1", new EncoderReplacementFallback("?"), DecoderFallback.ReplacementFallback);
 
-    private static readonly Encoding AsciiStrict = Encoding.GetEncoding(
+    private static readonly Encoding s_asciiStrict = Encoding.GetEncoding(
         "us-ascii", new EncoderReplacementFallback("?"), DecoderFallback.ReplacementFallback);
 
     /// <summary>Unescapes and decodes a field value.</summary>
@@ -125,8 +125,8 @@ public static class Hl7Escaping
         var encoding = characterSet switch
         {
             Hl7CharacterSet.Utf8 => Encoding.UTF8,
-            Hl7CharacterSet.Latin1 => Latin1Strict,
-            _ => AsciiStrict,
+            Hl7CharacterSet.Latin1 => s_latin1Strict,
+            _ => s_asciiStrict,
         };
 
         byte[]? rented = null;

@@ -27,7 +27,7 @@ public sealed class Hl7Pattern
 {
     private const string Wildcard = "*";
 
-    private static readonly SearchValues<char> NotInLiteral = SearchValues.Create("*^|~\\&\r\n");
+    private static readonly SearchValues<char> s_notInLiteral = SearchValues.Create("*^|~\\&\r\n");
 
     private readonly byte[]? _messageCode;
     private readonly byte[]? _triggerEvent;
@@ -149,7 +149,7 @@ public sealed class Hl7Pattern
         {
             errors.Add($"{what} is empty; use '*' for any value.");
         }
-        else if (value.AsSpan().IndexOfAny(NotInLiteral) >= 0)
+        else if (value.AsSpan().IndexOfAny(s_notInLiteral) >= 0)
         {
             errors.Add($"{what} '{value}' contains a wildcard inside a value or an HL7 delimiter; a component is '*' or an exact value.");
         }

@@ -27,7 +27,7 @@ internal sealed partial class MllpForwarder(
     TimeProvider time,
     ILogger<MllpForwarder> logger)
 {
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan s_firstBackoff = TimeSpan.FromMilliseconds(10);
 
     private int _rotation;
 
@@ -46,7 +46,7 @@ internal sealed partial class MllpForwarder(
             if (attempt > 1)
             {
                 metrics.Retried(cluster.ClusterId);
-                await Task.Delay(FirstBackoff * (1 << (attempt - 2)), time);
+                await Task.Delay(s_firstBackoff * (1 << (attempt - 2)), time);
             }
 
             var failure = await TryOnceAsync(session, cluster, destination, message, settings);

@@ -7,7 +7,7 @@ namespace ImagingProxy.Mllp;
 /// <summary>The HL7/MLLP proxy's instruments (meter <c>ImagingProxy</c>), in the style of Kestrel's <c>KestrelMetrics</c>.</summary>
 internal sealed class MllpProxyMetrics
 {
-    private static readonly double[] DurationBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+    private static readonly double[] s_durationBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
     private readonly Counter<long> _messages;
     private readonly Histogram<double> _ackDuration;
@@ -20,7 +20,7 @@ internal sealed class MllpProxyMetrics
     {
         var meter = meterFactory.Create(ImagingProxyTelemetry.MeterName);
         _messages = meter.CreateCounter<long>("imagingproxy.hl7.messages", "{message}", "HL7 messages relayed with a node's acknowledgement.");
-        _ackDuration = meter.CreateHistogram("imagingproxy.hl7.ack.duration", "s", "Time from a message's arrival to the acknowledgement sent back.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
+        _ackDuration = meter.CreateHistogram("imagingproxy.hl7.ack.duration", "s", "Time from a message's arrival to the acknowledgement sent back.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_durationBuckets });
         _retries = meter.CreateCounter<long>("imagingproxy.hl7.retries", "{attempt}", "Messages sent again to another node after a failure.");
         _naks = meter.CreateCounter<long>("imagingproxy.hl7.naks", "{message}", "Negative acknowledgements written by ImagingProxy itself.");
         _framesRejected = meter.CreateCounter<long>("imagingproxy.hl7.frames.rejected", "{frame}", "Inbound bytes or frames not forwarded.");

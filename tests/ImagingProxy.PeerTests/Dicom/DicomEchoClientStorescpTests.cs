@@ -6,7 +6,7 @@ namespace ImagingProxy.PeerTests.Dicom;
 /// <summary>Needs dcmtk's storescp (/usr/bin/storescp, dcmtk 3.6.7) as the real acceptor.</summary>
 public class DicomEchoClientStorescpTests
 {
-    private static readonly DicomEchoOptions EchoOptions = new() { Timeout = TimeSpan.FromSeconds(20) };
+    private static readonly DicomEchoOptions s_echoOptions = new() { Timeout = TimeSpan.FromSeconds(20) };
 
     [Fact]
     public async Task Echo_succeeds_against_storescp()
@@ -14,7 +14,7 @@ public class DicomEchoClientStorescpTests
         var (storescp, port) = await DcmtkProcess.StartStorescpAsync("STORESCP");
         await using var _ = storescp;
 
-        var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "STORESCP", "IMAGINGPROXY", EchoOptions, CancellationToken.None);
+        var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "STORESCP", "IMAGINGPROXY", s_echoOptions, CancellationToken.None);
 
         Assert.True(result.IsSuccess, $"{result} / storescp: {storescp.Output}");
         Assert.Equal((ushort)0, result.Status);
@@ -28,7 +28,7 @@ public class DicomEchoClientStorescpTests
 
         for (var i = 0; i < 5; i++)
         {
-            var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "STORESCP", "IMAGINGPROXY", EchoOptions, CancellationToken.None);
+            var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "STORESCP", "IMAGINGPROXY", s_echoOptions, CancellationToken.None);
             Assert.True(result.IsSuccess, result.ToString());
         }
     }
@@ -41,7 +41,7 @@ public class DicomEchoClientStorescpTests
         var (storescp, port) = await DcmtkProcess.StartStorescpAsync("STORESCP", "--refuse");
         await using var _ = storescp;
 
-        var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "WRONG-AE", "IMAGINGPROXY", EchoOptions, CancellationToken.None);
+        var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "WRONG-AE", "IMAGINGPROXY", s_echoOptions, CancellationToken.None);
 
         Assert.Equal(EchoOutcome.Rejected, result.Outcome);
         Assert.Equal(AssociateRejectResult.RejectedPermanent, result.RejectResult);
@@ -54,7 +54,7 @@ public class DicomEchoClientStorescpTests
     {
         var port = DcmtkProcess.FreePort();
 
-        var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "STORESCP", "IMAGINGPROXY", EchoOptions, CancellationToken.None);
+        var result = await DicomEchoClient.EchoAsync(new IPEndPoint(IPAddress.Loopback, port), "STORESCP", "IMAGINGPROXY", s_echoOptions, CancellationToken.None);
 
         Assert.Equal(EchoOutcome.ConnectionFailed, result.Outcome);
         Assert.Contains("ConnectionRefused", result.Detail, StringComparison.Ordinal);

@@ -13,7 +13,7 @@ namespace ImagingProxy.PeerTests.Mllp;
 /// </summary>
 public sealed class MllpProberTests : IAsyncDisposable
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(30);
 
     private readonly string _directory = Directory.CreateTempSubdirectory("mllp-probe-").FullName;
     private readonly List<Hl7Node> _nodes = [];
@@ -56,7 +56,7 @@ public sealed class MllpProberTests : IAsyncDisposable
                 all.TrySetResult();
             }
         };
-        await all.Task.WaitAsync(Timeout);
+        await all.Task.WaitAsync(s_timeout);
         return results;
     }
 

@@ -13,7 +13,7 @@ namespace ImagingProxy.PeerTests.Mllp;
 /// </summary>
 public sealed class MllpProxyTests : IAsyncDisposable
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
 
     private readonly string _directory = Directory.CreateTempSubdirectory("mllp-proxy-").FullName;
     private readonly List<Hl7Node> _nodes = [];
@@ -55,7 +55,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
         var a = await NodeAsync("a");
         var b = await NodeAsync("b");
         var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")]));
-        using var timeout = new CancellationTokenSource(Timeout);
+        using var timeout = new CancellationTokenSource(s_timeout);
 
         const int Connections = 4;
         const int PerConnection = 100;
@@ -129,7 +129,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
         var port = await ProxyAsync(MllpProxyConfig.Create(
             new Dictionary<string, string[]> { ["adt"] = [adt.Address], ["orders"] = [orders.Address] },
             [("ADT^*", "adt"), ("ORM^O01", "orders"), ("*", "adt")]));
-        using var timeout = new CancellationTokenSource(Timeout);
+        using var timeout = new CancellationTokenSource(s_timeout);
         await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
 
         var replies = new List<MllpReply?>();
@@ -153,7 +153,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
         var a = await NodeAsync("a");
         var b = await NodeAsync("b");
         var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")], ackTimeout: "00:00:05", passiveHealth: true));
-        using var timeout = new CancellationTokenSource(Timeout);
+        using var timeout = new CancellationTokenSource(s_timeout);
 
         const int Connections = 4;
         const int PerConnection = 150;
@@ -203,7 +203,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
         var port = await ProxyAsync(MllpProxyConfig.Create(
             new Dictionary<string, string[]> { ["orders"] = [$"tcp://127.0.0.1:{FreePort.Next()}", $"tcp://127.0.0.1:{FreePort.Next()}"] },
             [("*", "orders")]));
-        using var timeout = new CancellationTokenSource(Timeout);
+        using var timeout = new CancellationTokenSource(s_timeout);
         await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
 
         var reply = await client.SendAsync(MllpClient.Message("DOWN0001"), timeout.Token);
@@ -225,7 +225,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
         var silent = await NodeAsync("silent", "--no-ack");
         var good = await NodeAsync("good");
         var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [silent.Address, good.Address] }, [("*", "orders")], ackTimeout: "00:00:01"));
-        using var timeout = new CancellationTokenSource(Timeout);
+        using var timeout = new CancellationTokenSource(s_timeout);
 
         // Two connections: at least one starts on the silent node (least-rented pick).
         var replies = await Task.WhenAll(Enumerable.Range(0, 2).Select(async c =>
@@ -243,7 +243,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
     {
         var a = await NodeAsync("a");
         var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("ORM^*", "orders")]));
-        using var timeout = new CancellationTokenSource(Timeout);
+        using var timeout = new CancellationTokenSource(s_timeout);
         await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
 
         var reply = await client.SendAsync(MllpClient.Message("NOROUTE1", "SIU^S12^SIU_S12"), timeout.Token);
@@ -261,7 +261,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
     {
         var a = await NodeAsync("a");
         var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")], maxFrameSize: 1024));
-        using var timeout = new CancellationTokenSource(Timeout);
+        using var timeout = new CancellationTokenSource(s_timeout);
         await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
 
         // Garbage (and stray CR/LF) before <SB>: dropped, the frame after it is relayed.

@@ -5,7 +5,7 @@ namespace ImagingProxy.Tests.Dicom;
 
 public class DicomEchoClientTests
 {
-    private static readonly TimeSpan TestTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan s_testTimeout = TimeSpan.FromSeconds(10);
 
     [Fact]
     public async Task Succeeds_when_the_acceptor_accepts_answers_success_and_releases()
@@ -28,7 +28,7 @@ public class DicomEchoClientTests
         await acceptor.ExpectPduAsync(PduType.ReleaseRequest);
         await acceptor.SendAsync(DicomCaptures.ReleaseResponse);
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.Success, result.Outcome);
         Assert.Equal((ushort)0, result.Status);
         Assert.True(result.IsSuccess);
@@ -52,7 +52,7 @@ public class DicomEchoClientTests
         await acceptor.ExpectPduAsync(PduType.ReleaseRequest);
         await acceptor.SendAsync(DicomCaptures.ReleaseResponse);
 
-        Assert.Equal(EchoOutcome.Success, (await echo.WaitAsync(TestTimeout)).Outcome);
+        Assert.Equal(EchoOutcome.Success, (await echo.WaitAsync(s_testTimeout)).Outcome);
     }
 
     [Fact]
@@ -64,7 +64,7 @@ public class DicomEchoClientTests
 
         await acceptor.SendAsync(w => PduWriter.WriteAssociateReject(w, AssociateRejectResult.RejectedPermanent, AssociateRejectSource.ServiceUser, AssociateRejectReasons.ServiceUserCalledAeTitleNotRecognized));
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.Rejected, result.Outcome);
         Assert.Equal(AssociateRejectResult.RejectedPermanent, result.RejectResult);
         Assert.Equal(AssociateRejectSource.ServiceUser, result.RejectSource);
@@ -83,7 +83,7 @@ public class DicomEchoClientTests
 
         await acceptor.SendAsync(w => PduWriter.WriteAbort(w, AbortSource.ServiceProvider, AbortReason.UnexpectedPdu));
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.Aborted, result.Outcome);
         Assert.Equal(AbortSource.ServiceProvider, result.AbortSource);
         Assert.Equal(AbortReason.UnexpectedPdu, result.AbortReason);
@@ -99,7 +99,7 @@ public class DicomEchoClientTests
 
         await acceptor.Output.CompleteAsync();
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.ConnectionClosed, result.Outcome);
         Assert.Contains("A-ASSOCIATE-AC", result.Detail, StringComparison.Ordinal);
     }
@@ -119,7 +119,7 @@ public class DicomEchoClientTests
         await acceptor.ExpectPduAsync(PduType.ReleaseRequest);
         await acceptor.SendAsync(DicomCaptures.ReleaseResponse);
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.BadStatus, result.Outcome);
         Assert.Equal((ushort)0x0122, result.Status);
         Assert.Contains("0x0122", result.Detail, StringComparison.Ordinal);
@@ -136,7 +136,7 @@ public class DicomEchoClientTests
         await acceptor.ExpectPduAsync(PduType.ReleaseRequest);
         await acceptor.SendAsync(DicomCaptures.ReleaseResponse);
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.VerificationNotAccepted, result.Outcome);
         Assert.Contains("AbstractSyntaxNotSupported", result.Detail, StringComparison.Ordinal);
     }
@@ -152,7 +152,7 @@ public class DicomEchoClientTests
 
         var (_, abort) = await acceptor.ExpectPduAsync(PduType.Abort);
         Assert.Equal(new byte[] { 0, 0, 2, 2 }, abort);
-        Assert.Equal(EchoOutcome.ProtocolError, (await echo.WaitAsync(TestTimeout)).Outcome);
+        Assert.Equal(EchoOutcome.ProtocolError, (await echo.WaitAsync(s_testTimeout)).Outcome);
     }
 
     [Fact]
@@ -166,7 +166,7 @@ public class DicomEchoClientTests
 
         var (_, abort) = await acceptor.ExpectPduAsync(PduType.Abort);
         Assert.Equal(new byte[] { 0, 0, 2, 1 }, abort);
-        Assert.Equal(EchoOutcome.ProtocolError, (await echo.WaitAsync(TestTimeout)).Outcome);
+        Assert.Equal(EchoOutcome.ProtocolError, (await echo.WaitAsync(s_testTimeout)).Outcome);
     }
 
     [Fact]
@@ -178,7 +178,7 @@ public class DicomEchoClientTests
 
         await acceptor.SendAsync([0x02, 0x00, 0x7F, 0xFF, 0xFF, 0xFF]);
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.ProtocolError, result.Outcome);
         await acceptor.ExpectPduAsync(PduType.Abort);
     }
@@ -194,7 +194,7 @@ public class DicomEchoClientTests
 
         time.Advance(TimeSpan.FromSeconds(5));
 
-        var result = await echo.WaitAsync(TestTimeout);
+        var result = await echo.WaitAsync(s_testTimeout);
         Assert.Equal(EchoOutcome.Timeout, result.Outcome);
     }
 
@@ -210,7 +210,7 @@ public class DicomEchoClientTests
 
         await cts.CancelAsync();
 
-        Assert.Equal(EchoOutcome.Canceled, (await echo.WaitAsync(TestTimeout)).Outcome);
+        Assert.Equal(EchoOutcome.Canceled, (await echo.WaitAsync(s_testTimeout)).Outcome);
     }
 
     [Fact]

@@ -5,7 +5,7 @@ namespace ImagingProxy.Tests.Dicom;
 
 public class DimseObserverTests
 {
-    private static readonly string[] EchoAssociationEvents =
+    private static readonly string[] s_echoAssociationEvents =
     [
         "pdu AssociateRequest 205",
         "pdu AssociateAccept 184",
@@ -25,7 +25,7 @@ public class DimseObserverTests
 
         observer.Observe(DicomCaptures.All);
 
-        Assert.Equal(EchoAssociationEvents, events.Events);
+        Assert.Equal(s_echoAssociationEvents, events.Events);
         Assert.Equal(DicomCaptures.All.Length, observer.TotalBytes);
         Assert.Equal(6, observer.PduCount);
         Assert.Equal(2, observer.CommandCount);
@@ -44,7 +44,7 @@ public class DimseObserverTests
             observer.Observe(all.AsSpan(0, split));
             observer.Observe(all.AsSpan(split));
 
-            Assert.Equal(EchoAssociationEvents, events.Events);
+            Assert.Equal(s_echoAssociationEvents, events.Events);
         }
     }
 
@@ -62,8 +62,8 @@ public class DimseObserverTests
         var segmented = new RecordingObserverEvents();
         new DimseObserver(segmented).Observe(TestSequence.Split(all, 3, 100, 217, 401, 402, 500));
 
-        Assert.Equal(EchoAssociationEvents, bytewise.Events);
-        Assert.Equal(EchoAssociationEvents, segmented.Events);
+        Assert.Equal(s_echoAssociationEvents, bytewise.Events);
+        Assert.Equal(s_echoAssociationEvents, segmented.Events);
     }
 
     [Fact]

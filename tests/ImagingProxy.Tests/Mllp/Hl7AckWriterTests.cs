@@ -6,7 +6,7 @@ namespace ImagingProxy.Tests.Mllp;
 
 public class Hl7AckWriterTests
 {
-    private static readonly DateTimeOffset Timestamp = new(2025, 1, 1, 12, 0, 1, TimeSpan.Zero);
+    private static readonly DateTimeOffset s_timestamp = new(2025, 1, 1, 12, 0, 1, TimeSpan.Zero);
 
     private static Hl7Header Header(byte[] message)
     {
@@ -18,7 +18,7 @@ public class Hl7AckWriterTests
     private static byte[] Ack(string original, AcknowledgmentCode code, string text = "", Hl7ErrorCode? error = null)
     {
         var writer = new ArrayBufferWriter<byte>();
-        var written = Hl7AckWriter.Write(writer, Header(Hl7Samples.Bytes(original)), code, "ACK00001", Timestamp, text, error);
+        var written = Hl7AckWriter.Write(writer, Header(Hl7Samples.Bytes(original)), code, "ACK00001", s_timestamp, text, error);
         Assert.Equal(writer.WrittenCount, written);
         return writer.WrittenSpan.ToArray();
     }
@@ -147,7 +147,7 @@ public class Hl7AckWriterTests
     public void Acknowledges_a_message_of_which_only_the_control_id_is_known()
     {
         var writer = new ArrayBufferWriter<byte>();
-        Hl7AckWriter.Write(writer, "CTRL9"u8, Hl7Delimiters.Default, AcknowledgmentCode.ApplicationReject, "P1", Timestamp, "no message type", Hl7ErrorCode.RequiredFieldMissing);
+        Hl7AckWriter.Write(writer, "CTRL9"u8, Hl7Delimiters.Default, AcknowledgmentCode.ApplicationReject, "P1", s_timestamp, "no message type", Hl7ErrorCode.RequiredFieldMissing);
         var segments = Segments(writer.WrittenSpan.ToArray());
 
         Assert.Equal(["MSH", "^~\\&", "", "", "", "", "20250101120001+0000", "", "ACK", "P1", "", "2.5"], segments[0]);
@@ -180,6 +180,6 @@ public class Hl7AckWriterTests
     public void Refuses_a_code_outside_table_0008()
     {
         var writer = new ArrayBufferWriter<byte>();
-        Assert.Throws<ArgumentOutOfRangeException>(() => Hl7AckWriter.Write(writer, "X"u8, Hl7Delimiters.Default, AcknowledgmentCode.None, "1", Timestamp));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Hl7AckWriter.Write(writer, "X"u8, Hl7Delimiters.Default, AcknowledgmentCode.None, "1", s_timestamp));
     }
 }

@@ -11,9 +11,9 @@ public class Hl7PatternTests
         return header;
     }
 
-    private static readonly Hl7Header AdtA01 = Header("MSH|^~\\&|ADT1|HOSP|LAB|HOSP|2025||ADT^A01^ADT_A01|1|P|2.5.1");
-    private static readonly Hl7Header OrmO01 = Header("MSH|^~\\&|RIS^1.2^ISO|RAD|PACS|HOSP|2025||ORM^O01|2|P|2.3");
-    private static readonly Hl7Header OruCustom = Header("MSH*@~\\&*REP*RAD*EHR*HOSP*2025**ORU@R01@ORU_R01*3*P*2.4");
+    private static readonly Hl7Header s_adtA01 = Header("MSH|^~\\&|ADT1|HOSP|LAB|HOSP|2025||ADT^A01^ADT_A01|1|P|2.5.1");
+    private static readonly Hl7Header s_ormO01 = Header("MSH|^~\\&|RIS^1.2^ISO|RAD|PACS|HOSP|2025||ORM^O01|2|P|2.3");
+    private static readonly Hl7Header s_oruCustom = Header("MSH*@~\\&*REP*RAD*EHR*HOSP*2025**ORU@R01@ORU_R01*3*P*2.4");
 
     [Theory]
     [InlineData("*", true, true, true)]
@@ -33,28 +33,28 @@ public class Hl7PatternTests
     {
         var p = Hl7Pattern.Parse(pattern);
 
-        Assert.Equal(adt, p.Matches(AdtA01));
-        Assert.Equal(orm, p.Matches(OrmO01));
-        Assert.Equal(oru, p.Matches(OruCustom));
+        Assert.Equal(adt, p.Matches(s_adtA01));
+        Assert.Equal(orm, p.Matches(s_ormO01));
+        Assert.Equal(oru, p.Matches(s_oruCustom));
     }
 
     [Fact]
     public void Matches_the_first_component_of_applications_and_facilities_exactly_and_case_sensitively()
     {
-        Assert.True(Hl7Pattern.Create(sendingApplication: "RIS").Matches(OrmO01));
-        Assert.True(Hl7Pattern.Create(sendingApplication: "RIS", sendingFacility: "RAD", receivingApplication: "PACS", receivingFacility: "HOSP").Matches(OrmO01));
-        Assert.False(Hl7Pattern.Create(sendingApplication: "ris").Matches(OrmO01));
-        Assert.False(Hl7Pattern.Create(sendingApplication: "RI").Matches(OrmO01));
-        Assert.False(Hl7Pattern.Create(receivingFacility: "OTHER").Matches(OrmO01));
-        Assert.True(Hl7Pattern.Create("ORM^*", "*", null, "PACS", "*").Matches(OrmO01));
-        Assert.False(Hl7Pattern.Create("ADT^*", receivingApplication: "PACS").Matches(OrmO01));
-        Assert.True(Hl7Pattern.Create(receivingApplication: "EHR").Matches(OruCustom));
+        Assert.True(Hl7Pattern.Create(sendingApplication: "RIS").Matches(s_ormO01));
+        Assert.True(Hl7Pattern.Create(sendingApplication: "RIS", sendingFacility: "RAD", receivingApplication: "PACS", receivingFacility: "HOSP").Matches(s_ormO01));
+        Assert.False(Hl7Pattern.Create(sendingApplication: "ris").Matches(s_ormO01));
+        Assert.False(Hl7Pattern.Create(sendingApplication: "RI").Matches(s_ormO01));
+        Assert.False(Hl7Pattern.Create(receivingFacility: "OTHER").Matches(s_ormO01));
+        Assert.True(Hl7Pattern.Create("ORM^*", "*", null, "PACS", "*").Matches(s_ormO01));
+        Assert.False(Hl7Pattern.Create("ADT^*", receivingApplication: "PACS").Matches(s_ormO01));
+        Assert.True(Hl7Pattern.Create(receivingApplication: "EHR").Matches(s_oruCustom));
     }
 
     [Fact]
     public void Matches_every_message_when_nothing_is_specified()
     {
-        Assert.True(Hl7Pattern.Any.Matches(AdtA01));
+        Assert.True(Hl7Pattern.Any.Matches(s_adtA01));
         Assert.True(Hl7Pattern.Any.Matches(default));
     }
 

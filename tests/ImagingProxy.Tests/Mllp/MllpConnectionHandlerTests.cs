@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Diagnostics.CodeAnalysis;
+using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using ImagingProxy.Configuration;
@@ -8,7 +9,6 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Yarp.ReverseProxy;
@@ -20,7 +20,7 @@ namespace ImagingProxy.Tests.Mllp;
 /// <summary>The connection handler over in-memory pipes: the paths that need no node (bad input, no route, no node).</summary>
 public sealed class MllpConnectionHandlerTests : IAsyncDisposable
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(10);
 
     private readonly Pipe _toProxy = new();
     private readonly Pipe _fromProxy = new();
@@ -53,7 +53,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _toProxy.Writer.CompleteAsync();
-        await _handler.WaitAsync(Timeout);
+        await _handler.WaitAsync(s_timeout);
         await _pool.DisposeAsync();
         await _services.DisposeAsync();
     }
@@ -79,7 +79,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
         var reader = _fromProxy.Reader;
         while (true)
         {
-            var result = await reader.ReadAsync().AsTask().WaitAsync(Timeout);
+            var result = await reader.ReadAsync().AsTask().WaitAsync(s_timeout);
             var buffer = result.Buffer;
             if (_frames.TryReadFrame(ref buffer, out var frame) == MllpReadResult.Frame)
             {
@@ -146,7 +146,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
     {
         await SendAsync([], "PID|1||123\r"u8.ToArray());
 
-        await _handler.WaitAsync(Timeout); // the handler returned: Kestrel then closes the socket
+        await _handler.WaitAsync(s_timeout); // the handler returned: Kestrel then closes the socket
         Assert.False(_fromProxy.Reader.TryRead(out _));
     }
 

@@ -5,27 +5,27 @@ namespace ImagingProxy.Tests.Mllp;
 
 public class MllpFrameReaderTests
 {
-    private static readonly byte[] OrmFrame = Hl7Samples.Frame(Hl7Samples.Orm);
-    private static readonly byte[] AdtFrame = Hl7Samples.Frame(Hl7Samples.Adt);
+    private static readonly byte[] s_ormFrame = Hl7Samples.Frame(Hl7Samples.Orm);
+    private static readonly byte[] s_adtFrame = Hl7Samples.Frame(Hl7Samples.Adt);
 
     [Fact]
     public void Reads_a_frame_received_in_one_piece_as_a_slice_of_the_buffer()
     {
-        var buffer = new ReadOnlySequence<byte>(OrmFrame);
+        var buffer = new ReadOnlySequence<byte>(s_ormFrame);
         var result = new MllpFrameReader().TryReadFrame(ref buffer, out var message);
 
         Assert.Equal(MllpReadResult.Frame, result);
         Assert.Equal(Hl7Samples.Bytes(Hl7Samples.Orm), message.ToArray());
         Assert.True(buffer.IsEmpty);
-        Assert.True(message.First.Span.Overlaps(OrmFrame), "The message is not a copy.");
+        Assert.True(message.First.Span.Overlaps(s_ormFrame), "The message is not a copy.");
     }
 
     [Fact]
     public void Reads_a_frame_split_at_every_single_point()
     {
-        for (var split = 0; split <= OrmFrame.Length; split++)
+        for (var split = 0; split <= s_ormFrame.Length; split++)
         {
-            var events = FrameFeeder.Run(new MllpFrameReader(), OrmFrame, split);
+            var events = FrameFeeder.Run(new MllpFrameReader(), s_ormFrame, split);
             AssertFrames(events, Hl7Samples.Orm);
         }
     }
@@ -33,11 +33,11 @@ public class MllpFrameReaderTests
     [Fact]
     public void Reads_a_frame_split_at_every_pair_of_points()
     {
-        for (var first = 0; first <= OrmFrame.Length; first++)
+        for (var first = 0; first <= s_ormFrame.Length; first++)
         {
-            for (var second = first; second <= OrmFrame.Length; second++)
+            for (var second = first; second <= s_ormFrame.Length; second++)
             {
-                AssertFrames(FrameFeeder.Run(new MllpFrameReader(), OrmFrame, first, second), Hl7Samples.Orm);
+                AssertFrames(FrameFeeder.Run(new MllpFrameReader(), s_ormFrame, first, second), Hl7Samples.Orm);
             }
         }
     }
@@ -45,14 +45,14 @@ public class MllpFrameReaderTests
     [Fact]
     public void Reads_a_frame_arriving_one_byte_per_read()
     {
-        var splits = Enumerable.Range(1, OrmFrame.Length - 1).ToArray();
-        AssertFrames(FrameFeeder.Run(new MllpFrameReader(), OrmFrame, splits), Hl7Samples.Orm);
+        var splits = Enumerable.Range(1, s_ormFrame.Length - 1).ToArray();
+        AssertFrames(FrameFeeder.Run(new MllpFrameReader(), s_ormFrame, splits), Hl7Samples.Orm);
     }
 
     [Fact]
     public void Reads_two_frames_split_at_every_point()
     {
-        byte[] input = [.. OrmFrame, .. AdtFrame];
+        byte[] input = [.. s_ormFrame, .. s_adtFrame];
         for (var split = 0; split <= input.Length; split++)
         {
             AssertFrames(FrameFeeder.Run(new MllpFrameReader(), input, split), Hl7Samples.Orm, Hl7Samples.Adt);
@@ -83,9 +83,9 @@ public class MllpFrameReaderTests
     {
         // python3-hl7's mllp_send strips the final CR: the frame ends "...^C4" 1C 0D.
         Assert.EndsWith("^C4", Hl7Samples.Orm, StringComparison.Ordinal);
-        for (var split = 0; split <= OrmFrame.Length; split++)
+        for (var split = 0; split <= s_ormFrame.Length; split++)
         {
-            AssertFrames(FrameFeeder.Run(new MllpFrameReader(), OrmFrame, split), Hl7Samples.Orm);
+            AssertFrames(FrameFeeder.Run(new MllpFrameReader(), s_ormFrame, split), Hl7Samples.Orm);
         }
     }
 
@@ -105,7 +105,7 @@ public class MllpFrameReaderTests
     [Fact]
     public void Reports_bytes_before_the_start_block_once_and_then_reads_the_frame()
     {
-        byte[] input = [.. "junk\r\n"u8, .. OrmFrame];
+        byte[] input = [.. "junk\r\n"u8, .. s_ormFrame];
         var events = FrameFeeder.Run(new MllpFrameReader(), input);
 
         Assert.Equal(3, events.Count);
@@ -118,7 +118,7 @@ public class MllpFrameReaderTests
     [Fact]
     public void Reports_stray_line_breaks_between_frames_and_loses_no_frame_at_any_split_point()
     {
-        byte[] input = [.. OrmFrame, (byte)'\r', (byte)'\n', .. AdtFrame, (byte)'\n'];
+        byte[] input = [.. s_ormFrame, (byte)'\r', (byte)'\n', .. s_adtFrame, (byte)'\n'];
         for (var split = 0; split <= input.Length; split++)
         {
             var events = FrameFeeder.Run(new MllpFrameReader(), input, split);
@@ -147,7 +147,7 @@ public class MllpFrameReaderTests
     public void Skips_an_oversize_frame_reported_once_then_reads_the_next_frame_at_every_split_point()
     {
         var big = Hl7Samples.Frame("MSH|^~\\&|" + new string('X', 500));
-        byte[] input = [.. big, .. OrmFrame];
+        byte[] input = [.. big, .. s_ormFrame];
         for (var split = 0; split <= input.Length; split++)
         {
             var reader = new MllpFrameReader(maxFrameSize: 200);
@@ -163,7 +163,7 @@ public class MllpFrameReaderTests
     [Fact]
     public void Resynchronises_on_the_next_start_block_when_an_oversize_frame_has_no_trailer()
     {
-        byte[] input = [0x0B, .. new byte[300].Select(_ => (byte)'X'), .. OrmFrame];
+        byte[] input = [0x0B, .. new byte[300].Select(_ => (byte)'X'), .. s_ormFrame];
         for (var split = 0; split <= input.Length; split += 7)
         {
             var events = FrameFeeder.Run(new MllpFrameReader(maxFrameSize: 200), input, split);
@@ -176,13 +176,13 @@ public class MllpFrameReaderTests
     [Fact]
     public void Drops_a_frame_cut_short_by_a_new_start_block_and_reads_the_new_frame()
     {
-        byte[] input = [.. OrmFrame[..40], .. AdtFrame];
+        byte[] input = [.. s_ormFrame[..40], .. s_adtFrame];
         for (var split = 0; split <= input.Length; split++)
         {
             var events = FrameFeeder.Run(new MllpFrameReader(), input, split);
 
             Assert.Equal([MllpReadResult.BytesOutsideFrame, MllpReadResult.Frame, MllpReadResult.EndOfStream], events.Select(e => e.Result));
-            Assert.Equal(OrmFrame[..40], events[0].Bytes);
+            Assert.Equal(s_ormFrame[..40], events[0].Bytes);
             Assert.Equal([Hl7Samples.Adt], Frames(events));
         }
     }
@@ -201,7 +201,7 @@ public class MllpFrameReaderTests
         Assert.True(feeder.MaxBuffered <= 1024 + 1, $"Buffered {feeder.MaxBuffered} bytes.");
         Assert.Equal([MllpReadResult.FrameTooLarge], feeder.Events.Select(e => e.Result));
         feeder.Receive([0x1C]);
-        feeder.Receive([0x0D, .. OrmFrame]);
+        feeder.Receive([0x0D, .. s_ormFrame]);
         feeder.Complete();
         Assert.Equal([Hl7Samples.Orm], Frames(feeder.Events));
         Assert.Equal(MllpReadResult.EndOfStream, feeder.Events[^1].Result);
@@ -210,12 +210,12 @@ public class MllpFrameReaderTests
     [Fact]
     public void Names_end_of_stream_inside_a_frame_at_every_truncation_point()
     {
-        for (var length = 1; length < OrmFrame.Length; length++)
+        for (var length = 1; length < s_ormFrame.Length; length++)
         {
-            var events = FrameFeeder.Run(new MllpFrameReader(), OrmFrame[..length]);
+            var events = FrameFeeder.Run(new MllpFrameReader(), s_ormFrame[..length]);
 
             Assert.Equal(MllpReadResult.IncompleteFrameAtEndOfStream, events[^1].Result);
-            Assert.Equal(OrmFrame[..length], events[^1].Bytes);
+            Assert.Equal(s_ormFrame[..length], events[^1].Bytes);
             Assert.DoesNotContain(events, e => e.Result == MllpReadResult.Frame);
         }
     }
@@ -231,7 +231,7 @@ public class MllpFrameReaderTests
     [Fact]
     public void Names_a_clean_end_of_stream_between_frames()
     {
-        var events = FrameFeeder.Run(new MllpFrameReader(), OrmFrame);
+        var events = FrameFeeder.Run(new MllpFrameReader(), s_ormFrame);
 
         Assert.Equal(MllpReadResult.EndOfStream, events[^1].Result);
     }

@@ -9,7 +9,7 @@ namespace ImagingProxy.Tests.Mllp;
 /// </summary>
 public class MllpFuzzTests
 {
-    private static readonly byte[] Alphabet = [0x0B, 0x1C, 0x0D, 0x0A, (byte)'M', (byte)'S', (byte)'H', (byte)'|', (byte)'^', (byte)'~', (byte)'\\', (byte)'&', (byte)'A', (byte)'1', (byte)'#', (byte)'*'];
+    private static readonly byte[] s_alphabet = [0x0B, 0x1C, 0x0D, 0x0A, (byte)'M', (byte)'S', (byte)'H', (byte)'|', (byte)'^', (byte)'~', (byte)'\\', (byte)'&', (byte)'A', (byte)'1', (byte)'#', (byte)'*'];
 
     private static byte[] RandomInput(Random random, int length)
     {
@@ -20,8 +20,8 @@ public class MllpFuzzTests
             bytes[i] = mode switch
             {
                 0 => (byte)random.Next(256),
-                1 => Alphabet[random.Next(Alphabet.Length)],
-                _ => random.Next(20) == 0 ? Alphabet[random.Next(4)] : (byte)random.Next(0x20, 0x7F),
+                1 => s_alphabet[random.Next(s_alphabet.Length)],
+                _ => random.Next(20) == 0 ? s_alphabet[random.Next(4)] : (byte)random.Next(0x20, 0x7F),
             };
         }
 
@@ -93,7 +93,7 @@ public class MllpFuzzTests
                 input = sample[..random.Next(sample.Length + 1)];
                 if (input.Length > 0 && random.Next(2) == 0)
                 {
-                    input[random.Next(input.Length)] = Alphabet[random.Next(Alphabet.Length)];
+                    input[random.Next(input.Length)] = s_alphabet[random.Next(s_alphabet.Length)];
                 }
             }
 

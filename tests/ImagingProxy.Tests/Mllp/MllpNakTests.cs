@@ -6,14 +6,14 @@ namespace ImagingProxy.Tests.Mllp;
 
 public sealed class MllpNakTests
 {
-    private static readonly DateTimeOffset Now = new(2025, 1, 1, 12, 0, 1, TimeSpan.Zero);
+    private static readonly DateTimeOffset s_now = new(2025, 1, 1, 12, 0, 1, TimeSpan.Zero);
 
     private static (string Text, Hl7Ack Ack) Nak(string msh)
     {
         var message = Encoding.ASCII.GetBytes(msh + "\rPID|1\r");
         Assert.Equal(Hl7ReadStatus.Success, Hl7HeaderReader.TryRead(message, 1024, out var header));
         var frame = new ArrayBufferWriter<byte>();
-        MllpNak.WriteFrame(frame, header, "No healthy node; retry later.", Hl7ErrorCode.ApplicationInternalError, Now);
+        MllpNak.WriteFrame(frame, header, "No healthy node; retry later.", Hl7ErrorCode.ApplicationInternalError, s_now);
         var bytes = frame.WrittenSpan;
         Assert.Equal(MllpConstants.StartBlock, bytes[0]);
         Assert.True(bytes[^2..].SequenceEqual(new byte[] { MllpConstants.EndBlock, MllpConstants.CarriageReturn }));
