@@ -31,6 +31,15 @@ public static class ConfigurationValidator
         ValidateDicom(proxy.GetSection("Dicom"), clusters, dicomListeners, errors);
         ValidateMllp(proxy.GetSection("Mllp"), clusters, mllpListeners, errors);
         ValidateXds(proxy.GetSection("Xds"), clusters, errors);
+        ValidatePositiveTime(proxy, "DrainTimeout", errors);
+        var telemetry = proxy.GetSection("Telemetry");
+        ValidatePositiveInteger(telemetry, "MaxAeTitles", errors);
+        ValidatePositiveInteger(telemetry, "MaxMessageTypes", errors);
+        var otlp = telemetry["OtlpEndpoint"];
+        if (!string.IsNullOrEmpty(otlp) && !Uri.TryCreate(otlp, UriKind.Absolute, out _))
+        {
+            errors.Add($"{telemetry.Path}:OtlpEndpoint: '{otlp}' is not an absolute URI.");
+        }
         ValidatePortConflicts(ports, errors);
         return errors;
     }

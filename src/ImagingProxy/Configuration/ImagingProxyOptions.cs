@@ -10,4 +10,9 @@ public sealed record ImagingProxyOptions
     public MllpOptions Mllp { get; init; } = new();
 
     public XdsOptions Xds { get; init; } = new();
+
+    public TelemetryOptions Telemetry { get; init; } = new();
+
+    /// <summary>On SIGTERM: how long open associations and messages may take to finish before they are aborted (default 5 min).</summary>
+    public TimeSpan? DrainTimeout { get; init; }
 }

@@ -39,6 +39,12 @@ public static class ProxyDefaults
     /// <summary>Passive health: how long a destination stays down after a transport failure.</summary>
     public static readonly TimeSpan ReactivationPeriod = TimeSpan.FromSeconds(60);
 
+    /// <summary>Label cardinality caps for AE titles and HL7 message types.</summary>
+    public const int MaxLabelValues = 50;
+
+    /// <summary>How long a SIGTERM drain may last before what remains is aborted.</summary>
+    public static readonly TimeSpan DrainTimeout = TimeSpan.FromMinutes(5);
+
     /// <summary>Environment variable naming the operator's configuration file (same as <c>--config</c>).</summary>
     public const string ConfigEnvironmentVariable = "IMAGINGPROXY_CONFIG";
 }

@@ -56,6 +56,10 @@ public static class ImagingProxyApp
         builder.Services.AddSingleton<ReadinessState>();
         builder.Services.TryAddSingleton(TimeProvider.System);
 
+        // SIGTERM drain: Kestrel stops accepting at once, open connections get this long to finish, then are aborted.
+        var drain = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>()?.DrainTimeout ?? ProxyDefaults.DrainTimeout;
+        builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = drain);
+
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             // Imaging bodies are large (STOW-RS, MTOM): no global cap; routes set MaxRequestBodySize where wanted.

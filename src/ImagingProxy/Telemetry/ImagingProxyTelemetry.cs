@@ -26,6 +26,9 @@ public static class ImagingProxyTelemetry
     {
         services.AddSingleton<HealthMetrics>();
         services.AddSingleton<HttpProxyMetrics>();
+        var options = configuration.GetSection($"{Configuration.ImagingProxyOptions.SectionName}:Telemetry").Get<Configuration.TelemetryOptions>() ?? new Configuration.TelemetryOptions();
+        services.AddKeyedSingleton(LimiterKeys.AeTitle, new TagValueLimiter(options.AeTitles, options.MaxAeTitles ?? Configuration.ProxyDefaults.MaxLabelValues));
+        services.AddKeyedSingleton(LimiterKeys.MessageType, new TagValueLimiter(options.MessageTypes, options.MaxMessageTypes ?? Configuration.ProxyDefaults.MaxLabelValues));
         var telemetry = services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("imagingproxy"))
             .WithMetrics(metrics => metrics
@@ -46,6 +49,13 @@ public static class ImagingProxyTelemetry
         }
 
         return services;
+    }
+
+    /// <summary>Service keys of the <see cref="TagValueLimiter"/> instances (<c>[FromKeyedServices(LimiterKeys.AeTitle)]</c>).</summary>
+    public static class LimiterKeys
+    {
+        public const string AeTitle = "ae-title";
+        public const string MessageType = "hl7-message-type";
     }
 
     public static IEndpointConventionBuilder MapMetrics(this IEndpointRouteBuilder endpoints)

@@ -1,0 +1,49 @@
+using System.Collections.Concurrent;
+
+namespace ImagingProxy.Telemetry;
+
+/// <summary>
+/// Keeps a metric label's cardinality bounded: values on the allow-list pass as they are; without an allow-list the
+/// first <c>max</c> distinct values seen pass and every later one becomes <c>other</c>. Used for AE titles and HL7
+/// message types, which come from the wire. Thread-safe, allocation-free once a value is known.
+/// </summary>
+public sealed class TagValueLimiter
+{
+    public const string Other = "other";
+
+    private readonly HashSet<string>? _allowed;
+    private readonly ConcurrentDictionary<string, string> _seen = new(StringComparer.Ordinal);
+    private readonly int _max;
+
+    public TagValueLimiter(IEnumerable<string>? allowList, int max)
+    {
+        _allowed = allowList is null ? null : new HashSet<string>(allowList, StringComparer.Ordinal);
+        if (_allowed is { Count: 0 })
+        {
+            _allowed = null;
+        }
+
+        _max = Math.Max(0, max);
+    }
+
+    /// <summary>The label to record for <paramref name="value"/>: itself, or <see cref="Other"/>.</summary>
+    public string Limit(string? value)
+    {
+        if (string.IsNullOrEmpty(value))
+        {
+            return "none";
+        }
+
+        if (_allowed is not null)
+        {
+            return _allowed.Contains(value) ? value : Other;
+        }
+
+        if (_seen.TryGetValue(value, out var known))
+        {
+            return known;
+        }
+
+        return _seen.Count < _max ? _seen.GetOrAdd(value, value) : Other;
+    }
+}
