@@ -158,4 +158,43 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         using var slow = await client.GetAsync("/delay?ms=10000");
         Assert.Equal(HttpStatusCode.GatewayTimeout, slow.StatusCode);
     }
+
+    [Fact]
+    public async Task Passive_health_takes_a_destination_out_after_transport_failures()
+    {
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin",
+            "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:05:00" } }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{cluster}} }""", AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var down = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracker.Transition += (_, destination, kind, _, now) =>
+        {
+            if (destination == "b" && kind == "passive" && now == DestinationHealth.Unhealthy)
+            {
+                down.TrySetResult();
+            }
+        };
+
+        await _b.DisposeAsync();
+        var failures = 0;
+        for (var i = 0; i < 40 && !down.Task.IsCompleted; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            failures += response.StatusCode == HttpStatusCode.BadGateway ? 1 : 0;
+        }
+
+        await down.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(failures > 0);
+        for (var i = 0; i < 10; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        _b = await TestBackend.StartAsync("b");
+    }
 }

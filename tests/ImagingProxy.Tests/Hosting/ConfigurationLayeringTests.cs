@@ -1,0 +1,80 @@
+using ImagingProxy.Tests.Support;
+
+namespace ImagingProxy.Tests.Hosting;
+
+/// <summary>
+/// The host process reads its operator file from IMAGINGPROXY_CONFIG (or --config), then environment variables, then
+/// command-line keys, later winning; observed through which backend a request reaches.
+/// </summary>
+public sealed class ConfigurationLayeringTests : IAsyncLifetime
+{
+    private readonly TestCertificate _certificate = new();
+    private readonly List<TestBackend> _backends = [];
+
+    public async Task InitializeAsync()
+    {
+        foreach (var name in new[] { "file", "environment", "command-line" })
+        {
+            _backends.Add(await TestBackend.StartAsync(name));
+        }
+    }
+
+    public async Task DisposeAsync()
+    {
+        foreach (var backend in _backends)
+        {
+            await backend.DisposeAsync();
+        }
+
+        _certificate.Dispose();
+    }
+
+    private async Task<string> BackendReachedAsync(HostProcess host)
+    {
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = new Uri($"https://127.0.0.1:{await host.PortAsync("Viewers")}/") };
+        using var response = await client.GetAsync("/studies");
+        return response.Headers.GetValues("X-Backend").Single();
+    }
+
+    [Fact]
+    public async Task Environment_overrides_the_config_file_and_command_line_overrides_both()
+    {
+        var config = TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _backends[0])}} }""", """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }""")
+            .Replace("\"file\":", "\"node\":", StringComparison.Ordinal);
+        var path = Path.Combine(_certificate.Directory, "operator.json");
+        await File.WriteAllTextAsync(path, config);
+        var environment = new Dictionary<string, string> { ["IMAGINGPROXY_CONFIG"] = path };
+
+        using (var fileOnly = HostProcess.Start([], environment))
+        {
+            Assert.Equal("file", await BackendReachedAsync(fileOnly));
+        }
+
+        environment["ReverseProxy__Clusters__web__Destinations__node__Address"] = _backends[1].Url.ToString();
+        using (var withEnvironment = HostProcess.Start([], environment))
+        {
+            Assert.Equal("environment", await BackendReachedAsync(withEnvironment));
+        }
+
+        using var withCommandLine = HostProcess.Start([$"--ReverseProxy:Clusters:web:Destinations:node:Address={_backends[2].Url}"], environment);
+        Assert.Equal("command-line", await BackendReachedAsync(withCommandLine));
+    }
+
+    [Fact]
+    public async Task An_invalid_configuration_stops_the_host_with_exit_code_2_listing_every_problem()
+    {
+        var path = Path.Combine(_certificate.Directory, "bad.json");
+        await File.WriteAllTextAsync(path, """
+            {
+              "Kestrel": { "Endpoints": { "Viewers": { "Url": "https://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ImagingProxy": { "Mllp": { "Listeners": { "hl7": { "Port": 70000 } } }, "Xds": { "RegistryCluster": "nowhere" } }
+            }
+            """);
+        using var host = HostProcess.Start(["--config", path]);
+        Assert.Equal(2, await host.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("3 problem(s)", host.Output, StringComparison.Ordinal);
+        Assert.Contains("Kestrel:Endpoints:Viewers:Certificate", host.Output, StringComparison.Ordinal);
+        Assert.Contains("ImagingProxy:Mllp:Listeners:hl7:Port: '70000'", host.Output, StringComparison.Ordinal);
+        Assert.Contains("ImagingProxy:Xds:RegistryCluster: unknown cluster 'nowhere'", host.Output, StringComparison.Ordinal);
+    }
+}

@@ -1,0 +1,124 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+
+namespace ImagingProxy.Tests.Support;
+
+/// <summary>
+/// The real host (<c>dotnet ImagingProxy.Host.dll</c>) in its own process, for what only a process shows: memory,
+/// environment-variable configuration, SIGTERM. Listener ports are read from its "Listener X bound to" log lines.
+/// </summary>
+public sealed partial class HostProcess : IDisposable
+{
+    private readonly ConcurrentDictionary<string, TaskCompletionSource<int>> _ports = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentQueue<string> _output = new();
+    private readonly TaskCompletionSource _exitedOutput = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private HostProcess(Process process) => Process = process;
+
+    public Process Process { get; }
+
+    public string Output => string.Join('\n', _output);
+
+    public static HostProcess Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = AppContext.BaseDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        info.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "ImagingProxy.Host.dll"));
+        foreach (var argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
+        }
+
+        var host = new HostProcess(Process.Start(info)!);
+        host.Process.OutputDataReceived += (_, e) => host.OnLine(e.Data);
+        host.Process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                host._output.Enqueue(e.Data);
+            }
+        };
+        host.Process.BeginOutputReadLine();
+        host.Process.BeginErrorReadLine();
+        return host;
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            _exitedOutput.TrySetResult();
+            foreach (var port in _ports.Values)
+            {
+                port.TrySetException(new InvalidOperationException("host exited:\n" + Output));
+            }
+
+            return;
+        }
+
+        _output.Enqueue(line);
+        var match = ListenerBound().Match(line);
+        if (match.Success)
+        {
+            Port(match.Groups[1].Value).TrySetResult(int.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture));
+        }
+    }
+
+    private TaskCompletionSource<int> Port(string listener)
+        => _ports.GetOrAdd(listener, _ => new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously));
+
+    /// <summary>The bound port of a listener, once the host has logged it.</summary>
+    public Task<int> PortAsync(string listener) => Port(listener).Task.WaitAsync(TimeSpan.FromSeconds(60));
+
+    /// <summary>Sends SIGTERM, as Kubernetes does before stopping a pod.</summary>
+    public void Terminate()
+    {
+        using var kill = Process.Start("kill", ["-TERM", Process.Id.ToString(CultureInfo.InvariantCulture)]);
+        kill.WaitForExit();
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        await Process.WaitForExitAsync().WaitAsync(timeout);
+        await _exitedOutput.Task.WaitAsync(TimeSpan.FromSeconds(5));
+        return Process.ExitCode;
+    }
+
+    public long ResidentBytes()
+    {
+        foreach (var line in File.ReadLines($"/proc/{Process.Id}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                return long.Parse(line.AsSpan(6).Trim().TrimEnd(" kB"), CultureInfo.InvariantCulture) * 1024;
+            }
+        }
+
+        return 0;
+    }
+
+    [GeneratedRegex(@"Listener (\S+) \(\w+\) bound to .*:(\d+)\.")]
+    private static partial Regex ListenerBound();
+
+    public void Dispose()
+    {
+        if (!Process.HasExited)
+        {
+            Process.Kill(entireProcessTree: true);
+            Process.WaitForExit(10_000);
+        }
+
+        Process.Dispose();
+    }
+}
