@@ -4,7 +4,7 @@ using System.Text;
 using System.Text.Json;
 using ImagingProxy.Configuration;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.Configuration;
 
 namespace ImagingProxy.PeerTests.Deploy;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.PeerTests.Deploy;
 

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 using ImagingProxy.Dicom;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.PeerTests.Dicom;

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;

@@ -2,7 +2,7 @@ using System.Collections.Concurrent;
 using ImagingProxy.Health;
 using ImagingProxy.Mllp;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.PeerTests.Mllp;

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.PeerTests.Mllp;
 

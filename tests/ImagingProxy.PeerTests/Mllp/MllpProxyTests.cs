@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text;
 using ImagingProxy.Mllp;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.PeerTests.Mllp;
 

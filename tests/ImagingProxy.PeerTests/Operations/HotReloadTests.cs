@@ -2,7 +2,7 @@ using ImagingProxy.Dicom;
 using ImagingProxy.Mllp;
 using ImagingProxy.PeerTests.Mllp;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Yarp.ReverseProxy;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;

@@ -1,6 +1,6 @@
 using System.Net;
 using ImagingProxy.Configuration;
-using ImagingProxy.Tests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.Tests.Configuration;

@@ -24,7 +24,7 @@ public class ConfigurationValidatorTests
     [InlineData("appsettings/hospital.json")]
     public void The_documented_example_configurations_are_valid(string file)
     {
-        using var certificate = new Support.TestCertificate();
+        using var certificate = new ImagingProxy.Testing.TestCertificate();
         var config = Load(RepoFile(file), new()
         {
             ["Kestrel:Endpoints:Viewers:Certificate:Path"] = certificate.CertificatePath,

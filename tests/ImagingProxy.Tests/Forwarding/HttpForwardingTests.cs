@@ -1,6 +1,6 @@
 using System.Net;
 using ImagingProxy.Health;
-using ImagingProxy.Tests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Yarp.ReverseProxy.Model;
 

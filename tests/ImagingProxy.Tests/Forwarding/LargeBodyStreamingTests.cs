@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
-using ImagingProxy.Tests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.Tests.Forwarding;
 

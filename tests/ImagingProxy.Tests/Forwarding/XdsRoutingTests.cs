@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using ImagingProxy.Forwarding;
-using ImagingProxy.Tests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.Tests.Forwarding;
 

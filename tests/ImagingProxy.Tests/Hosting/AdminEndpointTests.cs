@@ -1,6 +1,6 @@
 using System.Net;
 using System.Text.Json;
-using ImagingProxy.Tests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.Tests.Hosting;
 

@@ -1,4 +1,4 @@
-using ImagingProxy.Tests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.Tests.Hosting;
 

@@ -1,4 +1,4 @@
-namespace ImagingProxy.Tests.Support;
+namespace ImagingProxy.Testing;
 
 /// <summary>Builds --config JSON for tests: every endpoint on 127.0.0.1 port 0.</summary>
 public static class TestConfig

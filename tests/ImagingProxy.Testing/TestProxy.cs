@@ -5,7 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-namespace ImagingProxy.Tests.Support;
+namespace ImagingProxy.Testing;
 
 /// <summary>ImagingProxy running in-process on real sockets (port 0), configured from a temporary --config file.</summary>
 public sealed class TestProxy : IAsyncDisposable
@@ -42,10 +42,36 @@ public sealed class TestProxy : IAsyncDisposable
         return new TestProxy(app, directory, path);
     }
 
+    /// <summary>The bound port of a listener (Kestrel endpoint, DICOM or MLLP listener) by name.</summary>
+    public int Port(string listener)
+    {
+        var registry = Services.GetRequiredService<ListenerRegistry>();
+        if (!registry.TryGet(listener, out var found))
+        {
+            throw new InvalidOperationException($"no listener {listener}");
+        }
+
+        return ((IPEndPoint)found.EndPoint).Port;
+    }
+
+    /// <summary>A config with only an Admin endpoint plus the given clusters and ImagingProxy section.</summary>
+    public static string Config(string clusters, string imagingProxy)
+        => $$"""
+        {
+          "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+          "ReverseProxy": { "Routes": {}, "Clusters": {{clusters}} },
+          "ImagingProxy": {{imagingProxy}}
+        }
+        """;
+
     public Uri Url(string listener, string scheme = "http")
     {
         var registry = Services.GetRequiredService<ListenerRegistry>();
-        Assert.True(registry.TryGet(listener, out var found), $"no listener {listener}");
+        if (!registry.TryGet(listener, out var found))
+        {
+            throw new InvalidOperationException($"no listener {listener}");
+        }
+
         var port = ((IPEndPoint)found.EndPoint).Port;
         return new Uri($"{scheme}://127.0.0.1:{port}/");
     }

@@ -2,7 +2,7 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace ImagingProxy.PeerTests.Support;
+namespace ImagingProxy.Testing;
 
 /// <summary>A self-signed certificate for 127.0.0.1/localhost written as PEM files, as an operator would mount them.</summary>
 public sealed class TestCertificate : IDisposable

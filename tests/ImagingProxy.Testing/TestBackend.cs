@@ -9,7 +9,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
-namespace ImagingProxy.Tests.Support;
+namespace ImagingProxy.Testing;
 
 /// <summary>
 /// An in-process HTTP server standing in for one PACS/XDS node: answers every path with its own name, echoes

@@ -3,7 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace ImagingProxy.Tests.Support;
+namespace ImagingProxy.Testing;
 
 /// <summary>
 /// The real host (<c>dotnet ImagingProxy.Host.dll</c>) in its own process, for what only a process shows: memory,
