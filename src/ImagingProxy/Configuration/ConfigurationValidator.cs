@@ -78,6 +78,7 @@ public static class ConfigurationValidator
                     errors.Add($"{destination.Path}:Address: '{address}' is not a tcp://host:port address (port 1-65535), as a {protocol} cluster needs.");
                 }
 
+                ValidatePositiveInteger(destination.GetSection("Metadata"), MetadataKeys.Weight, errors);
                 var ae = destination[$"Metadata:{MetadataKeys.AeTitle}"];
                 if (ae is not null && !AeTitle.IsValid(ae))
                 {
@@ -119,6 +120,30 @@ public static class ConfigurationValidator
             ValidatePositiveTime(cluster.GetSection("HttpRequest"), "ActivityTimeout", errors);
             ValidatePositiveInteger(cluster.GetSection("Metadata"), MetadataKeys.ConsecutiveFailuresThreshold, errors);
             ValidatePositiveInteger(cluster.GetSection("Metadata"), MetadataKeys.ConsecutiveSuccessesThreshold, errors);
+
+            var metadata = cluster.GetSection("Metadata");
+            ValidateBoolean(metadata, MetadataKeys.RewriteCalledAeTitle, errors);
+            ValidateBoolean(metadata, MetadataKeys.MllpProbeAcceptError, errors);
+            var probe = metadata[MetadataKeys.MllpProbe];
+            if (!string.IsNullOrEmpty(probe) && probe is not ("Connect" or "Message"))
+            {
+                errors.Add($"{metadata.Path}:{MetadataKeys.MllpProbe}: '{probe}' is unknown (Connect, Message).");
+            }
+            else if (probe == "Message" && string.IsNullOrWhiteSpace(metadata[MetadataKeys.MllpProbeMessage]))
+            {
+                errors.Add($"{metadata.Path}:{MetadataKeys.MllpProbeMessage}: required with the Message probe (an HL7 message agreed with the receiving site).");
+            }
+
+            if (string.Equals(metadata[MetadataKeys.RewriteCalledAeTitle], "true", StringComparison.OrdinalIgnoreCase))
+            {
+                foreach (var destination in cluster.GetSection("Destinations").GetChildren())
+                {
+                    if (string.IsNullOrEmpty(destination[$"Metadata:{MetadataKeys.AeTitle}"]))
+                    {
+                        errors.Add($"{destination.Path}:Metadata:{MetadataKeys.AeTitle}: required because the cluster rewrites the Called AE title.");
+                    }
+                }
+            }
 
             var affinity = cluster.GetSection("SessionAffinity");
             if (string.Equals(affinity["Enabled"], "true", StringComparison.OrdinalIgnoreCase) && string.IsNullOrEmpty(affinity["AffinityKeyName"]))

@@ -24,6 +24,18 @@ public static class MetadataKeys
     /// <summary>Cluster metadata (MLLP): <c>Connect</c> (default) or <c>Message</c>.</summary>
     public const string MllpProbe = "HealthCheck.Mllp.Probe";
 
+    /// <summary>Cluster metadata (MLLP, <c>Message</c> probe): the probe message, segments separated by CR, LF or CRLF.</summary>
+    public const string MllpProbeMessage = "HealthCheck.Mllp.ProbeMessage";
+
+    /// <summary>Cluster metadata (MLLP, <c>Message</c> probe): <c>true</c> to count an AE/CE answer as healthy.</summary>
+    public const string MllpProbeAcceptError = "HealthCheck.Mllp.ProbeAcceptError";
+
+    /// <summary>Cluster metadata (DICOM): <c>true</c> to send each node its own <see cref="AeTitle"/> as Called AE title.</summary>
+    public const string RewriteCalledAeTitle = "RewriteCalledAeTitle";
+
+    /// <summary>Destination metadata: relative weight for DICOM/MLLP destination selection (positive whole number, default 1).</summary>
+    public const string Weight = "Weight";
+
     /// <summary>Internal: set by ImagingProxy's config filter when the user enabled active health checks.</summary>
     internal const string ActiveHealthCheckEnabled = "ImagingProxy.ActiveHealthCheck.Enabled";
 

@@ -102,4 +102,32 @@ public class ConfigurationValidatorTests
         Assert.Contains("unknown cluster 'zzz'", ex.Message, StringComparison.Ordinal);
         Directory.Delete(directory, true);
     }
+
+    [Fact]
+    public void Protocol_metadata_is_checked()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:pacs:Metadata:Protocol"] = "Dicom",
+            ["ReverseProxy:Clusters:pacs:Metadata:RewriteCalledAeTitle"] = "true",
+            ["ReverseProxy:Clusters:pacs:Destinations:pacs1:Address"] = "tcp://127.0.0.1:104",
+            ["ReverseProxy:Clusters:pacs:Destinations:pacs1:Metadata:Weight"] = "0",
+            ["ReverseProxy:Clusters:ris:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:ris:Metadata:HealthCheck.Mllp.Probe"] = "Message",
+            ["ReverseProxy:Clusters:ris:Destinations:ris1:Address"] = "tcp://127.0.0.1:2575",
+            ["ReverseProxy:Clusters:lab:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:lab:Metadata:HealthCheck.Mllp.Probe"] = "Ping",
+            ["ImagingProxy:Mllp:Routes:r:Order"] = "first",
+            ["ImagingProxy:Mllp:Routes:r:Cluster"] = "ris",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.Contains("ReverseProxy:Clusters:pacs:Destinations:pacs1:Metadata:AeTitle: required because the cluster rewrites the Called AE title.", errors);
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:pacs:Destinations:pacs1:Metadata:Weight", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:ris:Metadata:HealthCheck.Mllp.ProbeMessage: required", StringComparison.Ordinal));
+        Assert.Contains("ReverseProxy:Clusters:lab:Metadata:HealthCheck.Mllp.Probe: 'Ping' is unknown (Connect, Message).", errors);
+        Assert.Contains("ImagingProxy:Mllp:Routes:r:Order: 'first' is not a whole number.", errors);
+        Assert.Equal(5, errors.Count);
+    }
 }
