@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.CompilerServices;
 using ImagingProxy.Configuration;
+using ImagingProxy.Telemetry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Health;
@@ -149,6 +151,7 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
     {
         using var probeTimeout = new CancellationTokenSource(timeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(probeTimeout.Token, cancellationToken);
+        using var activity = StartProbeActivity(cluster, destination, protocol);
         var started = _time.GetTimestamp();
         ProbeResult result;
         try
@@ -169,9 +172,38 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
         }
 
         var elapsed = _time.GetElapsedTime(started);
+        if (activity is not null)
+        {
+            activity.SetTag("result", result.Healthy ? "healthy" : "unhealthy");
+            if (!result.Healthy)
+            {
+                activity.SetStatus(ActivityStatusCode.Error, result.Detail);
+            }
+        }
+
         Log.Probed(_logger, cluster.ClusterId, destination.DestinationId, protocol, result.Healthy, result.Detail, elapsed.TotalMilliseconds);
         ProbeCompleted?.Invoke(cluster, destination, protocol, result, elapsed);
         return result;
+    }
+
+    /// <summary>A <c>health.probe</c> activity (tags cluster, destination, protocol; result once known), only when someone listens.</summary>
+    private static Activity? StartProbeActivity(ClusterState cluster, DestinationState destination, ClusterProtocol protocol)
+    {
+        var source = ImagingProxyTelemetry.ActivitySource;
+        if (!source.HasListeners())
+        {
+            return null;
+        }
+
+        // A root activity per probe: probes belong to no request, whatever Activity.Current the loop inherited
+        // (ProbeOneAsync is async, so clearing Current here stays inside that probe).
+        Activity.Current = null;
+        return source.StartActivity("health.probe", ActivityKind.Client, parentContext: default, tags:
+        [
+            new("cluster", cluster.ClusterId),
+            new("destination", destination.DestinationId),
+            new("protocol", HealthMetrics.ProtocolTag(protocol)),
+        ]);
     }
 
     private DestinationHealth NextHealth(DestinationState destination, bool healthy, int failuresToDown, int successesToUp)

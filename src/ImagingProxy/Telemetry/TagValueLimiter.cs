@@ -44,6 +44,21 @@ public sealed class TagValueLimiter
             return known;
         }
 
-        return _seen.Count < _max ? _seen.GetOrAdd(value, value) : Other;
+        // Check-then-add under a lock: without it, concurrent first sightings could let more than max values in.
+        lock (_seen)
+        {
+            if (_seen.TryGetValue(value, out known))
+            {
+                return known;
+            }
+
+            if (_seen.Count >= _max)
+            {
+                return Other;
+            }
+
+            _seen[value] = value;
+            return value;
+        }
     }
 }

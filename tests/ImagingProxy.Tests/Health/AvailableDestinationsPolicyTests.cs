@@ -1,0 +1,76 @@
+using ImagingProxy.Health;
+using Yarp.ReverseProxy.Model;
+using static ImagingProxy.Tests.Health.HealthFixtures;
+
+namespace ImagingProxy.Tests.Health;
+
+public sealed class AvailableDestinationsPolicyTests
+{
+    private static readonly HealthyAndUnknownPolicy s_healthyAndUnknown = new();
+    private static readonly HealthyOrPanicPolicy s_healthyOrPanic = new();
+
+    [Fact]
+    public void Names_are_imagingproxy_names()
+    {
+        Assert.Equal(AvailableDestinationsPolicies.HealthyAndUnknown, s_healthyAndUnknown.Name);
+        Assert.Equal(AvailableDestinationsPolicies.HealthyOrPanic, s_healthyOrPanic.Name);
+    }
+
+    [Fact]
+    public void HealthyAndUnknown_drops_actively_unhealthy_destinations_when_the_flag_is_set()
+    {
+        var config = Cluster("c", activeFlag: true).Model.Config;
+        DestinationState[] all = [Destination("up", DestinationHealth.Healthy), Destination("new"), Destination("down", DestinationHealth.Unhealthy)];
+
+        var available = s_healthyAndUnknown.GetAvailalableDestinations(config, all);
+
+        Assert.Equal(["up", "new"], available.Select(d => d.DestinationId));
+    }
+
+    [Fact]
+    public void Active_health_is_ignored_without_the_flag()
+    {
+        // YARP's own monitor is off (ImagingProxy probes); without ImagingProxy's flag an Unhealthy value is stale.
+        var config = Cluster("c", activeFlag: false).Model.Config;
+        DestinationState[] all = [Destination("a", DestinationHealth.Unhealthy), Destination("b", DestinationHealth.Unhealthy)];
+
+        Assert.Equal(2, s_healthyAndUnknown.GetAvailalableDestinations(config, all).Count);
+        Assert.Equal(2, s_healthyOrPanic.GetAvailalableDestinations(config, all).Count);
+    }
+
+    [Fact]
+    public void Passive_health_counts_only_when_passive_checks_are_enabled()
+    {
+        DestinationState[] all = [Destination("a", passive: DestinationHealth.Unhealthy), Destination("b", DestinationHealth.Healthy, DestinationHealth.Healthy)];
+
+        Assert.Equal(["b"], s_healthyAndUnknown.GetAvailalableDestinations(Cluster("c", activeFlag: false, passive: true).Model.Config, all).Select(d => d.DestinationId));
+        Assert.Equal(2, s_healthyAndUnknown.GetAvailalableDestinations(Cluster("c", activeFlag: false, passive: false).Model.Config, all).Count);
+    }
+
+    [Fact]
+    public void HealthyAndUnknown_returns_nothing_when_every_destination_is_down()
+    {
+        var config = Cluster("c", activeFlag: true).Model.Config;
+        DestinationState[] all = [Destination("a", DestinationHealth.Unhealthy), Destination("b", DestinationHealth.Unhealthy)];
+
+        Assert.Empty(s_healthyAndUnknown.GetAvailalableDestinations(config, all));
+    }
+
+    [Fact]
+    public void HealthyOrPanic_filters_like_HealthyAndUnknown_while_something_is_up()
+    {
+        var config = Cluster("c", activeFlag: true).Model.Config;
+        DestinationState[] all = [Destination("a", DestinationHealth.Unhealthy), Destination("b", DestinationHealth.Healthy)];
+
+        Assert.Equal(["b"], s_healthyOrPanic.GetAvailalableDestinations(config, all).Select(d => d.DestinationId));
+    }
+
+    [Fact]
+    public void HealthyOrPanic_panics_to_all_destinations_when_every_one_is_down()
+    {
+        var config = Cluster("c", activeFlag: true).Model.Config;
+        DestinationState[] all = [Destination("a", DestinationHealth.Unhealthy), Destination("b", DestinationHealth.Unhealthy)];
+
+        Assert.Equal(["a", "b"], s_healthyOrPanic.GetAvailalableDestinations(config, all).Select(d => d.DestinationId));
+    }
+}

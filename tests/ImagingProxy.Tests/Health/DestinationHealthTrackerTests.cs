@@ -1,0 +1,94 @@
+using ImagingProxy.Health;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Yarp.ReverseProxy.Model;
+using static ImagingProxy.Tests.Health.HealthFixtures;
+
+namespace ImagingProxy.Tests.Health;
+
+public sealed class DestinationHealthTrackerTests
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero));
+    private readonly List<(string Cluster, string Destination, string Kind, DestinationHealth From, DestinationHealth To)> _transitions = [];
+    private readonly DestinationHealthTracker _tracker;
+
+    public DestinationHealthTrackerTests()
+    {
+        _tracker = new DestinationHealthTracker(_time, NullLogger<DestinationHealthTracker>.Instance);
+        _tracker.Transition += (c, d, k, f, t) => _transitions.Add((c, d, k, f, t));
+    }
+
+    [Fact]
+    public void A_destination_still_unknown_has_no_transition()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+
+        var record = _tracker.Observe(cluster, cluster.Destinations["n1"]);
+
+        Assert.Empty(_transitions);
+        Assert.Equal(DestinationHealth.Unknown, record.Active);
+        Assert.Equal(_time.GetUtcNow(), record.Since);
+    }
+
+    [Fact]
+    public void The_first_health_is_a_transition_from_unknown()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+        var destination = cluster.Destinations["n1"];
+        destination.Health.Active = DestinationHealth.Healthy;
+
+        var record = _tracker.Observe(cluster, destination);
+
+        Assert.Equal(("pacs", "n1", "active", DestinationHealth.Unknown, DestinationHealth.Healthy), Assert.Single(_transitions));
+        Assert.Equal(DestinationHealth.Healthy, record.Active);
+    }
+
+    [Fact]
+    public void Since_moves_only_when_the_health_changes()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+        var destination = cluster.Destinations["n1"];
+        destination.Health.Active = DestinationHealth.Healthy;
+        var healthySince = _tracker.Observe(cluster, destination).Since;
+
+        _time.Advance(TimeSpan.FromMinutes(5));
+        Assert.Equal(healthySince, _tracker.Observe(cluster, destination).Since);
+        Assert.Single(_transitions);
+
+        _time.Advance(TimeSpan.FromMinutes(1));
+        destination.Health.Active = DestinationHealth.Unhealthy;
+        var down = _tracker.Observe(cluster, destination);
+
+        Assert.Equal(healthySince + TimeSpan.FromMinutes(6), down.Since);
+        Assert.Equal(("pacs", "n1", "active", DestinationHealth.Healthy, DestinationHealth.Unhealthy), _transitions[^1]);
+    }
+
+    [Fact]
+    public void Active_and_passive_changes_are_separate_transitions()
+    {
+        var cluster = Cluster("ris", activeFlag: true, passive: true, destinations: "n1");
+        var destination = cluster.Destinations["n1"];
+        destination.Health.Active = DestinationHealth.Healthy;
+        destination.Health.Passive = DestinationHealth.Unhealthy;
+
+        _tracker.Observe(cluster, destination);
+
+        Assert.Equal(2, _transitions.Count);
+        Assert.Contains(("ris", "n1", "active", DestinationHealth.Unknown, DestinationHealth.Healthy), _transitions);
+        Assert.Contains(("ris", "n1", "passive", DestinationHealth.Unknown, DestinationHealth.Unhealthy), _transitions);
+    }
+
+    [Fact]
+    public void Destinations_are_tracked_per_cluster()
+    {
+        var a = Cluster("a", activeFlag: true, destinations: "n1");
+        var b = Cluster("b", activeFlag: true, destinations: "n1");
+        a.Destinations["n1"].Health.Active = DestinationHealth.Healthy;
+        b.Destinations["n1"].Health.Active = DestinationHealth.Unhealthy;
+
+        _tracker.Observe(a, a.Destinations["n1"]);
+        _tracker.Observe(b, b.Destinations["n1"]);
+
+        Assert.Equal(["a", "b"], _transitions.Select(t => t.Cluster));
+    }
+}

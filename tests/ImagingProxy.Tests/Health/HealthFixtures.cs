@@ -1,0 +1,190 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
+using System.Threading.Channels;
+using ImagingProxy.Configuration;
+using ImagingProxy.Health;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Health;
+
+/// <summary>YARP cluster/destination state built by hand, a scripted prober and a recording health updater.</summary>
+internal static class HealthFixtures
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
+
+    /// <summary>A cluster with the given destinations; <paramref name="activeFlag"/> sets ImagingProxy's active-health metadata flag.</summary>
+    public static ClusterState Cluster(string id, bool activeFlag, bool passive = false, IReadOnlyDictionary<string, string>? metadata = null, params string[] destinations)
+    {
+        var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>());
+        if (activeFlag)
+        {
+            meta[MetadataKeys.ActiveHealthCheckEnabled] = "true";
+        }
+
+        var config = new ClusterConfig
+        {
+            ClusterId = id,
+            Metadata = meta,
+            HealthCheck = new HealthCheckConfig
+            {
+                // A probe timeout far beyond the interval: the fake clock only moves between rounds.
+                Active = new ActiveHealthCheckConfig { Enabled = activeFlag, Interval = Interval, Timeout = TimeSpan.FromHours(1) },
+                Passive = passive ? new PassiveHealthCheckConfig { Enabled = true } : null,
+            },
+            Destinations = destinations.ToDictionary(d => d, _ => new DestinationConfig { Address = "http://127.0.0.1:9/" }),
+        };
+        var cluster = new ClusterState(id, new ClusterModel(config, s_invoker));
+        foreach (var destination in destinations)
+        {
+            cluster.Destinations[destination] = new DestinationState(destination, new DestinationModel(config.Destinations[destination]));
+        }
+
+        cluster.DestinationsState = new ClusterDestinationsState([.. cluster.Destinations.Values], [.. cluster.Destinations.Values]);
+        return cluster;
+    }
+
+    public static DestinationState Destination(string id, DestinationHealth active = DestinationHealth.Unknown, DestinationHealth passive = DestinationHealth.Unknown)
+    {
+        var destination = new DestinationState(id, new DestinationModel(new DestinationConfig { Address = "http://127.0.0.1:9/" }));
+        destination.Health.Active = active;
+        destination.Health.Passive = passive;
+        return destination;
+    }
+
+    private static readonly HttpMessageInvoker s_invoker = new(new SocketsHttpHandler());
+}
+
+/// <summary>Answers probes from a script (true = healthy); once the script is used up, probes wait until cancelled.</summary>
+internal sealed class ScriptedProber(ClusterProtocol protocol, params bool[] script) : IDestinationProber
+{
+    private readonly ConcurrentQueue<bool> _script = new(script);
+
+    public ClusterProtocol Protocol => protocol;
+
+    public async Task<ProbeResult> ProbeAsync(ClusterState cluster, DestinationState destination, CancellationToken cancellationToken)
+    {
+        if (_script.TryDequeue(out var healthy))
+        {
+            return healthy ? ProbeResult.Success("scripted success") : ProbeResult.Failure("scripted failure");
+        }
+
+        await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+        throw new OperationCanceledException(cancellationToken);
+    }
+}
+
+/// <summary>Applies active health like YARP's updater does and hands every round to the test, in order.</summary>
+internal sealed class RecordingHealthUpdater : IDestinationHealthUpdater
+{
+    private readonly Channel<IReadOnlyList<(string Destination, DestinationHealth Health)>> _rounds = Channel.CreateUnbounded<IReadOnlyList<(string, DestinationHealth)>>();
+
+    public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
+    {
+        var round = new List<(string, DestinationHealth)>();
+        foreach (var state in newHealthStates)
+        {
+            state.Destination.Health.Active = state.NewActiveHealth;
+            round.Add((state.Destination.DestinationId, state.NewActiveHealth));
+        }
+
+        _rounds.Writer.TryWrite(round);
+    }
+
+    public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
+        => destination.Health.Passive = newHealth;
+
+    /// <summary>
+    /// The next probe round: moves the fake clock one interval at a time until the monitor's delay fires (the delay
+    /// may not be registered yet when the clock first moves), bounded by a real-time deadline.
+    /// </summary>
+    public async Task<IReadOnlyList<(string Destination, DestinationHealth Health)>> NextRoundAsync(FakeTimeProvider time, bool first)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        if (first)
+        {
+            return await _rounds.Reader.ReadAsync(deadline.Token);
+        }
+
+        while (true)
+        {
+            time.Advance(HealthFixtures.Interval);
+            using var poll = CancellationTokenSource.CreateLinkedTokenSource(deadline.Token);
+            poll.CancelAfter(TimeSpan.FromMilliseconds(50));
+            try
+            {
+                return await _rounds.Reader.ReadAsync(poll.Token);
+            }
+            catch (OperationCanceledException) when (!deadline.IsCancellationRequested)
+            {
+            }
+        }
+    }
+}
+
+/// <summary>An <see cref="IProxyStateLookup"/> over fixed clusters.</summary>
+internal sealed class FixedProxyState(params ClusterState[] clusters) : IProxyStateLookup
+{
+    public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
+    {
+        route = null;
+        return false;
+    }
+
+    public IEnumerable<RouteModel> GetRoutes() => [];
+
+    public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? cluster)
+    {
+        cluster = clusters.FirstOrDefault(c => c.ClusterId == id);
+        return cluster is not null;
+    }
+
+    public IEnumerable<ClusterState> GetClusters() => clusters;
+}
+
+/// <summary>An <see cref="ActiveHealthMonitor"/> on a fake clock with a scripted prober, fed through the tracking updater.</summary>
+internal sealed class MonitorHarness : IAsyncDisposable
+{
+    public MonitorHarness(params bool[] script)
+    {
+        Tracker = new DestinationHealthTracker(Time, NullLogger<DestinationHealthTracker>.Instance);
+        Monitor = new ActiveHealthMonitor(
+            [new ScriptedProber(ClusterProtocol.Http, script)],
+            new TrackingDestinationHealthUpdater(Updater, Tracker),
+            Tracker,
+            Time,
+            NullLogger<ActiveHealthMonitor>.Instance);
+    }
+
+    public FakeTimeProvider Time { get; } = new(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero));
+
+    public RecordingHealthUpdater Updater { get; } = new();
+
+    public DestinationHealthTracker Tracker { get; }
+
+    public ActiveHealthMonitor Monitor { get; }
+
+    /// <summary>Starts probing <paramref name="cluster"/> and returns the health after each of <paramref name="rounds"/> rounds.</summary>
+    public async Task<List<DestinationHealth>> RunAsync(ClusterState cluster, int rounds)
+    {
+        Monitor.OnClusterAdded(cluster);
+        var seen = new List<DestinationHealth>();
+        for (var i = 0; i < rounds; i++)
+        {
+            var round = await Updater.NextRoundAsync(Time, first: i == 0);
+            seen.Add(Assert.Single(round).Health);
+        }
+
+        return seen;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await Monitor.StopAsync(CancellationToken.None);
+        Monitor.Dispose();
+    }
+}
