@@ -4,7 +4,7 @@ using System.Text.Json;
 using ImagingProxy.Mllp;
 using ImagingProxy.PeerTests.Mllp;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;

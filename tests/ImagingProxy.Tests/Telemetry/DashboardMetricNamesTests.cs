@@ -2,7 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Net.Sockets;
 using System.Text;
 using ImagingProxy.Tests.Dicom;
-using ImagingProxy.Tests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.Tests.Telemetry;
 
