@@ -38,4 +38,7 @@ public enum DicomAssociationEndReason
 
     /// <summary>The node closed or reset the transport without release or abort; the client got A-ABORT.</summary>
     NodeClosed,
+
+    /// <summary>The A-ASSOCIATE-RQ arrived while the proxy was draining; the client got A-ASSOCIATE-RJ transient (local-limit-exceeded).</summary>
+    Draining,
 }

@@ -11,4 +11,5 @@ public sealed record DicomAssociationSummary(
     long BytesFromClient,
     long BytesFromNode,
     int CStoreRequests,
-    int CEchoRequests);
+    int CEchoRequests,
+    int Attempts = 0);

@@ -3,25 +3,19 @@ using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Connections;
+using Polly.Timeout;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Dicom;
 
 public sealed partial class DicomConnectionHandler
 {
-    private enum ConnectOutcome
-    {
-        Accepted,
-        Rejected,
-        Failed,
-        Exhausted,
-    }
-
     /// <summary>
-    /// Failover before acceptance: replays the saved A-ASSOCIATE-RQ on destinations of the cluster, one after the
-    /// other, until one answers A-ASSOCIATE-AC or rejects permanently, at most <see cref="ProxyDefaults.MaxAttempts"/>
-    /// times. A connect failure or timeout, an A-ABORT, a close or no answer before the AC mark the destination
-    /// passively unhealthy when the cluster's passive health is on; a transient reject only moves on.
+    /// Failover before acceptance, through the <see cref="DicomFailoverPipelines"/> retry: each attempt replays the saved
+    /// A-ASSOCIATE-RQ on a destination of the cluster not tried yet, until one answers A-ASSOCIATE-AC or rejects
+    /// permanently, at most <c>ImagingProxy:Dicom:MaxAttempts</c> times. A connect failure or timeout, an A-ABORT, a
+    /// close or no answer before the AC mark the destination passively unhealthy when the cluster's passive health is
+    /// on; a transient reject only moves on.
     /// </summary>
     private async Task<ConnectAttempt> ConnectAsync(
         DicomAssociation association,
@@ -34,43 +28,63 @@ public sealed partial class DicomConnectionHandler
         var config = cluster.Model.Config;
         var rewrite = string.Equals(config.Metadata?.GetValueOrDefault(RewriteCalledAeTitleKey), "true", StringComparison.OrdinalIgnoreCase);
         var passive = config.HealthCheck?.Passive;
+        var pipelines = failover.For(settings.Failover);
         var tried = new HashSet<DestinationState>();
-        for (var attempt = 0; attempt < ProxyDefaults.MaxAttempts; attempt++)
+        var last = new ConnectAttempt(DicomAttemptResult.Exhausted);
+        var outcome = await pipelines.Attempts.ExecuteAsync(
+            async token =>
+            {
+                var candidates = cluster.DestinationsState.AvailableDestinations.Where(d => !tried.Contains(d)).ToList();
+                var destination = selector.Pick(cluster, candidates);
+                if (destination is null)
+                {
+                    last = new ConnectAttempt(DicomAttemptResult.Exhausted);
+                    return last.Outcome;
+                }
+
+                tried.Add(destination);
+                association.Attempts++;
+                association.DestinationId = destination.DestinationId;
+                selector.Acquire(destination);
+                var nodeAeTitle = rewrite ? destination.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) : null;
+                ConnectAttempt result;
+                try
+                {
+                    result = await TryDestinationAsync(destination, request, clientCalledAeTitle, nodeAeTitle, options, pipelines, token);
+                }
+                catch
+                {
+                    selector.Release(destination);
+                    throw;
+                }
+
+                last = result;
+                if (result.Outcome == DicomAttemptResult.Accepted)
+                {
+                    return result.Outcome;
+                }
+
+                selector.Release(destination);
+                if (result.Outcome == DicomAttemptResult.Failed)
+                {
+                    Log.AttemptFailed(logger, association.Id, destination.DestinationId, cluster.ClusterId, result.Failure ?? "failed");
+                    if (result.MarkUnhealthy && passive?.Enabled == true)
+                    {
+                        healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, passive.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod);
+                    }
+                }
+
+                return result.Outcome;
+            },
+            cancellationToken);
+
+        if (outcome is DicomAttemptResult.Accepted or DicomAttemptResult.Rejected)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            var candidates = cluster.DestinationsState.AvailableDestinations.Where(d => !tried.Contains(d)).ToList();
-            var destination = selector.Pick(cluster, candidates);
-            if (destination is null)
-            {
-                break;
-            }
-
-            tried.Add(destination);
-            association.Attempts++;
-            association.DestinationId = destination.DestinationId;
-            selector.Acquire(destination);
-            var nodeAeTitle = rewrite ? destination.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) : null;
-            var result = await TryDestinationAsync(destination, request, clientCalledAeTitle, nodeAeTitle, options, cancellationToken);
-            if (result.Outcome == ConnectOutcome.Accepted)
-            {
-                return result;
-            }
-
-            selector.Release(destination);
-            if (result.Outcome == ConnectOutcome.Rejected)
-            {
-                return result;
-            }
-
-            Log.AttemptFailed(logger, association.Id, destination.DestinationId, cluster.ClusterId, result.Failure ?? "failed");
-            if (result.MarkUnhealthy && passive?.Enabled == true)
-            {
-                healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, passive.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod);
-            }
+            return last;
         }
 
         association.DestinationId = null;
-        return new ConnectAttempt(ConnectOutcome.Exhausted);
+        return new ConnectAttempt(DicomAttemptResult.Exhausted);
     }
 
     private async Task<ConnectAttempt> TryDestinationAsync(
@@ -79,6 +93,7 @@ public sealed partial class DicomConnectionHandler
         string clientCalledAeTitle,
         string? nodeAeTitle,
         DicomOptions options,
+        DicomFailoverPipelines.Pipelines pipelines,
         CancellationToken cancellationToken)
     {
         if (!TcpAddress.TryParse(destination.Model.Config.Address, out var address))
@@ -88,35 +103,38 @@ public sealed partial class DicomConnectionHandler
 
         // NoDelay always: with Nagle on, each PDU waits for the peer's delayed ACK (peers.md).
         var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using (var connectTimeout = new CancellationTokenSource(ProxyDefaults.ConnectTimeout, time))
-        using (var connect = CancellationTokenSource.CreateLinkedTokenSource(connectTimeout.Token, cancellationToken))
+        var connectTimeout = pipelines.Settings.ConnectTimeout;
+        try
         {
-            try
-            {
-                if (IPAddress.TryParse(address.Host, out var ip))
+            // Per-attempt connect timeout: Polly's timeout strategy (TimeoutRejectedException when it fires).
+            await pipelines.Connect.ExecuteAsync(
+                async token =>
                 {
-                    await socket.ConnectAsync(new IPEndPoint(ip, address.Port), connect.Token);
-                }
-                else
-                {
-                    await socket.ConnectAsync(address.Host, address.Port, connect.Token);
-                }
-            }
-            catch (SocketException ex)
-            {
-                socket.Dispose();
-                return Failed($"connect: {ex.SocketErrorCode}", markUnhealthy: true);
-            }
-            catch (OperationCanceledException) when (connectTimeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
-            {
-                socket.Dispose();
-                return Failed($"connect: no answer within {ProxyDefaults.ConnectTimeout}", markUnhealthy: true);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
+                    if (IPAddress.TryParse(address.Host, out var ip))
+                    {
+                        await socket.ConnectAsync(new IPEndPoint(ip, address.Port), token);
+                    }
+                    else
+                    {
+                        await socket.ConnectAsync(address.Host, address.Port, token);
+                    }
+                },
+                cancellationToken);
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            return Failed($"connect: {ex.SocketErrorCode}", markUnhealthy: true);
+        }
+        catch (TimeoutRejectedException) when (!cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            return Failed($"connect: no answer within {connectTimeout}", markUnhealthy: true);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
         }
 
         var node = connectionFactory.Create(socket);
@@ -167,11 +185,11 @@ public sealed partial class DicomConnectionHandler
                     }
 
                     keep = true;
-                    return new ConnectAttempt(ConnectOutcome.Accepted, node, destination, pdu);
+                    return new ConnectAttempt(DicomAttemptResult.Accepted, node, destination, pdu);
 
                 // PS3.8 Table 9-21: byte 8 of the PDU is the result (1 permanent, 2 transient).
                 case PduType.AssociateReject when pdu.Length >= PduWriter.FixedPduLength && pdu[7] == (byte)AssociateRejectResult.RejectedPermanent:
-                    return new ConnectAttempt(ConnectOutcome.Rejected, Answer: pdu);
+                    return new ConnectAttempt(DicomAttemptResult.Rejected, Answer: pdu);
                 case PduType.AssociateReject:
                     return Failed("A-ASSOCIATE-RJ transient", markUnhealthy: false);
                 case PduType.Abort:
@@ -195,10 +213,10 @@ public sealed partial class DicomConnectionHandler
     }
 
     private static ConnectAttempt Failed(string failure, bool markUnhealthy)
-        => new(ConnectOutcome.Failed, Failure: failure, MarkUnhealthy: markUnhealthy);
+        => new(DicomAttemptResult.Failed, Failure: failure, MarkUnhealthy: markUnhealthy);
 
     private readonly record struct ConnectAttempt(
-        ConnectOutcome Outcome,
+        DicomAttemptResult Outcome,
         ConnectionContext? Node = null,
         DestinationState? Destination = null,
         byte[]? Answer = null,

@@ -14,7 +14,8 @@ public sealed partial class DicomConnectionHandler
     /// </summary>
     private async Task<DicomAssociationEndReason> RelayAsync(ConnectionContext client, ConnectionContext node, DicomAssociation association, TimeSpan idleTimeout)
     {
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(lifetime.ApplicationStopping, client.ConnectionClosed);
+        // Draining does not stop a relay (the association runs until it is released); only the drain deadline does.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(drain.Deadline, client.ConnectionClosed);
         var clientObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: true, metrics));
         var nodeObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: false, metrics));
         var clientToNode = PumpAsync(client.Transport.Input, node.Transport.Output, clientObserver, association, fromClient: true, stop.Token);
@@ -22,7 +23,7 @@ public sealed partial class DicomConnectionHandler
         var idle = WatchIdleAsync(association, idleTimeout, stop.Token);
 
         var first = await Task.WhenAny(clientToNode, nodeToClient, idle);
-        var shutdown = lifetime.ApplicationStopping.IsCancellationRequested;
+        var shutdown = drain.Deadline.IsCancellationRequested;
         await stop.CancelAsync();
         var outcome = new RelayOutcome(
             await clientToNode,
@@ -34,6 +35,10 @@ public sealed partial class DicomConnectionHandler
             Idle: await idle,
             Shutdown: shutdown);
         var reason = outcome.Decide();
+        if (reason == DicomAssociationEndReason.Shutdown)
+        {
+            drain.CountAborted(association.Id, association.CallingAeTitle ?? string.Empty, association.CalledAeTitle ?? string.Empty, association.DestinationId ?? string.Empty);
+        }
 
         if (RelayOutcome.AbortNode(reason))
         {

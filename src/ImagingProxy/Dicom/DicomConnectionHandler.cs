@@ -1,11 +1,13 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using ImagingProxy.Hosting;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Health;
@@ -26,7 +28,8 @@ public sealed partial class DicomConnectionHandler(
     SocketConnectionContextFactory connectionFactory,
     DicomProxyMetrics metrics,
     TimeProvider time,
-    IHostApplicationLifetime lifetime,
+    DicomDrain drain,
+    DicomFailoverPipelines failover,
     ILogger<DicomConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>
@@ -39,19 +42,25 @@ public sealed partial class DicomConnectionHandler(
         var listener = connection.Features.Get<IProxyListenerFeature>()?.Name ?? string.Empty;
         var association = new DicomAssociation(connection.ConnectionId, listener, connection.RemoteEndPoint, time.GetTimestamp());
         var reason = DicomAssociationEndReason.ClientClosed;
+        using var activity = ImagingProxyTelemetry.ActivitySource.HasListeners()
+            ? ImagingProxyTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Server)
+            : null;
         try
         {
             reason = await ServeAsync(connection, association, options);
         }
         catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException)
         {
-            reason = lifetime.ApplicationStopping.IsCancellationRequested ? DicomAssociationEndReason.Shutdown : DicomAssociationEndReason.ClientClosed;
+            reason = drain.Deadline.IsCancellationRequested ? DicomAssociationEndReason.Shutdown : DicomAssociationEndReason.ClientClosed;
         }
         finally
         {
-            End(association, reason);
+            End(association, reason, activity);
         }
     }
+
+    /// <summary>The name of the <see cref="Activity"/> of each association (only when someone listens).</summary>
+    public const string ActivityName = "dicom.association";
 
     private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options)
     {
@@ -60,16 +69,17 @@ public sealed partial class DicomConnectionHandler(
 
         // PS3.8 §9.1.2: ARTIM runs from the transport connect to the whole A-ASSOCIATE-RQ.
         using var artim = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time);
-        using var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, lifetime.ApplicationStopping);
+        // The drain's close request does not end the wait for the RQ (it is answered below); only the deadline does.
+        using var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, drain.Deadline);
         FirstPdu first;
         try
         {
             first = await ReadFirstPduAsync(client.Input, limit, artimOrClosed.Token);
         }
-        catch (OperationCanceledException) when (artim.IsCancellationRequested)
+        catch (OperationCanceledException) when (artim.IsCancellationRequested || drain.Deadline.IsCancellationRequested)
         {
-            await SendAbortAsync(client.Output, AbortReason.ReasonNotSpecified);
-            return DicomAssociationEndReason.Artim;
+            // PS3.8 Table 9-10, Sta2 + ARTIM expired: AA-2, close the transport (no association exists to abort).
+            return artim.IsCancellationRequested ? DicomAssociationEndReason.Artim : DicomAssociationEndReason.Shutdown;
         }
 
         if (first.Status == PduReadResult.Incomplete)
@@ -106,6 +116,20 @@ public sealed partial class DicomConnectionHandler(
         association.CallingAeTitle = request.CallingAeTitle;
         var setupStarted = time.GetTimestamp();
 
+        // Issue 6: an RQ read after the drain began (Kestrel's close request, or the host stopping) is refused transiently.
+        var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
+        var draining = drain.IsDraining || closeRequested.IsCancellationRequested;
+        switch (DicomDrain.Decide(DicomConnectionStage.RequestReceived, draining, drain.Deadline.IsCancellationRequested))
+        {
+            case DrainAction.RejectTransient:
+                await SendRejectAsync(client.Output, AssociateRejectResult.RejectedTransient, AssociateRejectSource.ServiceProviderPresentation, DrainRejectReason);
+                drain.CountRejected(association.Id, request.CallingAeTitle, request.CalledAeTitle);
+                return DicomAssociationEndReason.Draining;
+            case DrainAction.Abort:
+                await SendAbortAsync(client.Output, AbortReason.ReasonNotSpecified);
+                return DicomAssociationEndReason.Shutdown;
+        }
+
         var match = DicomRouteTable.Match(options.Routes, request.CalledAeTitle, request.CallingAeTitle, association.Listener);
         if (!match.IsMatch)
         {
@@ -124,15 +148,15 @@ public sealed partial class DicomConnectionHandler(
             return DicomAssociationEndReason.NoDestination;
         }
 
-        using var setup = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, lifetime.ApplicationStopping);
+        using var setup = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, drain.Deadline);
         var attempt = await ConnectAsync(association, cluster, pdu, request.CalledAeTitle, options, setup.Token);
         metrics.SetupCompleted(association.Listener, association.ClusterId, time.GetElapsedTime(setupStarted), attempt.Node is not null);
         switch (attempt.Outcome)
         {
-            case ConnectOutcome.Rejected:
+            case DicomAttemptResult.Rejected:
                 await SendAsync(client.Output, attempt.Answer!);
                 return DicomAssociationEndReason.Rejected;
-            case ConnectOutcome.Exhausted:
+            case DicomAttemptResult.Exhausted:
                 await SendCongestionAsync(client.Output);
                 return DicomAssociationEndReason.NoDestination;
         }
@@ -205,6 +229,12 @@ public sealed partial class DicomConnectionHandler(
         return FlushBestEffortAsync(output);
     }
 
+    /// <summary>
+    /// PS3.8 Table 9-21 reason (source 3, service-provider presentation) of the transient reject while draining:
+    /// local-limit-exceeded, so that a drain can be told apart on the wire from "no node available" (temporary-congestion).
+    /// </summary>
+    public const byte DrainRejectReason = AssociateRejectReasons.ServiceProviderPresentationLocalLimitExceeded;
+
     // PS3.8 Table 9-21: rejected-transient, service-provider (presentation), temporary-congestion.
     private static Task SendCongestionAsync(PipeWriter output) => SendRejectAsync(
         output,
@@ -230,9 +260,26 @@ public sealed partial class DicomConnectionHandler(
         }
     }
 
-    private void End(DicomAssociation association, DicomAssociationEndReason reason)
+    private void End(DicomAssociation association, DicomAssociationEndReason reason, Activity? activity)
     {
-        metrics.AssociationEnded(association.Listener, association.RouteId, association.ClusterId, association.DestinationId, reason);
+        metrics.AssociationEnded(association.Listener, association.RouteId, association.ClusterId, association.DestinationId, reason, association.CallingAeTitle, association.CalledAeTitle);
+        if (activity is not null)
+        {
+            activity.SetTag("dicom.association_id", association.Id);
+            activity.SetTag("dicom.calling_ae_title", association.CallingAeTitle);
+            activity.SetTag("dicom.called_ae_title", association.CalledAeTitle);
+            activity.SetTag("imagingproxy.listener", association.Listener);
+            activity.SetTag("imagingproxy.cluster", association.ClusterId);
+            activity.SetTag("imagingproxy.destination", association.DestinationId);
+            activity.SetTag("dicom.end_reason", DicomProxyMetrics.ReasonName(reason));
+            activity.SetTag("dicom.attempts", association.Attempts);
+            if (reason is DicomAssociationEndReason.Malformed or DicomAssociationEndReason.NoDestination or DicomAssociationEndReason.Idle
+                or DicomAssociationEndReason.Artim or DicomAssociationEndReason.Shutdown or DicomAssociationEndReason.ClientClosed or DicomAssociationEndReason.NodeClosed)
+            {
+                activity.SetStatus(ActivityStatusCode.Error, DicomProxyMetrics.ReasonName(reason));
+            }
+        }
+
         Log.AssociationEnded(
             logger,
             association.Id,
@@ -259,7 +306,8 @@ public sealed partial class DicomConnectionHandler(
             association.BytesFromClient,
             association.BytesFromNode,
             association.CommandCount(DimseCommandField.CStoreRequest),
-            association.CommandCount(DimseCommandField.CEchoRequest)));
+            association.CommandCount(DimseCommandField.CEchoRequest),
+            association.Attempts));
     }
 
     /// <summary>Raised once per connection when it ends (tests and diagnostics).</summary>

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using ImagingProxy.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.Dicom;
 
@@ -19,10 +21,17 @@ public sealed class DicomProxyMetrics
     private readonly Counter<long> _operations;
     private readonly Counter<long> _bytes;
     private readonly Histogram<double> _setup;
+    private readonly TagValueLimiter _aeTitles;
 
-    public DicomProxyMetrics(IMeterFactory meterFactory)
+    /// <summary>
+    /// AE titles come from the wire: they are recorded through the keyed <see cref="TagValueLimiter"/>
+    /// (<c>ImagingProxy:Telemetry:AeTitles</c> / <c>MaxAeTitles</c>); without one, the first
+    /// <see cref="Configuration.ProxyDefaults.MaxLabelValues"/> distinct titles pass and the rest become <c>other</c>.
+    /// </summary>
+    public DicomProxyMetrics(IMeterFactory meterFactory, [FromKeyedServices(ImagingProxyTelemetry.LimiterKeys.AeTitle)] TagValueLimiter? aeTitles = null)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
+        _aeTitles = aeTitles ?? new TagValueLimiter(null, Configuration.ProxyDefaults.MaxLabelValues);
         var meter = meterFactory.Create(MeterName);
         _associations = meter.CreateCounter<long>("imagingproxy.dicom.associations", "{association}", "DICOM associations that ended, by end reason.");
         _active = meter.CreateUpDownCounter<long>("imagingproxy.dicom.associations.active", "{association}", "DICOM associations being relayed.");
@@ -42,11 +51,13 @@ public sealed class DicomProxyMetrics
     public void AssociationStopped(string listener, string route, string cluster)
         => _active.Add(-1, Tags(listener, route, cluster));
 
-    public void AssociationEnded(string listener, string? route, string? cluster, string? destination, DicomAssociationEndReason reason)
+    public void AssociationEnded(string listener, string? route, string? cluster, string? destination, DicomAssociationEndReason reason, string? callingAeTitle = null, string? calledAeTitle = null)
     {
         var tags = Tags(listener, route, cluster);
         tags.Add("destination", destination ?? string.Empty);
         tags.Add("end_reason", ReasonName(reason));
+        tags.Add("dicom.calling_ae_title", _aeTitles.Limit(callingAeTitle));
+        tags.Add("dicom.called_ae_title", _aeTitles.Limit(calledAeTitle));
         _associations.Add(1, tags);
     }
 
@@ -92,6 +103,7 @@ public sealed class DicomProxyMetrics
         DicomAssociationEndReason.Shutdown => "shutdown",
         DicomAssociationEndReason.ClientClosed => "client_closed",
         DicomAssociationEndReason.NodeClosed => "node_closed",
+        DicomAssociationEndReason.Draining => "draining",
         _ => "unknown",
     };
 

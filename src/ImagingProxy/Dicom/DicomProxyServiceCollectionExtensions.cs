@@ -18,6 +18,8 @@ public static class DicomProxyServiceCollectionExtensions
         services.TryAddSingleton(sp => new DicomProxySettings(sp.GetRequiredService<ConfigurationGate>()));
         services.TryAddSingleton<DicomDestinationSelector>();
         services.TryAddSingleton<DicomProxyMetrics>();
+        services.TryAddSingleton<DicomDrain>();
+        services.TryAddSingleton<DicomFailoverPipelines>();
         services.TryAddSingleton<DicomConnectionHandler>();
 
         // The outbound half of the relay: pipe-based connections over sockets the handler connects itself (yarp-notes.md §6).

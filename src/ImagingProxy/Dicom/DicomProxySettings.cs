@@ -40,10 +40,42 @@ public sealed class DicomProxySettings : IDisposable
                 return hit.Options;
             }
 
-            var options = _configuration.GetSection($"{ImagingProxyOptions.SectionName}:Dicom").Get<DicomOptions>() ?? new DicomOptions();
-            _cached = new Snapshot(version, options);
+            var section = _configuration.GetSection($"{ImagingProxyOptions.SectionName}:Dicom");
+            var options = section.Get<DicomOptions>() ?? new DicomOptions();
+            _cached = new Snapshot(version, options, ReadFailover(section));
             return options;
         }
+    }
+
+    /// <summary>
+    /// Failover before acceptance: <c>ImagingProxy:Dicom:MaxAttempts</c> (destinations tried per association, default
+    /// <see cref="ProxyDefaults.MaxAttempts"/>) and <c>ImagingProxy:Dicom:ConnectTimeout</c> (per TCP connect, default
+    /// <see cref="ProxyDefaults.ConnectTimeout"/>), read from the same validated configuration as <see cref="Current"/>.
+    /// </summary>
+    public DicomFailoverSettings Failover
+    {
+        get
+        {
+            _ = Current;
+            return _cached!.Failover;
+        }
+    }
+
+    internal static DicomFailoverSettings ReadFailover(IConfiguration section)
+    {
+        var attempts = ProxyDefaults.MaxAttempts;
+        var connectTimeout = ProxyDefaults.ConnectTimeout;
+        if (int.TryParse(section["MaxAttempts"], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var a) && a >= 1)
+        {
+            attempts = Math.Min(a, DicomFailoverSettings.MaxAttemptsLimit);
+        }
+
+        if (TimeSpan.TryParse(section["ConnectTimeout"], System.Globalization.CultureInfo.InvariantCulture, out var t) && t > TimeSpan.Zero)
+        {
+            connectTimeout = t;
+        }
+
+        return new DicomFailoverSettings(attempts, connectTimeout);
     }
 
     public void Dispose() => _subscription.Dispose();
@@ -56,5 +88,5 @@ public sealed class DicomProxySettings : IDisposable
 
     public static string ProbeCallingAeTitle(DicomOptions options) => options?.ProbeCallingAeTitle ?? ProxyDefaults.ProbeCallingAeTitle;
 
-    private sealed record Snapshot(int Version, DicomOptions Options);
+    private sealed record Snapshot(int Version, DicomOptions Options, DicomFailoverSettings Failover);
 }

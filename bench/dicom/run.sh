@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# ImagingProxy DICOM benchmark (issue 3): one run on loopback, side by side:
+#   direct   client -> storescp
+#   proxy    client -> ImagingProxy (Release build of src/ImagingProxy.Host) -> storescp
+#   haproxy  client -> HAProxy (mode tcp, balance leastconn) -> storescp
+# Measures C-STORE throughput (MB/s, images/s) of CT-like 0.5 MB and MG-like 26 MB files with PARALLEL storescu
+# clients, and C-ECHO associations/s plus per-association latency with the in-process client (bench/dicom/EchoBench).
+# Targets run interleaved (direct, proxy, haproxy, direct, proxy, haproxy, ...) for ROUNDS rounds; medians are printed.
+# storescp runs with --fork --ignore (receives everything, writes nothing) so that disk speed is not measured.
+# TCP_NODELAY=1 for every dcmtk process; ImagingProxy and HAProxy set TCP_NODELAY on their sockets themselves.
+#
+# usage: bench/dicom/run.sh            (env: CT_COUNT=400 MG_COUNT=12 PARALLEL=4 ROUNDS=3 ECHO_COUNT=2000 ECHO_CONCURRENCY=1 PDU=16384)
+set -euo pipefail
+export TCP_NODELAY=1
+CT_COUNT="${CT_COUNT:-400}" MG_COUNT="${MG_COUNT:-12}" PARALLEL="${PARALLEL:-4}" ROUNDS="${ROUNDS:-3}"
+ECHO_COUNT="${ECHO_COUNT:-2000}" ECHO_CONCURRENCY="${ECHO_CONCURRENCY:-1}" PDU="${PDU:-16384}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+work="$(mktemp -d /tmp/imagingproxy-bench-XXXXXX)"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+now() { date +%s.%N; }
+
+echo "== building (Release)" >&2
+dotnet build "$repo/src/ImagingProxy.Host/ImagingProxy.Host.csproj" -c Release -v q -nologo >&2
+dotnet build "$repo/bench/dicom/EchoBench/EchoBench.csproj" -c Release -v q -nologo >&2
+host_dll="$repo/src/ImagingProxy.Host/bin/Release/net10.0/ImagingProxy.Host.dll"
+echo_dll="$repo/bench/dicom/EchoBench/bin/Release/net10.0/EchoBench.dll"
+
+# --- test data: dump2dcm from tests/data/dicom/image.dump.in, noise pixel data (incompressible) ---
+make_files() { # kind count rows cols sopclass
+  local kind="$1" count="$2" rows="$3" cols="$4" sopclass="$5" dir="$work/$1"
+  mkdir -p "$dir"
+  local study series; study="2.25.$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')"; series="$study.1"
+  for ((i = 1; i <= count; i++)); do
+    local sop="$study.1.$i" stem="$dir/$kind$i"
+    head -c $((rows * cols * 2)) /dev/urandom > "$stem.raw"
+    sed -e "s|@SOP_CLASS_UID@|$sopclass|" -e "s|@SOP_INSTANCE_UID@|$sop|" -e "s|@STUDY_INSTANCE_UID@|$study|" \
+        -e "s|@SERIES_INSTANCE_UID@|$series|" -e "s|@STUDY_DATE@|$(date -u +%Y%m%d)|" -e "s|@ACCESSION@|B$i|" \
+        -e "s|@MODALITY@|$kind|" -e "s|@STUDY_DESCRIPTION@|Bench $kind|" -e "s|@PATIENT_NAME@|Bench^$kind|" \
+        -e "s|@PATIENT_ID@|BENCH|" -e "s|@INSTANCE_NUMBER@|$i|" -e "s|@ROWS@|$rows|" -e "s|@COLUMNS@|$cols|" \
+        -e "s|@PIXEL_FILE@|$stem.raw|" "$repo/tests/data/dicom/image.dump.in" > "$stem.dump"
+    dump2dcm -q "$stem.dump" "$stem.dcm"
+    rm -f "$stem.raw" "$stem.dump"
+  done
+}
+echo "== generating $CT_COUNT CT (0.5 MB) and $MG_COUNT MG (26 MB) files" >&2
+make_files CT "$CT_COUNT" 512 512 1.2.840.10008.5.1.4.1.1.2
+make_files MG "$MG_COUNT" 6656 2048 1.2.840.10008.5.1.4.1.1.1.2
+
+# --- the node, ImagingProxy, HAProxy ---
+scp_port="$(free_port)" proxy_port="$(free_port)" admin_port="$(free_port)" ha_port="$(free_port)"
+storescp --fork --ignore -aet PACS -pdu "$PDU" "$scp_port" >"$work/storescp.log" 2>&1 & pids+=($!)
+cat >"$work/proxy.json" <<JSON
+{
+  "Logging": { "LogLevel": { "Default": "Warning" } },
+  "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:$admin_port" } } },
+  "ReverseProxy": { "Routes": {}, "Clusters": { "pacs": { "LoadBalancingPolicy": "LeastRequests", "Metadata": { "Protocol": "Dicom" },
+    "Destinations": { "pacs1": { "Address": "tcp://127.0.0.1:$scp_port" } } } } },
+  "ImagingProxy": { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": $proxy_port } },
+    "Routes": { "any": { "CalledAeTitle": "*", "Cluster": "pacs" } } } }
+}
+JSON
+DOTNET_gcServer=1 dotnet "$host_dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!)
+cat >"$work/haproxy.cfg" <<CFG
+global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 15m
+  timeout server 15m
+listen dicom
+  bind 127.0.0.1:$ha_port
+  balance leastconn
+  server pacs1 127.0.0.1:$scp_port
+CFG
+haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!)
+wait_port "$scp_port"; wait_port "$proxy_port"; wait_port "$ha_port"
+
+declare -A port=([direct]="$scp_port" [proxy]="$proxy_port" [haproxy]="$ha_port")
+targets=(direct proxy haproxy)
+
+store_run() { # kind port -> "MB/s images/s"
+  local kind="$1" p="$2" files=("$work/$1"/*.dcm) bytes start end
+  bytes=$(du -cb "${files[@]}" | tail -1 | cut -f1)
+  start=$(now)
+  local cpids=()
+  for ((c = 0; c < PARALLEL; c++)); do
+    local part=()
+    for ((i = c; i < ${#files[@]}; i += PARALLEL)); do part+=("${files[$i]}"); done
+    storescu -aec PACS -pdu "$PDU" 127.0.0.1 "$p" "${part[@]}" >"$work/storescu.$c.log" 2>&1 & cpids+=($!)
+  done
+  local failed=0
+  for cp in "${cpids[@]}"; do wait "$cp" || failed=1; done
+  end=$(now)
+  if ((failed)); then echo "storescu failed ($kind on port $p):" >&2; cat "$work"/storescu.*.log >&2; exit 1; fi
+  python3 -c "import sys; b,n,t=float(sys.argv[1]),int(sys.argv[2]),float(sys.argv[4])-float(sys.argv[3]); print(f'{b/1e6/t:.1f} {n/t:.1f}')" "$bytes" "${#files[@]}" "$start" "$end"
+}
+
+results="$work/results.txt"; : >"$results"
+for ((r = 1; r <= ROUNDS; r++)); do
+  for t in "${targets[@]}"; do
+    echo "== round $r: $t" >&2
+    read -r ct_mbs ct_ips < <(store_run CT "${port[$t]}")
+    read -r mg_mbs mg_ips < <(store_run MG "${port[$t]}")
+    read -r eps emed ep90 < <(dotnet "$echo_dll" 127.0.0.1 "${port[$t]}" PACS "$ECHO_COUNT" "$ECHO_CONCURRENCY")
+    echo "$t $ct_mbs $ct_ips $mg_mbs $mg_ips $eps $emed $ep90" >>"$results"
+  done
+done
+
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms"]
+med = {}
+for t in ("direct", "proxy", "haproxy"):
+    vals = [[float(x) for x in r[1:]] for r in rows if r[0] == t]
+    med[t] = [statistics.median(c) for c in zip(*vals)]
+print(f"rounds: {len(rows)//3} (A-B-A-B interleaved), medians")
+print(f"{'target':<22}" + "".join(f"{c:>16}" for c in cols))
+for t in ("direct", "proxy", "haproxy"):
+    print(f"{t:<22}" + "".join(f"{v:>16.2f}" for v in med[t]))
+print(f"{'proxy / haproxy':<22}" + "".join(f"{p/h:>16.3f}" for p, h in zip(med['proxy'], med['haproxy'])))
+print(f"{'proxy / direct':<22}" + "".join(f"{p/d:>16.3f}" for p, d in zip(med['proxy'], med['direct'])))
+print(f"association set-up overhead (median echo latency, proxy - direct): {med['proxy'][5]-med['direct'][5]:.3f} ms; haproxy - direct: {med['haproxy'][5]-med['direct'][5]:.3f} ms")
+PY

@@ -1,0 +1,234 @@
+using System.Net;
+using System.Net.Sockets;
+using ImagingProxy.Configuration;
+using ImagingProxy.Dicom;
+using Microsoft.Extensions.Configuration;
+
+namespace ImagingProxy.Tests.Dicom;
+
+/// <summary>The connection handler over in-memory client pipes with fake time; nodes, when needed, are loopback sockets.</summary>
+public sealed class DicomConnectionHandlerTests
+{
+    private static readonly TimeSpan s_bounded = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task An_associate_rq_after_the_drain_began_is_rejected_transient_local_limit_exceeded()
+    {
+        await using var harness = new HandlerHarness();
+        harness.Lifetime.StopApplication();
+        var client = harness.Connect();
+
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        var answer = await client.ReadPduAsync();
+
+        Assert.NotNull(answer);
+        Assert.Equal(PduType.AssociateReject, answer.Value.Header.Type);
+        Assert.Equal([(byte)AssociateRejectResult.RejectedTransient, (byte)AssociateRejectSource.ServiceProviderPresentation, AssociateRejectReasons.ServiceProviderPresentationLocalLimitExceeded], answer.Value.Pdu[7..10]);
+        var summary = await harness.Ended.Task.WaitAsync(s_bounded);
+        Assert.Equal(DicomAssociationEndReason.Draining, summary.Reason);
+        Assert.Equal(1, harness.Drain.Rejected);
+    }
+
+    [Fact]
+    public async Task Kestrels_close_request_alone_also_makes_a_new_association_be_rejected()
+    {
+        await using var harness = new HandlerHarness();
+        using var closeRequested = new CancellationTokenSource();
+        var client = harness.Connect(closeRequested.Token);
+        await closeRequested.CancelAsync();
+
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        var answer = await client.ReadPduAsync();
+
+        Assert.Equal(PduType.AssociateReject, answer!.Value.Header.Type);
+        Assert.Equal(DicomAssociationEndReason.Draining, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+    }
+
+    [Fact]
+    public async Task A_relaying_association_survives_the_drain_and_ends_released()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(destinationPorts: node.Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        harness.Lifetime.StopApplication();
+        await client.SendAsync(DicomCaptures.EchoRequestPData);
+        await client.SendAsync(DicomCaptures.ReleaseRequest);
+        Assert.Equal(PduType.ReleaseResponse, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.Output.CompleteAsync();
+
+        var summary = await harness.Ended.Task.WaitAsync(s_bounded);
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.Equal(1, summary.CEchoRequests);
+        Assert.Equal([PduType.PDataTransfer, PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
+        Assert.Equal(0, harness.Drain.Aborted);
+    }
+
+    [Fact]
+    public async Task At_the_drain_deadline_a_relaying_association_gets_a_abort_on_both_sides()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(shutdownTimeout: TimeSpan.FromSeconds(20), destinationPorts: node.Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        harness.Lifetime.StopApplication();
+        harness.Time.Advance(harness.Drain.DeadlineAfter);
+
+        var abort = await client.ReadPduAsync();
+        Assert.Equal(PduType.Abort, abort!.Value.Header.Type);
+        Assert.Equal((byte)AbortSource.ServiceProvider, abort.Value.Pdu[8]);
+        Assert.Equal([PduType.Abort], await node.Closed.WaitAsync(s_bounded));
+        Assert.Equal(DicomAssociationEndReason.Shutdown, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Equal(1, harness.Drain.Aborted);
+    }
+
+    [Fact]
+    public async Task Artim_expiry_with_nothing_sent_closes_the_transport()
+    {
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromSeconds(30));
+
+        Assert.Equal(DicomAssociationEndReason.Artim, (await harness.Ended.Task).Reason);
+        Assert.True(await client.ClosedWithoutPduAsync());
+    }
+
+    [Fact]
+    public async Task Artim_expiry_with_a_partial_rq_closes_the_transport()
+    {
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["ArtimTimeout"] = "00:00:05" });
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest[..40]);
+
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromSeconds(5));
+
+        Assert.Equal(DicomAssociationEndReason.Artim, (await harness.Ended.Task).Reason);
+        Assert.True(await client.ClosedWithoutPduAsync());
+    }
+
+    [Fact]
+    public async Task Idle_timeout_aborts_both_sides()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["IdleTimeout"] = "00:01:00" }, destinationPorts: node.Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromMinutes(1));
+
+        Assert.Equal(DicomAssociationEndReason.Idle, (await harness.Ended.Task).Reason);
+        Assert.Equal(PduType.Abort, (await client.ReadPduAsync())!.Value.Header.Type);
+        Assert.Equal([PduType.Abort], await node.Closed.WaitAsync(s_bounded));
+    }
+
+    [Fact]
+    public async Task A_garbage_first_pdu_is_answered_with_a_abort_source_2_reason_1()
+    {
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        await client.SendAsync([0x42, 0x00, 0x00, 0x00, 0x00, 0x04, 0xDE, 0xAD, 0xBE, 0xEF]);
+        var abort = await client.ReadPduAsync();
+
+        Assert.Equal(PduType.Abort, abort!.Value.Header.Type);
+        Assert.Equal([(byte)AbortSource.ServiceProvider, (byte)AbortReason.UnrecognizedPdu], abort.Value.Pdu[8..10]);
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+    }
+
+    [Fact]
+    public async Task An_oversize_rq_length_is_answered_with_a_abort_before_anything_is_buffered()
+    {
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        // A-ASSOCIATE-RQ announcing 1 MiB, above the 64 KiB association PDU limit.
+        await client.SendAsync([0x01, 0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x01]);
+        var abort = await client.ReadPduAsync();
+
+        Assert.Equal(PduType.Abort, abort!.Value.Header.Type);
+        Assert.Equal([(byte)AbortSource.ServiceProvider, (byte)AbortReason.InvalidPduParameterValue], abort.Value.Pdu[8..10]);
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+    }
+
+    [Fact]
+    public async Task Failover_tries_at_most_max_attempts_destinations_then_rejects_with_temporary_congestion()
+    {
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["MaxAttempts"] = "2" }, destinationPorts: [ClosedPort(), ClosedPort(), ClosedPort()]);
+        var client = harness.Connect();
+
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        var answer = await client.ReadPduAsync();
+
+        Assert.Equal(PduType.AssociateReject, answer!.Value.Header.Type);
+        Assert.Equal([(byte)AssociateRejectResult.RejectedTransient, (byte)AssociateRejectSource.ServiceProviderPresentation, AssociateRejectReasons.ServiceProviderPresentationTemporaryCongestion], answer.Value.Pdu[7..10]);
+        var summary = await harness.Ended.Task.WaitAsync(s_bounded);
+        Assert.Equal(DicomAssociationEndReason.NoDestination, summary.Reason);
+        Assert.Equal(2, summary.Attempts);
+    }
+
+    [Fact]
+    public async Task Association_counter_carries_end_reason_and_limited_ae_title_labels()
+    {
+        await using var harness = new HandlerHarness();
+        using var collector = harness.Collect("imagingproxy.dicom.associations");
+        harness.Lifetime.StopApplication();
+
+        // The harness's limiter lets 2 distinct AE titles through: ECHOSCU and STORESCP from the capture, then "other".
+        var first = harness.Connect();
+        await first.SendAsync(DicomCaptures.AssociateRequest);
+        await first.Run.WaitAsync(s_bounded);
+        var second = harness.Connect();
+        var request = DicomCaptures.AssociateRequest;
+        Assert.True(AeTitleRewriter.TryRewriteCalledAeTitle(request, "SOMEWHERE"));
+        await second.SendAsync(request);
+        await second.Run.WaitAsync(s_bounded);
+
+        var measurements = collector.GetMeasurementSnapshot();
+        Assert.Equal(2, measurements.Count);
+        Assert.All(measurements, m => Assert.Equal("draining", m.Tags["end_reason"]));
+        Assert.Equal("ECHOSCU", measurements[0].Tags["dicom.calling_ae_title"]);
+        Assert.Equal("STORESCP", measurements[0].Tags["dicom.called_ae_title"]);
+        Assert.Equal("other", measurements[1].Tags["dicom.called_ae_title"]);
+        Assert.Equal("ECHOSCU", measurements[1].Tags["dicom.calling_ae_title"]);
+    }
+
+    [Fact]
+    public void Failover_settings_are_read_with_defaults_and_bounds()
+    {
+        static DicomFailoverSettings Read(string? attempts, string? timeout) => DicomProxySettings.ReadFailover(
+            new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["MaxAttempts"] = attempts, ["ConnectTimeout"] = timeout }).Build());
+
+        Assert.Equal(new DicomFailoverSettings(ProxyDefaults.MaxAttempts, ProxyDefaults.ConnectTimeout), Read(null, null));
+        Assert.Equal(new DicomFailoverSettings(5, TimeSpan.FromMilliseconds(750)), Read("5", "00:00:00.750"));
+        Assert.Equal(new DicomFailoverSettings(ProxyDefaults.MaxAttempts, ProxyDefaults.ConnectTimeout), Read("0", "-00:00:01"));
+        Assert.Equal(DicomFailoverSettings.MaxAttemptsLimit, Read("1000", null).MaxAttempts);
+    }
+
+    /// <summary>
+    /// Moves fake time by <paramref name="step"/> until <paramref name="done"/> completes: the handler arms its timer
+    /// at a moment the test cannot observe, so each step is a whole timeout and the first armed timer fires (bounded).
+    /// </summary>
+    private static async Task AdvanceUntilAsync(HandlerHarness harness, Task done, TimeSpan step)
+    {
+        using var bound = new CancellationTokenSource(s_bounded);
+        while (!done.IsCompleted)
+        {
+            harness.Time.Advance(step);
+            await Task.WhenAny(done, Task.Delay(20, bound.Token));
+            bound.Token.ThrowIfCancellationRequested();
+        }
+    }
+
+    private static int ClosedPort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+}

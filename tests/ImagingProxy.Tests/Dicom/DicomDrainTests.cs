@@ -1,0 +1,50 @@
+using ImagingProxy.Dicom;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ImagingProxy.Tests.Dicom;
+
+public sealed class DicomDrainTests
+{
+    [Theory]
+    [InlineData(DicomConnectionStage.AwaitingRequest, false, false, DrainAction.Proceed)]
+    [InlineData(DicomConnectionStage.RequestReceived, false, false, DrainAction.Proceed)]
+    [InlineData(DicomConnectionStage.Relaying, false, false, DrainAction.Proceed)]
+    [InlineData(DicomConnectionStage.AwaitingRequest, true, false, DrainAction.Proceed)]
+    [InlineData(DicomConnectionStage.RequestReceived, true, false, DrainAction.RejectTransient)]
+    [InlineData(DicomConnectionStage.Connecting, true, false, DrainAction.Proceed)]
+    [InlineData(DicomConnectionStage.Relaying, true, false, DrainAction.Proceed)]
+    [InlineData(DicomConnectionStage.RequestReceived, true, true, DrainAction.Abort)]
+    [InlineData(DicomConnectionStage.Relaying, true, true, DrainAction.Abort)]
+    public void Decide_keeps_relaying_associations_rejects_new_ones_and_aborts_at_the_deadline(DicomConnectionStage stage, bool draining, bool deadlinePassed, DrainAction expected)
+        => Assert.Equal(expected, DicomDrain.Decide(stage, draining, deadlinePassed));
+
+    [Theory]
+    [InlineData(300, 298)]
+    [InlineData(30, 28)]
+    [InlineData(5, 4.5)]
+    [InlineData(0, 0)]
+    public void The_deadline_leaves_a_margin_before_kestrel_aborts(double shutdownSeconds, double expectedSeconds)
+        => Assert.Equal(TimeSpan.FromSeconds(expectedSeconds), DicomDrain.DeadlineFor(TimeSpan.FromSeconds(shutdownSeconds)));
+
+    [Fact]
+    public void The_deadline_fires_only_after_stopping_began_and_the_deadline_passed()
+    {
+        var time = new FakeTimeProvider();
+        var lifetime = new HandlerHarness.FakeLifetime();
+        using var drain = new DicomDrain(lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.FromSeconds(10) }), time, NullLogger<DicomDrain>.Instance);
+
+        time.Advance(TimeSpan.FromMinutes(5));
+        Assert.False(drain.IsDraining);
+        Assert.False(drain.Deadline.IsCancellationRequested);
+
+        lifetime.StopApplication();
+        Assert.True(drain.IsDraining);
+        time.Advance(TimeSpan.FromSeconds(8.9));
+        Assert.False(drain.Deadline.IsCancellationRequested);
+        time.Advance(TimeSpan.FromSeconds(0.1));
+        Assert.True(drain.Deadline.IsCancellationRequested);
+    }
+}

@@ -1,0 +1,290 @@
+using System.Buffers;
+using System.Diagnostics.CodeAnalysis;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using ImagingProxy.Dicom;
+using ImagingProxy.Telemetry;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Dicom;
+
+/// <summary>
+/// A <see cref="DicomConnectionHandler"/> with fake time, a fake host lifetime and one cluster <c>c</c> (route <c>*</c>),
+/// whose client connections are in-memory pipes (<see cref="DefaultConnectionContext"/>). Destinations, when a test
+/// needs a node, are loopback <see cref="LoopbackNode"/>s.
+/// </summary>
+internal sealed class HandlerHarness : IAsyncDisposable
+{
+    private readonly ServiceProvider _services;
+    private readonly ClusterState _cluster;
+
+    public HandlerHarness(IReadOnlyDictionary<string, string?>? dicom = null, TimeSpan? shutdownTimeout = null, params int[] destinationPorts)
+    {
+        var data = new Dictionary<string, string?>
+        {
+            ["ImagingProxy:Dicom:Routes:any:CalledAeTitle"] = "*",
+            ["ImagingProxy:Dicom:Routes:any:Cluster"] = "c",
+        };
+        foreach (var (key, value) in dicom ?? new Dictionary<string, string?>())
+        {
+            data["ImagingProxy:Dicom:" + key] = value;
+        }
+
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(data).Build();
+        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        Metrics = new DicomProxyMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), new TagValueLimiter(null, 2));
+        Drain = new DicomDrain(Lifetime, Options.Create(new HostOptions { ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(30) }), Time, NullLogger<DicomDrain>.Instance);
+        _cluster = new ClusterState("c", new ClusterModel(new ClusterConfig { ClusterId = "c", LoadBalancingPolicy = "FirstAlphabetical" }, new HttpMessageInvoker(new HttpClientHandler())));
+        var destinations = destinationPorts.Select((port, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = $"tcp://127.0.0.1:{port}" }))).ToList();
+        _cluster.DestinationsState = new ClusterDestinationsState(destinations, destinations);
+        Handler = new DicomConnectionHandler(
+            new DicomProxySettings(configuration),
+            new OneCluster(_cluster),
+            new DicomDestinationSelector(),
+            new NoHealthUpdates(),
+            new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance),
+            Metrics,
+            Time,
+            Drain,
+            new DicomFailoverPipelines(Time),
+            NullLogger<DicomConnectionHandler>.Instance);
+        Handler.AssociationEnded += summary => Ended.TrySetResult(summary);
+    }
+
+    public FakeTimeProvider Time { get; } = new();
+
+    public FakeLifetime Lifetime { get; } = new();
+
+    public DicomDrain Drain { get; }
+
+    public DicomProxyMetrics Metrics { get; }
+
+    public DicomConnectionHandler Handler { get; }
+
+    public TaskCompletionSource<DicomAssociationSummary> Ended { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public MetricCollector<long> Collect(string instrument) => new(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), DicomProxyMetrics.MeterName, instrument);
+
+    /// <summary>Starts the handler on a new in-memory connection; the returned client is the test's end of it.</summary>
+    public TestClient Connect(CancellationToken closeRequested = default)
+    {
+        var toHandler = new Pipe();
+        var toClient = new Pipe();
+        var context = new DefaultConnectionContext("conn-" + Guid.NewGuid().ToString("N")[..8], new Duplex(toHandler.Reader, toClient.Writer), new Duplex(toClient.Reader, toHandler.Writer));
+        if (closeRequested.CanBeCanceled)
+        {
+            context.Features.Set<IConnectionLifetimeNotificationFeature>(new CloseRequest(closeRequested));
+        }
+
+        // Kestrel completes the transport when the handler returns: that is the "close" the client sees.
+        var run = Task.Run(
+            async () =>
+            {
+                try
+                {
+                    await Handler.OnConnectedAsync(context);
+                }
+                finally
+                {
+                    await toClient.Writer.CompleteAsync();
+                    await toHandler.Reader.CompleteAsync();
+                }
+            },
+            CancellationToken.None);
+        return new TestClient(context, toClient.Reader, toHandler.Writer, run);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Drain.Dispose();
+        await _services.DisposeAsync();
+    }
+
+    internal sealed class TestClient(DefaultConnectionContext context, PipeReader input, PipeWriter output, Task run)
+    {
+        public DefaultConnectionContext Context { get; } = context;
+
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+
+        /// <summary>The handler's OnConnectedAsync.</summary>
+        public Task Run { get; } = run;
+
+        public async Task SendAsync(byte[] bytes)
+        {
+            await Output.WriteAsync(bytes);
+        }
+
+        /// <summary>The next whole PDU from the handler, or null when it completed its output (bounded wait).</summary>
+        public async Task<(PduHeader Header, byte[] Pdu)?> ReadPduAsync(TimeSpan? timeout = null)
+        {
+            using var cancel = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(10));
+            while (true)
+            {
+                var read = await Input.ReadAsync(cancel.Token);
+                var buffer = read.Buffer;
+                var status = PduReader.TryReadPdu(ref buffer, 1 << 20, out var header, out var body);
+                if (status == PduReadResult.Complete)
+                {
+                    var bytes = read.Buffer.Slice(0, PduHeader.Size + body.Length).ToArray();
+                    Input.AdvanceTo(buffer.Start);
+                    return (header, bytes);
+                }
+
+                Input.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+                if (read.IsCompleted)
+                {
+                    return null;
+                }
+            }
+        }
+
+        /// <summary>True when the handler finished and completed its output without sending anything more.</summary>
+        public async Task<bool> ClosedWithoutPduAsync()
+        {
+            await Run.WaitAsync(TimeSpan.FromSeconds(10));
+            return await ReadPduAsync() is null;
+        }
+    }
+
+    internal sealed class FakeLifetime : IHostApplicationLifetime
+    {
+        private readonly CancellationTokenSource _stopping = new();
+
+        public CancellationToken ApplicationStarted => CancellationToken.None;
+
+        public CancellationToken ApplicationStopping => _stopping.Token;
+
+        public CancellationToken ApplicationStopped => CancellationToken.None;
+
+        public void StopApplication() => _stopping.Cancel();
+    }
+
+    private sealed class CloseRequest(CancellationToken token) : IConnectionLifetimeNotificationFeature
+    {
+        public CancellationToken ConnectionClosedRequested { get; set; } = token;
+
+        public void RequestClose()
+        {
+        }
+    }
+
+    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    private sealed class OneCluster(ClusterState cluster) : IProxyStateLookup
+    {
+        public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
+        {
+            route = null;
+            return false;
+        }
+
+        public IEnumerable<RouteModel> GetRoutes() => [];
+
+        public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? found)
+        {
+            found = id == cluster.ClusterId ? cluster : null;
+            return found is not null;
+        }
+
+        public IEnumerable<ClusterState> GetClusters() => [cluster];
+    }
+
+    private sealed class NoHealthUpdates : IDestinationHealthUpdater
+    {
+        public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
+        {
+        }
+
+        public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
+        {
+        }
+    }
+}
+
+/// <summary>
+/// A loopback DICOM node for handler tests: accepts one connection, answers the A-ASSOCIATE-RQ with the dcmtk AC
+/// capture, then records every PDU it receives until the connection closes.
+/// </summary>
+internal sealed class LoopbackNode : IDisposable
+{
+    private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+    private readonly CancellationTokenSource _stop = new(TimeSpan.FromSeconds(30));
+    private readonly List<PduType> _received = [];
+
+    public LoopbackNode()
+    {
+        _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        _listener.Listen(4);
+        Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
+        Closed = ServeAsync();
+    }
+
+    public int Port { get; }
+
+    /// <summary>Completes with the PDU types the node received after its AC, when the proxy closed the connection.</summary>
+    public Task<IReadOnlyList<PduType>> Closed { get; }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Dispose();
+        _stop.Dispose();
+    }
+
+    private async Task<IReadOnlyList<PduType>> ServeAsync()
+    {
+        using var socket = await _listener.AcceptAsync(_stop.Token);
+        socket.NoDelay = true;
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        var input = PipeReader.Create(stream);
+        var first = true;
+        while (true)
+        {
+            var read = await input.ReadAsync(_stop.Token);
+            var buffer = read.Buffer;
+            while (PduReader.TryReadPdu(ref buffer, 1 << 20, out var header, out _) == PduReadResult.Complete)
+            {
+                if (first)
+                {
+                    first = false;
+                    await stream.WriteAsync(DicomCaptures.AssociateAccept, _stop.Token);
+                }
+                else
+                {
+                    _received.Add(header.Type);
+                    if (header.Type == PduType.ReleaseRequest)
+                    {
+                        await stream.WriteAsync(DicomCaptures.ReleaseResponse, _stop.Token);
+                    }
+                }
+            }
+
+            input.AdvanceTo(buffer.Start, buffer.End);
+            if (read.IsCompleted)
+            {
+                return [.. _received];
+            }
+        }
+    }
+}
