@@ -1,4 +1,6 @@
+using ImagingProxy.Configuration;
 using ImagingProxy.Health;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -20,6 +22,8 @@ public static class MllpProxyServiceCollectionExtensions
             new SocketConnectionFactoryOptions(),
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Upstream")));
         services.TryAddSingleton(TimeProvider.System);
+        // AddImagingProxyTelemetry registers the configured limiter; this default only serves hosts without it.
+        services.TryAddKeyedSingleton(ImagingProxyTelemetry.LimiterKeys.MessageType, new TagValueLimiter(null, ProxyDefaults.MaxLabelValues));
         services.AddSingleton<MllpProxyConfiguration>();
         services.AddSingleton<MllpNodePool>();
         services.AddSingleton<MllpProxyMetrics>();
