@@ -25,7 +25,13 @@ public static class MllpProxyServiceCollectionExtensions
         // AddImagingProxyTelemetry registers the configured limiter; this default only serves hosts without it.
         services.TryAddKeyedSingleton(ImagingProxyTelemetry.LimiterKeys.MessageType, new TagValueLimiter(null, ProxyDefaults.MaxLabelValues));
         services.AddSingleton<MllpProxyConfiguration>();
-        services.AddSingleton<MllpNodePool>();
+        // Node connections get their own factory with inline scheduling: the MLLP path never blocks, and running pipe
+        // continuations on the socket thread saves two thread-pool hops per message (one each way).
+        services.AddSingleton(sp => new MllpNodePool(
+            new SocketConnectionContextFactory(
+                new SocketConnectionFactoryOptions { UnsafePreferInlineScheduling = true },
+                sp.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Upstream.Mllp")),
+            sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<MllpProxyMetrics>();
         services.AddSingleton<MllpForwarder>();
         services.AddSingleton<MllpConnectionHandler>();
