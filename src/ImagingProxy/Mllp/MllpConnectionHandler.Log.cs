@@ -26,5 +26,14 @@ internal sealed partial class MllpConnectionHandler
 
         [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: stream ended inside a frame ({Length} byte(s) discarded).")]
         public static partial void IncompleteFrame(ILogger logger, string connectionId, long length);
+
+        [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId} closed at the drain deadline while {State}; the sender got no ACK and must send again.")]
+        public static partial void DrainDeadline(ILogger logger, string connectionId, string state);
+
+        [LoggerMessage(EventId = 4009, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: aborted while message {ControlId} awaited a node's ACK (attempt {Attempts}); no ACK relayed.")]
+        public static partial void AbortedInFlight(ILogger logger, string connectionId, string controlId, int attempts);
+
+        [LoggerMessage(EventId = 4010, Level = LogLevel.Information, Message = "MLLP connection {ConnectionId}: no byte received for {IdleTimeout}; closing (inside a frame: {InsideFrame}).")]
+        public static partial void IdleTimeout(ILogger logger, string connectionId, TimeSpan idleTimeout, bool insideFrame);
     }
 }

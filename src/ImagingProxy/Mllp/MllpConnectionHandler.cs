@@ -1,7 +1,10 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using ImagingProxy.Hosting;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
@@ -14,9 +17,18 @@ namespace ImagingProxy.Mllp;
 /// mode; protocols.md §3.1, §3.7).
 /// </summary>
 /// <remarks>
+/// <para>
 /// An AA/CA reaches the sender only when a node sent it; when no node takes the message ImagingProxy answers AR
 /// (original mode) or CR (enhanced mode) itself. Nothing that is not a whole frame with a readable MSH is forwarded.
-/// On shutdown the message in flight is finished, then the connection closes.
+/// </para>
+/// <para>
+/// Draining: when Kestrel asks the connection to close (<see cref="IConnectionLifetimeNotificationFeature"/>, else
+/// <see cref="IHostApplicationLifetime.ApplicationStopping"/>), a connection with no message arriving or in flight
+/// closes at once; otherwise the message is finished (received, forwarded, its ACK relayed) and then the connection
+/// closes. When Kestrel aborts the connection at the drain deadline (<c>HostOptions.ShutdownTimeout</c>) the delivery
+/// in flight stops waiting and the close is logged and counted as <c>drain_deadline</c>: the sender got no ACK and
+/// sends again. An optional idle timeout closes connections with no byte received for that long.
+/// </para>
 /// </remarks>
 internal sealed partial class MllpConnectionHandler(
     MllpProxyConfiguration configuration,
@@ -31,27 +43,36 @@ internal sealed partial class MllpConnectionHandler(
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
         var listener = connection.Features.Get<IProxyListenerFeature>()?.Name ?? string.Empty;
-        var frames = new MllpFrameReader(configuration.Current.MaxFrameSize);
+        var initial = configuration.Current;
+        var frames = new MllpFrameReader(initial.MaxFrameSize);
         var headers = new Hl7HeaderReader();
         var input = connection.Transport.Input;
         var output = connection.Transport.Output;
-        var stopping = lifetime.ApplicationStopping;
+        var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? lifetime.ApplicationStopping;
         var end = MllpSessionEnd.ClientClosed;
-        await using var session = new MllpSession(connection.ConnectionId, listener, pool);
+        var insideFrame = false;
+        using var signals = new Signals(input, time, initial.IdleTimeout);
+        await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, connection.ConnectionClosed);
+        using var drainRegistration = closeRequested.UnsafeRegister(static s => ((Signals)s!).RequestDrain(), signals);
+        using var abortRegistration = connection.ConnectionClosed.UnsafeRegister(static s => ((Signals)s!).Abort(), signals);
         metrics.ConnectionOpened(listener);
         Log.ConnectionOpened(logger, connection.ConnectionId, listener);
         try
         {
             while (end == MllpSessionEnd.ClientClosed)
             {
-                ReadResult result;
-                try
-                {
-                    result = await input.ReadAsync(stopping);
-                }
-                catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                if (signals.DrainRequested && !insideFrame)
                 {
                     end = MllpSessionEnd.Shutdown;
+                    break;
+                }
+
+                signals.ArmIdle();
+                var result = await input.ReadAsync();
+                signals.DisarmIdle();
+                if (signals.Aborted)
+                {
+                    end = MllpSessionEnd.ClientAborted;
                     break;
                 }
 
@@ -72,15 +93,22 @@ internal sealed partial class MllpConnectionHandler(
                         break;
                     }
 
-                    if (stopping.IsCancellationRequested)
+                    if (signals.DrainRequested && read != MllpReadResult.BytesOutsideFrame)
                     {
+                        // The message in flight is answered; frames the sender sent ahead get no ACK and are sent again.
                         end = MllpSessionEnd.Shutdown;
                         break;
                     }
                 }
 
+                insideFrame = frames.IsInsideFrame(buffer);
                 input.AdvanceTo(buffer.Start, buffer.End);
-                if (end == MllpSessionEnd.ClientClosed && (result.IsCompleted || result.IsCanceled))
+                if (end != MllpSessionEnd.ClientClosed)
+                {
+                    break;
+                }
+
+                if (result.IsCompleted)
                 {
                     if (frames.ClassifyEndOfStream(buffer) == MllpReadResult.IncompleteFrameAtEndOfStream)
                     {
@@ -90,15 +118,27 @@ internal sealed partial class MllpConnectionHandler(
 
                     break;
                 }
+
+                if (result.IsCanceled && signals.TakeIdleExpired())
+                {
+                    end = MllpSessionEnd.IdleTimeout;
+                    Log.IdleTimeout(logger, connection.ConnectionId, initial.IdleTimeout.GetValueOrDefault(), insideFrame);
+                }
             }
         }
-        catch (Exception ex) when (ex is ConnectionResetException or ConnectionAbortedException or IOException)
+        catch (Exception ex) when (ex is ConnectionResetException or ConnectionAbortedException or IOException or OperationCanceledException)
         {
             end = MllpSessionEnd.ClientAborted;
         }
         finally
         {
-            metrics.ConnectionClosed(listener);
+            if (end == MllpSessionEnd.ClientAborted && signals.DrainRequested)
+            {
+                end = MllpSessionEnd.DrainDeadline;
+                Log.DrainDeadline(logger, connection.ConnectionId, insideFrame ? "a message was still arriving" : "a message was in flight");
+            }
+
+            metrics.ConnectionClosed(listener, end);
             Log.ConnectionClosed(logger, connection.ConnectionId, end);
         }
     }
@@ -120,15 +160,19 @@ internal sealed partial class MllpConnectionHandler(
         }
 
         var settings = configuration.Current;
+        var messageType = metrics.MessageTypeLabel(header);
+        using var activity = ImagingProxyTelemetry.ActivitySource.HasListeners() ? StartActivity(messageType) : null;
         var route = settings.Match(header, session.Listener);
         if (route is null)
         {
-            return await NakAsync(session, header, output, MllpRejectReason.NoRoute, Hl7ErrorCode.UnsupportedMessageType, $"No route for message type {header.MessageType.GetString()}; message not forwarded.", started);
+            return await NakAsync(session, header, output, MllpRejectReason.NoRoute, Hl7ErrorCode.UnsupportedMessageType, $"No route for message type {header.MessageType.GetString()}; message not forwarded.", started, activity);
         }
 
+        activity?.SetTag("imagingproxy.route", route.Id);
+        activity?.SetTag("imagingproxy.cluster", route.Cluster);
         if (!proxyState.TryGetCluster(route.Cluster, out var cluster))
         {
-            return await NakAsync(session, header, output, MllpRejectReason.UnknownCluster, Hl7ErrorCode.ApplicationInternalError, $"Cluster '{route.Cluster}' is not configured; message not delivered, retry later.", started);
+            return await NakAsync(session, header, output, MllpRejectReason.UnknownCluster, Hl7ErrorCode.ApplicationInternalError, $"Cluster '{route.Cluster}' is not configured; message not delivered, retry later.", started, activity);
         }
 
         var delivery = await forwarder.DeliverAsync(session, cluster, message, header, settings);
@@ -137,13 +181,31 @@ internal sealed partial class MllpConnectionHandler(
             case MllpDeliveryOutcome.Acknowledged:
                 MllpFrameWriter.Write(output, new ReadOnlySequence<byte>(session.Ack.WrittenMemory));
                 var flush = await output.FlushAsync();
-                metrics.Relayed(session.Listener, route.Id, cluster.ClusterId, delivery.DestinationId, MessageTypeTag(header), delivery.AckCode, time.GetElapsedTime(started));
+                metrics.Relayed(session.Listener, route.Id, cluster.ClusterId, delivery.DestinationId, messageType, delivery.AckCode, time.GetElapsedTime(started));
+                if (activity is not null)
+                {
+                    activity.SetTag("imagingproxy.destination", delivery.DestinationId);
+                    activity.SetTag("hl7.ack_code", MllpProxyMetrics.AckCodeName(delivery.AckCode));
+                }
+
                 return flush.IsCompleted ? MllpSessionEnd.ClientAborted : MllpSessionEnd.ClientClosed;
+            case MllpDeliveryOutcome.Aborted:
+                Log.AbortedInFlight(logger, session.ConnectionId, header.MessageControlId.GetString(), delivery.Attempts);
+                activity?.SetStatus(ActivityStatusCode.Error, "connection aborted");
+                return MllpSessionEnd.ClientAborted;
             case MllpDeliveryOutcome.NoDestination:
-                return await NakAsync(session, header, output, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started);
+                return await NakAsync(session, header, output, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started, activity);
             default:
-                return await NakAsync(session, header, output, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started);
+                return await NakAsync(session, header, output, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
         }
+    }
+
+    /// <summary>The <c>hl7.message</c> activity: type, route, cluster, destination and ACK code only (never control ids or content).</summary>
+    private static Activity? StartActivity(string messageType)
+    {
+        var activity = ImagingProxyTelemetry.ActivitySource.StartActivity("hl7.message", ActivityKind.Server);
+        activity?.SetTag("hl7.message_type", messageType);
+        return activity;
     }
 
     private async ValueTask<MllpSessionEnd> HandleOversizeAsync(MllpSession session, Hl7HeaderReader headers, ReadOnlySequence<byte> seen, int maxFrameSize, PipeWriter output, long started)
@@ -168,8 +230,14 @@ internal sealed partial class MllpConnectionHandler(
         return MllpSessionEnd.ClientClosed;
     }
 
-    private async ValueTask<MllpSessionEnd> NakAsync(MllpSession session, Hl7Header header, PipeWriter output, MllpRejectReason reason, Hl7ErrorCode error, string text, long started)
+    private async ValueTask<MllpSessionEnd> NakAsync(MllpSession session, Hl7Header header, PipeWriter output, MllpRejectReason reason, Hl7ErrorCode error, string text, long started, Activity? activity = null)
     {
+        if (activity is not null)
+        {
+            activity.SetTag("hl7.ack_code", header.IsEnhancedAcknowledgmentMode ? "CR" : "AR");
+            activity.SetStatus(ActivityStatusCode.Error, MllpRejectReasons.Name(reason));
+        }
+
         var controlId = header.MessageControlId.GetString();
         Log.Nak(logger, session.ConnectionId, controlId, MllpRejectReasons.Name(reason), text);
         if (reason is MllpRejectReason.FrameTooLarge or MllpRejectReason.MissingMessageType)
@@ -183,6 +251,66 @@ internal sealed partial class MllpConnectionHandler(
         return flush.IsCompleted ? MllpSessionEnd.ClientAborted : MllpSessionEnd.ClientClosed;
     }
 
-    private static string MessageTypeTag(in Hl7Header header)
-        => header.TriggerEvent.IsEmpty ? header.MessageCode.GetString() : header.MessageCode.GetString() + "^" + header.TriggerEvent.GetString();
+    /// <summary>Per-connection flags set from other threads (drain request, abort, idle timer); each wakes the pending read.</summary>
+    private sealed class Signals : IDisposable
+    {
+        private readonly PipeReader _input;
+        private readonly TimeSpan? _idleTimeout;
+        private readonly ITimer? _idleTimer;
+        private volatile bool _drainRequested;
+        private volatile bool _aborted;
+        private volatile bool _idleExpired;
+
+        public Signals(PipeReader input, TimeProvider time, TimeSpan? idleTimeout)
+        {
+            _input = input;
+            _idleTimeout = idleTimeout;
+            if (idleTimeout is not null)
+            {
+                _idleTimer = time.CreateTimer(static s => ((Signals)s!).IdleExpired(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        public bool DrainRequested => _drainRequested;
+
+        public bool Aborted => _aborted;
+
+        public void RequestDrain()
+        {
+            _drainRequested = true;
+            _input.CancelPendingRead();
+        }
+
+        public void Abort()
+        {
+            _aborted = true;
+            _input.CancelPendingRead();
+        }
+
+        public void ArmIdle()
+        {
+            if (_idleTimeout is { } timeout)
+            {
+                _idleTimer!.Change(timeout, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        public void DisarmIdle() => _idleTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+
+        /// <summary>True (once) when the idle timer fired during the last read.</summary>
+        public bool TakeIdleExpired()
+        {
+            var expired = _idleExpired;
+            _idleExpired = false;
+            return expired;
+        }
+
+        public void Dispose() => _idleTimer?.Dispose();
+
+        private void IdleExpired()
+        {
+            _idleExpired = true;
+            _input.CancelPendingRead();
+        }
+    }
 }

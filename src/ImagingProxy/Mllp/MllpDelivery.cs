@@ -9,9 +9,27 @@ internal enum MllpDeliveryOutcome
     /// <summary>The cluster had no available destination.</summary>
     NoDestination,
 
-    /// <summary>Every attempt failed (connect error, closed connection, ACK timeout).</summary>
+    /// <summary>Every attempt failed (connect error, closed connection, ACK timeout) or the delivery budget ran out.</summary>
     Undelivered,
+
+    /// <summary>The inbound connection was aborted (drain deadline) while the message was in flight: nothing to answer.</summary>
+    Aborted,
 }
 
 /// <summary>Result of <see cref="MllpForwarder.DeliverAsync"/>.</summary>
 internal readonly record struct MllpDelivery(MllpDeliveryOutcome Outcome, string? DestinationId, int Attempts, AcknowledgmentCode AckCode);
+
+/// <summary>What one attempt (one node) gave: the retry pipeline retries <see cref="Failed"/> only.</summary>
+internal enum MllpAttemptOutcome
+{
+    Acknowledged,
+
+    /// <summary>This node failed; another may take the message.</summary>
+    Failed,
+
+    /// <summary>No node left to try, or no time left in the delivery budget: stop.</summary>
+    Exhausted,
+}
+
+/// <summary>Result of one attempt inside the retry pipeline.</summary>
+internal readonly record struct MllpAttemptResult(MllpAttemptOutcome Outcome, string? DestinationId, AcknowledgmentCode AckCode);

@@ -3,6 +3,8 @@ using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Polly;
+using Polly.Retry;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
 
@@ -17,8 +19,9 @@ namespace ImagingProxy.Mllp;
 /// with the fewest rented connections. When a node fails (connect error, closed connection, no ACK within the ACK
 /// timeout) its connection is discarded (a late ACK must never be paired with a later message), the node is marked
 /// passively unhealthy when the cluster enables passive health, and the same bytes go to another available node, up to
-/// <see cref="ProxyDefaults.MaxAttempts"/> attempts with a short exponential backoff. A message whose node failed after
-/// receiving it may therefore reach two nodes: receivers dedupe on MSH-10 (with MSH-3/4).
+/// <see cref="MllpRouteTable.MaxAttempts"/> attempts with a short exponential backoff (a Polly retry pipeline), within
+/// the optional <see cref="MllpRouteTable.DeliveryTimeout"/> budget. A message whose node failed after receiving it may
+/// therefore reach two nodes: receivers dedupe on MSH-10 (with MSH-3/4).
 /// </remarks>
 internal sealed partial class MllpForwarder(
     MllpNodePool pool,
@@ -27,31 +30,116 @@ internal sealed partial class MllpForwarder(
     TimeProvider time,
     ILogger<MllpForwarder> logger)
 {
-    private static readonly TimeSpan s_firstBackoff = TimeSpan.FromMilliseconds(10);
+    /// <summary>Backoff before the second attempt; doubles for each later one (10, 20, 40 ms ...).</summary>
+    internal static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
+
+    private readonly Func<MllpRouteTable, ResiliencePipeline<MllpAttemptResult>> _buildPipeline = settings => BuildPipeline(settings, time);
 
     private int _rotation;
 
+    /// <summary>
+    /// The retry pipeline of one configuration generation: <see cref="MllpRouteTable.MaxAttempts"/> attempts in all,
+    /// exponential backoff from <see cref="FirstBackoff"/>, retrying only an attempt whose node failed (not "no node left",
+    /// not an acknowledged message).
+    /// </summary>
+    internal static ResiliencePipeline<MllpAttemptResult> BuildPipeline(MllpRouteTable settings, TimeProvider time)
+    {
+        if (settings.MaxAttempts <= 1)
+        {
+            return ResiliencePipeline<MllpAttemptResult>.Empty;
+        }
+
+        return new ResiliencePipelineBuilder<MllpAttemptResult> { TimeProvider = time }
+            .AddRetry(new RetryStrategyOptions<MllpAttemptResult>
+            {
+                MaxRetryAttempts = settings.MaxAttempts - 1,
+                BackoffType = DelayBackoffType.Exponential,
+                Delay = FirstBackoff,
+                UseJitter = false,
+                ShouldHandle = static args => ValueTask.FromResult(args.Outcome.Result.Outcome == MllpAttemptOutcome.Failed),
+            })
+            .Build();
+    }
+
     public async Task<MllpDelivery> DeliverAsync(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, Hl7Header header, MllpRouteTable settings)
     {
-        List<DestinationState>? failed = null;
-        var freshRetryUsed = false;
-        for (var attempt = 1; attempt <= ProxyDefaults.MaxAttempts; attempt++)
+        session.Cluster = cluster;
+        session.Message = message;
+        session.Header = header;
+        session.Settings = settings;
+        session.Failed.Clear();
+        session.FreshRetryUsed = false;
+        session.Attempts = 0;
+        session.DeliveryStarted = time.GetTimestamp();
+        var context = ResilienceContextPool.Shared.Get(session.Aborted);
+        try
         {
-            var destination = Pick(session, cluster, failed);
+            var pipeline = settings.GetPipeline(_buildPipeline);
+            var outcome = await pipeline.ExecuteOutcomeAsync(
+                static async (context, state) => Outcome.FromResult(await state.Forwarder.AttemptAsync(state.Session, context.CancellationToken)),
+                context,
+                (Forwarder: this, Session: session));
+            if (outcome.Exception is not null || session.Aborted.IsCancellationRequested)
+            {
+                return new MllpDelivery(MllpDeliveryOutcome.Aborted, null, session.Attempts, AcknowledgmentCode.None);
+            }
+
+            var result = outcome.Result;
+            return result.Outcome switch
+            {
+                MllpAttemptOutcome.Acknowledged => new MllpDelivery(MllpDeliveryOutcome.Acknowledged, result.DestinationId, session.Attempts, result.AckCode),
+                _ when session.Attempts == 0 && session.Failed.Count == 0 => new MllpDelivery(MllpDeliveryOutcome.NoDestination, null, 0, AcknowledgmentCode.None),
+                _ => new MllpDelivery(MllpDeliveryOutcome.Undelivered, null, session.Attempts, AcknowledgmentCode.None),
+            };
+        }
+        finally
+        {
+            ResilienceContextPool.Shared.Return(context);
+            session.Message = default;
+            session.Cluster = null;
+        }
+    }
+
+    /// <summary>One attempt: pick a node, send, wait for its ACK (within the ACK timeout and the delivery budget).</summary>
+    private async ValueTask<MllpAttemptResult> AttemptAsync(MllpSession session, CancellationToken aborted)
+    {
+        var cluster = session.Cluster!;
+        var settings = session.Settings;
+        while (true)
+        {
+            if (aborted.IsCancellationRequested)
+            {
+                return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+            }
+
+            var ackTimeout = settings.AckTimeout;
+            if (settings.DeliveryTimeout is { } budget)
+            {
+                var left = budget - time.GetElapsedTime(session.DeliveryStarted);
+                if (left <= TimeSpan.Zero)
+                {
+                    return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+                }
+
+                ackTimeout = left < ackTimeout ? left : ackTimeout;
+            }
+
+            var destination = Pick(session, cluster, session.Failed);
             if (destination is null)
             {
-                return new MllpDelivery(attempt == 1 ? MllpDeliveryOutcome.NoDestination : MllpDeliveryOutcome.Undelivered, null, attempt - 1, AcknowledgmentCode.None);
+                return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
             }
 
-            if (attempt > 1)
+            if (session.Attempts++ > 0 && !session.FreshRetryUsedNow)
             {
                 metrics.Retried(cluster.ClusterId);
-                await Task.Delay(s_firstBackoff * (1 << (attempt - 2)), time);
             }
 
-            var failure = await TryOnceAsync(session, cluster, destination, message, settings);
+            session.FreshRetryUsedNow = false;
+            var failure = await TryOnceAsync(session, cluster, destination, session.Message, settings, ackTimeout);
             if (failure is null)
             {
+                var header = session.Header;
                 var code = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success ? ack.Code : AcknowledgmentCode.None;
                 if (code == AcknowledgmentCode.None || !ack.Acknowledges(header))
                 {
@@ -59,26 +147,31 @@ internal sealed partial class MllpForwarder(
                     Log.AckMismatch(logger, session.ConnectionId, header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
                 }
 
-                return new MllpDelivery(MllpDeliveryOutcome.Acknowledged, destination.DestinationId, attempt, code);
+                return new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);
             }
 
-            if (failure.Value.StaleReuse && !freshRetryUsed)
+            if (aborted.IsCancellationRequested)
+            {
+                return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+            }
+
+            if (failure.Value.StaleReuse && !session.FreshRetryUsed)
             {
                 // A reused connection the node had closed (idle timeout, restart): one more try on a new connection, not counted.
-                freshRetryUsed = true;
-                attempt--;
+                session.FreshRetryUsed = true;
+                session.FreshRetryUsedNow = true;
+                session.Attempts--;
                 continue;
             }
 
-            Log.AttemptFailed(logger, session.ConnectionId, header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, attempt, failure.Value.Reason);
-            (failed ??= []).Add(destination);
+            Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, failure.Value.Reason);
+            session.Failed.Add(destination);
             MarkUnhealthy(cluster, destination);
+            return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
         }
-
-        return new MllpDelivery(MllpDeliveryOutcome.Undelivered, null, ProxyDefaults.MaxAttempts, AcknowledgmentCode.None);
     }
 
-    private async Task<(string Reason, bool StaleReuse)?> TryOnceAsync(MllpSession session, ClusterState cluster, DestinationState destination, ReadOnlySequence<byte> message, MllpRouteTable settings)
+    private async Task<(string Reason, bool StaleReuse)?> TryOnceAsync(MllpSession session, ClusterState cluster, DestinationState destination, ReadOnlySequence<byte> message, MllpRouteTable settings, TimeSpan ackTimeout)
     {
         MllpNodeConnection node;
         if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out var sticky) && stickyId == destination.DestinationId)
@@ -90,16 +183,20 @@ internal sealed partial class MllpForwarder(
             if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
             {
                 session.ClearSticky(cluster.ClusterId);
-                await pool.ReturnAsync(previous);
+                await pool.ReturnAsync(previous, settings.PoolIdleTimeout);
             }
 
             try
             {
-                node = await pool.RentAsync(destination.Model.Config.Address, settings.MaxFrameSize, ProxyDefaults.ConnectTimeout, CancellationToken.None);
+                node = await pool.RentAsync(destination.Model.Config.Address, settings.MaxFrameSize, settings.ConnectTimeout, session.Aborted);
             }
             catch (SocketException ex)
             {
                 return ($"connect failed: {ex.SocketErrorCode}", false);
+            }
+            catch (OperationCanceledException) when (session.Aborted.IsCancellationRequested)
+            {
+                return ("inbound connection aborted", false);
             }
 
             session.SetSticky(cluster.ClusterId, destination.DestinationId, node);
@@ -109,23 +206,25 @@ internal sealed partial class MllpForwarder(
         var unsolicited = node.UnsolicitedFrames;
         session.Ack.ResetWrittenCount();
         string? reason;
-        using (var timeout = new CancellationTokenSource(settings.AckTimeout, time))
+        var timeout = session.StartAttemptTimeout(ackTimeout);
+        try
         {
-            try
-            {
-                reason = !await node.SendAsync(message, timeout.Token) ? "connection closed while sending"
-                    : !await node.ReceiveAsync(session.Ack, timeout.Token) ? "connection closed before an ACK"
-                    : null;
-            }
-            catch (OperationCanceledException) when (timeout.IsCancellationRequested)
-            {
-                reason = $"no ACK within {settings.AckTimeout.TotalSeconds:0.###} s";
-                reused = false;
-            }
-            catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
-            {
-                reason = $"{ex.GetType().Name}: {ex.Message}";
-            }
+            reason = !await node.SendAsync(message, timeout) ? "connection closed while sending"
+                : !await node.ReceiveAsync(session.Ack, timeout) ? "connection closed before an ACK"
+                : null;
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            reason = session.Aborted.IsCancellationRequested ? "inbound connection aborted" : $"no ACK within {ackTimeout.TotalSeconds:0.###} s";
+            reused = false;
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
+        {
+            reason = $"{ex.GetType().Name}: {ex.Message}";
+        }
+        finally
+        {
+            session.StopAttemptTimeout();
         }
 
         if (node.UnsolicitedFrames != unsolicited)
@@ -143,14 +242,14 @@ internal sealed partial class MllpForwarder(
         return (reason, reused);
     }
 
-    private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState>? failed)
+    private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed)
     {
         var available = cluster.DestinationsState.AvailableDestinations;
         if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out _))
         {
             foreach (var destination in available)
             {
-                if (destination.DestinationId == stickyId && failed?.Contains(destination) != true)
+                if (destination.DestinationId == stickyId && !failed.Contains(destination))
                 {
                     return destination;
                 }
@@ -163,7 +262,7 @@ internal sealed partial class MllpForwarder(
         for (var i = 0; i < available.Count; i++)
         {
             var destination = available[(start + i) % available.Count];
-            if (failed?.Contains(destination) == true)
+            if (failed.Contains(destination))
             {
                 continue;
             }

@@ -130,6 +130,12 @@ public sealed class MllpFrameReader
         return incomplete ? MllpReadResult.IncompleteFrameAtEndOfStream : MllpReadResult.EndOfStream;
     }
 
+    /// <summary>
+    /// True when <paramref name="buffer"/> (what is left after <see cref="MllpReadResult.NeedMoreData"/>) holds the start
+    /// of a frame, or an oversize frame is being skipped: a message is arriving.
+    /// </summary>
+    public bool IsInsideFrame(in ReadOnlySequence<byte> buffer) => !buffer.IsEmpty || _skippingOversizeFrame;
+
     private static byte FirstByte(in ReadOnlySequence<byte> buffer)
     {
         // The first buffer of a sequence may be empty.

@@ -9,24 +9,47 @@ namespace ImagingProxy.Mllp;
 /// Pooled connections to HL7 receivers. A connection is rented by one inbound connection (which sends one message at a
 /// time on it) and returned when that inbound connection ends; sockets always have <c>NoDelay</c> set (peers.md).
 /// </summary>
-internal sealed class MllpNodePool(SocketConnectionContextFactory factory) : IAsyncDisposable
+/// <remarks>
+/// A returned connection stays idle in the pool for at most the idle timeout given on return
+/// (<see cref="MllpRouteTable.PoolIdleTimeout"/>, 60 s by default): a sweep every <see cref="SweepInterval"/> closes
+/// older ones, so receivers do not hold sockets for senders long gone, and a rent never picks an expired one.
+/// </remarks>
+internal sealed class MllpNodePool(SocketConnectionContextFactory factory, TimeProvider time) : IAsyncDisposable
 {
+    /// <summary>How often idle connections are checked for expiry.</summary>
+    public static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(5);
+
     private const int MaxIdlePerDestination = 64;
 
-    private readonly ConcurrentDictionary<string, ConcurrentQueue<MllpNodeConnection>> _idle = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<string, ConcurrentQueue<(MllpNodeConnection Connection, long Expires)>> _idle = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, int> _rented = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Lock _sweepLock = new();
+    private ITimer? _sweep;
+    private bool _disposed;
 
     /// <summary>How many connections to <paramref name="address"/> are rented now (the load-balancing signal).</summary>
     public int RentedCount(string address) => _rented.TryGetValue(address, out var count) ? count : 0;
+
+    /// <summary>How many connections to <paramref name="address"/> wait in the pool now.</summary>
+    public int IdleCount(string address) => _idle.TryGetValue(address, out var idle) ? idle.Count : 0;
 
     /// <summary>An idle pooled connection to <paramref name="address"/>, or a new one.</summary>
     /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
     public async ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, CancellationToken cancellationToken)
     {
-        if (_idle.TryGetValue(address, out var idle) && idle.TryDequeue(out var pooled))
+        if (_idle.TryGetValue(address, out var idle))
         {
-            _rented.AddOrUpdate(address, 1, (_, n) => n + 1);
-            return pooled;
+            var now = time.GetTimestamp();
+            while (idle.TryDequeue(out var pooled))
+            {
+                if (pooled.Expires > now)
+                {
+                    _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
+                    return pooled.Connection;
+                }
+
+                await pooled.Connection.DisposeAsync();
+            }
         }
 
         if (!TcpAddress.TryParse(address, out var target))
@@ -52,18 +75,20 @@ internal sealed class MllpNodePool(SocketConnectionContextFactory factory) : IAs
             throw;
         }
 
-        _rented.AddOrUpdate(address, 1, (_, n) => n + 1);
+        _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
         return new MllpNodeConnection(address, factory.Create(socket), maxFrameSize);
     }
 
-    /// <summary>Gives a healthy connection (no message in flight) back for reuse.</summary>
-    public async ValueTask ReturnAsync(MllpNodeConnection connection)
+    /// <summary>Gives a healthy connection (no message in flight) back for reuse during <paramref name="idleTimeout"/>.</summary>
+    public async ValueTask ReturnAsync(MllpNodeConnection connection, TimeSpan idleTimeout)
     {
         Released(connection.Address);
-        var idle = _idle.GetOrAdd(connection.Address, _ => new ConcurrentQueue<MllpNodeConnection>());
-        if (idle.Count < MaxIdlePerDestination)
+        var idle = _idle.GetOrAdd(connection.Address, static _ => new ConcurrentQueue<(MllpNodeConnection, long)>());
+        if (!_disposed && idle.Count < MaxIdlePerDestination)
         {
-            idle.Enqueue(connection);
+            var expires = time.GetTimestamp() + (long)(idleTimeout.TotalSeconds * time.TimestampFrequency);
+            idle.Enqueue((connection, expires));
+            EnsureSweep();
             return;
         }
 
@@ -77,16 +102,64 @@ internal sealed class MllpNodePool(SocketConnectionContextFactory factory) : IAs
         return connection.DisposeAsync();
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>Closes pooled connections idle past their timeout (the timer's work; public for tests).</summary>
+    public async Task SweepAsync()
     {
+        var now = time.GetTimestamp();
         foreach (var queue in _idle.Values)
         {
-            while (queue.TryDequeue(out var connection))
+            // Entries are queued in return order, so expiry grows along the queue; the same timeout is assumed.
+            var count = queue.Count;
+            for (var i = 0; i < count && queue.TryPeek(out var head) && head.Expires <= now; i++)
             {
-                await connection.DisposeAsync();
+                if (queue.TryDequeue(out var expired))
+                {
+                    if (expired.Expires <= now)
+                    {
+                        await expired.Connection.DisposeAsync();
+                    }
+                    else
+                    {
+                        queue.Enqueue(expired); // a rent took the peeked one meanwhile
+                    }
+                }
             }
         }
     }
 
-    private void Released(string address) => _rented.AddOrUpdate(address, 0, (_, n) => Math.Max(0, n - 1));
+    public async ValueTask DisposeAsync()
+    {
+        _disposed = true;
+        lock (_sweepLock)
+        {
+            _sweep?.Dispose();
+            _sweep = null;
+        }
+
+        foreach (var queue in _idle.Values)
+        {
+            while (queue.TryDequeue(out var pooled))
+            {
+                await pooled.Connection.DisposeAsync();
+            }
+        }
+    }
+
+    private void EnsureSweep()
+    {
+        if (_sweep is not null)
+        {
+            return;
+        }
+
+        lock (_sweepLock)
+        {
+            if (_sweep is null && !_disposed)
+            {
+                _sweep = time.CreateTimer(static s => _ = ((MllpNodePool)s!).SweepAsync(), this, SweepInterval, SweepInterval);
+            }
+        }
+    }
+
+    private void Released(string address) => _rented.AddOrUpdate(address, 0, static (_, n) => Math.Max(0, n - 1));
 }

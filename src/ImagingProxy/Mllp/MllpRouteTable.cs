@@ -1,5 +1,7 @@
+using System.Globalization;
 using ImagingProxy.Configuration;
 using Microsoft.Extensions.Configuration;
+using Polly;
 
 namespace ImagingProxy.Mllp;
 
@@ -13,6 +15,11 @@ namespace ImagingProxy.Mllp;
 /// </remarks>
 internal sealed class MllpRouteTable
 {
+    /// <summary>Default <see cref="PoolIdleTimeout"/>: below the usual 2-5 min idle timeouts of HL7 interface engines.</summary>
+    public static readonly TimeSpan DefaultPoolIdleTimeout = TimeSpan.FromSeconds(60);
+
+    private ResiliencePipeline<MllpAttemptResult>? _pipeline;
+
     private MllpRouteTable(IReadOnlyList<MllpRoute> routes, int maxFrameSize, TimeSpan ackTimeout)
     {
         Routes = routes;
@@ -21,6 +28,41 @@ internal sealed class MllpRouteTable
     }
 
     public static MllpRouteTable Empty { get; } = new([], ProxyDefaults.MaxFrameSize, ProxyDefaults.AckTimeout);
+
+    /// <summary><c>ImagingProxy:Mllp:MaxAttempts</c>: nodes tried for one message (first try included).</summary>
+    public int MaxAttempts { get; private init; } = ProxyDefaults.MaxAttempts;
+
+    /// <summary><c>ImagingProxy:Mllp:ConnectTimeout</c>: how long opening a connection to one node may take.</summary>
+    public TimeSpan ConnectTimeout { get; private init; } = ProxyDefaults.ConnectTimeout;
+
+    /// <summary>
+    /// <c>ImagingProxy:Mllp:DeliveryTimeout</c>: the most a sender waits for the answer to one message, all attempts and
+    /// backoff included (each attempt also has <see cref="AckTimeout"/>). Null: <see cref="MaxAttempts"/> ×
+    /// (<see cref="ConnectTimeout"/> + <see cref="AckTimeout"/>) in the worst case.
+    /// </summary>
+    public TimeSpan? DeliveryTimeout { get; private init; }
+
+    /// <summary>
+    /// <c>ImagingProxy:Mllp:IdleTimeout</c>: an inbound connection with no byte received for this long is closed. Null
+    /// (the default): never, since HL7 senders keep one connection open for hours between bursts.
+    /// </summary>
+    public TimeSpan? IdleTimeout { get; private init; }
+
+    /// <summary><c>ImagingProxy:Mllp:PoolIdleTimeout</c>: a pooled node connection unused this long is closed.</summary>
+    public TimeSpan PoolIdleTimeout { get; private init; } = DefaultPoolIdleTimeout;
+
+    /// <summary>The retry pipeline of this generation, built once by <see cref="MllpForwarder"/>.</summary>
+    internal ResiliencePipeline<MllpAttemptResult> GetPipeline(Func<MllpRouteTable, ResiliencePipeline<MllpAttemptResult>> build)
+    {
+        var pipeline = Volatile.Read(ref _pipeline);
+        if (pipeline is null)
+        {
+            Interlocked.CompareExchange(ref _pipeline, build(this), null);
+            pipeline = _pipeline!;
+        }
+
+        return pipeline;
+    }
 
     public IReadOnlyList<MllpRoute> Routes { get; }
 
@@ -59,8 +101,19 @@ internal sealed class MllpRouteTable
         }
 
         var options = section.Get<MllpOptions>();
-        return new MllpRouteTable(routes, options?.MaxFrameSize ?? ProxyDefaults.MaxFrameSize, options?.AckTimeout ?? ProxyDefaults.AckTimeout);
+        return new MllpRouteTable(routes, options?.MaxFrameSize ?? ProxyDefaults.MaxFrameSize, options?.AckTimeout ?? ProxyDefaults.AckTimeout)
+        {
+            MaxAttempts = int.TryParse(section["MaxAttempts"], NumberStyles.None, CultureInfo.InvariantCulture, out var attempts) && attempts >= 1 ? attempts : ProxyDefaults.MaxAttempts,
+            ConnectTimeout = Time(section["ConnectTimeout"]) ?? ProxyDefaults.ConnectTimeout,
+            DeliveryTimeout = Time(section["DeliveryTimeout"]),
+            IdleTimeout = Time(section["IdleTimeout"]),
+            PoolIdleTimeout = Time(section["PoolIdleTimeout"]) ?? DefaultPoolIdleTimeout,
+        };
     }
+
+    /// <summary>A positive <c>[d.]hh:mm:ss[.fff]</c> time; null when absent, invalid, zero or <c>Infinite</c>.</summary>
+    internal static TimeSpan? Time(string? value)
+        => TimeSpan.TryParse(value, CultureInfo.InvariantCulture, out var time) && time > TimeSpan.Zero ? time : null;
 
     /// <summary>How specific a route is: one point per criterion set (not <c>*</c>), MSH-9 counting each component.</summary>
     internal static int Specificity(MllpRouteConfig config)

@@ -1,23 +1,82 @@
 using System.Buffers;
+using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Mllp;
 
 /// <summary>
 /// Per inbound connection state: the node connection it sticks to in each cluster (so its messages arrive in order at
-/// one receiver while that receiver is available), and buffers reused message after message.
+/// one receiver while that receiver is available), and buffers and timers reused message after message.
 /// </summary>
-internal sealed class MllpSession(string connectionId, string listener, MllpNodePool pool) : IAsyncDisposable
+internal sealed class MllpSession : IAsyncDisposable
 {
     private readonly Dictionary<string, (string DestinationId, MllpNodeConnection Connection)> _sticky = new(StringComparer.OrdinalIgnoreCase);
+    private readonly MllpNodePool _pool;
+    private readonly TimeProvider _time;
+    private readonly CancellationTokenRegistration _abortRegistration;
+    private CancellationTokenSource _attemptTimeout;
 
-    public string ConnectionId { get; } = connectionId;
+    public MllpSession(string connectionId, string listener, MllpNodePool pool, TimeProvider time, CancellationToken aborted)
+    {
+        ConnectionId = connectionId;
+        Listener = listener;
+        _pool = pool;
+        _time = time;
+        Aborted = aborted;
+        _attemptTimeout = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+        _abortRegistration = aborted.UnsafeRegister(static s => ((MllpSession)s!).CancelAttempt(), this);
+    }
 
-    public string Listener { get; } = listener;
+    public string ConnectionId { get; }
+
+    public string Listener { get; }
+
+    /// <summary>Fires when the inbound connection is aborted (drain deadline, reset): stop waiting for nodes.</summary>
+    public CancellationToken Aborted { get; }
 
     /// <summary>The last acknowledgement received from a node (payload, without framing).</summary>
     public ArrayBufferWriter<byte> Ack { get; } = new(512);
 
     public Hl7AckReader AckReader { get; } = new();
+
+    // The message being delivered (valid during MllpForwarder.DeliverAsync only).
+    public ClusterState? Cluster { get; set; }
+
+    public ReadOnlySequence<byte> Message { get; set; }
+
+    public Hl7Header Header { get; set; }
+
+    public MllpRouteTable Settings { get; set; } = MllpRouteTable.Empty;
+
+    public List<DestinationState> Failed { get; } = [];
+
+    public bool FreshRetryUsed { get; set; }
+
+    /// <summary>The attempt about to run replaces a stale pooled connection (not a retry to count).</summary>
+    public bool FreshRetryUsedNow { get; set; }
+
+    public int Attempts { get; set; }
+
+    public long DeliveryStarted { get; set; }
+
+    /// <summary>A per-attempt timeout (ACK wait), armed for <paramref name="timeout"/>; also cancelled by <see cref="Aborted"/>.</summary>
+    public CancellationToken StartAttemptTimeout(TimeSpan timeout)
+    {
+        if (!_attemptTimeout.TryReset())
+        {
+            _attemptTimeout.Dispose();
+            _attemptTimeout = new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time);
+            if (Aborted.IsCancellationRequested)
+            {
+                _attemptTimeout.Cancel();
+            }
+        }
+
+        _attemptTimeout.CancelAfter(timeout);
+        return _attemptTimeout.Token;
+    }
+
+    /// <summary>Disarms the timer of <see cref="StartAttemptTimeout"/>.</summary>
+    public void StopAttemptTimeout() => _attemptTimeout.CancelAfter(Timeout.InfiniteTimeSpan);
 
     public bool TryGetSticky(string clusterId, out string destinationId, out MllpNodeConnection connection)
     {
@@ -39,11 +98,24 @@ internal sealed class MllpSession(string connectionId, string listener, MllpNode
 
     public async ValueTask DisposeAsync()
     {
+        await _abortRegistration.DisposeAsync();
         foreach (var (_, connection) in _sticky.Values)
         {
-            await pool.ReturnAsync(connection);
+            await _pool.ReturnAsync(connection, Settings.PoolIdleTimeout);
         }
 
         _sticky.Clear();
+        _attemptTimeout.Dispose();
+    }
+
+    private void CancelAttempt()
+    {
+        try
+        {
+            _attemptTimeout.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
     }
 }

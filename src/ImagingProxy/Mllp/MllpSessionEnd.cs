@@ -1,6 +1,6 @@
 namespace ImagingProxy.Mllp;
 
-/// <summary>Why an inbound MLLP connection ended (a log field). <see cref="ClientClosed"/> also means "still open" in the read loop.</summary>
+/// <summary>Why an inbound MLLP connection ended (a log field and the <c>reason</c> label of connections.closed).</summary>
 internal enum MllpSessionEnd
 {
     /// <summary>The sender closed the connection between messages.</summary>
@@ -12,6 +12,27 @@ internal enum MllpSessionEnd
     /// <summary>A frame without a readable MSH-10: closed, nothing forwarded.</summary>
     MalformedFrame,
 
-    /// <summary>The host is stopping: closed after the message in flight.</summary>
+    /// <summary>The host is draining: closed when idle or right after the message in flight was answered.</summary>
     Shutdown,
+
+    /// <summary>The drain deadline passed with a message unfinished (being received, or awaiting a node's ACK).</summary>
+    DrainDeadline,
+
+    /// <summary>No byte received for <see cref="MllpRouteTable.IdleTimeout"/>.</summary>
+    IdleTimeout,
+}
+
+/// <summary>Metric label values of <see cref="MllpSessionEnd"/>.</summary>
+internal static class MllpSessionEnds
+{
+    public static string Name(MllpSessionEnd end) => end switch
+    {
+        MllpSessionEnd.ClientClosed => "client_closed",
+        MllpSessionEnd.ClientAborted => "client_aborted",
+        MllpSessionEnd.MalformedFrame => "malformed_frame",
+        MllpSessionEnd.Shutdown => "shutdown",
+        MllpSessionEnd.DrainDeadline => "drain_deadline",
+        MllpSessionEnd.IdleTimeout => "idle_timeout",
+        _ => "unknown",
+    };
 }

@@ -14,6 +14,7 @@ internal static class MllpProxyConfig
     /// <param name="passiveHealth">Enable passive health on every cluster.</param>
     /// <param name="metadata">Extra metadata for every cluster (probe settings).</param>
     /// <param name="activeHealth">Enable active health checks every second on every cluster.</param>
+    /// <param name="tls">A PEM certificate for the "hl7" listener (MLLP over TLS).</param>
     public static string Create(
         IReadOnlyDictionary<string, string[]> clusters,
         IEnumerable<(string MessageType, string Cluster)> routes,
@@ -21,7 +22,8 @@ internal static class MllpProxyConfig
         int? maxFrameSize = null,
         bool passiveHealth = false,
         IReadOnlyDictionary<string, string>? metadata = null,
-        bool activeHealth = false)
+        bool activeHealth = false,
+        TestCertificate? tls = null)
     {
         var clusterJson = new Dictionary<string, object>();
         foreach (var (id, addresses) in clusters)
@@ -45,7 +47,9 @@ internal static class MllpProxyConfig
 
         var mllp = new Dictionary<string, object>
         {
-            ["Listeners"] = new { hl7 = new { Address = "127.0.0.1", Port = 0 } },
+            ["Listeners"] = tls is null
+                ? new { hl7 = new { Address = "127.0.0.1", Port = 0 } }
+                : new { hl7 = (object)new { Address = "127.0.0.1", Port = 0, Tls = new { Path = tls.CertificatePath, tls.KeyPath } } },
             ["Routes"] = routes.Select((r, i) => (r, i)).ToDictionary(x => x.i.ToString(CultureInfo.InvariantCulture), x => (object)new { x.r.MessageType, x.r.Cluster }),
         };
         if (ackTimeout is not null)

@@ -42,8 +42,8 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
         var gate = new ConfigurationGate(config);
         gate.ApplyInitial();
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        _pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance));
-        var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>());
+        _pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), TimeProvider.System);
+        var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>(), new ImagingProxy.Telemetry.TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(_pool, new NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
         var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneEmptyCluster(), forwarder, _pool, metrics, TimeProvider.System, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
         var connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer));

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# MLLP benchmark (a script, not a test): messages/s and p50/p99 ACK latency with K parallel connections (K = 1, 8),
+# direct to the receiver, through ImagingProxy (Release build of src/ImagingProxy.Host) and through HAProxy mode tcp,
+# interleaved A-B-A-B over ROUNDS rounds; prints medians and ratios in one table.
+#
+# Usage: bench/mllp/run.sh [SECONDS_PER_RUN=5] [ROUNDS=3]
+# Needs: dotnet (SDK of global.json), /usr/bin/python3, haproxy. Work files: $BENCH_DIR (default /tmp/mllp-bench).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+work=${BENCH_DIR:-/tmp/mllp-bench}
+seconds=${1:-5}
+rounds=${2:-3}
+receiver_port=${RECEIVER_PORT:-29100}
+proxy_port=${PROXY_PORT:-29101}
+haproxy_port=${HAPROXY_PORT:-29102}
+mkdir -p "$work"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+echo "building load client and ImagingProxy (Release) ..." >&2
+dotnet build -c Release "$here/LoadClient" -o "$work/client" -v q -nologo >/dev/null
+dotnet build -c Release "$repo/src/ImagingProxy.Host" -o "$work/proxy" -v q -nologo >/dev/null
+
+cat > "$work/proxy.json" <<JSON
+{
+  "Logging": { "LogLevel": { "Default": "Warning" } },
+  "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+  "ReverseProxy": { "Routes": {}, "Clusters": { "bench": { "Metadata": { "Protocol": "Mllp" },
+    "Destinations": { "n1": { "Address": "tcp://127.0.0.1:$receiver_port" } } } } },
+  "ImagingProxy": { "Mllp": { "Listeners": { "hl7": { "Address": "127.0.0.1", "Port": $proxy_port } },
+    "Routes": [ { "MessageType": "*", "Cluster": "bench" } ] } }
+}
+JSON
+cat > "$work/haproxy.cfg" <<CFG
+global
+  maxconn 1000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+frontend hl7
+  bind 127.0.0.1:$haproxy_port
+  default_backend nodes
+backend nodes
+  server n1 127.0.0.1:$receiver_port
+CFG
+
+/usr/bin/python3 "$here/receiver.py" "$receiver_port" & pids+=($!)
+dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!)
+haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!)
+for port in "$receiver_port" "$proxy_port" "$haproxy_port"; do
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.2; done
+done
+
+results="$work/results.txt"
+: > "$results"
+declare -A ports=([direct]=$receiver_port [imagingproxy]=$proxy_port [haproxy]=$haproxy_port)
+for round in $(seq "$rounds"); do
+  for k in 1 8; do
+    for target in direct imagingproxy haproxy; do
+      line=$(dotnet "$work/client/LoadClient.dll" "${ports[$target]}" "$k" "$seconds")
+      echo "$round $k $target $line" | tee -a "$results" >&2
+    done
+  done
+done
+
+/usr/bin/python3 - "$results" "$seconds" "$rounds" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+med = {}
+for k in ("1", "8"):
+    for t in ("direct", "imagingproxy", "haproxy"):
+        r = [x for x in rows if x[1] == k and x[2] == t]
+        med[(k, t)] = tuple(statistics.median(float(x[i]) for x in r) for i in (3, 4, 5)) + (sum(int(x[6]) for x in r),)
+print(f"MLLP bench: {sys.argv[3]} rounds x {sys.argv[2]} s per run, medians; ratios vs HAProxy msg/s, added p50 vs direct")
+print(f"{'K':>2} {'target':<13} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x HAProxy':>9} {'+p50 ms':>8} {'errors':>6}")
+for k in ("1", "8"):
+    for t in ("direct", "imagingproxy", "haproxy"):
+        rate, p50, p99, err = med[(k, t)]
+        print(f"{k:>2} {t:<13} {rate:>8.0f} {p50:>8.3f} {p99:>8.3f} {rate / med[(k, 'haproxy')][0]:>9.2f} {p50 - med[(k, 'direct')][1]:>8.3f} {err:>6}")
+PY

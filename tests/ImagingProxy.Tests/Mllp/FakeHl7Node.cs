@@ -1,0 +1,123 @@
+using System.Collections.Concurrent;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Threading.Channels;
+using ImagingProxy.Mllp;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>
+/// An in-process HL7 receiver on loopback: answers each frame with an ACK (<see cref="AckCode"/>, MSA-2 = MSH-10),
+/// optionally holding each answer until <see cref="Release"/> is called.
+/// </summary>
+internal sealed class FakeHl7Node : IAsyncDisposable
+{
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly CancellationTokenSource _stop = new();
+    private readonly SemaphoreSlim _release = new(0);
+    private readonly ConcurrentBag<Socket> _sockets = [];
+    private readonly Task _accept;
+    private int _open;
+
+    public FakeHl7Node(bool hold = false, string ackCode = "AA")
+    {
+        Hold = hold;
+        AckCode = ackCode;
+        _listener.Start();
+        _accept = AcceptAsync();
+    }
+
+    public string Address => $"tcp://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}";
+
+    public bool Hold { get; }
+
+    public string AckCode { get; }
+
+    /// <summary>Control ids received, in order.</summary>
+    public Channel<string> Received { get; } = Channel.CreateUnbounded<string>();
+
+    /// <summary>Connections open now.</summary>
+    public int OpenConnections => Volatile.Read(ref _open);
+
+    public void Release() => _release.Release();
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync();
+        _listener.Stop();
+        foreach (var socket in _sockets)
+        {
+            socket.Dispose();
+        }
+
+        try
+        {
+            await _accept;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+
+        _stop.Dispose();
+    }
+
+    private async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            var socket = await _listener.AcceptSocketAsync(_stop.Token);
+            _sockets.Add(socket);
+            _ = Task.Run(() => ServeAsync(socket));
+        }
+    }
+
+    private async Task ServeAsync(Socket socket)
+    {
+        Interlocked.Increment(ref _open);
+        var frames = new MllpFrameReader();
+        var headers = new Hl7HeaderReader();
+        try
+        {
+            await using var stream = new NetworkStream(socket, ownsSocket: true);
+            var input = PipeReader.Create(stream);
+            while (true)
+            {
+                var result = await input.ReadAsync(_stop.Token);
+                var buffer = result.Buffer;
+                while (frames.TryReadFrame(ref buffer, out var frame) is var read && read != MllpReadResult.NeedMoreData)
+                {
+                    if (read != MllpReadResult.Frame)
+                    {
+                        continue;
+                    }
+
+                    headers.TryRead(frame, out var header);
+                    var id = header.MessageControlId.GetString();
+                    await Received.Writer.WriteAsync(id);
+                    if (Hold)
+                    {
+                        await _release.WaitAsync(_stop.Token);
+                    }
+
+                    var ack = Encoding.ASCII.GetBytes($"\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{AckCode}|{id}\r\u001c\r");
+                    await stream.WriteAsync(ack, _stop.Token);
+                }
+
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted)
+                {
+                    return;
+                }
+            }
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
+        }
+    }
+}

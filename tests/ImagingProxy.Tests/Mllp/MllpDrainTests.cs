@@ -1,0 +1,124 @@
+using System.Diagnostics.Metrics;
+using ImagingProxy.Mllp;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>
+/// Draining (issue 6, MLLP side) over in-memory pipes: Kestrel's close request finishes the message in flight, an idle
+/// connection closes at once, the abort at the deadline is counted as <c>drain_deadline</c>.
+/// </summary>
+public sealed class MllpDrainTests
+{
+    private static MetricCollector<long> ClosedCollector(MllpHandlerHarness harness)
+        => new(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+
+    private static string? ClosedReason(MetricCollector<long> collector)
+        => collector.GetMeasurementSnapshot().Select(m => m.Tags["reason"] as string).SingleOrDefault();
+
+    [Fact]
+    public async Task Idle_connection_closes_at_once_when_close_is_requested()
+    {
+        await using var node = new FakeHl7Node();
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        using var closed = ClosedCollector(harness);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("MSA|AA|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+
+        harness.RequestClose();
+
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Null(await harness.ReplyAsync());
+        Assert.Equal("shutdown", ClosedReason(closed));
+    }
+
+    [Fact]
+    public async Task Message_awaiting_its_ack_is_finished_and_relayed_then_the_connection_closes()
+    {
+        await using var node = new FakeHl7Node(hold: true);
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        using var closed = ClosedCollector(harness);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+
+        harness.RequestClose();
+        await Task.Delay(200);
+        Assert.False(harness.Handler.IsCompleted);
+        node.Release();
+
+        Assert.Contains("\rMSA|AA|M1\r", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Null(await harness.ReplyAsync());
+        Assert.Equal("shutdown", ClosedReason(closed));
+    }
+
+    [Fact]
+    public async Task Message_still_arriving_is_received_forwarded_and_answered_before_closing()
+    {
+        await using var node = new FakeHl7Node();
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        var frame = new System.Buffers.ArrayBufferWriter<byte>();
+        MllpFrameWriter.Write(frame, MllpHandlerHarness.Message("M1"));
+        await harness.SendRawAsync(frame.WrittenMemory[..20]);
+        await Task.Delay(100);
+
+        harness.RequestClose();
+        await Task.Delay(200);
+        Assert.False(harness.Handler.IsCompleted);
+        await harness.SendRawAsync(frame.WrittenMemory[20..]);
+
+        Assert.Contains("\rMSA|AA|M1\r", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+    }
+
+    [Fact]
+    public async Task Frames_sent_ahead_of_the_ack_are_not_forwarded_once_close_is_requested()
+    {
+        await using var node = new FakeHl7Node(hold: true);
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+
+        harness.RequestClose();
+        node.Release();
+
+        Assert.Contains("\rMSA|AA|M1\r", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Null(await harness.ReplyAsync());
+        Assert.False(node.Received.Reader.TryRead(out _)); // M2 got no ACK: the sender sends it again elsewhere
+    }
+
+    [Fact]
+    public async Task Abort_at_the_deadline_stops_waiting_for_the_node_and_counts_drain_deadline()
+    {
+        await using var node = new FakeHl7Node(hold: true);
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        using var closed = ClosedCollector(harness);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        harness.RequestClose();
+
+        harness.Abort();
+
+        await harness.Handler.WaitAsync(TimeSpan.FromSeconds(2)); // well before the 30 s ACK timeout
+        Assert.Null(await harness.ReplyAsync());
+        Assert.Equal("drain_deadline", ClosedReason(closed));
+    }
+
+    [Fact]
+    public async Task Abort_without_a_close_request_is_a_client_abort()
+    {
+        await using var node = new FakeHl7Node(hold: true);
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        using var closed = ClosedCollector(harness);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+
+        harness.Abort();
+
+        await harness.Handler.WaitAsync(TimeSpan.FromSeconds(2));
+        Assert.Equal("client_aborted", ClosedReason(closed));
+    }
+}

@@ -1,0 +1,207 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Diagnostics.Metrics;
+using System.IO.Pipelines;
+using System.Text;
+using ImagingProxy.Configuration;
+using ImagingProxy.Mllp;
+using ImagingProxy.Telemetry;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging.Abstractions;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>
+/// One MllpConnectionHandler over in-memory pipes, with a Kestrel-like close request and abort, routing every message to
+/// cluster "c" whose destinations are given (in-process <see cref="FakeHl7Node"/>s or closed ports).
+/// </summary>
+internal sealed class MllpHandlerHarness : IAsyncDisposable
+{
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+
+    private readonly Pipe _toProxy = new();
+    private readonly Pipe _fromProxy = new();
+    private readonly MllpFrameReader _frames = new();
+    private readonly CancellationTokenSource _closeRequested = new();
+    private readonly DefaultConnectionContext _connection;
+
+    public MllpHandlerHarness(string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null)
+    {
+        time ??= TimeProvider.System;
+        var values = new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:c:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:c:Destinations:d0:Address"] = "tcp://127.0.0.1:1",
+            ["ImagingProxy:Mllp:Routes:0:MessageType"] = "*",
+            ["ImagingProxy:Mllp:Routes:0:Cluster"] = "c",
+        };
+        foreach (var (key, value) in settings ?? [])
+        {
+            values[key] = value;
+        }
+
+        var gate = new ConfigurationGate(new ConfigurationBuilder().AddInMemoryCollection(values).Build());
+        gate.ApplyInitial();
+        Services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        Pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), time);
+        Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
+        var forwarder = new MllpForwarder(Pool, new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneCluster(destinations), forwarder, Pool, Metrics, time, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
+        _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer));
+        _connection.Features.Set<IConnectionLifetimeNotificationFeature>(new CloseNotification(_closeRequested));
+        Handler = Task.Run(async () =>
+        {
+            try
+            {
+                await handler.OnConnectedAsync(_connection);
+            }
+            finally
+            {
+                await _fromProxy.Writer.CompleteAsync(); // as Kestrel closes the socket when the handler returns
+            }
+        });
+    }
+
+    public ServiceProvider Services { get; }
+
+    public MllpNodePool Pool { get; }
+
+    public MllpProxyMetrics Metrics { get; }
+
+    public Task Handler { get; }
+
+    public static byte[] Message(string controlId, string type = "ORM^O01^ORM_O01", string extraMsh = "")
+        => Encoding.ASCII.GetBytes($"MSH|^~\\&|RIS|RAD|PACS|HOSP|20250101120000||{type}|{controlId}|P|2.5.1{extraMsh}\rPID|1\r");
+
+    /// <summary>What Kestrel does on SIGTERM: <c>IConnectionLifetimeNotificationFeature.RequestClose()</c>.</summary>
+    public void RequestClose() => _closeRequested.Cancel();
+
+    /// <summary>What Kestrel does at the drain deadline: abort the transport.</summary>
+    public void Abort() => _connection.Abort(new ConnectionAbortedException("The server is shutting down."));
+
+    public async Task SendAsync(byte[] message)
+    {
+        MllpFrameWriter.Write(_toProxy.Writer, message);
+        await _toProxy.Writer.FlushAsync();
+    }
+
+    public async Task SendRawAsync(ReadOnlyMemory<byte> bytes) => await _toProxy.Writer.WriteAsync(bytes);
+
+    /// <summary>The next reply as text, or null when the handler completed its output (closed).</summary>
+    public async Task<string?> ReplyAsync()
+    {
+        var reader = _fromProxy.Reader;
+        while (true)
+        {
+            var result = await reader.ReadAsync().AsTask().WaitAsync(Timeout);
+            if (TryFrame(result, out var text))
+            {
+                return text;
+            }
+
+            if (result.IsCompleted)
+            {
+                return null;
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _toProxy.Writer.CompleteAsync();
+        _connection.Abort();
+        await Handler.WaitAsync(Timeout);
+        await Pool.DisposeAsync();
+        await Services.DisposeAsync();
+        _closeRequested.Dispose();
+    }
+
+    private bool TryFrame(ReadResult result, out string? text)
+    {
+        var buffer = result.Buffer;
+        if (_frames.TryReadFrame(ref buffer, out var frame) == MllpReadResult.Frame)
+        {
+            text = Encoding.ASCII.GetString(frame);
+            _fromProxy.Reader.AdvanceTo(buffer.Start);
+            return true;
+        }
+
+        _fromProxy.Reader.AdvanceTo(buffer.Start, buffer.End);
+        text = null;
+        return false;
+    }
+
+    private sealed class CloseNotification(CancellationTokenSource source) : IConnectionLifetimeNotificationFeature
+    {
+        public CancellationToken ConnectionClosedRequested { get; set; } = source.Token;
+
+        public void RequestClose() => source.Cancel();
+    }
+
+    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    private sealed class OneCluster : IProxyStateLookup
+    {
+        private readonly ClusterState _cluster;
+
+        public OneCluster(string[] destinations)
+        {
+            _cluster = new ClusterState("c", new ClusterModel(new ClusterConfig { ClusterId = "c" }, new HttpMessageInvoker(new HttpClientHandler())));
+            var states = destinations.Select((address, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = address }))).ToArray();
+            _cluster.DestinationsState = new ClusterDestinationsState(states, states);
+        }
+
+        public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
+        {
+            route = null;
+            return false;
+        }
+
+        public IEnumerable<RouteModel> GetRoutes() => [];
+
+        public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? cluster)
+        {
+            cluster = id == "c" ? _cluster : null;
+            return cluster is not null;
+        }
+
+        public IEnumerable<ClusterState> GetClusters() => [_cluster];
+    }
+
+    private sealed class NoHealthUpdates : IDestinationHealthUpdater
+    {
+        public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
+        {
+        }
+
+        public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
+        {
+        }
+    }
+
+    private sealed class Lifetime : IHostApplicationLifetime
+    {
+        public CancellationToken ApplicationStarted => CancellationToken.None;
+
+        public CancellationToken ApplicationStopping => CancellationToken.None;
+
+        public CancellationToken ApplicationStopped => CancellationToken.None;
+
+        public void StopApplication()
+        {
+        }
+    }
+}

@@ -1,0 +1,141 @@
+using System.Diagnostics.Metrics;
+using ImagingProxy.Mllp;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>Inbound idle timeout, pooled-connection expiry, attempts and the delivery budget (Polly retry pipeline).</summary>
+public sealed class MllpTimeoutTests
+{
+    [Fact]
+    public async Task Inbound_connection_idle_for_the_idle_timeout_is_closed()
+    {
+        var time = new FakeTimeProvider();
+        await using var harness = new MllpHandlerHarness([], time, new() { ["ImagingProxy:Mllp:IdleTimeout"] = "00:10:00" });
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+        var start = time.GetUtcNow();
+
+        while (!harness.Handler.IsCompleted && time.GetUtcNow() - start < TimeSpan.FromHours(1))
+        {
+            time.Advance(TimeSpan.FromMinutes(1));
+            await Task.Delay(20);
+        }
+
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.InRange(time.GetUtcNow() - start, TimeSpan.FromMinutes(10), TimeSpan.FromMinutes(12));
+        Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+    }
+
+    [Fact]
+    public async Task Inbound_connection_has_no_idle_timeout_by_default()
+    {
+        var time = new FakeTimeProvider();
+        await using var harness = new MllpHandlerHarness([], time);
+        await Task.Delay(50);
+
+        time.Advance(TimeSpan.FromDays(1));
+        await Task.Delay(100);
+
+        Assert.False(harness.Handler.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Pooled_node_connection_idle_past_the_pool_idle_timeout_is_closed()
+    {
+        var time = new FakeTimeProvider();
+        await using var node = new FakeHl7Node();
+        await using var pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), time);
+        var connection = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);
+        await pool.ReturnAsync(connection, TimeSpan.FromSeconds(60));
+        await WaitUntilAsync(() => node.OpenConnections == 1);
+
+        time.Advance(TimeSpan.FromSeconds(55));
+        Assert.Equal(1, pool.IdleCount(node.Address));
+        time.Advance(TimeSpan.FromSeconds(10)); // the sweep timer fires
+
+        await WaitUntilAsync(() => pool.IdleCount(node.Address) == 0 && node.OpenConnections == 0);
+    }
+
+    [Fact]
+    public async Task Expired_pooled_connection_is_never_rented()
+    {
+        var time = new FakeTimeProvider();
+        await using var node = new FakeHl7Node();
+        await using var pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), time);
+        var first = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);
+        await pool.ReturnAsync(first, TimeSpan.FromSeconds(60));
+        var again = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);
+        Assert.Same(first, again);
+        await pool.ReturnAsync(again, TimeSpan.FromSeconds(60));
+
+        time.SetUtcNow(time.GetUtcNow() + TimeSpan.FromSeconds(61)); // timestamp moves; rent checks expiry itself
+        var fresh = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);
+
+        Assert.NotSame(first, fresh);
+        await pool.DiscardAsync(fresh);
+    }
+
+    [Fact]
+    public async Task Max_attempts_bounds_the_nodes_tried_and_retries_are_counted()
+    {
+        await using var harness = new MllpHandlerHarness(["tcp://127.0.0.1:1", "tcp://127.0.0.1:2", "tcp://127.0.0.1:3"], settings: new() { ["ImagingProxy:Mllp:MaxAttempts"] = "2" });
+        using var retries = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.retries");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        var reply = await harness.ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|M1|No node of cluster 'c' acknowledged the message after 2 attempt(s)", reply, StringComparison.Ordinal);
+        Assert.Equal(1, retries.GetMeasurementSnapshot().Sum(m => m.Value));
+    }
+
+    [Fact]
+    public async Task Delivery_timeout_bounds_the_wait_of_the_sender_across_attempts()
+    {
+        await using var slow = new FakeHl7Node(hold: true);
+        await using var harness = new MllpHandlerHarness([slow.Address], settings: new()
+        {
+            ["ImagingProxy:Mllp:AckTimeout"] = "00:00:20",
+            ["ImagingProxy:Mllp:DeliveryTimeout"] = "00:00:00.300",
+        });
+        var started = TimeProvider.System.GetTimestamp();
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        var reply = await harness.ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|M1|", reply, StringComparison.Ordinal);
+        Assert.InRange(TimeProvider.System.GetElapsedTime(started), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public void Retry_pipeline_follows_max_attempts()
+    {
+        var table = MllpRouteTable.Load(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ImagingProxy:Mllp:MaxAttempts"] = "1",
+            ["ImagingProxy:Mllp:ConnectTimeout"] = "00:00:02",
+            ["ImagingProxy:Mllp:PoolIdleTimeout"] = "00:00:30",
+        }).Build());
+
+        Assert.Equal(1, table.MaxAttempts);
+        Assert.Equal(TimeSpan.FromSeconds(2), table.ConnectTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(30), table.PoolIdleTimeout);
+        Assert.Null(table.IdleTimeout);
+        Assert.Null(table.DeliveryTimeout);
+        Assert.Same(Polly.ResiliencePipeline<MllpAttemptResult>.Empty, MllpForwarder.BuildPipeline(table, TimeProvider.System));
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + MllpHandlerHarness.Timeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not reached in time");
+            await Task.Delay(20);
+        }
+    }
+}
