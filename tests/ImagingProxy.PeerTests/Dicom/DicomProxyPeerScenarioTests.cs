@@ -5,7 +5,7 @@ using System.Text.RegularExpressions;
 using ImagingProxy.Dicom;
 using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;

@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using ImagingProxy.Mllp;
-using ImagingProxy.PeerTests.Support;
+using ImagingProxy.Testing;
 
 namespace ImagingProxy.PeerTests.Mllp;
 
