@@ -90,6 +90,7 @@ public sealed class DrainTests : IAsyncDisposable
 
         Assert.Equal(0, await host.WaitForExitAsync(s_drainTimeout));
         Assert.True(signalled.Elapsed < s_drainTimeout, $"exit took {signalled.Elapsed}");
-        Assert.Contains("Released", host.Output, StringComparison.Ordinal);
+        Assert.Contains("ended: released", host.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("ended: draining", host.Output, StringComparison.OrdinalIgnoreCase);
     }
 }
