@@ -289,6 +289,8 @@ public static class ConfigurationValidator
     {
         ValidatePositiveTime(dicom, "ArtimTimeout", errors);
         ValidatePositiveTime(dicom, "IdleTimeout", errors);
+        ValidatePositiveTime(dicom, "ConnectTimeout", errors);
+        ValidateIntegerRange(dicom, "MaxAttempts", 1, 32, errors);
         var maxPdu = dicom["MaxAssociatePduLength"];
         if (!string.IsNullOrEmpty(maxPdu) && (!int.TryParse(maxPdu, NumberStyles.None, CultureInfo.InvariantCulture, out var max) || max < 1024 || max > 16 * 1024 * 1024))
         {
@@ -329,6 +331,11 @@ public static class ConfigurationValidator
     private static void ValidateMllp(IConfigurationSection mllp, Dictionary<string, ClusterProtocol> clusters, HashSet<string> listeners, List<string> errors)
     {
         ValidatePositiveTime(mllp, "AckTimeout", errors);
+        ValidatePositiveTime(mllp, "ConnectTimeout", errors);
+        ValidatePositiveTime(mllp, "DeliveryTimeout", errors);
+        ValidatePositiveTime(mllp, "IdleTimeout", errors);
+        ValidatePositiveTime(mllp, "PoolIdleTimeout", errors);
+        ValidateIntegerRange(mllp, "MaxAttempts", 1, 10, errors);
         var maxFrame = mllp["MaxFrameSize"];
         if (!string.IsNullOrEmpty(maxFrame) && (!int.TryParse(maxFrame, NumberStyles.None, CultureInfo.InvariantCulture, out var max) || max < 256))
         {
@@ -450,6 +457,15 @@ public static class ConfigurationValidator
         if (!string.IsNullOrEmpty(text) && (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) || value < 1))
         {
             errors.Add($"{section.Path}:{key}: '{text}' must be a positive whole number.");
+        }
+    }
+
+    private static void ValidateIntegerRange(IConfigurationSection section, string key, int min, int max, List<string> errors)
+    {
+        var text = section[key];
+        if (!string.IsNullOrEmpty(text) && (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || value < min || value > max))
+        {
+            errors.Add($"{section.Path}:{key}: '{text}' must be a whole number from {min} to {max}.");
         }
     }
 

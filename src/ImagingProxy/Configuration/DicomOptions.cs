@@ -16,6 +16,12 @@ public sealed record DicomOptions
     /// <summary>Largest association PDU (RQ/AC) accepted, in bytes. Null means 64 KiB.</summary>
     public int? MaxAssociatePduLength { get; init; }
 
+    /// <summary>Destinations tried for one association before the client gets a transient reject (1-32, default 3).</summary>
+    public int? MaxAttempts { get; init; }
+
+    /// <summary>How long connecting to one node may take before failing over (default 5 s).</summary>
+    public TimeSpan? ConnectTimeout { get; init; }
+
     /// <summary>Calling AE title used by ImagingProxy's C-ECHO health probes.</summary>
     public string? ProbeCallingAeTitle { get; init; }
 }

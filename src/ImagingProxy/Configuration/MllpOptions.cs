@@ -13,4 +13,19 @@ public sealed record MllpOptions
 
     /// <summary>How long a node has to acknowledge a message. Null means 30 s.</summary>
     public TimeSpan? AckTimeout { get; init; }
+
+    /// <summary>Nodes tried for one message before ImagingProxy answers AR/CR itself (1-10, default 3).</summary>
+    public int? MaxAttempts { get; init; }
+
+    /// <summary>How long connecting to one node may take (default 5 s).</summary>
+    public TimeSpan? ConnectTimeout { get; init; }
+
+    /// <summary>Optional budget for one message across all attempts; each attempt waits at most min(AckTimeout, time left).</summary>
+    public TimeSpan? DeliveryTimeout { get; init; }
+
+    /// <summary>Optional: close an inbound connection idle this long (off by default: HL7 senders hold connections for hours).</summary>
+    public TimeSpan? IdleTimeout { get; init; }
+
+    /// <summary>Close pooled node connections idle this long (default 60 s).</summary>
+    public TimeSpan? PoolIdleTimeout { get; init; }
 }

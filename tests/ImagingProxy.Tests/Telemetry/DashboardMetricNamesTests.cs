@@ -1,8 +1,8 @@
 using System.Diagnostics.Metrics;
 using System.Net.Sockets;
 using System.Text;
-using ImagingProxy.Tests.Dicom;
 using ImagingProxy.Testing;
+using ImagingProxy.Tests.Dicom;
 
 namespace ImagingProxy.Tests.Telemetry;
 
