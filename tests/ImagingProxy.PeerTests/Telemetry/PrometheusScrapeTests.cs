@@ -34,24 +34,28 @@ public sealed class PrometheusScrapeTests
         await using var backend = await Backend.StartAsync();
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
         await using var node = await Hl7Node.StartAsync(temp.Path, "ris1");
-        await using var proxy = await TestProxy.StartAsync(ProxyConfig(backend.Url, scp.Port, node.Address));
+        // Out of process: metrics of the meter "ImagingProxy" are process-wide, and other tests run proxies in this one.
+        var configPath = Path.Combine(temp.Path, "proxy.json");
+        await File.WriteAllTextAsync(configPath, ProxyConfig(backend.Url, scp.Port, node.Address));
+        using var proxy = HostProcess.Start(["--config", configPath]);
+        var viewers = new Uri($"http://127.0.0.1:{await proxy.PortAsync("Viewers")}/");
 
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
         for (var i = 0; i < HttpRequests; i++)
         {
-            using var response = await http.GetAsync(new Uri(proxy.Url("Viewers"), "/dicom-web/studies"));
+            using var response = await http.GetAsync(new Uri(viewers, "/dicom-web/studies"));
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
 
         for (var i = 0; i < Echoes; i++)
         {
-            var echo = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+            var echo = await Dcmtk.EchoAsync(await proxy.PortAsync("dicom"), "PACS");
             Assert.True(echo.Succeeded, $"{echo}\n--- storescp ---\n{scp.Process.Output}");
         }
 
         using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30)))
         {
-            await using var client = await MllpClient.ConnectAsync(proxy.Port("hl7"), deadline.Token);
+            await using var client = await MllpClient.ConnectAsync(await proxy.PortAsync("hl7"), deadline.Token);
             for (var i = 0; i < Hl7Messages; i++)
             {
                 var reply = await client.SendAsync(MllpClient.Message("C" + i.ToString(CultureInfo.InvariantCulture)), deadline.Token);
@@ -59,7 +63,7 @@ public sealed class PrometheusScrapeTests
             }
         }
 
-        await using var prometheus = await StartPrometheusAsync(temp, proxy.Port("Admin"));
+        await using var prometheus = await StartPrometheusAsync(temp, await proxy.PortAsync("Admin"));
         var api = new PrometheusApi(http, prometheus.Url, prometheus.Process);
 
         await api.EventuallyAsync("the proxy target is up", async () =>
