@@ -54,6 +54,25 @@ public sealed partial class HostProcess : IDisposable
         return host;
     }
 
+    private readonly List<(string Text, TaskCompletionSource Seen)> _awaited = [];
+
+    /// <summary>Completes when the host has written a line containing <paramref name="text"/> (e.g. "Application is shutting down").</summary>
+    public Task WaitForOutputAsync(string text, TimeSpan timeout)
+    {
+        var seen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_awaited)
+        {
+            if (_output.Any(l => l.Contains(text, StringComparison.Ordinal)))
+            {
+                return Task.CompletedTask;
+            }
+
+            _awaited.Add((text, seen));
+        }
+
+        return seen.Task.WaitAsync(timeout);
+    }
+
     private void OnLine(string? line)
     {
         if (line is null)
@@ -67,7 +86,18 @@ public sealed partial class HostProcess : IDisposable
             return;
         }
 
-        _output.Enqueue(line);
+        lock (_awaited)
+        {
+            _output.Enqueue(line);
+            foreach (var (text, seen) in _awaited)
+            {
+                if (line.Contains(text, StringComparison.Ordinal))
+                {
+                    seen.TrySetResult();
+                }
+            }
+        }
+
         var match = ListenerBound().Match(line);
         if (match.Success)
         {

@@ -74,6 +74,7 @@ public sealed class DrainTests : IAsyncDisposable
         Assert.False(store.IsCompleted, "storescu must still be sending when SIGTERM arrives");
         var signalled = Stopwatch.StartNew();
         host.Terminate();
+        await host.WaitForOutputAsync("Application is shutting down", TimeSpan.FromSeconds(20));
 
         var (rejectType, rejectBody) = await late.RequestAsync("PACS", cancel.Token);
         Assert.Equal(PduType.AssociateReject, rejectType);
