@@ -56,6 +56,9 @@ public static class ImagingProxyApp
         builder.Services.AddSingleton<ReadinessState>();
         builder.Services.TryAddSingleton(TimeProvider.System);
 
+        // 32 KiB socket receives instead of Kestrel's 4 KiB blocks: relays of imaging data make ~10x fewer system calls.
+        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
+
         // SIGTERM drain: Kestrel stops accepting at once, open connections get this long to finish, then are aborted.
         var drain = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>()?.DrainTimeout ?? ProxyDefaults.DrainTimeout;
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = drain);
