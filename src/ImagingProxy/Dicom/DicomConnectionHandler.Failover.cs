@@ -68,6 +68,7 @@ public sealed partial class DicomConnectionHandler
                 if (result.Outcome == DicomAttemptResult.Failed)
                 {
                     Log.AttemptFailed(logger, association.Id, destination.DestinationId, cluster.ClusterId, result.Failure ?? "failed");
+                    metrics.AttemptFailed(association.Listener, cluster.ClusterId, destination.DestinationId);
                     if (result.MarkUnhealthy && passive?.Enabled == true)
                     {
                         healthUpdater.SetPassive(cluster, destination, DestinationHealth.Unhealthy, passive.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod);

@@ -20,6 +20,7 @@ public sealed class DicomProxyMetrics
     private readonly UpDownCounter<long> _active;
     private readonly Counter<long> _operations;
     private readonly Counter<long> _bytes;
+    private readonly Counter<long> _failovers;
     private readonly Histogram<double> _setup;
     private readonly TagValueLimiter _aeTitles;
 
@@ -37,6 +38,8 @@ public sealed class DicomProxyMetrics
         _active = meter.CreateUpDownCounter<long>("imagingproxy.dicom.associations.active", "{association}", "DICOM associations being relayed.");
         _operations = meter.CreateCounter<long>("imagingproxy.dicom.dimse.operations", "{command}", "DIMSE commands relayed, by command field.");
         _bytes = meter.CreateCounter<long>("imagingproxy.dicom.bytes", "By", "Bytes relayed, by direction.");
+        _failovers = meter.CreateCounter<long>("imagingproxy.dicom.failovers", "{attempt}",
+            "Attempts on a destination that failed before A-ASSOCIATE-AC (connect failure or timeout, transient reject, abort, close), so the association moved on.");
         _setup = meter.CreateHistogram(
             "imagingproxy.dicom.association.setup.duration",
             "s",
@@ -69,6 +72,10 @@ public sealed class DicomProxyMetrics
             _setup.Record(duration.TotalSeconds, tags);
         }
     }
+
+    /// <summary>One destination failed before A-ASSOCIATE-AC; the association fails over (or gives up after the last attempt).</summary>
+    public void AttemptFailed(string listener, string cluster, string destination)
+        => _failovers.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "destination", destination } });
 
     public void DimseOperation(string listener, string cluster, DimseCommandField commandField)
     {

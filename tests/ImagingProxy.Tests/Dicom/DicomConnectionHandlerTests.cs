@@ -160,6 +160,7 @@ public sealed class DicomConnectionHandlerTests
     public async Task Failover_tries_at_most_max_attempts_destinations_then_rejects_with_temporary_congestion()
     {
         await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["MaxAttempts"] = "2" }, destinationPorts: [ClosedPort(), ClosedPort(), ClosedPort()]);
+        using var failovers = harness.Collect("imagingproxy.dicom.failovers");
         var client = harness.Connect();
 
         await client.SendAsync(DicomCaptures.AssociateRequest);
@@ -170,6 +171,9 @@ public sealed class DicomConnectionHandlerTests
         var summary = await harness.Ended.Task.WaitAsync(s_bounded);
         Assert.Equal(DicomAssociationEndReason.NoDestination, summary.Reason);
         Assert.Equal(2, summary.Attempts);
+        var failed = failovers.GetMeasurementSnapshot();
+        Assert.Equal(2, failed.Count);
+        Assert.Equal(2, failed.Select(m => m.Tags["destination"]).Distinct().Count());
     }
 
     [Fact]
