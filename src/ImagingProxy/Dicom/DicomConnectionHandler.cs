@@ -114,6 +114,7 @@ public sealed partial class DicomConnectionHandler(
 
         association.CalledAeTitle = request.CalledAeTitle;
         association.CallingAeTitle = request.CallingAeTitle;
+        metrics.AssociationRequested(association.Listener, request.CallingAeTitle, request.CalledAeTitle);
         var setupStarted = time.GetTimestamp();
 
         // Issue 6: an RQ read after the drain began (Kestrel's close request, or the host stopping) is refused transiently.

@@ -17,6 +17,7 @@ public sealed class DicomProxyMetrics
     private static readonly double[] s_setupBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
     private readonly Counter<long> _associations;
+    private readonly Counter<long> _associationsStarted;
     private readonly UpDownCounter<long> _active;
     private readonly Counter<long> _operations;
     private readonly Counter<long> _bytes;
@@ -35,8 +36,10 @@ public sealed class DicomProxyMetrics
         _aeTitles = aeTitles ?? new TagValueLimiter(null, Configuration.ProxyDefaults.MaxLabelValues);
         var meter = meterFactory.Create(MeterName);
         _associations = meter.CreateCounter<long>("imagingproxy.dicom.associations", "{association}", "DICOM associations that ended, by end reason.");
+        _associationsStarted = meter.CreateCounter<long>("imagingproxy.dicom.associations.started", "{association}",
+            "A-ASSOCIATE-RQs read from clients (before routing), by listener and calling/called AE title.");
         _active = meter.CreateUpDownCounter<long>("imagingproxy.dicom.associations.active", "{association}", "DICOM associations being relayed.");
-        _operations = meter.CreateCounter<long>("imagingproxy.dicom.dimse.operations", "{command}", "DIMSE commands relayed, by command field.");
+        _operations = meter.CreateCounter<long>("imagingproxy.dicom.dimse.operations", "{command}", "DIMSE commands relayed, by command field; responses also by status class (PS3.7 Annex C).");
         _bytes = meter.CreateCounter<long>("imagingproxy.dicom.bytes", "By", "Bytes relayed, by direction.");
         _failovers = meter.CreateCounter<long>("imagingproxy.dicom.failovers", "{attempt}",
             "Attempts on a destination that failed before A-ASSOCIATE-AC (connect failure or timeout, transient reject, abort, close), so the association moved on.");
@@ -46,6 +49,21 @@ public sealed class DicomProxyMetrics
             "From the client's whole A-ASSOCIATE-RQ to the A-ASSOCIATE-AC or -RJ sent back.",
             tags: null,
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_setupBuckets });
+    }
+
+    /// <summary>A client's A-ASSOCIATE-RQ was read and parsed; routing, drain and failover decide what follows.</summary>
+    public void AssociationRequested(string listener, string? callingAeTitle, string? calledAeTitle)
+    {
+        if (_associationsStarted.Enabled)
+        {
+            var tags = new TagList
+            {
+                { "listener", listener },
+                { "dicom.calling_ae_title", _aeTitles.Limit(callingAeTitle) },
+                { "dicom.called_ae_title", _aeTitles.Limit(calledAeTitle) },
+            };
+            _associationsStarted.Add(1, tags);
+        }
     }
 
     public void AssociationStarted(string listener, string route, string cluster)
@@ -77,11 +95,20 @@ public sealed class DicomProxyMetrics
     public void AttemptFailed(string listener, string cluster, string destination)
         => _failovers.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "destination", destination } });
 
-    public void DimseOperation(string listener, string cluster, DimseCommandField commandField)
+    /// <summary>
+    /// One DIMSE command; a response (bit 15 of the command field) also gets <c>dimse.status_class</c> from its
+    /// <paramref name="status"/> (0000,0900), a request none.
+    /// </summary>
+    public void DimseOperation(string listener, string cluster, DimseCommandField commandField, ushort? status = null)
     {
         if (_operations.Enabled)
         {
             var tags = new TagList { { "listener", listener }, { "cluster", cluster }, { "dicom.command_field", CommandFieldName(commandField) } };
+            if (((ushort)commandField & 0x8000) != 0)
+            {
+                tags.Add("dimse.status_class", status is { } value ? StatusClassName(value) : StatusClass.Unknown);
+            }
+
             _operations.Add(1, tags);
         }
     }
@@ -114,6 +141,20 @@ public sealed class DicomProxyMetrics
         _ => "unknown",
     };
 
+    /// <summary>
+    /// The status class of a DIMSE response status (PS3.7 Annex C): <c>success</c> 0000; <c>warning</c> 0001, 0107,
+    /// 0116, Bxxx; <c>cancel</c> FE00; <c>pending</c> FF00, FF01; <c>failure</c> everything else (Axxx, Cxxx, 01xx, 02xx
+    /// and values the standard does not assign).
+    /// </summary>
+    public static string StatusClassName(ushort status) => status switch
+    {
+        0x0000 => StatusClass.Success,
+        0x0001 or 0x0107 or 0x0116 or (>= 0xB000 and <= 0xBFFF) => StatusClass.Warning,
+        0xFE00 => StatusClass.Cancel,
+        0xFF00 or 0xFF01 => StatusClass.Pending,
+        _ => StatusClass.Failure,
+    };
+
     /// <summary>PS3.7 names (C-STORE-RQ ...) for the known command fields, hex otherwise.</summary>
     public static string CommandFieldName(DimseCommandField field) => field switch
     {
@@ -142,6 +183,19 @@ public sealed class DicomProxyMetrics
         DimseCommandField.NDeleteResponse => "N-DELETE-RSP",
         _ => "0x" + ((ushort)field).ToString("X4", System.Globalization.CultureInfo.InvariantCulture),
     };
+
+    /// <summary>Values of the <c>dimse.status_class</c> label.</summary>
+    public static class StatusClass
+    {
+        public const string Success = "success";
+        public const string Warning = "warning";
+        public const string Cancel = "cancel";
+        public const string Pending = "pending";
+        public const string Failure = "failure";
+
+        /// <summary>A response without a Status (0000,0900) element (not conformant; relayed as it is).</summary>
+        public const string Unknown = "unknown";
+    }
 
     private static TagList Tags(string listener, string? route, string? cluster)
         => new() { { "listener", listener }, { "route", route ?? string.Empty }, { "cluster", cluster ?? string.Empty } };

@@ -15,7 +15,7 @@ internal sealed class DicomRelayEvents(DicomAssociation association, bool fromCl
     public void OnCommand(byte presentationContextId, DimseCommand command)
     {
         association.CountCommand(command.CommandField);
-        metrics?.DimseOperation(association.Listener, association.ClusterId ?? string.Empty, command.CommandField);
+        metrics?.DimseOperation(association.Listener, association.ClusterId ?? string.Empty, command.CommandField, command.Status);
     }
 
     public void OnCommandUnparsed(byte presentationContextId, long length)

@@ -132,7 +132,8 @@ internal sealed partial class MllpForwarder(
 
             if (session.Attempts++ > 0 && !session.FreshRetryUsedNow)
             {
-                metrics.Retried(cluster.ClusterId);
+                // The previous attempt's node is the last one that failed (a stale pooled connection is not counted).
+                metrics.Retried(cluster.ClusterId, session.Failed.Count > 0 ? session.Failed[^1].DestinationId : string.Empty);
             }
 
             session.FreshRetryUsedNow = false;

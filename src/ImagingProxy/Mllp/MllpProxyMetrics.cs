@@ -37,7 +37,7 @@ internal sealed class MllpProxyMetrics
         var meter = meterFactory.Create(ImagingProxyTelemetry.MeterName);
         _messages = meter.CreateCounter<long>("imagingproxy.hl7.messages", "{message}", "HL7 messages relayed with a node's acknowledgement.");
         _ackDuration = meter.CreateHistogram("imagingproxy.hl7.ack.duration", "s", "Time from a message's arrival to the acknowledgement sent back.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_durationBuckets });
-        _retries = meter.CreateCounter<long>("imagingproxy.hl7.retries", "{attempt}", "Messages sent again to another node after a failure.");
+        _retries = meter.CreateCounter<long>("imagingproxy.hl7.retries", "{attempt}", "Messages sent again to another node after a failure, by the destination that failed.");
         _naks = meter.CreateCounter<long>("imagingproxy.hl7.naks", "{message}", "Negative acknowledgements written by ImagingProxy itself.");
         _framesRejected = meter.CreateCounter<long>("imagingproxy.hl7.frames.rejected", "{frame}", "Inbound bytes or frames not forwarded.");
         _connections = meter.CreateUpDownCounter<long>("imagingproxy.hl7.connections.active", "{connection}", "Inbound MLLP connections open now.");
@@ -59,7 +59,9 @@ internal sealed class MllpProxyMetrics
         _ackDuration.Record(elapsed.TotalSeconds, tags);
     }
 
-    public void Retried(string cluster) => _retries.Add(1, new KeyValuePair<string, object?>("cluster", cluster));
+    /// <summary>A message is sent again after <paramref name="failedDestination"/> (the node of the previous attempt) failed.</summary>
+    public void Retried(string cluster, string failedDestination)
+        => _retries.Add(1, new TagList { { "cluster", cluster }, { "destination", failedDestination } });
 
     public void Nak(string listener, MllpRejectReason reason, TimeSpan elapsed)
     {

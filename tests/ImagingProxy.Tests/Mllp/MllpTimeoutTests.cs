@@ -90,7 +90,31 @@ public sealed class MllpTimeoutTests
         var reply = await harness.ReplyAsync();
 
         Assert.Contains("\rMSA|AR|M1|No node of cluster 'c' acknowledged the message after 2 attempt(s)", reply, StringComparison.Ordinal);
-        Assert.Equal(1, retries.GetMeasurementSnapshot().Sum(m => m.Value));
+        var retry = Assert.Single(retries.GetMeasurementSnapshot());
+        Assert.Equal(1, retry.Value);
+        Assert.Equal("c", retry.Tags["cluster"]);
+        Assert.Contains(retry.Tags["destination"] as string, (string[])["d0", "d1", "d2"]);
+    }
+
+    [Fact]
+    public async Task Retry_is_counted_against_the_destination_that_failed()
+    {
+        // The forwarder's rotation starts at the second destination for the first message: d1 (closed) fails, d0 acknowledges.
+        await using var node = new FakeHl7Node();
+        await using var harness = new MllpHandlerHarness([node.Address, "tcp://127.0.0.1:1"], settings: new() { ["ImagingProxy:Mllp:MaxAttempts"] = "2" });
+        var factory = harness.Services.GetRequiredService<IMeterFactory>();
+        using var retries = new MetricCollector<long>(factory, "ImagingProxy", "imagingproxy.hl7.retries");
+        using var messages = new MetricCollector<long>(factory, "ImagingProxy", "imagingproxy.hl7.messages");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        var reply = await harness.ReplyAsync();
+
+        Assert.Contains("\rMSA|AA|M1", reply, StringComparison.Ordinal);
+        var retry = Assert.Single(retries.GetMeasurementSnapshot());
+        Assert.Equal(1, retry.Value);
+        Assert.Equal("c", retry.Tags["cluster"]);
+        Assert.Equal("d1", retry.Tags["destination"]);
+        Assert.Equal("d0", Assert.Single(messages.GetMeasurementSnapshot()).Tags["destination"]);
     }
 
     [Fact]
