@@ -103,6 +103,7 @@ public sealed class TestBackend : IAsyncDisposable
             return;
         }
 
+        context.Response.Headers["X-Traceparent-Seen"] = request.Headers["traceparent"].ToString();
         context.Response.Headers["X-Forwarded-For-Seen"] = request.Headers["X-Forwarded-For"].ToString();
         context.Response.Headers["X-Forwarded-Proto-Seen"] = request.Headers["X-Forwarded-Proto"].ToString();
         await context.Response.WriteAsync($"hello from {Name}: {request.Path}{request.QueryString}");

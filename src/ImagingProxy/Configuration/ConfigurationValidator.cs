@@ -40,6 +40,12 @@ public static class ConfigurationValidator
         {
             errors.Add($"{telemetry.Path}:OtlpEndpoint: '{otlp}' is not an absolute URI.");
         }
+
+        var otlpProtocol = telemetry["OtlpProtocol"];
+        if (!string.IsNullOrEmpty(otlpProtocol) && otlpProtocol is not ("Grpc" or "HttpProtobuf"))
+        {
+            errors.Add($"{telemetry.Path}:OtlpProtocol: '{otlpProtocol}' is unknown (Grpc, HttpProtobuf).");
+        }
         ValidatePortConflicts(ports, errors);
         return errors;
     }

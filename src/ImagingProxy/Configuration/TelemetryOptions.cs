@@ -17,4 +17,7 @@ public sealed record TelemetryOptions
 
     /// <summary>OTLP endpoint for traces (e.g. <c>http://otel-collector:4317</c>); traces are off when unset.</summary>
     public string? OtlpEndpoint { get; init; }
+
+    /// <summary><c>Grpc</c> (default, port 4317) or <c>HttpProtobuf</c> (port 4318; the endpoint is the full <c>/v1/traces</c> URL).</summary>
+    public string? OtlpProtocol { get; init; }
 }

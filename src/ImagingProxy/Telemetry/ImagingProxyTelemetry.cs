@@ -38,14 +38,19 @@ public static class ImagingProxyTelemetry
                 .AddRuntimeInstrumentation()
                 .AddPrometheusExporter());
 
-        var otlp = configuration["ImagingProxy:Telemetry:OtlpEndpoint"] ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
+        var otlp = options.OtlpEndpoint ?? Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT");
         if (!string.IsNullOrEmpty(otlp) && Uri.TryCreate(otlp, UriKind.Absolute, out var endpoint))
         {
+            var httpProtobuf = string.Equals(options.OtlpProtocol, "HttpProtobuf", StringComparison.OrdinalIgnoreCase);
             telemetry.WithTracing(tracing => tracing
                 .AddSource(MeterName)
                 .AddSource("Yarp.ReverseProxy")
                 .AddAspNetCoreInstrumentation()
-                .AddOtlpExporter(options => options.Endpoint = endpoint));
+                .AddOtlpExporter(exporter =>
+                {
+                    exporter.Endpoint = endpoint;
+                    exporter.Protocol = httpProtobuf ? OpenTelemetry.Exporter.OtlpExportProtocol.HttpProtobuf : OpenTelemetry.Exporter.OtlpExportProtocol.Grpc;
+                }));
         }
 
         return services;

@@ -197,4 +197,20 @@ public sealed class HttpForwardingTests : IAsyncLifetime
 
         _b = await TestBackend.StartAsync("b");
     }
+
+    [Fact]
+    public async Task A_w3c_trace_context_reaches_the_backend_in_the_same_trace()
+    {
+        var config = TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", AllRoute);
+        await using var proxy = await TestProxy.StartAsync(config);
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        const string TraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/studies");
+        request.Headers.TryAddWithoutValidation("traceparent", $"00-{TraceId}-00f067aa0ba902b7-01");
+
+        using var response = await client.SendAsync(request);
+
+        var seen = response.Headers.GetValues("X-Traceparent-Seen").Single();
+        Assert.StartsWith($"00-{TraceId}-", seen, StringComparison.Ordinal);
+    }
 }
