@@ -32,6 +32,7 @@ public static class ConfigurationValidator
         ValidateMllp(proxy.GetSection("Mllp"), clusters, mllpListeners, errors);
         ValidateXds(proxy.GetSection("Xds"), clusters, errors);
         ValidatePositiveTime(proxy, "DrainTimeout", errors);
+        ValidateBoolean(proxy, "InlineScheduling", errors);
         var telemetry = proxy.GetSection("Telemetry");
         ValidatePositiveInteger(telemetry, "MaxAeTitles", errors);
         ValidatePositiveInteger(telemetry, "MaxMessageTypes", errors);

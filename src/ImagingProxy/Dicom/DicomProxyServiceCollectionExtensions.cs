@@ -24,7 +24,8 @@ public static class DicomProxyServiceCollectionExtensions
 
         // The outbound half of the relay: pipe-based connections over sockets the handler connects itself (yarp-notes.md §6).
         services.TryAddSingleton(sp => new SocketConnectionContextFactory(
-            new SocketConnectionFactoryOptions(),
+            // Inline scheduling: the relay never blocks, and a thread-pool hop per read costs latency on every C-STORE response.
+            new SocketConnectionFactoryOptions { UnsafePreferInlineScheduling = true },
             sp.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Dicom.Upstream")));
         services.AddSingleton<IDestinationProber, DicomEchoProber>();
         return services;

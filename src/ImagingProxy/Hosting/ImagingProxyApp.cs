@@ -63,6 +63,10 @@ public static class ImagingProxyApp
         var drain = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>()?.DrainTimeout ?? ProxyDefaults.DrainTimeout;
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = drain);
 
+        // Inline scheduling on the socket transport: no code path blocks a thread (all I/O is async), and skipping the
+        // thread-pool hop per read helps relay throughput and latency. ImagingProxy:InlineScheduling=false turns it off.
+        var inline = !string.Equals(config[$"{ImagingProxyOptions.SectionName}:InlineScheduling"], "false", StringComparison.OrdinalIgnoreCase);
+        builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = inline);
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             // Imaging bodies are large (STOW-RS, MTOM): no global cap; routes set MaxRequestBodySize where wanted.
