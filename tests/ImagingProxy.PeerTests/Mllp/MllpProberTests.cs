@@ -11,43 +11,17 @@ namespace ImagingProxy.PeerTests.Mllp;
 /// Needs python3-hl7 under /usr/bin/python3 (tests/peers/hl7_node.py answering AA, AE or AR): MLLP active health
 /// through the proxy's own monitor, Connect and Message probes.
 /// </summary>
-public sealed class MllpProberTests : IAsyncDisposable
+public sealed class MllpProberTests() : MllpPeerFixture("mllp-probe-")
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(30);
-
-    private readonly string _directory = Directory.CreateTempSubdirectory("mllp-probe-").FullName;
-    private readonly List<Hl7Node> _nodes = [];
-    private TestProxy? _proxy;
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_proxy is not null)
-        {
-            await _proxy.DisposeAsync();
-        }
-
-        foreach (var node in _nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        Directory.Delete(_directory, recursive: true);
-    }
-
-    private async Task<Hl7Node> NodeAsync(string name, params string[] options)
-    {
-        var node = await Hl7Node.StartAsync(_directory, name, options);
-        _nodes.Add(node);
-        return node;
-    }
 
     /// <summary>Starts the proxy and returns the first probe result of each destination, by destination id.</summary>
     private async Task<IReadOnlyDictionary<string, ProbeResult>> FirstProbesAsync(string[] addresses, IReadOnlyDictionary<string, string>? metadata)
     {
         var results = new ConcurrentDictionary<string, ProbeResult>();
         var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _proxy = await TestProxy.StartAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = addresses }, [("*", "orders")], metadata: metadata, activeHealth: true));
-        var monitor = _proxy.Services.GetRequiredService<ActiveHealthMonitor>();
+        Proxy = await TestProxy.StartAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = addresses }, [("*", "orders")], metadata: metadata, activeHealth: true));
+        var monitor = Proxy.Services.GetRequiredService<ActiveHealthMonitor>();
         monitor.ProbeCompleted += (_, destination, _, result, _) =>
         {
             results.TryAdd(destination.DestinationId, result);

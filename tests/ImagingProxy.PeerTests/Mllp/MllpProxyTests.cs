@@ -11,40 +11,14 @@ namespace ImagingProxy.PeerTests.Mllp;
 /// Needs python3-hl7 under /usr/bin/python3 (tests/peers/hl7_node.py as the receiving nodes) and /usr/bin/mllp_send:
 /// HL7 messages through ImagingProxy's MLLP proxy, in-process on port 0.
 /// </summary>
-public sealed class MllpProxyTests : IAsyncDisposable
+public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
 
-    private readonly string _directory = Directory.CreateTempSubdirectory("mllp-proxy-").FullName;
-    private readonly List<Hl7Node> _nodes = [];
-    private TestProxy? _proxy;
-
-    public async ValueTask DisposeAsync()
-    {
-        if (_proxy is not null)
-        {
-            await _proxy.DisposeAsync();
-        }
-
-        foreach (var node in _nodes)
-        {
-            await node.DisposeAsync();
-        }
-
-        Directory.Delete(_directory, recursive: true);
-    }
-
-    private async Task<Hl7Node> NodeAsync(string name, params string[] options)
-    {
-        var node = await Hl7Node.StartAsync(_directory, name, options);
-        _nodes.Add(node);
-        return node;
-    }
-
     private async Task<int> ProxyAsync(string config)
     {
-        _proxy = await TestProxy.StartAsync(config);
-        return _proxy.Port("hl7");
+        Proxy = await TestProxy.StartAsync(config);
+        return Proxy.Port("hl7");
     }
 
     private static string Id(int connection, int i) => $"C{connection}M{i:D4}";
@@ -102,12 +76,12 @@ public sealed class MllpProxyTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task Mllp_send_gets_each_message_acknowledged_by_a_node_through_the_proxy()
+    public async Task Mllp_send_gets_each_message_acknowledged_by_a_node_through_theProxy()
     {
         var a = await NodeAsync("a");
         var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")]));
         var ids = Enumerable.Range(1, 5).Select(i => $"SEND{i:D3}").ToArray();
-        var file = Path.Combine(_directory, "messages.hl7");
+        var file = Path.Combine(Folder, "messages.hl7");
         await File.WriteAllTextAsync(file, string.Join("\r\n\r\n", ids.Select(id => Encoding.ASCII.GetString(MllpClient.Message(id)).TrimEnd('\r').Replace("\r", "\r\n", StringComparison.Ordinal))) + "\r\n");
 
         var (exitCode, output, error) = await PythonHl7.RunAsync(PythonHl7.StartInfo("/usr/bin/mllp_send", "--loose", "-p", port.ToString(CultureInfo.InvariantCulture), "-f", file, "127.0.0.1"));
@@ -198,7 +172,7 @@ public sealed class MllpProxyTests : IAsyncDisposable
     }
 
     [Fact]
-    public async Task All_nodes_down_answers_ar_with_msa2_set_and_an_err_segment()
+    public async Task AllNodes_down_answers_ar_with_msa2_set_and_an_err_segment()
     {
         var port = await ProxyAsync(MllpProxyConfig.Create(
             new Dictionary<string, string[]> { ["orders"] = [$"tcp://127.0.0.1:{FreePort.Next()}", $"tcp://127.0.0.1:{FreePort.Next()}"] },
