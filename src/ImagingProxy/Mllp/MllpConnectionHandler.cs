@@ -61,7 +61,7 @@ internal sealed partial class MllpConnectionHandler(
         {
             while (end == MllpSessionEnd.ClientClosed)
             {
-                if (signals.DrainRequested && !insideFrame)
+                if (signals.DrainRequested && !insideFrame && !HasUnreadBytes(input))
                 {
                     end = MllpSessionEnd.Shutdown;
                     break;
@@ -252,6 +252,21 @@ internal sealed partial class MllpConnectionHandler(
     }
 
     /// <summary>Per-connection flags set from other threads (drain request, abort, idle timer); each wakes the pending read.</summary>
+    /// <summary>
+    /// True when bytes already arrived that the loop has not looked at yet: a message that started arriving before the
+    /// close request is still read, forwarded and answered. Consumes nothing.
+    /// </summary>
+    private static bool HasUnreadBytes(PipeReader input)
+    {
+        if (!input.TryRead(out var result))
+        {
+            return false;
+        }
+
+        input.AdvanceTo(result.Buffer.Start);
+        return !result.Buffer.IsEmpty;
+    }
+
     private sealed class Signals : IDisposable
     {
         private readonly PipeReader _input;
