@@ -87,7 +87,7 @@ public static class ConfigurationValidator
 
                 ValidatePositiveInteger(destination.GetSection("Metadata"), MetadataKeys.Weight, errors);
                 var ae = destination[$"Metadata:{MetadataKeys.AeTitle}"];
-                if (ae is not null && !AeTitle.IsValid(ae))
+                if (ae is not null && !Dicom.AeTitle.IsValid(ae))
                 {
                     errors.Add($"{destination.Path}:Metadata:{MetadataKeys.AeTitle}: '{ae}' is not an AE title (1-16 characters, no backslash or control characters).");
                 }
@@ -186,15 +186,7 @@ public static class ConfigurationValidator
                 errors.Add($"{route.Path}:Match: a route needs Match:Path or Match:Hosts.");
             }
 
-            var timeout = route["Timeout"];
-            if (!string.IsNullOrEmpty(timeout) && !TimeSpan.TryParse(timeout, CultureInfo.InvariantCulture, out var t))
-            {
-                errors.Add($"{route.Path}:Timeout: '{timeout}' is not a time span (hh:mm:ss).");
-            }
-            else if (!string.IsNullOrEmpty(timeout) && TimeSpan.Parse(timeout, CultureInfo.InvariantCulture) <= TimeSpan.Zero)
-            {
-                errors.Add($"{route.Path}:Timeout: must be positive, got '{timeout}'.");
-            }
+            ValidatePositiveTime(route, "Timeout", errors);
 
             var listener = route[$"Metadata:{MetadataKeys.Listener}"];
             if (!string.IsNullOrEmpty(listener) && !endpoints.Contains(listener))
@@ -305,7 +297,7 @@ public static class ConfigurationValidator
         }
 
         var probeAe = dicom["ProbeCallingAeTitle"];
-        if (probeAe is not null && !AeTitle.IsValid(probeAe))
+        if (probeAe is not null && !Dicom.AeTitle.IsValid(probeAe))
         {
             errors.Add($"{dicom.Path}:ProbeCallingAeTitle: '{probeAe}' is not an AE title.");
         }
@@ -317,14 +309,14 @@ public static class ConfigurationValidator
             {
                 errors.Add($"{route.Path}:CalledAeTitle: required (an AE title or '*').");
             }
-            else if (called != "*" && !AeTitle.IsValid(called))
+            else if (called != "*" && !Dicom.AeTitle.IsValid(called))
             {
                 errors.Add($"{route.Path}:CalledAeTitle: '{called}' is not an AE title (1-16 characters, no backslash or control characters) or '*'.");
             }
 
             foreach (var calling in route.GetSection("CallingAeTitles").GetChildren())
             {
-                if (calling.Value is null || !AeTitle.IsValid(calling.Value))
+                if (calling.Value is null || !Dicom.AeTitle.IsValid(calling.Value))
                 {
                     errors.Add($"{calling.Path}: '{calling.Value}' is not an AE title.");
                 }

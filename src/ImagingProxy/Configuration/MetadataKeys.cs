@@ -41,4 +41,10 @@ public static class MetadataKeys
 
     /// <summary>Internal: marks the synthetic XDS route.</summary>
     internal const string XdsRoute = "ImagingProxy.Xds";
+
+    /// <summary>Internal: on the synthetic XDS route, the registry cluster id (ITI-18, ITI-42).</summary>
+    internal const string XdsRegistryCluster = "ImagingProxy.Xds.RegistryCluster";
+
+    /// <summary>Internal: on the synthetic XDS route, the repository cluster id (ITI-41, ITI-43).</summary>
+    internal const string XdsRepositoryCluster = "ImagingProxy.Xds.RepositoryCluster";
 }

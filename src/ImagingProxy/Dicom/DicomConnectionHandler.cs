@@ -33,7 +33,7 @@ public sealed partial class DicomConnectionHandler(
     ILogger<DicomConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>
-    public const string RewriteCalledAeTitleKey = "RewriteCalledAeTitle";
+    public const string RewriteCalledAeTitleKey = MetadataKeys.RewriteCalledAeTitle;
 
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {

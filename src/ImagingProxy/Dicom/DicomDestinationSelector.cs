@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
+using ImagingProxy.Configuration;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Dicom;
@@ -13,7 +14,7 @@ namespace ImagingProxy.Dicom;
 public sealed class DicomDestinationSelector
 {
     /// <summary>Destination metadata key: relative capacity of a node.</summary>
-    public const string WeightKey = "Weight";
+    public const string WeightKey = MetadataKeys.Weight;
 
     private readonly ConditionalWeakTable<ClusterState, StrongBox<int>> _roundRobin = [];
     private readonly ConditionalWeakTable<DestinationState, object> _locks = [];

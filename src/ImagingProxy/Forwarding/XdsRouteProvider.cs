@@ -35,6 +35,8 @@ internal sealed class XdsRouteProvider(ConfigurationGate gate) : IProxyConfigPro
                     {
                         [MetadataKeys.Listener] = EndpointNames.Xds,
                         [MetadataKeys.XdsRoute] = "true",
+                        [MetadataKeys.XdsRegistryCluster] = xds.RegistryCluster ?? "",
+                        [MetadataKeys.XdsRepositoryCluster] = xds.RepositoryCluster ?? "",
                     },
                 },
             ];

@@ -1,6 +1,5 @@
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
 
@@ -12,12 +11,13 @@ namespace ImagingProxy.Forwarding;
 /// <c>env:Sender</c> for a missing or unknown action, 503 <c>env:Receiver</c> when the cluster has no healthy
 /// destination. The body is never read here, so MTOM uploads of any size stream through.
 /// </summary>
-internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ConfigurationGate gate, ILogger<XdsRoutingStep> logger)
+internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<XdsRoutingStep> logger)
 {
     public async Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         var feature = context.GetReverseProxyFeature();
-        if (feature.Route.Config.Metadata?.ContainsKey(MetadataKeys.XdsRoute) != true)
+        var metadata = feature.Route.Config.Metadata;
+        if (metadata?.ContainsKey(MetadataKeys.XdsRoute) != true)
         {
             await next();
             return;
@@ -35,9 +35,9 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, Configurat
         }
 
         context.Items[XdsTransactionItem] = transaction;
-        var xds = gate.Configuration.GetSection($"{ImagingProxyOptions.SectionName}:Xds").Get<XdsOptions>() ?? new XdsOptions();
-        var clusterId = XdsAction.IsRegistry(transaction) ? xds.RegistryCluster : xds.RepositoryCluster;
-        if (clusterId is null || !state.TryGetCluster(clusterId, out var cluster))
+        // The cluster ids travel in the route's metadata (XdsRouteProvider), so a request never re-reads configuration.
+        var clusterId = metadata.GetValueOrDefault(XdsAction.IsRegistry(transaction) ? MetadataKeys.XdsRegistryCluster : MetadataKeys.XdsRepositoryCluster);
+        if (string.IsNullOrEmpty(clusterId) || !state.TryGetCluster(clusterId, out var cluster))
         {
             await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No cluster is configured for {XdsAction.TransactionId(transaction)}.");
             return;

@@ -1,6 +1,4 @@
 using System.Net;
-using ImagingProxy.Configuration;
-using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace ImagingProxy.Hosting;
@@ -27,8 +25,4 @@ public sealed class ProxyListener(string name, string kind, ListenOptions option
             return next(connection);
         });
     }
-
-    public static string KindOf(ClusterProtocol protocol) => protocol.ToString();
-
-    internal static bool IsBound(ConnectionContext? _) => true;
 }

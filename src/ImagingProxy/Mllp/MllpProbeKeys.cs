@@ -9,8 +9,8 @@ public static class MllpProbeKeys
     public const string Kind = MetadataKeys.MllpProbe;
 
     /// <summary>The HL7 message a <c>Message</c> probe sends; segments separated by CR, LF or CRLF (sent as CR).</summary>
-    public const string Message = "HealthCheck.Mllp.ProbeMessage";
+    public const string Message = MetadataKeys.MllpProbeMessage;
 
     /// <summary><c>true</c> to count an AE/CE answer as healthy too (the node is up, it only refused the probe's content).</summary>
-    public const string AcceptError = "HealthCheck.Mllp.ProbeAcceptError";
+    public const string AcceptError = MetadataKeys.MllpProbeAcceptError;
 }

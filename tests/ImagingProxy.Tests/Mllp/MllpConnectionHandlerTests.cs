@@ -9,10 +9,8 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Yarp.ReverseProxy;
-using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Tests.Mllp;
@@ -44,9 +42,9 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         _pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), TimeProvider.System);
         var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>(), new ImagingProxy.Telemetry.TagValueLimiter(null, 50));
-        var forwarder = new MllpForwarder(_pool, new NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
-        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneEmptyCluster(), forwarder, _pool, metrics, TimeProvider.System, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
-        var connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer));
+        var forwarder = new MllpForwarder(_pool, new MllpHandlerHarness.NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneEmptyCluster(), forwarder, _pool, metrics, TimeProvider.System, new MllpHandlerHarness.Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
+        var connection = new DefaultConnectionContext("test-1", new MllpHandlerHarness.Duplex(_toProxy.Reader, _fromProxy.Writer), new MllpHandlerHarness.Duplex(_fromProxy.Reader, _toProxy.Writer));
         _handler = Task.Run(() => handler.OnConnectedAsync(connection));
     }
 
@@ -150,13 +148,6 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
         Assert.False(_fromProxy.Reader.TryRead(out _));
     }
 
-    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
-    }
-
     private sealed class OneEmptyCluster : IProxyStateLookup
     {
         private readonly ClusterState _cluster = new("empty");
@@ -178,27 +169,4 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
         public IEnumerable<ClusterState> GetClusters() => [_cluster];
     }
 
-    private sealed class NoHealthUpdates : IDestinationHealthUpdater
-    {
-        public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
-        {
-        }
-
-        public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
-        {
-        }
-    }
-
-    private sealed class Lifetime : IHostApplicationLifetime
-    {
-        public CancellationToken ApplicationStarted => CancellationToken.None;
-
-        public CancellationToken ApplicationStopping => CancellationToken.None;
-
-        public CancellationToken ApplicationStopped => CancellationToken.None;
-
-        public void StopApplication()
-        {
-        }
-    }
 }

@@ -146,7 +146,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         public void RequestClose() => source.Cancel();
     }
 
-    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    internal sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
     {
         public PipeReader Input { get; } = input;
 
@@ -181,7 +181,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         public IEnumerable<ClusterState> GetClusters() => [_cluster];
     }
 
-    private sealed class NoHealthUpdates : IDestinationHealthUpdater
+    internal sealed class NoHealthUpdates : IDestinationHealthUpdater
     {
         public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
         {
@@ -192,7 +192,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         }
     }
 
-    private sealed class Lifetime : IHostApplicationLifetime
+    internal sealed class Lifetime : IHostApplicationLifetime
     {
         public CancellationToken ApplicationStarted => CancellationToken.None;
 
