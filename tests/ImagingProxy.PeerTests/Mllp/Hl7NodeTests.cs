@@ -10,12 +10,14 @@ namespace ImagingProxy.PeerTests.Mllp;
 /// Needs python3-hl7 under /usr/bin/python3: runs tests/peers/hl7_node.py (the real-HL7 receiver used by integration
 /// tests and benchmarks) and talks to it with our frame writer, frame reader and ACK reader.
 /// </summary>
-public sealed class Hl7NodeTests : IAsyncDisposable
+public sealed class Hl7NodeTests : IAsyncLifetime
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("hl7-node-").FullName;
     private Process? _node;
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
     {
         if (_node is not null)
         {

@@ -6,7 +6,7 @@ namespace ImagingProxy.PeerTests.Mllp;
 /// What the MLLP peer test classes share: a temporary folder for node logs, the python3-hl7 nodes a test starts
 /// (tests/peers/hl7_node.py) and the proxy under test; all stopped and removed after each test.
 /// </summary>
-public abstract class MllpPeerFixture(string prefix) : IAsyncDisposable
+public abstract class MllpPeerFixture(string prefix) : IAsyncLifetime
 {
     protected string Folder { get; } = Directory.CreateTempSubdirectory(prefix).FullName;
 
@@ -14,7 +14,9 @@ public abstract class MllpPeerFixture(string prefix) : IAsyncDisposable
 
     protected TestProxy? Proxy { get; set; }
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
     {
         if (Proxy is not null)
         {
@@ -27,7 +29,6 @@ public abstract class MllpPeerFixture(string prefix) : IAsyncDisposable
         }
 
         Directory.Delete(Folder, recursive: true);
-        GC.SuppressFinalize(this);
     }
 
     private protected async Task<Hl7Node> NodeAsync(string name, params string[] options)

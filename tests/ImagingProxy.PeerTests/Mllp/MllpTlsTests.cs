@@ -10,7 +10,7 @@ using ImagingProxy.Testing;
 namespace ImagingProxy.PeerTests.Mllp;
 
 /// <summary>MLLP over a TLS listener (<c>Tls: { Path, KeyPath }</c>, PEM pair): an SslStream sender, a python3-hl7 node behind.</summary>
-public sealed class MllpTlsTests : IAsyncDisposable
+public sealed class MllpTlsTests : IAsyncLifetime
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(60);
 
@@ -19,7 +19,9 @@ public sealed class MllpTlsTests : IAsyncDisposable
     private Hl7Node? _node;
     private TestProxy? _proxy;
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
     {
         if (_proxy is not null)
         {

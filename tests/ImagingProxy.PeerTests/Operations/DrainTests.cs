@@ -12,15 +12,17 @@ namespace ImagingProxy.PeerTests.Operations;
 /// association is certainly open when the signal comes) and python3-hl7 (tests/peers/hl7_node.py with --delay-ms, so
 /// an HL7 message is certainly in flight).
 /// </summary>
-public sealed class DrainTests : IAsyncDisposable
+public sealed class DrainTests : IAsyncLifetime
 {
     private static readonly TimeSpan s_drainTimeout = TimeSpan.FromSeconds(40);
     private readonly string _directory = Directory.CreateTempSubdirectory("imagingproxy-drain-").FullName;
 
-    public ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync()
     {
         Directory.Delete(_directory, recursive: true);
-        return ValueTask.CompletedTask;
+        return Task.CompletedTask;
     }
 
     [Fact(Timeout = 180_000)]

@@ -13,15 +13,17 @@ namespace ImagingProxy.PeerTests.Operations;
 /// Hot reload with traffic open (issue 6). Needs dcmtk storescp (two DICOM nodes) and python3-hl7 (tests/peers/hl7_node.py,
 /// two HL7 nodes), all on loopback.
 /// </summary>
-public sealed class HotReloadTests : IAsyncDisposable
+public sealed class HotReloadTests : IAsyncLifetime
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(30);
     private readonly string _directory = Directory.CreateTempSubdirectory("imagingproxy-reload-").FullName;
 
-    public ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public Task DisposeAsync()
     {
         Directory.Delete(_directory, recursive: true);
-        return ValueTask.CompletedTask;
+        return Task.CompletedTask;
     }
 
     private static string DicomConfig(params (string Id, int Port)[] destinations)

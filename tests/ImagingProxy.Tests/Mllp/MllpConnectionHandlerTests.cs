@@ -16,7 +16,7 @@ using Yarp.ReverseProxy.Model;
 namespace ImagingProxy.Tests.Mllp;
 
 /// <summary>The connection handler over in-memory pipes: the paths that need no node (bad input, no route, no node).</summary>
-public sealed class MllpConnectionHandlerTests : IAsyncDisposable
+public sealed class MllpConnectionHandlerTests : IAsyncLifetime
 {
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(10);
 
@@ -48,7 +48,9 @@ public sealed class MllpConnectionHandlerTests : IAsyncDisposable
         _handler = Task.Run(() => handler.OnConnectedAsync(connection));
     }
 
-    public async ValueTask DisposeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
     {
         await _toProxy.Writer.CompleteAsync();
         await _handler.WaitAsync(s_timeout);

@@ -7,7 +7,7 @@ using static ImagingProxy.Tests.Health.HealthFixtures;
 
 namespace ImagingProxy.Tests.Telemetry;
 
-public sealed class HealthMetricsTests : IAsyncDisposable
+public sealed class HealthMetricsTests : IAsyncLifetime
 {
     private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
     private readonly System.Diagnostics.Metrics.IMeterFactory _factory;
@@ -117,7 +117,9 @@ public sealed class HealthMetricsTests : IAsyncDisposable
         Assert.Equal(0, Assert.Single(clusterAvailable.GetMeasurementSnapshot()).Value);
     }
 
-    public async ValueTask DisposeAsync() => await _services.DisposeAsync();
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync() => await _services.DisposeAsync();
 
     private MetricCollector<T> Collector<T>(string instrument)
         where T : struct
