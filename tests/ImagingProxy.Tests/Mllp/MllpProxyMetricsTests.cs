@@ -25,6 +25,9 @@ public sealed class MllpProxyMetricsTests
         await harness.SendAsync(MllpHandlerHarness.Message("M3", "ORM^O01"));
         await harness.ReplyAsync();
 
+        // The ACK is relayed before the message is counted: wait for the third measurement, not a race.
+        await messages.WaitForMeasurementsAsync(3, MllpHandlerHarness.Timeout);
+        await durations.WaitForMeasurementsAsync(3, MllpHandlerHarness.Timeout);
         var snapshot = messages.GetMeasurementSnapshot();
         Assert.Equal(["ORM^O01", "other", "ORM^O01"], snapshot.Select(m => m.Tags["message_type"]));
         Assert.All(snapshot, m =>
@@ -48,6 +51,7 @@ public sealed class MllpProxyMetricsTests
         await harness.SendRawAsync("junk"u8.ToArray());
         await harness.SendAsync(MllpHandlerHarness.Message("M1"));
         Assert.Contains("MSA|AR|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await naks.WaitForMeasurementsAsync(1, MllpHandlerHarness.Timeout);
 
         Assert.Equal("no_destination", naks.GetMeasurementSnapshot().Single().Tags["reason"]);
         Assert.Equal("bytes_outside_frame", rejected.GetMeasurementSnapshot().Single().Tags["reason"]);
