@@ -67,6 +67,7 @@ public static class ImagingProxyApp
         // thread-pool hop per read helps relay throughput and latency. ImagingProxy:InlineScheduling=false turns it off.
         var inline = !string.Equals(config[$"{ImagingProxyOptions.SectionName}:InlineScheduling"], "false", StringComparison.OrdinalIgnoreCase);
         builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = inline);
+        InlineSocketCompletions.Enable(inline);
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             // Imaging bodies are large (STOW-RS, MTOM): no global cap; routes set MaxRequestBodySize where wanted.
