@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
@@ -138,7 +137,7 @@ public sealed partial class DicomConnectionHandler
             throw;
         }
 
-        var node = connectionFactory.Create(socket);
+        var node = new DicomNodeConnection(socket);
         var keep = false;
         try
         {
@@ -152,22 +151,15 @@ public sealed partial class DicomConnectionHandler
 
             using var answerTimeout = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time);
             using var answer = CancellationTokenSource.CreateLinkedTokenSource(answerTimeout.Token, cancellationToken);
-            node.Transport.Output.Write(toSend);
-            var flushed = await node.Transport.Output.FlushAsync(answer.Token);
-            if (flushed.IsCompleted)
-            {
-                return Failed("closed before the A-ASSOCIATE-RQ was sent", markUnhealthy: true);
-            }
-
-            FirstPdu first;
+            (PduReadResult Status, PduHeader Header, byte[]? Pdu) first;
             try
             {
-                first = await ReadFirstPduAsync(node.Transport.Input, DicomProxySettings.MaxAssociatePduLength(options), answer.Token);
+                await node.SendAsync(toSend, answer.Token);
+                first = await node.ReadPduAsync(DicomProxySettings.MaxAssociatePduLength(options), answer.Token);
             }
             catch (OperationCanceledException) when (answerTimeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
-                PduWriter.WriteAbort(node.Transport.Output, AbortSource.ServiceProvider, AbortReason.ReasonNotSpecified);
-                await FlushBestEffortAsync(node.Transport.Output);
+                await SendAbortAsync(node, AbortReason.ReasonNotSpecified);
                 return Failed($"no A-ASSOCIATE answer within {DicomProxySettings.ArtimTimeout(options)}", markUnhealthy: true);
             }
 
@@ -207,7 +199,6 @@ public sealed partial class DicomConnectionHandler
         {
             if (!keep)
             {
-                node.Abort();
                 await node.DisposeAsync();
             }
         }
@@ -218,7 +209,7 @@ public sealed partial class DicomConnectionHandler
 
     private readonly record struct ConnectAttempt(
         DicomAttemptResult Outcome,
-        ConnectionContext? Node = null,
+        DicomNodeConnection? Node = null,
         DestinationState? Destination = null,
         byte[]? Answer = null,
         string? Failure = null,

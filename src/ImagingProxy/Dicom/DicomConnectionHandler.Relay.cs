@@ -12,14 +12,14 @@ public sealed partial class DicomConnectionHandler
     /// abort) and writes them on; the first direction to stop stops the other. A side that vanished without release
     /// or abort leaves the other with an A-ABORT (PS3.8 §9.3.8, source 2), never a hang.
     /// </summary>
-    private async Task<DicomAssociationEndReason> RelayAsync(ConnectionContext client, ConnectionContext node, DicomAssociation association, TimeSpan idleTimeout)
+    private async Task<DicomAssociationEndReason> RelayAsync(ConnectionContext client, DicomNodeConnection node, DicomAssociation association, TimeSpan idleTimeout)
     {
         // Draining does not stop a relay (the association runs until it is released); only the drain deadline does.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(drain.Deadline, client.ConnectionClosed);
         var clientObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: true, metrics));
         var nodeObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: false, metrics));
-        var clientToNode = PumpAsync(client.Transport.Input, node.Transport.Output, clientObserver, association, fromClient: true, stop.Token);
-        var nodeToClient = PumpAsync(node.Transport.Input, client.Transport.Output, nodeObserver, association, fromClient: false, stop.Token);
+        var clientToNode = ClientToNodeAsync(client.Transport.Input, node, clientObserver, association, stop.Token);
+        var nodeToClient = NodeToClientAsync(node, client.Transport.Output, nodeObserver, association, stop.Token);
         var idle = WatchIdleAsync(association, idleTimeout, stop.Token);
 
         var first = await Task.WhenAny(clientToNode, nodeToClient, idle);
@@ -42,7 +42,7 @@ public sealed partial class DicomConnectionHandler
 
         if (RelayOutcome.AbortNode(reason))
         {
-            await SendAbortAsync(node.Transport.Output, association.NodeMalformed is { } nodeError ? AbortReasonFor(nodeError) : AbortReason.ReasonNotSpecified);
+            await SendAbortAsync(node, association.NodeMalformed is { } nodeError ? AbortReasonFor(nodeError) : AbortReason.ReasonNotSpecified);
         }
 
         if (RelayOutcome.AbortClient(reason))
@@ -50,12 +50,12 @@ public sealed partial class DicomConnectionHandler
             await SendAbortAsync(client.Transport.Output, association.ClientMalformed is { } clientError ? AbortReasonFor(clientError) : AbortReason.ReasonNotSpecified);
         }
 
-        await node.Transport.Output.CompleteAsync();
-        await node.Transport.Input.CompleteAsync();
+        node.ShutdownSend();
         return reason;
     }
 
-    private async Task<RelayEnd> PumpAsync(PipeReader input, PipeWriter output, DimseObserver observer, DicomAssociation association, bool fromClient, CancellationToken stop)
+    /// <summary>Client to node: the bytes Kestrel received are observed and sent from its buffers, then released.</summary>
+    private async Task<RelayEnd> ClientToNodeAsync(PipeReader input, DicomNodeConnection node, DimseObserver observer, DicomAssociation association, CancellationToken stop)
     {
         while (true)
         {
@@ -85,46 +85,26 @@ public sealed partial class DicomConnectionHandler
                     return RelayEnd.Malformed;
                 }
 
-                foreach (var segment in buffer)
-                {
-                    output.Write(segment.Span);
-                }
-
-                if (fromClient)
-                {
-                    association.BytesFromClient += buffer.Length;
-                }
-                else
-                {
-                    association.BytesFromNode += buffer.Length;
-                }
-
-                metrics.BytesRelayed(association.Listener, association.ClusterId ?? string.Empty, fromClient, buffer.Length);
-            }
-
-            input.AdvanceTo(buffer.End);
-            if (!buffer.IsEmpty)
-            {
-                FlushResult flushed;
                 try
                 {
-                    flushed = await output.FlushAsync(stop);
+                    await node.SendAsync(buffer, stop);
                 }
                 catch (OperationCanceledException) when (stop.IsCancellationRequested)
                 {
+                    input.AdvanceTo(buffer.End);
                     return RelayEnd.Stopped;
                 }
                 catch (Exception ex) when (IsTransportFailure(ex))
                 {
+                    input.AdvanceTo(buffer.End);
                     return RelayEnd.TargetClosed;
                 }
 
-                if (flushed.IsCompleted)
-                {
-                    return RelayEnd.TargetClosed;
-                }
+                association.BytesFromClient += buffer.Length;
+                metrics.BytesRelayed(association.Listener, association.ClusterId ?? string.Empty, fromClient: true, buffer.Length);
             }
 
+            input.AdvanceTo(buffer.End);
             if (read.IsCompleted)
             {
                 return RelayEnd.SourceClosed;
@@ -136,6 +116,87 @@ public sealed partial class DicomConnectionHandler
             }
         }
     }
+
+    /// <summary>Node to client: received straight into the client's output pipe memory, observed, then committed and flushed.</summary>
+    private async Task<RelayEnd> NodeToClientAsync(DicomNodeConnection node, PipeWriter output, DimseObserver observer, DicomAssociation association, CancellationToken stop)
+    {
+        while (true)
+        {
+            var memory = output.GetMemory(NodeReceiveSize);
+            int received;
+            try
+            {
+                received = await node.ReceiveAsync(memory, stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return RelayEnd.Stopped;
+            }
+            catch (Exception ex) when (IsTransportFailure(ex))
+            {
+                return RelayEnd.SourceClosed;
+            }
+
+            if (received == 0)
+            {
+                return RelayEnd.SourceClosed;
+            }
+
+            association.Touch(time.GetTimestamp());
+            observer.Observe(memory.Span[..received]);
+            if (observer.IsMalformed)
+            {
+                // Garbage is not passed on (never committed to the client's pipe): both sides get A-ABORT.
+                return RelayEnd.Malformed;
+            }
+
+            output.Advance(received);
+            association.BytesFromNode += received;
+            metrics.BytesRelayed(association.Listener, association.ClusterId ?? string.Empty, fromClient: false, received);
+            FlushResult flushed;
+            try
+            {
+                flushed = await output.FlushAsync(stop);
+            }
+            catch (OperationCanceledException) when (stop.IsCancellationRequested)
+            {
+                return RelayEnd.Stopped;
+            }
+            catch (Exception ex) when (IsTransportFailure(ex))
+            {
+                return RelayEnd.TargetClosed;
+            }
+
+            if (flushed.IsCompleted)
+            {
+                return RelayEnd.TargetClosed;
+            }
+        }
+    }
+
+    /// <summary>
+    /// How much client-pipe memory each node receive asks for: a whole 16 KiB P-DATA-TF PDU (the usual maximum) at once.
+    /// The block is held while the node is quiet (one per association, from Kestrel's 32 KiB pool).
+    /// </summary>
+    private const int NodeReceiveSize = 16 * 1024;
+
+    /// <summary>A-ABORT to the node, best effort and bounded: a node that stopped reading cannot hold the handler.</summary>
+    private async Task SendAbortAsync(DicomNodeConnection node, AbortReason reason)
+    {
+        var pdu = new ArrayBufferWriter<byte>(PduWriter.FixedPduLength);
+        PduWriter.WriteAbort(pdu, AbortSource.ServiceProvider, reason);
+        using var timeout = new CancellationTokenSource(AbortSendTimeout, time);
+        try
+        {
+            await node.SendAsync(pdu.WrittenMemory, timeout.Token);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException || IsTransportFailure(ex))
+        {
+        }
+    }
+
+    /// <summary>How long an A-ABORT to a node may wait for room in the socket's send buffer.</summary>
+    private static readonly TimeSpan AbortSendTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>True when nothing moved either way for <paramref name="idleTimeout"/>; false when stopped first.</summary>
     private async Task<bool> WatchIdleAsync(DicomAssociation association, TimeSpan idleTimeout, CancellationToken stop)

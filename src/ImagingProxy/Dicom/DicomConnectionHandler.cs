@@ -7,7 +7,6 @@ using ImagingProxy.Hosting;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Health;
@@ -15,7 +14,7 @@ using Yarp.ReverseProxy.Health;
 namespace ImagingProxy.Dicom;
 
 /// <summary>
-/// The DICOM association proxy (Kestrel in, <see cref="SocketConnectionContextFactory"/> out; yarp-notes.md §6).
+/// The DICOM association proxy (Kestrel in, the proxy's own socket out: <see cref="DicomNodeConnection"/>).
 /// Reads the client's A-ASSOCIATE-RQ under ARTIM, routes it by Called AE title, replays it to a node of the route's
 /// cluster until one accepts (failover before acceptance), then relays both ways while observing the DIMSE traffic.
 /// Each association ends with one <see cref="DicomAssociationEndReason"/> in one log line.
@@ -25,7 +24,6 @@ public sealed partial class DicomConnectionHandler(
     IProxyStateLookup proxyState,
     DicomDestinationSelector selector,
     IDestinationHealthUpdater healthUpdater,
-    SocketConnectionContextFactory connectionFactory,
     DicomProxyMetrics metrics,
     TimeProvider time,
     DicomDrain drain,

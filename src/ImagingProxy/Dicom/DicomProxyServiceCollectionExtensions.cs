@@ -1,9 +1,7 @@
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Dicom;
 
@@ -22,11 +20,6 @@ public static class DicomProxyServiceCollectionExtensions
         services.TryAddSingleton<DicomFailoverPipelines>();
         services.TryAddSingleton<DicomConnectionHandler>();
 
-        // The outbound half of the relay: pipe-based connections over sockets the handler connects itself (yarp-notes.md §6).
-        services.TryAddSingleton(sp => new SocketConnectionContextFactory(
-            // Inline scheduling: the relay never blocks, and a thread-pool hop per read costs latency on every C-STORE response.
-            new SocketConnectionFactoryOptions { UnsafePreferInlineScheduling = true },
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Dicom.Upstream")));
         services.AddSingleton<IDestinationProber, DicomEchoProber>();
         return services;
     }

@@ -7,7 +7,6 @@ using ImagingProxy.Dicom;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
@@ -56,7 +55,6 @@ internal sealed class HandlerHarness : IAsyncDisposable
             new OneCluster(_cluster),
             new DicomDestinationSelector(),
             new NoHealthUpdates(),
-            new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance),
             Metrics,
             Time,
             Drain,
