@@ -1,18 +1,39 @@
 using System.Buffers;
-using Microsoft.AspNetCore.Connections;
+using System.Net.Sockets;
 
 namespace ImagingProxy.Mllp;
 
 /// <summary>
 /// One connection to an HL7 receiver (a cluster destination), used by one message at a time: send a frame, read the
-/// acknowledgement frame.
+/// acknowledgement frame. The socket is used directly (no pipe with its own send and receive loops per node
+/// connection): a message costs one send and, when the ACK has not arrived yet, one receive that waits for it.
 /// </summary>
-internal sealed class MllpNodeConnection(string address, ConnectionContext connection, int maxFrameSize) : IAsyncDisposable
+internal sealed class MllpNodeConnection : IAsyncDisposable
 {
-    private readonly MllpFrameReader _frames = new(maxFrameSize);
+    /// <summary>Receive buffer to start with; it grows for a larger ACK frame, up to the frame limit.</summary>
+    private const int InitialReceiveSize = 4096;
+
+    /// <summary>A send buffer grown past this for a large message is dropped afterwards, not kept per connection.</summary>
+    private const int RetainedSendSize = 64 * 1024;
+
+    private readonly Socket _socket;
+    private readonly MllpFrameReader _frames;
+    private ArrayBufferWriter<byte> _send = new(InitialReceiveSize);
+    private byte[] _receive = new byte[InitialReceiveSize];
+    private int _start;
+    private int _end;
+    private int _disposed;
+
+    public MllpNodeConnection(string address, Socket socket, int maxFrameSize)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        Address = address;
+        _socket = socket;
+        _frames = new MllpFrameReader(maxFrameSize);
+    }
 
     /// <summary>The destination address (<c>tcp://host:port</c>) this connection goes to: the pool key.</summary>
-    public string Address { get; } = address;
+    public string Address { get; }
 
     /// <summary>True once the connection has carried a message (so it may have gone stale in the pool).</summary>
     public bool Used { get; private set; }
@@ -20,91 +41,152 @@ internal sealed class MllpNodeConnection(string address, ConnectionContext conne
     /// <summary>Frames a node sent while no message was in flight (a late enhanced-mode application ACK), discarded.</summary>
     public int UnsolicitedFrames { get; private set; }
 
-    /// <summary>Writes <paramref name="message"/> as one MLLP frame, bytes unchanged.</summary>
+    /// <summary>Bytes the node sent that this connection has not received from the socket yet (tests).</summary>
+    internal int BytesWaiting => _socket.Available;
+
+    /// <summary>Writes <paramref name="message"/> as one MLLP frame, bytes unchanged, in one send.</summary>
+    /// <returns>False when the node had closed the connection.</returns>
     public async ValueTask<bool> SendAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken)
     {
         Used = true;
-        DiscardUnsolicited();
-        var output = connection.Transport.Output;
-        MllpFrameWriter.Write(output, message);
-        var flush = await output.FlushAsync(cancellationToken);
-        return !flush.IsCompleted && !flush.IsCanceled;
+        if (!DiscardUnsolicited())
+        {
+            return false;
+        }
+
+        // One copy of the message into this connection's send buffer (messages are small; a large one is copied once).
+        _send.ResetWrittenCount();
+        MllpFrameWriter.Write(_send, message);
+        var frame = _send.WrittenMemory;
+        while (!frame.IsEmpty)
+        {
+            var sent = await _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
+            frame = frame[sent..];
+        }
+
+        if (_send.Capacity > RetainedSendSize)
+        {
+            _send = new ArrayBufferWriter<byte>(InitialReceiveSize);
+        }
+
+        return true;
     }
 
     /// <summary>Reads the next frame from the node into <paramref name="ack"/>; false when the node closed or sent an oversize frame.</summary>
     public async ValueTask<bool> ReceiveAsync(ArrayBufferWriter<byte> ack, CancellationToken cancellationToken)
     {
-        var input = connection.Transport.Input;
         while (true)
         {
-            var result = await input.ReadAsync(cancellationToken);
-            var buffer = result.Buffer;
-            MllpReadResult read;
-            while ((read = _frames.TryReadFrame(ref buffer, out var frame)) != MllpReadResult.NeedMoreData)
+            switch (TryTakeFrame(ack))
             {
-                if (read == MllpReadResult.Frame)
-                {
-                    foreach (var segment in frame)
-                    {
-                        ack.Write(segment.Span);
-                    }
-
-                    input.AdvanceTo(buffer.Start);
+                case MllpReadResult.Frame:
                     return true;
-                }
-
-                if (read == MllpReadResult.FrameTooLarge)
-                {
-                    input.AdvanceTo(buffer.Start);
+                case MllpReadResult.FrameTooLarge:
                     return false;
-                }
-
-                // Stray bytes between a node's frames (CR/LF) are dropped.
             }
 
-            input.AdvanceTo(buffer.Start, buffer.End);
-            if (result.IsCompleted || result.IsCanceled)
+            MakeRoom();
+            var received = await _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, cancellationToken);
+            if (received == 0)
             {
                 return false;
             }
+
+            _end += received;
+        }
+    }
+
+    public ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _socket.Dispose();
+        }
+
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// Takes the next whole frame out of the bytes received so far (stray bytes between a node's frames are dropped).
+    /// With <paramref name="ack"/> null the frame is only counted as unsolicited.
+    /// </summary>
+    private MllpReadResult TryTakeFrame(ArrayBufferWriter<byte>? ack)
+    {
+        var buffer = new ReadOnlySequence<byte>(_receive, _start, _end - _start);
+        MllpReadResult read;
+        while ((read = _frames.TryReadFrame(ref buffer, out var frame)) != MllpReadResult.NeedMoreData)
+        {
+            if (read == MllpReadResult.Frame)
+            {
+                if (ack is null)
+                {
+                    UnsolicitedFrames++;
+                    continue;
+                }
+
+                foreach (var segment in frame)
+                {
+                    ack.Write(segment.Span);
+                }
+
+                break;
+            }
+
+            if (read == MllpReadResult.FrameTooLarge)
+            {
+                break;
+            }
+        }
+
+        _start = _end - (int)buffer.Length;
+        if (_start == _end)
+        {
+            _start = _end = 0;
+        }
+
+        return read;
+    }
+
+    /// <summary>Room for the next receive: unconsumed bytes move to the front; the buffer doubles when a frame does not fit.</summary>
+    private void MakeRoom()
+    {
+        if (_start > 0)
+        {
+            _receive.AsSpan(_start, _end - _start).CopyTo(_receive);
+            _end -= _start;
+            _start = 0;
+        }
+
+        if (_end == _receive.Length)
+        {
+            // The frame reader stops an oversize frame at its limit, so the buffer stays within the limit plus one read.
+            Array.Resize(ref _receive, _receive.Length * 2);
         }
     }
 
     /// <summary>
     /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message).
+    /// False when the node closed the connection meanwhile.
     /// </summary>
-    private void DiscardUnsolicited()
+    private bool DiscardUnsolicited()
     {
-        var input = connection.Transport.Input;
-        if (!input.TryRead(out var result))
+        while (_socket.Available > 0)
         {
-            return;
-        }
-
-        var buffer = result.Buffer;
-        while (_frames.TryReadFrame(ref buffer, out _) is var read && read != MllpReadResult.NeedMoreData)
-        {
-            if (read == MllpReadResult.Frame)
+            MakeRoom();
+            var received = _socket.Receive(_receive.AsSpan(_end), SocketFlags.None);
+            if (received == 0)
             {
-                UnsolicitedFrames++;
+                return false;
             }
+
+            _end += received;
         }
 
-        input.AdvanceTo(buffer.Start, buffer.End);
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        try
+        if (_end > _start)
         {
-            await connection.Transport.Output.CompleteAsync();
-            await connection.Transport.Input.CompleteAsync();
-        }
-        catch (InvalidOperationException)
-        {
+            TryTakeFrame(ack: null);
         }
 
-        connection.Abort();
-        await connection.DisposeAsync();
+        return true;
     }
 }

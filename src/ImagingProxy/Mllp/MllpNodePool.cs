@@ -1,7 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 
 namespace ImagingProxy.Mllp;
 
@@ -14,7 +13,7 @@ namespace ImagingProxy.Mllp;
 /// (<see cref="MllpRouteTable.PoolIdleTimeout"/>, 60 s by default): a sweep every <see cref="SweepInterval"/> closes
 /// older ones, so receivers do not hold sockets for senders long gone, and a rent never picks an expired one.
 /// </remarks>
-internal sealed class MllpNodePool(SocketConnectionContextFactory factory, TimeProvider time) : IAsyncDisposable
+internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
 {
     /// <summary>How often idle connections are checked for expiry.</summary>
     public static readonly TimeSpan SweepInterval = TimeSpan.FromSeconds(5);
@@ -76,7 +75,7 @@ internal sealed class MllpNodePool(SocketConnectionContextFactory factory, TimeP
         }
 
         _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
-        return new MllpNodeConnection(address, factory.Create(socket), maxFrameSize);
+        return new MllpNodeConnection(address, socket, maxFrameSize);
     }
 
     /// <summary>Gives a healthy connection (no message in flight) back for reuse during <paramref name="idleTimeout"/>.</summary>

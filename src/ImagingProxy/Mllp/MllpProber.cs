@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using System.Text;
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Mllp;
@@ -13,7 +12,7 @@ namespace ImagingProxy.Mllp;
 /// message it gets) or <c>Message</c> (send the configured probe message; healthy when MSA-1 is AA/CA, or AE/CE too when
 /// configured). Results land in the same destination state as every other cluster's (yarp-notes.md §5).
 /// </summary>
-internal sealed class MllpProber(SocketConnectionContextFactory factory) : IDestinationProber
+internal sealed class MllpProber : IDestinationProber
 {
     public ClusterProtocol Protocol => ClusterProtocol.Mllp;
 
@@ -38,7 +37,7 @@ internal sealed class MllpProber(SocketConnectionContextFactory factory) : IDest
     internal static byte[] ToSegments(string text)
         => Encoding.UTF8.GetBytes(text.Replace("\r\n", "\r", StringComparison.Ordinal).Replace('\n', '\r'));
 
-    private async Task<ProbeResult> SendProbeAsync(string address, byte[] message, bool acceptError, CancellationToken cancellationToken)
+    private static async Task<ProbeResult> SendProbeAsync(string address, byte[] message, bool acceptError, CancellationToken cancellationToken)
     {
         if (!TcpAddress.TryParse(address, out var target))
         {
@@ -61,7 +60,7 @@ internal sealed class MllpProber(SocketConnectionContextFactory factory) : IDest
             throw;
         }
 
-        await using var node = new MllpNodeConnection(address, factory.Create(socket), ProxyDefaults.MaxFrameSize);
+        await using var node = new MllpNodeConnection(address, socket, ProxyDefaults.MaxFrameSize);
         var reply = new ArrayBufferWriter<byte>();
         try
         {

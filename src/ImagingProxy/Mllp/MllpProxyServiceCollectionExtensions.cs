@@ -1,10 +1,8 @@
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Mllp;
 
@@ -17,21 +15,11 @@ public static class MllpProxyServiceCollectionExtensions
     /// </summary>
     public static IServiceCollection AddMllpProxy(this IServiceCollection services)
     {
-        // Shared with any other raw-TCP feature: one factory turns connected sockets into pipes (yarp-notes.md §6).
-        services.TryAddSingleton(sp => new SocketConnectionContextFactory(
-            new SocketConnectionFactoryOptions(),
-            sp.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Upstream")));
         services.TryAddSingleton(TimeProvider.System);
         // AddImagingProxyTelemetry registers the configured limiter; this default only serves hosts without it.
         services.TryAddKeyedSingleton(ImagingProxyTelemetry.LimiterKeys.MessageType, new TagValueLimiter(null, ProxyDefaults.MaxLabelValues));
         services.AddSingleton<MllpProxyConfiguration>();
-        // Node connections get their own factory with inline scheduling: the MLLP path never blocks, and running pipe
-        // continuations on the socket thread saves two thread-pool hops per message (one each way).
-        services.AddSingleton(sp => new MllpNodePool(
-            new SocketConnectionContextFactory(
-                new SocketConnectionFactoryOptions { UnsafePreferInlineScheduling = true },
-                sp.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Upstream.Mllp")),
-            sp.GetRequiredService<TimeProvider>()));
+        services.AddSingleton(sp => new MllpNodePool(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<MllpProxyMetrics>();
         services.AddSingleton<MllpForwarder>();
         services.AddSingleton<MllpConnectionHandler>();

@@ -6,7 +6,6 @@ using System.Text;
 using ImagingProxy.Configuration;
 using ImagingProxy.Mllp;
 using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -40,7 +39,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
         var gate = new ConfigurationGate(config);
         gate.ApplyInitial();
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        _pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), TimeProvider.System);
+        _pool = new MllpNodePool(TimeProvider.System);
         var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>(), new ImagingProxy.Telemetry.TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(_pool, new MllpHandlerHarness.NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
         var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneEmptyCluster(), forwarder, _pool, metrics, TimeProvider.System, new MllpHandlerHarness.Lifetime(), NullLogger<MllpConnectionHandler>.Instance);

@@ -7,7 +7,6 @@ using ImagingProxy.Mllp;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -51,7 +50,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         var gate = new ConfigurationGate(new ConfigurationBuilder().AddInMemoryCollection(values).Build());
         gate.ApplyInitial();
         Services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        Pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), time);
+        Pool = new MllpNodePool(time);
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(Pool, new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
         var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneCluster(destinations), forwarder, Pool, Metrics, time, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);

@@ -1,10 +1,8 @@
 using System.Diagnostics.Metrics;
 using ImagingProxy.Mllp;
-using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 
 namespace ImagingProxy.Tests.Mllp;
@@ -49,7 +47,7 @@ public sealed class MllpTimeoutTests
     {
         var time = new FakeTimeProvider();
         await using var node = new FakeHl7Node();
-        await using var pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), time);
+        await using var pool = new MllpNodePool(time);
         var connection = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);
         await pool.ReturnAsync(connection, TimeSpan.FromSeconds(60));
         await WaitUntilAsync(() => node.OpenConnections == 1);
@@ -66,7 +64,7 @@ public sealed class MllpTimeoutTests
     {
         var time = new FakeTimeProvider();
         await using var node = new FakeHl7Node();
-        await using var pool = new MllpNodePool(new SocketConnectionContextFactory(new SocketConnectionFactoryOptions(), NullLogger.Instance), time);
+        await using var pool = new MllpNodePool(time);
         var first = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);
         await pool.ReturnAsync(first, TimeSpan.FromSeconds(60));
         var again = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);

@@ -1,0 +1,130 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using ImagingProxy.Mllp;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>The node side of a message: one frame out, one ACK frame back, over a real loopback socket pair.</summary>
+public sealed class MllpNodeConnectionTests : IAsyncLifetime
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private Socket _node = null!;
+    private MllpNodeConnection _connection = null!;
+
+    public async Task InitializeAsync()
+    {
+        _listener.Start();
+        var client = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var accept = _listener.AcceptSocketAsync();
+        await client.ConnectAsync((IPEndPoint)_listener.LocalEndpoint);
+        _node = await accept.WaitAsync(Timeout);
+        _connection = new MllpNodeConnection("tcp://127.0.0.1:1", client, maxFrameSize: 64);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _connection.DisposeAsync();
+        _node.Dispose();
+        _listener.Stop();
+    }
+
+    [Fact]
+    public async Task Sends_the_message_framed_and_unchanged_in_one_frame()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|^~\\&|A\rPID|1"u8.ToArray()), CancellationToken.None));
+
+        var expected = "\vMSH|^~\\&|A\rPID|1\u001c\r"u8.ToArray();
+        Assert.Equal(expected, await ReadNodeAsync(expected.Length));
+        Assert.True(_connection.Used);
+    }
+
+    [Fact]
+    public async Task An_ack_arriving_byte_by_byte_is_read_whole()
+    {
+        var ack = new ArrayBufferWriter<byte>();
+        var receive = _connection.ReceiveAsync(ack, CancellationToken.None).AsTask();
+        foreach (var b in "\vMSA|AA|1\u001c\r"u8.ToArray())
+        {
+            await _node.SendAsync(new[] { b });
+        }
+
+        Assert.True(await receive.WaitAsync(Timeout));
+        Assert.Equal("MSA|AA|1", Encoding.ASCII.GetString(ack.WrittenSpan));
+    }
+
+    [Fact]
+    public async Task A_frame_sent_while_no_message_was_in_flight_is_discarded_before_the_next_message()
+    {
+        var first = new ArrayBufferWriter<byte>();
+        // One read brings the ACK and a late second frame; only the first is this message's ACK.
+        await _node.SendAsync("\vMSA|AA|1\u001c\r\vMSA|AA|late\u001c\r"u8.ToArray());
+        Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.Equal("MSA|AA|1", Encoding.ASCII.GetString(first.WrittenSpan));
+
+        // Another unsolicited frame arrives while idle.
+        await _node.SendAsync("\vMSA|AA|later\u001c\r"u8.ToArray());
+        await WaitUntilReadableAsync();
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
+
+        var second = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
+        Assert.Equal(2, _connection.UnsolicitedFrames);
+    }
+
+    [Fact]
+    public async Task An_ack_over_the_frame_limit_ends_the_exchange()
+    {
+        await _node.SendAsync(Encoding.ASCII.GetBytes("\v" + new string('A', 200) + "\u001c\r"));
+
+        Assert.False(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task A_node_that_closes_before_acknowledging_is_reported()
+    {
+        _node.Shutdown(SocketShutdown.Send);
+
+        Assert.False(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(Timeout));
+    }
+
+    [Fact]
+    public async Task Waiting_for_an_ack_stops_when_cancelled()
+    {
+        using var cancel = new CancellationTokenSource();
+        var receive = _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), cancel.Token).AsTask();
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receive.WaitAsync(Timeout));
+    }
+
+    private async Task<byte[]> ReadNodeAsync(int count)
+    {
+        var buffer = new byte[count];
+        var filled = 0;
+        while (filled < count)
+        {
+            var n = await _node.ReceiveAsync(buffer.AsMemory(filled)).AsTask().WaitAsync(Timeout);
+            Assert.NotEqual(0, n);
+            filled += n;
+        }
+
+        return buffer;
+    }
+
+    /// <summary>Polls the proxy-side socket until the node's bytes arrived (bounded); loopback delivery is not instant.</summary>
+    private async Task WaitUntilReadableAsync()
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (_connection.BytesWaiting == 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5);
+        }
+
+        Assert.True(_connection.BytesWaiting > 0);
+    }
+}
