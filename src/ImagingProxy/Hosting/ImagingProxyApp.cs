@@ -119,7 +119,6 @@ public static class ImagingProxyApp
 
             app.Services.GetRequiredService<ReadinessState>().MarkStarted();
         });
-        lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<ReadinessState>().MarkDraining());
         _ = app.Services.GetRequiredService<HealthMetrics>();
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 
