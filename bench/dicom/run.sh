@@ -5,7 +5,8 @@
 #   haproxy  client -> HAProxy (mode tcp, balance leastconn) -> storescp
 # Measures C-STORE throughput (MB/s, images/s) of CT-like 0.5 MB and MG-like 26 MB files with PARALLEL storescu
 # clients, and C-ECHO associations/s plus per-association latency with the in-process client (bench/dicom/EchoBench).
-# Targets run interleaved (direct, proxy, haproxy, direct, proxy, haproxy, ...) for ROUNDS rounds; medians are printed.
+# After one unmeasured warm-up pass per target, targets run interleaved (direct, proxy, haproxy, direct, ...) for
+# ROUNDS rounds; medians are printed.
 # storescp runs with --fork --ignore (receives everything, writes nothing) so that disk speed is not measured.
 # TCP_NODELAY=1 for every dcmtk process; ImagingProxy and HAProxy set TCP_NODELAY on their sockets themselves.
 #
@@ -100,6 +101,13 @@ store_run() { # kind port -> "MB/s images/s"
   if ((failed)); then echo "storescu failed ($kind on port $p):" >&2; cat "$work"/storescu.*.log >&2; exit 1; fi
   python3 -c "import sys; b,n,t=float(sys.argv[1]),int(sys.argv[2]),float(sys.argv[4])-float(sys.argv[3]); print(f'{b/1e6/t:.1f} {n/t:.1f}')" "$bytes" "${#files[@]}" "$start" "$end"
 }
+
+# One unmeasured pass per target first: the proxy's code is tiered up by the runtime during its first seconds of
+# traffic, and a proxy in service has long been warm (HAProxy and storescp need no warm-up, so they lose nothing).
+for t in "${targets[@]}"; do
+  echo "== warm-up: $t" >&2
+  store_run CT "${port[$t]}" >/dev/null
+done
 
 results="$work/results.txt"; : >"$results"
 for ((r = 1; r <= ROUNDS; r++)); do

@@ -6,12 +6,16 @@ using ImagingProxy.Mllp;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Server.Kestrel;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
 
@@ -60,6 +64,7 @@ public static class ImagingProxyApp
         builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMemoryPoolFactory<byte>, LargeBlockMemoryPoolFactory>();
 
         // SIGTERM drain: Kestrel stops accepting at once, open connections get this long to finish, then are aborted.
+        // The Admin endpoint keeps serving meanwhile and closes last (SplitKestrelServer).
         var drain = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>()?.DrainTimeout ?? ProxyDefaults.DrainTimeout;
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = drain);
 
@@ -68,28 +73,33 @@ public static class ImagingProxyApp
         var inline = !string.Equals(config[$"{ImagingProxyOptions.SectionName}:InlineScheduling"], "false", StringComparison.OrdinalIgnoreCase);
         builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = inline);
         InlineSocketCompletions.Enable(inline);
+
+        // The Admin endpoint gets a Kestrel server of its own (SplitKestrelServer), so that it keeps serving probes and
+        // scrapes while the data listeners drain; this server binds every other endpoint and the raw listeners.
+        var kestrelSection = config.GetSection("Kestrel");
+        var endpointNames = kestrelSection.GetSection("Endpoints").GetChildren().Select(e => e.Key).ToList();
+        var adminName = endpointNames.FirstOrDefault(IsAdmin);
+        var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
             // Imaging bodies are large (STOW-RS, MTOM): no global cap; routes set MaxRequestBodySize where wanted.
             kestrel.Limits.MaxRequestBodySize = null;
-            var loader = kestrel.Configure(config.GetSection("Kestrel"), reloadOnChange: true);
-            foreach (var endpoint in config.GetSection("Kestrel:Endpoints").GetChildren())
+            var loader = kestrel.Configure(adminName is not null ? KestrelEndpointSubset.Without(kestrelSection, adminName) : kestrelSection, reloadOnChange: true);
+            foreach (var name in endpointNames.Where(name => name != adminName))
             {
-                var name = endpoint.Key;
-                loader.Endpoint(name, e =>
-                {
-                    var listener = new ProxyListener(name, "Http", e.ListenOptions);
-                    listener.Attach();
-                    listeners.Add(listener);
-                });
+                AttachListener(loader, name, listeners);
             }
-
-            var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
 
             // Raw protocol listeners: DICOM associations and HL7 messages end in their own connection handlers.
             RawListenerBinder.Bind<DicomConnectionHandler>(kestrel, "Dicom", proxyOptions.Dicom.Listeners, listeners);
             RawListenerBinder.Bind<MllpConnectionHandler>(kestrel, "Mllp", proxyOptions.Mllp.Listeners, listeners);
         });
+
+        if (adminName is not null)
+        {
+            var hasDataListeners = endpointNames.Any(name => !IsAdmin(name)) || proxyOptions.Dicom.Listeners.Count > 0 || proxyOptions.Mllp.Listeners.Count > 0;
+            AddSplitServer(builder.Services, kestrelSection, adminName, listeners, hasDataListeners);
+        }
 
         AddProxy(builder.Services, config);
 
@@ -110,7 +120,6 @@ public static class ImagingProxyApp
 
             app.Services.GetRequiredService<ReadinessState>().MarkStarted();
         });
-        lifetime.ApplicationStopping.Register(() => app.Services.GetRequiredService<ReadinessState>().MarkDraining());
         _ = app.Services.GetRequiredService<HealthMetrics>();
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 
@@ -131,6 +140,42 @@ public static class ImagingProxyApp
             pipeline.UsePassiveHealthChecks();
         });
         return app;
+    }
+
+    private static bool IsAdmin(string endpointName) => string.Equals(endpointName, EndpointNames.Admin, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Names the connections of a configured Kestrel endpoint and registers it for /status and the start-up log.</summary>
+    private static void AttachListener(KestrelConfigurationLoader loader, string name, ListenerRegistry listeners)
+        => loader.Endpoint(name, endpoint =>
+        {
+            var listener = new ProxyListener(name, "Http", endpoint.ListenOptions);
+            listener.Attach();
+            listeners.Add(listener);
+        });
+
+    /// <summary>
+    /// Replaces the host's Kestrel server by <see cref="SplitKestrelServer"/>: that server (whose options the
+    /// <c>ConfigureKestrel</c> callbacks set) for the data listeners, and a second instance of the same server type,
+    /// with options of its own loading only <c>Kestrel:Endpoints:Admin</c>, for the Admin endpoint. Both share the
+    /// application's services: transport, memory pool, logging, metrics, and the one request pipeline.
+    /// </summary>
+    private static void AddSplitServer(IServiceCollection services, IConfigurationSection kestrel, string adminName, ListenerRegistry listeners, bool hasDataListeners)
+    {
+        var registered = services.Last(d => d.ServiceType == typeof(IServer));
+        var serverType = registered.ImplementationType
+            ?? throw new InvalidOperationException($"The registered {nameof(IServer)} is not a type (expected Kestrel's); the Admin endpoint cannot get a server of its own.");
+        services.Remove(registered);
+        services.AddSingleton(sp =>
+        {
+            var adminOptions = new KestrelServerOptions { ApplicationServices = sp };
+            var loader = adminOptions.Configure(KestrelEndpointSubset.Only(kestrel, adminName), reloadOnChange: true);
+            AttachListener(loader, adminName, listeners);
+            var data = (IServer)ActivatorUtilities.CreateInstance(sp, serverType);
+            var admin = (IServer)ActivatorUtilities.CreateInstance(sp, serverType, Options.Create(adminOptions));
+            return new SplitKestrelServer(data, admin, hasDataListeners);
+        });
+        services.AddSingleton<IServer>(sp => sp.GetRequiredService<SplitKestrelServer>());
+        services.AddHostedService<AdminServerShutdown>();
     }
 
     private static void AddProxy(IServiceCollection services, IConfiguration config)
