@@ -26,8 +26,8 @@ public static class ConfigurationValidator
         ValidateKestrelEndpoints(configuration.GetSection("Kestrel"), ports, errors);
 
         var proxy = configuration.GetSection(ImagingProxyOptions.SectionName);
-        var dicomListeners = ValidateListeners(proxy.GetSection("Dicom:Listeners"), ports, errors);
-        var mllpListeners = ValidateListeners(proxy.GetSection("Mllp:Listeners"), ports, errors);
+        var dicomListeners = ValidateListeners(proxy.GetSection("Dicom:Listeners"), ports, dicom: true, errors);
+        var mllpListeners = ValidateListeners(proxy.GetSection("Mllp:Listeners"), ports, dicom: false, errors);
         ValidateDicom(proxy.GetSection("Dicom"), clusters, dicomListeners, errors);
         ValidateMllp(proxy.GetSection("Mllp"), clusters, mllpListeners, errors);
         ValidateXds(proxy.GetSection("Xds"), clusters, errors);
@@ -242,12 +242,21 @@ public static class ConfigurationValidator
         }
     }
 
-    private static HashSet<string> ValidateListeners(IConfigurationSection section, List<(string, IPAddress?, int)> ports, List<string> errors)
+    private static HashSet<string> ValidateListeners(IConfigurationSection section, List<(string, IPAddress?, int)> ports, bool dicom, List<string> errors)
     {
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         foreach (var listener in section.GetChildren())
         {
             names.Add(listener.Key);
+            if (dicom)
+            {
+                ValidateBoolean(listener, "EarlyConnect", errors);
+            }
+            else if (listener["EarlyConnect"] is not null)
+            {
+                errors.Add($"{listener.Path}:EarlyConnect: only DICOM listeners connect early (an MLLP node is chosen per message).");
+            }
+
             var addressText = listener["Address"];
             IPAddress? address = null;
             if (!string.IsNullOrEmpty(addressText) && !TryParseListenAddress(addressText, out address))

@@ -11,4 +11,14 @@ public sealed record TcpListenerConfig
 
     /// <summary>Optional TLS (e.g. DICOM TLS on 2762): a PEM or PFX certificate.</summary>
     public CertificateConfig? Tls { get; init; }
+
+    /// <summary>
+    /// DICOM listeners only: when every route serving this listener goes to one cluster, connect to the node that will
+    /// serve the association as soon as the client connects, while its A-ASSOCIATE-RQ is still on the way (as an L4
+    /// proxy does), instead of after it. Saves the node connect on every association's set-up; the price is a TCP
+    /// connection the node sees opened and closed without a PDU whenever the association is then not forwarded (no
+    /// route for its AE titles, a client that never sends an RQ, a TCP health check of a load balancer in front).
+    /// Default false.
+    /// </summary>
+    public bool? EarlyConnect { get; init; }
 }

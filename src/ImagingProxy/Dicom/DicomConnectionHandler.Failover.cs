@@ -19,6 +19,7 @@ public sealed partial class DicomConnectionHandler
     private async Task<ConnectAttempt> ConnectAsync(
         DicomAssociation association,
         ClusterState cluster,
+        DicomEarlyConnection? early,
         byte[] request,
         string clientCalledAeTitle,
         DicomOptions options,
@@ -33,23 +34,35 @@ public sealed partial class DicomConnectionHandler
         var outcome = await pipelines.Attempts.ExecuteAsync(
             async token =>
             {
-                var candidates = cluster.DestinationsState.AvailableDestinations.Where(d => !tried.Contains(d)).ToList();
-                var destination = selector.Pick(cluster, candidates);
-                if (destination is null)
+                var available = cluster.DestinationsState.AvailableDestinations;
+                DestinationState? destination;
+                (Socket Socket, Task Connect)? connecting = null;
+                if (early is { Taken: false } && Contains(available, early.Destination))
                 {
-                    last = new ConnectAttempt(DicomAttemptResult.Exhausted);
-                    return last.Outcome;
+                    // The connection opened when the client connected (already acquired): the first attempt takes it.
+                    destination = early.Destination;
+                    connecting = early.Take();
+                }
+                else
+                {
+                    destination = selector.Pick(cluster, Untried(available, tried));
+                    if (destination is null)
+                    {
+                        last = new ConnectAttempt(DicomAttemptResult.Exhausted);
+                        return last.Outcome;
+                    }
+
+                    selector.Acquire(destination);
                 }
 
                 tried.Add(destination);
                 association.Attempts++;
                 association.DestinationId = destination.DestinationId;
-                selector.Acquire(destination);
                 var nodeAeTitle = rewrite ? destination.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) : null;
                 ConnectAttempt result;
                 try
                 {
-                    result = await TryDestinationAsync(destination, request, clientCalledAeTitle, nodeAeTitle, options, pipelines, token);
+                    result = await TryDestinationAsync(destination, connecting, request, clientCalledAeTitle, nodeAeTitle, options, pipelines, token);
                 }
                 catch
                 {
@@ -89,6 +102,7 @@ public sealed partial class DicomConnectionHandler
 
     private async Task<ConnectAttempt> TryDestinationAsync(
         DestinationState destination,
+        (Socket Socket, Task Connect)? early,
         byte[] request,
         string clientCalledAeTitle,
         string? nodeAeTitle,
@@ -102,24 +116,32 @@ public sealed partial class DicomConnectionHandler
         }
 
         // NoDelay always: with Nagle on, each PDU waits for the peer's delayed ACK (peers.md).
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = early?.Socket ?? new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         var connectTimeout = pipelines.Settings.ConnectTimeout;
         try
         {
-            // Per-attempt connect timeout: Polly's timeout strategy (TimeoutRejectedException when it fires).
-            await pipelines.Connect.ExecuteAsync(
-                async token =>
-                {
-                    if (IPAddress.TryParse(address.Host, out var ip))
+            if (early is { } started)
+            {
+                // Connecting since the client connected, under the same timeout; the client leaving still ends the wait.
+                await started.Connect.WaitAsync(cancellationToken);
+            }
+            else
+            {
+                // Per-attempt connect timeout: Polly's timeout strategy (TimeoutRejectedException when it fires).
+                await pipelines.Connect.ExecuteAsync(
+                    async token =>
                     {
-                        await socket.ConnectAsync(new IPEndPoint(ip, address.Port), token);
-                    }
-                    else
-                    {
-                        await socket.ConnectAsync(address.Host, address.Port, token);
-                    }
-                },
-                cancellationToken);
+                        if (IPAddress.TryParse(address.Host, out var ip))
+                        {
+                            await socket.ConnectAsync(new IPEndPoint(ip, address.Port), token);
+                        }
+                        else
+                        {
+                            await socket.ConnectAsync(address.Host, address.Port, token);
+                        }
+                    },
+                    cancellationToken);
+            }
         }
         catch (SocketException ex)
         {
@@ -202,6 +224,33 @@ public sealed partial class DicomConnectionHandler
                 await node.DisposeAsync();
             }
         }
+    }
+
+    private static bool Contains(IReadOnlyList<DestinationState> destinations, DestinationState destination)
+    {
+        for (var i = 0; i < destinations.Count; i++)
+        {
+            if (destinations[i] == destination)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    private static List<DestinationState> Untried(IReadOnlyList<DestinationState> available, HashSet<DestinationState> tried)
+    {
+        var untried = new List<DestinationState>(available.Count);
+        for (var i = 0; i < available.Count; i++)
+        {
+            if (!tried.Contains(available[i]))
+            {
+                untried.Add(available[i]);
+            }
+        }
+
+        return untried;
     }
 
     private static ConnectAttempt Failed(string failure, bool markUnhealthy)

@@ -43,9 +43,10 @@ public sealed partial class DicomConnectionHandler(
         using var activity = ImagingProxyTelemetry.ActivitySource.HasListeners()
             ? ImagingProxyTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Server)
             : null;
+        var early = StartEarlyConnect(association, options);
         try
         {
-            reason = await ServeAsync(connection, association, options);
+            reason = await ServeAsync(connection, association, options, early);
         }
         catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException)
         {
@@ -53,6 +54,12 @@ public sealed partial class DicomConnectionHandler(
         }
         finally
         {
+            if (early is not null)
+            {
+                metrics.EarlyConnect(association.Listener, early.Cluster.ClusterId, early.Taken);
+                await early.DisposeAsync();
+            }
+
             End(association, reason, activity);
         }
     }
@@ -60,7 +67,24 @@ public sealed partial class DicomConnectionHandler(
     /// <summary>The name of the <see cref="Activity"/> of each association (only when someone listens).</summary>
     public const string ActivityName = "dicom.association";
 
-    private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options)
+    /// <summary>
+    /// Listener option <c>EarlyConnect</c>: when every route of the listener goes to one cluster, the node connect starts
+    /// now, in parallel with the client's A-ASSOCIATE-RQ (not while draining: no new work then).
+    /// </summary>
+    private DicomEarlyConnection? StartEarlyConnect(DicomAssociation association, DicomOptions options)
+    {
+        if (!options.Listeners.TryGetValue(association.Listener, out var listener) || listener.EarlyConnect != true || drain.IsDraining)
+        {
+            return null;
+        }
+
+        var clusterId = DicomRouteTable.SingleCluster(settings.OrderedRoutes(options), association.Listener);
+        return clusterId is not null && proxyState.TryGetCluster(clusterId, out var cluster)
+            ? DicomEarlyConnection.Start(cluster, selector, failover.For(settings.Failover).Connect)
+            : null;
+    }
+
+    private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options, DicomEarlyConnection? early)
     {
         var client = connection.Transport;
         var limit = DicomProxySettings.MaxAssociatePduLength(options);
@@ -129,7 +153,7 @@ public sealed partial class DicomConnectionHandler(
                 return DicomAssociationEndReason.Shutdown;
         }
 
-        var match = DicomRouteTable.Match(options.Routes, request.CalledAeTitle, request.CallingAeTitle, association.Listener);
+        var match = DicomRouteTable.Match(settings.OrderedRoutes(options), request.CalledAeTitle, request.CallingAeTitle, association.Listener);
         if (!match.IsMatch)
         {
             await SendRejectAsync(client.Output, AssociateRejectResult.RejectedPermanent, AssociateRejectSource.ServiceUser,
@@ -148,7 +172,7 @@ public sealed partial class DicomConnectionHandler(
         }
 
         using var setup = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, drain.Deadline);
-        var attempt = await ConnectAsync(association, cluster, pdu, request.CalledAeTitle, options, setup.Token);
+        var attempt = await ConnectAsync(association, cluster, early is not null && early.Cluster == cluster ? early : null, pdu, request.CalledAeTitle, options, setup.Token);
         metrics.SetupCompleted(association.Listener, association.ClusterId, time.GetElapsedTime(setupStarted), attempt.Node is not null);
         switch (attempt.Outcome)
         {

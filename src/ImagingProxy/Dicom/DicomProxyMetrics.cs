@@ -22,6 +22,7 @@ public sealed class DicomProxyMetrics
     private readonly Counter<long> _operations;
     private readonly Counter<long> _bytes;
     private readonly Counter<long> _failovers;
+    private readonly Counter<long> _earlyConnects;
     private readonly Histogram<double> _setup;
     private readonly TagValueLimiter _aeTitles;
 
@@ -43,6 +44,8 @@ public sealed class DicomProxyMetrics
         _bytes = meter.CreateCounter<long>("imagingproxy.dicom.bytes", "By", "Bytes relayed, by direction.");
         _failovers = meter.CreateCounter<long>("imagingproxy.dicom.failovers", "{attempt}",
             "Attempts on a destination that failed before A-ASSOCIATE-AC (connect failure or timeout, transient reject, abort, close), so the association moved on.");
+        _earlyConnects = meter.CreateCounter<long>("imagingproxy.dicom.early_connects", "{connection}",
+            "Node connections opened when the client connected (listener EarlyConnect), by whether the association used them.");
         _setup = meter.CreateHistogram(
             "imagingproxy.dicom.association.setup.duration",
             "s",
@@ -92,6 +95,10 @@ public sealed class DicomProxyMetrics
     }
 
     /// <summary>One destination failed before A-ASSOCIATE-AC; the association fails over (or gives up after the last attempt).</summary>
+    /// <summary>An early node connection ended up used by its association (<c>used</c>) or closed without a PDU (<c>unused</c>).</summary>
+    public void EarlyConnect(string listener, string cluster, bool used)
+        => _earlyConnects.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "outcome", used ? "used" : "unused" } });
+
     public void AttemptFailed(string listener, string cluster, string destination)
         => _failovers.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "destination", destination } });
 

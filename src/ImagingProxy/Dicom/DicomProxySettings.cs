@@ -42,7 +42,7 @@ public sealed class DicomProxySettings : IDisposable
 
             var section = _configuration.GetSection($"{ImagingProxyOptions.SectionName}:Dicom");
             var options = section.Get<DicomOptions>() ?? new DicomOptions();
-            _cached = new Snapshot(version, options, ReadFailover(section));
+            _cached = new Snapshot(version, options, ReadFailover(section), DicomRouteTable.Order(options.Routes));
             return options;
         }
     }
@@ -88,5 +88,12 @@ public sealed class DicomProxySettings : IDisposable
 
     public static string ProbeCallingAeTitle(DicomOptions options) => options?.ProbeCallingAeTitle ?? ProxyDefaults.ProbeCallingAeTitle;
 
-    private sealed record Snapshot(int Version, DicomOptions Options, DicomFailoverSettings Failover);
+    /// <summary>The routes of <paramref name="options"/> in matching order, sorted once per configuration generation.</summary>
+    public KeyValuePair<string, DicomRouteConfig>[] OrderedRoutes(DicomOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return _cached is { } hit && ReferenceEquals(hit.Options, options) ? hit.Routes : DicomRouteTable.Order(options.Routes);
+    }
+
+    private sealed record Snapshot(int Version, DicomOptions Options, DicomFailoverSettings Failover, KeyValuePair<string, DicomRouteConfig>[] Routes);
 }

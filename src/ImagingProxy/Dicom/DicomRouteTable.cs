@@ -12,14 +12,31 @@ public static class DicomRouteTable
     /// <summary>The wildcard Called AE title.</summary>
     public const string AnyCalledAeTitle = "*";
 
-    public static DicomRouteMatch Match(IReadOnlyDictionary<string, DicomRouteConfig> routes, string calledAeTitle, string callingAeTitle, string? listener)
+    /// <summary>The routes in matching order (by id, so overlapping routes resolve the same way after every reload).</summary>
+    public static KeyValuePair<string, DicomRouteConfig>[] Order(IReadOnlyDictionary<string, DicomRouteConfig> routes)
     {
         ArgumentNullException.ThrowIfNull(routes);
+        var ordered = new KeyValuePair<string, DicomRouteConfig>[routes.Count];
+        var i = 0;
+        foreach (var route in routes)
+        {
+            ordered[i++] = route;
+        }
+
+        Array.Sort(ordered, static (a, b) => StringComparer.OrdinalIgnoreCase.Compare(a.Key, b.Key));
+        return ordered;
+    }
+
+    public static DicomRouteMatch Match(IReadOnlyDictionary<string, DicomRouteConfig> routes, string calledAeTitle, string callingAeTitle, string? listener)
+        => Match(Order(routes), calledAeTitle, callingAeTitle, listener);
+
+    /// <summary>Matches against routes already in <see cref="Order"/> (done once per configuration generation).</summary>
+    public static DicomRouteMatch Match(ReadOnlySpan<KeyValuePair<string, DicomRouteConfig>> ordered, string calledAeTitle, string callingAeTitle, string? listener)
+    {
         var calledKnown = false;
         foreach (var wildcard in (ReadOnlySpan<bool>)[false, true])
         {
-            // Ordered by id so that overlapping routes resolve the same way after every reload.
-            foreach (var (id, route) in routes.OrderBy(r => r.Key, StringComparer.OrdinalIgnoreCase))
+            foreach (var (id, route) in ordered)
             {
                 var matchesCalled = wildcard
                     ? route.CalledAeTitle == AnyCalledAeTitle
@@ -41,6 +58,31 @@ public static class DicomRouteTable
             calledKnown ? DicomRouteMatchResult.CallingAeTitleNotRecognized : DicomRouteMatchResult.CalledAeTitleNotRecognized,
             null,
             null);
+    }
+
+    /// <summary>
+    /// The one cluster every association arriving on <paramref name="listener"/> can be routed to, known before its
+    /// A-ASSOCIATE-RQ arrives: every route serving the listener names it (at least one does). Null otherwise.
+    /// </summary>
+    public static string? SingleCluster(ReadOnlySpan<KeyValuePair<string, DicomRouteConfig>> ordered, string? listener)
+    {
+        string? cluster = null;
+        foreach (var (_, route) in ordered)
+        {
+            if (!ServesListener(route, listener))
+            {
+                continue;
+            }
+
+            if (route.Cluster is null || (cluster is not null && !string.Equals(cluster, route.Cluster, StringComparison.OrdinalIgnoreCase)))
+            {
+                return null;
+            }
+
+            cluster = route.Cluster;
+        }
+
+        return cluster;
     }
 
     private static bool ServesListener(DicomRouteConfig route, string? listener)

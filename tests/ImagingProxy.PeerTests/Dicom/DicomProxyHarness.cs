@@ -34,16 +34,16 @@ internal static class DicomProxyHarness
     }
 
     /// <summary>An <c>ImagingProxy</c> section with one DICOM listener <c>dicom</c> on port 0 and the given routes.</summary>
-    public static string Dicom(string routes)
+    public static string Dicom(string routes, bool earlyConnect = false)
         => $$"""
-            { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": 0 } }, "Routes": { {{routes}} } } }
+            { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": 0, "EarlyConnect": {{(earlyConnect ? "true" : "false")}} } }, "Routes": { {{routes}} } } }
             """;
 
     public static string Route(string id, string calledAeTitle, string cluster)
         => $$""" "{{id}}": { "CalledAeTitle": "{{calledAeTitle}}", "Cluster": "{{cluster}}" } """;
 
-    public static Task<TestProxy> StartAsync(string clusters, string routes)
-        => TestProxy.StartAsync(TestProxy.Config("{" + clusters + "}", Dicom(routes)));
+    public static Task<TestProxy> StartAsync(string clusters, string routes, bool earlyConnect = false)
+        => TestProxy.StartAsync(TestProxy.Config("{" + clusters + "}", Dicom(routes, earlyConnect)));
 
     /// <summary>Collects every association summary of the proxy from now on.</summary>
     public static SummaryRecorder Record(TestProxy proxy) => new(proxy.Services.GetRequiredService<DicomConnectionHandler>());

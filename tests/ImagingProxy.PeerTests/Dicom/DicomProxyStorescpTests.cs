@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using ImagingProxy.Dicom;
 using ImagingProxy.PeerTests.Peers;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
@@ -40,6 +41,30 @@ public sealed class DicomProxyStorescpTests
         var summary = Assert.Single(await recorder.WaitAsync(1));
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
         Assert.Equal(5, summary.CStoreRequests);
+    }
+
+    [Fact(Timeout = 90_000)]
+    public async Task With_early_connect_storescu_files_arrive_byte_identical_and_each_association_uses_its_early_connection()
+    {
+        using var files = TestDicomFiles.Create();
+        var sent = await files.CreateSeriesAsync(3);
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("any", "*", "pacs"), earlyConnect: true);
+        using var recorder = Record(proxy);
+        using var early = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<long>(
+            proxy.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), DicomProxyMetrics.MeterName, "imagingproxy.dicom.early_connects");
+
+        var store = await Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", sent.Select(f => f.Path));
+        var echo = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+
+        Assert.True(store.Succeeded, $"{store}\n--- storescp ---\n{scp.Process.Output}");
+        Assert.True(echo.Succeeded, $"{echo}\n--- storescp ---\n{scp.Process.Output}");
+        await AssertReceivedAsync(scp, sent);
+        var summaries = await recorder.WaitAsync(2);
+        Assert.All(summaries, s => Assert.Equal(DicomAssociationEndReason.Released, s.Reason));
+        Assert.All(summaries, s => Assert.Equal(1, s.Attempts));
+        await early.WaitForMeasurementsAsync(2).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.All(early.GetMeasurementSnapshot(), m => Assert.Equal("used", m.Tags["outcome"]));
     }
 
     [Fact(Timeout = 90_000)]

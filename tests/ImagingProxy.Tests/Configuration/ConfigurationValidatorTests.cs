@@ -130,4 +130,24 @@ public class ConfigurationValidatorTests
         Assert.Contains("ImagingProxy:Mllp:Routes:r:Order: 'first' is not a whole number.", errors);
         Assert.Equal(5, errors.Count);
     }
+
+    [Fact]
+    public void Early_connect_is_a_boolean_of_dicom_listeners_only()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ImagingProxy:Dicom:Listeners:dicom:Port"] = "11112",
+            ["ImagingProxy:Dicom:Listeners:dicom:EarlyConnect"] = "yes",
+            ["ImagingProxy:Dicom:Listeners:dicom2:Port"] = "11113",
+            ["ImagingProxy:Dicom:Listeners:dicom2:EarlyConnect"] = "true",
+            ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "2575",
+            ["ImagingProxy:Mllp:Listeners:hl7:EarlyConnect"] = "true",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.Contains("ImagingProxy:Dicom:Listeners:dicom:EarlyConnect: 'yes' is not true or false.", errors);
+        Assert.Contains("ImagingProxy:Mllp:Listeners:hl7:EarlyConnect: only DICOM listeners connect early (an MLLP node is chosen per message).", errors);
+        Assert.DoesNotContain(errors, e => e.Contains("dicom2", StringComparison.Ordinal));
+    }
 }

@@ -87,6 +87,57 @@ public sealed class DicomConnectionHandlerTests
     }
 
     [Fact]
+    public async Task Early_connect_opens_the_node_connection_before_the_request_and_the_association_uses_it()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(EarlyConnectOn("dicom"), destinationPorts: node.Port);
+        using var early = harness.Collect("imagingproxy.dicom.early_connects");
+        var client = harness.Connect("dicom");
+
+        // Nothing sent yet: the node already has its connection.
+        await node.Accepted.WaitAsync(s_bounded);
+        Assert.False(node.SawRequest);
+
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.SendAsync(DicomCaptures.ReleaseRequest);
+        Assert.Equal(PduType.ReleaseResponse, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.Output.CompleteAsync();
+
+        var summary = await harness.Ended.Task.WaitAsync(s_bounded);
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.Equal(1, summary.Attempts);
+        Assert.Equal([PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
+        Assert.Equal("used", early.GetMeasurementSnapshot().Single().Tags["outcome"]);
+    }
+
+    [Fact]
+    public async Task Early_connect_unused_when_the_association_is_rejected_closes_it_without_a_pdu()
+    {
+        using var node = new LoopbackNode();
+        var config = EarlyConnectOn("dicom");
+        config["Routes:any:CalledAeTitle"] = "ONLYTHIS"; // the capture calls another AE title: no route
+        await using var harness = new HandlerHarness(config, destinationPorts: node.Port);
+        using var early = harness.Collect("imagingproxy.dicom.early_connects");
+        var client = harness.Connect("dicom");
+        await node.Accepted.WaitAsync(s_bounded);
+
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+
+        Assert.Equal(PduType.AssociateReject, (await client.ReadPduAsync())!.Value.Header.Type);
+        Assert.Empty(await node.Closed.WaitAsync(s_bounded));
+        Assert.False(node.SawRequest);
+        Assert.Equal(DicomAssociationEndReason.NoRoute, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Equal("unused", early.GetMeasurementSnapshot().Single().Tags["outcome"]);
+    }
+
+    private static Dictionary<string, string?> EarlyConnectOn(string listener) => new()
+    {
+        [$"Listeners:{listener}:Port"] = "104",
+        [$"Listeners:{listener}:EarlyConnect"] = "true",
+    };
+
+    [Fact]
     public async Task Artim_expiry_with_nothing_sent_closes_the_transport()
     {
         await using var harness = new HandlerHarness();

@@ -78,11 +78,19 @@ internal sealed class HandlerHarness : IAsyncDisposable
     public MetricCollector<long> Collect(string instrument) => new(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), DicomProxyMetrics.MeterName, instrument);
 
     /// <summary>Starts the handler on a new in-memory connection; the returned client is the test's end of it.</summary>
-    public TestClient Connect(CancellationToken closeRequested = default)
+    public TestClient Connect(CancellationToken closeRequested = default) => Connect(null, closeRequested);
+
+    /// <summary>As <see cref="Connect(CancellationToken)"/>, arriving on the named listener.</summary>
+    public TestClient Connect(string? listener, CancellationToken closeRequested = default)
     {
         var toHandler = new Pipe();
         var toClient = new Pipe();
         var context = new DefaultConnectionContext("conn-" + Guid.NewGuid().ToString("N")[..8], new Duplex(toHandler.Reader, toClient.Writer), new Duplex(toClient.Reader, toHandler.Writer));
+        if (listener is not null)
+        {
+            context.Features.Set<ImagingProxy.Hosting.IProxyListenerFeature>(new ListenerName(listener));
+        }
+
         if (closeRequested.CanBeCanceled)
         {
             context.Features.Set<IConnectionLifetimeNotificationFeature>(new CloseRequest(closeRequested));
@@ -173,6 +181,11 @@ internal sealed class HandlerHarness : IAsyncDisposable
         public void StopApplication() => _stopping.Cancel();
     }
 
+    private sealed class ListenerName(string name) : ImagingProxy.Hosting.IProxyListenerFeature
+    {
+        public string Name { get; } = name;
+    }
+
     private sealed class CloseRequest(CancellationToken token) : IConnectionLifetimeNotificationFeature
     {
         public CancellationToken ConnectionClosedRequested { get; set; } = token;
@@ -229,6 +242,7 @@ internal sealed class LoopbackNode : IDisposable
     private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
     private readonly CancellationTokenSource _stop = new(TimeSpan.FromSeconds(30));
     private readonly List<PduType> _received = [];
+    private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public LoopbackNode()
     {
@@ -243,6 +257,12 @@ internal sealed class LoopbackNode : IDisposable
     /// <summary>Completes with the PDU types the node received after its AC, when the proxy closed the connection.</summary>
     public Task<IReadOnlyList<PduType>> Closed { get; }
 
+    /// <summary>Completes when the node accepted the proxy's TCP connection.</summary>
+    public Task Accepted => _accepted.Task;
+
+    /// <summary>True once the node received an A-ASSOCIATE-RQ (and answered it with its AC).</summary>
+    public bool SawRequest { get; private set; }
+
     public void Dispose()
     {
         _stop.Cancel();
@@ -254,6 +274,7 @@ internal sealed class LoopbackNode : IDisposable
     {
         using var socket = await _listener.AcceptAsync(_stop.Token);
         socket.NoDelay = true;
+        _accepted.TrySetResult();
         await using var stream = new NetworkStream(socket, ownsSocket: false);
         var input = PipeReader.Create(stream);
         var first = true;
@@ -266,6 +287,7 @@ internal sealed class LoopbackNode : IDisposable
                 if (first)
                 {
                     first = false;
+                    SawRequest = true;
                     await stream.WriteAsync(DicomCaptures.AssociateAccept, _stop.Token);
                 }
                 else
