@@ -2,6 +2,7 @@
 # ImagingProxy DICOM benchmark (issue 3): one run on loopback, side by side:
 #   direct   client -> storescp
 #   proxy    client -> ImagingProxy (Release build of src/ImagingProxy.Host) -> storescp
+#   proxy-early  the same, on a second listener with EarlyConnect (node connect in parallel with the A-ASSOCIATE-RQ)
 #   haproxy  client -> HAProxy (mode tcp, balance leastconn) -> storescp
 # Measures C-STORE throughput (MB/s, images/s) of CT-like 0.5 MB and MG-like 26 MB files with PARALLEL storescu
 # clients, and C-ECHO associations/s plus per-association latency with the in-process client (bench/dicom/EchoBench).
@@ -53,7 +54,7 @@ make_files CT "$CT_COUNT" 512 512 1.2.840.10008.5.1.4.1.1.2
 make_files MG "$MG_COUNT" 6656 2048 1.2.840.10008.5.1.4.1.1.1.2
 
 # --- the node, ImagingProxy, HAProxy ---
-scp_port="$(free_port)" proxy_port="$(free_port)" admin_port="$(free_port)" ha_port="$(free_port)"
+scp_port="$(free_port)" proxy_port="$(free_port)" early_port="$(free_port)" admin_port="$(free_port)" ha_port="$(free_port)"
 storescp --fork --ignore -aet PACS -pdu "$PDU" "$scp_port" >"$work/storescp.log" 2>&1 & pids+=($!)
 cat >"$work/proxy.json" <<JSON
 {
@@ -61,7 +62,8 @@ cat >"$work/proxy.json" <<JSON
   "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:$admin_port" } } },
   "ReverseProxy": { "Routes": {}, "Clusters": { "pacs": { "LoadBalancingPolicy": "LeastRequests", "Metadata": { "Protocol": "Dicom" },
     "Destinations": { "pacs1": { "Address": "tcp://127.0.0.1:$scp_port" } } } } },
-  "ImagingProxy": { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": $proxy_port } },
+  "ImagingProxy": { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": $proxy_port },
+                                              "dicom-early": { "Address": "127.0.0.1", "Port": $early_port, "EarlyConnect": true } },
     "Routes": { "any": { "CalledAeTitle": "*", "Cluster": "pacs" } } } }
 }
 JSON
@@ -80,10 +82,10 @@ listen dicom
   server pacs1 127.0.0.1:$scp_port
 CFG
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!)
-wait_port "$scp_port"; wait_port "$proxy_port"; wait_port "$ha_port"
+wait_port "$scp_port"; wait_port "$proxy_port"; wait_port "$early_port"; wait_port "$ha_port"
 
-declare -A port=([direct]="$scp_port" [proxy]="$proxy_port" [haproxy]="$ha_port")
-targets=(direct proxy haproxy)
+declare -A port=([direct]="$scp_port" [proxy]="$proxy_port" [proxy-early]="$early_port" [haproxy]="$ha_port")
+targets=(direct proxy proxy-early haproxy)
 
 store_run() { # kind port -> "MB/s images/s"
   local kind="$1" p="$2" files=("$work/$1"/*.dcm) bytes start end
@@ -125,14 +127,17 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms"]
 med = {}
-for t in ("direct", "proxy", "haproxy"):
+targets = ("direct", "proxy", "proxy-early", "haproxy")
+for t in targets:
     vals = [[float(x) for x in r[1:]] for r in rows if r[0] == t]
     med[t] = [statistics.median(c) for c in zip(*vals)]
-print(f"rounds: {len(rows)//3} (A-B-A-B interleaved), medians")
+print(f"rounds: {len(rows)//len(targets)} (A-B-A-B interleaved), medians; proxy-early = the same proxy's listener with EarlyConnect")
 print(f"{'target':<22}" + "".join(f"{c:>16}" for c in cols))
-for t in ("direct", "proxy", "haproxy"):
+for t in targets:
     print(f"{t:<22}" + "".join(f"{v:>16.2f}" for v in med[t]))
-print(f"{'proxy / haproxy':<22}" + "".join(f"{p/h:>16.3f}" for p, h in zip(med['proxy'], med['haproxy'])))
-print(f"{'proxy / direct':<22}" + "".join(f"{p/d:>16.3f}" for p, d in zip(med['proxy'], med['direct'])))
-print(f"association set-up overhead (median echo latency, proxy - direct): {med['proxy'][5]-med['direct'][5]:.3f} ms; haproxy - direct: {med['haproxy'][5]-med['direct'][5]:.3f} ms")
+for p in ("proxy", "proxy-early"):
+    print(f"{p + ' / haproxy':<22}" + "".join(f"{a/h:>16.3f}" for a, h in zip(med[p], med['haproxy'])))
+print(f"{'proxy / direct':<22}" + "".join(f"{a/d:>16.3f}" for a, d in zip(med['proxy'], med['direct'])))
+print("association set-up overhead (median echo latency minus direct): "
+      + "; ".join(f"{t} {med[t][5]-med['direct'][5]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy")))
 PY

@@ -32,7 +32,19 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public long BytesFromNode { get; set; }
 
-    public bool Released { get; set; }
+    private readonly TaskCompletionSource _releaseSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>True once an A-RELEASE-RP went through (PS3.8 §9.3.7: the release is complete).</summary>
+    public bool Released { get; private set; }
+
+    /// <summary>Completes when <see cref="Released"/> becomes true.</summary>
+    public Task ReleaseSeen => _releaseSeen.Task;
+
+    public void MarkReleased()
+    {
+        Released = true;
+        _releaseSeen.TrySetResult();
+    }
 
     public bool ClientAborted { get; set; }
 

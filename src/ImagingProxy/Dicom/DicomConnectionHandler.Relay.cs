@@ -12,7 +12,7 @@ public sealed partial class DicomConnectionHandler
     /// abort) and writes them on; the first direction to stop stops the other. A side that vanished without release
     /// or abort leaves the other with an A-ABORT (PS3.8 §9.3.8, source 2), never a hang.
     /// </summary>
-    private async Task<DicomAssociationEndReason> RelayAsync(ConnectionContext client, DicomNodeConnection node, DicomAssociation association, TimeSpan idleTimeout)
+    private async Task<DicomAssociationEndReason> RelayAsync(ConnectionContext client, DicomNodeConnection node, DicomAssociation association, TimeSpan idleTimeout, TimeSpan artimTimeout)
     {
         // Draining does not stop a relay (the association runs until it is released); only the drain deadline does.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(drain.Deadline, client.ConnectionClosed);
@@ -20,7 +20,7 @@ public sealed partial class DicomConnectionHandler
         var nodeObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: false, metrics));
         var clientToNode = ClientToNodeAsync(client.Transport.Input, node, clientObserver, association, stop.Token);
         var nodeToClient = NodeToClientAsync(node, client.Transport.Output, nodeObserver, association, stop.Token);
-        var idle = WatchIdleAsync(association, idleTimeout, stop.Token);
+        var idle = WatchIdleAsync(association, idleTimeout, artimTimeout, stop.Token);
 
         var first = await Task.WhenAny(clientToNode, nodeToClient, idle);
         var shutdown = drain.Deadline.IsCancellationRequested;
@@ -198,15 +198,26 @@ public sealed partial class DicomConnectionHandler
     /// <summary>How long an A-ABORT to a node may wait for room in the socket's send buffer.</summary>
     private static readonly TimeSpan AbortSendTimeout = TimeSpan.FromSeconds(5);
 
-    /// <summary>True when nothing moved either way for <paramref name="idleTimeout"/>; false when stopped first.</summary>
-    private async Task<bool> WatchIdleAsync(DicomAssociation association, TimeSpan idleTimeout, CancellationToken stop)
+    /// <summary>
+    /// True when nothing moved either way for <paramref name="idleTimeout"/>; false when stopped first, or when the
+    /// association was released and the transport was not closed within <paramref name="artimTimeout"/> (PS3.8 Sta13:
+    /// after A-RELEASE-RP the requestor closes, the acceptor's ARTIM bounds the wait; the relay then ends as released).
+    /// </summary>
+    private async Task<bool> WatchIdleAsync(DicomAssociation association, TimeSpan idleTimeout, TimeSpan artimTimeout, CancellationToken stop)
     {
         try
         {
             var wait = idleTimeout;
             while (true)
             {
-                await Task.Delay(wait, time, stop);
+                var delay = Task.Delay(wait, time, stop);
+                if (await Task.WhenAny(delay, association.ReleaseSeen) != delay)
+                {
+                    await Task.Delay(artimTimeout, time, stop);
+                    return false;
+                }
+
+                await delay;
                 var idleFor = time.GetElapsedTime(association.LastActivity);
                 if (idleFor >= idleTimeout)
                 {

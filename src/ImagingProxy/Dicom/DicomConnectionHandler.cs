@@ -195,7 +195,7 @@ public sealed partial class DicomConnectionHandler(
                 metrics.AssociationStarted(association.Listener, association.RouteId ?? string.Empty, association.ClusterId);
                 try
                 {
-                    return await RelayAsync(connection, node, association, DicomProxySettings.IdleTimeout(options));
+                    return await RelayAsync(connection, node, association, DicomProxySettings.IdleTimeout(options), DicomProxySettings.ArtimTimeout(options));
                 }
                 finally
                 {

@@ -8,7 +8,7 @@ internal sealed class DicomRelayEvents(DicomAssociation association, bool fromCl
         // PS3.8 §9.3.7: an A-RELEASE-RP either way completes the release (a collision still ends in RPs).
         if (header.Type == PduType.ReleaseResponse)
         {
-            association.Released = true;
+            association.MarkReleased();
         }
     }
 

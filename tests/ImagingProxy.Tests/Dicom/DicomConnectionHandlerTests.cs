@@ -138,6 +138,27 @@ public sealed class DicomConnectionHandlerTests
     };
 
     [Fact]
+    public async Task After_release_a_client_that_keeps_its_connection_open_is_closed_when_artim_expires()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["ArtimTimeout"] = "00:00:10" }, destinationPorts: node.Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.SendAsync(DicomCaptures.ReleaseRequest);
+        Assert.Equal(PduType.ReleaseResponse, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        // PS3.8 Sta13: the requestor should close now; this one does not.
+        var released = harness.Time.GetUtcNow();
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromSeconds(1));
+
+        Assert.InRange(harness.Time.GetUtcNow() - released, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(15));
+        Assert.Equal(DicomAssociationEndReason.Released, (await harness.Ended.Task).Reason);
+        Assert.True(await client.ClosedWithoutPduAsync());
+        Assert.Equal([PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
+    }
+
+    [Fact]
     public async Task Artim_expiry_with_nothing_sent_closes_the_transport()
     {
         await using var harness = new HandlerHarness();
