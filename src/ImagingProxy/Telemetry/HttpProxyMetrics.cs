@@ -13,6 +13,11 @@ namespace ImagingProxy.Telemetry;
 /// </summary>
 public sealed class HttpProxyMetrics : IDisposable
 {
+    // A TagList holds its values as objects: the status codes 100-599 are boxed once here, not once per request.
+    private const int FirstCachedStatusCode = 100;
+    private const int LastCachedStatusCode = 599;
+    private static readonly object[] s_statusCodes = CreateStatusCodes();
+
     private readonly Meter _meter;
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _duration;
@@ -50,7 +55,7 @@ public sealed class HttpProxyMetrics : IDisposable
             { "route", feature.Route.Config.RouteId },
             { "cluster", feature.Cluster.Config.ClusterId },
             { "destination", feature.ProxiedDestination?.DestinationId ?? "none" },
-            { "http.response.status_code", context.Response.StatusCode },
+            { "http.response.status_code", StatusCodeTag(context.Response.StatusCode) },
             { "error", error == ForwarderError.None ? "none" : error.ToString() },
         };
         _requests.Add(1, tags);
@@ -60,9 +65,27 @@ public sealed class HttpProxyMetrics : IDisposable
             var transaction = context.Items.TryGetValue(XdsRoutingStep.XdsTransactionItem, out var value) && value is XdsTransaction t
                 ? XdsAction.TransactionId(t)
                 : XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out _) is var c && c == XdsTransaction.Missing ? "missing" : "unknown";
-            _xds.Add(1, new TagList { { "transaction", transaction }, { "http.response.status_code", context.Response.StatusCode } });
+            _xds.Add(1, new TagList { { "transaction", transaction }, { "http.response.status_code", StatusCodeTag(context.Response.StatusCode) } });
         }
     }
 
     public void Dispose() => _meter.Dispose();
+
+    /// <summary>The status code as a tag value: a cached box for 100-599, a new one for anything else.</summary>
+    private static object StatusCodeTag(int statusCode)
+    {
+        var index = statusCode - FirstCachedStatusCode;
+        return (uint)index < (uint)s_statusCodes.Length ? s_statusCodes[index] : statusCode;
+    }
+
+    private static object[] CreateStatusCodes()
+    {
+        var boxes = new object[LastCachedStatusCode - FirstCachedStatusCode + 1];
+        for (var i = 0; i < boxes.Length; i++)
+        {
+            boxes[i] = FirstCachedStatusCode + i;
+        }
+
+        return boxes;
+    }
 }

@@ -145,9 +145,26 @@ public sealed class KustomizationTests(RenderedKustomization rendered) : IClassF
         var preStop = PreStopSeconds();
         Assert.True(grace > preStop, $"terminationGracePeriodSeconds {grace} must exceed the preStop sleep {preStop}");
 
-        // The host's shutdown timeout is how long SIGTERM waits for open associations, messages and requests.
-        var drain = int.Parse(Environment("ASPNETCORE_SHUTDOWNTIMEOUTSECONDS"), CultureInfo.InvariantCulture);
-        Assert.True(grace > preStop + drain, $"terminationGracePeriodSeconds {grace} must exceed preStop {preStop} + drain deadline {drain} (plus a margin)");
+        // The drain deadline is the host's shutdown timeout: how long SIGTERM waits for open associations, messages
+        // and requests. The margin after it covers the last A-ABORTs, the log and metric flush and the process exit.
+        var (drain, source) = DrainDeadline();
+        Assert.True(drain > TimeSpan.Zero, $"the drain deadline {drain} ({source}) is not positive");
+        Assert.True(grace > preStop + drain.TotalSeconds, $"terminationGracePeriodSeconds {grace} must exceed preStop {preStop} + drain deadline {drain.TotalSeconds} s ({source}) (plus a margin)");
+    }
+
+    [Fact]
+    public void ASPNETCORE_SHUTDOWNTIMEOUTSECONDS_if_set_equals_the_drain_deadline()
+    {
+        // ImagingProxy sets the host's shutdown timeout from its drain deadline, overriding this variable; a different
+        // value would only mislead whoever reads the manifest.
+        if (OptionalEnvironment("ASPNETCORE_SHUTDOWNTIMEOUTSECONDS") is not { } value)
+        {
+            return;
+        }
+
+        var (drain, source) = DrainDeadline();
+        var seconds = int.Parse(value, CultureInfo.InvariantCulture);
+        Assert.True(seconds == drain.TotalSeconds, $"ASPNETCORE_SHUTDOWNTIMEOUTSECONDS {seconds} differs from the drain deadline {drain.TotalSeconds} s ({source}) that overrides it");
     }
 
     [Fact]
@@ -200,6 +217,45 @@ public sealed class KustomizationTests(RenderedKustomization rendered) : IClassF
     {
         var variable = Assert.Single(Container.Items("env"), e => e.At("name").GetString() == name);
         return variable.At("value").GetString()!;
+    }
+
+    /// <summary>
+    /// The value of a container environment variable, or null when the container does not set it. Matched ignoring
+    /// case, as configuration keys are: two spellings of one key in one container are an error.
+    /// </summary>
+    private string? OptionalEnvironment(string name)
+    {
+        var variables = Container.Items("env").Where(e => string.Equals(e.At("name").GetString(), name, StringComparison.OrdinalIgnoreCase)).ToList();
+        Assert.True(variables.Count <= 1, $"the container sets {name} {variables.Count} times");
+        return variables.Count == 0 ? null : variables[0].At("value").GetString()!;
+    }
+
+    /// <summary>
+    /// <c>ImagingProxy:DrainTimeout</c> as the pod's host reads it (it sets the host's shutdown timeout): the environment
+    /// variable over the ConfigMap's file (layered over appsettings.json), else the product default.
+    /// </summary>
+    private (TimeSpan Deadline, string Source) DrainDeadline()
+    {
+        const string Key = $"{ImagingProxyOptions.SectionName}:{nameof(ImagingProxyOptions.DrainTimeout)}";
+        var variable = Key.Replace(":", "__", StringComparison.Ordinal);
+        if (OptionalEnvironment(variable) is { } fromEnvironment)
+        {
+            return ParseTimeSpan(fromEnvironment, $"env {variable}");
+        }
+
+        if (Layered(MountedConfiguration())[Key] is { } fromConfigMap)
+        {
+            return ParseTimeSpan(fromConfigMap, $"ConfigMap {Key}");
+        }
+
+        return (ProxyDefaults.DrainTimeout, "the default");
+    }
+
+    private static (TimeSpan Deadline, string Source) ParseTimeSpan(string value, string source)
+    {
+        // As the configuration binder converts a TimeSpan (invariant culture, "c" or "g" formats).
+        Assert.True(TimeSpan.TryParse(value, CultureInfo.InvariantCulture, out var parsed), $"{source} = '{value}' is not a TimeSpan");
+        return (parsed, source);
     }
 
     private int PreStopSeconds()

@@ -91,6 +91,8 @@ public class AssociateParserTests
         { "item length past end", AssociateParseError.ItemLengthInvalid },
         { "no user information", AssociateParseError.InvalidUserInformation },
         { "no application context", AssociateParseError.InvalidApplicationContext },
+        { "no presentation context", AssociateParseError.MissingPresentationContext },
+        { "only an accept's presentation context item", AssociateParseError.MissingPresentationContext },
         { "maximum length of 2 bytes", AssociateParseError.InvalidMaximumLength },
         { "presentation context without transfer syntax", AssociateParseError.InvalidPresentationContext },
     };
@@ -110,6 +112,8 @@ public class AssociateParserTests
             "item length past end" => Patch(pdu, 0x97, 0x00, 0xFF)[6..],
             "no user information" => pdu[6..0x95],
             "no application context" => [.. pdu[6..0x4A], .. pdu[0x63..]],
+            "no presentation context" => [.. pdu[6..0x63], .. pdu[0x95..]],
+            "only an accept's presentation context item" => Patch(pdu, 0x63, 0x21)[6..],
             "maximum length of 2 bytes" => Patch(pdu, 0x99, 0x51, 0x00, 0x00, 0x02, 0x52, 0x00)[6..],
             "presentation context without transfer syntax" => Patch(pdu, 0x80, 0x41)[6..],
             _ => throw new ArgumentOutOfRangeException(nameof(malformation)),
@@ -136,6 +140,66 @@ public class AssociateParserTests
 
         Assert.True(AssociateAccept.TryParse(Body(pdu), out var ac, out _));
         Assert.Equal(PresentationContextResult.AbstractSyntaxNotSupported, ac.PresentationContexts[0].Result);
+    }
+
+    [Fact]
+    public void Accepts_a_rejected_presentation_context_without_a_transfer_syntax_in_an_accept()
+    {
+        // PS3.8 §9.3.3.2: the transfer syntax sub-item of a context that is not accepted is not significant, so it is not required.
+        var pdu = DicomCaptures.AssociateAccept;
+        byte[] body = [.. pdu[6..0x63], 0x21, 0x00, 0x00, 0x04, 0x01, 0x00, 0x03, 0x00, .. pdu[0x80..]];
+
+        Assert.True(AssociateAccept.TryParse(new ReadOnlySequence<byte>(body), out var ac, out var error), error.ToString());
+        var pc = Assert.Single(ac.PresentationContexts);
+        Assert.Equal(PresentationContextResult.AbstractSyntaxNotSupported, pc.Result);
+        Assert.Empty(pc.TransferSyntaxes);
+    }
+
+    [Fact]
+    public void Parses_an_accept_body_split_across_segments()
+    {
+        var pdu = DicomCaptures.AssociateAccept;
+        for (var split = 7; split < pdu.Length; split += 11)
+        {
+            var body = TestSequence.Split(pdu, split).Slice(6);
+            Assert.True(AssociateAccept.TryParse(body, out var ac, out var error), $"split at {split}: {error}");
+            Assert.Equal("STORESCP", ac.CalledAeTitle);
+            Assert.Equal(PresentationContextResult.Acceptance, Assert.Single(ac.PresentationContexts).Result);
+        }
+    }
+
+    public static TheoryData<string, AssociateParseError> AcceptMalformations => new()
+    {
+        { "fixed part one byte short", AssociateParseError.TooShort },
+        { "protocol version 2", AssociateParseError.ProtocolVersionNotSupported },
+        { "item length past end", AssociateParseError.ItemLengthInvalid },
+        { "no application context", AssociateParseError.InvalidApplicationContext },
+        { "no presentation context", AssociateParseError.MissingPresentationContext },
+        { "only a request's presentation context item", AssociateParseError.MissingPresentationContext },
+        { "no user information", AssociateParseError.InvalidUserInformation },
+    };
+
+    [Theory]
+    [MemberData(nameof(AcceptMalformations))]
+    public void Names_each_malformation_of_an_accept(string malformation, AssociateParseError expected)
+    {
+        // The dcmtk AC: fixed part to 0x4A, Application Context to 0x63, Presentation Context (0x21) to 0x80, User Information.
+        var pdu = DicomCaptures.AssociateAccept;
+        byte[] body = malformation switch
+        {
+            "fixed part one byte short" => pdu[6..(6 + 67)],
+            "protocol version 2" => Patch(pdu, 6, 0x00, 0x02)[6..],
+            "item length past end" => Patch(pdu, 0x82, 0x00, 0xFF)[6..],
+            "no application context" => [.. pdu[6..0x4A], .. pdu[0x63..]],
+            "no presentation context" => [.. pdu[6..0x63], .. pdu[0x80..]],
+            "only a request's presentation context item" => Patch(pdu, 0x63, 0x20)[6..],
+            "no user information" => pdu[6..0x80],
+            _ => throw new ArgumentOutOfRangeException(nameof(malformation)),
+        };
+
+        Assert.False(AssociateAccept.TryParse(new ReadOnlySequence<byte>(body), out var ac, out var error));
+        Assert.Null(ac);
+        Assert.Equal(expected, error);
     }
 
     internal static ReadOnlySequence<byte> Body(byte[] pdu) => new(pdu, 6, pdu.Length - 6);

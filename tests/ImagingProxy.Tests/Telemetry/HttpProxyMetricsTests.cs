@@ -79,6 +79,49 @@ public sealed class HttpProxyMetricsTests : IDisposable
         Assert.Single(_duration.GetMeasurementSnapshot());
     }
 
+    [Fact]
+    public async Task The_status_code_tag_is_one_shared_box_per_code_not_one_per_request()
+    {
+        for (var i = 0; i < 2; i++)
+        {
+            var context = Context(XdsRouteProvider.RouteId, "registry", "reg1");
+            context.Items[XdsRoutingStep.XdsTransactionItem] = XdsTransaction.RegistryStoredQuery;
+            await _metrics.InvokeAsync(context, () =>
+            {
+                context.Response.StatusCode = 404;
+                return Task.CompletedTask;
+            });
+        }
+
+        var requests = _requests.GetMeasurementSnapshot();
+        var xds = _xds.GetMeasurementSnapshot();
+        Assert.Equal(2, requests.Count);
+        Assert.Equal(2, xds.Count);
+        var tag = requests[0].Tags["http.response.status_code"];
+        Assert.Equal(404, tag);
+        Assert.Same(tag, requests[1].Tags["http.response.status_code"]);
+        Assert.Same(tag, xds[0].Tags["http.response.status_code"]);
+        Assert.Same(tag, xds[1].Tags["http.response.status_code"]);
+    }
+
+    [Theory]
+    [InlineData(100)]
+    [InlineData(599)]
+    [InlineData(600)]
+    [InlineData(999)]
+    public async Task Status_codes_at_and_beyond_the_cached_range_are_labelled_as_they_are(int statusCode)
+    {
+        var context = Context("dicomweb", "pacs-web", "orthanc-a");
+
+        await _metrics.InvokeAsync(context, () =>
+        {
+            context.Response.StatusCode = statusCode;
+            return Task.CompletedTask;
+        });
+
+        Assert.Equal(statusCode, Assert.Single(_requests.GetMeasurementSnapshot()).Tags["http.response.status_code"]);
+    }
+
     [Theory]
     [InlineData(XdsTransaction.RegistryStoredQuery, "ITI-18")]
     [InlineData(XdsTransaction.ProvideAndRegisterDocumentSet, "ITI-41")]
