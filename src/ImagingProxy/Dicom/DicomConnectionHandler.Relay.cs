@@ -185,7 +185,7 @@ public sealed partial class DicomConnectionHandler
     {
         var pdu = new ArrayBufferWriter<byte>(PduWriter.FixedPduLength);
         PduWriter.WriteAbort(pdu, AbortSource.ServiceProvider, reason);
-        using var timeout = new CancellationTokenSource(AbortSendTimeout, time);
+        using var timeout = new CancellationTokenSource(s_abortSendTimeout, time);
         try
         {
             await node.SendAsync(pdu.WrittenMemory, timeout.Token);
@@ -196,7 +196,7 @@ public sealed partial class DicomConnectionHandler
     }
 
     /// <summary>How long an A-ABORT to a node may wait for room in the socket's send buffer.</summary>
-    private static readonly TimeSpan AbortSendTimeout = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan s_abortSendTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// True when nothing moved either way for <paramref name="idleTimeout"/>; false when stopped first, or when the

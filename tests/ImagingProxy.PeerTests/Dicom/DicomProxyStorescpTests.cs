@@ -1,6 +1,6 @@
-using Microsoft.Extensions.DependencyInjection;
 using ImagingProxy.Dicom;
 using ImagingProxy.PeerTests.Peers;
+using Microsoft.Extensions.DependencyInjection;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
 
 namespace ImagingProxy.PeerTests.Dicom;

@@ -9,7 +9,7 @@ namespace ImagingProxy.Tests.Mllp;
 /// <summary>The node side of a message: one frame out, one ACK frame back, over a real loopback socket pair.</summary>
 public sealed class MllpNodeConnectionTests : IAsyncLifetime
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(10);
     private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
     private Socket _node = null!;
     private MllpNodeConnection _connection = null!;
@@ -20,7 +20,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         var client = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         var accept = _listener.AcceptSocketAsync();
         await client.ConnectAsync((IPEndPoint)_listener.LocalEndpoint);
-        _node = await accept.WaitAsync(Timeout);
+        _node = await accept.WaitAsync(s_timeout);
         _connection = new MllpNodeConnection("tcp://127.0.0.1:1", client, maxFrameSize: 64);
     }
 
@@ -51,7 +51,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
             await _node.SendAsync(new[] { b });
         }
 
-        Assert.True(await receive.WaitAsync(Timeout));
+        Assert.True(await receive.WaitAsync(s_timeout));
         Assert.Equal("MSA|AA|1", Encoding.ASCII.GetString(ack.WrittenSpan));
     }
 
@@ -61,7 +61,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         var first = new ArrayBufferWriter<byte>();
         // One read brings the ACK and a late second frame; only the first is this message's ACK.
         await _node.SendAsync("\vMSA|AA|1\u001c\r\vMSA|AA|late\u001c\r"u8.ToArray());
-        Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(s_timeout));
         Assert.Equal("MSA|AA|1", Encoding.ASCII.GetString(first.WrittenSpan));
 
         // Another unsolicited frame arrives while idle.
@@ -71,7 +71,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
 
         var second = new ArrayBufferWriter<byte>();
-        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
         Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
         Assert.Equal(2, _connection.UnsolicitedFrames);
     }
@@ -81,7 +81,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
     {
         await _node.SendAsync(Encoding.ASCII.GetBytes("\v" + new string('A', 200) + "\u001c\r"));
 
-        Assert.False(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.False(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(s_timeout));
     }
 
     [Fact]
@@ -89,7 +89,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
     {
         _node.Shutdown(SocketShutdown.Send);
 
-        Assert.False(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(Timeout));
+        Assert.False(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(s_timeout));
     }
 
     [Fact]
@@ -99,7 +99,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         var receive = _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), cancel.Token).AsTask();
         await cancel.CancelAsync();
 
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receive.WaitAsync(Timeout));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receive.WaitAsync(s_timeout));
     }
 
     private async Task<byte[]> ReadNodeAsync(int count)
@@ -108,7 +108,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         var filled = 0;
         while (filled < count)
         {
-            var n = await _node.ReceiveAsync(buffer.AsMemory(filled)).AsTask().WaitAsync(Timeout);
+            var n = await _node.ReceiveAsync(buffer.AsMemory(filled)).AsTask().WaitAsync(s_timeout);
             Assert.NotEqual(0, n);
             filled += n;
         }
@@ -119,7 +119,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
     /// <summary>Polls the proxy-side socket until the node's bytes arrived (bounded); loopback delivery is not instant.</summary>
     private async Task WaitUntilReadableAsync()
     {
-        var deadline = DateTime.UtcNow + Timeout;
+        var deadline = DateTime.UtcNow + s_timeout;
         while (_connection.BytesWaiting == 0 && DateTime.UtcNow < deadline)
         {
             await Task.Delay(5);
