@@ -32,7 +32,8 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public long BytesFromNode { get; set; }
 
-    private readonly TaskCompletionSource _releaseSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    // Completed on the relay thread; the only continuation (the idle watcher) just arms the ARTIM delay.
+    private readonly TaskCompletionSource _releaseSeen = new();
 
     /// <summary>True once an A-RELEASE-RP went through (PS3.8 §9.3.7: the release is complete).</summary>
     public bool Released { get; private set; }

@@ -303,22 +303,27 @@ public sealed partial class DicomConnectionHandler(
             }
         }
 
-        Log.AssociationEnded(
-            logger,
-            association.Id,
-            DicomProxyMetrics.ReasonName(reason),
-            association.CallingAeTitle ?? string.Empty,
-            association.CalledAeTitle ?? string.Empty,
-            association.ClientEndPoint?.ToString() ?? string.Empty,
-            association.Listener,
-            association.RouteId ?? string.Empty,
-            association.ClusterId ?? string.Empty,
-            association.DestinationId ?? string.Empty,
-            association.Attempts,
-            association.BytesFromClient,
-            association.BytesFromNode,
-            association.DescribeCommands(),
-            time.GetElapsedTime(association.StartTimestamp).TotalMilliseconds);
+        // The arguments build strings (endpoint, DIMSE summary): only when the line is written.
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+            Log.AssociationEnded(
+                logger,
+                association.Id,
+                DicomProxyMetrics.ReasonName(reason),
+                association.CallingAeTitle ?? string.Empty,
+                association.CalledAeTitle ?? string.Empty,
+                association.ClientEndPoint?.ToString() ?? string.Empty,
+                association.Listener,
+                association.RouteId ?? string.Empty,
+                association.ClusterId ?? string.Empty,
+                association.DestinationId ?? string.Empty,
+                association.Attempts,
+                association.BytesFromClient,
+                association.BytesFromNode,
+                association.DescribeCommands(),
+                time.GetElapsedTime(association.StartTimestamp).TotalMilliseconds);
+        }
+
         AssociationEnded?.Invoke(new DicomAssociationSummary(
             association.Id,
             reason,
