@@ -214,6 +214,56 @@ public sealed class DicomConnectionHandlerTests
     }
 
     [Fact]
+    public async Task Garbage_from_the_node_after_the_accept_is_not_relayed_and_both_sides_get_a_abort()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        var rq = await ReceivePduAsync(node);
+        Assert.Equal((byte)PduType.AssociateRequest, rq[0]);
+        await node.SendAsync(DicomCaptures.AssociateAccept);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        // PDU type 0x42 does not exist (PS3.8 §9.3.1).
+        await node.SendAsync(new byte[] { 0x42, 0x00, 0x00, 0x00, 0x00, 0x02, 0xDE, 0xAD });
+
+        var toClient = await client.ReadPduAsync();
+        Assert.Equal(PduType.Abort, toClient!.Value.Header.Type);
+        Assert.Equal((byte)AbortSource.ServiceProvider, toClient.Value.Pdu[8]);
+        var toNode = await ReceivePduAsync(node);
+        Assert.Equal([(byte)PduType.Abort, (byte)AbortSource.ServiceProvider, (byte)AbortReason.UnrecognizedPdu], new[] { toNode[0], toNode[8], toNode[9] });
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Null(await client.ReadPduAsync());
+    }
+
+    /// <summary>One whole PDU from a node-side socket (bounded).</summary>
+    private static async Task<byte[]> ReceivePduAsync(Socket socket)
+    {
+        var header = new byte[PduHeader.Size];
+        await ReceiveExactlyAsync(socket, header);
+        var length = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(2));
+        var pdu = new byte[PduHeader.Size + length];
+        header.CopyTo(pdu, 0);
+        await ReceiveExactlyAsync(socket, pdu.AsMemory(PduHeader.Size));
+        return pdu;
+    }
+
+    private static async Task ReceiveExactlyAsync(Socket socket, Memory<byte> buffer)
+    {
+        while (!buffer.IsEmpty)
+        {
+            var n = await socket.ReceiveAsync(buffer).AsTask().WaitAsync(s_bounded);
+            Assert.NotEqual(0, n);
+            buffer = buffer[n..];
+        }
+    }
+
+    [Fact]
     public async Task An_oversize_rq_length_is_answered_with_a_abort_before_anything_is_buffered()
     {
         await using var harness = new HandlerHarness();
