@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Connections;
@@ -115,32 +114,18 @@ public sealed partial class DicomConnectionHandler
             return Failed($"'{destination.Model.Config.Address}' is not a tcp:// address", markUnhealthy: false);
         }
 
-        // NoDelay always: with Nagle on, each PDU waits for the peer's delayed ACK (peers.md).
-        var socket = early?.Socket ?? new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = early?.Socket ?? DicomNodeConnection.NewSocket();
         var connectTimeout = pipelines.Settings.ConnectTimeout;
         try
         {
             if (early is { } started)
             {
-                // Connecting since the client connected, under the same timeout; the client leaving still ends the wait.
+                // Connecting since the client connected (EarlyConnect), under the same timeout; the client leaving still ends the wait.
                 await started.Connect.WaitAsync(cancellationToken);
             }
             else
             {
-                // Per-attempt connect timeout: Polly's timeout strategy (TimeoutRejectedException when it fires).
-                await pipelines.Connect.ExecuteAsync(
-                    async token =>
-                    {
-                        if (IPAddress.TryParse(address.Host, out var ip))
-                        {
-                            await socket.ConnectAsync(new IPEndPoint(ip, address.Port), token);
-                        }
-                        else
-                        {
-                            await socket.ConnectAsync(address.Host, address.Port, token);
-                        }
-                    },
-                    cancellationToken);
+                await DicomNodeConnection.ConnectAsync(socket, address, pipelines.Connect, cancellationToken);
             }
         }
         catch (SocketException ex)

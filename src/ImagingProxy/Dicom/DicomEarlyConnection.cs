@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using Polly;
@@ -15,7 +14,7 @@ namespace ImagingProxy.Dicom;
 internal sealed class DicomEarlyConnection : IAsyncDisposable
 {
     private readonly CancellationTokenSource _cancel = new();
-    private readonly Socket _socket = new(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+    private readonly Socket _socket = DicomNodeConnection.NewSocket();
     private readonly DicomDestinationSelector _selector;
     private Task? _connect;
 
@@ -48,7 +47,7 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
 
         selector.Acquire(destination);
         var early = new DicomEarlyConnection(cluster, destination, selector);
-        early._connect = early.ConnectAsync(address, connectTimeout);
+        early._connect = DicomNodeConnection.ConnectAsync(early._socket, address, connectTimeout, early._cancel.Token).AsTask();
         return early;
     }
 
@@ -80,24 +79,5 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
         _socket.Dispose();
         _cancel.Dispose();
         _selector.Release(Destination);
-    }
-
-    private async Task ConnectAsync(TcpAddress address, ResiliencePipeline connectTimeout)
-    {
-        await connectTimeout.ExecuteAsync(
-            static async (state, token) =>
-            {
-                var (socket, address) = state;
-                if (IPAddress.TryParse(address.Host, out var ip))
-                {
-                    await socket.ConnectAsync(new IPEndPoint(ip, address.Port), token);
-                }
-                else
-                {
-                    await socket.ConnectAsync(address.Host, address.Port, token);
-                }
-            },
-            (_socket, address),
-            _cancel.Token);
     }
 }

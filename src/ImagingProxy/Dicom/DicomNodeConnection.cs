@@ -1,5 +1,8 @@
 using System.Buffers;
+using System.Net;
 using System.Net.Sockets;
+using ImagingProxy.Configuration;
+using Polly;
 
 namespace ImagingProxy.Dicom;
 
@@ -13,6 +16,30 @@ namespace ImagingProxy.Dicom;
 internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
 {
     private int _disposed;
+
+    /// <summary>A socket for a node connection: <c>NoDelay</c> always (with Nagle on, each PDU waits for the peer's delayed ACK; peers.md).</summary>
+    public static Socket NewSocket() => new(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+
+    /// <summary>
+    /// Connects <paramref name="socket"/> to <paramref name="address"/> under <paramref name="connectTimeout"/>, the
+    /// per-attempt timeout (Polly's timeout strategy: <see cref="Polly.Timeout.TimeoutRejectedException"/> when it fires).
+    /// </summary>
+    public static ValueTask ConnectAsync(Socket socket, TcpAddress address, ResiliencePipeline connectTimeout, CancellationToken cancellationToken)
+        => connectTimeout.ExecuteAsync(
+            static async (state, token) =>
+            {
+                var (socket, address) = state;
+                if (IPAddress.TryParse(address.Host, out var ip))
+                {
+                    await socket.ConnectAsync(new IPEndPoint(ip, address.Port), token);
+                }
+                else
+                {
+                    await socket.ConnectAsync(address.Host, address.Port, token);
+                }
+            },
+            (socket, address),
+            cancellationToken);
 
     /// <summary>Sends every byte of <paramref name="bytes"/> (segment by segment; a short send continues).</summary>
     public async ValueTask SendAsync(ReadOnlySequence<byte> bytes, CancellationToken cancellationToken)

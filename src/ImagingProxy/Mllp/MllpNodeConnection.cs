@@ -10,16 +10,16 @@ namespace ImagingProxy.Mllp;
 /// </summary>
 internal sealed class MllpNodeConnection : IAsyncDisposable
 {
-    /// <summary>Receive buffer to start with; it grows for a larger ACK frame, up to the frame limit.</summary>
-    private const int InitialReceiveSize = 4096;
+    /// <summary>Send and receive buffers to start with; the receive buffer grows for a larger ACK frame, up to the frame limit.</summary>
+    private const int InitialBufferSize = 4096;
 
     /// <summary>A send buffer grown past this for a large message is dropped afterwards, not kept per connection.</summary>
     private const int RetainedSendSize = 64 * 1024;
 
     private readonly Socket _socket;
     private readonly MllpFrameReader _frames;
-    private ArrayBufferWriter<byte> _send = new(InitialReceiveSize);
-    private byte[] _receive = new byte[InitialReceiveSize];
+    private ArrayBufferWriter<byte> _send = new(InitialBufferSize);
+    private byte[] _receive = new byte[InitialBufferSize];
     private int _start;
     private int _end;
     private int _disposed;
@@ -66,7 +66,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
 
         if (_send.Capacity > RetainedSendSize)
         {
-            _send = new ArrayBufferWriter<byte>(InitialReceiveSize);
+            _send = new ArrayBufferWriter<byte>(InitialBufferSize);
         }
 
         return true;
