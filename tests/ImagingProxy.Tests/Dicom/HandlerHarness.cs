@@ -1,10 +1,10 @@
 using System.Buffers;
-using System.Diagnostics.CodeAnalysis;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Dicom;
 using ImagingProxy.Telemetry;
+using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Configuration;
@@ -14,7 +14,6 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
-using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
@@ -52,7 +51,7 @@ internal sealed class HandlerHarness : IAsyncDisposable
         _cluster.DestinationsState = new ClusterDestinationsState(destinations, destinations);
         Handler = new DicomConnectionHandler(
             new DicomProxySettings(configuration),
-            new OneCluster(_cluster),
+            new FixedProxyState(_cluster),
             new DicomDestinationSelector(),
             new NoHealthUpdates(),
             Metrics,
@@ -201,26 +200,6 @@ internal sealed class HandlerHarness : IAsyncDisposable
 
         public PipeWriter Output { get; } = output;
     }
-
-    private sealed class OneCluster(ClusterState cluster) : IProxyStateLookup
-    {
-        public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
-        {
-            route = null;
-            return false;
-        }
-
-        public IEnumerable<RouteModel> GetRoutes() => [];
-
-        public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? found)
-        {
-            found = id == cluster.ClusterId ? cluster : null;
-            return found is not null;
-        }
-
-        public IEnumerable<ClusterState> GetClusters() => [cluster];
-    }
-
     private sealed class NoHealthUpdates : IDestinationHealthUpdater
     {
         public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)

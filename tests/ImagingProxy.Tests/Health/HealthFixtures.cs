@@ -1,11 +1,9 @@
 using System.Collections.Concurrent;
-using System.Diagnostics.CodeAnalysis;
 using System.Threading.Channels;
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
-using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
@@ -124,26 +122,6 @@ internal sealed class RecordingHealthUpdater : IDestinationHealthUpdater
             }
         }
     }
-}
-
-/// <summary>An <see cref="IProxyStateLookup"/> over fixed clusters.</summary>
-internal sealed class FixedProxyState(params ClusterState[] clusters) : IProxyStateLookup
-{
-    public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
-    {
-        route = null;
-        return false;
-    }
-
-    public IEnumerable<RouteModel> GetRoutes() => [];
-
-    public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? cluster)
-    {
-        cluster = clusters.FirstOrDefault(c => c.ClusterId == id);
-        return cluster is not null;
-    }
-
-    public IEnumerable<ClusterState> GetClusters() => clusters;
 }
 
 /// <summary>An <see cref="ActiveHealthMonitor"/> on a fake clock with a scripted prober, fed through the tracking updater.</summary>

@@ -1,15 +1,14 @@
 using System.Buffers;
-using System.Diagnostics.CodeAnalysis;
 using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using ImagingProxy.Configuration;
 using ImagingProxy.Mllp;
+using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
-using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Tests.Mllp;
@@ -42,7 +41,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
         _pool = new MllpNodePool(TimeProvider.System);
         var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>(), new ImagingProxy.Telemetry.TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(_pool, new MllpHandlerHarness.NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
-        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneEmptyCluster(), forwarder, _pool, metrics, TimeProvider.System, new MllpHandlerHarness.Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(new ClusterState("empty")), forwarder, _pool, metrics, TimeProvider.System, new MllpHandlerHarness.Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
         var connection = new DefaultConnectionContext("test-1", new MllpHandlerHarness.Duplex(_toProxy.Reader, _fromProxy.Writer), new MllpHandlerHarness.Duplex(_fromProxy.Reader, _toProxy.Writer));
         _handler = Task.Run(() => handler.OnConnectedAsync(connection));
     }
@@ -148,26 +147,4 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
         await _handler.WaitAsync(s_timeout); // the handler returned: Kestrel then closes the socket
         Assert.False(_fromProxy.Reader.TryRead(out _));
     }
-
-    private sealed class OneEmptyCluster : IProxyStateLookup
-    {
-        private readonly ClusterState _cluster = new("empty");
-
-        public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
-        {
-            route = null;
-            return false;
-        }
-
-        public IEnumerable<RouteModel> GetRoutes() => [];
-
-        public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? cluster)
-        {
-            cluster = id == "empty" ? _cluster : null;
-            return cluster is not null;
-        }
-
-        public IEnumerable<ClusterState> GetClusters() => [_cluster];
-    }
-
 }

@@ -1,17 +1,16 @@
-using System.Diagnostics.CodeAnalysis;
 using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using ImagingProxy.Configuration;
 using ImagingProxy.Mllp;
 using ImagingProxy.Telemetry;
+using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
-using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
@@ -24,6 +23,15 @@ namespace ImagingProxy.Tests.Mllp;
 /// </summary>
 internal sealed class MllpHandlerHarness : IAsyncDisposable
 {
+    /// <summary>Cluster <c>c</c> with one destination per address (d0, d1 ...), all available.</summary>
+    private static ClusterState Cluster(string[] destinations)
+    {
+        var cluster = new ClusterState("c", new ClusterModel(new ClusterConfig { ClusterId = "c" }, new HttpMessageInvoker(new HttpClientHandler())));
+        var states = destinations.Select((address, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = address }))).ToArray();
+        cluster.DestinationsState = new ClusterDestinationsState(states, states);
+        return cluster;
+    }
+
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
     private readonly Pipe _toProxy = new();
@@ -53,7 +61,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Pool = new MllpNodePool(time);
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(Pool, new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
-        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new OneCluster(destinations), forwarder, Pool, Metrics, time, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations)), forwarder, Pool, Metrics, time, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer));
         _connection.Features.Set<IConnectionLifetimeNotificationFeature>(new CloseNotification(_closeRequested));
         Handler = Task.Run(async () =>
@@ -151,35 +159,6 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
 
         public PipeWriter Output { get; } = output;
     }
-
-    private sealed class OneCluster : IProxyStateLookup
-    {
-        private readonly ClusterState _cluster;
-
-        public OneCluster(string[] destinations)
-        {
-            _cluster = new ClusterState("c", new ClusterModel(new ClusterConfig { ClusterId = "c" }, new HttpMessageInvoker(new HttpClientHandler())));
-            var states = destinations.Select((address, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = address }))).ToArray();
-            _cluster.DestinationsState = new ClusterDestinationsState(states, states);
-        }
-
-        public bool TryGetRoute(string id, [NotNullWhen(true)] out RouteModel? route)
-        {
-            route = null;
-            return false;
-        }
-
-        public IEnumerable<RouteModel> GetRoutes() => [];
-
-        public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? cluster)
-        {
-            cluster = id == "c" ? _cluster : null;
-            return cluster is not null;
-        }
-
-        public IEnumerable<ClusterState> GetClusters() => [_cluster];
-    }
-
     internal sealed class NoHealthUpdates : IDestinationHealthUpdater
     {
         public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)

@@ -1,5 +1,6 @@
 using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Health;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Yarp.ReverseProxy.Model;
