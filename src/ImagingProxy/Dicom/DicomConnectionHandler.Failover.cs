@@ -114,7 +114,7 @@ public sealed partial class DicomConnectionHandler
             return Failed($"'{destination.Model.Config.Address}' is not a tcp:// address", markUnhealthy: false);
         }
 
-        var socket = early?.Socket ?? DicomNodeConnection.NewSocket();
+        var socket = early?.Socket ?? address.NewSocket();
         var connectTimeout = pipelines.Settings.ConnectTimeout;
         try
         {

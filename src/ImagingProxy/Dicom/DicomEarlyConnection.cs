@@ -14,12 +14,13 @@ namespace ImagingProxy.Dicom;
 internal sealed class DicomEarlyConnection : IAsyncDisposable
 {
     private readonly CancellationTokenSource _cancel = new();
-    private readonly Socket _socket = DicomNodeConnection.NewSocket();
+    private readonly Socket _socket;
     private readonly DicomDestinationSelector _selector;
     private Task? _connect;
 
-    private DicomEarlyConnection(ClusterState cluster, DestinationState destination, DicomDestinationSelector selector)
+    private DicomEarlyConnection(ClusterState cluster, DestinationState destination, DicomDestinationSelector selector, Socket socket)
     {
+        _socket = socket;
         Cluster = cluster;
         Destination = destination;
         _selector = selector;
@@ -46,7 +47,7 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
         }
 
         selector.Acquire(destination);
-        var early = new DicomEarlyConnection(cluster, destination, selector);
+        var early = new DicomEarlyConnection(cluster, destination, selector, address.NewSocket());
         early._connect = DicomNodeConnection.ConnectAsync(early._socket, address, connectTimeout, early._cancel.Token).AsTask();
         return early;
     }

@@ -17,9 +17,6 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
 {
     private int _disposed;
 
-    /// <summary>A socket for a node connection: <c>NoDelay</c> always (with Nagle on, each PDU waits for the peer's delayed ACK; peers.md).</summary>
-    public static Socket NewSocket() => new(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-
     /// <summary>
     /// Connects <paramref name="socket"/> to <paramref name="address"/> under <paramref name="connectTimeout"/>, the
     /// per-attempt timeout (Polly's timeout strategy: <see cref="Polly.Timeout.TimeoutRejectedException"/> when it fires).
@@ -107,6 +104,21 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
         try
         {
             socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Shuts the receiving side down: on Linux a pending receive then returns 0 at once, which stops a relay direction
+    /// without cancelling (and throwing). Sending still works (an A-ABORT can follow).
+    /// </summary>
+    public void ShutdownReceive()
+    {
+        try
+        {
+            socket.Shutdown(SocketShutdown.Receive);
         }
         catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
         {

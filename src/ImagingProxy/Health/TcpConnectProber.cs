@@ -19,7 +19,7 @@ internal sealed class TcpConnectProber : IDestinationProber
             return ProbeResult.Failure($"bad address '{address}'");
         }
 
-        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var socket = target.NewSocket();
         try
         {
             await socket.ConnectAsync(target.Host, target.Port, cancellationToken);

@@ -56,7 +56,7 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
             throw new SocketException((int)SocketError.AddressNotAvailable);
         }
 
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = target.NewSocket();
         try
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

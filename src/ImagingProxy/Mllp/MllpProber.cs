@@ -44,7 +44,7 @@ internal sealed class MllpProber : IDestinationProber
             return ProbeResult.Failure($"bad address '{address}'");
         }
 
-        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = target.NewSocket();
         try
         {
             await socket.ConnectAsync(target.Host, target.Port, cancellationToken);
