@@ -10,6 +10,9 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public string Id { get; } = id;
 
+    /// <summary>Served from the accepting thread (<see cref="DicomAcceptStart"/>).</summary>
+    public bool StartedAtAccept { get; init; }
+
     public string Listener { get; } = listener;
 
     public EndPoint? ClientEndPoint { get; } = clientEndPoint;

@@ -1,6 +1,9 @@
 namespace ImagingProxy.Dicom;
 
-/// <summary>How one association went, raised by <see cref="DicomConnectionHandler.AssociationEnded"/> when it ends.</summary>
+/// <summary>
+/// How one association went, raised by <see cref="DicomConnectionHandler.AssociationEnded"/> when it ends.
+/// <see cref="StartedAtAccept"/>: served from the accepting thread (<see cref="DicomAcceptStart"/>).
+/// </summary>
 public sealed record DicomAssociationSummary(
     string Id,
     DicomAssociationEndReason Reason,
@@ -12,4 +15,5 @@ public sealed record DicomAssociationSummary(
     long BytesFromNode,
     int CStoreRequests,
     int CEchoRequests,
-    int Attempts = 0);
+    int Attempts = 0,
+    bool StartedAtAccept = false);

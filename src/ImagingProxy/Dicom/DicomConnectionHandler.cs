@@ -33,12 +33,28 @@ public sealed partial class DicomConnectionHandler(
     /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>
     public const string RewriteCalledAeTitleKey = MetadataKeys.RewriteCalledAeTitle;
 
-    public override async Task OnConnectedAsync(ConnectionContext connection)
+    public override Task OnConnectedAsync(ConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        return connection.Features.Get<StartedAtAccept>() is { } started
+            ? started.Association
+            : RunAsync(connection, connection.Features.Get<IProxyListenerFeature>()?.Name ?? string.Empty, atAccept: false);
+    }
+
+    /// <summary>
+    /// Starts the association on the thread that accepted the connection (<see cref="DicomAcceptStart"/>); Kestrel's call
+    /// of <see cref="OnConnectedAsync"/> later waits for it.
+    /// </summary>
+    internal void StartAtAccept(ConnectionContext connection, string listener)
+        => connection.Features.Set(new StartedAtAccept(RunAsync(connection, listener, atAccept: true)));
+
+    /// <summary>The association a connection started when it was accepted.</summary>
+    private sealed record StartedAtAccept(Task Association);
+
+    private async Task RunAsync(ConnectionContext connection, string listener, bool atAccept)
+    {
         var options = settings.Current;
-        var listener = connection.Features.Get<IProxyListenerFeature>()?.Name ?? string.Empty;
-        var association = new DicomAssociation(connection.ConnectionId, listener, connection.RemoteEndPoint, time.GetTimestamp());
+        var association = new DicomAssociation(connection.ConnectionId, listener, connection.RemoteEndPoint, time.GetTimestamp()) { StartedAtAccept = atAccept };
         var reason = DicomAssociationEndReason.ClientClosed;
         using var activity = ImagingProxyTelemetry.ActivitySource.HasListeners()
             ? ImagingProxyTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Server)
@@ -335,7 +351,8 @@ public sealed partial class DicomConnectionHandler(
             association.BytesFromNode,
             association.CommandCount(DimseCommandField.CStoreRequest),
             association.CommandCount(DimseCommandField.CEchoRequest),
-            association.Attempts));
+            association.Attempts,
+            association.StartedAtAccept));
     }
 
     /// <summary>Raised once per connection when it ends (tests and diagnostics).</summary>

@@ -5,11 +5,13 @@ using ImagingProxy.Health;
 using ImagingProxy.Mllp;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.AspNetCore.Server.Kestrel;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -94,6 +96,17 @@ public static class ImagingProxyApp
             RawListenerBinder.Bind<DicomConnectionHandler>(kestrel, "Dicom", proxyOptions.Dicom.Listeners, listeners);
             RawListenerBinder.Bind<MllpConnectionHandler>(kestrel, "Mllp", proxyOptions.Mllp.Listeners, listeners);
         });
+
+        // With inline scheduling, plain-TCP DICOM associations start on the accepting thread (DicomAcceptStart).
+        var acceptStart = proxyOptions.Dicom.Listeners.Where(l => l.Value.Tls?.Path is null).Select(l => l.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
+        if (inline && acceptStart.Count > 0)
+        {
+            builder.Services.AddSingleton<IConnectionListenerFactory>(sp =>
+            {
+                var start = new DicomAcceptStart(sp.GetRequiredService<DicomConnectionHandler>(), listeners, acceptStart);
+                return new AcceptHookTransportFactory(ActivatorUtilities.CreateInstance<SocketTransportFactory>(sp), start.OnAccepted);
+            });
+        }
 
         if (adminName is not null)
         {

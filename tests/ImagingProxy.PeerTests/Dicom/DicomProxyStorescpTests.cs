@@ -23,6 +23,9 @@ public sealed class DicomProxyStorescpTests
         Assert.Equal("pacs1", summary.DestinationId);
         Assert.Equal(1, summary.CEchoRequests);
         Assert.True(summary.BytesFromClient > 0 && summary.BytesFromNode > 0);
+
+        // Inline scheduling (the default): a plain-TCP association is served from the thread that accepted it.
+        Assert.True(summary.StartedAtAccept);
     }
 
     [Fact(Timeout = 90_000)]
