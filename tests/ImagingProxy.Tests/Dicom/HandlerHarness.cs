@@ -126,7 +126,9 @@ internal sealed class HandlerHarness : IAsyncDisposable
         _ = toHandler.Writer.FlushAsync().AsTask();
         Handler.StartAtAccept(context, listener);
         var client = new TestClient(context, toClient.Reader, toHandler.Writer, Task.CompletedTask);
-        return (client, async () =>
+        return (client, DispatchAsync);
+
+        async Task DispatchAsync()
         {
             context.Features.Set<ImagingProxy.Hosting.IProxyListenerFeature>(new ListenerName(listener));
             try
@@ -138,7 +140,7 @@ internal sealed class HandlerHarness : IAsyncDisposable
                 await toClient.Writer.CompleteAsync();
                 await toHandler.Reader.CompleteAsync();
             }
-        });
+        }
     }
 
     public async ValueTask DisposeAsync()
