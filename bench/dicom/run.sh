@@ -67,7 +67,7 @@ cat >"$work/proxy.json" <<JSON
     "Routes": { "any": { "CalledAeTitle": "*", "Cluster": "pacs" } } } }
 }
 JSON
-DOTNET_gcServer=1 dotnet "$host_dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!)
+DOTNET_gcServer=1 dotnet "$host_dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
 cat >"$work/haproxy.cfg" <<CFG
 global
   maxconn 4096
@@ -81,11 +81,15 @@ listen dicom
   balance leastconn
   server pacs1 127.0.0.1:$scp_port
 CFG
-haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!)
+haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!); haproxy_pid=$!
 wait_port "$scp_port"; wait_port "$proxy_port"; wait_port "$early_port"; wait_port "$ha_port"
 
 declare -A port=([direct]="$scp_port" [proxy]="$proxy_port" [proxy-early]="$early_port" [haproxy]="$ha_port")
 targets=(direct proxy proxy-early haproxy)
+declare -A cpu_pid=([direct]=0 [proxy]="$proxy_pid" [proxy-early]="$proxy_pid" [haproxy]="$haproxy_pid")
+# user and system CPU ticks of a process (utime, stime in /proc/PID/stat); "0 0" for direct (no proxy)
+ticks() { if [[ $1 == 0 ]]; then echo "0 0"; else awk '{print $14, $15}' "/proc/$1/stat"; fi; }
+hz=$(getconf CLK_TCK)
 
 store_run() { # kind port -> "MB/s images/s"
   local kind="$1" p="$2" files=("$work/$1"/*.dcm) bytes start end
@@ -117,15 +121,19 @@ for ((r = 1; r <= ROUNDS; r++)); do
     echo "== round $r: $t" >&2
     read -r ct_mbs ct_ips < <(store_run CT "${port[$t]}")
     read -r mg_mbs mg_ips < <(store_run MG "${port[$t]}")
+    read -r u0 s0 < <(ticks "${cpu_pid[$t]}")
     read -r eps emed ep90 < <(dotnet "$echo_dll" 127.0.0.1 "${port[$t]}" PACS "$ECHO_COUNT" "$ECHO_CONCURRENCY")
-    echo "$t $ct_mbs $ct_ips $mg_mbs $mg_ips $eps $emed $ep90" >>"$results"
+    read -r u1 s1 < <(ticks "${cpu_pid[$t]}")
+    # the proxy's own CPU per C-ECHO association (whole association: accept, RQ/AC, echo, release, close), ms
+    cpu=$(python3 -c "import sys; n,hz,du,ds=map(float,sys.argv[1:]); print(f'{du/hz*1e3/n:.3f} {ds/hz*1e3/n:.3f}')" "$ECHO_COUNT" "$hz" $((u1 - u0)) $((s1 - s0)))
+    echo "$t $ct_mbs $ct_ips $mg_mbs $mg_ips $eps $emed $ep90 $cpu" >>"$results"
   done
 done
 
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms"]
+cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms", "user ms/assoc", "sys ms/assoc"]
 med = {}
 targets = ("direct", "proxy", "proxy-early", "haproxy")
 for t in targets:
@@ -135,9 +143,11 @@ print(f"rounds: {len(rows)//len(targets)} (A-B-A-B interleaved), medians; proxy-
 print(f"{'target':<22}" + "".join(f"{c:>16}" for c in cols))
 for t in targets:
     print(f"{t:<22}" + "".join(f"{v:>16.2f}" for v in med[t]))
+ratio = lambda a, b: f"{a/b:>16.3f}" if b else f"{'-':>16}"
 for p in ("proxy", "proxy-early"):
-    print(f"{p + ' / haproxy':<22}" + "".join(f"{a/h:>16.3f}" for a, h in zip(med[p], med['haproxy'])))
-print(f"{'proxy / direct':<22}" + "".join(f"{a/d:>16.3f}" for a, d in zip(med['proxy'], med['direct'])))
+    print(f"{p + ' / haproxy':<22}" + "".join(ratio(a, h) for a, h in zip(med[p], med['haproxy'])))
+print(f"{'proxy / direct':<22}" + "".join(ratio(a, d) for a, d in zip(med['proxy'], med['direct'])))
+print("user/sys ms/assoc: the proxy process's own CPU per C-ECHO association (/proc/PID/stat); direct has no proxy (0)")
 print("association set-up overhead (median echo latency minus direct): "
       + "; ".join(f"{t} {med[t][5]-med['direct'][5]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy")))
 PY

@@ -49,8 +49,8 @@ backend nodes
 CFG
 
 /usr/bin/python3 "$here/receiver.py" "$receiver_port" & pids+=($!)
-dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!)
-haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!)
+dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
+haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!); haproxy_pid=$!
 for port in "$receiver_port" "$proxy_port" "$haproxy_port"; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.2; done
 done
@@ -58,11 +58,19 @@ done
 results="$work/results.txt"
 : > "$results"
 declare -A ports=([direct]=$receiver_port [imagingproxy]=$proxy_port [haproxy]=$haproxy_port)
+declare -A cpu_pid=([direct]=0 [imagingproxy]=$proxy_pid [haproxy]=$haproxy_pid)
+# user and system CPU ticks of a process (utime, stime in /proc/PID/stat); "0 0" for none
+ticks() { if [[ $1 == 0 ]]; then echo "0 0"; else awk '{print $14, $15}' "/proc/$1/stat"; fi; }
+hz=$(getconf CLK_TCK)
 for round in $(seq "$rounds"); do
   for k in 1 8; do
     for target in direct imagingproxy haproxy; do
+      read -r u0 s0 < <(ticks "${cpu_pid[$target]}")
       line=$(dotnet "$work/client/LoadClient.dll" "${ports[$target]}" "$k" "$seconds")
-      echo "$round $k $target $line" | tee -a "$results" >&2
+      read -r u1 s1 < <(ticks "${cpu_pid[$target]}")
+      # the proxy's own CPU per relayed message, microseconds of user and of system time
+      cpu=$(python3 -c "import sys; r,s,hz,du,ds=map(float,sys.argv[1:]); n=max(r*s,1); print(f'{du/hz*1e6/n:.1f} {ds/hz*1e6/n:.1f}')" "${line%% *}" "$seconds" "$hz" $((u1 - u0)) $((s1 - s0)))
+      echo "$round $k $target $line $cpu" | tee -a "$results" >&2
     done
   done
 done
@@ -74,11 +82,13 @@ med = {}
 for k in ("1", "8"):
     for t in ("direct", "imagingproxy", "haproxy"):
         r = [x for x in rows if x[1] == k and x[2] == t]
-        med[(k, t)] = tuple(statistics.median(float(x[i]) for x in r) for i in (3, 4, 5)) + (sum(int(x[6]) for x in r),)
+        med[(k, t)] = tuple(statistics.median(float(x[i]) for x in r) for i in (3, 4, 5)) + (sum(int(x[6]) for x in r),) \
+            + tuple(statistics.median(float(x[i]) for x in r) for i in (7, 8))
 print(f"MLLP bench: {sys.argv[3]} rounds x {sys.argv[2]} s per run, medians; ratios vs HAProxy msg/s, added p50 vs direct")
-print(f"{'K':>2} {'target':<13} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x HAProxy':>9} {'+p50 ms':>8} {'errors':>6}")
+print(f"{'K':>2} {'target':<13} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x HAProxy':>9} {'+p50 ms':>8} {'errors':>6} {'user us/msg':>11} {'sys us/msg':>10}")
 for k in ("1", "8"):
     for t in ("direct", "imagingproxy", "haproxy"):
-        rate, p50, p99, err = med[(k, t)]
-        print(f"{k:>2} {t:<13} {rate:>8.0f} {p50:>8.3f} {p99:>8.3f} {rate / med[(k, 'haproxy')][0]:>9.2f} {p50 - med[(k, 'direct')][1]:>8.3f} {err:>6}")
+        rate, p50, p99, err, user, system = med[(k, t)]
+        print(f"{k:>2} {t:<13} {rate:>8.0f} {p50:>8.3f} {p99:>8.3f} {rate / med[(k, 'haproxy')][0]:>9.2f} {p50 - med[(k, 'direct')][1]:>8.3f} {err:>6} {user:>11.1f} {system:>10.1f}")
+print("user/sys us/msg: the proxy process's own CPU per relayed message (/proc/PID/stat); direct has no proxy (0)")
 PY
