@@ -7,36 +7,12 @@ namespace ImagingProxy.Dicom;
 /// A parsed A-ASSOCIATE-AC (PS3.8 §9.3.3). Its AE title fields are "reserved, not tested": they are decoded leniently
 /// and only informational.
 /// </summary>
-public sealed class AssociateAccept
+public sealed class AssociateAccept : AssociatePdu
 {
-    internal AssociateAccept(
-        ushort protocolVersion,
-        string calledAeTitle,
-        string callingAeTitle,
-        string applicationContextName,
-        IReadOnlyList<PresentationContext> presentationContexts,
-        UserInformation userInformation)
+    private AssociateAccept(in AssociateFields fields)
+        : base(fields)
     {
-        ProtocolVersion = protocolVersion;
-        CalledAeTitle = calledAeTitle;
-        CallingAeTitle = callingAeTitle;
-        ApplicationContextName = applicationContextName;
-        PresentationContexts = presentationContexts;
-        UserInformation = userInformation;
     }
-
-    public ushort ProtocolVersion { get; }
-
-    public string CalledAeTitle { get; }
-
-    public string CallingAeTitle { get; }
-
-    public string ApplicationContextName { get; }
-
-    /// <summary>Per context: result and (when accepted) the one transfer syntax chosen.</summary>
-    public IReadOnlyList<PresentationContext> PresentationContexts { get; }
-
-    public UserInformation UserInformation { get; }
 
     /// <summary>The context with this id, or null.</summary>
     public PresentationContext? FindPresentationContext(byte id)
@@ -62,13 +38,7 @@ public sealed class AssociateAccept
             return false;
         }
 
-        accept = new AssociateAccept(
-            fields.ProtocolVersion,
-            fields.CalledAeTitle,
-            fields.CallingAeTitle,
-            fields.ApplicationContextName,
-            fields.PresentationContexts,
-            fields.UserInformation);
+        accept = new AssociateAccept(fields);
         return true;
     }
 }
