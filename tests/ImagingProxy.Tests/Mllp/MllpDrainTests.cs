@@ -36,11 +36,8 @@ public sealed class MllpDrainTests
     [Fact]
     public async Task Message_awaiting_its_ack_is_finished_and_relayed_then_the_connection_closes()
     {
-        await using var node = new FakeHl7Node(hold: true);
-        await using var harness = new MllpHandlerHarness([node.Address]);
-        using var closed = ClosedCollector(harness);
-        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
-        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        await using var inFlight = await InFlight.StartAsync();
+        var (node, harness, closed) = (inFlight.Node, inFlight.Harness, inFlight.Closed);
 
         harness.RequestClose();
         // No wait here: a handler that gave up the delivery on the close request has no connection left for the AA
@@ -93,11 +90,8 @@ public sealed class MllpDrainTests
     [Fact]
     public async Task Abort_at_the_deadline_stops_waiting_for_the_node_and_counts_drain_deadline()
     {
-        await using var node = new FakeHl7Node(hold: true);
-        await using var harness = new MllpHandlerHarness([node.Address]);
-        using var closed = ClosedCollector(harness);
-        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
-        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        await using var inFlight = await InFlight.StartAsync();
+        var (node, harness, closed) = (inFlight.Node, inFlight.Harness, inFlight.Closed);
         harness.RequestClose();
 
         harness.Abort();
@@ -110,15 +104,53 @@ public sealed class MllpDrainTests
     [Fact]
     public async Task Abort_without_a_close_request_is_a_client_abort()
     {
-        await using var node = new FakeHl7Node(hold: true);
-        await using var harness = new MllpHandlerHarness([node.Address]);
-        using var closed = ClosedCollector(harness);
-        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
-        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        await using var inFlight = await InFlight.StartAsync();
+        var (node, harness, closed) = (inFlight.Node, inFlight.Harness, inFlight.Closed);
 
         harness.Abort();
 
         await harness.Handler.WaitAsync(TimeSpan.FromSeconds(2));
         Assert.Equal("client_aborted", ClosedReason(closed));
+    }
+
+    /// <summary>M1 sent through the handler and held by the node (no ACK until <see cref="FakeHl7Node.Release"/>).</summary>
+    private sealed class InFlight : IAsyncDisposable
+    {
+        private InFlight(FakeHl7Node node, MllpHandlerHarness harness)
+        {
+            Node = node;
+            Harness = harness;
+            Closed = ClosedCollector(harness);
+        }
+
+        public FakeHl7Node Node { get; }
+
+        public MllpHandlerHarness Harness { get; }
+
+        public MetricCollector<long> Closed { get; }
+
+        public static async Task<InFlight> StartAsync()
+        {
+            var node = new FakeHl7Node(hold: true);
+            var inFlight = new InFlight(node, new MllpHandlerHarness([node.Address]));
+            try
+            {
+                await inFlight.Harness.SendAsync(MllpHandlerHarness.Message("M1"));
+                Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+                return inFlight;
+            }
+            catch
+            {
+                await inFlight.DisposeAsync();
+                throw;
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Closed.Dispose();
+            await Harness.DisposeAsync();
+            await Node.DisposeAsync();
+        }
     }
 }
