@@ -1,4 +1,3 @@
-using System.Net;
 using ImagingProxy.Hosting;
 using Microsoft.AspNetCore.Connections;
 
@@ -12,48 +11,18 @@ namespace ImagingProxy.Dicom;
 /// which then waits for the association already running. TLS listeners are not started early: their handshake runs in
 /// Kestrel's middleware.
 /// </summary>
-public sealed class DicomAcceptStart(DicomConnectionHandler handler, ListenerRegistry registry, IReadOnlySet<string> listenerNames)
+public sealed class DicomAcceptStart(DicomConnectionHandler handler, IReadOnlySet<string> listenerNames)
 {
-    private ProxyListener[]? _listeners;
-
-    /// <summary>Called by <see cref="AcceptHookTransportFactory"/> for every accepted connection of every endpoint.</summary>
-    public void OnAccepted(ConnectionContext connection)
+    /// <summary>For <see cref="ProxyTransportFactory"/>: the hook of a DICOM listener that starts associations at accept, else null.</summary>
+    public Action<ConnectionContext>? HookFor(ProxyListener listener)
     {
-        ArgumentNullException.ThrowIfNull(connection);
-        var listeners = _listeners ??= FindListeners();
-        foreach (var listener in listeners)
+        ArgumentNullException.ThrowIfNull(listener);
+        if (listener.Kind != "Dicom" || !listenerNames.Contains(listener.Name))
         {
-            if (Accepts(listener.EndPoint, connection.LocalEndPoint))
-            {
-                handler.StartAtAccept(connection, listener.Name);
-                return;
-            }
-        }
-    }
-
-    /// <summary>True when a connection with local end point <paramref name="local"/> came in on <paramref name="bound"/>.</summary>
-    public static bool Accepts(EndPoint bound, EndPoint? local)
-    {
-        if (bound is not IPEndPoint listening || local is not IPEndPoint connected || listening.Port != connected.Port)
-        {
-            return false;
+            return null;
         }
 
-        var address = connected.Address.IsIPv4MappedToIPv6 ? connected.Address.MapToIPv4() : connected.Address;
-        return listening.Address.Equals(IPAddress.Any) || listening.Address.Equals(IPAddress.IPv6Any) || listening.Address.Equals(address) || listening.Address.Equals(connected.Address);
-    }
-
-    private ProxyListener[] FindListeners()
-    {
-        var found = new List<ProxyListener>();
-        foreach (var listener in registry.All)
-        {
-            if (listener.Kind == "Dicom" && listenerNames.Contains(listener.Name))
-            {
-                found.Add(listener);
-            }
-        }
-
-        return [.. found];
+        var name = listener.Name;
+        return connection => handler.StartAtAccept(connection, name);
     }
 }

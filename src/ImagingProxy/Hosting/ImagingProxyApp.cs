@@ -97,16 +97,22 @@ public static class ImagingProxyApp
             RawListenerBinder.Bind<MllpConnectionHandler>(kestrel, "Mllp", proxyOptions.Mllp.Listeners, listeners);
         });
 
-        // With inline scheduling, plain-TCP DICOM associations start on the accepting thread (DicomAcceptStart).
-        var acceptStart = proxyOptions.Dicom.Listeners.Where(l => l.Value.Tls?.Path is null).Select(l => l.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
-        if (inline && acceptStart.Count > 0)
+        // Raw listeners receive without Kestrel's zero-byte wait first (one system call and one pipe round less per
+        // received chunk: an A/B run had 15% less proxy user CPU per HL7 message); a connection holds a pool block while
+        // it waits. HTTP endpoints keep the wait: browsers hold many idle keep-alive connections. With inline scheduling,
+        // plain-TCP DICOM associations start on the accepting thread (DicomAcceptStart).
+        var acceptStart = inline
+            ? proxyOptions.Dicom.Listeners.Where(l => l.Value.Tls?.Path is null).Select(l => l.Key).ToHashSet(StringComparer.OrdinalIgnoreCase)
+            : [];
+        builder.Services.AddSingleton<IConnectionListenerFactory>(sp =>
         {
-            builder.Services.AddSingleton<IConnectionListenerFactory>(sp =>
-            {
-                var start = new DicomAcceptStart(sp.GetRequiredService<DicomConnectionHandler>(), listeners, acceptStart);
-                return new AcceptHookTransportFactory(ActivatorUtilities.CreateInstance<SocketTransportFactory>(sp), start.OnAccepted);
-            });
-        }
+            var http = ActivatorUtilities.CreateInstance<SocketTransportFactory>(sp);
+            var rawOptions = sp.GetRequiredService<IOptionsFactory<SocketTransportOptions>>().Create(Options.DefaultName);
+            rawOptions.WaitForDataBeforeAllocatingBuffer = false;
+            var raw = new SocketTransportFactory(Options.Create(rawOptions), sp.GetRequiredService<ILoggerFactory>());
+            var start = new DicomAcceptStart(sp.GetRequiredService<DicomConnectionHandler>(), acceptStart);
+            return new ProxyTransportFactory(http, raw, listeners, start.HookFor);
+        });
 
         if (adminName is not null)
         {
@@ -161,7 +167,7 @@ public static class ImagingProxyApp
     private static void AttachListener(KestrelConfigurationLoader loader, string name, ListenerRegistry listeners)
         => loader.Endpoint(name, endpoint =>
         {
-            var listener = new ProxyListener(name, "Http", endpoint.ListenOptions);
+            var listener = new ProxyListener(name, ProxyListener.HttpKind, endpoint.ListenOptions);
             listener.Attach();
             listeners.Add(listener);
         });

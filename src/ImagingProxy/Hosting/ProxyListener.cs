@@ -8,6 +8,9 @@ public sealed class ProxyListener(string name, string kind, ListenOptions option
 {
     public string Name { get; } = name;
 
+    /// <summary>The <see cref="Kind"/> of Kestrel (HTTP) endpoints.</summary>
+    public const string HttpKind = "Http";
+
     /// <summary><c>Http</c> for Kestrel endpoints, <c>Dicom</c> or <c>Mllp</c> for raw listeners.</summary>
     public string Kind { get; } = kind;
 

@@ -1,7 +1,4 @@
-using System.Net;
 using ImagingProxy.Dicom;
-using ImagingProxy.Hosting;
-using Microsoft.AspNetCore.Connections;
 
 namespace ImagingProxy.Tests.Dicom;
 
@@ -32,61 +29,5 @@ public class DicomAcceptStartTests
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
         Assert.Equal(1, ended);
         Assert.Equal([PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
-    }
-
-    [Theory]
-    [InlineData("0.0.0.0", 104, "127.0.0.1", 104, true)]
-    [InlineData("0.0.0.0", 104, "10.1.2.3", 104, true)]
-    [InlineData("::", 104, "::ffff:127.0.0.1", 104, true)]
-    [InlineData("127.0.0.1", 104, "127.0.0.1", 104, true)]
-    [InlineData("127.0.0.1", 104, "::ffff:127.0.0.1", 104, true)]
-    [InlineData("127.0.0.1", 104, "127.0.0.2", 104, false)]
-    [InlineData("0.0.0.0", 104, "127.0.0.1", 11112, false)]
-    public void A_connection_belongs_to_the_listener_bound_to_its_local_port_and_address(string bound, int boundPort, string local, int localPort, bool expected)
-        => Assert.Equal(expected, DicomAcceptStart.Accepts(new IPEndPoint(IPAddress.Parse(bound), boundPort), new IPEndPoint(IPAddress.Parse(local), localPort)));
-
-    [Fact]
-    public async Task The_transport_hook_sees_each_connection_before_Kestrel_gets_it()
-    {
-        var accepted = new DefaultConnectionContext("c1");
-        var seen = new List<string>();
-        var factory = new AcceptHookTransportFactory(new OneConnectionFactory(accepted, seen), connection => seen.Add("hook " + connection.ConnectionId));
-
-        await using var listener = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 104));
-        var connection = await listener.AcceptAsync();
-        seen.Add("kestrel " + connection!.ConnectionId);
-
-        Assert.Equal(["accept", "hook c1", "kestrel c1"], seen);
-        Assert.Null(await listener.AcceptAsync());
-        Assert.Equal(3, seen.Count);
-    }
-
-    private sealed class OneConnectionFactory(ConnectionContext connection, List<string> seen) : IConnectionListenerFactory, IConnectionListener
-    {
-        private bool _given;
-
-        public EndPoint EndPoint { get; private set; } = new IPEndPoint(IPAddress.None, 0);
-
-        public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
-        {
-            EndPoint = endpoint;
-            return ValueTask.FromResult<IConnectionListener>(this);
-        }
-
-        public ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
-        {
-            if (_given)
-            {
-                return ValueTask.FromResult<ConnectionContext?>(null);
-            }
-
-            _given = true;
-            seen.Add("accept");
-            return ValueTask.FromResult<ConnectionContext?>(connection);
-        }
-
-        public ValueTask UnbindAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
-
-        public ValueTask DisposeAsync() => ValueTask.CompletedTask;
     }
 }

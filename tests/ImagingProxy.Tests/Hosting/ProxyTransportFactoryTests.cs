@@ -1,0 +1,91 @@
+using System.Net;
+using ImagingProxy.Dicom;
+using ImagingProxy.Hosting;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+
+namespace ImagingProxy.Tests.Hosting;
+
+public class ProxyTransportFactoryTests
+{
+    [Fact]
+    public async Task Raw_listeners_bind_through_the_raw_transport_and_only_a_hooked_one_sees_connections_before_Kestrel()
+    {
+        var registry = new ListenerRegistry();
+        var dicom = Listener(registry, "dicom", "Dicom", 1104);
+        var hl7 = Listener(registry, "hl7", "Mllp", 2575);
+        var viewers = Listener(registry, "viewers", ProxyListener.HttpKind, 1104); // the same address and port as "dicom"
+        var seen = new List<string>();
+        var http = new OneConnectionTransport("http", seen);
+        var raw = new OneConnectionTransport("raw", seen);
+        var factory = new ProxyTransportFactory(http, raw, registry, listener =>
+            listener.Name == "dicom" ? connection => seen.Add("hook " + connection.ConnectionId) : null);
+
+        await using var dicomListener = await factory.BindAsync(dicom.Options.EndPoint);
+        await using var hl7Listener = await factory.BindAsync(hl7.Options.EndPoint);
+        await using var viewersListener = await factory.BindAsync(viewers.Options.EndPoint);
+        Assert.Equal([viewers.Options.EndPoint], http.Bound);
+        Assert.Equal([dicom.Options.EndPoint, hl7.Options.EndPoint], raw.Bound);
+
+        var accepted = await dicomListener.AcceptAsync();
+        seen.Add("kestrel " + accepted!.ConnectionId);
+        await hl7Listener.AcceptAsync();
+
+        Assert.Equal(["raw accepts raw-1104", "hook raw-1104", "kestrel raw-1104", "raw accepts raw-2575"], seen);
+    }
+
+    [Fact]
+    public void Only_a_listed_dicom_listener_gets_the_accept_start_hook()
+    {
+        var registry = new ListenerRegistry();
+        var start = new DicomAcceptStart(null!, new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "dicom" });
+
+        Assert.NotNull(start.HookFor(Listener(registry, "DICOM", "Dicom", 104)));
+        Assert.Null(start.HookFor(Listener(registry, "dicom-tls", "Dicom", 2762)));
+        Assert.Null(start.HookFor(Listener(registry, "dicom", "Mllp", 2575)));
+    }
+
+    private static ProxyListener Listener(ListenerRegistry registry, string name, string kind, int port)
+    {
+        ListenOptions? options = null;
+        new KestrelServerOptions().Listen(IPAddress.Loopback, port, o => options = o);
+        var listener = new ProxyListener(name, kind, options!);
+        registry.Add(listener);
+        return listener;
+    }
+
+    /// <summary>A transport whose listeners accept one connection (id "NAME-PORT") and then stop.</summary>
+    private sealed class OneConnectionTransport(string name, List<string> seen) : IConnectionListenerFactory
+    {
+        public List<EndPoint> Bound { get; } = [];
+
+        public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+        {
+            Bound.Add(endpoint);
+            return ValueTask.FromResult<IConnectionListener>(new Listener(endpoint, $"{name}-{((IPEndPoint)endpoint).Port}", name, seen));
+        }
+
+        private sealed class Listener(EndPoint endpoint, string id, string name, List<string> seen) : IConnectionListener
+        {
+            private bool _given;
+
+            public EndPoint EndPoint { get; } = endpoint;
+
+            public ValueTask<ConnectionContext?> AcceptAsync(CancellationToken cancellationToken = default)
+            {
+                if (_given)
+                {
+                    return ValueTask.FromResult<ConnectionContext?>(null);
+                }
+
+                _given = true;
+                seen.Add($"{name} accepts {id}");
+                return ValueTask.FromResult<ConnectionContext?>(new DefaultConnectionContext(id));
+            }
+
+            public ValueTask UnbindAsync(CancellationToken cancellationToken = default) => ValueTask.CompletedTask;
+
+            public ValueTask DisposeAsync() => ValueTask.CompletedTask;
+        }
+    }
+}
