@@ -9,4 +9,7 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Data listeners stopped; closing the Admin endpoint.")]
     public static partial void AdminClosing(ILogger logger);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Error, Message = "Accept hook of listener {Name} failed for connection {ConnectionId}; Kestrel serves it the usual way.")]
+    public static partial void AcceptHookFailed(ILogger logger, Exception exception, string name, string connectionId);
 }

@@ -111,7 +111,7 @@ public static class ImagingProxyApp
             rawOptions.WaitForDataBeforeAllocatingBuffer = false;
             var raw = new SocketTransportFactory(Options.Create(rawOptions), sp.GetRequiredService<ILoggerFactory>());
             var start = new DicomAcceptStart(sp.GetRequiredService<DicomConnectionHandler>(), acceptStart);
-            return new ProxyTransportFactory(http, raw, listeners, start.HookFor);
+            return new ProxyTransportFactory(http, raw, listeners, start.HookFor, sp.GetRequiredService<ILogger<ProxyTransportFactory>>());
         });
 
         if (adminName is not null)

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Hosting;
 
@@ -9,13 +10,15 @@ namespace ImagingProxy.Hosting;
 /// wait first, see <see cref="ImagingProxyApp"/>), and a raw listener for which <c>acceptHook</c> gives a hook gets it
 /// called with each accepted connection on the thread that accepted it, before Kestrel queues the connection to the
 /// thread pool for its middleware and handler (<see cref="Dicom.DicomAcceptStart"/>). A hook must not block: the next
-/// accept waits for it.
+/// accept waits for it. A hook that throws is logged and the connection goes on to Kestrel as usual: the accept loop of
+/// a listener never ends because of it.
 /// </summary>
 public sealed class ProxyTransportFactory(
     IConnectionListenerFactory http,
     IConnectionListenerFactory raw,
     ListenerRegistry registry,
-    Func<ProxyListener, Action<ConnectionContext>?> acceptHook) : IConnectionListenerFactory
+    Func<ProxyListener, Action<ConnectionContext>?> acceptHook,
+    ILogger<ProxyTransportFactory> logger) : IConnectionListenerFactory
 {
     public async ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
@@ -26,7 +29,7 @@ public sealed class ProxyTransportFactory(
         }
 
         var bound = await raw.BindAsync(endpoint, cancellationToken);
-        return acceptHook(listener) is { } hook ? new HookedListener(bound, hook) : bound;
+        return acceptHook(listener) is { } hook ? new HookedListener(bound, hook, listener.Name, logger) : bound;
     }
 
     /// <summary>
@@ -47,7 +50,7 @@ public sealed class ProxyTransportFactory(
         return null;
     }
 
-    private sealed class HookedListener(IConnectionListener inner, Action<ConnectionContext> accepted) : IConnectionListener
+    private sealed class HookedListener(IConnectionListener inner, Action<ConnectionContext> accepted, string name, ILogger logger) : IConnectionListener
     {
         public EndPoint EndPoint => inner.EndPoint;
 
@@ -56,7 +59,14 @@ public sealed class ProxyTransportFactory(
             var connection = await inner.AcceptAsync(cancellationToken);
             if (connection is not null)
             {
-                accepted(connection);
+                try
+                {
+                    accepted(connection);
+                }
+                catch (Exception ex)
+                {
+                    HostingLog.AcceptHookFailed(logger, ex, name, connection.ConnectionId);
+                }
             }
 
             return connection;

@@ -3,6 +3,9 @@ using ImagingProxy.Dicom;
 using ImagingProxy.Hosting;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
 
 namespace ImagingProxy.Tests.Hosting;
 
@@ -19,7 +22,7 @@ public class ProxyTransportFactoryTests
         var http = new OneConnectionTransport("http", seen);
         var raw = new OneConnectionTransport("raw", seen);
         var factory = new ProxyTransportFactory(http, raw, registry, listener =>
-            listener.Name == "dicom" ? connection => seen.Add("hook " + connection.ConnectionId) : null);
+            listener.Name == "dicom" ? connection => seen.Add("hook " + connection.ConnectionId) : null, NullLogger<ProxyTransportFactory>.Instance);
 
         await using var dicomListener = await factory.BindAsync(dicom.Options.EndPoint);
         await using var hl7Listener = await factory.BindAsync(hl7.Options.EndPoint);
@@ -32,6 +35,26 @@ public class ProxyTransportFactoryTests
         await hl7Listener.AcceptAsync();
 
         Assert.Equal(["raw accepts raw-1104", "hook raw-1104", "kestrel raw-1104", "raw accepts raw-2575"], seen);
+    }
+
+    [Fact]
+    public async Task A_hook_that_throws_is_logged_and_the_connection_still_goes_to_Kestrel()
+    {
+        var registry = new ListenerRegistry();
+        var dicom = Listener(registry, "dicom", "Dicom", 104);
+        var seen = new List<string>();
+        var raw = new OneConnectionTransport("raw", seen);
+        var logger = new FakeLogger<ProxyTransportFactory>();
+        var factory = new ProxyTransportFactory(new OneConnectionTransport("http", seen), raw, registry, _ => _ => throw new InvalidOperationException("boom"), logger);
+
+        await using var listener = await factory.BindAsync(dicom.Options.EndPoint);
+        var accepted = await listener.AcceptAsync();
+
+        Assert.Equal("raw-104", accepted!.ConnectionId);
+        var record = Assert.Single(logger.Collector.GetSnapshot());
+        Assert.Equal(LogLevel.Error, record.Level);
+        Assert.IsType<InvalidOperationException>(record.Exception);
+        Assert.Contains("raw-104", record.Message, StringComparison.Ordinal);
     }
 
     [Fact]
