@@ -15,7 +15,12 @@ public sealed partial class DicomConnectionHandler
     private async Task<DicomAssociationEndReason> RelayAsync(ConnectionContext client, DicomNodeConnection node, DicomAssociation association, TimeSpan idleTimeout, TimeSpan artimTimeout)
     {
         // Draining does not stop a relay (the association runs until it is released); only the drain deadline does.
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(drain.Deadline, client.ConnectionClosed);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(drain.Deadline);
+
+        // The client's transport closing stops the relay too, but only until the relay stops by itself: Kestrel signals
+        // ConnectionClosed from the thread pool right after the client's FIN, and cancelling then would throw in the
+        // direction StopQuietlyAsync is already ending (about one association in five did). So it unregisters this first.
+        var clientClosed = client.ConnectionClosed.UnsafeRegister(static s => CancelQuietly((CancellationTokenSource)s!), stop);
         using var watch = new CancellationTokenSource();
         var quiet = new QuietStop();
         var clientObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: true, metrics));
@@ -26,6 +31,7 @@ public sealed partial class DicomConnectionHandler
 
         var first = await Task.WhenAny(clientToNode, nodeToClient, idle);
         var shutdown = drain.Deadline.IsCancellationRequested;
+        clientClosed.Unregister();
         await StopQuietlyAsync(client.Transport, node, quiet, watch, stop, clientToNode, nodeToClient, idle);
         var outcome = new RelayOutcome(
             await clientToNode,
@@ -276,6 +282,18 @@ public sealed partial class DicomConnectionHandler
             {
                 await stop.CancelAsync();
             }
+        }
+    }
+
+    private static void CancelQuietly(CancellationTokenSource stop)
+    {
+        try
+        {
+            stop.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The relay ended and disposed it while the client's close was being signalled.
         }
     }
 
