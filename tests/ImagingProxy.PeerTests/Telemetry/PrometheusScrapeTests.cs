@@ -5,13 +5,6 @@ using ImagingProxy.Mllp;
 using ImagingProxy.PeerTests.Mllp;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.PeerTests.Telemetry;
 
@@ -31,7 +24,7 @@ public sealed class PrometheusScrapeTests
     public async Task Prometheus_scrapes_the_proxy_and_sees_http_dicom_hl7_and_health_series()
     {
         using var temp = TempDirectory.Create("prometheus-");
-        await using var backend = await Backend.StartAsync();
+        await using var backend = await TestBackend.StartAsync("web1");
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
         await using var node = await Hl7Node.StartAsync(temp.Path, "ris1");
         // Out of process: metrics of the meter "ImagingProxy" are process-wide, and other tests run proxies in this one.
@@ -228,39 +221,6 @@ public sealed class PrometheusScrapeTests
                 // A poll interval, not a synchronisation sleep: each scrape (every second) may bring the awaited sample.
                 await Task.Delay(TimeSpan.FromMilliseconds(250));
             }
-        }
-    }
-
-    /// <summary>An in-process Kestrel backend: 200 with its name on every path (including /health).</summary>
-    private sealed class Backend : IAsyncDisposable
-    {
-        private readonly WebApplication _app;
-
-        private Backend(WebApplication app, Uri url)
-        {
-            _app = app;
-            Url = url;
-        }
-
-        public Uri Url { get; }
-
-        public static async Task<Backend> StartAsync()
-        {
-            var builder = WebApplication.CreateSlimBuilder();
-            builder.Configuration.Sources.Clear();
-            builder.Logging.ClearProviders();
-            builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, 0));
-            var app = builder.Build();
-            app.Run(context => context.Response.WriteAsync("web1 " + context.Request.Path));
-            await app.StartAsync();
-            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
-            return new Backend(app, new Uri(address.TrimEnd('/') + "/"));
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _app.StopAsync();
-            await _app.DisposeAsync();
         }
     }
 }
