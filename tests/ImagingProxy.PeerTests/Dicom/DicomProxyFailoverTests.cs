@@ -2,10 +2,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Dicom;
-using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
-using Microsoft.Extensions.DependencyInjection;
-using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
 
@@ -105,35 +102,12 @@ public sealed class DicomProxyFailoverTests
         var at = clusters.IndexOf("\"Metadata\"", StringComparison.Ordinal);
         clusters = clusters.Insert(at, "\"HealthCheck\": { \"Active\": { \"Enabled\": true, \"Interval\": \"00:00:01\", \"Timeout\": \"00:00:02\" } }, ");
         await using var proxy = await StartAsync(clusters, Route("pacs", "PACS", "pacs"));
-        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
-        var monitor = proxy.Services.GetRequiredService<ActiveHealthMonitor>();
-        var lookup = proxy.Services.GetRequiredService<IProxyStateLookup>();
-        var settled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void Check()
-        {
-            if (lookup.TryGetCluster("pacs", out var cluster)
-                && cluster.Destinations.TryGetValue("live", out var live) && live.Health.Active == DestinationHealth.Healthy
-                && cluster.Destinations.TryGetValue("dead", out var dead) && dead.Health.Active == DestinationHealth.Unhealthy)
-            {
-                settled.TrySetResult();
-            }
-        }
-
-        // A transition may be raised just before the state is visible: every later probe (each second) checks again.
-        void OnTransition(string cluster, string destination, string kind, DestinationHealth from, DestinationHealth to) => Check();
-        void OnProbe(ClusterState cluster, DestinationState destination, Configuration.ClusterProtocol protocol, ProbeResult result, TimeSpan duration) => Check();
-        tracker.Transition += OnTransition;
-        monitor.ProbeCompleted += OnProbe;
-        try
-        {
-            Check();
-            await settled.Task.WaitAsync(TimeSpan.FromSeconds(20));
-        }
-        finally
-        {
-            tracker.Transition -= OnTransition;
-            monitor.ProbeCompleted -= OnProbe;
-        }
+        await WaitForHealthAsync(
+            proxy,
+            "pacs",
+            d => d.Health.Active == (d.DestinationId == "live" ? DestinationHealth.Healthy : DestinationHealth.Unhealthy),
+            ["live", "dead"],
+            TimeSpan.FromSeconds(20));
     }
 
     /// <summary>Answers every A-ASSOCIATE-RQ with A-ASSOCIATE-RJ rejected-transient (PS3.8 Table 9-21).</summary>

@@ -1,8 +1,11 @@
 using System.Globalization;
 using System.Text;
 using ImagingProxy.Dicom;
+using ImagingProxy.Health;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.PeerTests.Dicom;
 
@@ -44,6 +47,42 @@ internal static class DicomProxyHarness
 
     public static Task<TestProxy> StartAsync(string clusters, string routes, bool earlyConnect = false)
         => TestProxy.StartAsync(TestProxy.Config("{" + clusters + "}", Dicom(routes, earlyConnect)));
+
+    /// <summary>
+    /// Waits until every one of <paramref name="destinations"/> of <paramref name="clusterId"/> meets
+    /// <paramref name="condition"/>: checked now, on each health transition and after each probe (a transition may be
+    /// raised just before the state is visible), within <paramref name="bound"/>.
+    /// </summary>
+    public static async Task WaitForHealthAsync(TestProxy proxy, string clusterId, Func<DestinationState, bool> condition, string[] destinations, TimeSpan bound)
+    {
+        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var monitor = proxy.Services.GetRequiredService<ActiveHealthMonitor>();
+        var lookup = proxy.Services.GetRequiredService<IProxyStateLookup>();
+        var settled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        void Check()
+        {
+            if (lookup.TryGetCluster(clusterId, out var cluster)
+                && destinations.All(id => cluster.Destinations.TryGetValue(id, out var d) && condition(d)))
+            {
+                settled.TrySetResult();
+            }
+        }
+
+        void OnTransition(string cluster, string destination, string kind, DestinationHealth from, DestinationHealth to) => Check();
+        void OnProbe(ClusterState cluster, DestinationState destination, Configuration.ClusterProtocol protocol, ProbeResult result, TimeSpan duration) => Check();
+        tracker.Transition += OnTransition;
+        monitor.ProbeCompleted += OnProbe;
+        try
+        {
+            Check();
+            await settled.Task.WaitAsync(bound);
+        }
+        finally
+        {
+            tracker.Transition -= OnTransition;
+            monitor.ProbeCompleted -= OnProbe;
+        }
+    }
 
     /// <summary>Collects every association summary of the proxy from now on.</summary>
     public static SummaryRecorder Record(TestProxy proxy) => new(proxy.Services.GetRequiredService<DicomConnectionHandler>());

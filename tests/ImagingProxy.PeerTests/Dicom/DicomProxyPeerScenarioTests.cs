@@ -3,7 +3,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using ImagingProxy.Dicom;
-using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -149,37 +148,6 @@ public sealed partial class DicomProxyPeerScenarioTests
         Assert.All(summaries, s => Assert.Equal("b-live", s.DestinationId));
         Assert.True(proxy.Services.GetRequiredService<IProxyStateLookup>().TryGetCluster("pacs", out var cluster));
         Assert.Equal(DestinationHealth.Unhealthy, cluster.Destinations["a-closed"].Health.Passive);
-    }
-
-    private static async Task WaitForHealthAsync(TestProxy proxy, string clusterId, Func<DestinationState, bool> condition, string[] destinations, TimeSpan bound)
-    {
-        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
-        var monitor = proxy.Services.GetRequiredService<ActiveHealthMonitor>();
-        var lookup = proxy.Services.GetRequiredService<IProxyStateLookup>();
-        var settled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        void Check()
-        {
-            if (lookup.TryGetCluster(clusterId, out var cluster)
-                && destinations.All(id => cluster.Destinations.TryGetValue(id, out var d) && condition(d)))
-            {
-                settled.TrySetResult();
-            }
-        }
-
-        void OnTransition(string cluster, string destination, string kind, DestinationHealth from, DestinationHealth to) => Check();
-        void OnProbe(ClusterState cluster, DestinationState destination, Configuration.ClusterProtocol protocol, ProbeResult result, TimeSpan duration) => Check();
-        tracker.Transition += OnTransition;
-        monitor.ProbeCompleted += OnProbe;
-        try
-        {
-            Check();
-            await settled.Task.WaitAsync(bound);
-        }
-        finally
-        {
-            tracker.Transition -= OnTransition;
-            monitor.ProbeCompleted -= OnProbe;
-        }
     }
 
     [GeneratedRegex(@"Called Application Name:\s+PACS\b")]
