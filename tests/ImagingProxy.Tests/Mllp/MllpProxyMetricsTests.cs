@@ -60,16 +60,17 @@ public sealed class MllpProxyMetricsTests
     [Fact]
     public async Task Message_activity_carries_type_route_cluster_destination_and_ack_code_but_no_control_id()
     {
-        var activities = new List<Activity>();
+        // The activity stops after the ACK is flushed to the sender: wait for it to stop, not for the reply.
+        var stopped = new TaskCompletionSource<Activity>(TaskCreationOptions.RunContinuationsAsynchronously);
         using var listener = new ActivityListener
         {
             ShouldListenTo = source => source.Name == ImagingProxyTelemetry.MeterName,
             Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
             ActivityStopped = activity =>
             {
-                lock (activities)
+                if (activity.OperationName == "hl7.message" && activity.GetTagItem("hl7.message_type") as string == "ZZT^Z99")
                 {
-                    activities.Add(activity);
+                    stopped.TrySetResult(activity);
                 }
             },
         };
@@ -80,11 +81,7 @@ public sealed class MllpProxyMetricsTests
         await harness.SendAsync(MllpHandlerHarness.Message("SECRET42", "ZZT^Z99"));
         await harness.ReplyAsync();
 
-        Activity activity;
-        lock (activities)
-        {
-            activity = Assert.Single(activities, a => a.OperationName == "hl7.message" && a.GetTagItem("hl7.message_type") as string == "ZZT^Z99");
-        }
+        var activity = await stopped.Task.WaitAsync(MllpHandlerHarness.Timeout);
 
         Assert.Equal("0", activity.GetTagItem("imagingproxy.route"));
         Assert.Equal("c", activity.GetTagItem("imagingproxy.cluster"));
