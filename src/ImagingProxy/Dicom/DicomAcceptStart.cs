@@ -17,7 +17,7 @@ public sealed class DicomAcceptStart(DicomConnectionHandler handler, IReadOnlySe
     public Action<ConnectionContext>? HookFor(ProxyListener listener)
     {
         ArgumentNullException.ThrowIfNull(listener);
-        if (listener.Kind != "Dicom" || !listenerNames.Contains(listener.Name))
+        if (listener.Kind != ProxyListener.DicomKind || !listenerNames.Contains(listener.Name))
         {
             return null;
         }

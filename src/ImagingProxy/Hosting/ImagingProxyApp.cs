@@ -93,8 +93,8 @@ public static class ImagingProxyApp
             }
 
             // Raw protocol listeners: DICOM associations and HL7 messages end in their own connection handlers.
-            RawListenerBinder.Bind<DicomConnectionHandler>(kestrel, "Dicom", proxyOptions.Dicom.Listeners, listeners);
-            RawListenerBinder.Bind<MllpConnectionHandler>(kestrel, "Mllp", proxyOptions.Mllp.Listeners, listeners);
+            RawListenerBinder.Bind<DicomConnectionHandler>(kestrel, ProxyListener.DicomKind, proxyOptions.Dicom.Listeners, listeners);
+            RawListenerBinder.Bind<MllpConnectionHandler>(kestrel, ProxyListener.MllpKind, proxyOptions.Mllp.Listeners, listeners);
         });
 
         // Raw listeners receive without Kestrel's zero-byte wait first (one system call and one pipe round less per

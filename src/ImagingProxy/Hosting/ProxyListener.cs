@@ -11,6 +11,12 @@ public sealed class ProxyListener(string name, string kind, ListenOptions option
     /// <summary>The <see cref="Kind"/> of Kestrel (HTTP) endpoints.</summary>
     public const string HttpKind = "Http";
 
+    /// <summary>The <see cref="Kind"/> of <c>ImagingProxy:Dicom:Listeners</c>.</summary>
+    public const string DicomKind = "Dicom";
+
+    /// <summary>The <see cref="Kind"/> of <c>ImagingProxy:Mllp:Listeners</c>.</summary>
+    public const string MllpKind = "Mllp";
+
     /// <summary><c>Http</c> for Kestrel endpoints, <c>Dicom</c> or <c>Mllp</c> for raw listeners.</summary>
     public string Kind { get; } = kind;
 

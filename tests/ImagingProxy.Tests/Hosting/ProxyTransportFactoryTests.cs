@@ -15,8 +15,8 @@ public class ProxyTransportFactoryTests
     public async Task Raw_listeners_bind_through_the_raw_transport_and_only_a_hooked_one_sees_connections_before_Kestrel()
     {
         var registry = new ListenerRegistry();
-        var dicom = Listener(registry, "dicom", "Dicom", 1104);
-        var hl7 = Listener(registry, "hl7", "Mllp", 2575);
+        var dicom = Listener(registry, "dicom", ProxyListener.DicomKind, 1104);
+        var hl7 = Listener(registry, "hl7", ProxyListener.MllpKind, 2575);
         var viewers = Listener(registry, "viewers", ProxyListener.HttpKind, 1104); // the same address and port as "dicom"
         var seen = new List<string>();
         var http = new OneConnectionTransport("http", seen);
@@ -41,7 +41,7 @@ public class ProxyTransportFactoryTests
     public async Task A_hook_that_throws_is_logged_and_the_connection_still_goes_to_Kestrel()
     {
         var registry = new ListenerRegistry();
-        var dicom = Listener(registry, "dicom", "Dicom", 104);
+        var dicom = Listener(registry, "dicom", ProxyListener.DicomKind, 104);
         var seen = new List<string>();
         var raw = new OneConnectionTransport("raw", seen);
         var logger = new FakeLogger<ProxyTransportFactory>();
@@ -63,9 +63,9 @@ public class ProxyTransportFactoryTests
         var registry = new ListenerRegistry();
         var start = new DicomAcceptStart(null!, new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "dicom" });
 
-        Assert.NotNull(start.HookFor(Listener(registry, "DICOM", "Dicom", 104)));
-        Assert.Null(start.HookFor(Listener(registry, "dicom-tls", "Dicom", 2762)));
-        Assert.Null(start.HookFor(Listener(registry, "dicom", "Mllp", 2575)));
+        Assert.NotNull(start.HookFor(Listener(registry, "DICOM", ProxyListener.DicomKind, 104)));
+        Assert.Null(start.HookFor(Listener(registry, "dicom-tls", ProxyListener.DicomKind, 2762)));
+        Assert.Null(start.HookFor(Listener(registry, "dicom", ProxyListener.MllpKind, 2575)));
     }
 
     private static ProxyListener Listener(ListenerRegistry registry, string name, string kind, int port)
