@@ -94,11 +94,11 @@ public sealed class DicomProxyMetrics
         }
     }
 
-    /// <summary>One destination failed before A-ASSOCIATE-AC; the association fails over (or gives up after the last attempt).</summary>
     /// <summary>An early node connection ended up used by its association (<c>used</c>) or closed without a PDU (<c>unused</c>).</summary>
     public void EarlyConnect(string listener, string cluster, bool used)
         => _earlyConnects.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "outcome", used ? "used" : "unused" } });
 
+    /// <summary>One destination failed before A-ASSOCIATE-AC; the association fails over (or gives up after the last attempt).</summary>
     public void AttemptFailed(string listener, string cluster, string destination)
         => _failovers.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "destination", destination } });
 
