@@ -122,18 +122,18 @@ for ((r = 1; r <= ROUNDS; r++)); do
     read -r ct_mbs ct_ips < <(store_run CT "${port[$t]}")
     read -r mg_mbs mg_ips < <(store_run MG "${port[$t]}")
     read -r u0 s0 < <(ticks "${cpu_pid[$t]}")
-    read -r eps emed ep90 < <(dotnet "$echo_dll" 127.0.0.1 "${port[$t]}" PACS "$ECHO_COUNT" "$ECHO_CONCURRENCY")
+    read -r eps emed ep90 esetup < <(dotnet "$echo_dll" 127.0.0.1 "${port[$t]}" PACS "$ECHO_COUNT" "$ECHO_CONCURRENCY")
     read -r u1 s1 < <(ticks "${cpu_pid[$t]}")
     # the proxy's own CPU per C-ECHO association (whole association: accept, RQ/AC, echo, release, close), ms
     cpu=$(python3 -c "import sys; n,hz,du,ds=map(float,sys.argv[1:]); print(f'{du/hz*1e3/n:.3f} {ds/hz*1e3/n:.3f}')" "$ECHO_COUNT" "$hz" $((u1 - u0)) $((s1 - s0)))
-    echo "$t $ct_mbs $ct_ips $mg_mbs $mg_ips $eps $emed $ep90 $cpu" >>"$results"
+    echo "$t $ct_mbs $ct_ips $mg_mbs $mg_ips $eps $emed $ep90 $esetup $cpu" >>"$results"
   done
 done
 
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms", "user ms/assoc", "sys ms/assoc"]
+cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms", "set-up med ms", "user ms/assoc", "sys ms/assoc"]
 med = {}
 targets = ("direct", "proxy", "proxy-early", "haproxy")
 for t in targets:
@@ -148,6 +148,8 @@ for p in ("proxy", "proxy-early"):
     print(f"{p + ' / haproxy':<22}" + "".join(ratio(a, h) for a, h in zip(med[p], med['haproxy'])))
 print(f"{'proxy / direct':<22}" + "".join(ratio(a, d) for a, d in zip(med['proxy'], med['direct'])))
 print("user/sys ms/assoc: the proxy process's own CPU per C-ECHO association (/proc/PID/stat); direct has no proxy (0)")
-print("association set-up overhead (median echo latency minus direct): "
+print("association set-up overhead (median connect -> A-ASSOCIATE-AC minus direct): "
+      + "; ".join(f"{t} {med[t][7]-med['direct'][7]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy")))
+print("whole echo association overhead (median connect ... close minus direct): "
       + "; ".join(f"{t} {med[t][5]-med['direct'][5]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy")))
 PY
