@@ -35,19 +35,16 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public long BytesFromNode { get; set; }
 
-    // Completed on the relay thread; the only continuation (the idle watcher) just arms the ARTIM delay.
-    private readonly TaskCompletionSource _releaseSeen = new();
-
     /// <summary>True once an A-RELEASE-RP went through (PS3.8 §9.3.7: the release is complete).</summary>
     public bool Released { get; private set; }
 
-    /// <summary>Completes when <see cref="Released"/> becomes true.</summary>
-    public Task ReleaseSeen => _releaseSeen.Task;
+    /// <summary>The relay's idle timer, told when the release went through (it then waits ARTIM for the close).</summary>
+    public DicomIdleWatch? IdleWatch { get; set; }
 
     public void MarkReleased()
     {
         Released = true;
-        _releaseSeen.TrySetResult();
+        IdleWatch?.Released();
     }
 
     public bool ClientAborted { get; set; }

@@ -21,18 +21,20 @@ public sealed partial class DicomConnectionHandler
         // ConnectionClosed from the thread pool right after the client's FIN, and cancelling then would throw in the
         // direction StopQuietlyAsync is already ending (about one association in five did). So it unregisters this first.
         var clientClosed = client.ConnectionClosed.UnsafeRegister(static s => CancelQuietly((CancellationTokenSource)s!), stop);
-        using var watch = new CancellationTokenSource();
+        using var idle = new DicomIdleWatch(association, time, idleTimeout, artimTimeout);
+        association.IdleWatch = idle;
         var quiet = new QuietStop();
         var clientObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: true, metrics));
         var nodeObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: false, metrics));
         var clientToNode = ClientToNodeAsync(client.Transport.Input, node, clientObserver, association, stop.Token);
         var nodeToClient = NodeToClientAsync(node, client.Transport.Output, nodeObserver, association, quiet, stop.Token);
-        var idle = WatchIdleAsync(association, idleTimeout, artimTimeout, watch.Token);
 
-        var first = await Task.WhenAny(clientToNode, nodeToClient, idle);
+        var first = await Task.WhenAny(clientToNode, nodeToClient, idle.Expired);
         var shutdown = drain.Deadline.IsCancellationRequested;
+        var idleExpired = first == idle.Expired && idle.Expired.Result;
         clientClosed.Unregister();
-        await StopQuietlyAsync(client.Transport, node, quiet, watch, stop, clientToNode, nodeToClient, idle);
+        idle.Dispose();
+        await StopQuietlyAsync(client.Transport, node, quiet, stop, clientToNode, nodeToClient);
         var outcome = new RelayOutcome(
             await clientToNode,
             await nodeToClient,
@@ -40,7 +42,7 @@ public sealed partial class DicomConnectionHandler
             association.Released,
             association.ClientAborted,
             association.NodeAborted,
-            Idle: await idle,
+            Idle: idleExpired,
             Shutdown: shutdown);
         var reason = outcome.Decide();
         if (reason == DicomAssociationEndReason.Shutdown)
@@ -220,50 +222,16 @@ public sealed partial class DicomConnectionHandler
     private static readonly TimeSpan s_abortSendTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>
-    /// True when nothing moved either way for <paramref name="idleTimeout"/>; false when stopped first, or when the
-    /// association was released and the transport was not closed within <paramref name="artimTimeout"/> (PS3.8 Sta13:
-    /// after A-RELEASE-RP the requestor closes, the acceptor's ARTIM bounds the wait; the relay then ends as released).
-    /// </summary>
-    private async Task<bool> WatchIdleAsync(DicomAssociation association, TimeSpan idleTimeout, TimeSpan artimTimeout, CancellationToken stop)
-    {
-        // No exception on the way out: a cancelled delay is looked at, not awaited (each throw costs the relay's CPU).
-        var wait = idleTimeout;
-        while (true)
-        {
-            var delay = Task.Delay(wait, time, stop);
-            if (await Task.WhenAny(delay, association.ReleaseSeen) != delay)
-            {
-                await Task.Delay(artimTimeout, time, stop).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-                return false;
-            }
-
-            if (delay.IsCanceled)
-            {
-                return false;
-            }
-
-            var idleFor = time.GetElapsedTime(association.LastActivity);
-            if (idleFor >= idleTimeout)
-            {
-                return true;
-            }
-
-            wait = idleTimeout - idleFor;
-        }
-    }
-
-    /// <summary>
     /// Stops what is still running once one part of the relay ended, without throwing in the usual case: a pending client
     /// read and flush are cancelled through the pipes, the node socket's receive side is shut down (a pending receive
-    /// returns 0 on Linux), the idle watcher's delays are cancelled. Before, a released association threw and caught about
+    /// returns 0 on Linux). Before, a released association threw and caught about
     /// 1.6 cancellation exceptions (dotnet-counters), now none; the CPU change was within the noise of an A/B run, but a
     /// first-chance exception per association no longer buries real ones in a debugger or trace. Whatever has not ended
     /// after <see cref="s_quietStopGrace"/> (a send to a node that stopped reading) is cancelled.
     /// </summary>
-    private async Task StopQuietlyAsync(IDuplexPipe client, DicomNodeConnection node, QuietStop quiet, CancellationTokenSource watch, CancellationTokenSource stop, Task clientToNode, Task nodeToClient, Task idle)
+    private async Task StopQuietlyAsync(IDuplexPipe client, DicomNodeConnection node, QuietStop quiet, CancellationTokenSource stop, Task clientToNode, Task nodeToClient)
     {
         quiet.Requested = true;
-        watch.Cancel();
         if (!clientToNode.IsCompleted)
         {
             client.Input.CancelPendingRead();
@@ -275,7 +243,7 @@ public sealed partial class DicomConnectionHandler
             node.ShutdownReceive();
         }
 
-        var all = Task.WhenAll(clientToNode, nodeToClient, idle);
+        var all = Task.WhenAll(clientToNode, nodeToClient);
         if (!all.IsCompleted)
         {
             await all.WaitAsync(s_quietStopGrace, time).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
