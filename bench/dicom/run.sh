@@ -4,6 +4,8 @@
 #   proxy    client -> ImagingProxy (Release build of src/ImagingProxy.Host) -> storescp
 #   proxy-early  the same, on a second listener with EarlyConnect (node connect in parallel with the A-ASSOCIATE-RQ)
 #   haproxy  client -> HAProxy (mode tcp, balance leastconn) -> storescp
+#   kestrel-relay  client -> bench/KestrelRelay -> storescp: a bare Kestrel byte relay with ImagingProxy's transport
+#            settings and no DICOM work, the floor of the platform ImagingProxy is built on
 # Measures C-STORE throughput (MB/s, images/s) of CT-like 0.5 MB and MG-like 26 MB files with PARALLEL storescu
 # clients, and C-ECHO associations/s plus per-association latency with the in-process client (bench/dicom/EchoBench).
 # After one unmeasured warm-up pass per target, targets run interleaved (direct, proxy, haproxy, direct, ...) for
@@ -29,6 +31,8 @@ now() { date +%s.%N; }
 echo "== building (Release)" >&2
 dotnet build "$repo/src/ImagingProxy.Host/ImagingProxy.Host.csproj" -c Release -v q -nologo >&2
 dotnet build "$repo/bench/dicom/EchoBench/EchoBench.csproj" -c Release -v q -nologo >&2
+dotnet build "$repo/bench/KestrelRelay/KestrelRelay.csproj" -c Release -v q -nologo >&2
+relay_dll="$repo/bench/KestrelRelay/bin/Release/net10.0/KestrelRelay.dll"
 host_dll="$repo/src/ImagingProxy.Host/bin/Release/net10.0/ImagingProxy.Host.dll"
 echo_dll="$repo/bench/dicom/EchoBench/bin/Release/net10.0/EchoBench.dll"
 
@@ -54,7 +58,7 @@ make_files CT "$CT_COUNT" 512 512 1.2.840.10008.5.1.4.1.1.2
 make_files MG "$MG_COUNT" 6656 2048 1.2.840.10008.5.1.4.1.1.1.2
 
 # --- the node, ImagingProxy, HAProxy ---
-scp_port="$(free_port)" proxy_port="$(free_port)" early_port="$(free_port)" admin_port="$(free_port)" ha_port="$(free_port)"
+scp_port="$(free_port)" proxy_port="$(free_port)" early_port="$(free_port)" admin_port="$(free_port)" ha_port="$(free_port)" relay_port="$(free_port)"
 storescp --fork --ignore -aet PACS -pdu "$PDU" "$scp_port" >"$work/storescp.log" 2>&1 & pids+=($!)
 cat >"$work/proxy.json" <<JSON
 {
@@ -82,11 +86,12 @@ listen dicom
   server pacs1 127.0.0.1:$scp_port
 CFG
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 & pids+=($!); haproxy_pid=$!
-wait_port "$scp_port"; wait_port "$proxy_port"; wait_port "$early_port"; wait_port "$ha_port"
+DOTNET_gcServer=1 dotnet "$relay_dll" "$relay_port" "$scp_port" >"$work/relay.log" 2>&1 & pids+=($!); relay_pid=$!
+wait_port "$scp_port"; wait_port "$proxy_port"; wait_port "$early_port"; wait_port "$ha_port"; wait_port "$relay_port"
 
-declare -A port=([direct]="$scp_port" [proxy]="$proxy_port" [proxy-early]="$early_port" [haproxy]="$ha_port")
-targets=(direct proxy proxy-early haproxy)
-declare -A cpu_pid=([direct]=0 [proxy]="$proxy_pid" [proxy-early]="$proxy_pid" [haproxy]="$haproxy_pid")
+declare -A port=([direct]="$scp_port" [proxy]="$proxy_port" [proxy-early]="$early_port" [haproxy]="$ha_port" [kestrel-relay]="$relay_port")
+targets=(direct proxy proxy-early haproxy kestrel-relay)
+declare -A cpu_pid=([direct]=0 [proxy]="$proxy_pid" [proxy-early]="$proxy_pid" [haproxy]="$haproxy_pid" [kestrel-relay]="$relay_pid")
 # user and system CPU ticks of a process (utime, stime in /proc/PID/stat); "0 0" for direct (no proxy)
 ticks() { if [[ $1 == 0 ]]; then echo "0 0"; else awk '{print $14, $15}' "/proc/$1/stat"; fi; }
 hz=$(getconf CLK_TCK)
@@ -135,21 +140,22 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms", "set-up med ms", "user ms/assoc", "sys ms/assoc"]
 med = {}
-targets = ("direct", "proxy", "proxy-early", "haproxy")
+targets = ("direct", "proxy", "proxy-early", "haproxy", "kestrel-relay")
 for t in targets:
     vals = [[float(x) for x in r[1:]] for r in rows if r[0] == t]
     med[t] = [statistics.median(c) for c in zip(*vals)]
-print(f"rounds: {len(rows)//len(targets)} (A-B-A-B interleaved), medians; proxy-early = the same proxy's listener with EarlyConnect")
+print(f"rounds: {len(rows)//len(targets)} (A-B-A-B interleaved), medians; proxy-early = the same proxy's listener with EarlyConnect;")
+print("kestrel-relay = a bare Kestrel byte relay (bench/KestrelRelay): the platform's floor, no DICOM work")
 print(f"{'target':<22}" + "".join(f"{c:>16}" for c in cols))
 for t in targets:
     print(f"{t:<22}" + "".join(f"{v:>16.2f}" for v in med[t]))
 ratio = lambda a, b: f"{a/b:>16.3f}" if b else f"{'-':>16}"
-for p in ("proxy", "proxy-early"):
+for p in ("proxy", "proxy-early", "kestrel-relay"):
     print(f"{p + ' / haproxy':<22}" + "".join(ratio(a, h) for a, h in zip(med[p], med['haproxy'])))
 print(f"{'proxy / direct':<22}" + "".join(ratio(a, d) for a, d in zip(med['proxy'], med['direct'])))
 print("user/sys ms/assoc: the proxy process's own CPU per C-ECHO association (/proc/PID/stat); direct has no proxy (0)")
 print("association set-up overhead (median connect -> A-ASSOCIATE-AC minus direct): "
-      + "; ".join(f"{t} {med[t][7]-med['direct'][7]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy")))
+      + "; ".join(f"{t} {med[t][7]-med['direct'][7]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy", "kestrel-relay")))
 print("whole echo association overhead (median connect ... close minus direct): "
-      + "; ".join(f"{t} {med[t][5]-med['direct'][5]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy")))
+      + "; ".join(f"{t} {med[t][5]-med['direct'][5]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy", "kestrel-relay")))
 PY

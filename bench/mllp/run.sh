@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MLLP benchmark (a script, not a test): messages/s and p50/p99 ACK latency with K parallel connections (K = 1, 8),
-# direct to the receiver, through ImagingProxy (Release build of src/ImagingProxy.Host) and through HAProxy mode tcp,
-# interleaved A-B-A-B over ROUNDS rounds; prints medians and ratios in one table.
+# direct to the receiver, through ImagingProxy (Release build of src/ImagingProxy.Host), through HAProxy mode tcp and
+# through bench/KestrelRelay (a bare Kestrel byte relay with ImagingProxy's transport settings and no HL7 work: the floor
+# of the platform ImagingProxy is built on), interleaved A-B-A-B over ROUNDS rounds; prints medians and ratios in one table.
 #
 # Usage: bench/mllp/run.sh [SECONDS_PER_RUN=5] [ROUNDS=3]
 # Needs: dotnet (SDK of global.json), /usr/bin/python3, haproxy. Work files: $BENCH_DIR (default /tmp/mllp-bench).
@@ -14,6 +15,7 @@ rounds=${2:-3}
 receiver_port=${RECEIVER_PORT:-29100}
 proxy_port=${PROXY_PORT:-29101}
 haproxy_port=${HAPROXY_PORT:-29102}
+relay_port=${RELAY_PORT:-29103}
 mkdir -p "$work"
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -22,6 +24,7 @@ trap cleanup EXIT
 echo "building load client and ImagingProxy (Release) ..." >&2
 dotnet build -c Release "$here/LoadClient" -o "$work/client" -v q -nologo >/dev/null
 dotnet build -c Release "$repo/src/ImagingProxy.Host" -o "$work/proxy" -v q -nologo >/dev/null
+dotnet build -c Release "$repo/bench/KestrelRelay" -o "$work/relay" -v q -nologo >/dev/null
 
 cat > "$work/proxy.json" <<JSON
 {
@@ -51,20 +54,21 @@ CFG
 /usr/bin/python3 "$here/receiver.py" "$receiver_port" & pids+=($!)
 dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!); haproxy_pid=$!
-for port in "$receiver_port" "$proxy_port" "$haproxy_port"; do
+dotnet "$work/relay/KestrelRelay.dll" "$relay_port" "$receiver_port" >"$work/relay.log" 2>&1 & pids+=($!); relay_pid=$!
+for port in "$receiver_port" "$proxy_port" "$haproxy_port" "$relay_port"; do
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.2; done
 done
 
 results="$work/results.txt"
 : > "$results"
-declare -A ports=([direct]=$receiver_port [imagingproxy]=$proxy_port [haproxy]=$haproxy_port)
-declare -A cpu_pid=([direct]=0 [imagingproxy]=$proxy_pid [haproxy]=$haproxy_pid)
+declare -A ports=([direct]=$receiver_port [imagingproxy]=$proxy_port [haproxy]=$haproxy_port [kestrel-relay]=$relay_port)
+declare -A cpu_pid=([direct]=0 [imagingproxy]=$proxy_pid [haproxy]=$haproxy_pid [kestrel-relay]=$relay_pid)
 # user and system CPU ticks of a process (utime, stime in /proc/PID/stat); "0 0" for none
 ticks() { if [[ $1 == 0 ]]; then echo "0 0"; else awk '{print $14, $15}' "/proc/$1/stat"; fi; }
 hz=$(getconf CLK_TCK)
 for round in $(seq "$rounds"); do
   for k in 1 8; do
-    for target in direct imagingproxy haproxy; do
+    for target in direct imagingproxy haproxy kestrel-relay; do
       read -r u0 s0 < <(ticks "${cpu_pid[$target]}")
       line=$(dotnet "$work/client/LoadClient.dll" "${ports[$target]}" "$k" "$seconds")
       read -r u1 s1 < <(ticks "${cpu_pid[$target]}")
@@ -80,15 +84,16 @@ import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 med = {}
 for k in ("1", "8"):
-    for t in ("direct", "imagingproxy", "haproxy"):
+    for t in ("direct", "imagingproxy", "haproxy", "kestrel-relay"):
         r = [x for x in rows if x[1] == k and x[2] == t]
         med[(k, t)] = tuple(statistics.median(float(x[i]) for x in r) for i in (3, 4, 5)) + (sum(int(x[6]) for x in r),) \
             + tuple(statistics.median(float(x[i]) for x in r) for i in (7, 8))
 print(f"MLLP bench: {sys.argv[3]} rounds x {sys.argv[2]} s per run, medians; ratios vs HAProxy msg/s, added p50 vs direct")
 print(f"{'K':>2} {'target':<13} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x HAProxy':>9} {'+p50 ms':>8} {'errors':>6} {'user us/msg':>11} {'sys us/msg':>10}")
 for k in ("1", "8"):
-    for t in ("direct", "imagingproxy", "haproxy"):
+    for t in ("direct", "imagingproxy", "haproxy", "kestrel-relay"):
         rate, p50, p99, err, user, system = med[(k, t)]
         print(f"{k:>2} {t:<13} {rate:>8.0f} {p50:>8.3f} {p99:>8.3f} {rate / med[(k, 'haproxy')][0]:>9.2f} {p50 - med[(k, 'direct')][1]:>8.3f} {err:>6} {user:>11.1f} {system:>10.1f}")
 print("user/sys us/msg: the proxy process's own CPU per relayed message (/proc/PID/stat); direct has no proxy (0)")
+print("kestrel-relay: a bare Kestrel byte relay (bench/KestrelRelay), the platform's floor; it reads no frame")
 PY
