@@ -175,7 +175,7 @@ internal sealed partial class MllpConnectionHandler(
             return await NakAsync(session, header, output, MllpRejectReason.UnknownCluster, Hl7ErrorCode.ApplicationInternalError, $"Cluster '{route.Cluster}' is not configured; message not delivered, retry later.", started, activity);
         }
 
-        var delivery = await forwarder.DeliverAsync(session, cluster, message, header, settings);
+        var delivery = await forwarder.FinishAsync(session, await forwarder.FirstAttemptAsync(session, cluster, message, header, settings));
         switch (delivery.Outcome)
         {
             case MllpDeliveryOutcome.Acknowledged:

@@ -16,7 +16,7 @@ internal enum MllpDeliveryOutcome
     Aborted,
 }
 
-/// <summary>Result of <see cref="MllpForwarder.DeliverAsync"/>.</summary>
+/// <summary>Result of <see cref="MllpForwarder.FinishAsync"/>.</summary>
 internal readonly record struct MllpDelivery(MllpDeliveryOutcome Outcome, string? DestinationId, int Attempts, AcknowledgmentCode AckCode);
 
 /// <summary>What one attempt (one node) gave: the retry pipeline retries <see cref="Failed"/> only.</summary>
@@ -29,6 +29,9 @@ internal enum MllpAttemptOutcome
 
     /// <summary>No node left to try, or no time left in the delivery budget: stop.</summary>
     Exhausted,
+
+    /// <summary>The attempt threw (logged): the delivery stops, as when the inbound connection is aborted.</summary>
+    Aborted,
 }
 
 /// <summary>Result of one attempt inside the retry pipeline.</summary>

@@ -61,7 +61,14 @@ internal sealed partial class MllpForwarder(
             .Build();
     }
 
-    public async Task<MllpDelivery> DeliverAsync(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, Hl7Header header, MllpRouteTable settings)
+    /// <summary>
+    /// Starts delivering a message: its first attempt, which is the whole delivery for almost every message.
+    /// <see cref="FinishAsync"/> takes the result. The two halves are awaited one after the other by the caller rather
+    /// than inside one delivery method: each async level a message passes through costs it a suspension and a
+    /// resumption, about 1 µs of CPU per level (bench/mllp), and the second half completes synchronously unless the
+    /// first attempt failed.
+    /// </summary>
+    public ValueTask<MllpAttemptResult> FirstAttemptAsync(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, Hl7Header header, MllpRouteTable settings)
     {
         session.Cluster = cluster;
         session.Message = message;
@@ -71,57 +78,44 @@ internal sealed partial class MllpForwarder(
         session.FreshRetryUsed = false;
         session.Attempts = 0;
         session.DeliveryStarted = time.GetTimestamp();
-        try
+        return AttemptAsync(session, session.Aborted);
+    }
+
+    /// <summary>
+    /// Ends the delivery <see cref="FirstAttemptAsync"/> started: a failed first attempt is handed to the retry pipeline
+    /// (attempts 2 to <see cref="MllpRouteTable.MaxAttempts"/>); any other result is final and returned synchronously.
+    /// </summary>
+    public ValueTask<MllpDelivery> FinishAsync(MllpSession session, MllpAttemptResult first)
+        => first.Outcome == MllpAttemptOutcome.Failed && !session.Aborted.IsCancellationRequested
+            ? RetryAndFinishAsync(session, first)
+            : ValueTask.FromResult(Finish(session, first));
+
+    private async ValueTask<MllpDelivery> RetryAndFinishAsync(MllpSession session, MllpAttemptResult first)
+        => Finish(session, await RetryAsync(session, session.Settings, first));
+
+    private static MllpDelivery Finish(MllpSession session, MllpAttemptResult result)
+    {
+        session.Message = default;
+        session.Cluster = null;
+        if (result.Outcome == MllpAttemptOutcome.Aborted || session.Aborted.IsCancellationRequested)
         {
-            // The first attempt runs on its own: almost every message is acknowledged by it, and the retry pipeline's
-            // machinery per message was measurable (bench/mllp). Only a failed first attempt enters the pipeline.
-            MllpAttemptResult result;
-            try
-            {
-                result = await AttemptAsync(session, session.Aborted);
-            }
-            catch (Exception)
-            {
-                // As from the pipeline (which returns an exception as the outcome, never retried): the delivery stops.
-                return new MllpDelivery(MllpDeliveryOutcome.Aborted, null, session.Attempts, AcknowledgmentCode.None);
-            }
-
-            if (result.Outcome == MllpAttemptOutcome.Failed && !session.Aborted.IsCancellationRequested)
-            {
-                var retried = await RetryAsync(session, settings, result);
-                if (retried is not { } retriedResult)
-                {
-                    return new MllpDelivery(MllpDeliveryOutcome.Aborted, null, session.Attempts, AcknowledgmentCode.None);
-                }
-
-                result = retriedResult;
-            }
-
-            if (session.Aborted.IsCancellationRequested)
-            {
-                return new MllpDelivery(MllpDeliveryOutcome.Aborted, null, session.Attempts, AcknowledgmentCode.None);
-            }
-
-            return result.Outcome switch
-            {
-                MllpAttemptOutcome.Acknowledged => new MllpDelivery(MllpDeliveryOutcome.Acknowledged, result.DestinationId, session.Attempts, result.AckCode),
-                _ when session.Attempts == 0 && session.Failed.Count == 0 => new MllpDelivery(MllpDeliveryOutcome.NoDestination, null, 0, AcknowledgmentCode.None),
-                _ => new MllpDelivery(MllpDeliveryOutcome.Undelivered, null, session.Attempts, AcknowledgmentCode.None),
-            };
+            return new MllpDelivery(MllpDeliveryOutcome.Aborted, null, session.Attempts, AcknowledgmentCode.None);
         }
-        finally
+
+        return result.Outcome switch
         {
-            session.Message = default;
-            session.Cluster = null;
-        }
+            MllpAttemptOutcome.Acknowledged => new MllpDelivery(MllpDeliveryOutcome.Acknowledged, result.DestinationId, session.Attempts, result.AckCode),
+            _ when session.Attempts == 0 && session.Failed.Count == 0 => new MllpDelivery(MllpDeliveryOutcome.NoDestination, null, 0, AcknowledgmentCode.None),
+            _ => new MllpDelivery(MllpDeliveryOutcome.Undelivered, null, session.Attempts, AcknowledgmentCode.None),
+        };
     }
 
     /// <summary>
     /// Attempts 2 to <see cref="MllpRouteTable.MaxAttempts"/> through the retry pipeline. The pipeline's first execution
     /// hands back the first attempt's failure (already run), so its backoff and attempt count are those of the whole
-    /// delivery. Null when an attempt threw (the delivery stops, as <see cref="DeliverAsync"/> does for the first).
+    /// delivery.
     /// </summary>
-    private async ValueTask<MllpAttemptResult?> RetryAsync(MllpSession session, MllpRouteTable settings, MllpAttemptResult firstFailure)
+    private async ValueTask<MllpAttemptResult> RetryAsync(MllpSession session, MllpRouteTable settings, MllpAttemptResult firstFailure)
     {
         var pipeline = settings.GetPipeline(_buildPipeline);
         var context = ResilienceContextPool.Shared.Get(session.Aborted);
@@ -132,7 +126,7 @@ internal sealed partial class MllpForwarder(
                 static async (context, state) => Outcome.FromResult(state.TakeFirst(out var first) ? first : await state.Forwarder.AttemptAsync(state.Session, context.CancellationToken)),
                 context,
                 state);
-            return outcome.Exception is null ? outcome.Result : null;
+            return outcome.Exception is null ? outcome.Result : new MllpAttemptResult(MllpAttemptOutcome.Aborted, null, AcknowledgmentCode.None);
         }
         finally
         {
@@ -171,115 +165,124 @@ internal sealed partial class MllpForwarder(
     {
         var cluster = session.Cluster!;
         var settings = session.Settings;
-        while (true)
+        try
         {
-            if (aborted.IsCancellationRequested)
+            while (true)
             {
-                return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
-            }
-
-            var ackTimeout = settings.AckTimeout;
-            if (settings.DeliveryTimeout is { } budget)
-            {
-                var left = budget - time.GetElapsedTime(session.DeliveryStarted);
-                if (left <= TimeSpan.Zero)
+                if (aborted.IsCancellationRequested)
                 {
                     return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                 }
 
-                ackTimeout = left < ackTimeout ? left : ackTimeout;
-            }
-
-            var destination = Pick(session, cluster, session.Failed);
-            if (destination is null)
-            {
-                return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
-            }
-
-            if (session.Attempts++ > 0 && !session.FreshRetryUsedNow)
-            {
-                // The previous attempt's node is the last one that failed (a stale pooled connection is not counted).
-                metrics.Retried(cluster.ClusterId, session.Failed.Count > 0 ? session.Failed[^1].DestinationId : string.Empty);
-            }
-
-            session.FreshRetryUsedNow = false;
-            string? reason;
-            var reused = false;
-            if (!session.TryGetSticky(cluster.ClusterId, out var stickyId, out var node) || stickyId != destination.DestinationId)
-            {
-                (node, reason) = await RentAsync(session, cluster, destination, settings);
-            }
-            else
-            {
-                reason = null;
-            }
-
-            if (node is not null)
-            {
-                reused = node.Used;
-                var unsolicited = node.UnsolicitedFrames;
-                session.Ack.ResetWrittenCount();
-                var timeout = session.StartAttemptTimeout(ackTimeout);
-                try
+                var ackTimeout = settings.AckTimeout;
+                if (settings.DeliveryTimeout is { } budget)
                 {
-                    reason = !await node.SendAsync(session.Message, timeout) ? "connection closed while sending"
-                        : !await node.ReceiveAsync(session.Ack, timeout) ? "connection closed before an ACK"
-                        : null;
-                }
-                catch (OperationCanceledException) when (timeout.IsCancellationRequested)
-                {
-                    reason = session.Aborted.IsCancellationRequested ? "inbound connection aborted" : $"no ACK within {ackTimeout.TotalSeconds:0.###} s";
-                    reused = false;
-                }
-                catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
-                {
-                    reason = $"{ex.GetType().Name}: {ex.Message}";
-                }
-                finally
-                {
-                    session.StopAttemptTimeout();
-                }
-
-                if (node.UnsolicitedFrames != unsolicited)
-                {
-                    Log.UnsolicitedDiscarded(logger, session.ConnectionId, destination.DestinationId, node.UnsolicitedFrames - unsolicited);
-                }
-
-                if (reason is null)
-                {
-                    var header = session.Header;
-                    var code = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success ? ack.Code : AcknowledgmentCode.None;
-                    if (code == AcknowledgmentCode.None || !ack.Acknowledges(header))
+                    var left = budget - time.GetElapsedTime(session.DeliveryStarted);
+                    if (left <= TimeSpan.Zero)
                     {
-                        // protocols.md §3.7: log it, relay anyway, never re-pair.
-                        Log.AckMismatch(logger, session.ConnectionId, header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
+                        return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                     }
 
-                    return new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);
+                    ackTimeout = left < ackTimeout ? left : ackTimeout;
                 }
 
-                session.ClearSticky(cluster.ClusterId);
-                await pool.DiscardAsync(node);
-            }
+                var destination = Pick(session, cluster, session.Failed);
+                if (destination is null)
+                {
+                    return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+                }
 
-            if (aborted.IsCancellationRequested)
-            {
-                return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
-            }
+                if (session.Attempts++ > 0 && !session.FreshRetryUsedNow)
+                {
+                    // The previous attempt's node is the last one that failed (a stale pooled connection is not counted).
+                    metrics.Retried(cluster.ClusterId, session.Failed.Count > 0 ? session.Failed[^1].DestinationId : string.Empty);
+                }
 
-            if (reused && !session.FreshRetryUsed)
-            {
-                // A reused connection the node had closed (idle timeout, restart): one more try on a new connection, not counted.
-                session.FreshRetryUsed = true;
-                session.FreshRetryUsedNow = true;
-                session.Attempts--;
-                continue;
-            }
+                session.FreshRetryUsedNow = false;
+                string? reason;
+                var reused = false;
+                if (!session.TryGetSticky(cluster.ClusterId, out var stickyId, out var node) || stickyId != destination.DestinationId)
+                {
+                    (node, reason) = await RentAsync(session, cluster, destination, settings);
+                }
+                else
+                {
+                    reason = null;
+                }
 
-            Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason!);
-            session.Failed.Add(destination);
-            MarkUnhealthy(cluster, destination);
-            return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
+                if (node is not null)
+                {
+                    reused = node.Used;
+                    var unsolicited = node.UnsolicitedFrames;
+                    session.Ack.ResetWrittenCount();
+                    var timeout = session.StartAttemptTimeout(ackTimeout);
+                    try
+                    {
+                        reason = !await node.SendAsync(session.Message, timeout) ? "connection closed while sending"
+                            : !await node.ReceiveAsync(session.Ack, timeout) ? "connection closed before an ACK"
+                            : null;
+                    }
+                    catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+                    {
+                        reason = session.Aborted.IsCancellationRequested ? "inbound connection aborted" : $"no ACK within {ackTimeout.TotalSeconds:0.###} s";
+                        reused = false;
+                    }
+                    catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
+                    {
+                        reason = $"{ex.GetType().Name}: {ex.Message}";
+                    }
+                    finally
+                    {
+                        session.StopAttemptTimeout();
+                    }
+
+                    if (node.UnsolicitedFrames != unsolicited)
+                    {
+                        Log.UnsolicitedDiscarded(logger, session.ConnectionId, destination.DestinationId, node.UnsolicitedFrames - unsolicited);
+                    }
+
+                    if (reason is null)
+                    {
+                        var header = session.Header;
+                        var code = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success ? ack.Code : AcknowledgmentCode.None;
+                        if (code == AcknowledgmentCode.None || !ack.Acknowledges(header))
+                        {
+                            // protocols.md §3.7: log it, relay anyway, never re-pair.
+                            Log.AckMismatch(logger, session.ConnectionId, header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
+                        }
+
+                        return new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);
+                    }
+
+                    session.ClearSticky(cluster.ClusterId);
+                    await pool.DiscardAsync(node);
+                }
+
+                if (aborted.IsCancellationRequested)
+                {
+                    return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+                }
+
+                if (reused && !session.FreshRetryUsed)
+                {
+                    // A reused connection the node had closed (idle timeout, restart): one more try on a new connection, not counted.
+                    session.FreshRetryUsed = true;
+                    session.FreshRetryUsedNow = true;
+                    session.Attempts--;
+                    continue;
+                }
+
+                Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason!);
+                session.Failed.Add(destination);
+                MarkUnhealthy(cluster, destination);
+                return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
+            }
+        }
+        catch (Exception ex)
+        {
+            // Not a node's failure (those are results above): a fault of ours. The sender gets no ACK and sends again.
+            Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), ex);
+            return new MllpAttemptResult(MllpAttemptOutcome.Aborted, null, AcknowledgmentCode.None);
         }
     }
 
@@ -365,6 +368,9 @@ internal sealed partial class MllpForwarder(
 
         [LoggerMessage(EventId = 4102, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: protocol error, node {Destination} acknowledged message {ControlId} with MSA-2 '{AckControlId}'; relayed unchanged.")]
         public static partial void AckMismatch(ILogger logger, string connectionId, string controlId, string destination, string ackControlId);
+
+        [LoggerMessage(EventId = 4104, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: delivering message {ControlId} failed unexpectedly; the message gets no ACK (the sender sends it again).")]
+        public static partial void AttemptThrew(ILogger logger, string connectionId, string controlId, Exception exception);
 
         [LoggerMessage(EventId = 4103, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: node {Destination} sent {Count} frame(s) while no message was in flight (late application ACK?); discarded, never paired with the next message.")]
         public static partial void UnsolicitedDiscarded(ILogger logger, string connectionId, string destination, int count);

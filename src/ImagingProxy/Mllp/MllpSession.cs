@@ -38,7 +38,7 @@ internal sealed class MllpSession : IAsyncDisposable
 
     public Hl7AckReader AckReader { get; } = new();
 
-    // The message being delivered (valid during MllpForwarder.DeliverAsync only).
+    // The message being delivered (valid from MllpForwarder.FirstAttemptAsync to FinishAsync).
     public ClusterState? Cluster { get; set; }
 
     public ReadOnlySequence<byte> Message { get; set; }
