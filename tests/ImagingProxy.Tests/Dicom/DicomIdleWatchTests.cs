@@ -8,34 +8,18 @@ public sealed class DicomIdleWatchTests
     private static readonly TimeSpan s_idle = TimeSpan.FromMinutes(15);
     private static readonly TimeSpan s_artim = TimeSpan.FromSeconds(30);
 
-    [Fact]
-    public async Task Nothing_moving_for_the_idle_timeout_expires_as_idle()
-    {
-        var time = new FakeTimeProvider();
-        using var watch = Start(time, out _);
-
-        time.Advance(s_idle - TimeSpan.FromSeconds(1));
-        Assert.False(watch.Expired.IsCompleted);
-        time.Advance(TimeSpan.FromSeconds(1));
-
-        Assert.True(await watch.Expired);
-    }
-
-    [Fact]
-    public async Task Activity_postpones_the_expiry_to_a_whole_timeout_after_the_last_bytes()
+    [Theory]
+    [InlineData(0)]
+    [InlineData(10)]
+    public async Task Nothing_moving_for_the_idle_timeout_after_the_last_bytes_expires_as_idle(int lastBytesAfterMinutes)
     {
         var time = new FakeTimeProvider();
         using var watch = Start(time, out var association);
-
-        time.Advance(TimeSpan.FromMinutes(10));
+        time.Advance(TimeSpan.FromMinutes(lastBytesAfterMinutes));
         association.Touch(time.GetTimestamp());
-        time.Advance(TimeSpan.FromMinutes(5));
-        Assert.False(watch.Expired.IsCompleted);
-        time.Advance(TimeSpan.FromMinutes(10) - TimeSpan.FromSeconds(1));
-        Assert.False(watch.Expired.IsCompleted);
-        time.Advance(TimeSpan.FromSeconds(1));
 
-        Assert.True(await watch.Expired);
+        // With bytes at 10 min the timer fires at 15 min, finds 5 idle minutes and waits 10 more.
+        Assert.True(await ExpiresAfterAsync(time, watch, s_idle));
     }
 
     [Fact]
@@ -46,11 +30,8 @@ public sealed class DicomIdleWatchTests
         time.Advance(TimeSpan.FromMinutes(1));
 
         association.MarkReleased();
-        time.Advance(s_artim - TimeSpan.FromSeconds(1));
-        Assert.False(watch.Expired.IsCompleted);
-        time.Advance(TimeSpan.FromSeconds(1));
 
-        Assert.False(await watch.Expired);
+        Assert.False(await ExpiresAfterAsync(time, watch, s_artim));
     }
 
     [Fact]
@@ -63,6 +44,15 @@ public sealed class DicomIdleWatchTests
         time.Advance(s_idle * 2);
 
         Assert.False(watch.Expired.IsCompleted);
+    }
+
+    /// <summary>Checks the watch has not expired one second before <paramref name="after"/> and has at it; returns its verdict.</summary>
+    private static async Task<bool> ExpiresAfterAsync(FakeTimeProvider time, DicomIdleWatch watch, TimeSpan after)
+    {
+        time.Advance(after - TimeSpan.FromSeconds(1));
+        Assert.False(watch.Expired.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(1));
+        return await watch.Expired;
     }
 
     private static DicomIdleWatch Start(FakeTimeProvider time, out DicomAssociation association)
