@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Paired A/B of two ImagingProxy builds (a script, not a test): A = the working tree, B = a git ref. Both proxies run at
+# once over the same node; each round runs A then B (then B then A the next round, so neither always goes first), and
+# the figures that matter are printed as medians plus how many pairs A won. On a shared 2-core machine a single
+# throughput figure moves by +-10% between runs; CPU per message or association from /proc is steadier, and a change
+# that wins most pairs is real where one run's ratio is not.
+#
+#   bench/ab.sh mllp REF [ROUNDS=11] [SECONDS=3]   K=8 connections (bench/mllp/LoadClient, bench/mllp/receiver.py)
+#   bench/ab.sh dicom REF [ROUNDS=7] [COUNT=600]   C-ECHO associations one after another (bench/dicom/EchoBench, storescp --fork)
+set -euo pipefail
+kind="${1:?usage: bench/ab.sh mllp|dicom REF [ROUNDS] [SECONDS|COUNT]}"
+ref="${2:?usage: bench/ab.sh mllp|dicom REF [ROUNDS] [SECONDS|COUNT]}"
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+work="$(mktemp -d /tmp/imagingproxy-ab-XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  git -C "$repo" worktree remove --force "$work/ref" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+wait_port() { for _ in $(seq 1 200); do (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+echo "== building A (working tree) and B ($ref)" >&2
+git -C "$repo" worktree add --detach "$work/ref" "$ref" >/dev/null 2>&1
+dotnet build "$repo/src/ImagingProxy.Host" -c Release -o "$work/a" -v q -nologo >/dev/null
+dotnet build "$work/ref/src/ImagingProxy.Host" -c Release -o "$work/b" -v q -nologo >/dev/null
+
+node="$(free_port)" port_a="$(free_port)" port_b="$(free_port)"
+config() { # listener-port -> proxy configuration for $kind
+  if [[ $kind == mllp ]]; then cat <<JSON
+{ "Logging": { "LogLevel": { "Default": "Warning" } },
+  "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+  "ReverseProxy": { "Routes": {}, "Clusters": { "bench": { "Metadata": { "Protocol": "Mllp" }, "Destinations": { "n1": { "Address": "tcp://127.0.0.1:$node" } } } } },
+  "ImagingProxy": { "Mllp": { "Listeners": { "hl7": { "Address": "127.0.0.1", "Port": $1 } }, "Routes": [ { "MessageType": "*", "Cluster": "bench" } ] } } }
+JSON
+  else cat <<JSON
+{ "Logging": { "LogLevel": { "Default": "Warning" } },
+  "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+  "ReverseProxy": { "Routes": {}, "Clusters": { "pacs": { "Metadata": { "Protocol": "Dicom" }, "Destinations": { "pacs1": { "Address": "tcp://127.0.0.1:$node" } } } } },
+  "ImagingProxy": { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": $1 } }, "Routes": { "any": { "CalledAeTitle": "*", "Cluster": "pacs" } } } } }
+JSON
+  fi
+}
+config "$port_a" >"$work/a.json"; config "$port_b" >"$work/b.json"
+
+case "$kind" in
+  mllp)
+    rounds="${3:-11}" seconds="${4:-3}"
+    dotnet build "$repo/bench/mllp/LoadClient" -c Release -o "$work/client" -v q -nologo >/dev/null
+    python3 "$repo/bench/mllp/receiver.py" "$node" & pids+=($!)
+    run() { dotnet "$work/client/LoadClient.dll" "$1" 8 "$seconds"; } # port -> "msg/s p50 p99 errors"
+    ;;
+  dicom)
+    rounds="${3:-7}" count="${4:-600}"
+    export TCP_NODELAY=1
+    dotnet build "$repo/bench/dicom/EchoBench" -c Release -o "$work/echo" -v q -nologo >/dev/null
+    storescp --fork --ignore -aet PACS "$node" >/dev/null 2>&1 & pids+=($!)
+    run() { dotnet "$work/echo/EchoBench.dll" 127.0.0.1 "$1" PACS "$count" 1; } # port -> "assoc/s median p90 setup"
+    ;;
+  *) echo "unknown kind '$kind' (mllp or dicom)" >&2; exit 2 ;;
+esac
+
+DOTNET_gcServer=1 dotnet "$work/a/ImagingProxy.Host.dll" --config "$work/a.json" >"$work/a.log" 2>&1 & pids+=($!); pid_a=$!
+DOTNET_gcServer=1 dotnet "$work/b/ImagingProxy.Host.dll" --config "$work/b.json" >"$work/b.log" 2>&1 & pids+=($!); pid_b=$!
+wait_port "$node"; wait_port "$port_a"; wait_port "$port_b"
+run "$port_a" >/dev/null; run "$port_b" >/dev/null # warm-up: the runtime tiers the code up during the first traffic
+
+: >"$work/results"
+measure() { # label port pid
+  local u0 s0 u1 s1 line
+  read -r u0 s0 < <(ticks "$3")
+  line=$(run "$2")
+  read -r u1 s1 < <(ticks "$3")
+  echo "$1 $line $((u1 - u0)) $((s1 - s0))" | tee -a "$work/results" >&2
+}
+for ((r = 1; r <= rounds; r++)); do
+  if ((r % 2)); then measure A "$port_a" "$pid_a"; measure B "$port_b" "$pid_b"
+  else measure B "$port_b" "$pid_b"; measure A "$port_a" "$pid_a"; fi
+done
+
+python3 - "$work/results" "$kind" "$hz" "${seconds:-0}" "${count:-0}" "$ref" <<'PY'
+import statistics, sys
+path, kind, hz, seconds, count, ref = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+rows = {"A": [], "B": []}
+for line in open(path):
+    f = line.split()
+    rate = float(f[1])
+    n = rate * seconds if kind == "mllp" else count
+    unit = 1e6 if kind == "mllp" else 1e3
+    user, system = float(f[-2]) / hz * unit / n, float(f[-1]) / hz * unit / n
+    extra = float(f[2]) if kind == "mllp" else float(f[4])
+    rows[f[0]].append((rate, extra, user, system))
+names = ("msg/s", "p50 ms", "user us/msg", "sys us/msg") if kind == "mllp" else ("assoc/s", "set-up ms", "user ms/assoc", "sys ms/assoc")
+higher_better = (True, False, False, False)
+print(f"A = working tree, B = {ref}; {len(rows['A'])} paired runs; medians, and the pairs A won")
+for i, name in enumerate(names):
+    a = [r[i] for r in rows["A"]]; b = [r[i] for r in rows["B"]]
+    wins = sum(1 for x, y in zip(a, b) if (x > y if higher_better[i] else x < y))
+    print(f"{name:>14}  A {statistics.median(a):10.3f}  B {statistics.median(b):10.3f}  A/B {statistics.median(a) / statistics.median(b):6.3f}  A won {wins} of {len(a)}")
+PY
