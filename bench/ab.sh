@@ -53,14 +53,14 @@ case "$kind" in
     rounds="${3:-11}" seconds="${4:-3}"
     dotnet build "$repo/bench/mllp/LoadClient" -c Release -o "$work/client" -v q -nologo >/dev/null
     python3 "$repo/bench/mllp/receiver.py" "$node" & pids+=($!)
-    run() { dotnet "$work/client/LoadClient.dll" "$1" 8 "$seconds"; } # port -> "msg/s p50 p99 errors"
+    run() { dotnet "$work/client/LoadClient.dll" "$1" 8 "$seconds"; } # port -> "msg/s p50 p99 errors messages"
     ;;
   dicom)
     rounds="${3:-7}" count="${4:-600}"
     export TCP_NODELAY=1
     dotnet build "$repo/bench/dicom/EchoBench" -c Release -o "$work/echo" -v q -nologo >/dev/null
     storescp --fork --ignore -aet PACS "$node" >/dev/null 2>&1 & pids+=($!)
-    run() { dotnet "$work/echo/EchoBench.dll" 127.0.0.1 "$1" PACS "$count" 1; } # port -> "assoc/s median p90 setup"
+    run() { dotnet "$work/echo/EchoBench.dll" 127.0.0.1 "$1" PACS "$count" 1; } # port -> "assoc/s median p90 setup associations"
     ;;
   *) echo "unknown kind '$kind' (mllp or dicom)" >&2; exit 2 ;;
 esac
@@ -83,14 +83,14 @@ for ((r = 1; r <= rounds; r++)); do
   else measure B "$port_b" "$pid_b"; measure A "$port_a" "$pid_a"; fi
 done
 
-python3 - "$work/results" "$kind" "$hz" "${seconds:-0}" "${count:-0}" "$ref" <<'PY'
+python3 - "$work/results" "$kind" "$hz" "$ref" <<'PY'
 import statistics, sys
-path, kind, hz, seconds, count, ref = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+path, kind, hz, ref = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 rows = {"A": [], "B": []}
 for line in open(path):
     f = line.split()
     rate = float(f[1])
-    n = rate * seconds if kind == "mllp" else count
+    n = float(f[5])  # every message or association of the run, the client's warm-up included (as the CPU ticks are)
     unit = 1e6 if kind == "mllp" else 1e3
     user, system = float(f[-2]) / hz * unit / n, float(f[-1]) / hz * unit / n
     extra = float(f[2]) if kind == "mllp" else float(f[4])

@@ -72,8 +72,9 @@ for round in $(seq "$rounds"); do
       read -r u0 s0 < <(ticks "${cpu_pid[$target]}")
       line=$(dotnet "$work/client/LoadClient.dll" "${ports[$target]}" "$k" "$seconds")
       read -r u1 s1 < <(ticks "${cpu_pid[$target]}")
-      # the proxy's own CPU per relayed message, microseconds of user and of system time
-      cpu=$(python3 -c "import sys; r,s,hz,du,ds=map(float,sys.argv[1:]); n=max(r*s,1); print(f'{du/hz*1e6/n:.1f} {ds/hz*1e6/n:.1f}')" "${line%% *}" "$seconds" "$hz" $((u1 - u0)) $((s1 - s0)))
+      # the proxy's own CPU per relayed message, microseconds of user and of system time, over every message of the run
+      # (LoadClient's last field: its 1 s warm-up included, as the CPU ticks are)
+      cpu=$(python3 -c "import sys; n,hz,du,ds=map(float,sys.argv[1:]); n=max(n,1); print(f'{du/hz*1e6/n:.1f} {ds/hz*1e6/n:.1f}')" "${line##* }" "$hz" $((u1 - u0)) $((s1 - s0)))
       echo "$round $k $target $line $cpu" | tee -a "$results" >&2
     done
   done
@@ -87,7 +88,7 @@ for k in ("1", "8"):
     for t in ("direct", "imagingproxy", "haproxy", "kestrel-relay"):
         r = [x for x in rows if x[1] == k and x[2] == t]
         med[(k, t)] = tuple(statistics.median(float(x[i]) for x in r) for i in (3, 4, 5)) + (sum(int(x[6]) for x in r),) \
-            + tuple(statistics.median(float(x[i]) for x in r) for i in (7, 8))
+            + tuple(statistics.median(float(x[i]) for x in r) for i in (8, 9))
 print(f"MLLP bench: {sys.argv[3]} rounds x {sys.argv[2]} s per run, medians; ratios vs HAProxy msg/s, added p50 vs direct")
 print(f"{'K':>2} {'target':<13} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x HAProxy':>9} {'+p50 ms':>8} {'errors':>6} {'user us/msg':>11} {'sys us/msg':>10}")
 for k in ("1", "8"):
