@@ -65,8 +65,8 @@ internal sealed partial class MllpForwarder(
     /// Starts delivering a message: its first attempt, which is the whole delivery for almost every message.
     /// <see cref="FinishAsync"/> takes the result. The two halves are awaited one after the other by the caller rather
     /// than inside one delivery method: each async level a message passes through costs it a suspension and a
-    /// resumption, about 1 µs of CPU per level (bench/mllp), and the second half completes synchronously unless the
-    /// first attempt failed.
+    /// resumption, 1-2 µs of CPU per level in paired runs (bench/ab.sh), and the second half completes synchronously
+    /// unless the first attempt failed.
     /// </summary>
     public ValueTask<MllpAttemptResult> FirstAttemptAsync(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, Hl7Header header, MllpRouteTable settings)
     {
@@ -159,7 +159,7 @@ internal sealed partial class MllpForwarder(
     /// <summary>
     /// One attempt: pick a node, send, wait for its ACK (within the ACK timeout and the delivery budget). The exchange is
     /// written out here rather than in a method of its own: each async level a message passes through costs it a
-    /// suspension and a resumption (bench/mllp measured about 1 µs of CPU per level).
+    /// suspension and a resumption (1-2 µs of CPU per level in paired runs, bench/ab.sh).
     /// </summary>
     private async ValueTask<MllpAttemptResult> AttemptAsync(MllpSession session, CancellationToken aborted)
     {
