@@ -3,8 +3,8 @@ namespace ImagingProxy.Dicom;
 /// <summary>
 /// A relayed association's idle timeout and, once the release went through, its ARTIM wait for the requestor's close
 /// (PS3.8 Sta13), on one timer per association. The relay only stamps <see cref="DicomAssociation.LastActivity"/>; the
-/// timer looks at the stamp when it fires and re-arms for the rest of the timeout. No task, delay or thread-pool hop per
-/// association unless the timer fires, which an association that is released and closed never lets it do.
+/// timer looks at the stamp when it fires and re-arms for the rest of the timeout. No task or delay per association; the
+/// callback runs only when the timer fires, which an association that is released and closed never lets it do.
 /// </summary>
 internal sealed class DicomIdleWatch : IDisposable
 {
