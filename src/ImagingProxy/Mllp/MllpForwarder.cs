@@ -186,7 +186,7 @@ internal sealed partial class MllpForwarder(
                     ackTimeout = left < ackTimeout ? left : ackTimeout;
                 }
 
-                var destination = Pick(session, cluster, session.Failed);
+                var destination = Pick(session, cluster, session.Failed, out var node);
                 if (destination is null)
                 {
                     return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
@@ -199,15 +199,11 @@ internal sealed partial class MllpForwarder(
                 }
 
                 session.FreshRetryUsedNow = false;
-                string? reason;
+                string? reason = null;
                 var reused = false;
-                if (!session.TryGetSticky(cluster.ClusterId, out var stickyId, out var node) || stickyId != destination.DestinationId)
+                if (node is null)
                 {
                     (node, reason) = await RentAsync(session, cluster, destination, settings);
-                }
-                else
-                {
-                    reason = null;
                 }
 
                 if (node is not null)
@@ -316,19 +312,28 @@ internal sealed partial class MllpForwarder(
         return (node, null);
     }
 
-    private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed)
+    /// <summary>
+    /// The inbound connection's sticky node while it is available and has not failed this message (<paramref name="sticky"/>
+    /// is then its connection), else the available node with the fewest rented connections.
+    /// </summary>
+    private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
         var available = cluster.DestinationsState.AvailableDestinations;
-        if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out _))
+        if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out var connection))
         {
-            foreach (var destination in available)
+            // Indexed, not foreach: this runs per message and an interface enumerator is an allocation.
+            for (var i = 0; i < available.Count; i++)
             {
+                var destination = available[i];
                 if (destination.DestinationId == stickyId && !failed.Contains(destination))
                 {
+                    sticky = connection;
                     return destination;
                 }
             }
         }
+
+        sticky = null;
 
         DestinationState? best = null;
         var bestLoad = int.MaxValue;
