@@ -193,6 +193,8 @@ internal sealed partial class MllpConnectionHandler(
                 Log.AbortedInFlight(logger, session.ConnectionId, header.MessageControlId.GetString(), delivery.Attempts);
                 activity?.SetStatus(ActivityStatusCode.Error, "connection aborted");
                 return MllpSessionEnd.ClientAborted;
+            case MllpDeliveryOutcome.Faulted:
+                return await NakAsync(session, header, output, MllpRejectReason.InternalError, Hl7ErrorCode.ApplicationInternalError, "ImagingProxy failed while delivering the message (a node may already have it); send it again.", started, activity);
             case MllpDeliveryOutcome.NoDestination:
                 return await NakAsync(session, header, output, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started, activity);
             default:

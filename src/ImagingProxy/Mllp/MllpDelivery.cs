@@ -14,6 +14,9 @@ internal enum MllpDeliveryOutcome
 
     /// <summary>The inbound connection was aborted (drain deadline) while the message was in flight: nothing to answer.</summary>
     Aborted,
+
+    /// <summary>An attempt failed in ImagingProxy itself (logged, event 4104): ImagingProxy answers AR/CR.</summary>
+    Faulted,
 }
 
 /// <summary>Result of <see cref="MllpForwarder.FinishAsync"/>.</summary>
@@ -30,8 +33,8 @@ internal enum MllpAttemptOutcome
     /// <summary>No node left to try, or no time left in the delivery budget: stop.</summary>
     Exhausted,
 
-    /// <summary>The attempt threw (logged): the delivery stops, as when the inbound connection is aborted.</summary>
-    Aborted,
+    /// <summary>The attempt threw, a fault of ImagingProxy's own (logged): the delivery stops, not retried.</summary>
+    Faulted,
 }
 
 /// <summary>Result of one attempt inside the retry pipeline.</summary>

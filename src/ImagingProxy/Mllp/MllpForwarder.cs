@@ -97,13 +97,14 @@ internal sealed partial class MllpForwarder(
     {
         session.Message = default;
         session.Cluster = null;
-        if (result.Outcome == MllpAttemptOutcome.Aborted || session.Aborted.IsCancellationRequested)
+        if (session.Aborted.IsCancellationRequested)
         {
             return new MllpDelivery(MllpDeliveryOutcome.Aborted, null, session.Attempts, AcknowledgmentCode.None);
         }
 
         return result.Outcome switch
         {
+            MllpAttemptOutcome.Faulted => new MllpDelivery(MllpDeliveryOutcome.Faulted, null, session.Attempts, AcknowledgmentCode.None),
             MllpAttemptOutcome.Acknowledged => new MllpDelivery(MllpDeliveryOutcome.Acknowledged, result.DestinationId, session.Attempts, result.AckCode),
             _ when session.Attempts == 0 && session.Failed.Count == 0 => new MllpDelivery(MllpDeliveryOutcome.NoDestination, null, 0, AcknowledgmentCode.None),
             _ => new MllpDelivery(MllpDeliveryOutcome.Undelivered, null, session.Attempts, AcknowledgmentCode.None),
@@ -126,7 +127,7 @@ internal sealed partial class MllpForwarder(
                 static async (context, state) => Outcome.FromResult(state.TakeFirst(out var first) ? first : await state.Forwarder.AttemptAsync(state.Session, context.CancellationToken)),
                 context,
                 state);
-            return outcome.Exception is null ? outcome.Result : new MllpAttemptResult(MllpAttemptOutcome.Aborted, null, AcknowledgmentCode.None);
+            return outcome.Exception is null ? outcome.Result : new MllpAttemptResult(MllpAttemptOutcome.Faulted, null, AcknowledgmentCode.None);
         }
         finally
         {
@@ -276,9 +277,9 @@ internal sealed partial class MllpForwarder(
         }
         catch (Exception ex)
         {
-            // Not a node's failure (those are results above): a fault of ours. The sender gets no ACK and sends again.
+            // Not a node's failure (those are results above): a fault of ours. The sender gets AR/CR and sends again.
             Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), ex);
-            return new MllpAttemptResult(MllpAttemptOutcome.Aborted, null, AcknowledgmentCode.None);
+            return new MllpAttemptResult(MllpAttemptOutcome.Faulted, null, AcknowledgmentCode.None);
         }
     }
 
@@ -374,7 +375,7 @@ internal sealed partial class MllpForwarder(
         [LoggerMessage(EventId = 4102, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: protocol error, node {Destination} acknowledged message {ControlId} with MSA-2 '{AckControlId}'; relayed unchanged.")]
         public static partial void AckMismatch(ILogger logger, string connectionId, string controlId, string destination, string ackControlId);
 
-        [LoggerMessage(EventId = 4104, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: delivering message {ControlId} failed unexpectedly; the message gets no ACK (the sender sends it again).")]
+        [LoggerMessage(EventId = 4104, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: delivering message {ControlId} failed inside ImagingProxy; the sender gets AR/CR and sends it again (a node may already have it).")]
         public static partial void AttemptThrew(ILogger logger, string connectionId, string controlId, Exception exception);
 
         [LoggerMessage(EventId = 4103, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: node {Destination} sent {Count} frame(s) while no message was in flight (late application ACK?); discarded, never paired with the next message.")]

@@ -29,6 +29,9 @@ internal enum MllpRejectReason
 
     /// <summary>The stream ended inside a frame.</summary>
     IncompleteFrame,
+
+    /// <summary>Delivering failed inside ImagingProxy (a fault of ours, logged): NAK, the sender sends again.</summary>
+    InternalError,
 }
 
 /// <summary>Names of <see cref="MllpRejectReason"/> for tags.</summary>
@@ -45,6 +48,7 @@ internal static class MllpRejectReasons
         MllpRejectReason.NoDestination => "no_destination",
         MllpRejectReason.Undelivered => "undelivered",
         MllpRejectReason.IncompleteFrame => "incomplete_frame",
+        MllpRejectReason.InternalError => "internal_error",
         _ => "other",
     };
 }

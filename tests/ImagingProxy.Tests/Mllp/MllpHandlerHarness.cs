@@ -23,10 +23,15 @@ namespace ImagingProxy.Tests.Mllp;
 /// </summary>
 internal sealed class MllpHandlerHarness : IAsyncDisposable
 {
-    /// <summary>Cluster <c>c</c> with one destination per address (d0, d1 ...), all available.</summary>
-    private static ClusterState Cluster(string[] destinations)
+    /// <summary>Cluster <c>c</c> with one destination per address (d0, d1 ...), all available; passive health on when asked.</summary>
+    private static ClusterState Cluster(string[] destinations, bool passiveHealth)
     {
-        var cluster = new ClusterState("c", new ClusterModel(new ClusterConfig { ClusterId = "c" }, new HttpMessageInvoker(new HttpClientHandler())));
+        var config = new ClusterConfig
+        {
+            ClusterId = "c",
+            HealthCheck = passiveHealth ? new HealthCheckConfig { Passive = new PassiveHealthCheckConfig { Enabled = true } } : null,
+        };
+        var cluster = new ClusterState("c", new ClusterModel(config, new HttpMessageInvoker(new HttpClientHandler())));
         var states = destinations.Select((address, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = address }))).ToArray();
         cluster.DestinationsState = new ClusterDestinationsState(states, states);
         return cluster;
@@ -40,7 +45,8 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     private readonly CancellationTokenSource _closeRequested = new();
     private readonly DefaultConnectionContext _connection;
 
-    public MllpHandlerHarness(string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null)
+    // health: passive health updates, and the cluster then enables passive health (none when null).
+    public MllpHandlerHarness(string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null, IDestinationHealthUpdater? health = null)
     {
         time ??= TimeProvider.System;
         var values = new Dictionary<string, string?>
@@ -60,8 +66,8 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         Pool = new MllpNodePool(time);
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
-        var forwarder = new MllpForwarder(Pool, new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
-        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations)), forwarder, Pool, Metrics, time, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
+        var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null)), forwarder, Pool, Metrics, time, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer));
         _connection.Features.Set<IConnectionLifetimeNotificationFeature>(new CloseNotification(_closeRequested));
         Handler = Task.Run(async () =>
