@@ -24,6 +24,7 @@ public static class ConfigurationValidator
 
         var ports = new List<(string Key, IPAddress? Address, int Port)>();
         ValidateKestrelEndpoints(configuration.GetSection("Kestrel"), ports, errors);
+        errors.AddRange(KestrelLimitsConfig.Validate(configuration.GetSection(KestrelLimitsConfig.SectionPath)));
 
         var proxy = configuration.GetSection(ImagingProxyOptions.SectionName);
         var dicomListeners = ValidateListeners(proxy.GetSection("Dicom:Listeners"), ports, dicom: true, errors);

@@ -82,10 +82,12 @@ public static class ImagingProxyApp
         var endpointNames = kestrelSection.GetSection("Endpoints").GetChildren().Select(e => e.Key).ToList();
         var adminName = endpointNames.FirstOrDefault(IsAdmin);
         var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
+        var limitSubscriptions = new KestrelLimitsSubscriptions();
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {
-            // Imaging bodies are large (STOW-RS, MTOM): no global cap; routes set MaxRequestBodySize where wanted.
-            kestrel.Limits.MaxRequestBodySize = null;
+            // Kestrel:Limits, which ASP.NET Core does not bind itself. Imaging bodies are large (STOW-RS, MTOM): no
+            // global body cap unless configured; routes set MaxRequestBodySize where wanted.
+            limitSubscriptions.Add(KestrelLimitsConfig.Bind(kestrelSection.GetSection("Limits"), kestrel.Limits));
             var loader = kestrel.Configure(adminName is not null ? KestrelEndpointSubset.Without(kestrelSection, adminName) : kestrelSection, reloadOnChange: true);
             foreach (var name in endpointNames.Where(name => name != adminName))
             {
@@ -117,7 +119,7 @@ public static class ImagingProxyApp
         if (adminName is not null)
         {
             var hasDataListeners = endpointNames.Any(name => !IsAdmin(name)) || proxyOptions.Dicom.Listeners.Count > 0 || proxyOptions.Mllp.Listeners.Count > 0;
-            AddSplitServer(builder.Services, kestrelSection, adminName, listeners, hasDataListeners);
+            AddSplitServer(builder.Services, kestrelSection, adminName, listeners, hasDataListeners, limitSubscriptions);
         }
 
         AddProxy(builder.Services, config);
@@ -129,6 +131,7 @@ public static class ImagingProxyApp
 
         var app = builder.Build();
         var lifetime = app.Services.GetRequiredService<IHostApplicationLifetime>();
+        lifetime.ApplicationStopped.Register(limitSubscriptions.Dispose);
         var hostLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Hosting");
         lifetime.ApplicationStarted.Register(() =>
         {
@@ -178,7 +181,7 @@ public static class ImagingProxyApp
     /// with options of its own loading only <c>Kestrel:Endpoints:Admin</c>, for the Admin endpoint. Both share the
     /// application's services: transport, memory pool, logging, metrics, and the one request pipeline.
     /// </summary>
-    private static void AddSplitServer(IServiceCollection services, IConfigurationSection kestrel, string adminName, ListenerRegistry listeners, bool hasDataListeners)
+    private static void AddSplitServer(IServiceCollection services, IConfigurationSection kestrel, string adminName, ListenerRegistry listeners, bool hasDataListeners, KestrelLimitsSubscriptions limits)
     {
         var registered = services.Last(d => d.ServiceType == typeof(IServer));
         var serverType = registered.ImplementationType
@@ -187,6 +190,7 @@ public static class ImagingProxyApp
         services.AddSingleton(sp =>
         {
             var adminOptions = new KestrelServerOptions { ApplicationServices = sp };
+            limits.Add(KestrelLimitsConfig.Bind(kestrel.GetSection("Limits"), adminOptions.Limits));
             var loader = adminOptions.Configure(KestrelEndpointSubset.Only(kestrel, adminName), reloadOnChange: true);
             AttachListener(loader, adminName, listeners);
             var data = (IServer)ActivatorUtilities.CreateInstance(sp, serverType);

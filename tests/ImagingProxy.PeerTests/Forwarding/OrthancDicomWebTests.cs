@@ -25,11 +25,13 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
         await _orthanc.UploadInstanceAsync(_stored.Path);
         var config = $$"""
             {
-              "Kestrel": { "Endpoints": {
+              "Kestrel": { "Limits": { "MaxRequestBodySize": 1024 }, "Endpoints": {
                 "Viewers": { "Url": "https://127.0.0.1:0", "Certificate": { "Path": "{{_certificate.CertificatePath}}", "KeyPath": "{{_certificate.KeyPath}}" } },
                 "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
               "ReverseProxy": {
-                "Routes": { "dicomweb": { "ClusterId": "pacs-web", "Match": { "Path": "/dicom-web/{**rest}" }, "MaxRequestBodySize": -1 } },
+                "Routes": {
+                  "dicomweb": { "ClusterId": "pacs-web", "Match": { "Path": "/dicom-web/{**rest}" }, "MaxRequestBodySize": -1 },
+                  "capped": { "ClusterId": "pacs-web", "Match": { "Path": "/capped/dicom-web/{**rest}" }, "Transforms": [ { "PathRemovePrefix": "/capped" } ] } },
                 "Clusters": { "pacs-web": {
                   "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.500", "Timeout": "00:00:05", "Path": "/dicom-web/studies", "Query": "?limit=1" } },
                   "Metadata": { "HealthCheck.Headers": "Accept: application/dicom+json" },
@@ -85,19 +87,44 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
     [Fact(Timeout = 120_000)]
     public async Task Stow_rs_through_the_proxy_stores_the_instance()
     {
+        // The route lifts the configured Kestrel:Limits:MaxRequestBodySize (1 KiB) with its own -1.
         var file = await _files.CreateAsync();
-        var boundary = "ImagingProxyBoundary";
-        using var content = new MultipartContent("related", boundary);
-        content.Headers.ContentType!.Parameters.Add(new NameValueHeaderValue("type", "\"application/dicom\""));
-        var part = new ByteArrayContent(await File.ReadAllBytesAsync(file.Path));
-        part.Headers.ContentType = new MediaTypeHeaderValue("application/dicom");
-        content.Add(part);
+        using var content = await StowContentAsync(file);
+        Assert.True(content.Headers.ContentLength > 1024);
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy.Url("Viewers", "https") };
         using var response = await client.PostAsync("/dicom-web/studies", content);
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
         var studies = await _orthanc.GetJsonAsync($"dicom-web/studies?StudyInstanceUID={file.StudyInstanceUid}");
         Assert.Equal(1, studies.GetArrayLength());
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task Kestrel_limits_cap_stow_rs_on_a_route_without_its_own_limit()
+    {
+        var file = await _files.CreateAsync();
+        using var content = await StowContentAsync(file);
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy.Url("Viewers", "https") };
+        using var response = await client.PostAsync("/capped/dicom-web/studies", content);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, response.StatusCode);
+
+        // Nothing reached Orthanc; a small request on the same route still goes through.
+        var studies = await _orthanc.GetJsonAsync($"dicom-web/studies?StudyInstanceUID={file.StudyInstanceUid}");
+        Assert.Equal(0, studies.GetArrayLength());
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"/capped/dicom-web/studies?StudyInstanceUID={_stored.StudyInstanceUid}");
+        request.Headers.Accept.ParseAdd("application/dicom+json");
+        using var query = await client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, query.StatusCode);
+    }
+
+    private static async Task<MultipartContent> StowContentAsync(TestDicomFile file)
+    {
+        var content = new MultipartContent("related", "ImagingProxyBoundary");
+        content.Headers.ContentType!.Parameters.Add(new NameValueHeaderValue("type", "\"application/dicom\""));
+        var part = new ByteArrayContent(await File.ReadAllBytesAsync(file.Path));
+        part.Headers.ContentType = new MediaTypeHeaderValue("application/dicom");
+        content.Add(part);
+        return content;
     }
 
     [Fact(Timeout = 120_000)]
