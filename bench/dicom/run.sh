@@ -13,11 +13,16 @@
 # storescp runs with --fork --ignore (receives everything, writes nothing) so that disk speed is not measured.
 # TCP_NODELAY=1 for every dcmtk process; ImagingProxy and HAProxy set TCP_NODELAY on their sockets themselves.
 #
-# usage: bench/dicom/run.sh            (env: CT_COUNT=400 MG_COUNT=12 PARALLEL=4 ROUNDS=3 ECHO_COUNT=2000 ECHO_CONCURRENCY=1 PDU=16384)
+# Set-up latency is measured twice: back to back (the associations/s run: each association starts while the previous
+# one is torn down, and on a small machine the proxy, storescp's fork and the client compete for the cores), and paced
+# (PACED_COUNT associations, one every PACED_MS plus its own duration: a modality's pattern, each set-up on its own).
+#
+# usage: bench/dicom/run.sh            (env: CT_COUNT=400 MG_COUNT=12 PARALLEL=4 ROUNDS=3 ECHO_COUNT=2000 ECHO_CONCURRENCY=1 PDU=16384 PACED_COUNT=300 PACED_MS=20)
 set -euo pipefail
 export TCP_NODELAY=1
 CT_COUNT="${CT_COUNT:-400}" MG_COUNT="${MG_COUNT:-12}" PARALLEL="${PARALLEL:-4}" ROUNDS="${ROUNDS:-3}"
 ECHO_COUNT="${ECHO_COUNT:-2000}" ECHO_CONCURRENCY="${ECHO_CONCURRENCY:-1}" PDU="${PDU:-16384}"
+PACED_COUNT="${PACED_COUNT:-300}" PACED_MS="${PACED_MS:-20}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 work="$(mktemp -d /tmp/imagingproxy-bench-XXXXXX)"
 pids=()
@@ -132,14 +137,15 @@ for ((r = 1; r <= ROUNDS; r++)); do
     # the proxy's own CPU per C-ECHO association (whole association: accept, RQ/AC, echo, release, close), ms, over every
     # association of the run (EchoBench's warm-up included, as the CPU ticks are)
     cpu=$(python3 -c "import sys; n,hz,du,ds=map(float,sys.argv[1:]); print(f'{du/hz*1e3/n:.3f} {ds/hz*1e3/n:.3f}')" "$eall" "$hz" $((u1 - u0)) $((s1 - s0)))
-    echo "$t $ct_mbs $ct_ips $mg_mbs $mg_ips $eps $emed $ep90 $esetup $cpu" >>"$results"
+    read -r _ pmed _ psetup _ < <(dotnet "$echo_dll" 127.0.0.1 "${port[$t]}" PACS "$PACED_COUNT" 1 "$PACED_MS")
+    echo "$t $ct_mbs $ct_ips $mg_mbs $mg_ips $eps $emed $ep90 $esetup $cpu $psetup $pmed" >>"$results"
   done
 done
 
 python3 - "$results" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms", "set-up med ms", "user ms/assoc", "sys ms/assoc"]
+cols = ["CT MB/s", "CT img/s", "MG MB/s", "MG img/s", "echo assoc/s", "echo median ms", "echo p90 ms", "set-up med ms", "user ms/assoc", "sys ms/assoc", "paced set-up", "paced median"]
 med = {}
 targets = ("direct", "proxy", "proxy-early", "haproxy", "kestrel-relay")
 for t in targets:
@@ -155,8 +161,12 @@ for p in ("proxy", "proxy-early", "kestrel-relay"):
     print(f"{p + ' / haproxy':<22}" + "".join(ratio(a, h) for a, h in zip(med[p], med['haproxy'])))
 print(f"{'proxy / direct':<22}" + "".join(ratio(a, d) for a, d in zip(med['proxy'], med['direct'])))
 print("user/sys ms/assoc: the proxy process's own CPU per C-ECHO association (/proc/PID/stat); direct has no proxy (0)")
-print("association set-up overhead (median connect -> A-ASSOCIATE-AC minus direct): "
+print("association set-up overhead (median connect -> A-ASSOCIATE-AC minus direct), back to back: "
       + "; ".join(f"{t} {med[t][7]-med['direct'][7]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy", "kestrel-relay")))
-print("whole echo association overhead (median connect ... close minus direct): "
+print("whole echo association overhead (median connect ... close minus direct), back to back: "
       + "; ".join(f"{t} {med[t][5]-med['direct'][5]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy", "kestrel-relay")))
+print("association set-up overhead, paced (one association at a time, a pause between): "
+      + "; ".join(f"{t} {med[t][10]-med['direct'][10]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy", "kestrel-relay")))
+print("whole echo association overhead, paced: "
+      + "; ".join(f"{t} {med[t][11]-med['direct'][11]:+.3f} ms" for t in ("proxy", "proxy-early", "haproxy", "kestrel-relay")))
 PY

@@ -5,15 +5,16 @@ using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Dicom;
 
-// usage: EchoBench HOST PORT CALLED_AE COUNT [CONCURRENCY]
+// usage: EchoBench HOST PORT CALLED_AE COUNT [CONCURRENCY] [PAUSE_MS]
 // Runs COUNT whole C-ECHO associations (connect, RQ, AC, C-ECHO-RQ/RSP, release, close) spread over CONCURRENCY loops
 // and prints "associations_per_second median_ms p90_ms setup_median_ms associations" (one line, invariant culture) for
 // run.sh; the last field counts the warm-up associations too (what a proxy's CPU time over the whole run is divided by).
 // Set-up is the association's establishment alone: from the start of the TCP connect to the first byte of the
-// A-ASSOCIATE-AC (or RJ) read back.
+// A-ASSOCIATE-AC (or RJ) read back. PAUSE_MS (default 0) waits that long after each association in each loop: paced
+// associations, each set up on its own, as a modality opens them, rather than back to back.
 if (args.Length < 4)
 {
-    Console.Error.WriteLine("usage: EchoBench HOST PORT CALLED_AE COUNT [CONCURRENCY]");
+    Console.Error.WriteLine("usage: EchoBench HOST PORT CALLED_AE COUNT [CONCURRENCY] [PAUSE_MS]");
     return 2;
 }
 
@@ -21,6 +22,7 @@ var endPoint = new IPEndPoint(IPAddress.Parse(args[0]), int.Parse(args[1], Cultu
 var called = args[2];
 var count = int.Parse(args[3], CultureInfo.InvariantCulture);
 var concurrency = args.Length > 4 ? int.Parse(args[4], CultureInfo.InvariantCulture) : 1;
+var pause = TimeSpan.FromMilliseconds(args.Length > 5 ? int.Parse(args[5], CultureInfo.InvariantCulture) : 0);
 var options = new DicomEchoOptions { Timeout = TimeSpan.FromSeconds(10) };
 
 // Warm-up: JIT, connection paths, the proxy's first-association costs.
@@ -52,6 +54,11 @@ await Task.WhenAll(Enumerable.Range(0, concurrency).Select(_ => Task.Run(async (
         if (!result.IsSuccess)
         {
             Interlocked.Increment(ref failures);
+        }
+
+        if (pause > TimeSpan.Zero)
+        {
+            await Task.Delay(pause);
         }
     }
 })));
