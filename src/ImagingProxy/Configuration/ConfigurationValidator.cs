@@ -252,10 +252,19 @@ public static class ConfigurationValidator
             if (dicom)
             {
                 ValidateBoolean(listener, "EarlyConnect", errors);
+                ValidatePositiveInteger(listener, "MaxAssociations", errors);
             }
-            else if (listener["EarlyConnect"] is not null)
+            else
             {
-                errors.Add($"{listener.Path}:EarlyConnect: only DICOM listeners connect early (an MLLP node is chosen per message).");
+                if (listener["EarlyConnect"] is not null)
+                {
+                    errors.Add($"{listener.Path}:EarlyConnect: only DICOM listeners connect early (an MLLP node is chosen per message).");
+                }
+
+                if (listener["MaxAssociations"] is not null)
+                {
+                    errors.Add($"{listener.Path}:MaxAssociations: only DICOM listeners count associations (limit an MLLP listener's connections with Kestrel:Limits:MaxConcurrentConnections).");
+                }
             }
 
             var addressText = listener["Address"];

@@ -21,4 +21,12 @@ public sealed record TcpListenerConfig
     /// Default false.
     /// </summary>
     public bool? EarlyConnect { get; init; }
+
+    /// <summary>
+    /// DICOM listeners only: the most associations open on this listener at once, counted from the TCP accept to the
+    /// close. An A-ASSOCIATE-RQ over the limit is answered with A-ASSOCIATE-RJ rejected-transient, service-provider
+    /// (presentation), local-limit-exceeded, so the modality retries later (HAProxy's <c>maxconn</c> for a listener,
+    /// answered in DICOM). Default: no limit.
+    /// </summary>
+    public int? MaxAssociations { get; init; }
 }

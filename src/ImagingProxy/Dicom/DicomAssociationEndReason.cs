@@ -41,4 +41,10 @@ public enum DicomAssociationEndReason
 
     /// <summary>The A-ASSOCIATE-RQ arrived while the proxy was draining; the client got A-ASSOCIATE-RJ transient (local-limit-exceeded).</summary>
     Draining,
+
+    /// <summary>
+    /// The listener already had its <c>MaxAssociations</c> open when the A-ASSOCIATE-RQ arrived; the client got
+    /// A-ASSOCIATE-RJ transient (local-limit-exceeded).
+    /// </summary>
+    ListenerLimit,
 }

@@ -30,5 +30,10 @@ public sealed partial class DicomConnectionHandler
         [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message =
             "DICOM association {AssociationId}: destination {Destination} of cluster {Cluster} failed before A-ASSOCIATE-AC ({Failure}); failing over.")]
         public static partial void AttemptFailed(ILogger logger, string associationId, string destination, string cluster, string failure);
+
+        [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message =
+            "DICOM association {AssociationId}: listener {Listener} already has its {MaxAssociations} associations open; " +
+            "{CallingAeTitle} -> {CalledAeTitle} rejected transiently (local-limit-exceeded), the client may retry.")]
+        public static partial void ListenerLimit(ILogger logger, string associationId, string listener, int maxAssociations, string callingAeTitle, string calledAeTitle);
     }
 }

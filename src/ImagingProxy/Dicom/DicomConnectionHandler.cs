@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
@@ -33,6 +34,12 @@ public sealed partial class DicomConnectionHandler(
     /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>
     public const string RewriteCalledAeTitleKey = MetadataKeys.RewriteCalledAeTitle;
 
+    /// <summary>Connections open per listener (accept to close), for the listener's <c>MaxAssociations</c>.</summary>
+    private readonly ConcurrentDictionary<string, OpenCount> _open = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Associations open on <paramref name="listener"/> now (accepted, not yet closed).</summary>
+    internal int OpenOn(string listener) => _open.TryGetValue(listener, out var open) ? Volatile.Read(ref open.Value) : 0;
+
     public override Task OnConnectedAsync(ConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
@@ -60,9 +67,11 @@ public sealed partial class DicomConnectionHandler(
             ? ImagingProxyTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Server)
             : null;
         var early = StartEarlyConnect(association, options);
+        var open = _open.GetOrAdd(listener, static _ => new OpenCount());
+        Interlocked.Increment(ref open.Value);
         try
         {
-            reason = await ServeAsync(connection, association, options, early);
+            reason = await ServeAsync(connection, association, options, early, open);
         }
         catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException)
         {
@@ -76,8 +85,15 @@ public sealed partial class DicomConnectionHandler(
                 await early.DisposeAsync();
             }
 
+            Interlocked.Decrement(ref open.Value);
             End(association, reason, activity);
         }
+    }
+
+    /// <summary>A listener's count of open associations.</summary>
+    private sealed class OpenCount
+    {
+        public int Value;
     }
 
     /// <summary>The name of the <see cref="Activity"/> of each association (only when someone listens).</summary>
@@ -100,7 +116,7 @@ public sealed partial class DicomConnectionHandler(
             : null;
     }
 
-    private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options, DicomEarlyConnection? early)
+    private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options, DicomEarlyConnection? early, OpenCount open)
     {
         var client = connection.Transport;
         var limit = DicomProxySettings.MaxAssociatePduLength(options);
@@ -167,6 +183,15 @@ public sealed partial class DicomConnectionHandler(
             case DrainAction.Abort:
                 await SendAbortAsync(client.Output, AbortReason.ReasonNotSpecified);
                 return DicomAssociationEndReason.Shutdown;
+        }
+
+        // The listener's MaxAssociations (this association included), read from the configuration of now.
+        if (options.Listeners.TryGetValue(association.Listener, out var listenerConfig) && listenerConfig.MaxAssociations is { } max
+            && Volatile.Read(ref open.Value) > max)
+        {
+            await SendRejectAsync(client.Output, AssociateRejectResult.RejectedTransient, AssociateRejectSource.ServiceProviderPresentation, AssociateRejectReasons.ServiceProviderPresentationLocalLimitExceeded);
+            Log.ListenerLimit(logger, association.Id, association.Listener, max, request.CallingAeTitle, request.CalledAeTitle);
+            return DicomAssociationEndReason.ListenerLimit;
         }
 
         var match = DicomRouteTable.Match(settings.OrderedRoutes(options), request.CalledAeTitle, request.CallingAeTitle, association.Listener);

@@ -145,6 +145,7 @@ public sealed class DicomProxyMetrics
         DicomAssociationEndReason.ClientClosed => "client_closed",
         DicomAssociationEndReason.NodeClosed => "node_closed",
         DicomAssociationEndReason.Draining => "draining",
+        DicomAssociationEndReason.ListenerLimit => "listener_limit",
         _ => "unknown",
     };
 

@@ -37,16 +37,16 @@ internal static class DicomProxyHarness
     }
 
     /// <summary>An <c>ImagingProxy</c> section with one DICOM listener <c>dicom</c> on port 0 and the given routes.</summary>
-    public static string Dicom(string routes, bool earlyConnect = false)
+    public static string Dicom(string routes, bool earlyConnect = false, int? maxAssociations = null)
         => $$"""
-            { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": 0, "EarlyConnect": {{(earlyConnect ? "true" : "false")}} } }, "Routes": { {{routes}} } } }
+            { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": 0, "EarlyConnect": {{(earlyConnect ? "true" : "false")}}{{(maxAssociations is { } max ? $", \"MaxAssociations\": {max}" : "")}} } }, "Routes": { {{routes}} } } }
             """;
 
     public static string Route(string id, string calledAeTitle, string cluster)
         => $$""" "{{id}}": { "CalledAeTitle": "{{calledAeTitle}}", "Cluster": "{{cluster}}" } """;
 
-    public static Task<TestProxy> StartAsync(string clusters, string routes, bool earlyConnect = false)
-        => TestProxy.StartAsync(TestProxy.Config("{" + clusters + "}", Dicom(routes, earlyConnect)));
+    public static Task<TestProxy> StartAsync(string clusters, string routes, bool earlyConnect = false, int? maxAssociations = null)
+        => TestProxy.StartAsync(TestProxy.Config("{" + clusters + "}", Dicom(routes, earlyConnect, maxAssociations)));
 
     /// <summary>
     /// Waits until every one of <paramref name="destinations"/> of <paramref name="clusterId"/> meets

@@ -28,6 +28,31 @@ public sealed class DicomProxyStorescpTests
         Assert.True(summary.StartedAtAccept);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task Echoscu_over_the_listeners_max_associations_is_rejected_transient_and_gets_through_once_a_slot_is_free()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("pacs", "PACS", "pacs"), maxAssociations: 1);
+        using var recorder = Record(proxy);
+        var handler = proxy.Services.GetRequiredService<DicomConnectionHandler>();
+
+        // A client that connected and holds the listener's only slot (it has not sent its RQ yet).
+        using var holder = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+        await holder.ConnectAsync(System.Net.IPAddress.Loopback, proxy.Port("dicom"));
+        var rejected = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", new ScuOptions { ExtraArguments = ["-v"] });
+
+        Assert.False(rejected.Succeeded, rejected.ToString());
+        Assert.Contains("Rejected Transient", rejected.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("Local Limit Exceeded", rejected.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(DicomAssociationEndReason.ListenerLimit, Assert.Single(await recorder.WaitAsync(1)).Reason);
+
+        holder.Close();
+        Assert.Equal(DicomAssociationEndReason.ClientClosed, (await recorder.WaitAsync(2))[1].Reason);
+        Assert.Equal(0, handler.OpenOn("dicom"));
+        var accepted = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+        Assert.True(accepted.Succeeded, $"{accepted}\n--- storescp ---\n{scp.Process.Output}");
+    }
+
     [Fact(Timeout = 90_000)]
     public async Task Storescu_files_arrive_byte_identical_at_storescp_through_the_proxy()
     {

@@ -150,4 +150,24 @@ public class ConfigurationValidatorTests
         Assert.Contains("ImagingProxy:Mllp:Listeners:hl7:EarlyConnect: only DICOM listeners connect early (an MLLP node is chosen per message).", errors);
         Assert.DoesNotContain(errors, e => e.Contains("dicom2", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void Max_associations_is_a_positive_count_of_dicom_listeners_only()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ImagingProxy:Dicom:Listeners:dicom:Port"] = "11112",
+            ["ImagingProxy:Dicom:Listeners:dicom:MaxAssociations"] = "0",
+            ["ImagingProxy:Dicom:Listeners:dicom2:Port"] = "11113",
+            ["ImagingProxy:Dicom:Listeners:dicom2:MaxAssociations"] = "200",
+            ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "2575",
+            ["ImagingProxy:Mllp:Listeners:hl7:MaxAssociations"] = "10",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.Contains("ImagingProxy:Dicom:Listeners:dicom:MaxAssociations: '0' must be a positive whole number.", errors);
+        Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Listeners:hl7:MaxAssociations: only DICOM listeners count associations", StringComparison.Ordinal));
+        Assert.DoesNotContain(errors, e => e.Contains("dicom2", StringComparison.Ordinal));
+    }
 }

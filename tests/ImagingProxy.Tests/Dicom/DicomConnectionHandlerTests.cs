@@ -30,6 +30,41 @@ public sealed class DicomConnectionHandlerTests
     }
 
     [Fact]
+    public async Task An_associate_rq_over_the_listeners_max_associations_is_rejected_transient_until_one_closes()
+    {
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["Listeners:l1:Port"] = "0", ["Listeners:l1:MaxAssociations"] = "1" });
+        var holderEnded = new TaskCompletionSource<DicomAssociationSummary>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (holder, _) = harness.AcceptAndStart([], "l1");
+        harness.Handler.AssociationEnded += summary =>
+        {
+            if (summary.Reason == DicomAssociationEndReason.ClientClosed)
+            {
+                holderEnded.TrySetResult(summary);
+            }
+        };
+
+        // The holder (started at accept, so counted now) has not sent its RQ yet: it counts from the accept.
+        var over = harness.Connect("l1");
+        await over.SendAsync(DicomCaptures.AssociateRequest);
+        var answer = await over.ReadPduAsync();
+        Assert.Equal(PduType.AssociateReject, answer!.Value.Header.Type);
+        Assert.Equal([(byte)AssociateRejectResult.RejectedTransient, (byte)AssociateRejectSource.ServiceProviderPresentation, AssociateRejectReasons.ServiceProviderPresentationLocalLimitExceeded], answer.Value.Pdu[7..10]);
+        Assert.Equal(DicomAssociationEndReason.ListenerLimit, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Equal(1, harness.Handler.OpenOn("l1"));
+
+        await holder.Output.CompleteAsync();
+        await holderEnded.Task.WaitAsync(s_bounded);
+        Assert.Equal(0, harness.Handler.OpenOn("l1"));
+
+        // The slot is free again: the next RQ is routed (no destination here, so the reject is temporary-congestion).
+        var next = harness.Connect("l1");
+        await next.SendAsync(DicomCaptures.AssociateRequest);
+        var routed = await next.ReadPduAsync();
+        Assert.Equal(PduType.AssociateReject, routed!.Value.Header.Type);
+        Assert.Equal(AssociateRejectReasons.ServiceProviderPresentationTemporaryCongestion, routed.Value.Pdu[9]);
+    }
+
+    [Fact]
     public async Task Kestrels_close_request_alone_also_makes_a_new_association_be_rejected()
     {
         await using var harness = new HandlerHarness();
