@@ -1,5 +1,6 @@
 using System.Text.Json;
 using ImagingProxy.Configuration;
+using ImagingProxy.Dicom;
 using ImagingProxy.Health;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -31,6 +32,8 @@ public static class AdminEndpoints
         var gate = services.GetRequiredService<ConfigurationGate>();
         var listeners = services.GetRequiredService<ListenerRegistry>();
         var readiness = services.GetRequiredService<ReadinessState>();
+        var dicom = services.GetService<DicomConnectionHandler>();
+        var dicomSettings = services.GetService<DicomProxySettings>();
 
         context.Response.ContentType = "application/json; charset=utf-8";
         await using var json = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Indented = true });
@@ -64,6 +67,16 @@ public static class AdminEndpoints
             json.WriteString("name", listener.Name);
             json.WriteString("kind", listener.Kind);
             json.WriteString("address", listener.EndPoint.ToString());
+            if (listener.Kind == ProxyListener.DicomKind && dicom is not null)
+            {
+                // Associations open now (accept to close) and the listener's MaxAssociations, when it has one.
+                json.WriteNumber("openAssociations", dicom.OpenOn(listener.Name));
+                if (dicomSettings is not null && dicomSettings.Current.Listeners.TryGetValue(listener.Name, out var config) && config.MaxAssociations is { } max)
+                {
+                    json.WriteNumber("maxAssociations", max);
+                }
+            }
+
             json.WriteEndObject();
         }
 

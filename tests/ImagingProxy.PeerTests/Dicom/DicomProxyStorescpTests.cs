@@ -45,6 +45,13 @@ public sealed class DicomProxyStorescpTests
         Assert.Contains("Rejected Transient", rejected.Output, StringComparison.OrdinalIgnoreCase);
         Assert.Contains("Local Limit Exceeded", rejected.Output, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(DicomAssociationEndReason.ListenerLimit, Assert.Single(await recorder.WaitAsync(1)).Reason);
+        using (var admin = new HttpClient { BaseAddress = proxy.Url("Admin") })
+        {
+            using var status = System.Text.Json.JsonDocument.Parse(await admin.GetStringAsync("/status"));
+            var listener = status.RootElement.GetProperty("listeners").EnumerateArray().Single(l => l.GetProperty("name").GetString() == "dicom");
+            Assert.Equal(1, listener.GetProperty("openAssociations").GetInt32());
+            Assert.Equal(1, listener.GetProperty("maxAssociations").GetInt32());
+        }
 
         holder.Close();
         Assert.Equal(DicomAssociationEndReason.ClientClosed, (await recorder.WaitAsync(2))[1].Reason);
