@@ -253,9 +253,14 @@ public static class ConfigurationValidator
             {
                 ValidateBoolean(listener, "EarlyConnect", errors);
                 ValidatePositiveInteger(listener, "MaxAssociations", errors);
+                if (listener["MaxConnections"] is not null)
+                {
+                    errors.Add($"{listener.Path}:MaxConnections: a DICOM listener's limit is MaxAssociations (answered with A-ASSOCIATE-RJ).");
+                }
             }
             else
             {
+                ValidatePositiveInteger(listener, "MaxConnections", errors);
                 if (listener["EarlyConnect"] is not null)
                 {
                     errors.Add($"{listener.Path}:EarlyConnect: only DICOM listeners connect early (an MLLP node is chosen per message).");
@@ -263,7 +268,7 @@ public static class ConfigurationValidator
 
                 if (listener["MaxAssociations"] is not null)
                 {
-                    errors.Add($"{listener.Path}:MaxAssociations: only DICOM listeners count associations (limit an MLLP listener's connections with Kestrel:Limits:MaxConcurrentConnections).");
+                    errors.Add($"{listener.Path}:MaxAssociations: only DICOM listeners count associations (an MLLP listener's limit is MaxConnections).");
                 }
             }
 

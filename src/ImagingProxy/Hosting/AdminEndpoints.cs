@@ -2,6 +2,7 @@ using System.Text.Json;
 using ImagingProxy.Configuration;
 using ImagingProxy.Dicom;
 using ImagingProxy.Health;
+using ImagingProxy.Mllp;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -34,6 +35,8 @@ public static class AdminEndpoints
         var readiness = services.GetRequiredService<ReadinessState>();
         var dicom = services.GetService<DicomConnectionHandler>();
         var dicomSettings = services.GetService<DicomProxySettings>();
+        var mllp = services.GetService<MllpConnectionHandler>();
+        var mllpSettings = services.GetService<MllpProxyConfiguration>();
 
         context.Response.ContentType = "application/json; charset=utf-8";
         await using var json = new Utf8JsonWriter(context.Response.Body, new JsonWriterOptions { Indented = true });
@@ -74,6 +77,14 @@ public static class AdminEndpoints
                 if (dicomSettings is not null && dicomSettings.Current.Listeners.TryGetValue(listener.Name, out var config) && config.MaxAssociations is { } max)
                 {
                     json.WriteNumber("maxAssociations", max);
+                }
+            }
+            else if (listener.Kind == ProxyListener.MllpKind && mllp is not null)
+            {
+                json.WriteNumber("openConnections", mllp.OpenOn(listener.Name));
+                if (mllpSettings is not null && mllpSettings.Current.MaxConnections.TryGetValue(listener.Name, out var maxConnections))
+                {
+                    json.WriteNumber("maxConnections", maxConnections);
                 }
             }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using ImagingProxy.Hosting;
@@ -40,6 +41,12 @@ internal sealed partial class MllpConnectionHandler(
     IHostApplicationLifetime lifetime,
     ILogger<MllpConnectionHandler> logger) : ConnectionHandler
 {
+    /// <summary>Connections open per listener (accept to close), for the listener's <c>MaxConnections</c>.</summary>
+    private readonly ConcurrentDictionary<string, OpenCount> _open = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Connections open on <paramref name="listener"/> now.</summary>
+    internal int OpenOn(string listener) => _open.TryGetValue(listener, out var open) ? Volatile.Read(ref open.Value) : 0;
+
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
         var listener = connection.Features.Get<IProxyListenerFeature>()?.Name ?? string.Empty;
@@ -57,6 +64,12 @@ internal sealed partial class MllpConnectionHandler(
         using var abortRegistration = connection.ConnectionClosed.UnsafeRegister(static s => ((Signals)s!).Abort(), signals);
         metrics.ConnectionOpened(listener);
         Log.ConnectionOpened(logger, connection.ConnectionId, listener);
+        var open = _open.GetOrAdd(listener, static _ => new OpenCount());
+        if (Interlocked.Increment(ref open.Value) is var count && initial.MaxConnections.TryGetValue(listener, out var max) && count > max)
+        {
+            session.OverLimit = max;
+        }
+
         try
         {
             while (end == MllpSessionEnd.ClientClosed)
@@ -138,14 +151,28 @@ internal sealed partial class MllpConnectionHandler(
                 Log.DrainDeadline(logger, connection.ConnectionId, insideFrame ? "a message was still arriving" : "a message was in flight");
             }
 
+            Interlocked.Decrement(ref open.Value);
             metrics.ConnectionClosed(listener, end);
             Log.ConnectionClosed(logger, connection.ConnectionId, end);
         }
     }
 
+    /// <summary>A listener's count of open connections.</summary>
+    private sealed class OpenCount
+    {
+        public int Value;
+    }
+
     private async ValueTask<MllpSessionEnd> HandleFrameAsync(MllpSession session, Hl7HeaderReader headers, ReadOnlySequence<byte> message, PipeWriter output, long started)
     {
         var status = headers.TryRead(message, out var header);
+        if (session.OverLimit is { } limit && status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType)
+        {
+            // Over the listener's MaxConnections: answered, not forwarded; the connection closes (the sender reconnects later).
+            var answered = await NakAsync(session, header, output, MllpRejectReason.ListenerLimit, Hl7ErrorCode.ApplicationInternalError, $"Listener '{session.Listener}' already has its {limit} connection(s) open; message not delivered, send it again later.", started);
+            return answered == MllpSessionEnd.ClientClosed ? MllpSessionEnd.ListenerLimit : answered;
+        }
+
         if (status == Hl7ReadStatus.MissingMessageType)
         {
             return await NakAsync(session, header, output, MllpRejectReason.MissingMessageType, Hl7ErrorCode.RequiredFieldMissing, "MSH-9 (message type) is empty; message not forwarded.", started);

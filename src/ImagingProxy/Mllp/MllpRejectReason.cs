@@ -32,6 +32,9 @@ internal enum MllpRejectReason
 
     /// <summary>Delivering failed inside ImagingProxy (a fault of ours, logged): NAK, the sender sends again.</summary>
     InternalError,
+
+    /// <summary>The connection is over its listener's <c>MaxConnections</c>: NAK, not forwarded, then the connection closes.</summary>
+    ListenerLimit,
 }
 
 /// <summary>Names of <see cref="MllpRejectReason"/> for tags.</summary>
@@ -49,6 +52,7 @@ internal static class MllpRejectReasons
         MllpRejectReason.Undelivered => "undelivered",
         MllpRejectReason.IncompleteFrame => "incomplete_frame",
         MllpRejectReason.InternalError => "internal_error",
+        MllpRejectReason.ListenerLimit => "listener_limit",
         _ => "other",
     };
 }

@@ -18,6 +18,8 @@ internal sealed class MllpRouteTable
     /// <summary>Default <see cref="PoolIdleTimeout"/>: below the usual 2-5 min idle timeouts of HL7 interface engines.</summary>
     public static readonly TimeSpan DefaultPoolIdleTimeout = TimeSpan.FromSeconds(60);
 
+    private static readonly Dictionary<string, int> s_noLimits = new(StringComparer.OrdinalIgnoreCase);
+
     private ResiliencePipeline<MllpAttemptResult>? _pipeline;
 
     private MllpRouteTable(IReadOnlyList<MllpRoute> routes, int maxFrameSize, TimeSpan ackTimeout)
@@ -50,6 +52,9 @@ internal sealed class MllpRouteTable
 
     /// <summary><c>ImagingProxy:Mllp:PoolIdleTimeout</c>: a pooled node connection unused this long is closed.</summary>
     public TimeSpan PoolIdleTimeout { get; private init; } = DefaultPoolIdleTimeout;
+
+    /// <summary>Each listener's <see cref="TcpListenerConfig.MaxConnections"/>; listeners without one are absent.</summary>
+    public IReadOnlyDictionary<string, int> MaxConnections { get; private init; } = s_noLimits;
 
     /// <summary>The retry pipeline of this generation, built once by <see cref="MllpForwarder"/>.</summary>
     internal ResiliencePipeline<MllpAttemptResult> GetPipeline(Func<MllpRouteTable, ResiliencePipeline<MllpAttemptResult>> build)
@@ -108,7 +113,22 @@ internal sealed class MllpRouteTable
             DeliveryTimeout = Time(section["DeliveryTimeout"]),
             IdleTimeout = Time(section["IdleTimeout"]),
             PoolIdleTimeout = Time(section["PoolIdleTimeout"]) ?? DefaultPoolIdleTimeout,
+            MaxConnections = ListenerLimits(options),
         };
+    }
+
+    private static Dictionary<string, int> ListenerLimits(MllpOptions? options)
+    {
+        var limits = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, listener) in options?.Listeners ?? [])
+        {
+            if (listener.MaxConnections is { } max)
+            {
+                limits[name] = max;
+            }
+        }
+
+        return limits.Count == 0 ? s_noLimits : limits;
     }
 
     /// <summary>A positive <c>[d.]hh:mm:ss[.fff]</c> time; null when absent, invalid, zero or <c>Infinite</c>.</summary>

@@ -47,6 +47,9 @@ internal sealed class MllpSession : IAsyncDisposable
 
     public MllpRouteTable Settings { get; set; } = MllpRouteTable.Empty;
 
+    /// <summary>The listener's MaxConnections when this connection is over it (its first message gets a NAK), else null.</summary>
+    public int? OverLimit { get; set; }
+
     public List<DestinationState> Failed { get; } = [];
 
     public bool FreshRetryUsed { get; set; }

@@ -20,6 +20,9 @@ internal enum MllpSessionEnd
 
     /// <summary>No byte received for <see cref="MllpRouteTable.IdleTimeout"/>.</summary>
     IdleTimeout,
+
+    /// <summary>The listener had its <c>MaxConnections</c> open: the first message got a NAK, then the connection closed.</summary>
+    ListenerLimit,
 }
 
 /// <summary>Metric label values of <see cref="MllpSessionEnd"/>.</summary>
@@ -33,6 +36,7 @@ internal static class MllpSessionEnds
         MllpSessionEnd.Shutdown => "shutdown",
         MllpSessionEnd.DrainDeadline => "drain_deadline",
         MllpSessionEnd.IdleTimeout => "idle_timeout",
+        MllpSessionEnd.ListenerLimit => "listener_limit",
         _ => "unknown",
     };
 }

@@ -15,6 +15,7 @@ internal static class MllpProxyConfig
     /// <param name="metadata">Extra metadata for every cluster (probe settings).</param>
     /// <param name="activeHealth">Enable active health checks every second on every cluster.</param>
     /// <param name="tls">A PEM certificate for the "hl7" listener (MLLP over TLS).</param>
+    /// <param name="maxConnections">The "hl7" listener's MaxConnections, or none.</param>
     public static string Create(
         IReadOnlyDictionary<string, string[]> clusters,
         IEnumerable<(string MessageType, string Cluster)> routes,
@@ -23,7 +24,8 @@ internal static class MllpProxyConfig
         bool passiveHealth = false,
         IReadOnlyDictionary<string, string>? metadata = null,
         bool activeHealth = false,
-        TestCertificate? tls = null)
+        TestCertificate? tls = null,
+        int? maxConnections = null)
     {
         var clusterJson = new Dictionary<string, object>();
         foreach (var (id, addresses) in clusters)
@@ -47,9 +49,11 @@ internal static class MllpProxyConfig
 
         var mllp = new Dictionary<string, object>
         {
-            ["Listeners"] = tls is null
-                ? new { hl7 = new { Address = "127.0.0.1", Port = 0 } }
-                : new { hl7 = (object)new { Address = "127.0.0.1", Port = 0, Tls = new { Path = tls.CertificatePath, tls.KeyPath } } },
+            ["Listeners"] = tls is not null
+                ? new { hl7 = (object)new { Address = "127.0.0.1", Port = 0, Tls = new { Path = tls.CertificatePath, tls.KeyPath } } }
+                : maxConnections is { } max
+                    ? new { hl7 = (object)new { Address = "127.0.0.1", Port = 0, MaxConnections = max } }
+                    : new { hl7 = (object)new { Address = "127.0.0.1", Port = 0 } },
             ["Routes"] = routes.Select((r, i) => (r, i)).ToDictionary(x => x.i.ToString(CultureInfo.InvariantCulture), x => (object)new { x.r.MessageType, x.r.Cluster }),
         };
         if (ackTimeout is not null)

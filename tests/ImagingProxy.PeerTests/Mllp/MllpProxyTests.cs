@@ -1,9 +1,13 @@
 using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
 using ImagingProxy.Mllp;
 using ImagingProxy.PeerTests.Peers;
+using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 
 namespace ImagingProxy.PeerTests.Mllp;
 
@@ -210,6 +214,39 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
 
         Assert.All(replies, r => Assert.Equal(AcknowledgmentCode.ApplicationAccept, r!.Code));
         Assert.Equal([Id(0, 0), Id(1, 0)], (await good.ReceivedAsync()).Select(r => r.ControlId).Order());
+    }
+
+    [Fact]
+    public async Task A_connection_over_the_listeners_max_connections_gets_ar_for_its_first_message_and_is_closed()
+    {
+        var a = await NodeAsync("a");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")], maxConnections: 1));
+        using var closed = new MetricCollector<long>(Proxy!.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.hl7.connections.closed");
+        using var timeout = new CancellationTokenSource(s_timeout);
+        var first = await MllpClient.ConnectAsync(port, timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await first.SendAsync(MllpClient.Message("HOLD0001"), timeout.Token))!.Code);
+
+        await using (var over = await MllpClient.ConnectAsync(port, timeout.Token))
+        {
+            var reply = await over.SendAsync(MllpClient.Message("OVER0001"), timeout.Token);
+            Assert.Equal(AcknowledgmentCode.ApplicationReject, reply!.Code);
+            Assert.Equal("OVER0001", reply.ControlId);
+            Assert.Contains("\rERR|||207^", reply.Text, StringComparison.Ordinal);
+            Assert.Contains("already has its 1 connection(s) open", reply.Text, StringComparison.Ordinal);
+            Assert.Null(await over.ReceiveAsync(timeout.Token)); // the proxy closed it
+        }
+
+        // The first connection goes on; the node never saw the refused message.
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await first.SendAsync(MllpClient.Message("HOLD0002"), timeout.Token))!.Code);
+        Assert.Equal(["HOLD0001", "HOLD0002"], (await a.ReceivedAsync()).Select(r => r.ControlId));
+
+        // Once the first has closed, a new connection is served.
+        await first.DisposeAsync();
+        await closed.WaitForMeasurementsAsync(2).WaitAsync(timeout.Token);
+        Assert.Contains(closed.GetMeasurementSnapshot(), m => (string?)m.Tags["reason"] == "listener_limit");
+        Assert.Equal(0, Proxy.Services.GetRequiredService<MllpConnectionHandler>().OpenOn("hl7"));
+        await using var next = await MllpClient.ConnectAsync(port, timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await next.SendAsync(MllpClient.Message("NEXT0001"), timeout.Token))!.Code);
     }
 
     [Fact]

@@ -170,4 +170,24 @@ public class ConfigurationValidatorTests
         Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Listeners:hl7:MaxAssociations: only DICOM listeners count associations", StringComparison.Ordinal));
         Assert.DoesNotContain(errors, e => e.Contains("dicom2", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void Max_connections_is_a_positive_count_of_mllp_listeners_only()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "2575",
+            ["ImagingProxy:Mllp:Listeners:hl7:MaxConnections"] = "-3",
+            ["ImagingProxy:Mllp:Listeners:hl7b:Port"] = "2576",
+            ["ImagingProxy:Mllp:Listeners:hl7b:MaxConnections"] = "20",
+            ["ImagingProxy:Dicom:Listeners:dicom:Port"] = "11112",
+            ["ImagingProxy:Dicom:Listeners:dicom:MaxConnections"] = "10",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.Contains("ImagingProxy:Mllp:Listeners:hl7:MaxConnections: '-3' must be a positive whole number.", errors);
+        Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Dicom:Listeners:dicom:MaxConnections: a DICOM listener's limit is MaxAssociations", StringComparison.Ordinal));
+        Assert.DoesNotContain(errors, e => e.Contains("hl7b", StringComparison.Ordinal));
+    }
 }
