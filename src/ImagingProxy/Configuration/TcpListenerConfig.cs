@@ -32,8 +32,9 @@ public sealed record TcpListenerConfig
 
     /// <summary>
     /// MLLP listeners only: the most connections open on this listener at once, counted from the TCP accept to the
-    /// close. A connection over the limit gets ImagingProxy's NAK (AR, or CR in enhanced mode; MSA-2 set, ERR 207, "send
-    /// it again later") for its first message, which is not forwarded, and is then closed. Default: no limit.
+    /// close. A connection over the limit holds no slot: it gets ImagingProxy's NAK (AR, or CR in enhanced mode; MSA-2
+    /// set, ERR 207, "send it again later") for its first message, which is not forwarded, and is then closed; one that
+    /// sends nothing is closed after the AckTimeout. Default: no limit.
     /// </summary>
     public int? MaxConnections { get; init; }
 }

@@ -58,18 +58,28 @@ internal sealed partial class MllpConnectionHandler(
         var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? lifetime.ApplicationStopping;
         var end = MllpSessionEnd.ClientClosed;
         var insideFrame = false;
-        using var signals = new Signals(input, time, initial.IdleTimeout);
-        await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, connection.ConnectionClosed);
+
+        // MaxConnections: a connection over it is not admitted (it holds no slot); its first message is answered with a
+        // NAK and it is closed, or closed after AckTimeout if it sends nothing.
+        var open = _open.GetOrAdd(listener, static _ => new OpenCount());
+        int? overLimit = null;
+        if (initial.MaxConnections.TryGetValue(listener, out var max))
+        {
+            overLimit = open.TryAdmit(max) ? null : max;
+        }
+        else
+        {
+            Interlocked.Increment(ref open.Value);
+        }
+
+        var idleTimeout = overLimit is null ? initial.IdleTimeout
+            : initial.IdleTimeout is { } idle && idle < initial.AckTimeout ? idle : initial.AckTimeout;
+        using var signals = new Signals(input, time, idleTimeout);
+        await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, connection.ConnectionClosed) { OverLimit = overLimit };
         using var drainRegistration = closeRequested.UnsafeRegister(static s => ((Signals)s!).RequestDrain(), signals);
         using var abortRegistration = connection.ConnectionClosed.UnsafeRegister(static s => ((Signals)s!).Abort(), signals);
         metrics.ConnectionOpened(listener);
         Log.ConnectionOpened(logger, connection.ConnectionId, listener);
-        var open = _open.GetOrAdd(listener, static _ => new OpenCount());
-        if (Interlocked.Increment(ref open.Value) is var count && initial.MaxConnections.TryGetValue(listener, out var max) && count > max)
-        {
-            session.OverLimit = max;
-        }
-
         try
         {
             while (end == MllpSessionEnd.ClientClosed)
@@ -151,16 +161,38 @@ internal sealed partial class MllpConnectionHandler(
                 Log.DrainDeadline(logger, connection.ConnectionId, insideFrame ? "a message was still arriving" : "a message was in flight");
             }
 
-            Interlocked.Decrement(ref open.Value);
+            if (overLimit is null)
+            {
+                Interlocked.Decrement(ref open.Value);
+            }
+
             metrics.ConnectionClosed(listener, end);
             Log.ConnectionClosed(logger, connection.ConnectionId, end);
         }
     }
 
-    /// <summary>A listener's count of open connections.</summary>
+    /// <summary>A listener's count of open (admitted) connections.</summary>
     private sealed class OpenCount
     {
         public int Value;
+
+        /// <summary>Counts one more connection unless <paramref name="max"/> are open already.</summary>
+        public bool TryAdmit(int max)
+        {
+            while (true)
+            {
+                var current = Volatile.Read(ref Value);
+                if (current >= max)
+                {
+                    return false;
+                }
+
+                if (Interlocked.CompareExchange(ref Value, current + 1, current) == current)
+                {
+                    return true;
+                }
+            }
+        }
     }
 
     private async ValueTask<MllpSessionEnd> HandleFrameAsync(MllpSession session, Hl7HeaderReader headers, ReadOnlySequence<byte> message, PipeWriter output, long started)

@@ -220,7 +220,8 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
     public async Task A_connection_over_the_listeners_max_connections_gets_ar_for_its_first_message_and_is_closed()
     {
         var a = await NodeAsync("a");
-        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")], maxConnections: 1));
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")], ackTimeout: "00:00:02", maxConnections: 1));
+        var handler = Proxy!.Services.GetRequiredService<MllpConnectionHandler>();
         using var closed = new MetricCollector<long>(Proxy!.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.hl7.connections.closed");
         using var timeout = new CancellationTokenSource(s_timeout);
         var first = await MllpClient.ConnectAsync(port, timeout.Token);
@@ -236,15 +237,23 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
             Assert.Null(await over.ReceiveAsync(timeout.Token)); // the proxy closed it
         }
 
+        // A connection over the limit holds no slot, and one that sends nothing is closed after AckTimeout.
+        await using (var silent = await MllpClient.ConnectAsync(port, timeout.Token))
+        {
+            Assert.Null(await silent.ReceiveAsync(timeout.Token));
+        }
+
+        Assert.Equal(1, handler.OpenOn("hl7"));
+
         // The first connection goes on; the node never saw the refused message.
         Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await first.SendAsync(MllpClient.Message("HOLD0002"), timeout.Token))!.Code);
         Assert.Equal(["HOLD0001", "HOLD0002"], (await a.ReceivedAsync()).Select(r => r.ControlId));
 
         // Once the first has closed, a new connection is served.
         await first.DisposeAsync();
-        await closed.WaitForMeasurementsAsync(2).WaitAsync(timeout.Token);
-        Assert.Contains(closed.GetMeasurementSnapshot(), m => (string?)m.Tags["reason"] == "listener_limit");
-        Assert.Equal(0, Proxy.Services.GetRequiredService<MllpConnectionHandler>().OpenOn("hl7"));
+        await closed.WaitForMeasurementsAsync(3).WaitAsync(timeout.Token);
+        Assert.Equal(["client_closed", "idle_timeout", "listener_limit"], closed.GetMeasurementSnapshot().Select(m => (string)m.Tags["reason"]!).Order());
+        Assert.Equal(0, handler.OpenOn("hl7"));
         await using var next = await MllpClient.ConnectAsync(port, timeout.Token);
         Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await next.SendAsync(MllpClient.Message("NEXT0001"), timeout.Token))!.Code);
     }
