@@ -46,7 +46,9 @@ JSON
 JSON
   fi
 }
-config "$port_a" >"$work/a.json"; config "$port_b" >"$work/b.json"
+# Each proxy watches the directory of its --config file: keep the files written during runs out of it.
+mkdir -p "$work/config-a" "$work/config-b"
+config "$port_a" >"$work/config-a/proxy.json"; config "$port_b" >"$work/config-b/proxy.json"
 
 case "$kind" in
   mllp)
@@ -65,8 +67,8 @@ case "$kind" in
   *) echo "unknown kind '$kind' (mllp or dicom)" >&2; exit 2 ;;
 esac
 
-DOTNET_gcServer=1 dotnet "$work/a/ImagingProxy.Host.dll" --config "$work/a.json" >"$work/a.log" 2>&1 & pids+=($!); pid_a=$!
-DOTNET_gcServer=1 dotnet "$work/b/ImagingProxy.Host.dll" --config "$work/b.json" >"$work/b.log" 2>&1 & pids+=($!); pid_b=$!
+DOTNET_gcServer=1 dotnet "$work/a/ImagingProxy.Host.dll" --config "$work/config-a/proxy.json" >"$work/a.log" 2>&1 & pids+=($!); pid_a=$!
+DOTNET_gcServer=1 dotnet "$work/b/ImagingProxy.Host.dll" --config "$work/config-b/proxy.json" >"$work/b.log" 2>&1 & pids+=($!); pid_b=$!
 wait_port "$node"; wait_port "$port_a"; wait_port "$port_b"
 run "$port_a" >/dev/null; run "$port_b" >/dev/null # warm-up: the runtime tiers the code up during the first traffic
 

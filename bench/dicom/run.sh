@@ -65,7 +65,9 @@ make_files MG "$MG_COUNT" 6656 2048 1.2.840.10008.5.1.4.1.1.1.2
 # --- the node, ImagingProxy, HAProxy ---
 scp_port="$(free_port)" proxy_port="$(free_port)" early_port="$(free_port)" admin_port="$(free_port)" ha_port="$(free_port)" relay_port="$(free_port)"
 storescp --fork --ignore -aet PACS -pdu "$PDU" "$scp_port" >"$work/storescp.log" 2>&1 & pids+=($!)
-cat >"$work/proxy.json" <<JSON
+# The proxy watches the directory of its --config file: keep it apart from the logs and results written during runs.
+mkdir -p "$work/config"
+cat >"$work/config/proxy.json" <<JSON
 {
   "Logging": { "LogLevel": { "Default": "Warning" } },
   "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:$admin_port" } } },
@@ -76,7 +78,7 @@ cat >"$work/proxy.json" <<JSON
     "Routes": { "any": { "CalledAeTitle": "*", "Cluster": "pacs" } } } }
 }
 JSON
-DOTNET_gcServer=1 dotnet "$host_dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
+DOTNET_gcServer=1 dotnet "$host_dll" --config "$work/config/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
 cat >"$work/haproxy.cfg" <<CFG
 global
   maxconn 4096

@@ -26,7 +26,9 @@ dotnet build -c Release "$here/LoadClient" -o "$work/client" -v q -nologo >/dev/
 dotnet build -c Release "$repo/src/ImagingProxy.Host" -o "$work/proxy" -v q -nologo >/dev/null
 dotnet build -c Release "$repo/bench/KestrelRelay" -o "$work/relay" -v q -nologo >/dev/null
 
-cat > "$work/proxy.json" <<JSON
+# The proxy watches the directory of its --config file: keep it apart from the logs and results written during runs.
+mkdir -p "$work/config"
+cat > "$work/config/proxy.json" <<JSON
 {
   "Logging": { "LogLevel": { "Default": "Warning" } },
   "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
@@ -52,7 +54,7 @@ backend nodes
 CFG
 
 /usr/bin/python3 "$here/receiver.py" "$receiver_port" & pids+=($!)
-dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
+dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/config/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!); haproxy_pid=$!
 dotnet "$work/relay/KestrelRelay.dll" "$relay_port" "$receiver_port" >"$work/relay.log" 2>&1 & pids+=($!); relay_pid=$!
 for port in "$receiver_port" "$proxy_port" "$haproxy_port" "$relay_port"; do
