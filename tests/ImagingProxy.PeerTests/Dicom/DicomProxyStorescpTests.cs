@@ -29,10 +29,12 @@ public sealed class DicomProxyStorescpTests
     }
 
     [Fact(Timeout = 60_000)]
-    public async Task Echoscu_over_the_listeners_max_associations_is_rejected_transient_and_gets_through_once_a_slot_is_free()
+    public async Task Echoscu_over_the_listeners_max_associations_is_rejected_transient_and_a_reload_raising_the_limit_lets_it_through()
     {
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
-        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("pacs", "PACS", "pacs"), maxAssociations: 1);
+        var clusters = Cluster("pacs", [("pacs1", scp.Port, null)]);
+        var routes = Route("pacs", "PACS", "pacs");
+        await using var proxy = await StartAsync(clusters, routes, maxAssociations: 1);
         using var recorder = Record(proxy);
         var handler = proxy.Services.GetRequiredService<DicomConnectionHandler>();
 
@@ -53,11 +55,15 @@ public sealed class DicomProxyStorescpTests
             Assert.Equal(1, listener.GetProperty("maxAssociations").GetInt32());
         }
 
-        holder.Close();
-        Assert.Equal(DicomAssociationEndReason.ClientClosed, (await recorder.WaitAsync(2))[1].Reason);
-        Assert.Equal(0, handler.OpenOn("dicom"));
+        // A reload raising the limit applies to the next association, while the holder still holds its slot.
+        Assert.Empty(await proxy.ReloadAsync(ImagingProxy.Testing.TestProxy.Config("{" + clusters + "}", DicomProxyHarness.Dicom(routes, maxAssociations: 2))));
         var accepted = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
         Assert.True(accepted.Succeeded, $"{accepted}\n--- storescp ---\n{scp.Process.Output}");
+        Assert.Equal(DicomAssociationEndReason.Released, (await recorder.WaitAsync(2))[1].Reason);
+
+        holder.Close();
+        Assert.Equal(DicomAssociationEndReason.ClientClosed, (await recorder.WaitAsync(3))[2].Reason);
+        Assert.Equal(0, handler.OpenOn("dicom"));
     }
 
     [Fact(Timeout = 90_000)]
