@@ -66,11 +66,12 @@ public sealed partial class DicomConnectionHandler(
         using var activity = ImagingProxyTelemetry.ActivitySource.HasListeners()
             ? ImagingProxyTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Server)
             : null;
-        var early = StartEarlyConnect(association, options);
         var open = _open.GetOrAdd(listener, static _ => new OpenCount());
-        Interlocked.Increment(ref open.Value);
+        var count = Interlocked.Increment(ref open.Value);
+        DicomEarlyConnection? early = null;
         try
         {
+            early = StartEarlyConnect(association, options, count);
             reason = await ServeAsync(connection, association, options, early, open);
         }
         catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException)
@@ -101,11 +102,13 @@ public sealed partial class DicomConnectionHandler(
 
     /// <summary>
     /// Listener option <c>EarlyConnect</c>: when every route of the listener goes to one cluster, the node connect starts
-    /// now, in parallel with the client's A-ASSOCIATE-RQ (not while draining: no new work then).
+    /// now, in parallel with the client's A-ASSOCIATE-RQ (not while draining, and not for a connection already over the
+    /// listener's MaxAssociations, <paramref name="open"/> counting it: no new work then).
     /// </summary>
-    private DicomEarlyConnection? StartEarlyConnect(DicomAssociation association, DicomOptions options)
+    private DicomEarlyConnection? StartEarlyConnect(DicomAssociation association, DicomOptions options, int open)
     {
-        if (!options.Listeners.TryGetValue(association.Listener, out var listener) || listener.EarlyConnect != true || drain.IsDraining)
+        if (!options.Listeners.TryGetValue(association.Listener, out var listener) || listener.EarlyConnect != true || drain.IsDraining
+            || open > listener.MaxAssociations)
         {
             return null;
         }

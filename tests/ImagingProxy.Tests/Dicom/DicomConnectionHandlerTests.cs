@@ -65,6 +65,29 @@ public sealed class DicomConnectionHandlerTests
     }
 
     [Fact]
+    public async Task A_connection_over_max_associations_opens_no_early_node_connection()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(
+            new Dictionary<string, string?> { ["Listeners:l1:Port"] = "0", ["Listeners:l1:MaxAssociations"] = "1", ["Listeners:l1:EarlyConnect"] = "true" },
+            destinationPorts: node.Port);
+        using var early = harness.Collect("imagingproxy.dicom.early_connects");
+        var (holder, _) = harness.AcceptAndStart([], "l1");
+        await node.Accepted.WaitAsync(s_bounded); // the holder's early connection
+
+        var over = harness.Connect("l1");
+        await over.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateReject, (await over.ReadPduAsync())!.Value.Header.Type);
+        Assert.Equal(DicomAssociationEndReason.ListenerLimit, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+
+        // An association with an early connection records it when it ends; the refused one had none.
+        Assert.Empty(early.GetMeasurementSnapshot());
+        await holder.Output.CompleteAsync();
+        await early.WaitForMeasurementsAsync(1).WaitAsync(s_bounded);
+        Assert.Equal("unused", Assert.Single(early.GetMeasurementSnapshot()).Tags["outcome"]);
+    }
+
+    [Fact]
     public async Task Kestrels_close_request_alone_also_makes_a_new_association_be_rejected()
     {
         await using var harness = new HandlerHarness();
