@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net.Sockets;
@@ -35,10 +34,10 @@ public sealed partial class DicomConnectionHandler(
     public const string RewriteCalledAeTitleKey = MetadataKeys.RewriteCalledAeTitle;
 
     /// <summary>Connections open per listener (accept to close), for the listener's <c>MaxAssociations</c>.</summary>
-    private readonly ConcurrentDictionary<string, OpenCount> _open = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ListenerConnectionCounts _open = new();
 
     /// <summary>Associations open on <paramref name="listener"/> now (accepted, not yet closed).</summary>
-    internal int OpenOn(string listener) => _open.TryGetValue(listener, out var open) ? Volatile.Read(ref open.Value) : 0;
+    internal int OpenOn(string listener) => _open.OpenOn(listener);
 
     public override Task OnConnectedAsync(ConnectionContext connection)
     {
@@ -66,8 +65,8 @@ public sealed partial class DicomConnectionHandler(
         using var activity = ImagingProxyTelemetry.ActivitySource.HasListeners()
             ? ImagingProxyTelemetry.ActivitySource.StartActivity(ActivityName, ActivityKind.Server)
             : null;
-        var open = _open.GetOrAdd(listener, static _ => new OpenCount());
-        var count = Interlocked.Increment(ref open.Value);
+        var open = _open.For(listener);
+        var count = open.Add();
         DicomEarlyConnection? early = null;
         try
         {
@@ -86,15 +85,9 @@ public sealed partial class DicomConnectionHandler(
                 await early.DisposeAsync();
             }
 
-            Interlocked.Decrement(ref open.Value);
+            open.Remove();
             End(association, reason, activity);
         }
-    }
-
-    /// <summary>A listener's count of open associations.</summary>
-    private sealed class OpenCount
-    {
-        public int Value;
     }
 
     /// <summary>The name of the <see cref="Activity"/> of each association (only when someone listens).</summary>
@@ -119,7 +112,7 @@ public sealed partial class DicomConnectionHandler(
             : null;
     }
 
-    private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options, DicomEarlyConnection? early, OpenCount open)
+    private async Task<DicomAssociationEndReason> ServeAsync(ConnectionContext connection, DicomAssociation association, DicomOptions options, DicomEarlyConnection? early, ListenerConnectionCounts.Count open)
     {
         var client = connection.Transport;
         var limit = DicomProxySettings.MaxAssociatePduLength(options);
@@ -190,7 +183,7 @@ public sealed partial class DicomConnectionHandler(
 
         // The listener's MaxAssociations (this association included), read from the configuration of now.
         if (options.Listeners.TryGetValue(association.Listener, out var listenerConfig) && listenerConfig.MaxAssociations is { } max
-            && Volatile.Read(ref open.Value) > max)
+            && open.Value > max)
         {
             await SendRejectAsync(client.Output, AssociateRejectResult.RejectedTransient, AssociateRejectSource.ServiceProviderPresentation, AssociateRejectReasons.ServiceProviderPresentationLocalLimitExceeded);
             Log.ListenerLimit(logger, association.Id, association.Listener, max, request.CallingAeTitle, request.CalledAeTitle);

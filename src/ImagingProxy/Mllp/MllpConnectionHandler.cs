@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using ImagingProxy.Hosting;
@@ -42,10 +41,10 @@ internal sealed partial class MllpConnectionHandler(
     ILogger<MllpConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>Connections open per listener (accept to close), for the listener's <c>MaxConnections</c>.</summary>
-    private readonly ConcurrentDictionary<string, OpenCount> _open = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ListenerConnectionCounts _open = new();
 
     /// <summary>Connections open on <paramref name="listener"/> now.</summary>
-    internal int OpenOn(string listener) => _open.TryGetValue(listener, out var open) ? Volatile.Read(ref open.Value) : 0;
+    internal int OpenOn(string listener) => _open.OpenOn(listener);
 
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
@@ -61,15 +60,15 @@ internal sealed partial class MllpConnectionHandler(
 
         // MaxConnections: a connection over it is not admitted (it holds no slot); its first message is answered with a
         // NAK and it is closed, or closed after AckTimeout if it sends nothing.
-        var open = _open.GetOrAdd(listener, static _ => new OpenCount());
+        var open = _open.For(listener);
         int? overLimit = null;
         if (initial.MaxConnections.TryGetValue(listener, out var max))
         {
-            overLimit = open.TryAdmit(max) ? null : max;
+            overLimit = open.TryAdd(max) ? null : max;
         }
         else
         {
-            Interlocked.Increment(ref open.Value);
+            open.Add();
         }
 
         var idleTimeout = overLimit is null ? initial.IdleTimeout
@@ -163,35 +162,11 @@ internal sealed partial class MllpConnectionHandler(
 
             if (overLimit is null)
             {
-                Interlocked.Decrement(ref open.Value);
+                open.Remove();
             }
 
             metrics.ConnectionClosed(listener, end);
             Log.ConnectionClosed(logger, connection.ConnectionId, end);
-        }
-    }
-
-    /// <summary>A listener's count of open (admitted) connections.</summary>
-    private sealed class OpenCount
-    {
-        public int Value;
-
-        /// <summary>Counts one more connection unless <paramref name="max"/> are open already.</summary>
-        public bool TryAdmit(int max)
-        {
-            while (true)
-            {
-                var current = Volatile.Read(ref Value);
-                if (current >= max)
-                {
-                    return false;
-                }
-
-                if (Interlocked.CompareExchange(ref Value, current + 1, current) == current)
-                {
-                    return true;
-                }
-            }
         }
     }
 
