@@ -24,7 +24,10 @@ public sealed class TestProxy : IAsyncDisposable
 
     public IServiceProvider Services => _app.Services;
 
-    public static async Task<TestProxy> StartAsync(string json)
+    public static Task<TestProxy> StartAsync(string json) => StartAsync(json, configure: null);
+
+    /// <summary>Starts the proxy; <paramref name="configure"/> adds to the host builder (a fake log collector, say).</summary>
+    public static async Task<TestProxy> StartAsync(string json, Action<WebApplicationBuilder>? configure)
     {
         var directory = Directory.CreateTempSubdirectory("imagingproxy-test-").FullName;
         var path = Path.Combine(directory, "config.json");
@@ -37,6 +40,8 @@ public sealed class TestProxy : IAsyncDisposable
                 builder.Logging.AddSimpleConsole(o => o.TimestampFormat = "HH:mm:ss.fff ");
                 builder.Logging.SetMinimumLevel(LogLevel.Debug);
             }
+
+            configure?.Invoke(builder);
         });
         await app.StartAsync();
         return new TestProxy(app, directory, path);

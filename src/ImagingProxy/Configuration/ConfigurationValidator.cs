@@ -83,7 +83,7 @@ public static class ConfigurationValidator
                 }
                 else if (!TcpAddress.TryParse(address, out _))
                 {
-                    errors.Add($"{destination.Path}:Address: '{address}' is not a tcp://host:port address (port 1-65535), as a {protocol} cluster needs.");
+                    errors.Add($"{destination.Path}:Address: '{address}' is not a tcp://host:port (or tls://host:port) address (port 1-65535), as a {protocol} cluster needs.");
                 }
 
                 ValidatePositiveInteger(destination.GetSection("Metadata"), MetadataKeys.Weight, errors);
@@ -94,6 +94,7 @@ public static class ConfigurationValidator
                 }
             }
 
+            NodeTls.Validate(cluster, protocol, errors);
             var policy = cluster["LoadBalancingPolicy"];
             if (!string.IsNullOrEmpty(policy) && !s_loadBalancingPolicies.Contains(policy, StringComparer.OrdinalIgnoreCase))
             {

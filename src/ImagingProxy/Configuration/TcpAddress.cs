@@ -3,13 +3,22 @@ using System.Net.Sockets;
 
 namespace ImagingProxy.Configuration;
 
-/// <summary>A <c>tcp://host:port</c> destination address of a DICOM or MLLP cluster.</summary>
-public readonly record struct TcpAddress(string Host, int Port)
+/// <summary>
+/// A <c>tcp://host:port</c> destination address of a DICOM or MLLP cluster, or <c>tls://host:port</c> for a node that
+/// speaks TLS (DICOM TLS, e.g. on port 2762): ImagingProxy then opens a TLS session to it (<see cref="NodeTls"/>).
+/// </summary>
+public readonly record struct TcpAddress(string Host, int Port, bool Tls = false)
 {
+    /// <summary>The scheme of a plain TCP destination.</summary>
+    public const string TcpScheme = "tcp";
+
+    /// <summary>The scheme of a destination reached over TLS.</summary>
+    public const string TlsScheme = "tls";
+
     public static bool TryParse(string? text, out TcpAddress address)
     {
         address = default;
-        if (string.IsNullOrWhiteSpace(text) || !Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme != "tcp")
+        if (string.IsNullOrWhiteSpace(text) || !Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != TcpScheme && uri.Scheme != TlsScheme))
         {
             return false;
         }
@@ -19,7 +28,7 @@ public readonly record struct TcpAddress(string Host, int Port)
             return false;
         }
 
-        address = new TcpAddress(uri.Host.Trim('[', ']'), uri.Port);
+        address = new TcpAddress(uri.Host.Trim('[', ']'), uri.Port, uri.Scheme == TlsScheme);
         return true;
     }
 
@@ -37,5 +46,9 @@ public readonly record struct TcpAddress(string Host, int Port)
         return socket;
     }
 
-    public override string ToString() => Host.Contains(':', StringComparison.Ordinal) ? $"tcp://[{Host}]:{Port}" : $"tcp://{Host}:{Port}";
+    public override string ToString()
+    {
+        var scheme = Tls ? TlsScheme : TcpScheme;
+        return Host.Contains(':', StringComparison.Ordinal) ? $"{scheme}://[{Host}]:{Port}" : $"{scheme}://{Host}:{Port}";
+    }
 }

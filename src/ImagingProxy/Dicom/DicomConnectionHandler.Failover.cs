@@ -1,4 +1,6 @@
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Connections;
 using Polly.Timeout;
@@ -61,7 +63,7 @@ public sealed partial class DicomConnectionHandler
                 ConnectAttempt result;
                 try
                 {
-                    result = await TryDestinationAsync(destination, connecting, request, clientCalledAeTitle, nodeAeTitle, options, pipelines, token);
+                    result = await TryDestinationAsync(config, destination, connecting, request, clientCalledAeTitle, nodeAeTitle, options, pipelines, token);
                 }
                 catch
                 {
@@ -100,6 +102,7 @@ public sealed partial class DicomConnectionHandler
     }
 
     private async Task<ConnectAttempt> TryDestinationAsync(
+        Yarp.ReverseProxy.Configuration.ClusterConfig cluster,
         DestinationState destination,
         (Socket Socket, Task Connect)? early,
         byte[] request,
@@ -111,7 +114,22 @@ public sealed partial class DicomConnectionHandler
     {
         if (!TcpAddress.TryParse(destination.Model.Config.Address, out var address))
         {
-            return Failed($"'{destination.Model.Config.Address}' is not a tcp:// address", markUnhealthy: false);
+            return Failed($"'{destination.Model.Config.Address}' is not a tcp:// or tls:// address", markUnhealthy: false);
+        }
+
+        SslClientAuthenticationOptions? tlsOptions = null;
+        if (address.Tls)
+        {
+            try
+            {
+                tlsOptions = nodeTls.ClientOptions(cluster, destination.Model.Config, address);
+            }
+            catch (InvalidOperationException ex)
+            {
+                // Our certificate files, not the node: the destination's health is not touched.
+                early?.Socket.Dispose();
+                return Failed($"TLS settings: {ex.Message}", markUnhealthy: false);
+            }
         }
 
         var socket = early?.Socket ?? address.NewSocket();
@@ -144,7 +162,31 @@ public sealed partial class DicomConnectionHandler
             throw;
         }
 
-        var node = new DicomNodeConnection(socket);
+        SslStream? tls = null;
+        if (tlsOptions is not null)
+        {
+            try
+            {
+                tls = await DicomNodeConnection.AuthenticateAsync(socket, tlsOptions, pipelines.Connect, cancellationToken);
+            }
+            catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException)
+            {
+                socket.Dispose();
+                return Failed($"TLS handshake: {ex.Message}", markUnhealthy: true);
+            }
+            catch (TimeoutRejectedException) when (!cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                return Failed($"TLS handshake: no answer within {connectTimeout}", markUnhealthy: true);
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+        }
+
+        var node = new DicomNodeConnection(socket, tls);
         var keep = false;
         try
         {
@@ -198,9 +240,9 @@ public sealed partial class DicomConnectionHandler
                     return Failed($"unexpected {first.Header.Type} before A-ASSOCIATE-AC", markUnhealthy: true);
             }
         }
-        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException)
+        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or AuthenticationException)
         {
-            return Failed(ex.Message, markUnhealthy: true);
+            return Failed(node.IsTls ? TlsSessionFailure(ex) : ex.Message, markUnhealthy: true);
         }
         finally
         {
@@ -236,6 +278,17 @@ public sealed partial class DicomConnectionHandler
         }
 
         return untried;
+    }
+
+    /// <summary>
+    /// Why a TLS session failed after its handshake: with TLS 1.3 a node that refuses ImagingProxy's client certificate
+    /// (or has none it trusts) says so only in an alert the first read receives.
+    /// </summary>
+    private static string TlsSessionFailure(Exception ex)
+    {
+        var inner = ex.InnerException?.Message;
+        var detail = inner is null || inner == ex.Message ? ex.Message : $"{ex.Message} {inner}";
+        return $"TLS session ended before A-ASSOCIATE-AC: {detail} (a node that requires a client certificate ends the session when it gets none it trusts: see Tls.ClientCertificatePath)";
     }
 
     private static ConnectAttempt Failed(string failure, bool markUnhealthy)

@@ -68,7 +68,17 @@ public sealed partial class DicomConnectionHandler
             await SendAbortAsync(client.Transport.Output, association.ClientMalformed is { } clientError ? AbortReasonFor(clientError) : AbortReason.ReasonNotSpecified);
         }
 
-        node.ShutdownSend();
+        if (node.IsTls)
+        {
+            // close_notify first; a node that stopped reading cannot hold the handler.
+            using var closing = new CancellationTokenSource(s_abortSendTimeout, time);
+            await node.ShutdownSendAsync(closing.Token);
+        }
+        else
+        {
+            await node.ShutdownSendAsync(CancellationToken.None);
+        }
+
         return reason;
     }
 
@@ -154,7 +164,8 @@ public sealed partial class DicomConnectionHandler
             }
             catch (Exception ex) when (IsTransportFailure(ex))
             {
-                return RelayEnd.SourceClosed;
+                // A TLS session whose receive side was shut down mid-record throws where a plain socket returns 0.
+                return quiet.Requested ? RelayEnd.Stopped : RelayEnd.SourceClosed;
             }
 
             if (quiet.Requested)

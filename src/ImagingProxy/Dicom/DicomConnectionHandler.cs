@@ -28,6 +28,7 @@ public sealed partial class DicomConnectionHandler(
     TimeProvider time,
     DicomDrain drain,
     DicomFailoverPipelines failover,
+    NodeTls nodeTls,
     ILogger<DicomConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>

@@ -1,6 +1,8 @@
 using System.IO.Pipelines;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 
 namespace ImagingProxy.Dicom;
 
@@ -101,7 +103,22 @@ public static class DicomEchoClient
             return new EchoResult(EchoOutcome.ConnectionFailed, $"connect to {endPoint} failed: {ex.SocketErrorCode}");
         }
 
-        var stream = new NetworkStream(socket, ownsSocket: true);
+        Stream stream = new NetworkStream(socket, ownsSocket: true);
+        if (options.Tls is { } tlsOptions)
+        {
+            var tls = new SslStream(stream, leaveInnerStreamOpen: false);
+            stream = tls;
+            try
+            {
+                await tls.AuthenticateAsClientAsync(tlsOptions, cancellationToken);
+            }
+            catch (Exception ex) when (ex is AuthenticationException or IOException)
+            {
+                await tls.DisposeAsync();
+                return new EchoResult(EchoOutcome.ConnectionFailed, $"TLS handshake with {endPoint} failed: {ex.Message}");
+            }
+        }
+
         await using (stream)
         {
             var input = PipeReader.Create(stream, new StreamPipeReaderOptions(leaveOpen: true));

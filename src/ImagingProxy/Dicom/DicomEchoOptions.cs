@@ -1,3 +1,5 @@
+using System.Net.Security;
+
 namespace ImagingProxy.Dicom;
 
 /// <summary>Options of <see cref="DicomEchoClient"/>; null means the default.</summary>
@@ -16,4 +18,7 @@ public sealed record DicomEchoOptions
 
     /// <summary>MessageID (0000,0110) of the C-ECHO-RQ; null: 1.</summary>
     public ushort? MessageId { get; init; }
+
+    /// <summary>When set, the exchange runs over a TLS session opened with these options right after the TCP connect (DICOM TLS).</summary>
+    public SslClientAuthenticationOptions? Tls { get; init; }
 }

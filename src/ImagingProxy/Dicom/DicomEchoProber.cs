@@ -8,9 +8,10 @@ namespace ImagingProxy.Dicom;
 /// <summary>
 /// The C-ECHO health probe of DICOM clusters: a real Verification association (A-ASSOCIATE-RQ, C-ECHO-RQ, expect
 /// C-ECHO-RSP status 0x0000, A-RELEASE) against the destination's own AE title (metadata <c>AeTitle</c>, else
-/// <c>ANY-SCP</c>), calling as <c>ImagingProxy:Dicom:ProbeCallingAeTitle</c>. Healthy only on success.
+/// <c>ANY-SCP</c>), calling as <c>ImagingProxy:Dicom:ProbeCallingAeTitle</c>, over TLS to a <c>tls://</c> destination
+/// (<see cref="NodeTls"/>: a node whose certificate is not accepted is unhealthy). Healthy only on success.
 /// </summary>
-public sealed class DicomEchoProber(DicomProxySettings settings, TimeProvider time) : IDestinationProber
+public sealed class DicomEchoProber(DicomProxySettings settings, NodeTls nodeTls, TimeProvider time) : IDestinationProber
 {
     /// <summary>Called AE title when the destination names none.</summary>
     public const string DefaultCalledAeTitle = "ANY-SCP";
@@ -29,7 +30,21 @@ public sealed class DicomEchoProber(DicomProxySettings settings, TimeProvider ti
         EndPoint endPoint = IPAddress.TryParse(address.Host, out var ip) ? new IPEndPoint(ip, address.Port) : new DnsEndPoint(address.Host, address.Port);
         var calledAeTitle = config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) ?? DefaultCalledAeTitle;
         var callingAeTitle = DicomProxySettings.ProbeCallingAeTitle(settings.Current);
-        var result = await DicomEchoClient.EchoAsync(endPoint, calledAeTitle, callingAeTitle, new DicomEchoOptions { TimeProvider = time }, cancellationToken);
+        var options = new DicomEchoOptions { TimeProvider = time };
+        if (address.Tls)
+        {
+            ArgumentNullException.ThrowIfNull(cluster);
+            try
+            {
+                options = options with { Tls = nodeTls.ClientOptions(cluster.Model.Config, config, address) };
+            }
+            catch (InvalidOperationException ex)
+            {
+                return ProbeResult.Failure($"TLS settings: {ex.Message}");
+            }
+        }
+
+        var result = await DicomEchoClient.EchoAsync(endPoint, calledAeTitle, callingAeTitle, options, cancellationToken);
         return result.IsSuccess ? ProbeResult.Success(result.Detail) : ProbeResult.Failure(result.ToString());
     }
 }

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using Polly;
@@ -12,10 +13,15 @@ namespace ImagingProxy.Dicom;
 /// so a relayed byte is never copied in user space and no second pipe with its own send and receive loops sits in
 /// between (proxy CPU per relayed C-STORE byte about 17 instead of 27 units in an A/B run; README "Transport"). Used by
 /// one relay direction at a time per operation kind: one sender, one receiver. Not a general-purpose stream.
+/// To a <c>tls://</c> node the bytes go through a TLS session over the socket (<paramref name="tls"/>): the same calls,
+/// encrypted and decrypted by <see cref="SslStream"/> (which allows one reader and one writer at once).
 /// </summary>
-internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
+internal sealed class DicomNodeConnection(Socket socket, SslStream? tls = null) : IAsyncDisposable
 {
     private int _disposed;
+
+    /// <summary>True when the bytes go through a TLS session.</summary>
+    public bool IsTls => tls is not null;
 
     /// <summary>
     /// Connects <paramref name="socket"/> to <paramref name="address"/> under <paramref name="connectTimeout"/>, the
@@ -38,6 +44,27 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
             (socket, address),
             cancellationToken);
 
+    /// <summary>
+    /// Opens a TLS session over the connected <paramref name="socket"/> under the same per-attempt timeout as the connect
+    /// (the handshake is part of reaching the node). The session owns nothing: the connection disposes it and the socket.
+    /// </summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate is not acceptable, or no protocol was agreed.</exception>
+    /// <exception cref="IOException">The node closed the connection during the handshake (it refused our client certificate, say).</exception>
+    public static async ValueTask<SslStream> AuthenticateAsync(Socket socket, SslClientAuthenticationOptions options, ResiliencePipeline connectTimeout, CancellationToken cancellationToken)
+    {
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        try
+        {
+            await connectTimeout.ExecuteAsync(static (state, token) => new ValueTask(state.tls.AuthenticateAsClientAsync(state.options, token)), (tls, options), cancellationToken);
+            return tls;
+        }
+        catch
+        {
+            await tls.DisposeAsync();
+            throw;
+        }
+    }
+
     /// <summary>Sends every byte of <paramref name="bytes"/> (segment by segment; a short send continues).</summary>
     public async ValueTask SendAsync(ReadOnlySequence<byte> bytes, CancellationToken cancellationToken)
     {
@@ -56,6 +83,12 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
     /// <summary>Sends every byte of <paramref name="bytes"/>.</summary>
     public async ValueTask SendAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
     {
+        if (tls is not null)
+        {
+            await tls.WriteAsync(bytes, cancellationToken);
+            return;
+        }
+
         while (!bytes.IsEmpty)
         {
             var sent = await socket.SendAsync(bytes, SocketFlags.None, cancellationToken);
@@ -65,7 +98,7 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
 
     /// <summary>Receives what has arrived, up to <paramref name="buffer"/>'s length; 0 when the node closed its side.</summary>
     public ValueTask<int> ReceiveAsync(Memory<byte> buffer, CancellationToken cancellationToken)
-        => socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+        => tls is null ? socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken) : tls.ReadAsync(buffer, cancellationToken);
 
     /// <summary>
     /// Reads exactly one PDU (the node's answer to the A-ASSOCIATE-RQ): the header, then the body it announces, never a
@@ -98,9 +131,24 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
         return body < parsed.Length ? (PduReadResult.Incomplete, parsed, null) : (PduReadResult.Complete, parsed, pdu);
     }
 
-    /// <summary>Closes the sending side (FIN) after what was sent; the node's answer to it is not awaited.</summary>
-    public void ShutdownSend()
+    /// <summary>
+    /// Closes the sending side (FIN) after what was sent; the node's answer to it is not awaited. A TLS session first
+    /// sends its close_notify alert, bounded by <paramref name="cancellationToken"/>.
+    /// </summary>
+    public async ValueTask ShutdownSendAsync(CancellationToken cancellationToken)
     {
+        if (tls is not null)
+        {
+            try
+            {
+                await tls.ShutdownAsync().WaitAsync(cancellationToken);
+            }
+            catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or InvalidOperationException or OperationCanceledException or NotSupportedException)
+            {
+                return;
+            }
+        }
+
         try
         {
             socket.Shutdown(SocketShutdown.Send);
@@ -129,6 +177,7 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
+            tls?.Dispose();
             socket.Dispose();
         }
 
@@ -141,7 +190,7 @@ internal sealed class DicomNodeConnection(Socket socket) : IAsyncDisposable
         var filled = 0;
         while (filled < buffer.Length)
         {
-            var received = await socket.ReceiveAsync(buffer[filled..], SocketFlags.None, cancellationToken);
+            var received = await ReceiveAsync(buffer[filled..], cancellationToken);
             if (received == 0)
             {
                 break;

@@ -18,6 +18,7 @@ public static class DicomProxyServiceCollectionExtensions
         services.TryAddSingleton<DicomProxyMetrics>();
         services.TryAddSingleton<DicomDrain>();
         services.TryAddSingleton<DicomFailoverPipelines>();
+        services.TryAddSingleton<NodeTls>();
         services.TryAddSingleton<DicomConnectionHandler>();
 
         services.AddSingleton<IDestinationProber, DicomEchoProber>();

@@ -131,6 +131,12 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
                 for (var i = 0; i < destinations.Length; i++)
                 {
                     var next = NextHealth(destinations[i], results[i].Healthy, failuresToDown, successesToUp);
+                    if (next == DestinationHealth.Unhealthy && destinations[i].Health.Active != DestinationHealth.Unhealthy)
+                    {
+                        // The transition line (event 300) says what changed; this one says why (probe details are Debug).
+                        Log.ProbeFailedGoingDown(_logger, cluster.ClusterId, destinations[i].DestinationId, protocol, results[i].Detail);
+                    }
+
                     updates.Add(new NewActiveDestinationHealth(destinations[i], next));
                 }
 
@@ -269,6 +275,9 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
     {
         [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "Probe of '{Destination}' in cluster '{Cluster}' ({Protocol}): healthy={Healthy} {Detail} in {Milliseconds:F1} ms.")]
         public static partial void Probed(ILogger logger, string cluster, string destination, ClusterProtocol protocol, bool healthy, string detail, double milliseconds);
+
+        [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "Destination '{Destination}' in cluster '{Cluster}' goes Unhealthy: its {Protocol} probe failed: {Detail}")]
+        public static partial void ProbeFailedGoingDown(ILogger logger, string cluster, string destination, ClusterProtocol protocol, string detail);
 
         [LoggerMessage(EventId = 311, Level = LogLevel.Error, Message = "No active health prober for protocol {Protocol} (cluster '{Cluster}').")]
         public static partial void NoProber(ILogger logger, string cluster, ClusterProtocol protocol);

@@ -85,6 +85,20 @@ internal static class DicomProxyHarness
     }
 
     /// <summary>Collects every association summary of the proxy from now on.</summary>
+    /// <summary>Every file of <paramref name="sent"/> arrived at <paramref name="scp"/> once, its data set byte for byte.</summary>
+    public static async Task AssertReceivedAsync(Peers.StoreScp scp, IReadOnlyList<Peers.TestDicomFile> sent)
+    {
+        var received = scp.ReceivedFiles();
+        Assert.Equal(sent.Count, received.Count);
+        foreach (var file in sent)
+        {
+            var copy = Assert.Single(received, path => Path.GetFileName(path).EndsWith(file.SopInstanceUid, StringComparison.Ordinal));
+            var original = await File.ReadAllBytesAsync(file.Path);
+            var written = await File.ReadAllBytesAsync(copy);
+            Assert.True(Peers.DicomPart10.DataSet(original).Span.SequenceEqual(Peers.DicomPart10.DataSet(written).Span), $"The data set of {copy} differs from {file.Path}");
+        }
+    }
+
     public static SummaryRecorder Record(TestProxy proxy) => new(proxy.Services.GetRequiredService<DicomConnectionHandler>());
 
     public sealed class SummaryRecorder : IDisposable

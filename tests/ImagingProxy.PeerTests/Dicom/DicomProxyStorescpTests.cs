@@ -160,17 +160,4 @@ public sealed class DicomProxyStorescpTests
         Assert.Contains("Called AE Title Not Recognized", result.Output, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(DicomAssociationEndReason.NoRoute, Assert.Single(await recorder.WaitAsync(1)).Reason);
     }
-
-    private static async Task AssertReceivedAsync(StoreScp scp, IReadOnlyList<TestDicomFile> sent)
-    {
-        var received = scp.ReceivedFiles();
-        Assert.Equal(sent.Count, received.Count);
-        foreach (var file in sent)
-        {
-            var copy = Assert.Single(received, path => Path.GetFileName(path).EndsWith(file.SopInstanceUid, StringComparison.Ordinal));
-            var original = await File.ReadAllBytesAsync(file.Path);
-            var written = await File.ReadAllBytesAsync(copy);
-            Assert.True(DicomPart10.DataSet(original).Span.SequenceEqual(DicomPart10.DataSet(written).Span), $"The data set of {copy} differs from {file.Path}");
-        }
-    }
 }

@@ -58,6 +58,7 @@ internal sealed class HandlerHarness : IAsyncDisposable
             Time,
             Drain,
             new DicomFailoverPipelines(Time),
+            new NodeTls(),
             NullLogger<DicomConnectionHandler>.Instance);
         Handler.AssociationEnded += summary => Ended.TrySetResult(summary);
     }

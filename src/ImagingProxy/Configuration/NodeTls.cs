@@ -1,0 +1,195 @@
+using System.Collections.Concurrent;
+using System.Net.Security;
+using System.Security.Cryptography.X509Certificates;
+using Microsoft.Extensions.Configuration;
+using Yarp.ReverseProxy.Configuration;
+
+namespace ImagingProxy.Configuration;
+
+/// <summary>
+/// TLS towards <c>tls://</c> destinations (DICOM TLS nodes): the client side of one node connection, from the cluster's
+/// metadata (<see cref="MetadataKeys.TlsCaPath"/>, <see cref="MetadataKeys.TlsClientCertificatePath"/>,
+/// <see cref="MetadataKeys.TlsClientKeyPath"/>) and the destination's (<see cref="MetadataKeys.TlsServerName"/>).
+/// </summary>
+/// <remarks>
+/// <para>
+/// The node's certificate is checked as an HTTPS client checks a server's: its chain must end at a trusted root (the
+/// system's trust store, or only the CA certificates of <c>Tls.CaPath</c> when it is set), it must be valid now, and it
+/// must carry the server name (the host of the address unless <c>Tls.ServerName</c> names another; an IP address must be
+/// among its subject alternative names). Revocation is not checked (hospital CAs rarely publish reachable CRL or OCSP
+/// endpoints to a proxy). No setting accepts an invalid certificate: a node with a self-signed certificate is trusted by
+/// putting that certificate in <c>Tls.CaPath</c>.
+/// </para>
+/// <para>
+/// Certificate files are read once and again when they change on disk (a rotated Kubernetes secret): each connection
+/// compares the files' last write times, one <c>stat</c> per file.
+/// </para>
+/// </remarks>
+public sealed class NodeTls
+{
+    private readonly ConcurrentDictionary<string, Loaded<X509Certificate2Collection>> _authorities = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Certificate, string Key), Loaded<SslStreamCertificateContext>> _clientCertificates = new();
+
+    /// <summary>The options of a TLS session to <paramref name="destination"/> at <paramref name="address"/>.</summary>
+    /// <exception cref="InvalidOperationException">A configured certificate file cannot be read (it was valid when the configuration was loaded).</exception>
+    public SslClientAuthenticationOptions ClientOptions(ClusterConfig cluster, DestinationConfig destination, TcpAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        ArgumentNullException.ThrowIfNull(destination);
+        var metadata = cluster.Metadata;
+        var serverName = destination.Metadata?.GetValueOrDefault(MetadataKeys.TlsServerName);
+        var options = new SslClientAuthenticationOptions
+        {
+            TargetHost = string.IsNullOrEmpty(serverName) ? address.Host : serverName,
+            CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+        };
+
+        if (metadata?.GetValueOrDefault(MetadataKeys.TlsCaPath) is { Length: > 0 } caPath)
+        {
+            var policy = new X509ChainPolicy
+            {
+                TrustMode = X509ChainTrustMode.CustomRootTrust,
+                RevocationMode = X509RevocationMode.NoCheck,
+            };
+            policy.CustomTrustStore.AddRange(Authorities(caPath));
+            options.CertificateChainPolicy = policy;
+        }
+
+        if (metadata?.GetValueOrDefault(MetadataKeys.TlsClientCertificatePath) is { Length: > 0 } certificatePath
+            && metadata.GetValueOrDefault(MetadataKeys.TlsClientKeyPath) is { Length: > 0 } keyPath)
+        {
+            options.ClientCertificateContext = ClientCertificate(certificatePath, keyPath);
+        }
+
+        return options;
+    }
+
+    /// <summary>
+    /// Checks a cluster's TLS settings: <c>tls://</c> destinations and <c>Tls.*</c> metadata only in DICOM clusters,
+    /// readable PEM files, a client certificate with its key.
+    /// </summary>
+    internal static void Validate(IConfigurationSection cluster, ClusterProtocol protocol, List<string> errors)
+    {
+        foreach (var destination in cluster.GetSection("Destinations").GetChildren())
+        {
+            if (!TcpAddress.TryParse(destination["Address"], out var address) || !address.Tls)
+            {
+                continue;
+            }
+
+            if (protocol != ClusterProtocol.Dicom)
+            {
+                errors.Add($"{destination.Path}:Address: tls:// destinations are supported in Dicom clusters only (this cluster's protocol is {protocol}).");
+            }
+
+            var serverName = destination.GetSection("Metadata")[MetadataKeys.TlsServerName];
+            if (serverName is not null && string.IsNullOrWhiteSpace(serverName))
+            {
+                errors.Add($"{destination.Path}:Metadata:{MetadataKeys.TlsServerName}: empty (omit it to use the address's host).");
+            }
+        }
+
+        var metadata = cluster.GetSection("Metadata");
+        var caPath = metadata[MetadataKeys.TlsCaPath];
+        var certificatePath = metadata[MetadataKeys.TlsClientCertificatePath];
+        var keyPath = metadata[MetadataKeys.TlsClientKeyPath];
+        if (caPath is null && certificatePath is null && keyPath is null)
+        {
+            return;
+        }
+
+        if (protocol != ClusterProtocol.Dicom)
+        {
+            errors.Add($"{metadata.Path}: Tls.* settings apply to the tls:// destinations of Dicom clusters (this cluster's protocol is {protocol}).");
+            return;
+        }
+
+        if (caPath is not null)
+        {
+            try
+            {
+                if (LoadAuthorities(caPath).Count == 0)
+                {
+                    errors.Add($"{metadata.Path}:{MetadataKeys.TlsCaPath}: '{caPath}' holds no PEM certificate.");
+                }
+            }
+            catch (Exception ex) when (IsFileError(ex))
+            {
+                errors.Add($"{metadata.Path}:{MetadataKeys.TlsCaPath}: cannot read '{caPath}': {ex.Message}");
+            }
+        }
+
+        if ((certificatePath is null) != (keyPath is null))
+        {
+            errors.Add($"{metadata.Path}: {MetadataKeys.TlsClientCertificatePath} and {MetadataKeys.TlsClientKeyPath} go together (a PEM certificate and its private key).");
+        }
+        else if (certificatePath is not null)
+        {
+            try
+            {
+                using var certificate = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
+            }
+            catch (Exception ex) when (IsFileError(ex))
+            {
+                errors.Add($"{metadata.Path}:{MetadataKeys.TlsClientCertificatePath}: cannot load '{certificatePath}' with key '{keyPath}': {ex.Message}");
+            }
+        }
+    }
+
+    private X509Certificate2Collection Authorities(string path)
+    {
+        var stamp = Stamp(path);
+        if (_authorities.TryGetValue(path, out var loaded) && loaded.Stamp == stamp)
+        {
+            return loaded.Value;
+        }
+
+        var authorities = Load(() => LoadAuthorities(path));
+        _authorities[path] = new Loaded<X509Certificate2Collection>(stamp, authorities);
+        return authorities;
+    }
+
+    private SslStreamCertificateContext ClientCertificate(string certificatePath, string keyPath)
+    {
+        var stamp = HashCode.Combine(Stamp(certificatePath), Stamp(keyPath));
+        if (_clientCertificates.TryGetValue((certificatePath, keyPath), out var loaded) && loaded.Stamp == stamp)
+        {
+            return loaded.Value;
+        }
+
+        var context = Load(() => SslStreamCertificateContext.Create(X509Certificate2.CreateFromPemFile(certificatePath, keyPath), additionalCertificates: null, offline: true));
+        _clientCertificates[(certificatePath, keyPath)] = new Loaded<SslStreamCertificateContext>(stamp, context);
+        return context;
+    }
+
+    private static X509Certificate2Collection LoadAuthorities(string path)
+    {
+        var authorities = new X509Certificate2Collection();
+        authorities.ImportFromPemFile(path);
+        return authorities;
+    }
+
+    private static T Load<T>(Func<T> load)
+    {
+        try
+        {
+            return load();
+        }
+        catch (Exception ex) when (IsFileError(ex))
+        {
+            throw new InvalidOperationException(ex.Message, ex);
+        }
+    }
+
+    /// <summary>When a file last changed (0 when it is missing: loading it then fails with the reason).</summary>
+    private static long Stamp(string path)
+    {
+        var info = new FileInfo(path);
+        return info.Exists ? info.LastWriteTimeUtc.Ticks ^ info.Length : 0;
+    }
+
+    private static bool IsFileError(Exception ex)
+        => ex is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or ArgumentException;
+
+    private sealed record Loaded<T>(long Stamp, T Value);
+}

@@ -1,0 +1,134 @@
+using System.Text;
+using System.Text.Json;
+using ImagingProxy.Dicom;
+using ImagingProxy.Health;
+using ImagingProxy.PeerTests.Peers;
+using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Model;
+using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
+
+namespace ImagingProxy.PeerTests.Dicom;
+
+/// <summary>
+/// TLS from ImagingProxy to DICOM TLS nodes (<c>tls://</c> destinations). Peers: dcmtk storescp <c>+tls</c>, which by
+/// default requires and verifies the client's certificate (<c>-rc</c>), as DICOM TLS nodes do; storescu and echoscu as
+/// plain-TCP clients of the proxy. Certificates come from test CAs (<see cref="TestCertificateAuthority"/>).
+/// </summary>
+public sealed class DicomNodeTlsTests
+{
+    [Fact(Timeout = 90_000)]
+    public async Task Storescu_files_arrive_byte_identical_at_a_tls_storescp_that_requires_the_proxys_client_certificate()
+    {
+        using var ca = new TestCertificateAuthority();
+        using var files = TestDicomFiles.Create();
+        var sent = await files.CreateSeriesAsync(3);
+        await using var scp = await StartTlsStoreScpAsync(ca, ca);
+        var client = ca.IssueClient();
+        await using var proxy = await StartAsync(
+            TlsCluster("pacs", [("pacs1", scp.Port)], ca.CertificatePath, client),
+            Route("any", "*", "pacs"));
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", sent.Select(f => f.Path));
+
+        Assert.True(result.Succeeded, $"{result}\n--- storescp ---\n{scp.Process.Output}");
+        await AssertReceivedAsync(scp, sent);
+        var summary = Assert.Single(await recorder.WaitAsync(1));
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.Equal(3, summary.CStoreRequests);
+        Assert.Equal(1, summary.Attempts);
+    }
+
+    [Fact(Timeout = 90_000)]
+    public async Task A_node_with_an_untrusted_certificate_is_failed_over_and_a_node_refusing_the_proxy_gets_no_association_each_with_the_reason_logged()
+    {
+        using var ca = new TestCertificateAuthority();
+        using var foreign = new TestCertificateAuthority("Some Other CA");
+        await using var untrusted = await StartTlsStoreScpAsync(server: foreign, clients: ca);
+        await using var trusted = await StartTlsStoreScpAsync(server: ca, clients: ca);
+        var client = ca.IssueClient();
+        var clusters = TlsCluster("pacs", [("a-untrusted", untrusted.Port), ("b-trusted", trusted.Port)], ca.CertificatePath, client)
+            + "," + TlsCluster("nocert", [("trusted", trusted.Port)], ca.CertificatePath, clientCertificate: null);
+        await using var proxy = await TestProxy.StartAsync(
+            TestProxy.Config("{" + clusters + "}", DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs") + "," + Route("nocert", "NOCERT", "nocert"))),
+            builder => builder.Logging.AddFakeLogging());
+        using var recorder = Record(proxy);
+        using var failovers = new MetricCollector<long>(proxy.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), DicomProxyMetrics.MeterName, "imagingproxy.dicom.failovers");
+
+        var failedOver = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+        var refused = await Dcmtk.EchoAsync(proxy.Port("dicom"), "NOCERT");
+
+        Assert.True(failedOver.Succeeded, $"{failedOver}\n--- storescp ---\n{trusted.Process.Output}");
+        Assert.False(refused.Succeeded, refused.ToString());
+        Assert.Contains("Rejected Transient", refused.Output, StringComparison.OrdinalIgnoreCase);
+        var summaries = await recorder.WaitAsync(2);
+        var released = Assert.Single(summaries, s => s.Reason == DicomAssociationEndReason.Released);
+        Assert.Equal("b-trusted", released.DestinationId);
+        Assert.Equal(2, released.Attempts);
+        Assert.Single(summaries, s => s.Reason == DicomAssociationEndReason.NoDestination);
+        Assert.Contains(failovers.GetMeasurementSnapshot(), m => Equals(m.Tags["destination"], "a-untrusted"));
+
+        var logs = proxy.Services.GetFakeLogCollector().GetSnapshot().Select(r => r.Message).ToList();
+        Assert.Contains(logs, m => m.Contains("a-untrusted", StringComparison.Ordinal) && m.Contains("TLS handshake: The remote certificate is invalid", StringComparison.Ordinal));
+        Assert.Contains(logs, m => m.Contains("cluster nocert", StringComparison.Ordinal) && m.Contains("TLS session ended", StringComparison.Ordinal) && m.Contains("Tls.ClientCertificatePath", StringComparison.Ordinal));
+    }
+
+    [Fact(Timeout = 90_000)]
+    public async Task The_echo_probe_speaks_tls_a_trusted_node_is_healthy_and_an_untrusted_one_unhealthy_with_the_certificate_as_reason()
+    {
+        using var ca = new TestCertificateAuthority();
+        using var foreign = new TestCertificateAuthority("Some Other CA");
+        await using var untrusted = await StartTlsStoreScpAsync(server: foreign, clients: ca);
+        await using var trusted = await StartTlsStoreScpAsync(server: ca, clients: ca);
+        var clusters = TlsCluster("pacs", [("untrusted", untrusted.Port), ("trusted", trusted.Port)], ca.CertificatePath, ca.IssueClient());
+        var at = clusters.IndexOf("\"Metadata\"", StringComparison.Ordinal);
+        clusters = clusters.Insert(at, "\"HealthCheck\": { \"Active\": { \"Enabled\": true, \"Interval\": \"00:00:01\", \"Timeout\": \"00:00:05\" } }, ");
+        await using var proxy = await TestProxy.StartAsync(
+            TestProxy.Config("{" + clusters + "}", DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs"))),
+            builder => builder.Logging.AddFakeLogging());
+        var details = new System.Collections.Concurrent.ConcurrentDictionary<string, ProbeResult>();
+        proxy.Services.GetRequiredService<ActiveHealthMonitor>().ProbeCompleted += (_, destination, _, result, _) => details[destination.DestinationId] = result;
+
+        await WaitForHealthAsync(proxy, "pacs", d => d.Health.Active == (d.DestinationId == "trusted" ? DestinationHealth.Healthy : DestinationHealth.Unhealthy), ["trusted", "untrusted"], TimeSpan.FromSeconds(30));
+
+        Assert.Contains("remote certificate is invalid", details["untrusted"].Detail, StringComparison.Ordinal);
+        Assert.True(details["trusted"].Healthy, details["trusted"].Detail);
+        var logs = proxy.Services.GetFakeLogCollector().GetSnapshot();
+        Assert.Contains(logs, r => r.Level == LogLevel.Warning && r.Message.Contains("'untrusted'", StringComparison.Ordinal) && r.Message.Contains("remote certificate is invalid", StringComparison.Ordinal));
+
+        // The association path agrees with the probe: the untrusted node is not offered.
+        var echo = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+        Assert.True(echo.Succeeded, echo.ToString());
+    }
+
+    /// <summary>storescp with DICOM TLS: its certificate issued by <paramref name="server"/>, clients verified against <paramref name="clients"/> (required).</summary>
+    private static Task<StoreScp> StartTlsStoreScpAsync(TestCertificateAuthority server, TestCertificateAuthority clients)
+    {
+        var (certificate, key) = server.IssueServer();
+        return Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", ExtraArguments = ["+tls", key, certificate, "+cf", clients.CertificatePath] });
+    }
+
+    /// <summary>A DICOM cluster of <c>tls://</c> destinations trusting <paramref name="caPath"/>, with an optional client certificate.</summary>
+    private static string TlsCluster(string id, IEnumerable<(string Id, int Port)> destinations, string caPath, (string CertificatePath, string KeyPath)? clientCertificate)
+    {
+        var text = new StringBuilder();
+        foreach (var (destinationId, port) in destinations)
+        {
+            text.Append(text.Length > 0 ? "," : string.Empty).Append($$""" "{{destinationId}}": { "Address": "tls://127.0.0.1:{{Port(port)}}" } """);
+        }
+
+        var metadata = new Dictionary<string, string> { ["Protocol"] = "Dicom", ["Tls.CaPath"] = caPath };
+        if (clientCertificate is { } pair)
+        {
+            metadata["Tls.ClientCertificatePath"] = pair.CertificatePath;
+            metadata["Tls.ClientKeyPath"] = pair.KeyPath;
+        }
+
+        return $$"""
+            "{{id}}": { "LoadBalancingPolicy": "FirstAlphabetical", "Metadata": {{JsonSerializer.Serialize(metadata)}}, "Destinations": { {{text}} } }
+            """;
+    }
+}
