@@ -58,7 +58,7 @@ internal sealed class HandlerHarness : IAsyncDisposable
             Time,
             Drain,
             new DicomFailoverPipelines(Time),
-            new NodeTls(),
+            new ImagingProxy.Configuration.NodeTls(),
             NullLogger<DicomConnectionHandler>.Instance);
         Handler.AssociationEnded += summary => Ended.TrySetResult(summary);
     }

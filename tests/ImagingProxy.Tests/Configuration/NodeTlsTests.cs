@@ -1,0 +1,145 @@
+using System.Security.Cryptography.X509Certificates;
+using ImagingProxy.Configuration;
+using ImagingProxy.Testing;
+using Microsoft.Extensions.Configuration;
+using Yarp.ReverseProxy.Configuration;
+
+namespace ImagingProxy.Tests.Configuration;
+
+public class NodeTlsTests
+{
+    [Theory]
+    [InlineData("tls://pacs1.hospital.local:2762", "pacs1.hospital.local", 2762, true)]
+    [InlineData("tcp://10.0.0.5:104", "10.0.0.5", 104, false)]
+    [InlineData("tls://[::1]:2762", "::1", 2762, true)]
+    public void Addresses_are_tcp_or_tls_and_print_back_as_written(string text, string host, int port, bool tls)
+    {
+        Assert.True(TcpAddress.TryParse(text, out var address));
+        Assert.Equal(new TcpAddress(host, port, tls), address);
+        Assert.Equal(text, address.ToString());
+    }
+
+    [Theory]
+    [InlineData("tls://pacs1")]
+    [InlineData("ssl://pacs1:2762")]
+    [InlineData("https://pacs1:2762")]
+    public void Other_schemes_and_missing_ports_are_not_addresses(string text)
+        => Assert.False(TcpAddress.TryParse(text, out _));
+
+    [Fact]
+    public void The_server_name_is_the_hosts_unless_the_destination_names_one_and_a_ca_file_replaces_the_system_roots()
+    {
+        using var ca = new TestCertificateAuthority();
+        var client = ca.IssueClient();
+        var cluster = Cluster(new()
+        {
+            [MetadataKeys.TlsCaPath] = ca.CertificatePath,
+            [MetadataKeys.TlsClientCertificatePath] = client.CertificatePath,
+            [MetadataKeys.TlsClientKeyPath] = client.KeyPath,
+        });
+        var tls = new NodeTls();
+
+        var byHost = tls.ClientOptions(cluster, new DestinationConfig { Address = "tls://127.0.0.1:2762" }, new TcpAddress("127.0.0.1", 2762, true));
+        var byName = tls.ClientOptions(
+            cluster,
+            new DestinationConfig { Address = "tls://127.0.0.1:2762", Metadata = new Dictionary<string, string> { [MetadataKeys.TlsServerName] = "pacs1.hospital.local" } },
+            new TcpAddress("127.0.0.1", 2762, true));
+
+        Assert.Equal("127.0.0.1", byHost.TargetHost);
+        Assert.Equal("pacs1.hospital.local", byName.TargetHost);
+        var policy = Assert.IsType<X509ChainPolicy>(byHost.CertificateChainPolicy);
+        Assert.Equal(X509ChainTrustMode.CustomRootTrust, policy.TrustMode);
+        Assert.Equal("CN=ImagingProxy Test CA", Assert.Single(policy.CustomTrustStore).Subject);
+        Assert.Equal("CN=imagingproxy", byHost.ClientCertificateContext!.TargetCertificate.Subject);
+        Assert.Null(byHost.RemoteCertificateValidationCallback);
+    }
+
+    [Fact]
+    public void Without_tls_metadata_the_system_trust_store_decides_and_no_client_certificate_is_sent()
+    {
+        var options = new NodeTls().ClientOptions(Cluster([]), new DestinationConfig { Address = "tls://pacs1:2762" }, new TcpAddress("pacs1", 2762, true));
+
+        Assert.Null(options.CertificateChainPolicy);
+        Assert.Null(options.ClientCertificateContext);
+        Assert.Null(options.RemoteCertificateValidationCallback);
+    }
+
+    [Fact]
+    public void A_rotated_ca_file_is_read_again_and_an_unchanged_one_is_not()
+    {
+        using var first = new TestCertificateAuthority("First CA");
+        using var second = new TestCertificateAuthority("Second CA");
+        var path = Path.Combine(first.Directory, "bundle.pem");
+        File.Copy(first.CertificatePath, path);
+        var cluster = Cluster(new() { [MetadataKeys.TlsCaPath] = path });
+        var tls = new NodeTls();
+        var destination = new DestinationConfig { Address = "tls://127.0.0.1:2762" };
+        var address = new TcpAddress("127.0.0.1", 2762, true);
+
+        var before = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
+        var again = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
+        File.Copy(second.CertificatePath, path, overwrite: true);
+        File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddMinutes(1));
+        var after = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
+
+        Assert.Equal("CN=First CA", Assert.Single(before).Subject);
+        Assert.Same(before[0], again[0]);
+        Assert.Equal("CN=Second CA", Assert.Single(after).Subject);
+    }
+
+    [Fact]
+    public void A_certificate_file_gone_after_loading_is_an_error_of_the_settings_not_of_the_node()
+    {
+        var cluster = Cluster(new() { [MetadataKeys.TlsCaPath] = "/nonexistent/ca.pem" });
+
+        var error = Assert.Throws<InvalidOperationException>(() => new NodeTls().ClientOptions(cluster, new DestinationConfig { Address = "tls://h:1" }, new TcpAddress("h", 1, true)));
+
+        Assert.Contains("/nonexistent/ca.pem", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Tls_settings_are_validated_file_by_file_and_only_dicom_clusters_take_them()
+    {
+        using var ca = new TestCertificateAuthority();
+        var client = ca.IssueClient();
+        var notPem = Path.Combine(ca.Directory, "not.pem");
+        File.WriteAllText(notPem, "not a certificate");
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Kestrel:Endpoints:Admin:Url"] = "http://127.0.0.1:9901",
+            ["ReverseProxy:Clusters:good:Metadata:Protocol"] = "Dicom",
+            ["ReverseProxy:Clusters:good:Metadata:Tls.CaPath"] = ca.CertificatePath,
+            ["ReverseProxy:Clusters:good:Metadata:Tls.ClientCertificatePath"] = client.CertificatePath,
+            ["ReverseProxy:Clusters:good:Metadata:Tls.ClientKeyPath"] = client.KeyPath,
+            ["ReverseProxy:Clusters:good:Destinations:n1:Address"] = "tls://127.0.0.1:2762",
+            ["ReverseProxy:Clusters:good:Destinations:n1:Metadata:Tls.ServerName"] = "pacs1.hospital.local",
+            ["ReverseProxy:Clusters:badfiles:Metadata:Protocol"] = "Dicom",
+            ["ReverseProxy:Clusters:badfiles:Metadata:Tls.CaPath"] = notPem,
+            ["ReverseProxy:Clusters:badfiles:Metadata:Tls.ClientCertificatePath"] = client.CertificatePath,
+            ["ReverseProxy:Clusters:badfiles:Destinations:n1:Address"] = "tls://127.0.0.1:2762",
+            ["ReverseProxy:Clusters:badfiles:Destinations:n1:Metadata:Tls.ServerName"] = " ",
+            ["ReverseProxy:Clusters:missing:Metadata:Protocol"] = "Dicom",
+            ["ReverseProxy:Clusters:missing:Metadata:Tls.CaPath"] = "/nonexistent/ca.pem",
+            ["ReverseProxy:Clusters:missing:Destinations:n1:Address"] = "tls://127.0.0.1:2762",
+            ["ReverseProxy:Clusters:hl7:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:hl7:Metadata:Tls.CaPath"] = ca.CertificatePath,
+            ["ReverseProxy:Clusters:hl7:Destinations:n1:Address"] = "tls://127.0.0.1:2575",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.DoesNotContain(errors, e => e.Contains(":good:", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:badfiles:Metadata:Tls.CaPath:", StringComparison.Ordinal) && e.Contains("holds no PEM certificate", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:badfiles:Metadata: Tls.ClientCertificatePath and Tls.ClientKeyPath go together", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:badfiles:Destinations:n1:Metadata:Tls.ServerName: empty", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:missing:Metadata:Tls.CaPath: cannot read '/nonexistent/ca.pem'", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:hl7:Destinations:n1:Address: tls:// destinations are supported in Dicom clusters only", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:hl7:Metadata: Tls.* settings apply to the tls:// destinations of Dicom clusters", StringComparison.Ordinal));
+    }
+
+    private static ClusterConfig Cluster(Dictionary<string, string> metadata)
+    {
+        metadata[MetadataKeys.Protocol] = "Dicom";
+        return new ClusterConfig { ClusterId = "pacs", Metadata = metadata };
+    }
+}
