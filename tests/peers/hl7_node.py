@@ -12,10 +12,14 @@ Options:
   --ack AA|AE|AR     acknowledgment code to answer with (default AA)
   --delay-ms N       wait N ms before acking each message
   --no-ack           read messages and never answer (simulates a hung node)
+  --tls-cert FILE    serve MLLP over TLS with this PEM certificate (and --tls-key)
+  --tls-key FILE     the certificate's PEM private key
+  --tls-ca FILE      require a client certificate issued by this PEM CA
 """
 import argparse
 import asyncio
 import signal
+import ssl
 import sys
 
 import hl7
@@ -31,6 +35,9 @@ def parse_args(argv):
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--no-ack", action="store_true")
     p.add_argument("--encoding", default="utf-8", help="decode/encode messages with this codec (default utf-8)")
+    p.add_argument("--tls-cert", default=None)
+    p.add_argument("--tls-key", default=None)
+    p.add_argument("--tls-ca", default=None)
     return p.parse_args(argv)
 
 
@@ -65,8 +72,15 @@ async def main(argv):
         finally:
             writer.close()
 
+    tls = None
+    if args.tls_cert:
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_ca:
+            tls.load_verify_locations(args.tls_ca)
+            tls.verify_mode = ssl.CERT_REQUIRED
     server = await hl7.mllp.start_hl7_server(
-        handle, args.host, args.port, encoding=args.encoding, limit=64 * 1024 * 1024)
+        handle, args.host, args.port, encoding=args.encoding, limit=64 * 1024 * 1024, ssl=tls)
     port = server.sockets[0].getsockname()[1]
     print(f"LISTENING {port}", flush=True)
 

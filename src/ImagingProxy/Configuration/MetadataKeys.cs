@@ -37,15 +37,15 @@ public static class MetadataKeys
     public const string Weight = "Weight";
 
     /// <summary>
-    /// Cluster metadata (DICOM, <c>tls://</c> destinations): PEM file of the CA certificate(s) the nodes' certificates must
+    /// Cluster metadata (DICOM and MLLP, <c>tls://</c> destinations): PEM file of the CA certificate(s) the nodes' certificates must
     /// chain to, instead of the system's trust store (a hospital's own CA).
     /// </summary>
     public const string TlsCaPath = "Tls.CaPath";
 
-    /// <summary>Cluster metadata (DICOM, <c>tls://</c> destinations): ImagingProxy's client certificate (PEM), for nodes that require one.</summary>
+    /// <summary>Cluster metadata (DICOM and MLLP, <c>tls://</c> destinations): ImagingProxy's client certificate (PEM), for nodes that require one.</summary>
     public const string TlsClientCertificatePath = "Tls.ClientCertificatePath";
 
-    /// <summary>Cluster metadata (DICOM, <c>tls://</c> destinations): the private key (PEM) of <see cref="TlsClientCertificatePath"/>.</summary>
+    /// <summary>Cluster metadata (DICOM and MLLP, <c>tls://</c> destinations): the private key (PEM) of <see cref="TlsClientCertificatePath"/>.</summary>
     public const string TlsClientKeyPath = "Tls.ClientKeyPath";
 
     /// <summary>Destination metadata (<c>tls://</c> destinations): the name the node's certificate must carry (and SNI); default: the address's host.</summary>

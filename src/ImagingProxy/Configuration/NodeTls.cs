@@ -7,7 +7,7 @@ using Yarp.ReverseProxy.Configuration;
 namespace ImagingProxy.Configuration;
 
 /// <summary>
-/// TLS towards <c>tls://</c> destinations (DICOM TLS nodes): the client side of one node connection, from the cluster's
+/// TLS towards <c>tls://</c> destinations (DICOM TLS nodes, HL7 receivers over TLS): the client side of one node connection, from the cluster's
 /// metadata (<see cref="MetadataKeys.TlsCaPath"/>, <see cref="MetadataKeys.TlsClientCertificatePath"/>,
 /// <see cref="MetadataKeys.TlsClientKeyPath"/>) and the destination's (<see cref="MetadataKeys.TlsServerName"/>).
 /// </summary>
@@ -65,8 +65,8 @@ public sealed class NodeTls
     }
 
     /// <summary>
-    /// Checks a cluster's TLS settings: <c>tls://</c> destinations and <c>Tls.*</c> metadata only in DICOM clusters,
-    /// readable PEM files, a client certificate with its key.
+    /// Checks a cluster's TLS settings: <c>tls://</c> destinations and <c>Tls.*</c> metadata only in DICOM and MLLP
+    /// clusters, readable PEM files, a client certificate with its key.
     /// </summary>
     internal static void Validate(IConfigurationSection cluster, ClusterProtocol protocol, List<string> errors)
     {
@@ -75,11 +75,6 @@ public sealed class NodeTls
             if (!TcpAddress.TryParse(destination["Address"], out var address) || !address.Tls)
             {
                 continue;
-            }
-
-            if (protocol != ClusterProtocol.Dicom)
-            {
-                errors.Add($"{destination.Path}:Address: tls:// destinations are supported in Dicom clusters only (this cluster's protocol is {protocol}).");
             }
 
             var serverName = destination.GetSection("Metadata")[MetadataKeys.TlsServerName];
@@ -98,9 +93,9 @@ public sealed class NodeTls
             return;
         }
 
-        if (protocol != ClusterProtocol.Dicom)
+        if (protocol == ClusterProtocol.Http)
         {
-            errors.Add($"{metadata.Path}: Tls.* settings apply to the tls:// destinations of Dicom clusters (this cluster's protocol is {protocol}).");
+            errors.Add($"{metadata.Path}: Tls.* settings apply to the tls:// destinations of Dicom and Mllp clusters (an Http cluster configures TLS under HttpClient).");
             return;
         }
 

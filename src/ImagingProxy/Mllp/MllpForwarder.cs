@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Net.Security;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -28,8 +30,11 @@ internal sealed partial class MllpForwarder(
     IDestinationHealthUpdater health,
     MllpProxyMetrics metrics,
     TimeProvider time,
-    ILogger<MllpForwarder> logger)
+    ILogger<MllpForwarder> logger,
+    NodeTls? nodeTls = null)
 {
+    private readonly NodeTls _nodeTls = nodeTls ?? new NodeTls();
+
     /// <summary>Backoff before the second attempt; doubles for each later one (10, 20, 40 ms ...).</summary>
     internal static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
 
@@ -295,14 +300,32 @@ internal sealed partial class MllpForwarder(
             await pool.ReturnAsync(previous, settings.PoolIdleTimeout);
         }
 
+        var address = destination.Model.Config.Address;
+        SslClientAuthenticationOptions? tls = null;
+        if (TcpAddress.TryParse(address, out var target) && target.Tls)
+        {
+            try
+            {
+                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
+            }
+            catch (InvalidOperationException ex)
+            {
+                return (null, $"TLS settings: {ex.Message}");
+            }
+        }
+
         MllpNodeConnection node;
         try
         {
-            node = await pool.RentAsync(destination.Model.Config.Address, settings.MaxFrameSize, settings.ConnectTimeout, session.Aborted);
+            node = await pool.RentAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, session.Aborted);
         }
         catch (SocketException ex)
         {
             return (null, $"connect failed: {ex.SocketErrorCode}");
+        }
+        catch (Exception ex) when (ex is AuthenticationException or IOException)
+        {
+            return (null, $"TLS handshake: {ex.Message}");
         }
         catch (OperationCanceledException) when (session.Aborted.IsCancellationRequested)
         {

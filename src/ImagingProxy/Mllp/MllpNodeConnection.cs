@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Net.Security;
 using System.Net.Sockets;
+using ImagingProxy.Configuration;
 
 namespace ImagingProxy.Mllp;
 
@@ -8,6 +10,12 @@ namespace ImagingProxy.Mllp;
 /// acknowledgement frame. The socket is used directly (no pipe with its own send and receive loops per node
 /// connection): a message costs one send and, when the ACK has not arrived yet, one receive that waits for it.
 /// </summary>
+/// <remarks>
+/// To a <c>tls://</c> node the frames go through a TLS session (<see cref="SslStream"/>). Its bytes cannot be looked at
+/// before they are decrypted, so between messages the connection keeps one read pending (read-ahead): a frame it brings
+/// while no message is in flight is unsolicited and dropped before the next send, exactly as the socket check does for
+/// plain connections, and TLS records that carry no data (TLS 1.3 session tickets) are consumed by it unseen.
+/// </remarks>
 internal sealed class MllpNodeConnection : IAsyncDisposable
 {
     /// <summary>Send and receive buffers to start with; the receive buffer grows for a larger ACK frame, up to the frame limit.</summary>
@@ -17,6 +25,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     private const int RetainedSendSize = 64 * 1024;
 
     private readonly Socket _socket;
+    private readonly SslStream? _tls;
     private readonly MllpFrameReader _frames;
     private ArrayBufferWriter<byte> _send = new(InitialBufferSize);
     private byte[] _receive = new byte[InitialBufferSize];
@@ -24,11 +33,15 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     private int _end;
     private int _disposed;
 
-    public MllpNodeConnection(string address, Socket socket, int maxFrameSize)
+    /// <summary>TLS only: the read that is pending into <c>_receive[_end..]</c> (the buffer is not moved while it runs).</summary>
+    private Task<int>? _pending;
+
+    public MllpNodeConnection(string address, Socket socket, int maxFrameSize, SslStream? tls = null)
     {
         ArgumentNullException.ThrowIfNull(socket);
         Address = address;
         _socket = socket;
+        _tls = tls;
         _frames = new MllpFrameReader(maxFrameSize);
     }
 
@@ -44,12 +57,50 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>Bytes the node sent that this connection has not received from the socket yet (tests).</summary>
     internal int BytesWaiting => _socket.Available;
 
+    /// <summary>
+    /// A new connection to <paramref name="target"/> (<c>NoDelay</c> on), with its TLS session when <paramref name="tls"/>
+    /// is given, both within <paramref name="connectTimeout"/>.
+    /// </summary>
+    /// <exception cref="SocketException">The node refused or did not answer in time (<see cref="SocketError.TimedOut"/>).</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted, or no protocol was agreed.</exception>
+    /// <exception cref="IOException">The node closed the connection during the TLS handshake.</exception>
+    public static async ValueTask<MllpNodeConnection> ConnectAsync(string address, TcpAddress target, SslClientAuthenticationOptions? tls, int maxFrameSize, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    {
+        var socket = target.NewSocket();
+        SslStream? session = null;
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(connectTimeout);
+            await socket.ConnectAsync(target.Host, target.Port, timeout.Token);
+            if (tls is not null)
+            {
+                session = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+                await session.AuthenticateAsClientAsync(tls, timeout.Token);
+            }
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            session?.Dispose();
+            socket.Dispose();
+            throw new SocketException((int)SocketError.TimedOut);
+        }
+        catch
+        {
+            session?.Dispose();
+            socket.Dispose();
+            throw;
+        }
+
+        return new MllpNodeConnection(address, socket, maxFrameSize, session);
+    }
+
     /// <summary>Writes <paramref name="message"/> as one MLLP frame, bytes unchanged, in one send.</summary>
     /// <returns>False when the node had closed the connection.</returns>
     public async ValueTask<bool> SendAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken)
     {
         Used = true;
-        if (!DiscardUnsolicited())
+        if (_tls is null ? !DiscardUnsolicited() : !DiscardUnsolicitedTls())
         {
             return false;
         }
@@ -58,7 +109,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         _send.ResetWrittenCount();
         MllpFrameWriter.Write(_send, message);
         var frame = _send.WrittenMemory;
-        while (!frame.IsEmpty)
+        if (_tls is not null)
+        {
+            await _tls.WriteAsync(frame, cancellationToken);
+        }
+
+        while (_tls is null && !frame.IsEmpty)
         {
             var sent = await _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
             frame = frame[sent..];
@@ -80,13 +136,25 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             switch (TryTakeFrame(ack))
             {
                 case MllpReadResult.Frame:
+                    StartReadAhead();
                     return true;
                 case MllpReadResult.FrameTooLarge:
                     return false;
             }
 
-            MakeRoom();
-            var received = await _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, cancellationToken);
+            int received;
+            if (_tls is null)
+            {
+                MakeRoom();
+                received = await _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, cancellationToken);
+            }
+            else
+            {
+                StartRead();
+                received = await _pending!.WaitAsync(cancellationToken);
+                _pending = null;
+            }
+
             if (received == 0)
             {
                 return false;
@@ -100,7 +168,11 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     {
         if (Interlocked.Exchange(ref _disposed, 1) == 0)
         {
+            _tls?.Dispose();
             _socket.Dispose();
+
+            // The read-ahead ends with the connection; its exception is expected and observed here.
+            _pending?.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
 
         return ValueTask.CompletedTask;
@@ -162,6 +234,48 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             // The frame reader stops an oversize frame at its limit, so the buffer stays within the limit plus one read.
             Array.Resize(ref _receive, _receive.Length * 2);
         }
+    }
+
+    /// <summary>TLS: keeps a read pending while no message is in flight (see the remarks); nothing for plain connections.</summary>
+    private void StartReadAhead()
+    {
+        if (_tls is not null)
+        {
+            StartRead();
+        }
+    }
+
+    /// <summary>TLS: starts the next read into the buffer unless one is pending.</summary>
+    private void StartRead()
+    {
+        if (_pending is null)
+        {
+            MakeRoom();
+            _pending = _tls!.ReadAsync(_receive.AsMemory(_end)).AsTask();
+        }
+    }
+
+    /// <summary>
+    /// TLS: drops the frames the read-ahead brought while no message was in flight. False when the node closed the
+    /// connection (or the session failed) meanwhile.
+    /// </summary>
+    private bool DiscardUnsolicitedTls()
+    {
+        while (_pending is { IsCompleted: true } done)
+        {
+            _pending = null;
+            if (!done.IsCompletedSuccessfully || done.Result == 0)
+            {
+                _ = done.Exception;
+                return false;
+            }
+
+            _end += done.Result;
+            TryTakeFrame(ack: null);
+            StartRead();
+        }
+
+        return true;
     }
 
     /// <summary>

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Net.Security;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
 
@@ -34,7 +35,17 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
 
     /// <summary>An idle pooled connection to <paramref name="address"/>, or a new one.</summary>
     /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
-    public async ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, CancellationToken cancellationToken)
+    public ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, CancellationToken cancellationToken)
+        => RentAsync(address, maxFrameSize, connectTimeout, tls: null, cancellationToken);
+
+    /// <summary>
+    /// An idle pooled connection to <paramref name="address"/>, or a new one; a new connection to a <c>tls://</c> address
+    /// opens its TLS session with <paramref name="tls"/> (within <paramref name="connectTimeout"/> too).
+    /// </summary>
+    /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted.</exception>
+    /// <exception cref="IOException">The node closed the connection during the TLS handshake.</exception>
+    public async ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, CancellationToken cancellationToken)
     {
         if (_idle.TryGetValue(address, out var idle))
         {
@@ -56,26 +67,9 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
             throw new SocketException((int)SocketError.AddressNotAvailable);
         }
 
-        var socket = target.NewSocket();
-        try
-        {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(connectTimeout);
-            await socket.ConnectAsync(target.Host, target.Port, timeout.Token);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            socket.Dispose();
-            throw new SocketException((int)SocketError.TimedOut);
-        }
-        catch
-        {
-            socket.Dispose();
-            throw;
-        }
-
+        var connection = await MllpNodeConnection.ConnectAsync(address, target, target.Tls ? tls : null, maxFrameSize, connectTimeout, cancellationToken);
         _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
-        return new MllpNodeConnection(address, socket, maxFrameSize);
+        return connection;
     }
 
     /// <summary>Gives a healthy connection (no message in flight) back for reuse during <paramref name="idleTimeout"/>.</summary>

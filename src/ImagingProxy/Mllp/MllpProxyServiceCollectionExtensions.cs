@@ -21,6 +21,7 @@ public static class MllpProxyServiceCollectionExtensions
         services.AddSingleton<MllpProxyConfiguration>();
         services.AddSingleton(sp => new MllpNodePool(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<MllpProxyMetrics>();
+        services.TryAddSingleton<NodeTls>();
         services.AddSingleton<MllpForwarder>();
         services.AddSingleton<MllpConnectionHandler>();
 

@@ -98,7 +98,7 @@ public class NodeTlsTests
     }
 
     [Fact]
-    public void Tls_settings_are_validated_file_by_file_and_only_dicom_clusters_take_them()
+    public void Tls_settings_are_validated_file_by_file_and_only_dicom_and_mllp_clusters_take_them()
     {
         using var ca = new TestCertificateAuthority();
         var client = ca.IssueClient();
@@ -124,6 +124,8 @@ public class NodeTlsTests
             ["ReverseProxy:Clusters:hl7:Metadata:Protocol"] = "Mllp",
             ["ReverseProxy:Clusters:hl7:Metadata:Tls.CaPath"] = ca.CertificatePath,
             ["ReverseProxy:Clusters:hl7:Destinations:n1:Address"] = "tls://127.0.0.1:2575",
+            ["ReverseProxy:Clusters:web:Metadata:Tls.CaPath"] = ca.CertificatePath,
+            ["ReverseProxy:Clusters:web:Destinations:n1:Address"] = "tls://127.0.0.1:443",
         }).Build();
 
         var errors = ConfigurationValidator.Validate(config);
@@ -133,8 +135,9 @@ public class NodeTlsTests
         Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:badfiles:Metadata: Tls.ClientCertificatePath and Tls.ClientKeyPath go together", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:badfiles:Destinations:n1:Metadata:Tls.ServerName: empty", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:missing:Metadata:Tls.CaPath: cannot read '/nonexistent/ca.pem'", StringComparison.Ordinal));
-        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:hl7:Destinations:n1:Address: tls:// destinations are supported in Dicom clusters only", StringComparison.Ordinal));
-        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:hl7:Metadata: Tls.* settings apply to the tls:// destinations of Dicom clusters", StringComparison.Ordinal));
+        Assert.DoesNotContain(errors, e => e.Contains(":hl7:", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:web:Destinations:n1:Address", StringComparison.Ordinal));
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:web:Metadata: Tls.* settings apply to the tls:// destinations of Dicom and Mllp clusters", StringComparison.Ordinal));
     }
 
     private static ClusterConfig Cluster(Dictionary<string, string> metadata)
