@@ -57,6 +57,9 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>Bytes the node sent that this connection has not received from the socket yet (tests).</summary>
     internal int BytesWaiting => _socket.Available;
 
+    /// <summary>TLS: the read kept pending between messages, if any (tests await it to know a frame has arrived).</summary>
+    internal Task? ReadAhead => _pending;
+
     /// <summary>
     /// A new connection to <paramref name="target"/> (<c>NoDelay</c> on), with its TLS session when <paramref name="tls"/>
     /// is given, both within <paramref name="connectTimeout"/>.

@@ -1,0 +1,105 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using ImagingProxy.Configuration;
+using ImagingProxy.Mllp;
+using ImagingProxy.Testing;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>The node side of a message over TLS: an in-process TLS server (SslStream, test certificate) as the node.</summary>
+public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
+{
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(10);
+    private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    private readonly TestCertificate _certificate = new();
+    private SslStream _node = null!;
+    private MllpNodeConnection _connection = null!;
+
+    public async Task InitializeAsync()
+    {
+        _listener.Start();
+        var port = ((IPEndPoint)_listener.LocalEndpoint).Port;
+        var accept = AcceptAsync();
+        _connection = await MllpNodeConnection.ConnectAsync(
+            $"tls://127.0.0.1:{port}",
+            new TcpAddress("127.0.0.1", port, Tls: true),
+            new SslClientAuthenticationOptions
+            {
+                TargetHost = "localhost",
+                RemoteCertificateValidationCallback = (_, cert, _, _) => cert is not null && cert.GetCertHashString(HashAlgorithmName.SHA256) == _certificate.Thumbprint,
+            },
+            maxFrameSize: 64,
+            s_timeout,
+            CancellationToken.None);
+        _node = await accept.WaitAsync(s_timeout);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _connection.DisposeAsync();
+        await _node.DisposeAsync();
+        _listener.Stop();
+        _certificate.Dispose();
+    }
+
+    [Fact]
+    public async Task The_frame_goes_out_encrypted_and_whole_and_the_ack_comes_back()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|^~\\&|A\rPID|1"u8.ToArray()), CancellationToken.None));
+        var expected = "\vMSH|^~\\&|A\rPID|1\u001c\r"u8.ToArray();
+        var got = new byte[expected.Length];
+        await _node.ReadExactlyAsync(got).AsTask().WaitAsync(s_timeout);
+        Assert.Equal(expected, got);
+
+        await _node.WriteAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        var ack = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(ack, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|1", Encoding.ASCII.GetString(ack.WrittenSpan));
+    }
+
+    [Fact]
+    public async Task A_frame_sent_while_no_message_was_in_flight_is_discarded_before_the_next_message()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        var first = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        // A late frame while idle: the read-ahead takes it; the next send drops it.
+        await _node.WriteAsync("\vMSA|AA|late\u001c\r"u8.ToArray());
+        await _connection.ReadAhead!.WaitAsync(s_timeout);
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
+
+        var second = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
+        Assert.Equal(1, _connection.UnsolicitedFrames);
+    }
+
+    [Fact]
+    public async Task A_node_that_closed_while_idle_fails_the_next_send()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        Assert.True(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        await _node.DisposeAsync();
+        await _connection.ReadAhead!.ContinueWith(static _ => { }, CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default).WaitAsync(s_timeout);
+
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+    }
+
+    private async Task<SslStream> AcceptAsync()
+    {
+        var socket = await _listener.AcceptSocketAsync();
+        var tls = new SslStream(new NetworkStream(socket, ownsSocket: true));
+        using var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(_certificate.CertificatePath, _certificate.KeyPath);
+        await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = SslStreamCertificateContext.Create(certificate, null) });
+        return tls;
+    }
+}
