@@ -19,8 +19,10 @@ namespace ImagingProxy.PeerTests.Dicom;
 /// </summary>
 public sealed class DicomNodeTlsTests
 {
-    [Fact(Timeout = 90_000)]
-    public async Task Storescu_files_arrive_byte_identical_at_a_tls_storescp_that_requires_the_proxys_client_certificate()
+    [Theory(Timeout = 90_000)]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Storescu_files_arrive_byte_identical_at_a_tls_storescp_that_requires_the_proxys_client_certificate(bool earlyConnect)
     {
         using var ca = new TestCertificateAuthority();
         using var files = TestDicomFiles.Create();
@@ -29,7 +31,8 @@ public sealed class DicomNodeTlsTests
         var client = ca.IssueClient();
         await using var proxy = await StartAsync(
             TlsCluster("pacs", [("pacs1", scp.Port)], ca.CertificatePath, client),
-            Route("any", "*", "pacs"));
+            Route("any", "*", "pacs"),
+            earlyConnect);
         using var recorder = Record(proxy);
 
         var result = await Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", sent.Select(f => f.Path));
