@@ -105,8 +105,11 @@ declare -A command=(
   [tls-proxy]="storescu -aec TLS 127.0.0.1 $proxy_port"
   [tls-haproxy]="storescu -aec PACS 127.0.0.1 $ha_tls")
 declare -A cpu_pid=([plain-direct]=0 [plain-proxy]=$proxy_pid [plain-haproxy]=$haproxy_pid [tls-direct]=0 [tls-proxy]=$proxy_pid [tls-haproxy]=$haproxy_pid)
-echo "== warm-up" >&2
-for target in "${targets[@]}"; do ${command[$target]} "${files[0]}"; done
+# Warm-up: a .NET process compiles its per-association code again, optimised, after some 30 associations (tiered
+# JIT); before that the compiler's thread takes up to half of the proxy's CPU. Then every file once per target.
+echo "== warm-up (40 C-ECHO associations each way through the proxy, then every file once per target)" >&2
+for _ in $(seq 40); do echoscu -aec TLS 127.0.0.1 "$proxy_port"; echoscu -aec PACS 127.0.0.1 "$proxy_port"; done
+for target in "${targets[@]}"; do ${command[$target]} "${files[@]}"; done
 hz=$(getconf CLK_TCK)
 : > results.txt
 for round in $(seq "$rounds"); do
