@@ -21,8 +21,8 @@ namespace ImagingProxy.Configuration;
 /// putting that certificate in <c>Tls.CaPath</c>.
 /// </para>
 /// <para>
-/// Certificate files are read once and again when they change on disk (a rotated Kubernetes secret): each connection
-/// compares the files' last write times, one <c>stat</c> per file.
+/// Certificate files are read once and again when they change on disk (a rotated Kubernetes secret, whose files are
+/// symbolic links to the current version): each connection compares the files' targets and last write times.
 /// </para>
 /// </remarks>
 public sealed class NodeTls
@@ -176,11 +176,36 @@ public sealed class NodeTls
         }
     }
 
-    /// <summary>When a file last changed (0 when it is missing: loading it then fails with the reason).</summary>
+    /// <summary>
+    /// Which file a path names now and when it last changed (0 when it is missing: loading it then fails with the
+    /// reason). Symbolic links count, the file's and its directories': in a Kubernetes Secret volume <c>ca.crt</c> is a
+    /// link to <c>..data/ca.crt</c> that never changes itself, while the kubelet points the <c>..data</c> link at a new
+    /// directory on each rotation.
+    /// </summary>
     private static long Stamp(string path)
     {
-        var info = new FileInfo(path);
-        return info.Exists ? info.LastWriteTimeUtc.Ticks ^ info.Length : 0;
+        var stamp = new HashCode();
+        FileSystemInfo info = new FileInfo(path);
+        if (info.LinkTarget is { } target)
+        {
+            stamp.Add(target);
+            info = info.ResolveLinkTarget(returnFinalTarget: true) ?? info;
+        }
+
+        if (info is not FileInfo { Exists: true } file)
+        {
+            return 0;
+        }
+
+        for (var directory = file.Directory; directory is not null; directory = directory.Parent)
+        {
+            stamp.Add(directory.LinkTarget);
+        }
+
+        stamp.Add(file.FullName);
+        stamp.Add(file.LastWriteTimeUtc.Ticks);
+        stamp.Add(file.Length);
+        return stamp.ToHashCode();
     }
 
     private static bool IsFileError(Exception ex)

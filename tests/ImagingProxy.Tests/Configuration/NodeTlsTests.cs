@@ -88,6 +88,44 @@ public class NodeTlsTests
     }
 
     [Fact]
+    public void A_ca_file_in_a_kubernetes_secret_volume_is_read_again_when_the_kubelet_swaps_the_data_link()
+    {
+        using var first = new TestCertificateAuthority("First CA");
+        using var second = new TestCertificateAuthority("Second CA");
+        // The kubelet's layout: ca.crt -> ..data/ca.crt, ..data -> ..<timestamp>; a rotation swaps ..data only.
+        var volume = Directory.CreateTempSubdirectory("imagingproxy-secret-").FullName;
+        try
+        {
+            Directory.CreateDirectory(Path.Combine(volume, "..v1"));
+            Directory.CreateDirectory(Path.Combine(volume, "..v2"));
+            File.Copy(first.CertificatePath, Path.Combine(volume, "..v1", "ca.crt"));
+            File.Copy(second.CertificatePath, Path.Combine(volume, "..v2", "ca.crt"));
+            File.SetLastWriteTimeUtc(Path.Combine(volume, "..v1", "ca.crt"), new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+            File.SetLastWriteTimeUtc(Path.Combine(volume, "..v2", "ca.crt"), new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+            var data = Path.Combine(volume, "..data");
+            File.CreateSymbolicLink(data, "..v1");
+            var path = Path.Combine(volume, "ca.crt");
+            File.CreateSymbolicLink(path, Path.Combine("..data", "ca.crt"));
+            var cluster = Cluster(new() { [MetadataKeys.TlsCaPath] = path });
+            var tls = new NodeTls();
+            var destination = new DestinationConfig { Address = "tls://127.0.0.1:2762" };
+            var address = new TcpAddress("127.0.0.1", 2762, true);
+
+            var before = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
+            File.Delete(data);
+            File.CreateSymbolicLink(data, "..v2");
+            var after = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
+
+            Assert.Equal("CN=First CA", Assert.Single(before).Subject);
+            Assert.Equal("CN=Second CA", Assert.Single(after).Subject);
+        }
+        finally
+        {
+            Directory.Delete(volume, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_certificate_file_gone_after_loading_is_an_error_of_the_settings_not_of_the_node()
     {
         var cluster = Cluster(new() { [MetadataKeys.TlsCaPath] = "/nonexistent/ca.pem" });
