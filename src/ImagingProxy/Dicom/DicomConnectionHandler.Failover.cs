@@ -134,6 +134,8 @@ public sealed partial class DicomConnectionHandler
 
         var socket = early?.Socket ?? address.NewSocket();
         var connectTimeout = pipelines.Settings.ConnectTimeout;
+        var step = "connect";
+        SslStream? tls = null;
         try
         {
             if (early is { } started)
@@ -145,45 +147,33 @@ public sealed partial class DicomConnectionHandler
             {
                 await DicomNodeConnection.ConnectAsync(socket, address, pipelines.Connect, cancellationToken);
             }
+
+            if (tlsOptions is not null)
+            {
+                step = "TLS handshake";
+                tls = await DicomNodeConnection.AuthenticateAsync(socket, tlsOptions, pipelines.Connect, cancellationToken);
+            }
         }
         catch (SocketException ex)
         {
             socket.Dispose();
-            return Failed($"connect: {ex.SocketErrorCode}", markUnhealthy: true);
+            return Failed($"{step}: {ex.SocketErrorCode}", markUnhealthy: true);
+        }
+        catch (Exception ex) when (ex is AuthenticationException or IOException)
+        {
+            // The node's certificate was refused, no protocol was agreed, or the node closed during the handshake.
+            socket.Dispose();
+            return Failed($"{step}: {ex.Message}", markUnhealthy: true);
         }
         catch (TimeoutRejectedException) when (!cancellationToken.IsCancellationRequested)
         {
             socket.Dispose();
-            return Failed($"connect: no answer within {connectTimeout}", markUnhealthy: true);
+            return Failed($"{step}: no answer within {connectTimeout}", markUnhealthy: true);
         }
         catch
         {
             socket.Dispose();
             throw;
-        }
-
-        SslStream? tls = null;
-        if (tlsOptions is not null)
-        {
-            try
-            {
-                tls = await DicomNodeConnection.AuthenticateAsync(socket, tlsOptions, pipelines.Connect, cancellationToken);
-            }
-            catch (Exception ex) when (ex is AuthenticationException or IOException or SocketException)
-            {
-                socket.Dispose();
-                return Failed($"TLS handshake: {ex.Message}", markUnhealthy: true);
-            }
-            catch (TimeoutRejectedException) when (!cancellationToken.IsCancellationRequested)
-            {
-                socket.Dispose();
-                return Failed($"TLS handshake: no answer within {connectTimeout}", markUnhealthy: true);
-            }
-            catch
-            {
-                socket.Dispose();
-                throw;
-            }
         }
 
         var node = new DicomNodeConnection(socket, tls);
