@@ -13,7 +13,10 @@ mkdir -p artifacts
 
 started=$SECONDS
 set +e
-dotnet test ImagingProxy.sln -c Release --nologo -v quiet --logger "console;verbosity=minimal" "$@" 2>&1 | tee "$log"
+# --blame-hang-timeout: a test that makes no progress for 5 minutes (the longest take about 90 s) is stopped and named,
+# so a hang fails the run instead of holding CI until its own limit.
+dotnet test ImagingProxy.sln -c Release --nologo -v quiet --logger "console;verbosity=minimal" \
+  --blame-hang-timeout 5m --blame-hang-dump-type none "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 
