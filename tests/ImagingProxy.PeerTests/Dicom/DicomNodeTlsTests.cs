@@ -1,7 +1,6 @@
 using System.Text;
 using System.Text.Json;
 using ImagingProxy.Dicom;
-using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -92,20 +91,10 @@ public sealed class DicomNodeTlsTests
         await using var proxy = await TestProxy.StartAsync(
             TestProxy.Config("{" + clusters + "}", DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs"))),
             builder => builder.Logging.AddFakeLogging());
-        // Probing starts with the proxy: the results are those of the probes after subscribing (one per second).
-        var details = new System.Collections.Concurrent.ConcurrentDictionary<string, ProbeResult>();
-        var bothProbed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        proxy.Services.GetRequiredService<ActiveHealthMonitor>().ProbeCompleted += (_, destination, _, result, _) =>
-        {
-            details[destination.DestinationId] = result;
-            if (details.Count == 2)
-            {
-                bothProbed.TrySetResult();
-            }
-        };
+        using var details = new ProbeRecorder(proxy, "trusted", "untrusted");
 
         await WaitForHealthAsync(proxy, "pacs", d => d.Health.Active == (d.DestinationId == "trusted" ? DestinationHealth.Healthy : DestinationHealth.Unhealthy), ["trusted", "untrusted"], TimeSpan.FromSeconds(30));
-        await bothProbed.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await details.WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Contains("remote certificate is invalid", details["untrusted"].Detail, StringComparison.Ordinal);
         Assert.True(details["trusted"].Healthy, details["trusted"].Detail);

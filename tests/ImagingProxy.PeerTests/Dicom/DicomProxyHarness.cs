@@ -84,7 +84,6 @@ internal static class DicomProxyHarness
         }
     }
 
-    /// <summary>Collects every association summary of the proxy from now on.</summary>
     /// <summary>Every file of <paramref name="sent"/> arrived at <paramref name="scp"/> once, its data set byte for byte.</summary>
     public static async Task AssertReceivedAsync(Peers.StoreScp scp, IReadOnlyList<Peers.TestDicomFile> sent)
     {
@@ -99,7 +98,42 @@ internal static class DicomProxyHarness
         }
     }
 
+    /// <summary>Collects every association summary of the proxy from now on.</summary>
     public static SummaryRecorder Record(TestProxy proxy) => new(proxy.Services.GetRequiredService<DicomConnectionHandler>());
+
+    /// <summary>
+    /// Records the latest result of each destination's active probes made from now on (probing starts with the proxy, so
+    /// a first result may come before any handler): <see cref="ProbeRecorder.WaitAsync"/> until each named one has one.
+    /// </summary>
+    public sealed class ProbeRecorder : IDisposable
+    {
+        private readonly ActiveHealthMonitor _monitor;
+        private readonly string[] _destinations;
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, ProbeResult> _results = new();
+        private readonly TaskCompletionSource _all = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public ProbeRecorder(TestProxy proxy, params string[] destinations)
+        {
+            _monitor = proxy.Services.GetRequiredService<ActiveHealthMonitor>();
+            _destinations = destinations;
+            _monitor.ProbeCompleted += OnProbe;
+        }
+
+        public ProbeResult this[string destination] => _results[destination];
+
+        public Task WaitAsync(TimeSpan bound) => _all.Task.WaitAsync(bound);
+
+        public void Dispose() => _monitor.ProbeCompleted -= OnProbe;
+
+        private void OnProbe(ClusterState cluster, DestinationState destination, Configuration.ClusterProtocol protocol, ProbeResult result, TimeSpan duration)
+        {
+            _results[destination.DestinationId] = result;
+            if (_destinations.All(_results.ContainsKey))
+            {
+                _all.TrySetResult();
+            }
+        }
+    }
 
     public sealed class SummaryRecorder : IDisposable
     {

@@ -1,6 +1,5 @@
 using System.Globalization;
 using ImagingProxy.Configuration;
-using ImagingProxy.Health;
 using ImagingProxy.Mllp;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
@@ -100,20 +99,10 @@ public sealed class MllpNodeTlsTests : IAsyncLifetime
 
         // The Connect probe of a tls:// node completes the handshake.
         _proxy = await TestProxy.StartAsync(MllpProxyConfig.Create(clusters, [("*", "orders")], metadata: TlsMetadata(), activeHealth: true));
-        // Probing starts with the proxy: the results are those of the probes after subscribing (one per second).
-        var details = new System.Collections.Concurrent.ConcurrentDictionary<string, ProbeResult>();
-        var bothProbed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        _proxy.Services.GetRequiredService<ActiveHealthMonitor>().ProbeCompleted += (_, destination, _, result, _) =>
-        {
-            details[destination.DestinationId] = result;
-            if (details.Count == 2)
-            {
-                bothProbed.TrySetResult();
-            }
-        };
+        using var details = new ProbeRecorder(_proxy, "orders-node1", "orders-node2");
 
         await WaitForHealthAsync(_proxy, "orders", d => d.Health.Active == (d.DestinationId == "orders-node2" ? DestinationHealth.Healthy : DestinationHealth.Unhealthy), ["orders-node1", "orders-node2"], TimeSpan.FromSeconds(30));
-        await bothProbed.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await details.WaitAsync(TimeSpan.FromSeconds(30));
 
         Assert.Contains("remote certificate is invalid", details["orders-node1"].Detail, StringComparison.Ordinal);
         Assert.Equal("TLS session opened", details["orders-node2"].Detail);
