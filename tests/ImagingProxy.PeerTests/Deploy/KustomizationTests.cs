@@ -92,7 +92,7 @@ public sealed class KustomizationTests(RenderedKustomization rendered) : IClassF
         var json = MountedConfiguration();
         Assert.Equal(File.ReadAllText(Path.Combine(RenderedKustomization.Directory, "imagingproxy.json")), json);
 
-        var tlsVolume = Assert.Single(PodSpec.Items("volumes"), v => v.Find("secret") is not null);
+        var tlsVolume = Assert.Single(PodSpec.Items("volumes"), v => v.Find("secret") is { } secret && secret.At("secretName").GetString() == "imagingproxy-tls");
         var tlsMount = Assert.Single(Container.Items("volumeMounts"), m => m.At("name").GetString() == tlsVolume.At("name").GetString());
         Assert.Null(tlsMount.Find("subPath"));
         var tlsDirectory = tlsMount.At("mountPath").GetString();
@@ -101,6 +101,16 @@ public sealed class KustomizationTests(RenderedKustomization rendered) : IClassF
         var certificate = Layered(json).GetSection("Kestrel:Endpoints:Viewers:Certificate");
         Assert.Equal($"{tlsDirectory}/tls.crt", certificate["Path"]);
         Assert.Equal($"{tlsDirectory}/tls.key", certificate["KeyPath"]);
+    }
+
+    [Fact]
+    public void The_node_tls_Secret_is_optional_and_mounted_whole_for_tls_destinations()
+    {
+        var volume = Assert.Single(PodSpec.Items("volumes"), v => v.Find("secret") is { } secret && secret.At("secretName").GetString() == "imagingproxy-node-tls");
+        Assert.True(volume.At("secret").At("optional").GetBoolean());
+        var mount = Assert.Single(Container.Items("volumeMounts"), m => m.At("name").GetString() == volume.At("name").GetString());
+        Assert.Null(mount.Find("subPath"));
+        Assert.Equal("/etc/imagingproxy/node-tls", mount.At("mountPath").GetString());
     }
 
     [Fact]
