@@ -28,16 +28,18 @@ namespace ImagingProxy.Configuration;
 public sealed class NodeTls
 {
     private readonly ConcurrentDictionary<string, Loaded<X509Certificate2Collection>> _authorities = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<(string Cluster, string Destination, string Role), DateTimeOffset> _expirations = new();
     private readonly ConcurrentDictionary<(string Certificate, string Key), Loaded<SslStreamCertificateContext>> _clientCertificates = new();
 
-    /// <summary>The options of a TLS session to <paramref name="destination"/> at <paramref name="address"/>.</summary>
+    /// <summary>The options of a TLS session to <paramref name="destination"/> (<paramref name="destinationId"/> in <paramref name="cluster"/>) at <paramref name="address"/>.</summary>
     /// <exception cref="InvalidOperationException">A configured certificate file cannot be read (it was valid when the configuration was loaded).</exception>
-    public SslClientAuthenticationOptions ClientOptions(ClusterConfig cluster, DestinationConfig destination, TcpAddress address)
+    public SslClientAuthenticationOptions ClientOptions(ClusterConfig cluster, string destinationId, DestinationConfig destination, TcpAddress address)
     {
         ArgumentNullException.ThrowIfNull(cluster);
         ArgumentNullException.ThrowIfNull(destination);
         var metadata = cluster.Metadata;
         var serverName = destination.Metadata?.GetValueOrDefault(MetadataKeys.TlsServerName);
+        var clusterId = cluster.ClusterId;
         var options = new SslClientAuthenticationOptions
         {
             TargetHost = string.IsNullOrEmpty(serverName) ? address.Host : serverName,
@@ -59,10 +61,42 @@ public sealed class NodeTls
             && metadata.GetValueOrDefault(MetadataKeys.TlsClientKeyPath) is { Length: > 0 } keyPath)
         {
             options.ClientCertificateContext = ClientCertificate(certificatePath, keyPath);
+            _expirations[(clusterId, string.Empty, ClientRole)] = new DateTimeOffset(options.ClientCertificateContext.TargetCertificate.NotAfter.ToUniversalTime());
         }
 
         return options;
     }
+
+    /// <summary>
+    /// Notes the certificate a node presented in a TLS session just established (after the handshake: a validation
+    /// callback would replace the platform's reason for a refused certificate with its own message).
+    /// </summary>
+    public void Observe(string clusterId, string destinationId, X509Certificate? certificate)
+    {
+        if (certificate is X509Certificate2 presented)
+        {
+            _expirations[(clusterId, destinationId, NodeRole)] = new DateTimeOffset(presented.NotAfter.ToUniversalTime());
+        }
+    }
+
+    /// <summary><c>role</c> of a node's certificate in <see cref="Expirations"/>.</summary>
+    public const string NodeRole = "node";
+
+    /// <summary><c>role</c> of ImagingProxy's client certificate for a cluster's nodes in <see cref="Expirations"/> (no destination).</summary>
+    public const string ClientRole = "client";
+
+    /// <summary>
+    /// When the certificates last seen in TLS sessions to the nodes expire: each node's (from its last established
+    /// session) and ImagingProxy's client certificate per cluster. For the <c>imagingproxy.tls.certificate.expiration_timestamp</c> gauge.
+    /// </summary>
+    public IEnumerable<(string Cluster, string Destination, string Role, DateTimeOffset NotAfter)> Expirations()
+    {
+        foreach (var (key, notAfter) in _expirations)
+        {
+            yield return (key.Cluster, key.Destination, key.Role, notAfter);
+        }
+    }
+
 
     /// <summary>
     /// Checks a cluster's TLS settings: <c>tls://</c> destinations and <c>Tls.*</c> metadata only in DICOM and MLLP

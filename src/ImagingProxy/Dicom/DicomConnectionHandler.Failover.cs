@@ -122,7 +122,7 @@ public sealed partial class DicomConnectionHandler
         {
             try
             {
-                tlsOptions = nodeTls.ClientOptions(cluster, destination.Model.Config, address);
+                tlsOptions = nodeTls.ClientOptions(cluster, destination.DestinationId, destination.Model.Config, address);
             }
             catch (InvalidOperationException ex)
             {
@@ -152,6 +152,7 @@ public sealed partial class DicomConnectionHandler
             {
                 step = "TLS handshake";
                 tls = await DicomNodeConnection.AuthenticateAsync(socket, tlsOptions, pipelines.Connect, cancellationToken);
+                nodeTls.Observe(cluster.ClusterId, destination.DestinationId, tls.RemoteCertificate);
             }
         }
         catch (SocketException ex)

@@ -111,6 +111,7 @@ public static class DicomEchoClient
             try
             {
                 await tls.AuthenticateAsClientAsync(tlsOptions, cancellationToken);
+                options.TlsEstablished?.Invoke(tls.RemoteCertificate);
             }
             catch (Exception ex) when (ex is AuthenticationException or IOException)
             {

@@ -21,4 +21,7 @@ public sealed record DicomEchoOptions
 
     /// <summary>When set, the exchange runs over a TLS session opened with these options right after the TCP connect (DICOM TLS).</summary>
     public SslClientAuthenticationOptions? Tls { get; init; }
+
+    /// <summary>With <see cref="Tls"/>: told the certificate the peer presented once the session is established.</summary>
+    public Action<System.Security.Cryptography.X509Certificates.X509Certificate?>? TlsEstablished { get; init; }
 }

@@ -36,7 +36,12 @@ public sealed class DicomEchoProber(DicomProxySettings settings, NodeTls nodeTls
             ArgumentNullException.ThrowIfNull(cluster);
             try
             {
-                options = options with { Tls = nodeTls.ClientOptions(cluster.Model.Config, config, address) };
+                var (clusterId, destinationId) = (cluster.ClusterId, destination.DestinationId);
+                options = options with
+                {
+                    Tls = nodeTls.ClientOptions(cluster.Model.Config, destinationId, config, address),
+                    TlsEstablished = certificate => nodeTls.Observe(clusterId, destinationId, certificate),
+                };
             }
             catch (InvalidOperationException ex)
             {

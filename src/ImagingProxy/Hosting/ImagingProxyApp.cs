@@ -143,6 +143,7 @@ public static class ImagingProxyApp
             app.Services.GetRequiredService<ReadinessState>().MarkStarted();
         });
         _ = app.Services.GetRequiredService<HealthMetrics>();
+        _ = app.Services.GetRequiredService<TlsMetrics>();
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 
         app.UseRouting();

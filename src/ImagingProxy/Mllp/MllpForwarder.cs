@@ -306,7 +306,7 @@ internal sealed partial class MllpForwarder(
         {
             try
             {
-                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
+                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.DestinationId, destination.Model.Config, target);
             }
             catch (InvalidOperationException ex)
             {
@@ -330,6 +330,11 @@ internal sealed partial class MllpForwarder(
         catch (OperationCanceledException) when (session.Aborted.IsCancellationRequested)
         {
             return (null, "inbound connection aborted");
+        }
+
+        if (tls is not null)
+        {
+            _nodeTls.Observe(cluster.ClusterId, destination.DestinationId, node.RemoteCertificate);
         }
 
         session.SetSticky(cluster.ClusterId, destination.DestinationId, node);

@@ -54,6 +54,9 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>Frames a node sent while no message was in flight (a late enhanced-mode application ACK), discarded.</summary>
     public int UnsolicitedFrames { get; private set; }
 
+    /// <summary>The certificate the node presented (TLS connections), else null.</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate? RemoteCertificate => _tls?.RemoteCertificate;
+
     /// <summary>Bytes the node sent that this connection has not received from the socket yet (tests).</summary>
     internal int BytesWaiting => _socket.Available;
 

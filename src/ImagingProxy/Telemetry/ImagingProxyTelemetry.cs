@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
@@ -26,6 +27,8 @@ public static class ImagingProxyTelemetry
     {
         services.AddSingleton<HealthMetrics>();
         services.AddSingleton<HttpProxyMetrics>();
+        services.TryAddSingleton<Configuration.NodeTls>();
+        services.AddSingleton<TlsMetrics>();
         var options = configuration.GetSection($"{Configuration.ImagingProxyOptions.SectionName}:Telemetry").Get<Configuration.TelemetryOptions>() ?? new Configuration.TelemetryOptions();
         services.AddKeyedSingleton(LimiterKeys.AeTitle, new TagValueLimiter(options.AeTitles, options.MaxAeTitles ?? Configuration.ProxyDefaults.MaxLabelValues));
         services.AddKeyedSingleton(LimiterKeys.MessageType, new TagValueLimiter(options.MessageTypes, options.MaxMessageTypes ?? Configuration.ProxyDefaults.MaxLabelValues));

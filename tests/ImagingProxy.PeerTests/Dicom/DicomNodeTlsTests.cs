@@ -26,7 +26,8 @@ public sealed class DicomNodeTlsTests
         using var ca = new TestCertificateAuthority();
         using var files = TestDicomFiles.Create();
         var sent = await files.CreateSeriesAsync(3);
-        await using var scp = await StartTlsStoreScpAsync(ca, ca);
+        var (scp, nodeCertificate) = await StartTlsStoreScpWithCertificateAsync(ca, ca);
+        await using var _ = scp;
         var client = ca.IssueClient();
         await using var proxy = await StartAsync(
             TlsCluster("pacs", [("pacs1", scp.Port)], ca.CertificatePath, client),
@@ -42,6 +43,23 @@ public sealed class DicomNodeTlsTests
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
         Assert.Equal(3, summary.CStoreRequests);
         Assert.Equal(1, summary.Attempts);
+
+        // The expiry gauge: the node's certificate as it presented it, and the proxy's own client certificate.
+        using var expirations = new MetricCollector<double>(proxy.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), ImagingProxy.Telemetry.ImagingProxyTelemetry.MeterName, "imagingproxy.tls.certificate.expiration_timestamp");
+        expirations.RecordObservableInstruments();
+        var measured = expirations.GetMeasurementSnapshot();
+        var node = Assert.Single(measured, m => Equals(m.Tags["role"], "node"));
+        Assert.Equal(("pacs", "pacs1"), (node.Tags["cluster"], node.Tags["destination"]));
+        Assert.Equal(NotAfter(nodeCertificate), node.Value);
+        var own = Assert.Single(measured, m => Equals(m.Tags["role"], "client"));
+        Assert.Equal(("pacs", "none"), (own.Tags["cluster"], own.Tags["destination"]));
+        Assert.Equal(NotAfter(client.CertificatePath), own.Value);
+    }
+
+    private static double NotAfter(string certificatePath)
+    {
+        using var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(certificatePath));
+        return new DateTimeOffset(certificate.NotAfter.ToUniversalTime()).ToUnixTimeSeconds();
     }
 
     [Fact(Timeout = 90_000)]
@@ -107,10 +125,14 @@ public sealed class DicomNodeTlsTests
     }
 
     /// <summary>storescp with DICOM TLS: its certificate issued by <paramref name="server"/>, clients verified against <paramref name="clients"/> (required).</summary>
-    private static Task<StoreScp> StartTlsStoreScpAsync(TestCertificateAuthority server, TestCertificateAuthority clients)
+    private static async Task<StoreScp> StartTlsStoreScpAsync(TestCertificateAuthority server, TestCertificateAuthority clients)
+        => (await StartTlsStoreScpWithCertificateAsync(server, clients)).Scp;
+
+    /// <inheritdoc cref="StartTlsStoreScpAsync"/>
+    private static async Task<(StoreScp Scp, string CertificatePath)> StartTlsStoreScpWithCertificateAsync(TestCertificateAuthority server, TestCertificateAuthority clients)
     {
         var (certificate, key) = server.IssueServer();
-        return Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", ExtraArguments = ["+tls", key, certificate, "+cf", clients.CertificatePath] });
+        return (await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", ExtraArguments = ["+tls", key, certificate, "+cf", clients.CertificatePath] }), certificate);
     }
 
     /// <summary>A DICOM cluster of <c>tls://</c> destinations trusting <paramref name="caPath"/>, with an optional client certificate.</summary>
