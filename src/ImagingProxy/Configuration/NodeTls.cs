@@ -216,7 +216,7 @@ public sealed class NodeTls
     /// link to <c>..data/ca.crt</c> that never changes itself, while the kubelet points the <c>..data</c> link at a new
     /// directory on each rotation.
     /// </summary>
-    private static long Stamp(string path)
+    internal static long Stamp(string path)
     {
         var stamp = new HashCode();
         FileSystemInfo info = new FileInfo(path);

@@ -1,34 +1,56 @@
+using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using System.Security.Cryptography.X509Certificates;
 using ImagingProxy.Configuration;
+using Microsoft.Extensions.Hosting;
 using Yarp.ReverseProxy;
 
 namespace ImagingProxy.Telemetry;
 
 /// <summary>
-/// When the certificates of TLS sessions to the nodes expire (<see cref="NodeTls.Expirations"/>), as a gauge of Unix
-/// times: each <c>tls://</c> node's certificate as last presented, and ImagingProxy's client certificate per cluster.
-/// Only destinations and clusters still configured are reported, so a removed node raises no expiry alert.
+/// When ImagingProxy's certificates expire, as a gauge of Unix times:
+/// <list type="bullet">
+/// <item><c>role="listener"</c>: the server certificate of each TLS listener (Kestrel endpoints such as Viewers, and the
+/// DICOM and MLLP listeners' <c>Tls</c>), read from its file (again when the file changes);</item>
+/// <item><c>role="node"</c>: each <c>tls://</c> node's certificate as it last presented it (<see cref="NodeTls.Expirations"/>);</item>
+/// <item><c>role="client"</c>: ImagingProxy's client certificate for a cluster's nodes.</item>
+/// </list>
+/// Only listeners, clusters and destinations still configured are reported, so a removed one raises no expiry alert.
 /// </summary>
 public sealed class TlsMetrics : IDisposable
 {
     private readonly Meter _meter;
     private readonly NodeTls _nodeTls;
     private readonly IProxyStateLookup _state;
+    private readonly ConfigurationGate _configuration;
+    private readonly string _contentRoot;
+    private readonly ConcurrentDictionary<string, (long Stamp, DateTimeOffset? NotAfter)> _listenerCertificates = new(StringComparer.Ordinal);
 
-    public TlsMetrics(IMeterFactory meterFactory, NodeTls nodeTls, IProxyStateLookup state)
+    public TlsMetrics(IMeterFactory meterFactory, NodeTls nodeTls, IProxyStateLookup state, ConfigurationGate configuration, IHostEnvironment environment)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
+        ArgumentNullException.ThrowIfNull(environment);
         _meter = meterFactory.Create(ImagingProxyTelemetry.MeterName);
         _nodeTls = nodeTls;
         _state = state;
+        _configuration = configuration;
+        _contentRoot = environment.ContentRootPath;
         _meter.CreateObservableGauge("imagingproxy.tls.certificate.expiration_timestamp", Observe, "s",
-            "When a certificate of the TLS sessions to the nodes expires (Unix time): role node (the node's, as last presented) or client (ImagingProxy's own for the cluster).");
+            "When a certificate expires (Unix time): role listener (a TLS listener's server certificate), node (a tls:// node's, as last presented) or client (ImagingProxy's own for a cluster's nodes).");
     }
 
     public void Dispose() => _meter.Dispose();
 
     private IEnumerable<Measurement<double>> Observe()
     {
+        foreach (var (listener, path, password) in ListenerCertificates())
+        {
+            if (NotAfter(path, password) is { } notAfter)
+            {
+                yield return new Measurement<double>(notAfter.ToUnixTimeSeconds(), [new("listener", listener), new("role", "listener")]);
+            }
+        }
+
         foreach (var (cluster, destination, role, notAfter) in _nodeTls.Expirations())
         {
             if (!_state.TryGetCluster(cluster, out var state) || (destination.Length > 0 && !state.Destinations.ContainsKey(destination)))
@@ -38,5 +60,62 @@ public sealed class TlsMetrics : IDisposable
 
             yield return new Measurement<double>(notAfter.ToUnixTimeSeconds(), [new("cluster", cluster), new("destination", destination.Length > 0 ? destination : "none"), new("role", role)]);
         }
+    }
+
+    /// <summary>The certificate files of the TLS listeners in the current configuration (Kestrel's relative to the content root, as Kestrel reads them).</summary>
+    private IEnumerable<(string Listener, string Path, string? Password)> ListenerCertificates()
+    {
+        var configuration = _configuration.Configuration;
+        foreach (var endpoint in configuration.GetSection("Kestrel:Endpoints").GetChildren())
+        {
+            if (endpoint["Certificate:Path"] is { Length: > 0 } path)
+            {
+                yield return (endpoint.Key, Path.Combine(_contentRoot, path), endpoint["Certificate:Password"]);
+            }
+        }
+
+        if (configuration["Kestrel:Certificates:Default:Path"] is { Length: > 0 } defaultPath)
+        {
+            yield return ("default", Path.Combine(_contentRoot, defaultPath), configuration["Kestrel:Certificates:Default:Password"]);
+        }
+
+        foreach (var kind in (string[])["Dicom", "Mllp"])
+        {
+            foreach (var listener in configuration.GetSection($"{ImagingProxyOptions.SectionName}:{kind}:Listeners").GetChildren())
+            {
+                if (listener["Tls:Path"] is { Length: > 0 } path)
+                {
+                    yield return (listener.Key, path, listener["Tls:Password"]);
+                }
+            }
+        }
+    }
+
+    /// <summary>A certificate file's expiry, read again only when the file changed; null when it cannot be read.</summary>
+    private DateTimeOffset? NotAfter(string path, string? password)
+    {
+        var stamp = NodeTls.Stamp(path);
+        if (_listenerCertificates.TryGetValue(path, out var known) && known.Stamp == stamp)
+        {
+            return known.NotAfter;
+        }
+
+        DateTimeOffset? notAfter = null;
+        try
+        {
+            // The first certificate of a PEM file is the server's own; otherwise the file is PKCS#12, as Kestrel reads it.
+            var text = File.ReadAllText(path);
+            using var certificate = text.Contains("-----BEGIN CERTIFICATE-----", StringComparison.Ordinal)
+                ? X509Certificate2.CreateFromPem(text)
+                : X509CertificateLoader.LoadPkcs12FromFile(path, password);
+            notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime());
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or ArgumentException)
+        {
+            // A listener whose certificate cannot be read does not serve TLS either; its own errors say why.
+        }
+
+        _listenerCertificates[path] = (stamp, notAfter);
+        return notAfter;
     }
 }
