@@ -31,9 +31,9 @@ public sealed class NodeTls
     private readonly ConcurrentDictionary<(string Cluster, string Destination, string Role), DateTimeOffset> _expirations = new();
     private readonly ConcurrentDictionary<(string Certificate, string Key), Loaded<SslStreamCertificateContext>> _clientCertificates = new();
 
-    /// <summary>The options of a TLS session to <paramref name="destination"/> (<paramref name="destinationId"/> in <paramref name="cluster"/>) at <paramref name="address"/>.</summary>
+    /// <summary>The options of a TLS session to <paramref name="destination"/> of <paramref name="cluster"/> at <paramref name="address"/>.</summary>
     /// <exception cref="InvalidOperationException">A configured certificate file cannot be read (it was valid when the configuration was loaded).</exception>
-    public SslClientAuthenticationOptions ClientOptions(ClusterConfig cluster, string destinationId, DestinationConfig destination, TcpAddress address)
+    public SslClientAuthenticationOptions ClientOptions(ClusterConfig cluster, DestinationConfig destination, TcpAddress address)
     {
         ArgumentNullException.ThrowIfNull(cluster);
         ArgumentNullException.ThrowIfNull(destination);

@@ -122,7 +122,7 @@ public sealed partial class DicomConnectionHandler
         {
             try
             {
-                tlsOptions = nodeTls.ClientOptions(cluster, destination.DestinationId, destination.Model.Config, address);
+                tlsOptions = nodeTls.ClientOptions(cluster, destination.Model.Config, address);
             }
             catch (InvalidOperationException ex)
             {

@@ -39,7 +39,7 @@ public sealed class DicomEchoProber(DicomProxySettings settings, NodeTls nodeTls
                 var (clusterId, destinationId) = (cluster.ClusterId, destination.DestinationId);
                 options = options with
                 {
-                    Tls = nodeTls.ClientOptions(cluster.Model.Config, destinationId, config, address),
+                    Tls = nodeTls.ClientOptions(cluster.Model.Config, config, address),
                     TlsEstablished = certificate => nodeTls.Observe(clusterId, destinationId, certificate),
                 };
             }

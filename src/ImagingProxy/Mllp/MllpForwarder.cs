@@ -306,7 +306,7 @@ internal sealed partial class MllpForwarder(
         {
             try
             {
-                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.DestinationId, destination.Model.Config, target);
+                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
             }
             catch (InvalidOperationException ex)
             {

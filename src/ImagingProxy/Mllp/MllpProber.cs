@@ -30,7 +30,7 @@ internal sealed class MllpProber(NodeTls? nodeTls = null) : IDestinationProber
             SslClientAuthenticationOptions tls;
             try
             {
-                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.DestinationId, destination.Model.Config, target);
+                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
             }
             catch (InvalidOperationException ex)
             {

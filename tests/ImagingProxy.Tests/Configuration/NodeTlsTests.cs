@@ -39,10 +39,9 @@ public class NodeTlsTests
         });
         var tls = new NodeTls();
 
-        var byHost = tls.ClientOptions(cluster, "n1", new DestinationConfig { Address = "tls://127.0.0.1:2762" }, new TcpAddress("127.0.0.1", 2762, true));
+        var byHost = tls.ClientOptions(cluster, new DestinationConfig { Address = "tls://127.0.0.1:2762" }, new TcpAddress("127.0.0.1", 2762, true));
         var byName = tls.ClientOptions(
             cluster,
-            "n1",
             new DestinationConfig { Address = "tls://127.0.0.1:2762", Metadata = new Dictionary<string, string> { [MetadataKeys.TlsServerName] = "pacs1.hospital.local" } },
             new TcpAddress("127.0.0.1", 2762, true));
 
@@ -57,7 +56,7 @@ public class NodeTlsTests
     [Fact]
     public void Without_tls_metadata_the_system_trust_store_decides_and_no_client_certificate_is_sent()
     {
-        var options = new NodeTls().ClientOptions(Cluster([]), "n1", new DestinationConfig { Address = "tls://pacs1:2762" }, new TcpAddress("pacs1", 2762, true));
+        var options = new NodeTls().ClientOptions(Cluster([]), new DestinationConfig { Address = "tls://pacs1:2762" }, new TcpAddress("pacs1", 2762, true));
 
         Assert.Null(options.CertificateChainPolicy);
         Assert.Null(options.ClientCertificateContext);
@@ -75,11 +74,11 @@ public class NodeTlsTests
         var destination = new DestinationConfig { Address = "tls://127.0.0.1:2762" };
         var address = new TcpAddress("127.0.0.1", 2762, true);
 
-        var before = tls.ClientOptions(cluster, "n1", destination, address).CertificateChainPolicy!.CustomTrustStore;
-        var again = tls.ClientOptions(cluster, "n1", destination, address).CertificateChainPolicy!.CustomTrustStore;
+        var before = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
+        var again = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
         File.Copy(second.CertificatePath, path, overwrite: true);
         File.SetLastWriteTimeUtc(path, DateTime.UtcNow.AddMinutes(1));
-        var after = tls.ClientOptions(cluster, "n1", destination, address).CertificateChainPolicy!.CustomTrustStore;
+        var after = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
 
         Assert.Equal("CN=First CA", Assert.Single(before).Subject);
         Assert.Same(before[0], again[0]);
@@ -110,10 +109,10 @@ public class NodeTlsTests
             var destination = new DestinationConfig { Address = "tls://127.0.0.1:2762" };
             var address = new TcpAddress("127.0.0.1", 2762, true);
 
-            var before = tls.ClientOptions(cluster, "n1", destination, address).CertificateChainPolicy!.CustomTrustStore;
+            var before = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
             File.Delete(data);
             File.CreateSymbolicLink(data, "..v2");
-            var after = tls.ClientOptions(cluster, "n1", destination, address).CertificateChainPolicy!.CustomTrustStore;
+            var after = tls.ClientOptions(cluster, destination, address).CertificateChainPolicy!.CustomTrustStore;
 
             Assert.Equal("CN=First CA", Assert.Single(before).Subject);
             Assert.Equal("CN=Second CA", Assert.Single(after).Subject);
@@ -129,7 +128,7 @@ public class NodeTlsTests
     {
         var cluster = Cluster(new() { [MetadataKeys.TlsCaPath] = "/nonexistent/ca.pem" });
 
-        var error = Assert.Throws<InvalidOperationException>(() => new NodeTls().ClientOptions(cluster, "h", new DestinationConfig { Address = "tls://h:1" }, new TcpAddress("h", 1, true)));
+        var error = Assert.Throws<InvalidOperationException>(() => new NodeTls().ClientOptions(cluster, new DestinationConfig { Address = "tls://h:1" }, new TcpAddress("h", 1, true)));
 
         Assert.Contains("/nonexistent/ca.pem", error.Message, StringComparison.Ordinal);
     }
