@@ -68,6 +68,27 @@ public sealed class NodeTls
     }
 
     /// <summary>
+    /// Opens a TLS session over the connected <paramref name="socket"/> (the session does not own it: the caller disposes
+    /// the session, then the socket). On failure nothing is left open but the socket.
+    /// </summary>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted, or no protocol was agreed.</exception>
+    /// <exception cref="IOException">The node closed the connection during the handshake.</exception>
+    public static async ValueTask<SslStream> OpenAsync(System.Net.Sockets.Socket socket, SslClientAuthenticationOptions options, CancellationToken cancellationToken)
+    {
+        var session = new SslStream(new System.Net.Sockets.NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
+        try
+        {
+            await session.AuthenticateAsClientAsync(options, cancellationToken);
+            return session;
+        }
+        catch
+        {
+            await session.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Notes the certificate a node presented in a TLS session just established (after the handshake: a validation
     /// callback would replace the platform's reason for a refused certificate with its own message).
     /// </summary>

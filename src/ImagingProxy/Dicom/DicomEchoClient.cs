@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using ImagingProxy.Configuration;
 
 namespace ImagingProxy.Dicom;
 
@@ -103,21 +104,26 @@ public static class DicomEchoClient
             return new EchoResult(EchoOutcome.ConnectionFailed, $"connect to {endPoint} failed: {ex.SocketErrorCode}");
         }
 
-        Stream stream = new NetworkStream(socket, ownsSocket: true);
+        Stream stream;
         if (options.Tls is { } tlsOptions)
         {
-            var tls = new SslStream(stream, leaveInnerStreamOpen: false);
-            stream = tls;
+            // The session does not own the socket; the using above disposes it after the session.
+            SslStream tls;
             try
             {
-                await tls.AuthenticateAsClientAsync(tlsOptions, cancellationToken);
-                options.TlsEstablished?.Invoke(tls.RemoteCertificate);
+                tls = await NodeTls.OpenAsync(socket, tlsOptions, cancellationToken);
             }
             catch (Exception ex) when (ex is AuthenticationException or IOException)
             {
-                await tls.DisposeAsync();
                 return new EchoResult(EchoOutcome.ConnectionFailed, $"TLS handshake with {endPoint} failed: {ex.Message}");
             }
+
+            options.TlsEstablished?.Invoke(tls.RemoteCertificate);
+            stream = tls;
+        }
+        else
+        {
+            stream = new NetworkStream(socket, ownsSocket: true);
         }
 
         await using (stream)

@@ -45,25 +45,11 @@ internal sealed class DicomNodeConnection(Socket socket, SslStream? tls = null) 
             cancellationToken);
 
     /// <summary>
-    /// Opens a TLS session over the connected <paramref name="socket"/> under the same per-attempt timeout as the connect
-    /// (the handshake is part of reaching the node). The session owns nothing: the connection disposes it and the socket.
+    /// Opens a TLS session over the connected <paramref name="socket"/> (<see cref="NodeTls.OpenAsync"/>) under the same
+    /// per-attempt timeout as the connect: the handshake is part of reaching the node.
     /// </summary>
-    /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate is not acceptable, or no protocol was agreed.</exception>
-    /// <exception cref="IOException">The node closed the connection during the handshake (it refused our client certificate, say).</exception>
-    public static async ValueTask<SslStream> AuthenticateAsync(Socket socket, SslClientAuthenticationOptions options, ResiliencePipeline connectTimeout, CancellationToken cancellationToken)
-    {
-        var tls = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
-        try
-        {
-            await connectTimeout.ExecuteAsync(static (state, token) => new ValueTask(state.tls.AuthenticateAsClientAsync(state.options, token)), (tls, options), cancellationToken);
-            return tls;
-        }
-        catch
-        {
-            await tls.DisposeAsync();
-            throw;
-        }
-    }
+    public static ValueTask<SslStream> AuthenticateAsync(Socket socket, SslClientAuthenticationOptions options, ResiliencePipeline connectTimeout, CancellationToken cancellationToken)
+        => connectTimeout.ExecuteAsync(static (state, token) => NodeTls.OpenAsync(state.socket, state.options, token), (socket, options), cancellationToken);
 
     /// <summary>Sends every byte of <paramref name="bytes"/> (segment by segment; a short send continues).</summary>
     public async ValueTask SendAsync(ReadOnlySequence<byte> bytes, CancellationToken cancellationToken)

@@ -81,8 +81,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             await socket.ConnectAsync(target.Host, target.Port, timeout.Token);
             if (tls is not null)
             {
-                session = new SslStream(new NetworkStream(socket, ownsSocket: false), leaveInnerStreamOpen: false);
-                await session.AuthenticateAsClientAsync(tls, timeout.Token);
+                session = await NodeTls.OpenAsync(socket, tls, timeout.Token);
             }
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -119,11 +118,13 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         {
             await _tls.WriteAsync(frame, cancellationToken);
         }
-
-        while (_tls is null && !frame.IsEmpty)
+        else
         {
-            var sent = await _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
-            frame = frame[sent..];
+            while (!frame.IsEmpty)
+            {
+                var sent = await _socket.SendAsync(frame, SocketFlags.None, cancellationToken);
+                frame = frame[sent..];
+            }
         }
 
         if (_send.Capacity > RetainedSendSize)
