@@ -220,9 +220,32 @@ internal sealed partial class MllpForwarder(
                     var timeout = session.StartAttemptTimeout(ackTimeout);
                     try
                     {
-                        reason = !await node.SendAsync(session.Message, timeout) ? "connection closed while sending"
-                            : !await node.ReceiveAsync(session.Ack, timeout) ? "connection closed before an ACK"
-                            : null;
+                        if (!await node.SendAsync(session.Message, timeout))
+                        {
+                            reason = "connection closed while sending";
+                        }
+                        else
+                        {
+                            // The ACK wait, awaited here on the node's socket (not through node.ReceiveAsync, one level less).
+                            MllpReadResult read;
+                            while ((read = node.TakeFrame(session.Ack)) == MllpReadResult.NeedMoreData)
+                            {
+                                var received = await node.ReceiveMoreAsync(timeout);
+                                if (received == 0)
+                                {
+                                    break;
+                                }
+
+                                node.Received(received);
+                            }
+
+                            reason = read switch
+                            {
+                                MllpReadResult.Frame => null,
+                                MllpReadResult.FrameTooLarge => $"ACK larger than the maximum frame size of {settings.MaxFrameSize} bytes",
+                                _ => "connection closed before an ACK",
+                            };
+                        }
                     }
                     catch (OperationCanceledException) when (timeout.IsCancellationRequested)
                     {

@@ -138,37 +138,59 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>Reads the next frame from the node into <paramref name="ack"/>; false when the node closed or sent an oversize frame.</summary>
     public async ValueTask<bool> ReceiveAsync(ArrayBufferWriter<byte> ack, CancellationToken cancellationToken)
     {
-        while (true)
+        MllpReadResult read;
+        while ((read = TakeFrame(ack)) == MllpReadResult.NeedMoreData)
         {
-            switch (TryTakeFrame(ack))
-            {
-                case MllpReadResult.Frame:
-                    StartReadAhead();
-                    return true;
-                case MllpReadResult.FrameTooLarge:
-                    return false;
-            }
-
-            int received;
-            if (_tls is null)
-            {
-                MakeRoom();
-                received = await _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, cancellationToken);
-            }
-            else
-            {
-                StartRead();
-                received = await _pending!.WaitAsync(cancellationToken);
-                _pending = null;
-            }
-
+            var received = await ReceiveMoreAsync(cancellationToken);
             if (received == 0)
             {
                 return false;
             }
 
-            _end += received;
+            Received(received);
         }
+
+        return read == MllpReadResult.Frame;
+    }
+
+    /// <summary>
+    /// Takes the next whole frame already received into <paramref name="ack"/>: <see cref="MllpReadResult.Frame"/>,
+    /// <see cref="MllpReadResult.FrameTooLarge"/>, or <see cref="MllpReadResult.NeedMoreData"/> (then
+    /// <see cref="ReceiveMoreAsync"/> and <see cref="Received"/>, and again).
+    /// </summary>
+    /// <remarks>
+    /// <see cref="ReceiveAsync"/> in three steps, for a caller on the per-message path: it awaits the node's socket
+    /// itself, without an async level of this class between (a level suspended per message costs 1-2 µs of CPU).
+    /// </remarks>
+    public MllpReadResult TakeFrame(ArrayBufferWriter<byte> ack)
+    {
+        var read = TryTakeFrame(ack);
+        if (read == MllpReadResult.Frame)
+        {
+            StartReadAhead();
+        }
+
+        return read;
+    }
+
+    /// <summary>Receives more bytes from the node (after <see cref="TakeFrame"/> needed more); 0 when the node closed the connection.</summary>
+    public ValueTask<int> ReceiveMoreAsync(CancellationToken cancellationToken)
+    {
+        if (_tls is null)
+        {
+            MakeRoom();
+            return _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, cancellationToken);
+        }
+
+        StartRead();
+        return new ValueTask<int>(_pending!.WaitAsync(cancellationToken));
+    }
+
+    /// <summary>Takes in the <paramref name="count"/> bytes (above 0) that <see cref="ReceiveMoreAsync"/> received.</summary>
+    public void Received(int count)
+    {
+        _pending = null;
+        _end += count;
     }
 
     public ValueTask DisposeAsync()

@@ -158,8 +158,10 @@ internal sealed class MllpRouteTable
     /// <summary>The first route whose pattern matches and that applies to <paramref name="listener"/>, or null.</summary>
     public MllpRoute? Match(in Hl7Header header, string listener)
     {
-        foreach (var route in Routes)
+        // Indexed, not foreach: this runs per message and an interface enumerator is an allocation.
+        for (var i = 0; i < Routes.Count; i++)
         {
+            var route = Routes[i];
             if ((route.Listeners is null || route.Listeners.Contains(listener)) && route.Pattern.Matches(header))
             {
                 return route;

@@ -116,6 +116,29 @@ public sealed class MllpTimeoutTests
     }
 
     [Fact]
+    public async Task An_ack_over_the_frame_limit_is_not_relayed_and_the_message_goes_to_another_node()
+    {
+        // d1 answers with an ACK frame larger than MaxFrameSize: that attempt fails (its connection is dropped) and d0 acknowledges.
+        await using var good = new FakeHl7Node();
+        await using var oversize = new FakeHl7Node(ackCode: new string('A', 600));
+        await using var harness = new MllpHandlerHarness([good.Address, oversize.Address], settings: new()
+        {
+            ["ImagingProxy:Mllp:MaxAttempts"] = "2",
+            ["ImagingProxy:Mllp:MaxFrameSize"] = "512",
+        });
+        using var retries = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.retries");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        var reply = await harness.ReplyAsync();
+
+        Assert.Equal("M1", await oversize.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        Assert.Equal("M1", await good.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        Assert.Contains("\rMSA|AA|M1", reply, StringComparison.Ordinal);
+        Assert.DoesNotContain("AAAA", reply, StringComparison.Ordinal);
+        Assert.Equal("d1", Assert.Single(retries.GetMeasurementSnapshot()).Tags["destination"]);
+    }
+
+    [Fact]
     public async Task Delivery_timeout_bounds_the_wait_of_the_sender_across_attempts()
     {
         await using var slow = new FakeHl7Node(hold: true);
