@@ -15,7 +15,7 @@ namespace ImagingProxy.Mllp;
 public sealed class Hl7HeaderReader
 {
     private const int FirstField = 3;
-    private const int LastField = 18;
+    private const int LastField = Hl7Header.FieldRanges.LastField;
 
     private readonly byte[] _copy;
 
@@ -72,37 +72,20 @@ public sealed class Hl7HeaderReader
         }
 
         // MSH-1 is the separator itself, so the separator after MSH-2 opens MSH-3 (HL7 v2.5 §2.14.9.1).
-        Span<Range> ranges = stackalloc Range[LastField + 1];
+        var fields = default(Hl7Header.FieldRanges);
+        fields[2] = 4..(4 + delimiters.EncodingCharacterCount);
         var fieldsSpan = span[..segmentLength];
         for (var n = FirstField; n <= LastField && position < segmentLength; n++)
         {
             var start = position + 1;
             var next = fieldsSpan[start..].IndexOf(delimiters.Field);
             position = next < 0 ? segmentLength : start + next;
-            ranges[n] = start..position;
+            fields[n] = start..position;
         }
 
         var segment = message[..segmentLength];
-        var characterSetField = new Hl7Field(segment[ranges[18]], delimiters, Hl7CharacterSet.Ascii);
-        var characterSet = Hl7Escaping.ParseCharacterSet(characterSetField.FirstRepetition.Span);
-        header = new Hl7Header
-        {
-            Segment = segment,
-            Delimiters = delimiters,
-            CharacterSetKind = characterSet,
-            EncodingCharacters = new Hl7Field(segment.Slice(4, delimiters.EncodingCharacterCount), delimiters, characterSet),
-            SendingApplication = new Hl7Field(segment[ranges[3]], delimiters, characterSet),
-            SendingFacility = new Hl7Field(segment[ranges[4]], delimiters, characterSet),
-            ReceivingApplication = new Hl7Field(segment[ranges[5]], delimiters, characterSet),
-            ReceivingFacility = new Hl7Field(segment[ranges[6]], delimiters, characterSet),
-            MessageType = new Hl7Field(segment[ranges[9]], delimiters, characterSet),
-            MessageControlId = new Hl7Field(segment[ranges[10]], delimiters, characterSet),
-            ProcessingId = new Hl7Field(segment[ranges[11]], delimiters, characterSet),
-            VersionId = new Hl7Field(segment[ranges[12]], delimiters, characterSet),
-            AcceptAcknowledgmentType = new Hl7Field(segment[ranges[15]], delimiters, characterSet),
-            ApplicationAcknowledgmentType = new Hl7Field(segment[ranges[16]], delimiters, characterSet),
-            CharacterSet = new Hl7Field(segment[ranges[18]], delimiters, characterSet),
-        };
+        var characterSetField = new Hl7Field(segment[fields[18]], delimiters, Hl7CharacterSet.Ascii);
+        header = new Hl7Header(segment, delimiters, Hl7Escaping.ParseCharacterSet(characterSetField.FirstRepetition.Span), fields);
 
         return header.MessageControlId.IsEmpty ? Hl7ReadStatus.MissingControlId
             : header.MessageCode.IsEmpty ? Hl7ReadStatus.MissingMessageType
