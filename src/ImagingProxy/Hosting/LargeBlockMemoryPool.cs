@@ -14,7 +14,7 @@ public sealed class LargeBlockMemoryPool : MemoryPool<byte>
     public const int BlockSize = 32 * 1024;
     public const int MaxRetainedBlocks = 4096;
 
-    private readonly ConcurrentQueue<byte[]> _blocks = new();
+    private readonly ConcurrentQueue<Block> _blocks = new();
     private int _retained;
 
     public override int MaxBufferSize => BlockSize;
@@ -25,16 +25,14 @@ public sealed class LargeBlockMemoryPool : MemoryPool<byte>
         if (_blocks.TryDequeue(out var block))
         {
             Interlocked.Decrement(ref _retained);
-        }
-        else
-        {
-            block = GC.AllocateUninitializedArray<byte>(BlockSize, pinned: true);
+            block.Lease();
+            return block;
         }
 
-        return new Block(this, block);
+        return new Block(this);
     }
 
-    private void Return(byte[] block)
+    private void Return(Block block)
     {
         if (Interlocked.Increment(ref _retained) <= MaxRetainedBlocks)
         {
@@ -51,18 +49,25 @@ public sealed class LargeBlockMemoryPool : MemoryPool<byte>
         _blocks.Clear();
     }
 
-    private sealed class Block(LargeBlockMemoryPool pool, byte[] array) : IMemoryOwner<byte>
+    /// <summary>
+    /// A block and its owner in one object, reused whole (a pipe rents a block per receive: an owner object per rent
+    /// would be an allocation per relayed message). As with Kestrel's own pool, the owner must not be used after
+    /// <see cref="Dispose"/>.
+    /// </summary>
+    private sealed class Block(LargeBlockMemoryPool pool) : IMemoryOwner<byte>
     {
-        private byte[]? _array = array;
+        private readonly byte[] _array = GC.AllocateUninitializedArray<byte>(BlockSize, pinned: true);
+        private int _leased = 1;
 
-        public Memory<byte> Memory => _array ?? throw new ObjectDisposedException(nameof(Block));
+        public Memory<byte> Memory => Volatile.Read(ref _leased) == 1 ? _array : throw new ObjectDisposedException(nameof(Block));
+
+        public void Lease() => Volatile.Write(ref _leased, 1);
 
         public void Dispose()
         {
-            var array = Interlocked.Exchange(ref _array, null);
-            if (array is not null)
+            if (Interlocked.Exchange(ref _leased, 0) == 1)
             {
-                pool.Return(array);
+                pool.Return(this);
             }
         }
     }

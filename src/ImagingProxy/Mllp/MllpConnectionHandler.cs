@@ -115,7 +115,7 @@ internal sealed partial class MllpConnectionHandler(
                         {
                             outcome = admission.Disposition switch
                             {
-                                Disposition.Forward => await AnswerAsync(session, admission, await forwarder.FinishAsync(session, await forwarder.FirstAttemptAsync(session, admission.Cluster!, frame, admission.Header, admission.Settings!)), output, started),
+                                Disposition.Forward => await AnswerAsync(session, admission, await forwarder.FinishAsync(session, await forwarder.FirstAttemptAsync(session, admission.Cluster!, frame, admission.Settings!)), output, started),
                                 Disposition.Nak => await RejectAsync(session, admission, output, started),
                                 _ => MllpSessionEnd.MalformedFrame,
                             };
@@ -201,22 +201,23 @@ internal sealed partial class MllpConnectionHandler(
     private Admission Admit(MllpSession session, Hl7HeaderReader headers, ReadOnlySequence<byte> message)
     {
         var status = headers.TryRead(message, out var header);
+        session.Header = header;
         if (session.OverLimit is { } limit && status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType)
         {
             // Over the listener's MaxConnections: answered, not forwarded; the connection closes (the sender reconnects later).
-            return Admission.Nak(header, null, MllpRejectReason.ListenerLimit, Hl7ErrorCode.ApplicationInternalError, $"Listener '{session.Listener}' already has its {limit} connection(s) open; message not delivered, send it again later.") with { AfterNak = MllpSessionEnd.ListenerLimit };
+            return Admission.Nak(null, MllpRejectReason.ListenerLimit, Hl7ErrorCode.ApplicationInternalError, $"Listener '{session.Listener}' already has its {limit} connection(s) open; message not delivered, send it again later.") with { AfterNak = MllpSessionEnd.ListenerLimit };
         }
 
         if (status == Hl7ReadStatus.MissingMessageType)
         {
-            return Admission.Nak(header, null, MllpRejectReason.MissingMessageType, Hl7ErrorCode.RequiredFieldMissing, "MSH-9 (message type) is empty; message not forwarded.");
+            return Admission.Nak(null, MllpRejectReason.MissingMessageType, Hl7ErrorCode.RequiredFieldMissing, "MSH-9 (message type) is empty; message not forwarded.");
         }
 
         if (status != Hl7ReadStatus.Success)
         {
             metrics.FrameRejected(session.Listener, MllpRejectReason.UnparseableHeader);
             Log.UnparseableFrame(logger, session.ConnectionId, status, message.Length);
-            return new Admission(Disposition.Close, header, null);
+            return new Admission(Disposition.Close, null);
         }
 
         var settings = configuration.Current;
@@ -225,23 +226,22 @@ internal sealed partial class MllpConnectionHandler(
         var route = settings.Match(header, session.Listener);
         if (route is null)
         {
-            return Admission.Nak(header, activity, MllpRejectReason.NoRoute, Hl7ErrorCode.UnsupportedMessageType, $"No route for message type {header.MessageType.GetString()}; message not forwarded.");
+            return Admission.Nak(activity, MllpRejectReason.NoRoute, Hl7ErrorCode.UnsupportedMessageType, $"No route for message type {header.MessageType.GetString()}; message not forwarded.");
         }
 
         activity?.SetTag("imagingproxy.route", route.Id);
         activity?.SetTag("imagingproxy.cluster", route.Cluster);
         if (!proxyState.TryGetCluster(route.Cluster, out var cluster))
         {
-            return Admission.Nak(header, activity, MllpRejectReason.UnknownCluster, Hl7ErrorCode.ApplicationInternalError, $"Cluster '{route.Cluster}' is not configured; message not delivered, retry later.");
+            return Admission.Nak(activity, MllpRejectReason.UnknownCluster, Hl7ErrorCode.ApplicationInternalError, $"Cluster '{route.Cluster}' is not configured; message not delivered, retry later.");
         }
 
-        return new Admission(Disposition.Forward, header, activity) { Route = route, Cluster = cluster, Settings = settings, MessageType = messageType };
+        return new Admission(Disposition.Forward, activity) { Route = route, Cluster = cluster, Settings = settings, MessageType = messageType };
     }
 
     /// <summary>Answers a forwarded message: the node's ACK relayed unchanged, or ImagingProxy's NAK when no node took it.</summary>
     private async ValueTask<MllpSessionEnd> AnswerAsync(MllpSession session, Admission admission, MllpDelivery delivery, PipeWriter output, long started)
     {
-        var header = admission.Header;
         var activity = admission.Activity;
         var cluster = admission.Cluster!;
         switch (delivery.Outcome)
@@ -258,22 +258,22 @@ internal sealed partial class MllpConnectionHandler(
 
                 return flush.IsCompleted ? MllpSessionEnd.ClientAborted : MllpSessionEnd.ClientClosed;
             case MllpDeliveryOutcome.Aborted:
-                Log.AbortedInFlight(logger, session.ConnectionId, header.MessageControlId.GetString(), delivery.Attempts);
+                Log.AbortedInFlight(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), delivery.Attempts);
                 activity?.SetStatus(ActivityStatusCode.Error, "connection aborted");
                 return MllpSessionEnd.ClientAborted;
             case MllpDeliveryOutcome.Faulted:
-                return await NakAsync(session, header, output, MllpRejectReason.InternalError, Hl7ErrorCode.ApplicationInternalError, "ImagingProxy failed while delivering the message (a node may already have it); send it again.", started, activity);
+                return await NakAsync(session, output, MllpRejectReason.InternalError, Hl7ErrorCode.ApplicationInternalError, "ImagingProxy failed while delivering the message (a node may already have it); send it again.", started, activity);
             case MllpDeliveryOutcome.NoDestination:
-                return await NakAsync(session, header, output, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started, activity);
+                return await NakAsync(session, output, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started, activity);
             default:
-                return await NakAsync(session, header, output, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
+                return await NakAsync(session, output, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
         }
     }
 
     /// <summary>Answers a message <see cref="Admit"/> did not forward with ImagingProxy's NAK.</summary>
     private async ValueTask<MllpSessionEnd> RejectAsync(MllpSession session, Admission admission, PipeWriter output, long started)
     {
-        var answered = await NakAsync(session, admission.Header, output, admission.Reason, admission.Error, admission.Text!, started, admission.Activity);
+        var answered = await NakAsync(session, output, admission.Reason, admission.Error, admission.Text!, started, admission.Activity);
         return answered == MllpSessionEnd.ClientClosed ? admission.AfterNak : answered;
     }
 
@@ -290,9 +290,10 @@ internal sealed partial class MllpConnectionHandler(
         // The bytes seen so far start with <SB> and, in practice, the whole MSH: answer on its MSH-10 if it can be read.
         var payload = !seen.IsEmpty && seen.FirstSpan.Length > 0 && seen.FirstSpan[0] == MllpConstants.StartBlock ? seen.Slice(1) : seen;
         var status = headers.TryRead(payload, out var header);
+        session.Header = header;
         if (status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType)
         {
-            return await NakAsync(session, header, output, MllpRejectReason.FrameTooLarge, Hl7ErrorCode.ValueTooLong, $"Message larger than the maximum frame size of {maxFrameSize} bytes; not forwarded.", started);
+            return await NakAsync(session, output, MllpRejectReason.FrameTooLarge, Hl7ErrorCode.ValueTooLong, $"Message larger than the maximum frame size of {maxFrameSize} bytes; not forwarded.", started);
         }
 
         metrics.FrameRejected(session.Listener, MllpRejectReason.FrameTooLarge);
@@ -307,8 +308,10 @@ internal sealed partial class MllpConnectionHandler(
         return MllpSessionEnd.ClientClosed;
     }
 
-    private async ValueTask<MllpSessionEnd> NakAsync(MllpSession session, Hl7Header header, PipeWriter output, MllpRejectReason reason, Hl7ErrorCode error, string text, long started, Activity? activity = null)
+    /// <summary>ImagingProxy's own AR/CR NAK for the message whose header is <see cref="MllpSession.Header"/>.</summary>
+    private async ValueTask<MllpSessionEnd> NakAsync(MllpSession session, PipeWriter output, MllpRejectReason reason, Hl7ErrorCode error, string text, long started, Activity? activity = null)
     {
+        var header = session.Header;
         if (activity is not null)
         {
             activity.SetTag("hl7.ack_code", header.IsEnhancedAcknowledgmentMode ? "CR" : "AR");
@@ -352,7 +355,7 @@ internal sealed partial class MllpConnectionHandler(
     }
 
     /// <summary>The decision on one frame, with what forwarding it or answering it needs.</summary>
-    private readonly record struct Admission(Disposition Disposition, Hl7Header Header, Activity? Activity)
+    private readonly record struct Admission(Disposition Disposition, Activity? Activity)
     {
         public MllpRoute? Route { get; init; }
 
@@ -371,8 +374,8 @@ internal sealed partial class MllpConnectionHandler(
         /// <summary>How the connection goes on once the NAK is sent (it closes after a <see cref="MllpRejectReason.ListenerLimit"/> NAK).</summary>
         public MllpSessionEnd AfterNak { get; init; } = MllpSessionEnd.ClientClosed;
 
-        public static Admission Nak(Hl7Header header, Activity? activity, MllpRejectReason reason, Hl7ErrorCode error, string text)
-            => new(Disposition.Nak, header, activity) { Reason = reason, Error = error, Text = text };
+        public static Admission Nak(Activity? activity, MllpRejectReason reason, Hl7ErrorCode error, string text)
+            => new(Disposition.Nak, activity) { Reason = reason, Error = error, Text = text };
     }
 
     /// <summary>Per-connection flags set from other threads (drain request, abort, idle timer); each wakes the pending read.</summary>

@@ -73,11 +73,10 @@ internal sealed partial class MllpForwarder(
     /// resumption, 1-2 µs of CPU per level in paired runs (bench/ab.sh), and the second half completes synchronously
     /// unless the first attempt failed.
     /// </summary>
-    public ValueTask<MllpAttemptResult> FirstAttemptAsync(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, Hl7Header header, MllpRouteTable settings)
+    public ValueTask<MllpAttemptResult> FirstAttemptAsync(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, MllpRouteTable settings)
     {
         session.Cluster = cluster;
         session.Message = message;
-        session.Header = header;
         session.Settings = settings;
         session.Failed.Clear();
         session.FreshRetryUsed = false;
@@ -268,12 +267,11 @@ internal sealed partial class MllpForwarder(
 
                     if (reason is null)
                     {
-                        var header = session.Header;
                         var code = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success ? ack.Code : AcknowledgmentCode.None;
-                        if (code == AcknowledgmentCode.None || !ack.Acknowledges(header))
+                        if (code == AcknowledgmentCode.None || !ack.Acknowledges(session.Header))
                         {
                             // protocols.md §3.7: log it, relay anyway, never re-pair.
-                            Log.AckMismatch(logger, session.ConnectionId, header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
+                            Log.AckMismatch(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
                         }
 
                         return new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);

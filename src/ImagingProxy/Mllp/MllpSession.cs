@@ -38,12 +38,13 @@ internal sealed class MllpSession : IAsyncDisposable
 
     public Hl7AckReader AckReader { get; } = new();
 
+    /// <summary>The header of the message in hand: set when its frame is read, valid until the next frame.</summary>
+    public Hl7Header Header { get; set; }
+
     // The message being delivered (valid from MllpForwarder.FirstAttemptAsync to FinishAsync).
     public ClusterState? Cluster { get; set; }
 
     public ReadOnlySequence<byte> Message { get; set; }
-
-    public Hl7Header Header { get; set; }
 
     public MllpRouteTable Settings { get; set; } = MllpRouteTable.Empty;
 
