@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 
@@ -15,7 +16,32 @@ public readonly record struct TcpAddress(string Host, int Port, bool Tls = false
     /// <summary>The scheme of a destination reached over TLS.</summary>
     public const string TlsScheme = "tls";
 
+    /// <summary>Addresses parsed so far (a destination's address is parsed at each connect): at most <see cref="MaxCached"/>.</summary>
+    private static readonly ConcurrentDictionary<string, TcpAddress> s_parsed = new(StringComparer.Ordinal);
+
+    private const int MaxCached = 1024;
+
     public static bool TryParse(string? text, out TcpAddress address)
+    {
+        if (text is not null && s_parsed.TryGetValue(text, out address))
+        {
+            return true;
+        }
+
+        if (!TryParseText(text, out address))
+        {
+            return false;
+        }
+
+        if (s_parsed.Count < MaxCached)
+        {
+            s_parsed.TryAdd(text!, address);
+        }
+
+        return true;
+    }
+
+    private static bool TryParseText(string? text, out TcpAddress address)
     {
         address = default;
         if (string.IsNullOrWhiteSpace(text) || !Uri.TryCreate(text, UriKind.Absolute, out var uri) || (uri.Scheme != TcpScheme && uri.Scheme != TlsScheme))
