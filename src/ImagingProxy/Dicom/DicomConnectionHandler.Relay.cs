@@ -17,13 +17,13 @@ public sealed partial class DicomConnectionHandler
         // Draining does not stop a relay (the association runs until it is released); only the drain deadline does.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(drain.Deadline);
 
-        // The client's transport closing stops the relay too, but only until the relay stops by itself: Kestrel signals
-        // ConnectionClosed from the thread pool right after the client's FIN, and cancelling then would throw in the
-        // direction StopQuietlyAsync is already ending (about one association in five did). So it unregisters this first.
-        var clientClosed = client.ConnectionClosed.UnsafeRegister(static s => CancelQuietly((CancellationTokenSource)s!), stop);
+        // The client's transport closing stops the relay too, quietly (no cancellation exception in either direction):
+        // Kestrel signals ConnectionClosed from the thread pool right after the client's FIN, often while the relay is
+        // already ending by itself. Cancelling the token there threw in about one association in nine (dotnet-trace).
         using var idle = new DicomIdleWatch(association, time, idleTimeout, artimTimeout);
         association.IdleWatch = idle;
-        var quiet = new QuietStop();
+        var quiet = new QuietStop(client.Transport, node);
+        var clientClosed = client.ConnectionClosed.UnsafeRegister(static s => ((QuietStop)s!).Request(), quiet);
         var clientObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: true, metrics));
         var nodeObserver = new DimseObserver(new DicomRelayEvents(association, fromClient: false, metrics));
         var clientToNode = ClientToNodeAsync(client.Transport.Input, node, clientObserver, association, stop.Token);
@@ -42,7 +42,7 @@ public sealed partial class DicomConnectionHandler
         var idleExpired = first == idle.Expired && idle.Expired.Result;
         clientClosed.Unregister();
         idle.Dispose();
-        await StopQuietlyAsync(client.Transport, node, quiet, stop, clientToNode, nodeToClient);
+        await StopQuietlyAsync(quiet, stop, clientToNode, nodeToClient);
         var outcome = new RelayOutcome(
             await clientToNode,
             await nodeToClient,
@@ -248,18 +248,11 @@ public sealed partial class DicomConnectionHandler
     /// first-chance exception per association no longer buries real ones in a debugger or trace. Whatever has not ended
     /// after <see cref="s_quietStopGrace"/> (a send to a node that stopped reading) is cancelled.
     /// </summary>
-    private async Task StopQuietlyAsync(IDuplexPipe client, DicomNodeConnection node, QuietStop quiet, CancellationTokenSource stop, Task clientToNode, Task nodeToClient)
+    private async Task StopQuietlyAsync(QuietStop quiet, CancellationTokenSource stop, Task clientToNode, Task nodeToClient)
     {
-        quiet.Requested = true;
-        if (!clientToNode.IsCompleted)
+        if (!clientToNode.IsCompleted || !nodeToClient.IsCompleted)
         {
-            client.Input.CancelPendingRead();
-        }
-
-        if (!nodeToClient.IsCompleted)
-        {
-            client.Output.CancelPendingFlush();
-            node.ShutdownReceive();
+            quiet.Request();
         }
 
         var all = Task.WhenAll(clientToNode, nodeToClient);
@@ -273,25 +266,28 @@ public sealed partial class DicomConnectionHandler
         }
     }
 
-    private static void CancelQuietly(CancellationTokenSource stop)
-    {
-        try
-        {
-            stop.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-            // The relay ended and disposed it while the client's close was being signalled.
-        }
-    }
-
     /// <summary>How long the parts of a stopping relay get to end by themselves before their token is cancelled.</summary>
     private static readonly TimeSpan s_quietStopGrace = TimeSpan.FromSeconds(2);
 
-    /// <summary>Set when the relay is stopping: a direction that wakes up then ends as <see cref="RelayEnd.Stopped"/>.</summary>
-    private sealed class QuietStop
+    /// <summary>
+    /// Stops both directions of a relay without an exception: a pending client read and flush are cancelled through the
+    /// pipes, the node socket's receive side is shut down (a pending receive returns 0 on Linux), and a direction that
+    /// wakes up then sees <see cref="Requested"/> and ends as <see cref="RelayEnd.Stopped"/>. A direction that has ended
+    /// already is not read or flushed again, so what this leaves behind is never seen.
+    /// </summary>
+    private sealed class QuietStop(IDuplexPipe client, DicomNodeConnection node)
     {
-        public volatile bool Requested;
+        private volatile bool _requested;
+
+        public bool Requested => _requested;
+
+        public void Request()
+        {
+            _requested = true;
+            client.Input.CancelPendingRead();
+            client.Output.CancelPendingFlush();
+            node.ShutdownReceive();
+        }
     }
 
     private static AbortReason AbortReasonFor(DimseStreamError error) => error switch
