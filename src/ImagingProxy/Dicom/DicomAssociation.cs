@@ -35,6 +35,12 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public long BytesFromNode { get; set; }
 
+    /// <summary>The part of <see cref="BytesFromClient"/> already added to the bytes counter (the relay reports in steps).</summary>
+    public long BytesReportedFromClient { get; set; }
+
+    /// <summary>The part of <see cref="BytesFromNode"/> already added to the bytes counter.</summary>
+    public long BytesReportedFromNode { get; set; }
+
     /// <summary>True once an A-RELEASE-RP went through (PS3.8 §9.3.7: the release is complete).</summary>
     public bool Released { get; private set; }
 

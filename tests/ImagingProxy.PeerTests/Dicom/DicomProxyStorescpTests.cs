@@ -74,6 +74,8 @@ public sealed class DicomProxyStorescpTests
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", MaxPdu = 131072 });
         await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("any", "*", "pacs"));
         using var recorder = Record(proxy);
+        using var bytes = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<long>(
+            proxy.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), DicomProxyMetrics.MeterName, "imagingproxy.dicom.bytes");
 
         var result = await Dcmtk.StoreAsync(proxy.Port("dicom"), "PACS", sent.Select(f => f.Path));
 
@@ -82,6 +84,15 @@ public sealed class DicomProxyStorescpTests
         var summary = Assert.Single(await recorder.WaitAsync(1));
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
         Assert.Equal(5, summary.CStoreRequests);
+
+        // The bytes counter adds up to what was relayed, reported in steps of 1 MiB and the rest at the end (not per chunk).
+        var toNode = bytes.GetMeasurementSnapshot().Where(m => (string?)m.Tags["direction"] == "client_to_node").ToList();
+        var toClient = bytes.GetMeasurementSnapshot().Where(m => (string?)m.Tags["direction"] == "node_to_client").ToList();
+        Assert.True(summary.BytesFromClient > 5 * TestDicomFiles.CtPixelDataBytes, $"{summary.BytesFromClient} bytes from the client");
+        Assert.Equal(summary.BytesFromClient, toNode.Sum(m => m.Value));
+        Assert.Equal(summary.BytesFromNode, toClient.Sum(m => m.Value));
+        Assert.InRange(toNode.Count, 2, (summary.BytesFromClient / (1024 * 1024)) + 1);
+        Assert.Single(toClient);
     }
 
     [Fact(Timeout = 90_000)]
