@@ -35,6 +35,9 @@ internal sealed partial class MllpForwarder(
 {
     private readonly NodeTls _nodeTls = nodeTls ?? new NodeTls();
 
+    /// <summary>Added to the failure of a new TLS connection's first message (as the DICOM proxy does before A-ASSOCIATE-AC).</summary>
+    internal const string TlsSessionHint = " (the TLS session ended on its first message: a node that requires a client certificate ends the session when it gets none it trusts: see Tls.ClientCertificatePath)";
+
     /// <summary>Backoff before the second attempt; doubles for each later one (10, 20, 40 ms ...).</summary>
     internal static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
 
@@ -214,6 +217,8 @@ internal sealed partial class MllpForwarder(
                 if (node is not null)
                 {
                     reused = node.Used;
+                    var tlsFirstUse = node.IsTls && !node.Used;
+                    var sessionEnded = false;
                     var unsolicited = node.UnsolicitedFrames;
                     session.Ack.ResetWrittenCount();
                     var timeout = session.StartAttemptTimeout(ackTimeout);
@@ -222,6 +227,7 @@ internal sealed partial class MllpForwarder(
                         if (!await node.SendAsync(session.Message, timeout))
                         {
                             reason = "connection closed while sending";
+                            sessionEnded = true;
                         }
                         else
                         {
@@ -244,6 +250,7 @@ internal sealed partial class MllpForwarder(
                                 MllpReadResult.FrameTooLarge => $"ACK larger than the maximum frame size of {settings.MaxFrameSize} bytes",
                                 _ => "connection closed before an ACK",
                             };
+                            sessionEnded = read == MllpReadResult.NeedMoreData;
                         }
                     }
                     catch (OperationCanceledException) when (timeout.IsCancellationRequested)
@@ -254,10 +261,17 @@ internal sealed partial class MllpForwarder(
                     catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
                     {
                         reason = $"{ex.GetType().Name}: {ex.Message}";
+                        sessionEnded = true;
                     }
                     finally
                     {
                         session.StopAttemptTimeout();
+                    }
+
+                    if (sessionEnded && tlsFirstUse)
+                    {
+                        // TLS 1.3: a node that refuses ImagingProxy's client certificate says so only after the handshake.
+                        reason += TlsSessionHint;
                     }
 
                     if (node.UnsolicitedFrames != unsolicited)

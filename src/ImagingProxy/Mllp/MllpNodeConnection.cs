@@ -54,6 +54,9 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>Frames a node sent while no message was in flight (a late enhanced-mode application ACK), discarded.</summary>
     public int UnsolicitedFrames { get; private set; }
 
+    /// <summary>True for a connection to a <c>tls://</c> node (frames go through a TLS session).</summary>
+    public bool IsTls => _tls is not null;
+
     /// <summary>The certificate the node presented (TLS connections), else null.</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate? RemoteCertificate => _tls?.RemoteCertificate;
 

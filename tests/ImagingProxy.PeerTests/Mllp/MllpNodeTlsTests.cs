@@ -4,6 +4,7 @@ using ImagingProxy.Mllp;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
 
@@ -106,6 +107,29 @@ public sealed class MllpNodeTlsTests : IAsyncLifetime
 
         Assert.Contains("remote certificate is invalid", details["orders-node1"].Detail, StringComparison.Ordinal);
         Assert.Equal("TLS session opened", details["orders-node2"].Detail);
+    }
+
+    [Fact]
+    public async Task A_cluster_without_a_client_certificate_gets_an_ar_nak_and_the_log_points_to_the_client_certificate_setting()
+    {
+        // The node requires a client certificate; TLS 1.3 tells the client it was refused only after the handshake.
+        var node = await StartTlsNodeAsync("tls", _ca);
+        _proxy = await TestProxy.StartAsync(
+            MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [TlsAddress(node)] }, [("*", "orders")], metadata: new Dictionary<string, string> { [MetadataKeys.TlsCaPath] = _ca.CertificatePath }),
+            builder => builder.Logging.AddFakeLogging());
+        using var timeout = new CancellationTokenSource(s_timeout);
+        await using var client = await MllpClient.ConnectAsync(_proxy.Port("hl7"), timeout.Token);
+
+        var reply = await client.SendAsync(MllpClient.Message("NOCERT1"), timeout.Token);
+
+        Assert.NotNull(reply);
+        Assert.Equal(AcknowledgmentCode.ApplicationReject, reply.Code);
+        Assert.Equal("NOCERT1", reply.ControlId);
+        Assert.Empty(await node.ReceivedAsync());
+        var logs = _proxy.Services.GetFakeLogCollector().GetSnapshot().Select(r => r.Message).ToList();
+        Assert.True(
+            logs.Any(m => m.Contains("NOCERT1", StringComparison.Ordinal) && m.Contains("Tls.ClientCertificatePath", StringComparison.Ordinal)),
+            string.Join('\n', logs.Where(m => m.Contains("NOCERT1", StringComparison.Ordinal))));
     }
 
     private async Task<Hl7Node> StartTlsNodeAsync(string name, TestCertificateAuthority issuer)
