@@ -103,6 +103,13 @@ public sealed class NodeTls
     /// <summary><c>role</c> of a node's certificate in <see cref="Expirations"/>.</summary>
     public const string NodeRole = "node";
 
+    /// <summary>
+    /// Added to the failure of a TLS session that ended right after its handshake (DICOM before A-ASSOCIATE-AC, MLLP on
+    /// a new connection's first message): with TLS 1.3 a node that refuses ImagingProxy's client certificate says so
+    /// only then.
+    /// </summary>
+    public const string ClientCertificateRefusedHint = "(a node that requires a client certificate ends the session when it gets none it trusts: see " + MetadataKeys.TlsClientCertificatePath + ")";
+
     /// <summary><c>role</c> of ImagingProxy's client certificate for a cluster's nodes in <see cref="Expirations"/> (no destination).</summary>
     public const string ClientRole = "client";
 

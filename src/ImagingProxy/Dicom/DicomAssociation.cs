@@ -7,6 +7,8 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 {
     private readonly Dictionary<DimseCommandField, int> _commands = [];
     private long _lastActivity = startTimestamp;
+    private long _reportedFromClient;
+    private long _reportedFromNode;
 
     public string Id { get; } = id;
 
@@ -35,11 +37,24 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public long BytesFromNode { get; set; }
 
-    /// <summary>The part of <see cref="BytesFromClient"/> already added to the bytes counter (the relay reports in steps).</summary>
-    public long BytesReportedFromClient { get; set; }
+    /// <summary>Bytes relayed in one direction that the bytes counter has not had yet (the relay reports them in steps).</summary>
+    public long UnreportedBytes(bool fromClient) => fromClient ? BytesFromClient - _reportedFromClient : BytesFromNode - _reportedFromNode;
 
-    /// <summary>The part of <see cref="BytesFromNode"/> already added to the bytes counter.</summary>
-    public long BytesReportedFromNode { get; set; }
+    /// <summary><see cref="UnreportedBytes"/>, now counted as reported.</summary>
+    public long TakeUnreportedBytes(bool fromClient)
+    {
+        var unreported = UnreportedBytes(fromClient);
+        if (fromClient)
+        {
+            _reportedFromClient = BytesFromClient;
+        }
+        else
+        {
+            _reportedFromNode = BytesFromNode;
+        }
+
+        return unreported;
+    }
 
     /// <summary>True once an A-RELEASE-RP went through (PS3.8 §9.3.7: the release is complete).</summary>
     public bool Released { get; private set; }

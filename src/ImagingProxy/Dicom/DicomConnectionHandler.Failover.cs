@@ -279,7 +279,7 @@ public sealed partial class DicomConnectionHandler
     {
         var inner = ex.InnerException?.Message;
         var detail = inner is null || inner == ex.Message ? ex.Message : $"{ex.Message} {inner}";
-        return $"TLS session ended before A-ASSOCIATE-AC: {detail} (a node that requires a client certificate ends the session when it gets none it trusts: see Tls.ClientCertificatePath)";
+        return $"TLS session ended before A-ASSOCIATE-AC: {detail} {NodeTls.ClientCertificateRefusedHint}";
     }
 
     private static ConnectAttempt Failed(string failure, bool markUnhealthy)

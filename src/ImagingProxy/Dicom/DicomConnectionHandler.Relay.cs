@@ -138,7 +138,7 @@ public sealed partial class DicomConnectionHandler
                 }
 
                 association.BytesFromClient += buffer.Length;
-                if (association.BytesFromClient - association.BytesReportedFromClient >= BytesReportStep)
+                if (association.UnreportedBytes(fromClient: true) >= BytesReportStep)
                 {
                     ReportBytes(association, fromClient: true);
                 }
@@ -194,7 +194,7 @@ public sealed partial class DicomConnectionHandler
 
             output.Advance(received);
             association.BytesFromNode += received;
-            if (association.BytesFromNode - association.BytesReportedFromNode >= BytesReportStep)
+            if (association.UnreportedBytes(fromClient: false) >= BytesReportStep)
             {
                 ReportBytes(association, fromClient: false);
             }
@@ -233,18 +233,7 @@ public sealed partial class DicomConnectionHandler
 
     /// <summary>Adds the bytes relayed in one direction since the last report to the bytes counter.</summary>
     private void ReportBytes(DicomAssociation association, bool fromClient)
-    {
-        if (fromClient)
-        {
-            metrics.BytesRelayed(association.Listener, association.ClusterId ?? string.Empty, fromClient: true, association.BytesFromClient - association.BytesReportedFromClient);
-            association.BytesReportedFromClient = association.BytesFromClient;
-        }
-        else
-        {
-            metrics.BytesRelayed(association.Listener, association.ClusterId ?? string.Empty, fromClient: false, association.BytesFromNode - association.BytesReportedFromNode);
-            association.BytesReportedFromNode = association.BytesFromNode;
-        }
-    }
+        => metrics.BytesRelayed(association.Listener, association.ClusterId ?? string.Empty, fromClient, association.TakeUnreportedBytes(fromClient));
 
     /// <summary>
     /// How much client-pipe memory each node receive asks for: a whole 16 KiB P-DATA-TF PDU (the usual maximum) at once.
@@ -280,10 +269,7 @@ public sealed partial class DicomConnectionHandler
     /// </summary>
     private async Task StopQuietlyAsync(QuietStop quiet, CancellationTokenSource stop, Task clientToNode, Task nodeToClient)
     {
-        if (!clientToNode.IsCompleted || !nodeToClient.IsCompleted)
-        {
-            quiet.Request();
-        }
+        quiet.Request(clientToNodeRunning: !clientToNode.IsCompleted, nodeToClientRunning: !nodeToClient.IsCompleted);
 
         var all = Task.WhenAll(clientToNode, nodeToClient);
         if (!all.IsCompleted)
@@ -300,10 +286,11 @@ public sealed partial class DicomConnectionHandler
     private static readonly TimeSpan s_quietStopGrace = TimeSpan.FromSeconds(2);
 
     /// <summary>
-    /// Stops both directions of a relay without an exception: a pending client read and flush are cancelled through the
-    /// pipes, the node socket's receive side is shut down (a pending receive returns 0 on Linux), and a direction that
-    /// wakes up then sees <see cref="Requested"/> and ends as <see cref="RelayEnd.Stopped"/>. A direction that has ended
-    /// already is not read or flushed again, so what this leaves behind is never seen.
+    /// Stops the directions of a relay without an exception: a pending client read is cancelled through the pipe; for the
+    /// node-to-client direction the pending flush is cancelled and the node socket's receive side shut down (a pending
+    /// receive returns 0 on Linux). A direction that wakes up then sees <see cref="Requested"/> and ends as
+    /// <see cref="RelayEnd.Stopped"/>. The relay's own stop touches only a direction still running, so an A-ABORT written
+    /// to the client afterwards waits for its flush as usual; the client's ConnectionClosed stops both (the client is gone).
     /// </summary>
     private sealed class QuietStop(IDuplexPipe client, DicomNodeConnection node)
     {
@@ -311,12 +298,19 @@ public sealed partial class DicomConnectionHandler
 
         public bool Requested => _requested;
 
-        public void Request()
+        public void Request(bool clientToNodeRunning = true, bool nodeToClientRunning = true)
         {
             _requested = true;
-            client.Input.CancelPendingRead();
-            client.Output.CancelPendingFlush();
-            node.ShutdownReceive();
+            if (clientToNodeRunning)
+            {
+                client.Input.CancelPendingRead();
+            }
+
+            if (nodeToClientRunning)
+            {
+                client.Output.CancelPendingFlush();
+                node.ShutdownReceive();
+            }
         }
     }
 

@@ -35,9 +35,6 @@ internal sealed partial class MllpForwarder(
 {
     private readonly NodeTls _nodeTls = nodeTls ?? new NodeTls();
 
-    /// <summary>Added to the failure of a new TLS connection's first message (as the DICOM proxy does before A-ASSOCIATE-AC).</summary>
-    internal const string TlsSessionHint = " (the TLS session ended on its first message: a node that requires a client certificate ends the session when it gets none it trusts: see Tls.ClientCertificatePath)";
-
     /// <summary>Backoff before the second attempt; doubles for each later one (10, 20, 40 ms ...).</summary>
     internal static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
 
@@ -271,7 +268,7 @@ internal sealed partial class MllpForwarder(
                     if (sessionEnded && tlsFirstUse)
                     {
                         // TLS 1.3: a node that refuses ImagingProxy's client certificate says so only after the handshake.
-                        reason += TlsSessionHint;
+                        reason = $"{reason}; the TLS session ended on the connection's first message {NodeTls.ClientCertificateRefusedHint}";
                     }
 
                     if (node.UnsolicitedFrames != unsolicited)
