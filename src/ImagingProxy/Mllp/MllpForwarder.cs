@@ -229,30 +229,42 @@ internal sealed partial class MllpForwarder(
                         else
                         {
                             // The ACK wait, awaited here on the node's socket (not through node.ReceiveAsync, one level less).
+                            // The timeout ends it by shutting the connection's receive side (the receive returns 0).
                             MllpReadResult read;
-                            while ((read = node.TakeFrame(session.Ack)) == MllpReadResult.NeedMoreData)
+                            using (node.StopReceivingOn(timeout))
                             {
-                                var received = await node.ReceiveMoreAsync(timeout);
-                                if (received == 0)
+                                while ((read = node.TakeFrame(session.Ack)) == MllpReadResult.NeedMoreData)
                                 {
-                                    break;
-                                }
+                                    var received = await node.ReceiveMoreAsync(timeout);
+                                    if (received == 0)
+                                    {
+                                        break;
+                                    }
 
-                                node.Received(received);
+                                    node.Received(received);
+                                }
                             }
 
-                            reason = read switch
+                            if (read != MllpReadResult.Frame && timeout.IsCancellationRequested)
                             {
-                                MllpReadResult.Frame => null,
-                                MllpReadResult.FrameTooLarge => $"ACK larger than the maximum frame size of {settings.MaxFrameSize} bytes",
-                                _ => "connection closed before an ACK",
-                            };
-                            sessionEnded = read == MllpReadResult.NeedMoreData;
+                                reason = TimedOut(session, ackTimeout);
+                                reused = false;
+                            }
+                            else
+                            {
+                                reason = read switch
+                                {
+                                    MllpReadResult.Frame => null,
+                                    MllpReadResult.FrameTooLarge => $"ACK larger than the maximum frame size of {settings.MaxFrameSize} bytes",
+                                    _ => "connection closed before an ACK",
+                                };
+                                sessionEnded = read == MllpReadResult.NeedMoreData;
+                            }
                         }
                     }
-                    catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+                    catch (Exception ex) when (timeout.IsCancellationRequested && ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
                     {
-                        reason = session.Aborted.IsCancellationRequested ? "inbound connection aborted" : $"no ACK within {ackTimeout.TotalSeconds:0.###} s";
+                        reason = TimedOut(session, ackTimeout);
                         reused = false;
                     }
                     catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
@@ -319,6 +331,10 @@ internal sealed partial class MllpForwarder(
             return new MllpAttemptResult(MllpAttemptOutcome.Faulted, null, AcknowledgmentCode.None);
         }
     }
+
+    /// <summary>The failure reason of an attempt whose timeout fired: the ACK timeout, or the inbound connection's abort.</summary>
+    private static string TimedOut(MllpSession session, TimeSpan ackTimeout)
+        => session.Aborted.IsCancellationRequested ? "inbound connection aborted" : $"no ACK within {ackTimeout.TotalSeconds:0.###} s";
 
     /// <summary>
     /// A pooled connection to <paramref name="destination"/>, which becomes the session's sticky one for the cluster (the

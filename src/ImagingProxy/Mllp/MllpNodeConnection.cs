@@ -8,13 +8,24 @@ namespace ImagingProxy.Mllp;
 /// <summary>
 /// One connection to an HL7 receiver (a cluster destination), used by one message at a time: send a frame, read the
 /// acknowledgement frame. The socket is used directly (no pipe with its own send and receive loops per node
-/// connection): a message costs one send and, when the ACK has not arrived yet, one receive that waits for it.
+/// connection): a message costs one send and one receive that brings its ACK.
 /// </summary>
 /// <remarks>
-/// To a <c>tls://</c> node the frames go through a TLS session (<see cref="SslStream"/>). Its bytes cannot be looked at
-/// before they are decrypted, so between messages the connection keeps one read pending (read-ahead): a frame it brings
-/// while no message is in flight is unsolicited and dropped before the next send, exactly as the socket check does for
-/// plain connections, and TLS records that carry no data (TLS 1.3 session tickets) are consumed by it unseen.
+/// <para>
+/// Between messages the connection keeps one receive pending (read-ahead), started once an ACK has been taken: a frame
+/// it brings while no message is in flight is unsolicited (a late application ACK) and is dropped before the next send,
+/// never paired with the next message (protocols.md §3.7); a node that closes the idle connection completes it with 0.
+/// The next message's ACK arrives through that same receive, so checking for unsolicited bytes costs no system call
+/// (asking the socket how many bytes wait, <c>FIONREAD</c>, was one per message).
+/// </para>
+/// <para>
+/// To a <c>tls://</c> node the frames go through a TLS session (<see cref="SslStream"/>); its read-ahead also consumes
+/// TLS records that carry no data (TLS 1.3 session tickets) unseen.
+/// </para>
+/// <para>
+/// A receive is not cancelled through the socket's own cancellation: <see cref="StopReceivingOn"/> shuts the socket's
+/// receive side when the caller's token fires (the pending receive returns 0), and the caller discards the connection.
+/// </para>
 /// </remarks>
 internal sealed class MllpNodeConnection : IAsyncDisposable
 {
@@ -35,6 +46,11 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
 
     /// <summary>TLS only: the read that is pending into <c>_receive[_end..]</c> (the buffer is not moved while it runs).</summary>
     private Task<int>? _pending;
+
+    /// <summary>Plain TCP only: the receive pending into <c>_receive[_end..]</c> while <see cref="_aheadPending"/> (awaited once).</summary>
+    private ValueTask<int> _ahead;
+
+    private bool _aheadPending;
 
     public MllpNodeConnection(string address, Socket socket, int maxFrameSize, SslStream? tls = null)
     {
@@ -60,8 +76,8 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>The certificate the node presented (TLS connections), else null.</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate? RemoteCertificate => _tls?.RemoteCertificate;
 
-    /// <summary>Bytes the node sent that this connection has not received from the socket yet (tests).</summary>
-    internal int BytesWaiting => _socket.Available;
+    /// <summary>True when the receive kept pending between messages has completed: the node sent something (tests).</summary>
+    internal bool ReadAheadCompleted => _tls is null ? _aheadPending && _ahead.IsCompleted : _pending is { IsCompleted: true };
 
     /// <summary>TLS: the read kept pending between messages, if any (tests await it to know a frame has arrived).</summary>
     internal Task? ReadAhead => _pending;
@@ -139,22 +155,41 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     }
 
     /// <summary>Reads the next frame from the node into <paramref name="ack"/>; false when the node closed or sent an oversize frame.</summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first (the connection can only be discarded then).</exception>
     public async ValueTask<bool> ReceiveAsync(ArrayBufferWriter<byte> ack, CancellationToken cancellationToken)
     {
         MllpReadResult read;
-        while ((read = TakeFrame(ack)) == MllpReadResult.NeedMoreData)
+        using (StopReceivingOn(cancellationToken))
         {
-            var received = await ReceiveMoreAsync(cancellationToken);
-            if (received == 0)
+            try
             {
-                return false;
-            }
+                while ((read = TakeFrame(ack)) == MllpReadResult.NeedMoreData)
+                {
+                    var received = await ReceiveMoreAsync(cancellationToken);
+                    if (received == 0)
+                    {
+                        break;
+                    }
 
-            Received(received);
+                    Received(received);
+                }
+            }
+            catch (Exception ex) when (cancellationToken.IsCancellationRequested && ex is SocketException or IOException or ObjectDisposedException)
+            {
+                read = MllpReadResult.NeedMoreData;
+            }
         }
 
+        cancellationToken.ThrowIfCancellationRequested();
         return read == MllpReadResult.Frame;
     }
+
+    /// <summary>
+    /// Ends this connection's receiving when <paramref name="cancellationToken"/> fires: the pending receive returns 0 (the
+    /// caller then discards the connection). Dispose the registration once the receive is done.
+    /// </summary>
+    public CancellationTokenRegistration StopReceivingOn(CancellationToken cancellationToken)
+        => cancellationToken.UnsafeRegister(static s => ((MllpNodeConnection)s!).StopReceiving(), this);
 
     /// <summary>
     /// Takes the next whole frame already received into <paramref name="ack"/>: <see cref="MllpReadResult.Frame"/>,
@@ -176,16 +211,20 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         return read;
     }
 
-    /// <summary>Receives more bytes from the node (after <see cref="TakeFrame"/> needed more); 0 when the node closed the connection.</summary>
+    /// <summary>
+    /// Receives more bytes from the node (after <see cref="TakeFrame"/> needed more); 0 when the node closed the connection
+    /// or <see cref="StopReceivingOn"/> stopped it. Awaited once, then <see cref="Received"/>.
+    /// </summary>
+    /// <remarks>Plain TCP: the read-ahead's receive when one is pending, which <paramref name="cancellationToken"/> cannot cancel (see <see cref="StopReceivingOn"/>).</remarks>
     public ValueTask<int> ReceiveMoreAsync(CancellationToken cancellationToken)
     {
+        StartRead();
         if (_tls is null)
         {
-            MakeRoom();
-            return _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, cancellationToken);
+            _aheadPending = false;
+            return _ahead;
         }
 
-        StartRead();
         return new ValueTask<int>(_pending!.WaitAsync(cancellationToken));
     }
 
@@ -243,8 +282,9 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         }
 
         _start = _end - (int)buffer.Length;
-        if (_start == _end)
+        if (_start == _end && !_aheadPending && _pending is null)
         {
+            // Back to the buffer's start, unless a receive is pending into it at _end.
             _start = _end = 0;
         }
 
@@ -268,22 +308,46 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>TLS: keeps a read pending while no message is in flight (see the remarks); nothing for plain connections.</summary>
+    /// <summary>Keeps a receive pending while no message is in flight (see the remarks), unless the connection is disposed.</summary>
     private void StartReadAhead()
     {
-        if (_tls is not null)
+        if (Volatile.Read(ref _disposed) == 0)
         {
             StartRead();
         }
     }
 
-    /// <summary>TLS: starts the next read into the buffer unless one is pending.</summary>
+    /// <summary>Starts the next receive into the buffer unless one is pending.</summary>
     private void StartRead()
     {
-        if (_pending is null)
+        if (_tls is null)
+        {
+            if (!_aheadPending)
+            {
+                MakeRoom();
+                // Consumed exactly once: awaited by ReceiveMoreAsync's caller, or its result taken by DiscardUnsolicited.
+#pragma warning disable CA2012
+                _ahead = _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None);
+#pragma warning restore CA2012
+                _aheadPending = true;
+            }
+        }
+        else if (_pending is null)
         {
             MakeRoom();
-            _pending = _tls!.ReadAsync(_receive.AsMemory(_end)).AsTask();
+            _pending = _tls.ReadAsync(_receive.AsMemory(_end)).AsTask();
+        }
+    }
+
+    private void StopReceiving()
+    {
+        try
+        {
+            _socket.Shutdown(SocketShutdown.Receive);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // Already closed: the receive has ended anyway.
         }
     }
 
@@ -293,6 +357,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// </summary>
     private bool DiscardUnsolicitedTls()
     {
+        if (_end > _start)
+        {
+            // What the ACK's own read brought after the ACK frame.
+            TryTakeFrame(ack: null);
+        }
+
         while (_pending is { IsCompleted: true } done)
         {
             _pending = null;
@@ -311,26 +381,40 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message).
-    /// False when the node closed the connection meanwhile.
+    /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message), as
+    /// far as the read-ahead brought it. False when the node closed the connection meanwhile.
     /// </summary>
     private bool DiscardUnsolicited()
     {
-        while (_socket.Available > 0)
+        if (_end > _start)
         {
-            MakeRoom();
-            var received = _socket.Receive(_receive.AsSpan(_end), SocketFlags.None);
+            // What the ACK's own receive brought after the ACK frame.
+            TryTakeFrame(ack: null);
+        }
+
+        // A connection that has no read-ahead yet (new, or its last exchange did not end on a frame) starts one now.
+        StartRead();
+        while (_ahead.IsCompleted)
+        {
+            _aheadPending = false;
+            int received;
+            try
+            {
+                received = _ahead.Result;
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                return false;
+            }
+
             if (received == 0)
             {
                 return false;
             }
 
             _end += received;
-        }
-
-        if (_end > _start)
-        {
             TryTakeFrame(ack: null);
+            StartRead();
         }
 
         return true;

@@ -77,6 +77,50 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_late_frame_that_came_with_the_ack_is_never_the_next_messages_ack()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|1\u001c\r\vMSA|AA|late\u001c\r"u8.ToArray());
+        var first = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        // Nothing else arrives before the next message: the late frame is still in the connection's buffer.
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
+
+        var second = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
+        Assert.Equal(1, _connection.UnsolicitedFrames);
+    }
+
+    [Fact]
+    public async Task A_node_that_closed_while_idle_fails_the_next_send()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        Assert.True(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        _node.Shutdown(SocketShutdown.Send);
+        await WaitUntilReadableAsync();
+
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_cancelled_wait_ends_the_connections_receiving()
+    {
+        using var cancel = new CancellationTokenSource();
+        var receive = _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), cancel.Token).AsTask();
+        await cancel.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receive.WaitAsync(s_timeout));
+
+        // An ACK arriving afterwards is never taken: the connection is done receiving (the caller discards it).
+        await _node.SendAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task An_ack_over_the_frame_limit_ends_the_exchange()
     {
         await _node.SendAsync(Encoding.ASCII.GetBytes("\v" + new string('A', 200) + "\u001c\r"));
@@ -116,15 +160,18 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         return buffer;
     }
 
-    /// <summary>Polls the proxy-side socket until the node's bytes arrived (bounded); loopback delivery is not instant.</summary>
+    /// <summary>
+    /// Polls until the connection's read-ahead has received the node's bytes (bounded); loopback delivery is not instant,
+    /// and the receive's completion is not a task a test can await.
+    /// </summary>
     private async Task WaitUntilReadableAsync()
     {
         var deadline = DateTime.UtcNow + s_timeout;
-        while (_connection.BytesWaiting == 0 && DateTime.UtcNow < deadline)
+        while (!_connection.ReadAheadCompleted && DateTime.UtcNow < deadline)
         {
             await Task.Delay(5);
         }
 
-        Assert.True(_connection.BytesWaiting > 0);
+        Assert.True(_connection.ReadAheadCompleted);
     }
 }

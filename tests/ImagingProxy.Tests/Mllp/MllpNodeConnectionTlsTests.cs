@@ -82,6 +82,24 @@ public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_late_frame_that_came_with_the_ack_is_never_the_next_messages_ack()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|1\u001c\r\vMSA|AA|late\u001c\r"u8.ToArray());
+        var first = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        // Nothing else arrives before the next message: the late frame is still in the connection's buffer.
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
+
+        var second = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
+        Assert.Equal(1, _connection.UnsolicitedFrames);
+    }
+
+    [Fact]
     public async Task A_node_that_closed_while_idle_fails_the_next_send()
     {
         Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
