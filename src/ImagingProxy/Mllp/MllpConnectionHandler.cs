@@ -107,18 +107,39 @@ internal sealed partial class MllpConnectionHandler(
                     MllpSessionEnd outcome;
                     if (read == MllpReadResult.Frame)
                     {
-                        // A message's delivery is awaited here, not in a method of its own: while a node's ACK is
-                        // awaited, each async level above that await costs a suspension and a resumption per message
-                        // (1-2 µs of CPU each in paired runs, bench/ab.sh). Admit and AnswerAsync complete synchronously.
+                        // A message's delivery is awaited here, down to the node's receive, not in methods of its own:
+                        // while a node's ACK is awaited, each async level above that await costs a suspension and a
+                        // resumption per message (1-2 µs of CPU each in paired runs, bench/ab.sh). Admit, the forwarder's
+                        // steps and AnswerAsync complete synchronously; ContinueAsync and FinishAsync only after a failure.
                         var admission = Admit(session, headers, frame);
                         try
                         {
-                            outcome = admission.Disposition switch
+                            if (admission.Disposition == Disposition.Forward)
                             {
-                                Disposition.Forward => await AnswerAsync(session, admission, await forwarder.FinishAsync(session, await forwarder.FirstAttemptAsync(session, admission.Cluster!, frame, admission.Settings!)), output, started),
-                                Disposition.Nak => await RejectAsync(session, admission, output, started),
-                                _ => MllpSessionEnd.MalformedFrame,
-                            };
+                                var step = forwarder.StartFirstAttempt(session, admission.Cluster!, frame, admission.Settings!, out var receive);
+                                while (step == MllpAttemptStep.AwaitAck)
+                                {
+                                    int received;
+                                    try
+                                    {
+                                        received = await receive;
+                                    }
+                                    catch (Exception ex)
+                                    {
+                                        step = forwarder.ReceiveFailed(session, ex);
+                                        break;
+                                    }
+
+                                    step = forwarder.Received(session, received, out receive);
+                                }
+
+                                var first = step == MllpAttemptStep.Done ? session.Attempt.Result : await forwarder.ContinueAsync(session);
+                                outcome = await AnswerAsync(session, admission, await forwarder.FinishAsync(session, first), output, started);
+                            }
+                            else
+                            {
+                                outcome = admission.Disposition == Disposition.Nak ? await RejectAsync(session, admission, output, started) : MllpSessionEnd.MalformedFrame;
+                            }
                         }
                         finally
                         {

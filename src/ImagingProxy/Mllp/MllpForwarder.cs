@@ -67,14 +67,18 @@ internal sealed partial class MllpForwarder(
     }
 
     /// <summary>
-    /// Starts delivering a message: its first attempt, which is the whole delivery for almost every message.
-    /// <see cref="FinishAsync"/> takes the result. The two halves are awaited one after the other by the caller rather
-    /// than inside one delivery method: each async level a message passes through costs it a suspension and a
-    /// resumption, 1-2 µs of CPU per level in paired runs (bench/ab.sh), and the second half completes synchronously
-    /// unless the first attempt failed.
+    /// Starts delivering a message: its first attempt, which is the whole delivery for almost every message. The common
+    /// case, a message to the inbound connection's sticky node whose send completes at once, runs here without an async
+    /// level of its own: with <see cref="MllpAttemptStep.AwaitAck"/> the caller awaits the node's receive itself and
+    /// hands each result to <see cref="Received"/> (an exception to <see cref="ReceiveFailed"/>) until
+    /// <see cref="MllpAttemptStep.Done"/> (the result is <c>session.Attempt.Result</c>); with
+    /// <see cref="MllpAttemptStep.Continue"/> the rest is <see cref="ContinueAsync"/>'s. <see cref="FinishAsync"/> takes
+    /// the result. Each async level a message passes through costs it a suspension and a resumption, 1-2 µs of CPU per
+    /// level in paired runs (bench/ab.sh).
     /// </summary>
-    public ValueTask<MllpAttemptResult> FirstAttemptAsync(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, MllpRouteTable settings)
+    public MllpAttemptStep StartFirstAttempt(MllpSession session, ClusterState cluster, ReadOnlySequence<byte> message, MllpRouteTable settings, out ValueTask<int> receive)
     {
+        receive = default;
         session.Cluster = cluster;
         session.Message = message;
         session.Settings = settings;
@@ -82,11 +86,63 @@ internal sealed partial class MllpForwarder(
         session.FreshRetryUsed = false;
         session.Attempts = 0;
         session.DeliveryStarted = time.GetTimestamp();
-        return AttemptAsync(session, session.Aborted);
+        session.Attempt.Stage = MllpAttemptStage.NotStarted;
+        if (session.Aborted.IsCancellationRequested || !session.TryGetSticky(cluster.ClusterId, out _, out _)
+            || !TryPick(session, cluster, settings, out var destination, out var node, out var ackTimeout) || node is null)
+        {
+            // No sticky connection to send on (the connection's first message, or its node is not available): a new
+            // connection is rented, or there is no node; ContinueAsync runs the whole attempt.
+            return MllpAttemptStep.Continue;
+        }
+
+        CountAttempt(session, cluster);
+        return Send(session, destination, node, ackTimeout, out receive);
+    }
+
+    /// <summary>The node's receive that <see cref="MllpAttemptStep.AwaitAck"/> handed out brought <paramref name="count"/> bytes (0: the connection's receiving ended).</summary>
+    public MllpAttemptStep Received(MllpSession session, int count, out ValueTask<int> receive)
+    {
+        var attempt = session.Attempt;
+        if (count > 0)
+        {
+            attempt.Node!.Received(count);
+            return NextReceive(session, attempt, out receive);
+        }
+
+        receive = default;
+        return EndReceive(session, attempt, MllpReadResult.NeedMoreData);
+    }
+
+    /// <summary>The node's receive that <see cref="MllpAttemptStep.AwaitAck"/> handed out threw <paramref name="exception"/>.</summary>
+    public MllpAttemptStep ReceiveFailed(MllpSession session, Exception exception)
+    {
+        var attempt = session.Attempt;
+        attempt.StopReceiving.Dispose();
+        session.StopAttemptTimeout();
+        return Failed(session, attempt, exception);
     }
 
     /// <summary>
-    /// Ends the delivery <see cref="FirstAttemptAsync"/> started: a failed first attempt is handed to the retry pipeline
+    /// The rest of a first attempt that <see cref="StartFirstAttempt"/> or <see cref="Received"/> did not finish
+    /// (<see cref="MllpAttemptStep.Continue"/>): the whole attempt when nothing was sent, a send still in progress, a
+    /// failure to act on; then, as for every attempt, a stale pooled connection replaced once by a new one.
+    /// </summary>
+    public async ValueTask<MllpAttemptResult> ContinueAsync(MllpSession session)
+    {
+        if (session.Attempt.Stage != MllpAttemptStage.NotStarted)
+        {
+            var result = await EndAttemptAsync(session, MllpAttemptStep.Continue, default, session.Aborted);
+            if (result is { } ended)
+            {
+                return ended;
+            }
+        }
+
+        return await AttemptAsync(session, session.Aborted);
+    }
+
+    /// <summary>
+    /// Ends the delivery <see cref="StartFirstAttempt"/> started: a failed first attempt is handed to the retry pipeline
     /// (attempts 2 to <see cref="MllpRouteTable.MaxAttempts"/>); any other result is final and returned synchronously.
     /// </summary>
     public ValueTask<MllpDelivery> FinishAsync(MllpSession session, MllpAttemptResult first)
@@ -162,9 +218,9 @@ internal sealed partial class MllpForwarder(
     }
 
     /// <summary>
-    /// One attempt: pick a node, send, wait for its ACK (within the ACK timeout and the delivery budget). The exchange is
-    /// written out here rather than in a method of its own: each async level a message passes through costs it a
-    /// suspension and a resumption (1-2 µs of CPU per level in paired runs, bench/ab.sh).
+    /// Attempts from the start: pick a node (the sticky one, else the least loaded available one, renting a connection),
+    /// send, wait for its ACK within the ACK timeout and the delivery budget. A stale pooled connection is replaced once
+    /// by a new one without counting as an attempt.
     /// </summary>
     private async ValueTask<MllpAttemptResult> AttemptAsync(MllpSession session, CancellationToken aborted)
     {
@@ -174,162 +230,324 @@ internal sealed partial class MllpForwarder(
         {
             while (true)
             {
-                if (aborted.IsCancellationRequested)
+                if (aborted.IsCancellationRequested || !TryPick(session, cluster, settings, out var destination, out var node, out var ackTimeout))
                 {
                     return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                 }
 
-                var ackTimeout = settings.AckTimeout;
-                if (settings.DeliveryTimeout is { } budget)
-                {
-                    var left = budget - time.GetElapsedTime(session.DeliveryStarted);
-                    if (left <= TimeSpan.Zero)
-                    {
-                        return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
-                    }
-
-                    ackTimeout = left < ackTimeout ? left : ackTimeout;
-                }
-
-                var destination = Pick(session, cluster, session.Failed, out var node);
-                if (destination is null)
-                {
-                    return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
-                }
-
-                if (session.Attempts++ > 0 && !session.FreshRetryUsedNow)
-                {
-                    // The previous attempt's node is the last one that failed (a stale pooled connection is not counted).
-                    metrics.Retried(cluster.ClusterId, session.Failed.Count > 0 ? session.Failed[^1].DestinationId : string.Empty);
-                }
-
-                session.FreshRetryUsedNow = false;
-                string? reason = null;
-                var reused = false;
+                CountAttempt(session, cluster);
+                MllpAttemptResult? result;
                 if (node is null)
                 {
-                    (node, reason) = await RentAsync(session, cluster, destination, settings);
-                }
-
-                if (node is not null)
-                {
-                    reused = node.Used;
-                    var tlsFirstUse = node.IsTls && !node.Used;
-                    var sessionEnded = false;
-                    var unsolicited = node.UnsolicitedFrames;
-                    session.Ack.ResetWrittenCount();
-                    var timeout = session.StartAttemptTimeout(ackTimeout);
-                    try
+                    string? failure;
+                    (node, failure) = await RentAsync(session, cluster, destination, settings);
+                    if (node is null)
                     {
-                        if (!await node.SendAsync(session.Message, timeout))
+                        result = await AfterFailureAsync(session, destination, null, failure!, reused: false, aborted);
+                        if (result is { } failed)
                         {
-                            reason = "connection closed while sending";
-                            sessionEnded = true;
-                        }
-                        else
-                        {
-                            // The ACK wait, awaited here on the node's socket (not through node.ReceiveAsync, one level less).
-                            // The timeout ends it by shutting the connection's receive side (the receive returns 0).
-                            MllpReadResult read;
-                            using (node.StopReceivingOn(timeout))
-                            {
-                                while ((read = node.TakeFrame(session.Ack)) == MllpReadResult.NeedMoreData)
-                                {
-                                    var received = await node.ReceiveMoreAsync(timeout);
-                                    if (received == 0)
-                                    {
-                                        break;
-                                    }
-
-                                    node.Received(received);
-                                }
-                            }
-
-                            if (read != MllpReadResult.Frame && timeout.IsCancellationRequested)
-                            {
-                                reason = TimedOut(session, ackTimeout);
-                                reused = false;
-                            }
-                            else
-                            {
-                                reason = read switch
-                                {
-                                    MllpReadResult.Frame => null,
-                                    MllpReadResult.FrameTooLarge => $"ACK larger than the maximum frame size of {settings.MaxFrameSize} bytes",
-                                    _ => "connection closed before an ACK",
-                                };
-                                sessionEnded = read == MllpReadResult.NeedMoreData;
-                            }
-                        }
-                    }
-                    catch (Exception ex) when (timeout.IsCancellationRequested && ex is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
-                    {
-                        reason = TimedOut(session, ackTimeout);
-                        reused = false;
-                    }
-                    catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
-                    {
-                        reason = $"{ex.GetType().Name}: {ex.Message}";
-                        sessionEnded = true;
-                    }
-                    finally
-                    {
-                        session.StopAttemptTimeout();
-                    }
-
-                    if (sessionEnded && tlsFirstUse)
-                    {
-                        // TLS 1.3: a node that refuses ImagingProxy's client certificate says so only after the handshake.
-                        reason = $"{reason}; the TLS session ended on the connection's first message {NodeTls.ClientCertificateRefusedHint}";
-                    }
-
-                    if (node.UnsolicitedFrames != unsolicited)
-                    {
-                        Log.UnsolicitedDiscarded(logger, session.ConnectionId, destination.DestinationId, node.UnsolicitedFrames - unsolicited);
-                    }
-
-                    if (reason is null)
-                    {
-                        var code = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success ? ack.Code : AcknowledgmentCode.None;
-                        if (code == AcknowledgmentCode.None || !ack.Acknowledges(session.Header))
-                        {
-                            // protocols.md §3.7: log it, relay anyway, never re-pair.
-                            Log.AckMismatch(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
+                            return failed;
                         }
 
-                        return new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);
+                        continue;
                     }
-
-                    session.ClearSticky(cluster.ClusterId);
-                    await pool.DiscardAsync(node);
                 }
 
-                if (aborted.IsCancellationRequested)
+                var step = Send(session, destination, node, ackTimeout, out var receive);
+                result = await EndAttemptAsync(session, step, receive, aborted);
+                if (result is { } ended)
                 {
-                    return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+                    return ended;
                 }
-
-                if (reused && !session.FreshRetryUsed)
-                {
-                    // A reused connection the node had closed (idle timeout, restart): one more try on a new connection, not counted.
-                    session.FreshRetryUsed = true;
-                    session.FreshRetryUsedNow = true;
-                    session.Attempts--;
-                    continue;
-                }
-
-                Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason!);
-                session.Failed.Add(destination);
-                MarkUnhealthy(cluster, destination);
-                return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
             }
         }
         catch (Exception ex)
         {
-            // Not a node's failure (those are results above): a fault of ours. The sender gets AR/CR and sends again.
-            Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), ex);
-            return new MllpAttemptResult(MllpAttemptOutcome.Faulted, null, AcknowledgmentCode.None);
+            return Faulted(session, ex);
         }
+    }
+
+    /// <summary>
+    /// An attempt from where <paramref name="step"/> left it to its end: a send still in progress, the ACK awaited,
+    /// a failure acted on. Null when the message goes out again at once on a new connection (a stale pooled one failed).
+    /// </summary>
+    private async ValueTask<MllpAttemptResult?> EndAttemptAsync(MllpSession session, MllpAttemptStep step, ValueTask<int> receive, CancellationToken aborted)
+    {
+        var attempt = session.Attempt;
+        try
+        {
+            if (attempt.Stage == MllpAttemptStage.Sending)
+            {
+                // A send that did not complete at once (the node is slow to read).
+                var sending = attempt.PendingSend!;
+                attempt.PendingSend = null;
+                try
+                {
+                    var sent = await sending;
+                    step = Sent(session, attempt, sent, out receive);
+                }
+                catch (Exception ex)
+                {
+                    session.StopAttemptTimeout();
+                    step = Failed(session, attempt, ex);
+                }
+            }
+
+            while (step == MllpAttemptStep.AwaitAck)
+            {
+                int received;
+                try
+                {
+                    received = await receive;
+                }
+                catch (Exception ex)
+                {
+                    step = ReceiveFailed(session, ex);
+                    break;
+                }
+
+                step = Received(session, received, out receive);
+            }
+
+            if (attempt.Stage == MllpAttemptStage.Done)
+            {
+                return attempt.Result;
+            }
+
+            return await AfterFailureAsync(session, attempt.Destination!, attempt.Node, attempt.Failure!, attempt.Reused, aborted);
+        }
+        catch (Exception ex)
+        {
+            return Faulted(session, ex);
+        }
+    }
+
+    /// <summary>
+    /// The node for the next attempt: false when the inbound connection was aborted, the delivery budget is spent or no
+    /// node is left (<see cref="Pick"/>). <paramref name="node"/> is the sticky connection when that node is picked.
+    /// </summary>
+    private bool TryPick(MllpSession session, ClusterState cluster, MllpRouteTable settings, out DestinationState destination, out MllpNodeConnection? node, out TimeSpan ackTimeout)
+    {
+        destination = null!;
+        node = null;
+        ackTimeout = settings.AckTimeout;
+        if (settings.DeliveryTimeout is { } budget)
+        {
+            var left = budget - time.GetElapsedTime(session.DeliveryStarted);
+            if (left <= TimeSpan.Zero)
+            {
+                return false;
+            }
+
+            ackTimeout = left < ackTimeout ? left : ackTimeout;
+        }
+
+        var picked = Pick(session, cluster, session.Failed, out node);
+        if (picked is null)
+        {
+            return false;
+        }
+
+        destination = picked;
+        return true;
+    }
+
+    /// <summary>Counts an attempt about to run; from the second on (a stale connection's replacement aside), a retry.</summary>
+    private void CountAttempt(MllpSession session, ClusterState cluster)
+    {
+        if (session.Attempts++ > 0 && !session.FreshRetryUsedNow)
+        {
+            // The previous attempt's node is the last one that failed (a stale pooled connection is not counted).
+            metrics.Retried(cluster.ClusterId, session.Failed.Count > 0 ? session.Failed[^1].DestinationId : string.Empty);
+        }
+
+        session.FreshRetryUsedNow = false;
+    }
+
+    /// <summary>Begins an attempt on <paramref name="node"/>: arms its timeout and sends the message (the usual send completes at once).</summary>
+    private MllpAttemptStep Send(MllpSession session, DestinationState destination, MllpNodeConnection node, TimeSpan ackTimeout, out ValueTask<int> receive)
+    {
+        var attempt = session.Attempt;
+        attempt.Destination = destination;
+        attempt.Node = node;
+        attempt.Reused = node.Used;
+        attempt.TlsFirstUse = node.IsTls && !node.Used;
+        attempt.UnsolicitedBefore = node.UnsolicitedFrames;
+        attempt.AckTimeout = ackTimeout;
+        attempt.Failure = null;
+        session.Ack.ResetWrittenCount();
+        attempt.Timeout = session.StartAttemptTimeout(ackTimeout);
+        var send = node.SendAsync(session.Message, attempt.Timeout);
+        if (!send.IsCompleted)
+        {
+            receive = default;
+            attempt.PendingSend = send.AsTask();
+            attempt.Stage = MllpAttemptStage.Sending;
+            return MllpAttemptStep.Continue;
+        }
+
+        bool sent;
+        try
+        {
+            sent = send.Result;
+        }
+        catch (Exception ex)
+        {
+            receive = default;
+            session.StopAttemptTimeout();
+            return Failed(session, attempt, ex);
+        }
+
+        return Sent(session, attempt, sent, out receive);
+    }
+
+    /// <summary>The message was sent (or the node had closed the connection): the ACK wait begins.</summary>
+    private MllpAttemptStep Sent(MllpSession session, MllpAttempt attempt, bool sent, out ValueTask<int> receive)
+    {
+        if (!sent)
+        {
+            receive = default;
+            session.StopAttemptTimeout();
+            return Conclude(session, attempt, "connection closed while sending", sessionEnded: true);
+        }
+
+        // The timeout ends the wait by shutting the connection's receive side (the receive returns 0).
+        attempt.Stage = MllpAttemptStage.Receiving;
+        attempt.StopReceiving = attempt.Node!.StopReceivingOn(attempt.Timeout);
+        return NextReceive(session, attempt, out receive);
+    }
+
+    /// <summary>Takes the ACK if it is all there, else hands out the next receive from the node.</summary>
+    private MllpAttemptStep NextReceive(MllpSession session, MllpAttempt attempt, out ValueTask<int> receive)
+    {
+        var node = attempt.Node!;
+        var read = node.TakeFrame(session.Ack);
+        if (read == MllpReadResult.NeedMoreData)
+        {
+            receive = node.ReceiveMoreAsync(attempt.Timeout);
+            return MllpAttemptStep.AwaitAck;
+        }
+
+        receive = default;
+        return EndReceive(session, attempt, read);
+    }
+
+    /// <summary>The ACK wait is over: an ACK frame, an oversize frame, or the connection's receiving ended (closed, or stopped by the timeout).</summary>
+    private MllpAttemptStep EndReceive(MllpSession session, MllpAttempt attempt, MllpReadResult read)
+    {
+        attempt.StopReceiving.Dispose();
+        session.StopAttemptTimeout();
+        if (read != MllpReadResult.Frame && attempt.Timeout.IsCancellationRequested)
+        {
+            attempt.Reused = false;
+            return Conclude(session, attempt, TimedOut(session, attempt.AckTimeout), sessionEnded: false);
+        }
+
+        var reason = read switch
+        {
+            MllpReadResult.Frame => null,
+            MllpReadResult.FrameTooLarge => $"ACK larger than the maximum frame size of {session.Settings.MaxFrameSize} bytes",
+            _ => "connection closed before an ACK",
+        };
+        return Conclude(session, attempt, reason, sessionEnded: read == MllpReadResult.NeedMoreData);
+    }
+
+    /// <summary>A send or receive of the attempt threw: a timeout, a transport failure, or (anything else) a fault of ours.</summary>
+    private MllpAttemptStep Failed(MllpSession session, MllpAttempt attempt, Exception exception)
+    {
+        if (attempt.Timeout.IsCancellationRequested && exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+        {
+            attempt.Reused = false;
+            return Conclude(session, attempt, TimedOut(session, attempt.AckTimeout), sessionEnded: false);
+        }
+
+        if (exception is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or InvalidOperationException)
+        {
+            return Conclude(session, attempt, $"{exception.GetType().Name}: {exception.Message}", sessionEnded: true);
+        }
+
+        attempt.Result = Faulted(session, exception);
+        attempt.Stage = MllpAttemptStage.Done;
+        return MllpAttemptStep.Done;
+    }
+
+    /// <summary>Not a node's failure (those are attempt results): a fault of ours. The sender gets AR/CR and sends again.</summary>
+    private MllpAttemptResult Faulted(MllpSession session, Exception exception)
+    {
+        Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), exception);
+        return new MllpAttemptResult(MllpAttemptOutcome.Faulted, null, AcknowledgmentCode.None);
+    }
+
+    /// <summary>
+    /// The attempt's outcome: the node's ACK (read for its code, checked against the message), or its failure with the
+    /// reason to log (<see cref="MllpAttemptStage.Failed"/>, acted on by <see cref="AfterFailureAsync"/>).
+    /// </summary>
+    private MllpAttemptStep Conclude(MllpSession session, MllpAttempt attempt, string? reason, bool sessionEnded)
+    {
+        var node = attempt.Node!;
+        var destination = attempt.Destination!;
+        if (reason is not null && sessionEnded && attempt.TlsFirstUse)
+        {
+            // TLS 1.3: a node that refuses ImagingProxy's client certificate says so only after the handshake.
+            reason = $"{reason}; the TLS session ended on the connection's first message {NodeTls.ClientCertificateRefusedHint}";
+        }
+
+        if (node.UnsolicitedFrames != attempt.UnsolicitedBefore)
+        {
+            Log.UnsolicitedDiscarded(logger, session.ConnectionId, destination.DestinationId, node.UnsolicitedFrames - attempt.UnsolicitedBefore);
+        }
+
+        if (reason is not null)
+        {
+            attempt.Failure = reason;
+            attempt.Stage = MllpAttemptStage.Failed;
+            return MllpAttemptStep.Continue;
+        }
+
+        var code = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success ? ack.Code : AcknowledgmentCode.None;
+        if (code == AcknowledgmentCode.None || !ack.Acknowledges(session.Header))
+        {
+            // protocols.md §3.7: log it, relay anyway, never re-pair.
+            Log.AckMismatch(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
+        }
+
+        attempt.Result = new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);
+        attempt.Stage = MllpAttemptStage.Done;
+        return MllpAttemptStep.Done;
+    }
+
+    /// <summary>
+    /// After a failed attempt: its connection is discarded (a late ACK must never be paired with a later message); a
+    /// reused connection the node had closed (idle timeout, restart) gets one more try on a new connection, not counted
+    /// (null); otherwise the node is marked passively unhealthy and the attempt ends as failed.
+    /// </summary>
+    private async ValueTask<MllpAttemptResult?> AfterFailureAsync(MllpSession session, DestinationState destination, MllpNodeConnection? node, string reason, bool reused, CancellationToken aborted)
+    {
+        var cluster = session.Cluster!;
+        session.Attempt.Stage = MllpAttemptStage.NotStarted;
+        if (node is not null)
+        {
+            session.ClearSticky(cluster.ClusterId);
+            await pool.DiscardAsync(node);
+        }
+
+        if (aborted.IsCancellationRequested)
+        {
+            return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+        }
+
+        if (reused && !session.FreshRetryUsed)
+        {
+            session.FreshRetryUsed = true;
+            session.FreshRetryUsedNow = true;
+            session.Attempts--;
+            return null;
+        }
+
+        Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason);
+        session.Failed.Add(destination);
+        MarkUnhealthy(cluster, destination);
+        return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
     }
 
     /// <summary>The failure reason of an attempt whose timeout fired: the ACK timeout, or the inbound connection's abort.</summary>

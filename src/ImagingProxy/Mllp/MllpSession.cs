@@ -41,7 +41,10 @@ internal sealed class MllpSession : IAsyncDisposable
     /// <summary>The header of the message in hand: set when its frame is read, valid until the next frame.</summary>
     public Hl7Header Header { get; set; }
 
-    // The message being delivered (valid from MllpForwarder.FirstAttemptAsync to FinishAsync).
+    /// <summary>The attempt in flight (MllpForwarder), one object reused message after message.</summary>
+    public MllpAttempt Attempt { get; } = new();
+
+    // The message being delivered (valid from MllpForwarder.StartFirstAttempt to FinishAsync).
     public ClusterState? Cluster { get; set; }
 
     public ReadOnlySequence<byte> Message { get; set; }

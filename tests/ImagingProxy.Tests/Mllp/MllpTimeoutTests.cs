@@ -116,6 +116,27 @@ public sealed class MllpTimeoutTests
     }
 
     [Fact]
+    public async Task A_message_the_socket_cannot_take_at_once_is_sent_whole_on_the_sticky_connection_and_answered_with_its_own_ack()
+    {
+        // 8 MiB exceed what a loopback socket takes in one send: the second message's send completes later, after its
+        // attempt has left the synchronous path.
+        await using var node = new FakeHl7Node();
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        await harness.SendAsync(MllpHandlerHarness.Message("S1"));
+        Assert.Contains("\rMSA|AA|S1", await harness.ReplyAsync(), StringComparison.Ordinal);
+
+        var large = MllpHandlerHarness.Message("S2", extraMsh: "\rOBX|1|ED|PDF||" + new string('A', 8 * 1024 * 1024));
+        var sending = harness.SendAsync(large); // the harness pipe lets its writer go once the proxy took the frame
+        var reply = await harness.ReplyAsync();
+        await sending.WaitAsync(MllpHandlerHarness.Timeout);
+
+        Assert.Contains("\rMSA|AA|S2", reply, StringComparison.Ordinal);
+        Assert.Equal("S1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        Assert.Equal("S2", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        Assert.Equal(1, node.OpenConnections);
+    }
+
+    [Fact]
     public async Task An_ack_over_the_frame_limit_is_not_relayed_and_the_message_goes_to_another_node()
     {
         // d1 answers with an ACK frame larger than MaxFrameSize: that attempt fails (its connection is dropped) and d0 acknowledges.
