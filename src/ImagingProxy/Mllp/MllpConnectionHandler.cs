@@ -54,7 +54,7 @@ internal sealed partial class MllpConnectionHandler(
         var frames = new MllpFrameReader(initial.MaxFrameSize);
         var headers = new Hl7HeaderReader();
         var input = connection.Transport.Input;
-        var output = connection.Transport.Output;
+        var replies = MllpReplyWriter.For(connection);
         var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? lifetime.ApplicationStopping;
         var end = MllpSessionEnd.ClientClosed;
         var insideFrame = false;
@@ -134,11 +134,11 @@ internal sealed partial class MllpConnectionHandler(
                                 }
 
                                 var first = step == MllpAttemptStep.Done ? session.Attempt.Result : await forwarder.ContinueAsync(session);
-                                outcome = await AnswerAsync(session, admission, await forwarder.FinishAsync(session, first), output, started);
+                                outcome = await AnswerAsync(session, admission, await forwarder.FinishAsync(session, first), replies, started);
                             }
                             else
                             {
-                                outcome = admission.Disposition == Disposition.Nak ? await RejectAsync(session, admission, output, started) : MllpSessionEnd.MalformedFrame;
+                                outcome = admission.Disposition == Disposition.Nak ? await RejectAsync(session, admission, replies, started) : MllpSessionEnd.MalformedFrame;
                             }
                         }
                         finally
@@ -149,7 +149,7 @@ internal sealed partial class MllpConnectionHandler(
                     else
                     {
                         outcome = read == MllpReadResult.FrameTooLarge
-                            ? await HandleOversizeAsync(session, headers, frame, frames.MaxFrameSize, output, started)
+                            ? await HandleOversizeAsync(session, headers, frame, frames.MaxFrameSize, replies, started)
                             : OutsideFrame(session, frame);
                     }
 
@@ -261,15 +261,15 @@ internal sealed partial class MllpConnectionHandler(
     }
 
     /// <summary>Answers a forwarded message: the node's ACK relayed unchanged, or ImagingProxy's NAK when no node took it.</summary>
-    private async ValueTask<MllpSessionEnd> AnswerAsync(MllpSession session, Admission admission, MllpDelivery delivery, PipeWriter output, long started)
+    private async ValueTask<MllpSessionEnd> AnswerAsync(MllpSession session, Admission admission, MllpDelivery delivery, MllpReplyWriter replies, long started)
     {
         var activity = admission.Activity;
         var cluster = admission.Cluster!;
         switch (delivery.Outcome)
         {
             case MllpDeliveryOutcome.Acknowledged:
-                MllpFrameWriter.Write(output, new ReadOnlySequence<byte>(session.Ack.WrittenMemory));
-                var flush = await output.FlushAsync();
+                MllpFrameWriter.Write(replies.Writer, new ReadOnlySequence<byte>(session.Ack.WrittenMemory));
+                var sent = await replies.SendAsync();
                 metrics.Relayed(session.Listener, admission.Route!.Id, cluster.ClusterId, delivery.DestinationId, admission.MessageType, delivery.AckCode, time.GetElapsedTime(started));
                 if (activity is not null)
                 {
@@ -277,24 +277,24 @@ internal sealed partial class MllpConnectionHandler(
                     activity.SetTag("hl7.ack_code", MllpProxyMetrics.AckCodeName(delivery.AckCode));
                 }
 
-                return flush.IsCompleted ? MllpSessionEnd.ClientAborted : MllpSessionEnd.ClientClosed;
+                return sent ? MllpSessionEnd.ClientClosed : MllpSessionEnd.ClientAborted;
             case MllpDeliveryOutcome.Aborted:
                 Log.AbortedInFlight(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), delivery.Attempts);
                 activity?.SetStatus(ActivityStatusCode.Error, "connection aborted");
                 return MllpSessionEnd.ClientAborted;
             case MllpDeliveryOutcome.Faulted:
-                return await NakAsync(session, output, MllpRejectReason.InternalError, Hl7ErrorCode.ApplicationInternalError, "ImagingProxy failed while delivering the message (a node may already have it); send it again.", started, activity);
+                return await NakAsync(session, replies, MllpRejectReason.InternalError, Hl7ErrorCode.ApplicationInternalError, "ImagingProxy failed while delivering the message (a node may already have it); send it again.", started, activity);
             case MllpDeliveryOutcome.NoDestination:
-                return await NakAsync(session, output, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started, activity);
+                return await NakAsync(session, replies, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started, activity);
             default:
-                return await NakAsync(session, output, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
+                return await NakAsync(session, replies, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
         }
     }
 
     /// <summary>Answers a message <see cref="Admit"/> did not forward with ImagingProxy's NAK.</summary>
-    private async ValueTask<MllpSessionEnd> RejectAsync(MllpSession session, Admission admission, PipeWriter output, long started)
+    private async ValueTask<MllpSessionEnd> RejectAsync(MllpSession session, Admission admission, MllpReplyWriter replies, long started)
     {
-        var answered = await NakAsync(session, output, admission.Reason, admission.Error, admission.Text!, started, admission.Activity);
+        var answered = await NakAsync(session, replies, admission.Reason, admission.Error, admission.Text!, started, admission.Activity);
         return answered == MllpSessionEnd.ClientClosed ? admission.AfterNak : answered;
     }
 
@@ -306,7 +306,7 @@ internal sealed partial class MllpConnectionHandler(
         return activity;
     }
 
-    private async ValueTask<MllpSessionEnd> HandleOversizeAsync(MllpSession session, Hl7HeaderReader headers, ReadOnlySequence<byte> seen, int maxFrameSize, PipeWriter output, long started)
+    private async ValueTask<MllpSessionEnd> HandleOversizeAsync(MllpSession session, Hl7HeaderReader headers, ReadOnlySequence<byte> seen, int maxFrameSize, MllpReplyWriter replies, long started)
     {
         // The bytes seen so far start with <SB> and, in practice, the whole MSH: answer on its MSH-10 if it can be read.
         var payload = !seen.IsEmpty && seen.FirstSpan.Length > 0 && seen.FirstSpan[0] == MllpConstants.StartBlock ? seen.Slice(1) : seen;
@@ -314,7 +314,7 @@ internal sealed partial class MllpConnectionHandler(
         session.Header = header;
         if (status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType)
         {
-            return await NakAsync(session, output, MllpRejectReason.FrameTooLarge, Hl7ErrorCode.ValueTooLong, $"Message larger than the maximum frame size of {maxFrameSize} bytes; not forwarded.", started);
+            return await NakAsync(session, replies, MllpRejectReason.FrameTooLarge, Hl7ErrorCode.ValueTooLong, $"Message larger than the maximum frame size of {maxFrameSize} bytes; not forwarded.", started);
         }
 
         metrics.FrameRejected(session.Listener, MllpRejectReason.FrameTooLarge);
@@ -330,7 +330,7 @@ internal sealed partial class MllpConnectionHandler(
     }
 
     /// <summary>ImagingProxy's own AR/CR NAK for the message whose header is <see cref="MllpSession.Header"/>.</summary>
-    private async ValueTask<MllpSessionEnd> NakAsync(MllpSession session, PipeWriter output, MllpRejectReason reason, Hl7ErrorCode error, string text, long started, Activity? activity = null)
+    private async ValueTask<MllpSessionEnd> NakAsync(MllpSession session, MllpReplyWriter replies, MllpRejectReason reason, Hl7ErrorCode error, string text, long started, Activity? activity = null)
     {
         var header = session.Header;
         if (activity is not null)
@@ -346,10 +346,10 @@ internal sealed partial class MllpConnectionHandler(
             metrics.FrameRejected(session.Listener, reason);
         }
 
-        MllpNak.WriteFrame(output, header, text, error, time.GetUtcNow());
-        var flush = await output.FlushAsync();
+        MllpNak.WriteFrame(replies.Writer, header, text, error, time.GetUtcNow());
+        var sent = await replies.SendAsync();
         metrics.Nak(session.Listener, reason, time.GetElapsedTime(started));
-        return flush.IsCompleted ? MllpSessionEnd.ClientAborted : MllpSessionEnd.ClientClosed;
+        return sent ? MllpSessionEnd.ClientClosed : MllpSessionEnd.ClientAborted;
     }
 
     /// <summary>
