@@ -50,6 +50,9 @@ internal sealed class MllpAttempt
     /// <summary>Why the attempt failed (<see cref="MllpAttemptStage.Failed"/>).</summary>
     public string? Failure { get; set; }
 
+    /// <summary>A fault of ImagingProxy's own that ended the attempt (<see cref="MllpAttemptStage.Failed"/>), not the node's failure.</summary>
+    public Exception? Fault { get; set; }
+
     public MllpAttemptResult Result { get; set; }
 }
 

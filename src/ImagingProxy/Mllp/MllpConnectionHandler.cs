@@ -116,24 +116,34 @@ internal sealed partial class MllpConnectionHandler(
                         {
                             if (admission.Disposition == Disposition.Forward)
                             {
-                                var step = forwarder.StartFirstAttempt(session, admission.Cluster!, frame, admission.Settings!, out var receive);
-                                while (step == MllpAttemptStep.AwaitAck)
+                                MllpAttemptResult first;
+                                try
                                 {
-                                    int received;
-                                    try
+                                    var step = forwarder.StartFirstAttempt(session, admission.Cluster!, frame, admission.Settings!, out var receive);
+                                    while (step == MllpAttemptStep.AwaitAck)
                                     {
-                                        received = await receive;
-                                    }
-                                    catch (Exception ex)
-                                    {
-                                        step = forwarder.ReceiveFailed(session, ex);
-                                        break;
+                                        int received;
+                                        try
+                                        {
+                                            received = await receive;
+                                        }
+                                        catch (Exception ex)
+                                        {
+                                            step = forwarder.ReceiveFailed(session, ex);
+                                            break;
+                                        }
+
+                                        step = forwarder.Received(session, received, out receive);
                                     }
 
-                                    step = forwarder.Received(session, received, out receive);
+                                    first = step == MllpAttemptStep.Done ? session.Attempt.Result : await forwarder.ContinueAsync(session);
+                                }
+                                catch (Exception ex)
+                                {
+                                    // A fault of ours in the forwarder's steps: answered with AR/CR like any other.
+                                    first = await forwarder.FaultAsync(session, ex);
                                 }
 
-                                var first = step == MllpAttemptStep.Done ? session.Attempt.Result : await forwarder.ContinueAsync(session);
                                 outcome = await AnswerAsync(session, admission, await forwarder.FinishAsync(session, first), replies, started);
                             }
                             else

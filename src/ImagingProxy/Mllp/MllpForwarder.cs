@@ -87,6 +87,7 @@ internal sealed partial class MllpForwarder(
         session.Attempts = 0;
         session.DeliveryStarted = time.GetTimestamp();
         session.Attempt.Stage = MllpAttemptStage.NotStarted;
+        session.Attempt.Node = null;
         if (session.Aborted.IsCancellationRequested || !session.TryGetSticky(cluster.ClusterId, out _, out _)
             || !TryPick(session, cluster, settings, out var destination, out var node, out var ackTimeout) || node is null)
         {
@@ -263,7 +264,7 @@ internal sealed partial class MllpForwarder(
         }
         catch (Exception ex)
         {
-            return Faulted(session, ex);
+            return await FaultAsync(session, ex);
         }
     }
 
@@ -314,11 +315,16 @@ internal sealed partial class MllpForwarder(
                 return attempt.Result;
             }
 
+            if (attempt.Fault is { } fault)
+            {
+                return await FaultAsync(session, fault);
+            }
+
             return await AfterFailureAsync(session, attempt.Destination!, attempt.Node, attempt.Failure!, attempt.Reused, aborted);
         }
         catch (Exception ex)
         {
-            return Faulted(session, ex);
+            return await FaultAsync(session, ex);
         }
     }
 
@@ -466,15 +472,35 @@ internal sealed partial class MllpForwarder(
             return Conclude(session, attempt, $"{exception.GetType().Name}: {exception.Message}", sessionEnded: true);
         }
 
-        attempt.Result = Faulted(session, exception);
-        attempt.Stage = MllpAttemptStage.Done;
-        return MllpAttemptStep.Done;
+        attempt.Fault = exception;
+        attempt.Stage = MllpAttemptStage.Failed;
+        return MllpAttemptStep.Continue;
     }
 
-    /// <summary>Not a node's failure (those are attempt results): a fault of ours. The sender gets AR/CR and sends again.</summary>
-    private MllpAttemptResult Faulted(MllpSession session, Exception exception)
+    /// <summary>
+    /// Ends an attempt that a fault of ImagingProxy's own interrupted (not a node's failure): the sender gets AR/CR and
+    /// sends again. The attempt's node connection, whose ACK may still be on its way, is discarded rather than kept for
+    /// the next message; its timer and timeout registration are disarmed.
+    /// </summary>
+    public async ValueTask<MllpAttemptResult> FaultAsync(MllpSession session, Exception exception)
     {
         Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), exception);
+        var attempt = session.Attempt;
+        attempt.StopReceiving.Dispose();
+        session.StopAttemptTimeout();
+        attempt.Fault = null;
+        attempt.Stage = MllpAttemptStage.NotStarted;
+        if (attempt.Node is { } node)
+        {
+            attempt.Node = null;
+            if (session.Cluster is { } cluster)
+            {
+                session.ClearSticky(cluster.ClusterId);
+            }
+
+            await pool.DiscardAsync(node);
+        }
+
         return new MllpAttemptResult(MllpAttemptOutcome.Faulted, null, AcknowledgmentCode.None);
     }
 
@@ -527,6 +553,7 @@ internal sealed partial class MllpForwarder(
         session.Attempt.Stage = MllpAttemptStage.NotStarted;
         if (node is not null)
         {
+            session.Attempt.Node = null;
             session.ClearSticky(cluster.ClusterId);
             await pool.DiscardAsync(node);
         }

@@ -8,23 +8,26 @@ namespace ImagingProxy.Mllp;
 /// <summary>
 /// One connection to an HL7 receiver (a cluster destination), used by one message at a time: send a frame, read the
 /// acknowledgement frame. The socket is used directly (no pipe with its own send and receive loops per node
-/// connection): a message costs one send and one receive that brings its ACK.
+/// connection): a message costs one send and, when the ACK has not arrived yet, one receive that waits for it.
 /// </summary>
 /// <remarks>
 /// <para>
-/// Between messages the connection keeps one receive pending (read-ahead), started once an ACK has been taken: a frame
-/// it brings while no message is in flight is unsolicited (a late application ACK) and is dropped before the next send,
-/// never paired with the next message (protocols.md §3.7); a node that closes the idle connection completes it with 0.
-/// The next message's ACK arrives through that same receive, so checking for unsolicited bytes costs no system call
-/// (asking the socket how many bytes wait, <c>FIONREAD</c>, was one per message).
+/// Before each send, whatever the node sent since the last ACK (a late application ACK, or a frame that came in the same
+/// read as the ACK) is dropped, never paired with the next message (protocols.md §3.7). A plain connection asks the
+/// kernel how many bytes wait (<c>FIONREAD</c>), which also sees bytes whose readiness the socket engine has not
+/// processed yet. (A receive kept pending between messages instead saved that system call but, neutral in paired runs,
+/// saw a late frame only once the engine had handled its event, a window of one event batch under load.)
 /// </para>
 /// <para>
-/// To a <c>tls://</c> node the frames go through a TLS session (<see cref="SslStream"/>); its read-ahead also consumes
-/// TLS records that carry no data (TLS 1.3 session tickets) unseen.
+/// To a <c>tls://</c> node the frames go through a TLS session (<see cref="SslStream"/>). Its bytes cannot be looked at
+/// before they are decrypted, so between messages the connection keeps one read pending (read-ahead): a frame it brings
+/// while no message is in flight is unsolicited and dropped before the next send, and TLS records that carry no data
+/// (TLS 1.3 session tickets) are consumed by it unseen.
 /// </para>
 /// <para>
 /// A receive is not cancelled through the socket's own cancellation: <see cref="StopReceivingOn"/> shuts the socket's
-/// receive side when the caller's token fires (the pending receive returns 0), and the caller discards the connection.
+/// receive side when the caller's token fires (the pending receive returns 0). The connection then refuses further
+/// sends, so a message never goes to a node whose answer could no longer be read.
 /// </para>
 /// </remarks>
 internal sealed class MllpNodeConnection : IAsyncDisposable
@@ -47,10 +50,8 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>TLS only: the read that is pending into <c>_receive[_end..]</c> (the buffer is not moved while it runs).</summary>
     private Task<int>? _pending;
 
-    /// <summary>Plain TCP only: the receive pending into <c>_receive[_end..]</c> while <see cref="_aheadPending"/> (awaited once).</summary>
-    private ValueTask<int> _ahead;
-
-    private bool _aheadPending;
+    /// <summary>Set once <see cref="StopReceivingOn"/>'s token fired: the receive side is shut.</summary>
+    private volatile bool _receiveStopped;
 
     public MllpNodeConnection(string address, Socket socket, int maxFrameSize, SslStream? tls = null)
     {
@@ -76,8 +77,8 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>The certificate the node presented (TLS connections), else null.</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate? RemoteCertificate => _tls?.RemoteCertificate;
 
-    /// <summary>True when the receive kept pending between messages has completed: the node sent something (tests).</summary>
-    internal bool ReadAheadCompleted => _tls is null ? _aheadPending && _ahead.IsCompleted : _pending is { IsCompleted: true };
+    /// <summary>Bytes the node sent that this plain connection has not received from the socket yet (tests).</summary>
+    internal int BytesWaiting => _socket.Available;
 
     /// <summary>TLS: the read kept pending between messages, if any (tests await it to know a frame has arrived).</summary>
     internal Task? ReadAhead => _pending;
@@ -124,7 +125,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     public async ValueTask<bool> SendAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken)
     {
         Used = true;
-        if (_tls is null ? !DiscardUnsolicited() : !DiscardUnsolicitedTls())
+        if (_receiveStopped || (_tls is null ? !DiscardUnsolicited() : !DiscardUnsolicitedTls()))
         {
             return false;
         }
@@ -215,16 +216,16 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// Receives more bytes from the node (after <see cref="TakeFrame"/> needed more); 0 when the node closed the connection
     /// or <see cref="StopReceivingOn"/> stopped it. Awaited once, then <see cref="Received"/>.
     /// </summary>
-    /// <remarks>Plain TCP: the read-ahead's receive when one is pending, which <paramref name="cancellationToken"/> cannot cancel (see <see cref="StopReceivingOn"/>).</remarks>
+    /// <remarks>Plain TCP: <paramref name="cancellationToken"/> is not passed to the socket (see <see cref="StopReceivingOn"/>).</remarks>
     public ValueTask<int> ReceiveMoreAsync(CancellationToken cancellationToken)
     {
-        StartRead();
         if (_tls is null)
         {
-            _aheadPending = false;
-            return _ahead;
+            MakeRoom();
+            return _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, CancellationToken.None);
         }
 
+        StartRead();
         return new ValueTask<int>(_pending!.WaitAsync(cancellationToken));
     }
 
@@ -277,12 +278,19 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
 
             if (read == MllpReadResult.FrameTooLarge)
             {
+                if (ack is null)
+                {
+                    // An oversize unsolicited frame: skipped, and a frame after it is dropped too.
+                    UnsolicitedFrames++;
+                    continue;
+                }
+
                 break;
             }
         }
 
         _start = _end - (int)buffer.Length;
-        if (_start == _end && !_aheadPending && _pending is null)
+        if (_start == _end && _pending is null)
         {
             // Back to the buffer's start, unless a receive is pending into it at _end.
             _start = _end = 0;
@@ -308,39 +316,28 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Keeps a receive pending while no message is in flight (see the remarks), unless the connection is disposed.</summary>
+    /// <summary>TLS: keeps a read pending while no message is in flight (see the remarks); nothing for plain connections.</summary>
     private void StartReadAhead()
     {
-        if (Volatile.Read(ref _disposed) == 0)
+        if (_tls is not null && Volatile.Read(ref _disposed) == 0)
         {
             StartRead();
         }
     }
 
-    /// <summary>Starts the next receive into the buffer unless one is pending.</summary>
+    /// <summary>TLS: starts the next read into the buffer unless one is pending.</summary>
     private void StartRead()
     {
-        if (_tls is null)
-        {
-            if (!_aheadPending)
-            {
-                MakeRoom();
-                // Consumed exactly once: awaited by ReceiveMoreAsync's caller, or its result taken by DiscardUnsolicited.
-#pragma warning disable CA2012
-                _ahead = _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None);
-#pragma warning restore CA2012
-                _aheadPending = true;
-            }
-        }
-        else if (_pending is null)
+        if (_pending is null)
         {
             MakeRoom();
-            _pending = _tls.ReadAsync(_receive.AsMemory(_end)).AsTask();
+            _pending = _tls!.ReadAsync(_receive.AsMemory(_end)).AsTask();
         }
     }
 
     private void StopReceiving()
     {
+        _receiveStopped = true;
         try
         {
             _socket.Shutdown(SocketShutdown.Receive);
@@ -381,40 +378,27 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message), as
-    /// far as the read-ahead brought it. False when the node closed the connection meanwhile.
+    /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message).
+    /// False when the node closed the connection meanwhile.
     /// </summary>
     private bool DiscardUnsolicited()
     {
-        if (_end > _start)
+        while (_socket.Available > 0)
         {
-            // What the ACK's own receive brought after the ACK frame.
-            TryTakeFrame(ack: null);
-        }
-
-        // A connection that has no read-ahead yet (new, or its last exchange did not end on a frame) starts one now.
-        StartRead();
-        while (_ahead.IsCompleted)
-        {
-            _aheadPending = false;
-            int received;
-            try
-            {
-                received = _ahead.Result;
-            }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
-            {
-                return false;
-            }
-
+            MakeRoom();
+            var received = _socket.Receive(_receive.AsSpan(_end), SocketFlags.None);
             if (received == 0)
             {
                 return false;
             }
 
             _end += received;
+        }
+
+        if (_end > _start)
+        {
+            // Also what the ACK's own receive brought after the ACK frame.
             TryTakeFrame(ack: null);
-            StartRead();
         }
 
         return true;

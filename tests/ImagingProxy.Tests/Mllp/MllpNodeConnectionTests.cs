@@ -95,16 +95,23 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_node_that_closed_while_idle_fails_the_next_send()
+    public async Task An_oversize_unsolicited_frame_and_a_late_frame_after_it_are_both_discarded()
     {
         Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
         await _node.SendAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
         Assert.True(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(s_timeout));
 
-        _node.Shutdown(SocketShutdown.Send);
-        await WaitUntilReadableAsync();
+        // While idle: a frame over the 64-byte limit, then a well-formed late frame, in one write.
+        var stray = Encoding.ASCII.GetBytes("\v" + new string('A', 200) + "\u001c\r\vMSA|AA|late\u001c\r");
+        await _node.SendAsync(stray);
+        await WaitUntilReadableAsync(stray.Length);
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
 
-        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        var second = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
+        Assert.Equal(2, _connection.UnsolicitedFrames);
     }
 
     [Fact]
@@ -115,9 +122,9 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         await cancel.CancelAsync();
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receive.WaitAsync(s_timeout));
 
-        // An ACK arriving afterwards is never taken: the connection is done receiving (the caller discards it).
-        await _node.SendAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        // The connection takes no further message: its answer could not be read (the caller discards the connection).
         Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        Assert.Equal(0, _node.Available);
     }
 
     [Fact]
@@ -160,18 +167,15 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         return buffer;
     }
 
-    /// <summary>
-    /// Polls until the connection's read-ahead has received the node's bytes (bounded); loopback delivery is not instant,
-    /// and the receive's completion is not a task a test can await.
-    /// </summary>
-    private async Task WaitUntilReadableAsync()
+    /// <summary>Polls the proxy-side socket until the node's bytes arrived (bounded); loopback delivery is not instant.</summary>
+    private async Task WaitUntilReadableAsync(int count = 1)
     {
         var deadline = DateTime.UtcNow + s_timeout;
-        while (!_connection.ReadAheadCompleted && DateTime.UtcNow < deadline)
+        while (_connection.BytesWaiting < count && DateTime.UtcNow < deadline)
         {
             await Task.Delay(5);
         }
 
-        Assert.True(_connection.ReadAheadCompleted);
+        Assert.True(_connection.BytesWaiting >= count);
     }
 }
