@@ -112,48 +112,42 @@ internal sealed partial class MllpConnectionHandler(
                         // resumption per message (1-2 µs of CPU each in paired runs, bench/ab.sh). Admit, the forwarder's
                         // steps and AnswerAsync complete synchronously; ContinueAsync and FinishAsync only after a failure.
                         var admission = Admit(session, headers, frame);
-                        try
+                        using var activity = admission.Activity;
+                        if (admission.Disposition != Disposition.Forward)
                         {
-                            if (admission.Disposition == Disposition.Forward)
+                            outcome = admission.Disposition == Disposition.Nak ? await RejectAsync(session, admission, replies, started) : MllpSessionEnd.MalformedFrame;
+                        }
+                        else
+                        {
+                            MllpAttemptResult first;
+                            try
                             {
-                                MllpAttemptResult first;
-                                try
+                                var step = forwarder.StartFirstAttempt(session, admission.Cluster!, frame, admission.Settings!, out var receive);
+                                while (step == MllpAttemptStep.AwaitAck)
                                 {
-                                    var step = forwarder.StartFirstAttempt(session, admission.Cluster!, frame, admission.Settings!, out var receive);
-                                    while (step == MllpAttemptStep.AwaitAck)
+                                    int received;
+                                    try
                                     {
-                                        int received;
-                                        try
-                                        {
-                                            received = await receive;
-                                        }
-                                        catch (Exception ex)
-                                        {
-                                            step = forwarder.ReceiveFailed(session, ex);
-                                            break;
-                                        }
-
-                                        step = forwarder.Received(session, received, out receive);
+                                        received = await receive;
+                                    }
+                                    catch (Exception ex)
+                                    {
+                                        step = forwarder.ReceiveFailed(session, ex);
+                                        break;
                                     }
 
-                                    first = step == MllpAttemptStep.Done ? session.Attempt.Result : await forwarder.ContinueAsync(session);
-                                }
-                                catch (Exception ex)
-                                {
-                                    // A fault of ours in the forwarder's steps: answered with AR/CR like any other.
-                                    first = await forwarder.FaultAsync(session, ex);
+                                    step = forwarder.Received(session, received, out receive);
                                 }
 
-                                outcome = await AnswerAsync(session, admission, await forwarder.FinishAsync(session, first), replies, started);
+                                first = step == MllpAttemptStep.Done ? session.Attempt.Result : await forwarder.ContinueAsync(session);
                             }
-                            else
+                            catch (Exception ex)
                             {
-                                outcome = admission.Disposition == Disposition.Nak ? await RejectAsync(session, admission, replies, started) : MllpSessionEnd.MalformedFrame;
+                                // A fault of ours in the forwarder's steps: answered with AR/CR like any other.
+                                first = await forwarder.FaultAsync(session, ex);
                             }
-                        }
-                        finally
-                        {
-                            admission.Activity?.Dispose();
+
+                            outcome = await AnswerAsync(session, admission, await forwarder.FinishAsync(session, first), replies, started);
                         }
                     }
                     else

@@ -88,8 +88,8 @@ internal sealed partial class MllpForwarder(
         session.DeliveryStarted = time.GetTimestamp();
         session.Attempt.Stage = MllpAttemptStage.NotStarted;
         session.Attempt.Node = null;
-        if (session.Aborted.IsCancellationRequested || !session.TryGetSticky(cluster.ClusterId, out _, out _)
-            || !TryPick(session, cluster, settings, out var destination, out var node, out var ackTimeout) || node is null)
+        if (session.Aborted.IsCancellationRequested || !TryAckTimeout(session, settings, out var ackTimeout)
+            || Sticky(session, cluster, session.Failed, out var node) is not { } destination)
         {
             // No sticky connection to send on (the connection's first message, or its node is not available): a new
             // connection is rented, or there is no node; ContinueAsync runs the whole attempt.
@@ -97,7 +97,7 @@ internal sealed partial class MllpForwarder(
         }
 
         CountAttempt(session, cluster);
-        return Send(session, destination, node, ackTimeout, out receive);
+        return Send(session, destination, node!, ackTimeout, out receive);
     }
 
     /// <summary>The node's receive that <see cref="MllpAttemptStep.AwaitAck"/> handed out brought <paramref name="count"/> bytes (0: the connection's receiving ended).</summary>
@@ -115,13 +115,7 @@ internal sealed partial class MllpForwarder(
     }
 
     /// <summary>The node's receive that <see cref="MllpAttemptStep.AwaitAck"/> handed out threw <paramref name="exception"/>.</summary>
-    public MllpAttemptStep ReceiveFailed(MllpSession session, Exception exception)
-    {
-        var attempt = session.Attempt;
-        attempt.StopReceiving.Dispose();
-        session.StopAttemptTimeout();
-        return Failed(session, attempt, exception);
-    }
+    public MllpAttemptStep ReceiveFailed(MllpSession session, Exception exception) => Failed(session, session.Attempt, exception);
 
     /// <summary>
     /// The rest of a first attempt that <see cref="StartFirstAttempt"/> or <see cref="Received"/> did not finish
@@ -289,7 +283,6 @@ internal sealed partial class MllpForwarder(
                 }
                 catch (Exception ex)
                 {
-                    session.StopAttemptTimeout();
                     step = Failed(session, attempt, ex);
                 }
             }
@@ -329,13 +322,25 @@ internal sealed partial class MllpForwarder(
     }
 
     /// <summary>
-    /// The node for the next attempt: false when the inbound connection was aborted, the delivery budget is spent or no
-    /// node is left (<see cref="Pick"/>). <paramref name="node"/> is the sticky connection when that node is picked.
+    /// The node for the next attempt: false when the delivery budget is spent or no node is left (<see cref="Pick"/>).
+    /// <paramref name="node"/> is the sticky connection when that node is picked.
     /// </summary>
     private bool TryPick(MllpSession session, ClusterState cluster, MllpRouteTable settings, out DestinationState destination, out MllpNodeConnection? node, out TimeSpan ackTimeout)
     {
-        destination = null!;
         node = null;
+        destination = null!;
+        if (!TryAckTimeout(session, settings, out ackTimeout) || Pick(session, cluster, session.Failed, out node) is not { } picked)
+        {
+            return false;
+        }
+
+        destination = picked;
+        return true;
+    }
+
+    /// <summary>The next attempt's ACK timeout: <see cref="MllpRouteTable.AckTimeout"/>, or less when the delivery budget ends sooner; false when it is spent.</summary>
+    private bool TryAckTimeout(MllpSession session, MllpRouteTable settings, out TimeSpan ackTimeout)
+    {
         ackTimeout = settings.AckTimeout;
         if (settings.DeliveryTimeout is { } budget)
         {
@@ -348,13 +353,6 @@ internal sealed partial class MllpForwarder(
             ackTimeout = left < ackTimeout ? left : ackTimeout;
         }
 
-        var picked = Pick(session, cluster, session.Failed, out node);
-        if (picked is null)
-        {
-            return false;
-        }
-
-        destination = picked;
         return true;
     }
 
@@ -400,7 +398,6 @@ internal sealed partial class MllpForwarder(
         catch (Exception ex)
         {
             receive = default;
-            session.StopAttemptTimeout();
             return Failed(session, attempt, ex);
         }
 
@@ -413,7 +410,6 @@ internal sealed partial class MllpForwarder(
         if (!sent)
         {
             receive = default;
-            session.StopAttemptTimeout();
             return Conclude(session, attempt, "connection closed while sending", sessionEnded: true);
         }
 
@@ -430,7 +426,7 @@ internal sealed partial class MllpForwarder(
         var read = node.TakeFrame(session.Ack);
         if (read == MllpReadResult.NeedMoreData)
         {
-            receive = node.ReceiveMoreAsync(attempt.Timeout);
+            receive = node.ReceiveMoreAsync();
             return MllpAttemptStep.AwaitAck;
         }
 
@@ -441,8 +437,6 @@ internal sealed partial class MllpForwarder(
     /// <summary>The ACK wait is over: an ACK frame, an oversize frame, or the connection's receiving ended (closed, or stopped by the timeout).</summary>
     private MllpAttemptStep EndReceive(MllpSession session, MllpAttempt attempt, MllpReadResult read)
     {
-        attempt.StopReceiving.Dispose();
-        session.StopAttemptTimeout();
         if (read != MllpReadResult.Frame && attempt.Timeout.IsCancellationRequested)
         {
             attempt.Reused = false;
@@ -472,6 +466,7 @@ internal sealed partial class MllpForwarder(
             return Conclude(session, attempt, $"{exception.GetType().Name}: {exception.Message}", sessionEnded: true);
         }
 
+        Disarm(session, attempt);
         attempt.Fault = exception;
         attempt.Stage = MllpAttemptStage.Failed;
         return MllpAttemptStep.Continue;
@@ -486,8 +481,7 @@ internal sealed partial class MllpForwarder(
     {
         Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), exception);
         var attempt = session.Attempt;
-        attempt.StopReceiving.Dispose();
-        session.StopAttemptTimeout();
+        Disarm(session, attempt);
         attempt.Fault = null;
         attempt.Stage = MllpAttemptStage.NotStarted;
         if (attempt.Node is { } node)
@@ -510,6 +504,7 @@ internal sealed partial class MllpForwarder(
     /// </summary>
     private MllpAttemptStep Conclude(MllpSession session, MllpAttempt attempt, string? reason, bool sessionEnded)
     {
+        Disarm(session, attempt);
         var node = attempt.Node!;
         var destination = attempt.Destination!;
         if (reason is not null && sessionEnded && attempt.TlsFirstUse)
@@ -540,6 +535,13 @@ internal sealed partial class MllpForwarder(
         attempt.Result = new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);
         attempt.Stage = MllpAttemptStage.Done;
         return MllpAttemptStep.Done;
+    }
+
+    /// <summary>The attempt's exchange is over: its timer and the registration that stops the node's receive are disarmed.</summary>
+    private static void Disarm(MllpSession session, MllpAttempt attempt)
+    {
+        attempt.StopReceiving.Dispose();
+        session.StopAttemptTimeout();
     }
 
     /// <summary>
@@ -640,23 +642,12 @@ internal sealed partial class MllpForwarder(
     /// </summary>
     private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
-        var available = cluster.DestinationsState.AvailableDestinations;
-        if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out var connection))
+        if (Sticky(session, cluster, failed, out sticky) is { } stickyDestination)
         {
-            // Indexed, not foreach: this runs per message and an interface enumerator is an allocation.
-            for (var i = 0; i < available.Count; i++)
-            {
-                var destination = available[i];
-                if (destination.DestinationId == stickyId && !failed.Contains(destination))
-                {
-                    sticky = connection;
-                    return destination;
-                }
-            }
+            return stickyDestination;
         }
 
-        sticky = null;
-
+        var available = cluster.DestinationsState.AvailableDestinations;
         DestinationState? best = null;
         var bestLoad = int.MaxValue;
         var start = (int)((uint)Interlocked.Increment(ref _rotation) % (uint)Math.Max(1, available.Count));
@@ -677,6 +668,28 @@ internal sealed partial class MllpForwarder(
         }
 
         return best;
+    }
+
+    /// <summary>The inbound connection's sticky node when it is available and has not failed this message (<paramref name="connection"/> is its connection), else null.</summary>
+    private static DestinationState? Sticky(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? connection)
+    {
+        if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out var sticky))
+        {
+            // Indexed, not foreach: this runs per message and an interface enumerator is an allocation.
+            var available = cluster.DestinationsState.AvailableDestinations;
+            for (var i = 0; i < available.Count; i++)
+            {
+                var destination = available[i];
+                if (destination.DestinationId == stickyId && !failed.Contains(destination))
+                {
+                    connection = sticky;
+                    return destination;
+                }
+            }
+        }
+
+        connection = null;
+        return null;
     }
 
     private void MarkUnhealthy(ClusterState cluster, DestinationState destination)

@@ -166,7 +166,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             {
                 while ((read = TakeFrame(ack)) == MllpReadResult.NeedMoreData)
                 {
-                    var received = await ReceiveMoreAsync(cancellationToken);
+                    var received = await ReceiveMoreAsync();
                     if (received == 0)
                     {
                         break;
@@ -216,8 +216,11 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// Receives more bytes from the node (after <see cref="TakeFrame"/> needed more); 0 when the node closed the connection
     /// or <see cref="StopReceivingOn"/> stopped it. Awaited once, then <see cref="Received"/>.
     /// </summary>
-    /// <remarks>Plain TCP: <paramref name="cancellationToken"/> is not passed to the socket (see <see cref="StopReceivingOn"/>).</remarks>
-    public ValueTask<int> ReceiveMoreAsync(CancellationToken cancellationToken)
+    /// <remarks>
+    /// The caller ends a receive through <see cref="StopReceivingOn"/> (shutting the socket's receive side ends a TLS read
+    /// too), not through a token: no registration or wrapper task per message.
+    /// </remarks>
+    public ValueTask<int> ReceiveMoreAsync()
     {
         if (_tls is null)
         {
@@ -226,7 +229,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         }
 
         StartRead();
-        return new ValueTask<int>(_pending!.WaitAsync(cancellationToken));
+        return new ValueTask<int>(_pending!);
     }
 
     /// <summary>Takes in the <paramref name="count"/> bytes (above 0) that <see cref="ReceiveMoreAsync"/> received.</summary>

@@ -100,6 +100,19 @@ public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Waiting_for_an_ack_stops_when_cancelled()
+    {
+        // The TLS read is ended by shutting the socket's receive side, not by a token on the read itself.
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        using var cancel = new CancellationTokenSource();
+        var receive = _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), cancel.Token).AsTask();
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => receive.WaitAsync(s_timeout));
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task A_node_that_closed_while_idle_fails_the_next_send()
     {
         Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
