@@ -5,7 +5,8 @@ using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 
 // The same transport settings as ImagingProxy's DICOM and MLLP listeners (ImagingProxyApp, ProxyTransportFactory):
-// socket completions and pipe continuations run inline, receives do not wait for data first, TCP_NODELAY both ways.
+// socket completions and pipe continuations run inline, receives do not wait for data first, TCP_NODELAY both ways,
+// idle thread-pool workers do not spin (KestrelRelay.csproj).
 // Like HAProxy, the node connection is opened as soon as the client's is accepted.
 if (args.Length != 2)
 {

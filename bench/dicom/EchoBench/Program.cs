@@ -18,6 +18,9 @@ if (args.Length < 4)
     return 2;
 }
 
+// A lean load generator: it shares the machine's cores with the proxy under test (and storescp), so socket completions
+// run inline and idle thread-pool workers do not spin (EchoBench.csproj), as in bench/mllp/LoadClient.
+Environment.SetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS", "1");
 var endPoint = new IPEndPoint(IPAddress.Parse(args[0]), int.Parse(args[1], CultureInfo.InvariantCulture));
 var called = args[2];
 var count = int.Parse(args[3], CultureInfo.InvariantCulture);
