@@ -67,8 +67,10 @@ public sealed partial class DicomConnectionHandler
 
         if (RelayOutcome.AbortClient(reason))
         {
-            await SendAbortAsync(client.Transport.Output, association.ClientMalformed is { } clientError ? AbortReasonFor(clientError) : AbortReason.ReasonNotSpecified);
+            PduWriter.WriteAbort(client.Transport.Output, AbortSource.ServiceProvider, association.ClientMalformed is { } clientError ? AbortReasonFor(clientError) : AbortReason.ReasonNotSpecified);
         }
+
+        await FlushClientAsync(client);
 
         if (node.IsTls)
         {
@@ -256,7 +258,22 @@ public sealed partial class DicomConnectionHandler
         }
     }
 
-    /// <summary>How long an A-ABORT to a node may wait for room in the socket's send buffer.</summary>
+    /// <summary>
+    /// What the relay leaves for the client (its A-ABORT, a PDU whose flush the stop cancelled) gets a bounded wait. A
+    /// client that stopped reading (a zero window, Kestrel's output pipe over its pause threshold) would otherwise hold
+    /// the handler, and with it the association's end: its log line, MaxAssociations slot, gauge and node load. Its
+    /// connection is aborted instead.
+    /// </summary>
+    private async Task FlushClientAsync(ConnectionContext client)
+    {
+        using var timeout = new CancellationTokenSource(s_abortSendTimeout, time);
+        if (!await TryFlushAsync(client.Transport.Output, timeout.Token))
+        {
+            client.Abort(new ConnectionAbortedException($"The client read nothing for {s_abortSendTimeout.TotalSeconds} s after its association ended."));
+        }
+    }
+
+    /// <summary>How long an A-ABORT to a node, or the last bytes to a client, may wait for the peer to read.</summary>
     private static readonly TimeSpan s_abortSendTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>

@@ -310,14 +310,29 @@ public sealed partial class DicomConnectionHandler(
     }
 
     // Answers before or after the relay are best effort: the peer may be gone already and the outcome is decided.
-    private static async Task FlushBestEffortAsync(PipeWriter output)
+    private static async Task FlushBestEffortAsync(PipeWriter output) => await TryFlushAsync(output, CancellationToken.None);
+
+    /// <summary>A best-effort flush; false only when it did not complete before <paramref name="timeout"/> (the peer reads nothing).</summary>
+    private static async Task<bool> TryFlushAsync(PipeWriter output, CancellationToken timeout)
     {
         try
         {
-            await output.FlushAsync();
+            var result = await output.FlushAsync(timeout);
+            if (result.IsCanceled)
+            {
+                // The relay's quiet stop (CancelPendingFlush) cancels the next flush when none was pending: this one.
+                result = await output.FlushAsync(timeout);
+            }
+
+            return !result.IsCanceled;
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            return false;
         }
         catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or ObjectDisposedException or InvalidOperationException)
         {
+            return true;
         }
     }
 

@@ -258,6 +258,37 @@ public sealed class DicomConnectionHandlerTests
     }
 
     [Fact]
+    public async Task A_client_that_stops_reading_cannot_hold_the_association_after_it_ends()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+
+        // The client's pipe pauses its writer at 95 unread bytes (Kestrel's output pipe does at 64 KiB): the node's C-ECHO-RSP
+        // (90 bytes) fits, the A-ABORT after it (10 more) does not, and the client reads nothing after its AC.
+        var client = harness.Connect(null, new System.IO.Pipelines.PipeOptions(pauseWriterThreshold: 95, resumeWriterThreshold: 1));
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node);
+        await node.SendAsync(DicomCaptures.AssociateAccept);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+        var aborted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = client.Context.ConnectionClosed.Register(() => aborted.TrySetResult());
+
+        // The node sends a C-ECHO-RSP and closes: the relay ends and the client's A-ABORT cannot be flushed. After a
+        // bounded wait the client's connection is aborted and the association ends, instead of its handler waiting for a
+        // reader forever.
+        await node.SendAsync(DicomCaptures.EchoResponsePData);
+        node.Shutdown(SocketShutdown.Send);
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromSeconds(1));
+
+        Assert.Equal(DicomAssociationEndReason.NodeClosed, (await harness.Ended.Task).Reason);
+        await aborted.Task.WaitAsync(s_bounded);
+        await client.Run.WaitAsync(s_bounded);
+    }
+
+    [Fact]
     public async Task A_garbage_first_pdu_is_answered_with_a_abort_source_2_reason_1()
     {
         await using var harness = new HandlerHarness();

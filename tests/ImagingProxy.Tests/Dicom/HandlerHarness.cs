@@ -81,10 +81,13 @@ internal sealed class HandlerHarness : IAsyncDisposable
     public TestClient Connect(CancellationToken closeRequested = default) => Connect(null, closeRequested);
 
     /// <summary>As <see cref="Connect(CancellationToken)"/>, arriving on the named listener.</summary>
-    public TestClient Connect(string? listener, CancellationToken closeRequested = default)
+    public TestClient Connect(string? listener, CancellationToken closeRequested = default) => Connect(listener, null, closeRequested);
+
+    /// <summary>As <see cref="Connect(CancellationToken)"/>, with the given options for the pipe the handler writes the client's bytes to.</summary>
+    public TestClient Connect(string? listener, PipeOptions? toClientOptions, CancellationToken closeRequested = default)
     {
         var toHandler = new Pipe();
-        var toClient = new Pipe();
+        var toClient = new Pipe(toClientOptions ?? PipeOptions.Default);
         var context = new DefaultConnectionContext("conn-" + Guid.NewGuid().ToString("N")[..8], new Duplex(toHandler.Reader, toClient.Writer), new Duplex(toClient.Reader, toHandler.Writer));
         if (listener is not null)
         {
