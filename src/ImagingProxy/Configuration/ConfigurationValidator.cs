@@ -123,6 +123,26 @@ public static class ConfigurationValidator
                 errors.Add($"{active.Path}:Query: '{query}' must start with '?'.");
             }
 
+            // The HTTP probe asks for {Health ?? Address}{Path}{Query}: "dicom-web/studies" would glue the path to the
+            // port or host and take every destination down at the next probe.
+            var path = active["Path"];
+            if (!string.IsNullOrEmpty(path) && !path.StartsWith('/'))
+            {
+                errors.Add($"{active.Path}:Path: '{path}' must start with '/'.");
+            }
+
+            if (protocol == ClusterProtocol.Http)
+            {
+                foreach (var destination in cluster.GetSection("Destinations").GetChildren())
+                {
+                    var health = destination["Health"];
+                    if (!string.IsNullOrEmpty(health) && (!Uri.TryCreate(health, UriKind.Absolute, out var healthUri) || (healthUri.Scheme != Uri.UriSchemeHttp && healthUri.Scheme != Uri.UriSchemeHttps)))
+                    {
+                        errors.Add($"{destination.Path}:Health: '{health}' is not an absolute http:// or https:// address.");
+                    }
+                }
+            }
+
             var passive = cluster.GetSection("HealthCheck:Passive");
             ValidateBoolean(passive, "Enabled", errors);
             ValidatePositiveTime(passive, "ReactivationPeriod", errors);

@@ -71,6 +71,28 @@ public class ConfigurationValidatorTests
         Assert.Equal(11, errors.Count);
     }
 
+    [Fact]
+    public void A_health_check_path_without_a_leading_slash_and_a_bad_health_address_are_rejected()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:web:Destinations:a:Address"] = "http://10.0.0.11:8042",
+            ["ReverseProxy:Clusters:web:Destinations:a:Health"] = "10.0.0.11:8043",
+            ["ReverseProxy:Clusters:web:Destinations:b:Address"] = "http://10.0.0.12:8042",
+            ["ReverseProxy:Clusters:web:Destinations:b:Health"] = "http://10.0.0.12:8043/",
+            ["ReverseProxy:Clusters:web:HealthCheck:Active:Path"] = "dicom-web/studies",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.Equal(
+            [
+                "ReverseProxy:Clusters:web:Destinations:a:Health: '10.0.0.11:8043' is not an absolute http:// or https:// address.",
+                "ReverseProxy:Clusters:web:HealthCheck:Active:Path: 'dicom-web/studies' must start with '/'.",
+            ],
+            errors.Order(StringComparer.Ordinal));
+    }
+
     [Theory]
     [InlineData("tcp://127.0.0.1:104", true)]
     [InlineData("tcp://pacs.example.org:11112", true)]
