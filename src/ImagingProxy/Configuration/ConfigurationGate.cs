@@ -18,6 +18,7 @@ public sealed partial class ConfigurationGate : IDisposable
     private readonly LastGoodConfigurationProvider _lastGood = new();
     private readonly TimeProvider _time;
     private readonly Lock _lock = new();
+    private readonly List<IConfigurationAcceptance> _acceptances = [];
     private IDisposable? _subscription;
     private ILogger _logger;
     private Dictionary<string, string?> _current = new(StringComparer.OrdinalIgnoreCase);
@@ -54,6 +55,18 @@ public sealed partial class ConfigurationGate : IDisposable
         if (errors.Count > 0)
         {
             throw new InvalidConfigurationException(errors);
+        }
+    }
+
+    /// <summary>
+    /// Adds a reader that can still refuse a change after <see cref="ConfigurationValidator"/> passed it (YARP): a change
+    /// it refuses is rolled back and reported like one the validator rejected.
+    /// </summary>
+    public void AddAcceptance(IConfigurationAcceptance acceptance)
+    {
+        lock (_lock)
+        {
+            _acceptances.Add(acceptance);
         }
     }
 
@@ -102,12 +115,24 @@ public sealed partial class ConfigurationGate : IDisposable
                 return errors;
             }
 
+            var previous = _current;
             _current = snapshot;
+            errors = Replace(snapshot);
+            if (errors.Count > 0)
+            {
+                // Refused downstream: everyone goes back to the previous configuration, so that the DICOM and MLLP
+                // tables never point at clusters YARP kept out (they saw the change for the moment it took).
+                _current = previous;
+                Replace(previous);
+                LastRejection = errors;
+                RejectedAt = _time.GetUtcNow();
+                return errors;
+            }
+
             LastRejection = [];
             RejectedAt = null;
             Generation++;
             AppliedAt = _time.GetUtcNow();
-            _lastGood.Replace(snapshot);
             if (Generation > 1)
             {
                 Log.ReloadApplied(_logger, Generation);
@@ -115,6 +140,24 @@ public sealed partial class ConfigurationGate : IDisposable
 
             return [];
         }
+    }
+
+    /// <summary>Makes <paramref name="snapshot"/> the last good configuration; the problems readers found with it.</summary>
+    private List<string> Replace(Dictionary<string, string?> snapshot)
+    {
+        foreach (var acceptance in _acceptances)
+        {
+            acceptance.Begin();
+        }
+
+        _lastGood.Replace(snapshot);
+        var problems = new List<string>();
+        foreach (var acceptance in _acceptances)
+        {
+            problems.AddRange(acceptance.End());
+        }
+
+        return problems;
     }
 
     private static Dictionary<string, string?> Snapshot(IConfiguration raw)

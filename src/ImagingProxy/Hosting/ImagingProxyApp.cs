@@ -144,25 +144,44 @@ public static class ImagingProxyApp
         });
         _ = app.Services.GetRequiredService<HealthMetrics>();
         _ = app.Services.GetRequiredService<TlsMetrics>();
+        gate.AddAcceptance(app.Services.GetRequiredService<ProxyConfigAcceptance>());
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 
         app.UseRouting();
         app.UseRequestTimeouts();
         app.MapAdminEndpoints();
         app.MapMetrics().WithMetadata(new ListenerMetadata(EndpointNames.Admin));
-        app.MapReverseProxy(pipeline =>
-        {
-            var xds = pipeline.ApplicationServices.GetRequiredService<XdsRoutingStep>();
-            var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
-            pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpProxyMetrics>().InvokeAsync);
-            pipeline.Use(RequestTimeoutStep.InvokeAsync);
-            pipeline.Use(xds.InvokeAsync);
-            pipeline.UseSessionAffinity();
-            pipeline.Use(noDestination.InvokeAsync);
-            pipeline.UseLoadBalancing();
-            pipeline.UsePassiveHealthChecks();
-        });
+        MapProxy(app);
         return app;
+    }
+
+    /// <summary>
+    /// YARP loads and validates its configuration here; what it refuses (a transform, a match template, a policy the
+    /// validator does not know) ends the start-up like any other configuration problem: the list and exit code 2.
+    /// </summary>
+    private static void MapProxy(WebApplication app)
+    {
+        try
+        {
+            app.MapReverseProxy(ProxyPipeline);
+        }
+        catch (InvalidOperationException ex) when (ex.InnerException is { } failure)
+        {
+            throw new InvalidConfigurationException(ProxyConfigAcceptance.Problems(failure));
+        }
+    }
+
+    private static void ProxyPipeline(IReverseProxyApplicationBuilder pipeline)
+    {
+        var xds = pipeline.ApplicationServices.GetRequiredService<XdsRoutingStep>();
+        var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
+        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpProxyMetrics>().InvokeAsync);
+        pipeline.Use(RequestTimeoutStep.InvokeAsync);
+        pipeline.Use(xds.InvokeAsync);
+        pipeline.UseSessionAffinity();
+        pipeline.Use(noDestination.InvokeAsync);
+        pipeline.UseLoadBalancing();
+        pipeline.UsePassiveHealthChecks();
     }
 
     private static bool IsAdmin(string endpointName) => string.Equals(endpointName, EndpointNames.Admin, StringComparison.OrdinalIgnoreCase);
@@ -207,6 +226,8 @@ public static class ImagingProxyApp
         services.AddReverseProxy()
             .LoadFromConfig(config.GetSection("ReverseProxy"))
             .AddConfigFilter<ProxyConfigFilter>();
+        services.AddSingleton<ProxyConfigAcceptance>();
+        services.AddSingleton<Yarp.ReverseProxy.Configuration.IConfigChangeListener>(sp => sp.GetRequiredService<ProxyConfigAcceptance>());
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IProxyConfigProvider, XdsRouteProvider>();
         services.AddSingleton<IAvailableDestinationsPolicy, HealthyAndUnknownPolicy>();
         services.AddSingleton<IAvailableDestinationsPolicy, HealthyOrPanicPolicy>();

@@ -1,6 +1,7 @@
 using System.Net;
 using ImagingProxy.Configuration;
 using ImagingProxy.Testing;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.Tests.Configuration;
@@ -59,5 +60,41 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
         }
         while (backend != "b" && DateTime.UtcNow < deadline);
         Assert.Equal("b", backend);
+    }
+
+    [Fact]
+    public async Task A_reload_yarp_refuses_is_rolled_back_whole()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+
+        // Valid for ImagingProxy's own validator (the route follows the renamed cluster), refused by YARP (the transform).
+        var refused = Config(_b, clusterId: "renamed").Replace("\"Match\":", "\"Transforms\": [ { \"PathRemovePrefx\": \"/x\" } ], \"Match\":", StringComparison.Ordinal);
+        var errors = await proxy.ReloadAsync(refused);
+
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:", StringComparison.Ordinal) && e.Contains("PathRemovePrefx", StringComparison.Ordinal));
+        Assert.Equal(1, gate.Generation);
+        Assert.Equal(errors, gate.LastRejection);
+        Assert.Equal(["web"], gate.Configuration.GetSection("ReverseProxy:Clusters").GetChildren().Select(c => c.Key));
+        using (var response = await client.GetAsync("/x"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        Assert.Empty(await proxy.ReloadAsync(Config(_b, clusterId: "renamed")));
+        Assert.Equal(2, gate.Generation);
+        Assert.Equal(["renamed"], gate.Configuration.GetSection("ReverseProxy:Clusters").GetChildren().Select(c => c.Key));
+    }
+
+    [Fact]
+    public async Task A_start_up_configuration_yarp_refuses_is_reported_like_any_other_problem()
+    {
+        var refused = Config(_a).Replace("\"Match\":", "\"Transforms\": [ { \"PathRemovePrefx\": \"/x\" } ], \"Match\":", StringComparison.Ordinal);
+
+        var ex = await Assert.ThrowsAsync<InvalidConfigurationException>(() => TestProxy.StartAsync(refused));
+
+        Assert.Contains(ex.Errors, e => e.StartsWith("ReverseProxy:", StringComparison.Ordinal) && e.Contains("PathRemovePrefx", StringComparison.Ordinal));
     }
 }
