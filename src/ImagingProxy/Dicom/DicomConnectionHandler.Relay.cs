@@ -106,12 +106,16 @@ public sealed partial class DicomConnectionHandler
             }
 
             var buffer = read.Buffer;
-            if (read.IsCanceled)
+            if (read.IsCanceled && !read.IsCompleted)
             {
                 // CancelPendingRead: the relay is stopping; what arrived is not sent on.
                 input.AdvanceTo(buffer.Start);
                 return RelayEnd.Stopped;
             }
+
+            // Cancelled and completed: the client closed (Kestrel completed the input, then its ConnectionClosed stopped
+            // the relay while this direction was still sending). What the client sent last (its A-ABORT, say) still goes
+            // to the node, and the end is the client's.
 
             if (!buffer.IsEmpty)
             {

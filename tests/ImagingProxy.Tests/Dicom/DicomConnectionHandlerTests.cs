@@ -289,6 +289,25 @@ public sealed class DicomConnectionHandlerTests
     }
 
     [Fact]
+    public async Task A_client_abort_that_arrives_with_its_close_reaches_the_node()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(destinationPorts: node.Port);
+        CancellingReader? input = null;
+        var client = harness.Connect(null, null, inner => input = new CancellingReader(inner));
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        // The client's A-ABORT and end of stream come back from a read the client's close cancelled.
+        input!.CancelFromNowOn();
+        await client.SendAsync(DicomCaptures.UserAbort);
+        await client.Output.CompleteAsync();
+
+        Assert.Equal(DicomAssociationEndReason.ClientAborted, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Equal([PduType.Abort], await node.Closed.WaitAsync(s_bounded));
+    }
+
+    [Fact]
     public async Task A_garbage_first_pdu_is_answered_with_a_abort_source_2_reason_1()
     {
         await using var harness = new HandlerHarness();

@@ -81,14 +81,18 @@ internal sealed class HandlerHarness : IAsyncDisposable
     public TestClient Connect(CancellationToken closeRequested = default) => Connect(null, closeRequested);
 
     /// <summary>As <see cref="Connect(CancellationToken)"/>, arriving on the named listener.</summary>
-    public TestClient Connect(string? listener, CancellationToken closeRequested = default) => Connect(listener, null, closeRequested);
+    public TestClient Connect(string? listener, CancellationToken closeRequested = default) => Connect(listener, null, null, closeRequested);
 
-    /// <summary>As <see cref="Connect(CancellationToken)"/>, with the given options for the pipe the handler writes the client's bytes to.</summary>
-    public TestClient Connect(string? listener, PipeOptions? toClientOptions, CancellationToken closeRequested = default)
+    /// <summary>
+    /// As <see cref="Connect(CancellationToken)"/>, with the given options for the pipe the handler writes the client's
+    /// bytes to, and <paramref name="wrapInput"/> around the reader the handler reads them from.
+    /// </summary>
+    public TestClient Connect(string? listener, PipeOptions? toClientOptions, Func<PipeReader, PipeReader>? wrapInput = null, CancellationToken closeRequested = default)
     {
         var toHandler = new Pipe();
         var toClient = new Pipe(toClientOptions ?? PipeOptions.Default);
-        var context = new DefaultConnectionContext("conn-" + Guid.NewGuid().ToString("N")[..8], new Duplex(toHandler.Reader, toClient.Writer), new Duplex(toClient.Reader, toHandler.Writer));
+        var handlerInput = wrapInput?.Invoke(toHandler.Reader) ?? toHandler.Reader;
+        var context = new DefaultConnectionContext("conn-" + Guid.NewGuid().ToString("N")[..8], new Duplex(handlerInput, toClient.Writer), new Duplex(toClient.Reader, toHandler.Writer));
         if (listener is not null)
         {
             context.Features.Set<ImagingProxy.Hosting.IProxyListenerFeature>(new ListenerName(listener));
@@ -320,4 +324,32 @@ internal sealed class LoopbackNode : IDisposable
             }
         }
     }
+}
+
+/// <summary>
+/// A reader whose reads, once <see cref="CancelFromNowOn"/> is called, come back cancelled as well: what Kestrel's input
+/// pipe returns when the client's ConnectionClosed stopped the relay (CancelPendingRead) after the client's last bytes
+/// and its end of stream arrived.
+/// </summary>
+internal sealed class CancellingReader(PipeReader inner) : PipeReader
+{
+    private volatile bool _cancel;
+
+    public void CancelFromNowOn() => _cancel = true;
+
+    public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        var read = await inner.ReadAsync(cancellationToken);
+        return _cancel ? new ReadResult(read.Buffer, isCanceled: true, read.IsCompleted) : read;
+    }
+
+    public override bool TryRead(out ReadResult result) => inner.TryRead(out result);
+
+    public override void AdvanceTo(SequencePosition consumed) => inner.AdvanceTo(consumed);
+
+    public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => inner.AdvanceTo(consumed, examined);
+
+    public override void CancelPendingRead() => inner.CancelPendingRead();
+
+    public override void Complete(Exception? exception = null) => inner.Complete(exception);
 }
