@@ -112,7 +112,7 @@ public static class ImagingProxyApp
             var rawOptions = sp.GetRequiredService<IOptionsFactory<SocketTransportOptions>>().Create(Options.DefaultName);
             rawOptions.WaitForDataBeforeAllocatingBuffer = false;
             var raw = new SocketTransportFactory(Options.Create(rawOptions), sp.GetRequiredService<ILoggerFactory>());
-            var start = new DicomAcceptStart(sp.GetRequiredService<DicomConnectionHandler>(), acceptStart);
+            var start = new DicomAcceptStart(sp.GetRequiredService<DicomConnectionHandler>(), acceptStart, sp.GetRequiredService<IOptions<KestrelServerOptions>>().Value.Limits);
             return new ProxyTransportFactory(http, raw, listeners, start.HookFor, sp.GetRequiredService<ILogger<ProxyTransportFactory>>());
         });
 

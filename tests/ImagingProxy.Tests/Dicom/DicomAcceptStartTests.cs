@@ -1,4 +1,7 @@
+using System.Net;
 using ImagingProxy.Dicom;
+using ImagingProxy.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 
 namespace ImagingProxy.Tests.Dicom;
 
@@ -29,5 +32,29 @@ public class DicomAcceptStartTests
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
         Assert.Equal(1, ended);
         Assert.Equal([PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
+    }
+
+    [Fact]
+    public async Task While_kestrel_limits_concurrent_connections_the_association_waits_for_kestrel()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(destinationPorts: node.Port);
+        var limits = new KestrelServerLimits { MaxConcurrentConnections = 10 };
+        ListenOptions? options = null;
+        new KestrelServerOptions().Listen(IPAddress.Loopback, 104, o => options = o);
+        var hook = new DicomAcceptStart(harness.Handler, new HashSet<string>(StringComparer.OrdinalIgnoreCase) { "dicom" }, limits)
+            .HookFor(new ProxyListener("dicom", ProxyListener.DicomKind, options!))!;
+
+        var (client, dispatch) = harness.AcceptAndStart(DicomCaptures.AssociateRequest, "dicom", hook);
+        var kestrel = Task.Run(dispatch);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.SendAsync(DicomCaptures.ReleaseRequest);
+        Assert.Equal(PduType.ReleaseResponse, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.Output.CompleteAsync();
+
+        await kestrel.WaitAsync(s_bounded);
+        var summary = await harness.Ended.Task.WaitAsync(s_bounded);
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.False(summary.StartedAtAccept);
     }
 }

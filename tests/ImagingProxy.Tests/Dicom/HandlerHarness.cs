@@ -125,14 +125,22 @@ internal sealed class HandlerHarness : IAsyncDisposable
     /// A connection as <see cref="DicomAcceptStart"/> sees it: the client's <paramref name="firstBytes"/> already arrived,
     /// the association is started at accept, and Kestrel's call of OnConnectedAsync is left to the test (<c>Dispatch</c>).
     /// </summary>
-    public (TestClient Client, Func<Task> Dispatch) AcceptAndStart(byte[] firstBytes, string listener)
+    public (TestClient Client, Func<Task> Dispatch) AcceptAndStart(byte[] firstBytes, string listener, Action<ConnectionContext>? acceptHook = null)
     {
         var toHandler = new Pipe();
         var toClient = new Pipe();
         var context = new DefaultConnectionContext("conn-" + Guid.NewGuid().ToString("N")[..8], new Duplex(toHandler.Reader, toClient.Writer), new Duplex(toClient.Reader, toHandler.Writer));
         toHandler.Writer.Write(firstBytes);
         _ = toHandler.Writer.FlushAsync().AsTask();
-        Handler.StartAtAccept(context, listener);
+        if (acceptHook is not null)
+        {
+            acceptHook(context);
+        }
+        else
+        {
+            Handler.StartAtAccept(context, listener);
+        }
+
         var client = new TestClient(context, toClient.Reader, toHandler.Writer, Task.CompletedTask);
         return (client, DispatchAsync);
 
