@@ -243,7 +243,8 @@ public static class ImagingProxyApp
             (IDestinationHealthUpdater)(inner.ImplementationInstance
                 ?? inner.ImplementationFactory?.Invoke(sp)
                 ?? ActivatorUtilities.CreateInstance(sp, inner.ImplementationType!)),
-            sp.GetRequiredService<DestinationHealthTracker>()));
+            sp.GetRequiredService<DestinationHealthTracker>(),
+            sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<IDestinationProber, HttpProber>();
         services.AddSingleton<IDestinationProber, TcpConnectProber>();
         services.AddSingleton<ActiveHealthMonitor>();

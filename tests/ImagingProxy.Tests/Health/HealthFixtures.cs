@@ -132,7 +132,7 @@ internal sealed class MonitorHarness : IAsyncDisposable
         Tracker = new DestinationHealthTracker(Time, NullLogger<DestinationHealthTracker>.Instance);
         Monitor = new ActiveHealthMonitor(
             [new ScriptedProber(ClusterProtocol.Http, script)],
-            new TrackingDestinationHealthUpdater(Updater, Tracker),
+            new TrackingDestinationHealthUpdater(Updater, Tracker, Time),
             Tracker,
             Time,
             NullLogger<ActiveHealthMonitor>.Instance);
