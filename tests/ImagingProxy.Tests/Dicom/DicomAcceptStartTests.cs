@@ -22,13 +22,7 @@ public class DicomAcceptStartTests
         // The node answered and the client has its AC while Kestrel has not called the handler yet.
         Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
         Assert.True(node.SawRequest);
-        var kestrel = Task.Run(dispatch);
-        await client.SendAsync(DicomCaptures.ReleaseRequest);
-        Assert.Equal(PduType.ReleaseResponse, (await client.ReadPduAsync())!.Value.Header.Type);
-        await client.Output.CompleteAsync();
-
-        await kestrel.WaitAsync(s_bounded);
-        var summary = await harness.Ended.Task.WaitAsync(s_bounded);
+        var summary = await ReleaseAsync(harness, client, Task.Run(dispatch));
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
         Assert.Equal(1, ended);
         Assert.Equal([PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
@@ -48,13 +42,19 @@ public class DicomAcceptStartTests
         var (client, dispatch) = harness.AcceptAndStart(DicomCaptures.AssociateRequest, "dicom", hook);
         var kestrel = Task.Run(dispatch);
         Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        var summary = await ReleaseAsync(harness, client, kestrel);
+        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.False(summary.StartedAtAccept);
+    }
+
+    /// <summary>The client releases and closes; Kestrel's call of the handler and the association end (bounded).</summary>
+    private static async Task<DicomAssociationSummary> ReleaseAsync(HandlerHarness harness, HandlerHarness.TestClient client, Task kestrel)
+    {
         await client.SendAsync(DicomCaptures.ReleaseRequest);
         Assert.Equal(PduType.ReleaseResponse, (await client.ReadPduAsync())!.Value.Header.Type);
         await client.Output.CompleteAsync();
-
         await kestrel.WaitAsync(s_bounded);
-        var summary = await harness.Ended.Task.WaitAsync(s_bounded);
-        Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
-        Assert.False(summary.StartedAtAccept);
+        return await harness.Ended.Task.WaitAsync(s_bounded);
     }
 }

@@ -260,9 +260,7 @@ public sealed class DicomConnectionHandlerTests
     [Fact]
     public async Task A_client_that_stops_reading_cannot_hold_the_association_after_it_ends()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
+        using var listener = ListenOnLoopback();
         await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
 
         // The client's pipe pauses its writer at 95 unread bytes (Kestrel's output pipe does at 64 KiB): the node's C-ECHO-RSP
@@ -324,9 +322,7 @@ public sealed class DicomConnectionHandlerTests
     [Fact]
     public async Task Garbage_from_the_node_after_the_accept_is_not_relayed_and_both_sides_get_a_abort()
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(1);
+        using var listener = ListenOnLoopback();
         await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
         var client = harness.Connect();
         await client.SendAsync(DicomCaptures.AssociateRequest);
@@ -457,6 +453,15 @@ public sealed class DicomConnectionHandlerTests
             await Task.WhenAny(done, Task.Delay(20, bound.Token));
             bound.Token.ThrowIfCancellationRequested();
         }
+    }
+
+    /// <summary>A listening loopback socket: a node whose every byte the test writes itself.</summary>
+    private static Socket ListenOnLoopback()
+    {
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(1);
+        return listener;
     }
 
     private static int ClosedPort()
