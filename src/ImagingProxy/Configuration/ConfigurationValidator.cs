@@ -493,7 +493,16 @@ public static class ConfigurationValidator
         {
             errors.Add($"{section.Path}:{key}: must be positive, got '{text}'.");
         }
+        else if (value > MaxTime)
+        {
+            // Every one of these times arms a timer, and .NET's timers wait at most ~49.7 days: a longer one would throw
+            // where it is used (each association, each probe round) instead of here.
+            errors.Add($"{section.Path}:{key}: must be at most {MaxTime:c} (the longest a timer can wait), got '{text}'.");
+        }
     }
+
+    /// <summary>The longest time a setting may have (.NET timers wait at most 4,294,967,294 ms, ~49.7 days).</summary>
+    internal static readonly TimeSpan MaxTime = TimeSpan.FromDays(49);
 
     private static void ValidatePositiveInteger(IConfigurationSection section, string key, List<string> errors)
     {

@@ -71,6 +71,21 @@ public class ConfigurationValidatorTests
         Assert.Equal(11, errors.Count);
     }
 
+    [Theory]
+    [InlineData("ImagingProxy:Dicom:IdleTimeout")]
+    [InlineData("ImagingProxy:Mllp:AckTimeout")]
+    [InlineData("ReverseProxy:Clusters:web:HealthCheck:Active:Interval")]
+    public void A_time_longer_than_a_timer_can_wait_is_rejected(string key)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:web:Destinations:a:Address"] = "http://10.0.0.11:8042",
+            [key] = "60.00:00:00",
+        }).Build();
+
+        Assert.Equal([$"{key}: must be at most 49.00:00:00 (the longest a timer can wait), got '60.00:00:00'."], ConfigurationValidator.Validate(config));
+    }
+
     [Fact]
     public void A_health_check_path_without_a_leading_slash_and_a_bad_health_address_are_rejected()
     {
