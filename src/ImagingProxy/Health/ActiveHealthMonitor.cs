@@ -177,6 +177,13 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
             result = ProbeResult.Failure($"{ex.GetType().Name}: {ex.Message}");
         }
 
+        if (!result.Healthy && cancellationToken.IsCancellationRequested && !probeTimeout.IsCancellationRequested)
+        {
+            // The loop was stopped (a reload, shutdown) under the probe, which failed for that (a socket closed under
+            // it): not a result about the destination, so no failure is counted or logged.
+            throw new OperationCanceledException(cancellationToken);
+        }
+
         var elapsed = _time.GetElapsedTime(started);
         if (activity is not null)
         {

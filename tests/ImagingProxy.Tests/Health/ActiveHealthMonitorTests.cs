@@ -1,7 +1,10 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using ImagingProxy.Configuration;
+using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.Tests.Health.HealthFixtures;
 
@@ -68,8 +71,8 @@ public sealed class ActiveHealthMonitorTests
     [Fact]
     public void Clusters_without_the_flag_are_not_probed()
     {
-        Assert.False(ImagingProxy.Health.ActiveHealthMonitor.IsEnabled(Cluster("c", activeFlag: false, destinations: "n1").Model.Config));
-        Assert.True(ImagingProxy.Health.ActiveHealthMonitor.IsEnabled(Cluster("c", activeFlag: true, destinations: "n1").Model.Config));
+        Assert.False(ActiveHealthMonitor.IsEnabled(Cluster("c", activeFlag: false, destinations: "n1").Model.Config));
+        Assert.True(ActiveHealthMonitor.IsEnabled(Cluster("c", activeFlag: true, destinations: "n1").Model.Config));
     }
 
     [Fact(Timeout = 30_000)]
@@ -118,4 +121,45 @@ public sealed class ActiveHealthMonitorTests
         [MetadataKeys.ConsecutiveFailuresThreshold] = failures,
         [MetadataKeys.ConsecutiveSuccessesThreshold] = successes,
     };
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_probe_that_fails_because_the_loop_stopped_is_not_a_failure()
+    {
+        var time = new FakeTimeProvider();
+        var prober = new FailsWhenCancelledProber();
+        var tracker = new DestinationHealthTracker(time, NullLogger<DestinationHealthTracker>.Instance);
+        using var monitor = new ActiveHealthMonitor([prober], new RecordingHealthUpdater(), tracker, time, NullLogger<ActiveHealthMonitor>.Instance);
+        var completed = new ConcurrentQueue<ProbeResult>();
+        monitor.ProbeCompleted += (_, _, _, result, _) => completed.Enqueue(result);
+        var cluster = Cluster("c", activeFlag: true, destinations: "n1");
+
+        monitor.OnClusterAdded(cluster);
+        await prober.Started.Task;
+        await monitor.StopAsync(CancellationToken.None);
+
+        Assert.Empty(completed);
+    }
+
+    /// <summary>A probe that, when its loop is stopped, fails the way a socket closed under it does (not with a cancellation).</summary>
+    private sealed class FailsWhenCancelledProber : IDestinationProber
+    {
+        public TaskCompletionSource Started { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public ClusterProtocol Protocol => ClusterProtocol.Http;
+
+        public async Task<ProbeResult> ProbeAsync(ClusterState cluster, DestinationState destination, CancellationToken cancellationToken)
+        {
+            Started.TrySetResult();
+            try
+            {
+                await Task.Delay(Timeout.InfiniteTimeSpan, cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                throw new IOException("The socket was closed under the probe.");
+            }
+
+            return ProbeResult.Success("never");
+        }
+    }
 }
