@@ -45,7 +45,9 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
 
         if (!ReferenceEquals(feature.Cluster, cluster.Model))
         {
+            // YARP sets a new feature for the reassigned cluster (its available destinations with it).
             context.ReassignProxyRequest(cluster);
+            feature = context.GetReverseProxyFeature();
         }
 
         if (feature.AvailableDestinations.Count == 0)

@@ -116,36 +116,72 @@ public sealed class XdsRoutingTests : IAsyncLifetime
     [Fact]
     public async Task A_cluster_without_healthy_servers_gets_a_soap_receiver_fault_with_503()
     {
-        var clusters = $$"""
-            {
-              "xds-registry": {{TestConfig.Cluster("""
-                "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.200", "Timeout": "00:00:01", "Path": "/health" } }
-                """, _registry)}},
-              "xds-repository": {{TestConfig.Cluster("", _repository)}}
-            }
-            """;
-        var imagingProxy = """{ "Xds": { "RegistryCluster": "xds-registry", "RepositoryCluster": "xds-repository" } }""";
-        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, clusters, "{}", imagingProxy));
-        var tracker = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<ImagingProxy.Health.DestinationHealthTracker>(proxy.Services);
-        var down = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        tracker.Transition += (_, _, _, _, now) =>
-        {
-            if (now == Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)
-            {
-                down.TrySetResult();
-            }
-        };
-        _registry.Unhealthy = true;
-        await down.Task.WaitAsync(TimeSpan.FromSeconds(60));
-
+        await using var proxy = await StartWithOneClusterDownAsync("xds-registry", _registry);
         using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
-        using var content = new StringContent(Envelope(XdsAction.RegistryStoredQuery), Encoding.UTF8);
-        content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{XdsAction.RegistryStoredQuery}\"");
-        using var response = await client.PostAsync("/xds", content);
+
+        using var response = await PostAsync(client, XdsAction.RegistryStoredQuery);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         var text = await response.Content.ReadAsStringAsync();
         Assert.Contains("<env:Value>env:Receiver</env:Value>", text, StringComparison.Ordinal);
         Assert.Contains("ITI-18", text, StringComparison.Ordinal);
+
+        // The repository's transactions are checked against the repository's health, not the route's default cluster.
+        using var upload = await PostAsync(client, XdsAction.ProvideAndRegisterDocumentSet);
+        Assert.Equal(HttpStatusCode.OK, upload.StatusCode);
+        Assert.Equal("repository", upload.Headers.GetValues("X-Backend").Single());
+    }
+
+    [Fact]
+    public async Task A_repository_without_healthy_servers_gets_a_soap_receiver_fault_while_the_registry_serves()
+    {
+        await using var proxy = await StartWithOneClusterDownAsync("xds-repository", _repository);
+        using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
+
+        using var upload = await PostAsync(client, XdsAction.ProvideAndRegisterDocumentSet);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, upload.StatusCode);
+        Assert.Equal("application/soap+xml", upload.Content.Headers.ContentType?.MediaType);
+        var text = await upload.Content.ReadAsStringAsync();
+        Assert.Contains("<env:Value>env:Receiver</env:Value>", text, StringComparison.Ordinal);
+        Assert.Contains("ITI-41", text, StringComparison.Ordinal);
+
+        using var query = await PostAsync(client, XdsAction.RegistryStoredQuery);
+        Assert.Equal(HttpStatusCode.OK, query.StatusCode);
+        Assert.Equal("registry", query.Headers.GetValues("X-Backend").Single());
+    }
+
+    /// <summary>A proxy whose cluster <paramref name="downCluster"/> (of <paramref name="down"/>) has active probes and has gone down.</summary>
+    private async Task<TestProxy> StartWithOneClusterDownAsync(string downCluster, TestBackend down)
+    {
+        const string Probed = """
+            "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.200", "Timeout": "00:00:01", "Path": "/health" } }
+            """;
+        var clusters = $$"""
+            {
+              "xds-registry": {{TestConfig.Cluster(downCluster == "xds-registry" ? Probed : "", _registry)}},
+              "xds-repository": {{TestConfig.Cluster(downCluster == "xds-repository" ? Probed : "", _repository)}}
+            }
+            """;
+        var imagingProxy = """{ "Xds": { "RegistryCluster": "xds-registry", "RepositoryCluster": "xds-repository" } }""";
+        var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, clusters, "{}", imagingProxy));
+        var tracker = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<ImagingProxy.Health.DestinationHealthTracker>(proxy.Services);
+        var wentDown = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracker.Transition += (cluster, _, _, _, now) =>
+        {
+            if (cluster == downCluster && now == Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)
+            {
+                wentDown.TrySetResult();
+            }
+        };
+        down.Unhealthy = true;
+        await wentDown.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        return proxy;
+    }
+
+    private static async Task<HttpResponseMessage> PostAsync(HttpClient client, string action)
+    {
+        using var content = new StringContent(Envelope(action), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{action}\"");
+        return await client.PostAsync("/xds", content);
     }
 
     private static string Envelope(string action) => $"""
