@@ -113,40 +113,26 @@ public sealed class XdsRoutingTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
     }
 
-    [Fact]
-    public async Task A_cluster_without_healthy_servers_gets_a_soap_receiver_fault_with_503()
+    [Theory]
+    [InlineData("xds-registry", XdsAction.RegistryStoredQuery, "ITI-18", XdsAction.ProvideAndRegisterDocumentSet, "repository")]
+    [InlineData("xds-repository", XdsAction.ProvideAndRegisterDocumentSet, "ITI-41", XdsAction.RegistryStoredQuery, "registry")]
+    public async Task A_cluster_without_healthy_servers_gets_a_soap_receiver_fault_with_503_while_the_other_serves(
+        string downCluster, string refusedAction, string refusedTransaction, string servedAction, string servedBy)
     {
-        await using var proxy = await StartWithOneClusterDownAsync("xds-registry", _registry);
+        await using var proxy = await StartWithOneClusterDownAsync(downCluster, downCluster == "xds-registry" ? _registry : _repository);
         using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
 
-        using var response = await PostAsync(client, XdsAction.RegistryStoredQuery);
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
-        var text = await response.Content.ReadAsStringAsync();
+        using var refused = await PostAsync(client, refusedAction);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal("application/soap+xml", refused.Content.Headers.ContentType?.MediaType);
+        var text = await refused.Content.ReadAsStringAsync();
         Assert.Contains("<env:Value>env:Receiver</env:Value>", text, StringComparison.Ordinal);
-        Assert.Contains("ITI-18", text, StringComparison.Ordinal);
+        Assert.Contains(refusedTransaction, text, StringComparison.Ordinal);
 
-        // The repository's transactions are checked against the repository's health, not the route's default cluster.
-        using var upload = await PostAsync(client, XdsAction.ProvideAndRegisterDocumentSet);
-        Assert.Equal(HttpStatusCode.OK, upload.StatusCode);
-        Assert.Equal("repository", upload.Headers.GetValues("X-Backend").Single());
-    }
-
-    [Fact]
-    public async Task A_repository_without_healthy_servers_gets_a_soap_receiver_fault_while_the_registry_serves()
-    {
-        await using var proxy = await StartWithOneClusterDownAsync("xds-repository", _repository);
-        using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
-
-        using var upload = await PostAsync(client, XdsAction.ProvideAndRegisterDocumentSet);
-        Assert.Equal(HttpStatusCode.ServiceUnavailable, upload.StatusCode);
-        Assert.Equal("application/soap+xml", upload.Content.Headers.ContentType?.MediaType);
-        var text = await upload.Content.ReadAsStringAsync();
-        Assert.Contains("<env:Value>env:Receiver</env:Value>", text, StringComparison.Ordinal);
-        Assert.Contains("ITI-41", text, StringComparison.Ordinal);
-
-        using var query = await PostAsync(client, XdsAction.RegistryStoredQuery);
-        Assert.Equal(HttpStatusCode.OK, query.StatusCode);
-        Assert.Equal("registry", query.Headers.GetValues("X-Backend").Single());
+        // Each transaction is checked against its own cluster's health, not the route's default cluster (the registry).
+        using var served = await PostAsync(client, servedAction);
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        Assert.Equal(servedBy, served.Headers.GetValues("X-Backend").Single());
     }
 
     /// <summary>A proxy whose cluster <paramref name="downCluster"/> (of <paramref name="down"/>) has active probes and has gone down.</summary>
