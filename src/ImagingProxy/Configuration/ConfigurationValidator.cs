@@ -76,7 +76,7 @@ public static class ConfigurationValidator
                 }
                 else if (protocol == ClusterProtocol.Http)
                 {
-                    if (!Uri.TryCreate(address, UriKind.Absolute, out var uri) || (uri.Scheme != Uri.UriSchemeHttp && uri.Scheme != Uri.UriSchemeHttps))
+                    if (!IsHttpAddress(address))
                     {
                         errors.Add($"{destination.Path}:Address: '{address}' is not an absolute http:// or https:// address.");
                     }
@@ -84,6 +84,13 @@ public static class ConfigurationValidator
                 else if (!TcpAddress.TryParse(address, out _))
                 {
                     errors.Add($"{destination.Path}:Address: '{address}' is not a tcp://host:port (or tls://host:port) address (port 1-65535), as a {protocol} cluster needs.");
+                }
+
+                // The HTTP probe's own address, when a destination has one.
+                var health = destination["Health"];
+                if (protocol == ClusterProtocol.Http && !string.IsNullOrEmpty(health) && !IsHttpAddress(health))
+                {
+                    errors.Add($"{destination.Path}:Health: '{health}' is not an absolute http:// or https:// address.");
                 }
 
                 ValidatePositiveInteger(destination.GetSection("Metadata"), MetadataKeys.Weight, errors);
@@ -129,18 +136,6 @@ public static class ConfigurationValidator
             if (!string.IsNullOrEmpty(path) && !path.StartsWith('/'))
             {
                 errors.Add($"{active.Path}:Path: '{path}' must start with '/'.");
-            }
-
-            if (protocol == ClusterProtocol.Http)
-            {
-                foreach (var destination in cluster.GetSection("Destinations").GetChildren())
-                {
-                    var health = destination["Health"];
-                    if (!string.IsNullOrEmpty(health) && (!Uri.TryCreate(health, UriKind.Absolute, out var healthUri) || (healthUri.Scheme != Uri.UriSchemeHttp && healthUri.Scheme != Uri.UriSchemeHttps)))
-                    {
-                        errors.Add($"{destination.Path}:Health: '{health}' is not an absolute http:// or https:// address.");
-                    }
-                }
             }
 
             var passive = cluster.GetSection("HealthCheck:Passive");
@@ -500,6 +495,9 @@ public static class ConfigurationValidator
             errors.Add($"{section.Path}:{key}: must be at most {MaxTime:c} (the longest a timer can wait), got '{text}'.");
         }
     }
+
+    private static bool IsHttpAddress(string address)
+        => Uri.TryCreate(address, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps);
 
     /// <summary>The longest time a setting may have (.NET timers wait at most 4,294,967,294 ms, ~49.7 days).</summary>
     internal static readonly TimeSpan MaxTime = TimeSpan.FromDays(49);

@@ -74,10 +74,8 @@ public sealed partial class DicomConnectionHandler(
             early = StartEarlyConnect(association, options, count);
             reason = await ServeAsync(connection, association, options, early, open);
         }
-        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception ex) when (ex is IOException or SocketException or ConnectionResetException or ConnectionAbortedException or OperationCanceledException or ObjectDisposedException)
         {
-            // InvalidOperationException: the transport's pipes were completed under the association (Kestrel disposing a
-            // connection it refused).
             reason = drain.Deadline.IsCancellationRequested ? DicomAssociationEndReason.Shutdown : DicomAssociationEndReason.ClientClosed;
         }
         finally

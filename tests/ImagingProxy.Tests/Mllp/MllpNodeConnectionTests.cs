@@ -67,13 +67,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         // Another unsolicited frame arrives while idle.
         await _node.SendAsync("\vMSA|AA|later\u001c\r"u8.ToArray());
         await WaitUntilReadableAsync();
-        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
-        await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
-
-        var second = new ArrayBufferWriter<byte>();
-        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
-        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
-        Assert.Equal(2, _connection.UnsolicitedFrames);
+        await SecondMessageGetsItsOwnAckAsync(unsolicited: 2);
     }
 
     [Fact]
@@ -85,13 +79,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(s_timeout));
 
         // Nothing else arrives before the next message: the late frame is still in the connection's buffer.
-        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
-        await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
-
-        var second = new ArrayBufferWriter<byte>();
-        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
-        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
-        Assert.Equal(1, _connection.UnsolicitedFrames);
+        await SecondMessageGetsItsOwnAckAsync(unsolicited: 1);
     }
 
     [Fact]
@@ -105,13 +93,7 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         var stray = Encoding.ASCII.GetBytes("\v" + new string('A', 200) + "\u001c\r\vMSA|AA|late\u001c\r");
         await _node.SendAsync(stray);
         await WaitUntilReadableAsync(stray.Length);
-        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
-        await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
-
-        var second = new ArrayBufferWriter<byte>();
-        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
-        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
-        Assert.Equal(2, _connection.UnsolicitedFrames);
+        await SecondMessageGetsItsOwnAckAsync(unsolicited: 2);
     }
 
     [Fact]
@@ -177,5 +159,16 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
         }
 
         Assert.True(_connection.BytesWaiting >= count);
+    }
+
+    /// <summary>Message 2 goes out and gets exactly its own ACK; <paramref name="unsolicited"/> frames were dropped so far.</summary>
+    private async Task SecondMessageGetsItsOwnAckAsync(int unsolicited)
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
+        var second = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
+        Assert.Equal(unsolicited, _connection.UnsolicitedFrames);
     }
 }

@@ -72,13 +72,7 @@ public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
         // A late frame while idle: the read-ahead takes it; the next send drops it.
         await _node.WriteAsync("\vMSA|AA|late\u001c\r"u8.ToArray());
         await _connection.ReadAhead!.WaitAsync(s_timeout);
-        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
-        await _node.WriteAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
-
-        var second = new ArrayBufferWriter<byte>();
-        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
-        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
-        Assert.Equal(1, _connection.UnsolicitedFrames);
+        await SecondMessageGetsItsOwnAckAsync(unsolicited: 1);
     }
 
     [Fact]
@@ -90,13 +84,7 @@ public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
         Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(s_timeout));
 
         // Nothing else arrives before the next message: the late frame is still in the connection's buffer.
-        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
-        await _node.WriteAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
-
-        var second = new ArrayBufferWriter<byte>();
-        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
-        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
-        Assert.Equal(1, _connection.UnsolicitedFrames);
+        await SecondMessageGetsItsOwnAckAsync(unsolicited: 1);
     }
 
     [Fact]
@@ -132,5 +120,16 @@ public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
         using var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(_certificate.CertificatePath, _certificate.KeyPath);
         await tls.AuthenticateAsServerAsync(new SslServerAuthenticationOptions { ServerCertificateContext = SslStreamCertificateContext.Create(certificate, null) });
         return tls;
+    }
+
+    /// <summary>Message 2 goes out and gets exactly its own ACK; <paramref name="unsolicited"/> frames were dropped so far.</summary>
+    private async Task SecondMessageGetsItsOwnAckAsync(int unsolicited)
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
+        var second = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(second, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(second.WrittenSpan));
+        Assert.Equal(unsolicited, _connection.UnsolicitedFrames);
     }
 }
