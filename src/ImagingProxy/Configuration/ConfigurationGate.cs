@@ -22,6 +22,7 @@ public sealed partial class ConfigurationGate : IDisposable
     private IDisposable? _subscription;
     private ILogger _logger;
     private Dictionary<string, string?> _current = new(StringComparer.OrdinalIgnoreCase);
+    private IConfiguration? _startup;
 
     public ConfigurationGate(IConfiguration raw, TimeProvider? time = null)
     {
@@ -108,6 +109,11 @@ public sealed partial class ConfigurationGate : IDisposable
             }
 
             var errors = ConfigurationValidator.Validate(_raw);
+            if (errors.Count == 0 && _startup is not null)
+            {
+                errors = StartupBoundSettings.Changes(_startup, _raw);
+            }
+
             if (errors.Count > 0)
             {
                 LastRejection = errors;
@@ -131,6 +137,7 @@ public sealed partial class ConfigurationGate : IDisposable
 
             LastRejection = [];
             RejectedAt = null;
+            _startup ??= new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build();
             Generation++;
             AppliedAt = _time.GetUtcNow();
             if (Generation > 1)

@@ -63,6 +63,28 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reload_that_adds_a_listener_is_rejected_as_needing_a_restart_and_nothing_of_it_applies()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+
+        var withListener = TestConfig.Build(
+            _certificate,
+            $$"""{ "web": {{TestConfig.Cluster("", _b)}} }""",
+            """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }""",
+            """{ "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": 0 } } } }""");
+        var errors = await proxy.ReloadAsync(withListener);
+
+        var error = Assert.Single(errors);
+        Assert.StartsWith("ImagingProxy:Dicom:Listeners:dicom: a new listener is read at start-up; the change applies after a restart", error, StringComparison.Ordinal);
+        Assert.Equal(1, gate.Generation);
+        Assert.Equal(errors, gate.LastRejection);
+        using var response = await client.GetAsync("/x");
+        Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+    }
+
+    [Fact]
     public async Task A_reload_yarp_refuses_is_rolled_back_whole()
     {
         await using var proxy = await TestProxy.StartAsync(Config(_a));

@@ -1,0 +1,87 @@
+using ImagingProxy.Configuration;
+using Microsoft.Extensions.Configuration;
+
+namespace ImagingProxy.Tests.Configuration;
+
+public class StartupBoundSettingsTests
+{
+    private static readonly Dictionary<string, string?> s_startup = new()
+    {
+        ["Kestrel:Endpoints:Viewers:Url"] = "https://0.0.0.0:443",
+        ["Kestrel:Endpoints:Admin:Url"] = "http://0.0.0.0:9901",
+        ["ImagingProxy:DrainTimeout"] = "00:05:00",
+        ["ImagingProxy:Dicom:Listeners:dicom:Port"] = "104",
+        ["ImagingProxy:Dicom:Listeners:dicom:MaxAssociations"] = "200",
+        ["ImagingProxy:Dicom:Listeners:dicom-tls:Port"] = "2762",
+        ["ImagingProxy:Dicom:Listeners:dicom-tls:Tls:Path"] = "/tls/a.pfx",
+        ["ImagingProxy:Mllp:Listeners:hl7:Address"] = "0.0.0.0",
+        ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "2575",
+        ["ImagingProxy:Mllp:MaxFrameSize"] = "4194304",
+        ["ImagingProxy:Telemetry:MaxAeTitles"] = "50",
+        ["ReverseProxy:Clusters:pacs:Destinations:n1:Address"] = "tcp://127.0.0.1:11112",
+    };
+
+    private static List<string> Changes(params (string Key, string? Value)[] edits)
+    {
+        var edited = new Dictionary<string, string?>(s_startup);
+        foreach (var (key, value) in edits)
+        {
+            if (value is null)
+            {
+                foreach (var removed in edited.Keys.Where(k => k == key || k.StartsWith(key + ":", StringComparison.Ordinal)).ToList())
+                {
+                    edited.Remove(removed);
+                }
+            }
+            else
+            {
+                edited[key] = value;
+            }
+        }
+
+        return StartupBoundSettings.Changes(Build(s_startup), Build(edited));
+    }
+
+    private static IConfiguration Build(Dictionary<string, string?> values) => new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+
+    [Fact]
+    public void Settings_read_per_connection_or_request_change_freely()
+    {
+        Assert.Empty(Changes(
+            ("ImagingProxy:Dicom:Listeners:dicom:MaxAssociations", "50"),
+            ("ImagingProxy:Dicom:Listeners:dicom-tls:Tls:Path", "/tls/b.pfx"),
+            ("ImagingProxy:Mllp:MaxFrameSize", "1048576"),
+            ("ImagingProxy:DrainTimeout", "0:05:00"),
+            ("Kestrel:Endpoints:Viewers:Url", "https://0.0.0.0:8443"),
+            ("ReverseProxy:Clusters:pacs:Destinations:n1:Address", "tcp://127.0.0.2:11112")));
+    }
+
+    [Theory]
+    [InlineData("ImagingProxy:Dicom:Listeners:dicom2:Port", "11112", "ImagingProxy:Dicom:Listeners:dicom2: a new listener")]
+    [InlineData("ImagingProxy:Mllp:Listeners:hl7:Port", "2576", "ImagingProxy:Mllp:Listeners:hl7:Port: read at start-up")]
+    [InlineData("ImagingProxy:Mllp:Listeners:hl7:Address", "127.0.0.1", "ImagingProxy:Mllp:Listeners:hl7:Address: read at start-up")]
+    [InlineData("ImagingProxy:Dicom:Listeners:dicom:Tls:Path", "/tls/a.pfx", "ImagingProxy:Dicom:Listeners:dicom:Tls: turning TLS on or off")]
+    [InlineData("ImagingProxy:DrainTimeout", "00:10:00", "ImagingProxy:DrainTimeout: read at start-up")]
+    [InlineData("ImagingProxy:InlineScheduling", "false", "ImagingProxy:InlineScheduling: read at start-up")]
+    [InlineData("ImagingProxy:Telemetry:MaxAeTitles", "100", "ImagingProxy:Telemetry: read at start-up")]
+    [InlineData("Kestrel:Endpoints:Xds:Url", "http://0.0.0.0:17035", "Kestrel:Endpoints:Xds: a new endpoint")]
+    public void A_change_to_a_setting_read_at_start_up_is_named(string key, string value, string problem)
+    {
+        var changes = Changes((key, value));
+
+        var change = Assert.Single(changes);
+        Assert.StartsWith(problem, change, StringComparison.Ordinal);
+        Assert.Contains("restart", change, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("ImagingProxy:Dicom:Listeners:dicom-tls", "ImagingProxy:Dicom:Listeners:dicom-tls: removing a listener")]
+    [InlineData("ImagingProxy:Dicom:Listeners:dicom-tls:Tls:Path", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: turning TLS on or off")]
+    [InlineData("Kestrel:Endpoints:Admin", "Kestrel:Endpoints:Admin: removing an endpoint")]
+    public void Removing_one_is_named_too(string key, string problem)
+    {
+        var changes = Changes((key, null));
+
+        Assert.Contains(changes, c => c.StartsWith(problem, StringComparison.Ordinal));
+    }
+}
