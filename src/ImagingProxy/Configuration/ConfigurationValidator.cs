@@ -383,11 +383,7 @@ public static class ConfigurationValidator
 
         foreach (var route in mllp.GetSection("Routes").GetChildren())
         {
-            var type = route["MessageType"];
-            if (!string.IsNullOrEmpty(type) && !IsMessageTypePattern(type))
-            {
-                errors.Add($"{route.Path}:MessageType: '{type}' is not an MSH-9 pattern such as 'ADT^*', 'ORM^O01' or '*'.");
-            }
+            ValidateHl7Conditions(route, errors);
 
             var order = route["Order"];
             if (!string.IsNullOrEmpty(order) && !int.TryParse(order, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
@@ -576,27 +572,33 @@ public static class ConfigurationValidator
         return true;
     }
 
-    internal static bool IsMessageTypePattern(string pattern)
+    /// <summary>
+    /// An MLLP route's MSH conditions, each as the route table reads it (<see cref="Mllp.Hl7Pattern"/>): the table would
+    /// otherwise leave out a route it cannot read, and its messages would fall to a later catch-all.
+    /// </summary>
+    private static void ValidateHl7Conditions(IConfigurationSection route, List<string> errors)
     {
-        if (pattern == "*")
+        foreach (var key in (string[])["MessageType", "SendingApplication", "SendingFacility", "ReceivingApplication", "ReceivingFacility"])
         {
-            return true;
-        }
-
-        var parts = pattern.Split('^');
-        if (parts.Length > 3)
-        {
-            return false;
-        }
-
-        foreach (var part in parts)
-        {
-            if (part.Length == 0 || (part != "*" && !part.All(char.IsAsciiLetterOrDigit)))
+            var value = route[key];
+            if (value is null)
             {
-                return false;
+                continue;
+            }
+
+            string? error;
+            var valid = key switch
+            {
+                "MessageType" => Mllp.Hl7Pattern.TryCreate(value, null, null, null, null, out _, out error),
+                "SendingApplication" => Mllp.Hl7Pattern.TryCreate(null, value, null, null, null, out _, out error),
+                "SendingFacility" => Mllp.Hl7Pattern.TryCreate(null, null, value, null, null, out _, out error),
+                "ReceivingApplication" => Mllp.Hl7Pattern.TryCreate(null, null, null, value, null, out _, out error),
+                _ => Mllp.Hl7Pattern.TryCreate(null, null, null, null, value, out _, out error),
+            };
+            if (!valid)
+            {
+                errors.Add($"{route.Path}:{key}: {error} Examples: 'ADT^*', 'ORM^O01', 'ADT^A01^ADT_A01' or '*' for MessageType; 'LAB' or '*' for the others.");
             }
         }
-
-        return true;
     }
 }

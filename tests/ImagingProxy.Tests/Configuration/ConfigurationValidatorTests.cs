@@ -86,6 +86,38 @@ public class ConfigurationValidatorTests
         Assert.Equal([$"{key}: must be at most 49.00:00:00 (the longest a timer can wait), got '60.00:00:00'."], ConfigurationValidator.Validate(config));
     }
 
+    [Theory]
+    [InlineData("SendingApplication", "LAB*")]
+    [InlineData("SendingFacility", "")]
+    [InlineData("ReceivingApplication", "RIS^X")]
+    [InlineData("ReceivingFacility", "A|B")]
+    [InlineData("MessageType", "ADT^A01^ADT_A01^X")]
+    [InlineData("MessageType", "ORU*")]
+    public void An_mllp_route_condition_the_route_table_cannot_read_is_rejected(string key, string value)
+    {
+        var config = MllpRoute(key, value);
+
+        var error = Assert.Single(ConfigurationValidator.Validate(config));
+        Assert.StartsWith($"ImagingProxy:Mllp:Routes:lab:{key}: ", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("MessageType", "ADT^A01^ADT_A01")]
+    [InlineData("MessageType", "*^A08")]
+    [InlineData("SendingApplication", "LAB")]
+    [InlineData("ReceivingFacility", "*")]
+    public void An_mllp_route_condition_the_route_table_reads_is_accepted(string key, string value)
+        => Assert.Empty(ConfigurationValidator.Validate(MllpRoute(key, value)));
+
+    private static IConfiguration MllpRoute(string key, string value)
+        => new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:lis:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:lis:Destinations:n1:Address"] = "tcp://10.0.0.21:2575",
+            ["ImagingProxy:Mllp:Routes:lab:Cluster"] = "lis",
+            [$"ImagingProxy:Mllp:Routes:lab:{key}"] = value,
+        }).Build();
+
     [Fact]
     public void A_health_check_path_without_a_leading_slash_and_a_bad_health_address_are_rejected()
     {
