@@ -51,7 +51,23 @@ public static class KestrelLimitsConfig
     public static IReadOnlyList<string> Validate(IConfigurationSection limits)
     {
         var errors = new List<string>();
-        Read(limits, errors);
+        var read = Read(limits, errors);
+
+        // Kestrel's own start-up check (KestrelServerImpl.ValidateOptions): the request buffer holds a whole request
+        // line and all headers. It throws when a server starts, and a reload applies limits without it.
+        if (read.MaxRequestBufferSize is { } buffer)
+        {
+            if (buffer < read.MaxRequestLineSize)
+            {
+                errors.Add($"{limits.Path}:MaxRequestBufferSize: {buffer} is smaller than MaxRequestLineSize ({read.MaxRequestLineSize}); Kestrel requires the buffer to hold a request line.");
+            }
+
+            if (buffer < read.MaxRequestHeadersTotalSize)
+            {
+                errors.Add($"{limits.Path}:MaxRequestBufferSize: {buffer} is smaller than MaxRequestHeadersTotalSize ({read.MaxRequestHeadersTotalSize}); Kestrel requires the buffer to hold all request headers.");
+            }
+        }
+
         return errors;
     }
 

@@ -78,6 +78,44 @@ public sealed class KestrelLimitsTests
     }
 
     [Fact]
+    public async Task A_request_buffer_Kestrel_would_refuse_ends_the_start_as_a_configuration_problem()
+    {
+        var ex = await Assert.ThrowsAsync<InvalidConfigurationException>(() => TestProxy.StartAsync(Config("""{ "MaxRequestBufferSize": 4096 }""")));
+
+        Assert.Contains(ex.Errors, e => e.StartsWith("Kestrel:Limits:MaxRequestBufferSize: 4096 is smaller than MaxRequestLineSize", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("4096", null, null, "MaxRequestLineSize (8192)|MaxRequestHeadersTotalSize (32768)")]
+    [InlineData("65536", null, "131072", "MaxRequestHeadersTotalSize (131072)")]
+    [InlineData("4096", "2048", "4096", "")]
+    [InlineData("-1", null, "131072", "")]
+    public void A_request_buffer_smaller_than_a_request_line_or_the_headers_is_rejected_as_Kestrel_would_at_start(string buffer, string? line, string? headers, string expected)
+    {
+        var values = new Dictionary<string, string?> { ["Kestrel:Limits:MaxRequestBufferSize"] = buffer };
+        if (line is not null)
+        {
+            values["Kestrel:Limits:MaxRequestLineSize"] = line;
+        }
+
+        if (headers is not null)
+        {
+            values["Kestrel:Limits:MaxRequestHeadersTotalSize"] = headers;
+        }
+
+        var config = new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        var names = expected.Split('|', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(names.Length, errors.Count);
+        foreach (var name in names)
+        {
+            Assert.Contains(errors, e => e.StartsWith("Kestrel:Limits:MaxRequestBufferSize: ", StringComparison.Ordinal) && e.Contains(name, StringComparison.Ordinal));
+        }
+    }
+
+    [Fact]
     public void Applying_sets_configured_values_and_a_removed_key_returns_to_the_default()
     {
         var limits = new KestrelServerLimits();
