@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Configuration;
 
 namespace ImagingProxy.Configuration;
@@ -217,7 +218,7 @@ public static class ConfigurationValidator
     {
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var hasDefaultCertificate = !string.IsNullOrEmpty(kestrel["Certificates:Default:Path"]);
-        ValidateCertificate(kestrel.GetSection("Certificates:Default"), errors);
+        ValidateCertificate(kestrel.GetSection("Certificates:Default"), AppContext.BaseDirectory, errors);
         foreach (var endpoint in kestrel.GetSection("Endpoints").GetChildren())
         {
             names.Add(endpoint.Key);
@@ -241,23 +242,57 @@ public static class ConfigurationValidator
                 errors.Add($"{endpoint.Path}:Certificate: an https endpoint needs a certificate (Path + KeyPath for PEM, Path + Password for PFX).");
             }
 
-            ValidateCertificate(certificate, errors);
+            ValidateCertificate(certificate, AppContext.BaseDirectory, errors);
         }
 
         return names;
     }
 
-    private static void ValidateCertificate(IConfigurationSection certificate, List<string> errors)
+    /// <summary>
+    /// A server certificate is loaded as its reader will load it, so that a wrong password, a PEM without its key, a key
+    /// that does not match or an unreadable file is a configuration error naming its key, not an exception when the
+    /// server starts. Relative paths are resolved as the reader does: Kestrel's endpoints from the content root
+    /// (<paramref name="root"/>, the host's directory), the DICOM and MLLP listeners from the working directory.
+    /// </summary>
+    private static void ValidateCertificate(IConfigurationSection certificate, string? root, List<string> errors)
     {
-        foreach (var key in new[] { "Path", "KeyPath" })
+        var path = Resolve(certificate["Path"], root);
+        var keyPath = Resolve(certificate["KeyPath"], root);
+        var found = true;
+        foreach (var (key, file) in (ReadOnlySpan<(string, string?)>)[("Path", path), ("KeyPath", keyPath)])
         {
-            var path = certificate[key];
-            if (!string.IsNullOrEmpty(path) && !File.Exists(path))
+            if (file is not null && !File.Exists(file))
             {
-                errors.Add($"{certificate.Path}:{key}: file '{path}' does not exist.");
+                errors.Add($"{certificate.Path}:{key}: file '{file}' does not exist.");
+                found = false;
             }
         }
+
+        if (path is null || !found)
+        {
+            return;
+        }
+
+        var password = certificate["Password"];
+        try
+        {
+            using var loaded = keyPath is null ? X509CertificateLoader.LoadPkcs12FromFile(path, password)
+                : string.IsNullOrEmpty(password) ? X509Certificate2.CreateFromPemFile(path, keyPath)
+                : X509Certificate2.CreateFromEncryptedPemFile(path, password, keyPath);
+            if (!loaded.HasPrivateKey)
+            {
+                errors.Add($"{certificate.Path}:Path: '{path}' has no private key (a PFX with its key, or a PEM certificate with KeyPath).");
+            }
+        }
+        catch (Exception ex) when (ex is System.Security.Cryptography.CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            var expected = keyPath is null ? "a PFX with its Password (for a PEM certificate, give KeyPath)" : "a PEM certificate and its matching private key in KeyPath";
+            errors.Add($"{certificate.Path}: the certificate could not be loaded as {expected}: {ex.Message}");
+        }
     }
+
+    private static string? Resolve(string? path, string? root)
+        => string.IsNullOrEmpty(path) ? null : root is null ? Path.GetFullPath(path) : Path.GetFullPath(path, root);
 
     private static HashSet<string> ValidateListeners(IConfigurationSection section, List<(string, IPAddress?, int)> ports, bool dicom, List<string> errors)
     {
@@ -317,7 +352,7 @@ public static class ConfigurationValidator
                     errors.Add($"{tls.Path}:Path: required (a PEM certificate with KeyPath, or a PFX).");
                 }
 
-                ValidateCertificate(tls, errors);
+                ValidateCertificate(tls, root: null, errors);
             }
         }
 

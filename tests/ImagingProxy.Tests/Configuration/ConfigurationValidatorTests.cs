@@ -1,3 +1,4 @@
+using System.Security.Cryptography.X509Certificates;
 using ImagingProxy.Configuration;
 using Microsoft.Extensions.Configuration;
 
@@ -84,6 +85,67 @@ public class ConfigurationValidatorTests
         }).Build();
 
         Assert.Equal([$"{key}: must be at most 49.00:00:00 (the longest a timer can wait), got '60.00:00:00'."], ConfigurationValidator.Validate(config));
+    }
+
+    [Theory]
+    [InlineData("pem-without-key", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PFX")]
+    [InlineData("key-of-another", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PEM certificate and its matching private key")]
+    [InlineData("pfx-wrong-password", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PFX")]
+    [InlineData("pfx", null)]
+    [InlineData("pem", null)]
+    public void A_listener_certificate_is_loaded_when_validated(string kind, string? expected)
+    {
+        using var certificate = new ImagingProxy.Testing.TestCertificate();
+        using var other = new ImagingProxy.Testing.TestCertificate();
+        var pfx = Path.Combine(certificate.Directory, "listener.pfx");
+        using (var loaded = X509Certificate2.CreateFromPemFile(certificate.CertificatePath, certificate.KeyPath))
+        {
+            File.WriteAllBytes(pfx, loaded.Export(X509ContentType.Pkcs12, "secret"));
+        }
+
+        var tls = kind switch
+        {
+            "pem-without-key" => new Dictionary<string, string?> { ["Path"] = certificate.CertificatePath },
+            "key-of-another" => new() { ["Path"] = certificate.CertificatePath, ["KeyPath"] = other.KeyPath },
+            "pfx-wrong-password" => new() { ["Path"] = pfx, ["Password"] = "wrong" },
+            "pfx" => new() { ["Path"] = pfx, ["Password"] = "secret" },
+            _ => new() { ["Path"] = certificate.CertificatePath, ["KeyPath"] = certificate.KeyPath },
+        };
+        var values = new Dictionary<string, string?> { ["ImagingProxy:Dicom:Listeners:dicom-tls:Port"] = "2762" };
+        foreach (var (key, value) in tls)
+        {
+            values[$"ImagingProxy:Dicom:Listeners:dicom-tls:Tls:{key}"] = value;
+        }
+
+        var errors = ConfigurationValidator.Validate(new ConfigurationBuilder().AddInMemoryCollection(values).Build());
+
+        if (expected is null)
+        {
+            Assert.Empty(errors);
+        }
+        else
+        {
+            Assert.StartsWith(expected, Assert.Single(errors), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void A_relative_endpoint_certificate_path_is_read_from_the_content_root_as_Kestrel_reads_it()
+    {
+        using var certificate = new ImagingProxy.Testing.TestCertificate();
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Kestrel:Endpoints:Viewers:Url"] = "https://127.0.0.1:8443",
+            ["Kestrel:Endpoints:Viewers:Certificate:Path"] = Path.GetRelativePath(AppContext.BaseDirectory, certificate.CertificatePath),
+            ["Kestrel:Endpoints:Viewers:Certificate:KeyPath"] = Path.GetRelativePath(AppContext.BaseDirectory, certificate.KeyPath),
+            ["Kestrel:Endpoints:Xds:Url"] = "https://127.0.0.1:17035",
+            ["Kestrel:Endpoints:Xds:Certificate:Path"] = "no-such.crt",
+            ["Kestrel:Endpoints:Xds:Certificate:KeyPath"] = Path.GetRelativePath(AppContext.BaseDirectory, certificate.KeyPath),
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        Assert.Equal([$"Kestrel:Endpoints:Xds:Certificate:Path: file '{Path.Combine(AppContext.BaseDirectory, "no-such.crt")}' does not exist."], errors);
     }
 
     [Theory]
