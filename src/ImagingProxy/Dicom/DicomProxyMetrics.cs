@@ -110,7 +110,7 @@ public sealed class DicomProxyMetrics
     {
         if (_operations.Enabled)
         {
-            var tags = new TagList { { "listener", listener }, { "cluster", cluster }, { "dicom.command_field", CommandFieldName(commandField) } };
+            var tags = new TagList { { "listener", listener }, { "cluster", cluster }, { "dicom.command_field", KnownCommandFieldName(commandField) ?? OtherCommandField } };
             if (((ushort)commandField & 0x8000) != 0)
             {
                 tags.Add("dimse.status_class", status is { } value ? StatusClassName(value) : StatusClass.Unknown);
@@ -163,8 +163,17 @@ public sealed class DicomProxyMetrics
         _ => StatusClass.Failure,
     };
 
+    /// <summary>
+    /// The <c>dicom.command_field</c> label of a command field PS3.7 does not assign: the value comes from the wire, and
+    /// a label per value could fill the SDK's series limit for the metric (the association's log line keeps the hex).
+    /// </summary>
+    public const string OtherCommandField = "other";
+
     /// <summary>PS3.7 names (C-STORE-RQ ...) for the known command fields, hex otherwise.</summary>
-    public static string CommandFieldName(DimseCommandField field) => field switch
+    public static string CommandFieldName(DimseCommandField field)
+        => KnownCommandFieldName(field) ?? "0x" + ((ushort)field).ToString("X4", System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string? KnownCommandFieldName(DimseCommandField field) => field switch
     {
         DimseCommandField.CStoreRequest => "C-STORE-RQ",
         DimseCommandField.CStoreResponse => "C-STORE-RSP",
@@ -189,7 +198,7 @@ public sealed class DicomProxyMetrics
         DimseCommandField.NCreateResponse => "N-CREATE-RSP",
         DimseCommandField.NDeleteRequest => "N-DELETE-RQ",
         DimseCommandField.NDeleteResponse => "N-DELETE-RSP",
-        _ => "0x" + ((ushort)field).ToString("X4", System.Globalization.CultureInfo.InvariantCulture),
+        _ => null,
     };
 
     /// <summary>Values of the <c>dimse.status_class</c> label.</summary>

@@ -62,12 +62,14 @@ public sealed class DicomProxyMetricsTests : IDisposable
         _metrics.DimseOperation("l", "c", DimseCommandField.CMoveResponse, 0xFE00);
         _metrics.DimseOperation("l", "c", DimseCommandField.CCancelRequest, 0xFE00);
         _metrics.DimseOperation("l", "c", DimseCommandField.NSetResponse);
+        _metrics.DimseOperation("l", "c", (DimseCommandField)0x1234);
+        _metrics.DimseOperation("l", "c", (DimseCommandField)0x9234, 0x0000);
 
         var snapshot = operations.GetMeasurementSnapshot();
-        Assert.Equal(8, snapshot.Count);
+        Assert.Equal(10, snapshot.Count);
         Assert.All(snapshot, m => Assert.Equal(1, m.Value));
         Assert.Equal(
-            ["C-STORE-RQ:-", "C-STORE-RSP:success", "C-STORE-RSP:warning", "C-STORE-RSP:failure", "C-FIND-RSP:pending", "C-MOVE-RSP:cancel", "C-CANCEL-RQ:-", "N-SET-RSP:unknown"],
+            ["C-STORE-RQ:-", "C-STORE-RSP:success", "C-STORE-RSP:warning", "C-STORE-RSP:failure", "C-FIND-RSP:pending", "C-MOVE-RSP:cancel", "C-CANCEL-RQ:-", "N-SET-RSP:unknown", "other:-", "other:success"],
             snapshot.Select(m => $"{m.Tags["dicom.command_field"]}:{(m.Tags.TryGetValue(StatusClassTag, out var value) ? value : "-")}"));
         Assert.All(snapshot, m =>
         {
