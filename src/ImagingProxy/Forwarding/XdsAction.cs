@@ -3,7 +3,8 @@ namespace ImagingProxy.Forwarding;
 /// <summary>
 /// Reads the SOAP 1.2 action of an XDS.b request from its headers only, never the body (protocols.md §4.2):
 /// the <c>action</c> parameter of <c>Content-Type</c> (RFC 3902; for MTOM it stays on the outer
-/// <c>multipart/related</c> type), else a SOAP 1.1-style <c>SOAPAction</c> header as a fallback.
+/// <c>multipart/related</c> type, or some stacks put it inside the <c>start-info</c> parameter's SOAP type), else a
+/// SOAP 1.1-style <c>SOAPAction</c> header as a fallback.
 /// </summary>
 public static class XdsAction
 {
@@ -16,6 +17,13 @@ public static class XdsAction
     public static XdsTransaction Classify(string? contentType, string? soapAction, out string? action)
     {
         action = FindParameter(contentType, "action");
+        if (string.IsNullOrEmpty(action))
+        {
+            // MTOM from WCF-style stacks: the SOAP type, with its action, is the start-info parameter's value
+            // (start-info="application/soap+xml; action=\"urn:...\"").
+            action = FindParameter(FindParameter(contentType, "start-info"), "action");
+        }
+
         if (string.IsNullOrEmpty(action) && !string.IsNullOrWhiteSpace(soapAction))
         {
             action = Unquote(soapAction.AsSpan().Trim()).ToString();
@@ -71,7 +79,8 @@ public static class XdsAction
             var equals = parameter.IndexOf('=');
             if (equals > 0 && parameter[..equals].Trim().Equals(name, StringComparison.OrdinalIgnoreCase))
             {
-                return Unquote(parameter[(equals + 1)..].Trim()).ToString();
+                var value = parameter[(equals + 1)..].Trim();
+                return value.Length >= 2 && value[0] == '"' && value[^1] == '"' ? Unescape(value[1..^1]) : value.ToString();
             }
 
             start = end;
@@ -101,6 +110,28 @@ public static class XdsAction
         }
 
         return span.Length;
+    }
+
+    /// <summary>The quoted pairs of a quoted string (<c>\"</c> for <c>"</c>) as the characters they stand for.</summary>
+    private static string Unescape(ReadOnlySpan<char> value)
+    {
+        if (value.IndexOf('\\') < 0)
+        {
+            return value.ToString();
+        }
+
+        var text = new System.Text.StringBuilder(value.Length);
+        for (var i = 0; i < value.Length; i++)
+        {
+            if (value[i] == '\\' && i + 1 < value.Length)
+            {
+                i++;
+            }
+
+            text.Append(value[i]);
+        }
+
+        return text.ToString();
     }
 
     private static ReadOnlySpan<char> Unquote(ReadOnlySpan<char> value)

@@ -39,6 +39,7 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
         var clusterId = metadata.GetValueOrDefault(XdsAction.IsRegistry(transaction) ? MetadataKeys.XdsRegistryCluster : MetadataKeys.XdsRepositoryCluster);
         if (string.IsNullOrEmpty(clusterId) || !state.TryGetCluster(clusterId, out var cluster))
         {
+            Log.NoCluster(logger, XdsAction.TransactionId(transaction), XdsAction.IsRegistry(transaction) ? "RegistryCluster" : "RepositoryCluster");
             await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No cluster is configured for {XdsAction.TransactionId(transaction)}.");
             return;
         }
@@ -70,5 +71,8 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
 
         [LoggerMessage(EventId = 401, Level = LogLevel.Warning, Message = "XDS {Transaction} refused: no healthy destination in cluster '{Cluster}'.")]
         public static partial void NoDestination(ILogger logger, string cluster, string transaction);
+
+        [LoggerMessage(EventId = 402, Level = LogLevel.Warning, Message = "XDS {Transaction} refused: no cluster serves it (ImagingProxy:Xds:{Key} is not set).")]
+        public static partial void NoCluster(ILogger logger, string transaction, string key);
     }
 }

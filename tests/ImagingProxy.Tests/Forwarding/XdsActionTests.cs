@@ -11,7 +11,10 @@ public class XdsActionTests
     [InlineData("multipart/related; type=\"application/xop+xml\"; ACTION=\"URN:IHE:ITI:2007:RETRIEVEDOCUMENTSET\"", XdsTransaction.RetrieveDocumentSet)]
     [InlineData("application/soap+xml; charset=UTF-8", XdsTransaction.Missing)]
     [InlineData("application/soap+xml; action=\"urn:ihe:iti:2007:CrossGatewayQuery\"", XdsTransaction.Unknown)]
-    [InlineData("application/soap+xml; start-info=\"x; action=urn:ihe:iti:2007:RegistryStoredQuery\"", XdsTransaction.Missing)]
+    [InlineData("application/soap+xml; start-info=\"x; action=urn:ihe:iti:2007:RegistryStoredQuery\"", XdsTransaction.RegistryStoredQuery)]
+    [InlineData("multipart/related; type=\"application/xop+xml\"; start=\"<http://tempuri.org/0>\"; boundary=\"uuid:1+id=1\"; start-info=\"application/soap+xml; action=\\\"urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b\\\"\"", XdsTransaction.ProvideAndRegisterDocumentSet)]
+    [InlineData("multipart/related; start-info=\"application/soap+xml; action=\\\"urn:ihe:iti:2007:RegistryStoredQuery\\\"\"; action=\"urn:ihe:iti:2007:RetrieveDocumentSet\"", XdsTransaction.RetrieveDocumentSet)]
+    [InlineData("multipart/related; type=\"application/xop+xml\"; start-info=\"application/soap+xml\"", XdsTransaction.Missing)]
     public void Classifies_the_action_parameter_of_the_content_type(string contentType, XdsTransaction expected)
         => Assert.Equal(expected, XdsAction.Classify(contentType, null, out _));
 

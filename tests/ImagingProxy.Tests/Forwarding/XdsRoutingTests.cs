@@ -3,6 +3,8 @@ using System.Net.Http.Headers;
 using System.Text;
 using ImagingProxy.Forwarding;
 using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Tests.Forwarding;
 
@@ -133,6 +135,24 @@ public sealed class XdsRoutingTests : IAsyncLifetime
         using var served = await PostAsync(client, servedAction);
         Assert.Equal(HttpStatusCode.OK, served.StatusCode);
         Assert.Equal(servedBy, served.Headers.GetValues("X-Backend").Single());
+    }
+
+    [Fact]
+    public async Task A_transaction_without_a_configured_cluster_gets_a_soap_receiver_fault_and_a_log_line()
+    {
+        var clusters = $$"""{ "xds-registry": {{TestConfig.Cluster("", _registry)}} }""";
+        await using var proxy = await TestProxy.StartAsync(
+            TestConfig.Build(_certificate, clusters, "{}", """{ "Xds": { "RegistryCluster": "xds-registry" } }"""),
+            builder => builder.Logging.AddFakeLogging());
+        using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
+
+        using var refused = await PostAsync(client, XdsAction.RetrieveDocumentSet);
+
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Contains("<env:Value>env:Receiver</env:Value>", await refused.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        var log = Assert.Single(proxy.Services.GetFakeLogCollector().GetSnapshot(), r => r.Id.Id == 402);
+        Assert.Equal(LogLevel.Warning, log.Level);
+        Assert.Equal("XDS ITI-43 refused: no cluster serves it (ImagingProxy:Xds:RepositoryCluster is not set).", log.Message);
     }
 
     /// <summary>A proxy whose cluster <paramref name="downCluster"/> (of <paramref name="down"/>) has active probes and has gone down.</summary>
