@@ -18,4 +18,7 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Listener {Name} cannot load its certificate '{Path}'; the previous one keeps serving.")]
     public static partial void ListenerCertificateFailed(ILogger logger, Exception exception, string name, string path);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "TLS handshake failed on listener {Name} ({Kind}) from {RemoteEndPoint}, connection {ConnectionId}: {Reason}.")]
+    public static partial void TlsHandshakeFailed(ILogger logger, string name, string kind, string remoteEndPoint, string connectionId, string reason);
 }

@@ -50,7 +50,15 @@ internal sealed class ListenerCertificate : IDisposable
     }
 
     /// <summary>The handshake callback: the current certificate, loaded again first if it changed.</summary>
-    public ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context) => new(Current().Options);
+    public ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context)
+    {
+        if (context.Connection.Features.Get<TlsHandshakeProgress>() is { } progress)
+        {
+            progress.ClientHelloReceived = true;
+        }
+
+        return new(Current().Options);
+    }
 
     public void Dispose() => _subscription.Dispose();
 

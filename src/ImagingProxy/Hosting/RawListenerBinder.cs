@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Authentication;
 using ImagingProxy.Configuration;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -44,19 +45,27 @@ public static class RawListenerBinder
         }
     }
 
-    /// <summary>TLS with the certificate chosen per handshake from the live configuration and files (<see cref="ListenerCertificate"/>).</summary>
+    /// <summary>
+    /// TLS with the certificate chosen per handshake from the live configuration and files (<see cref="ListenerCertificate"/>),
+    /// failed handshakes logged and counted (<see cref="TlsHandshakeWatch"/>).
+    /// </summary>
     private static void UseTls(ListenOptions listenOptions, string kind, string name)
     {
         var services = listenOptions.ApplicationServices;
         var configuration = services.GetRequiredService<ConfigurationGate>().Configuration;
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Hosting");
         var certificate = new ListenerCertificate(
             name,
             configuration,
             configuration.GetSection($"{ImagingProxyOptions.SectionName}:{kind}:Listeners:{name}"),
             HttpsDefaults(listenOptions.KestrelServerOptions),
-            services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Hosting"));
+            logger);
         services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopped.Register(certificate.Dispose);
-        listenOptions.UseHttps(new TlsHandshakeCallbackOptions { OnConnection = certificate.OnConnection });
+        var tls = new TlsHandshakeCallbackOptions { OnConnection = certificate.OnConnection };
+        var watch = new TlsHandshakeWatch(name, kind, tls.HandshakeTimeout, services.GetRequiredService<TlsMetrics>(), services.GetRequiredService<TimeProvider>(), logger);
+        listenOptions.Use(watch.Around);
+        listenOptions.UseHttps(tls);
+        listenOptions.Use(TlsHandshakeWatch.MarkEstablished);
     }
 
     /// <summary>
