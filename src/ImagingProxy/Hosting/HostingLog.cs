@@ -12,4 +12,13 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Error, Message = "Accept hook of listener {Name} failed for connection {ConnectionId}; Kestrel serves it the usual way.")]
     public static partial void AcceptHookFailed(ILogger logger, Exception exception, string name, string connectionId);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Listener {Name} serves the certificate {Thumbprint} (reloaded).")]
+    public static partial void ListenerCertificateLoaded(ILogger logger, string name, string thumbprint);
+
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "Listener {Name} cannot load its certificate '{Path}'; the previous one keeps serving.")]
+    public static partial void ListenerCertificateFailed(ILogger logger, Exception exception, string name, string path);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "TLS handshake failed on listener {Name} ({Kind}) from {RemoteEndPoint}, connection {ConnectionId}: {Reason}.")]
+    public static partial void TlsHandshakeFailed(ILogger logger, string name, string kind, string remoteEndPoint, string connectionId, string reason);
 }

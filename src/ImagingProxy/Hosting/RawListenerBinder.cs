@@ -1,8 +1,15 @@
 using System.Net;
+using System.Security.Authentication;
 using ImagingProxy.Configuration;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Hosting;
 
@@ -28,9 +35,9 @@ public static class RawListenerBinder
                 var listener = new ProxyListener(name, kind, listenOptions);
                 listener.Attach();
                 registry.Add(listener);
-                if (config.Tls is { Path: { } path } tls)
+                if (config.Tls is { Path: not null })
                 {
-                    listenOptions.UseHttps(LoadCertificate(path, tls.KeyPath, tls.Password));
+                    UseTls(listenOptions, kind, name);
                 }
 
                 listenOptions.UseConnectionHandler<THandler>();
@@ -38,8 +45,52 @@ public static class RawListenerBinder
         }
     }
 
-    private static System.Security.Cryptography.X509Certificates.X509Certificate2 LoadCertificate(string path, string? keyPath, string? password)
-        => keyPath is not null
-            ? System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(path, keyPath)
-            : System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadPkcs12FromFile(path, password);
+    /// <summary>
+    /// TLS with the certificate chosen per handshake from the live configuration and files (<see cref="ListenerCertificate"/>),
+    /// failed handshakes logged and counted (<see cref="TlsHandshakeWatch"/>).
+    /// </summary>
+    private static void UseTls(ListenOptions listenOptions, string kind, string name)
+    {
+        var services = listenOptions.ApplicationServices;
+        var configuration = services.GetRequiredService<ConfigurationGate>().Configuration;
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Hosting");
+        var certificate = new ListenerCertificate(
+            name,
+            configuration,
+            configuration.GetSection($"{ImagingProxyOptions.SectionName}:{kind}:Listeners:{name}"),
+            HttpsDefaults(listenOptions.KestrelServerOptions),
+            logger);
+        services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopped.Register(certificate.Dispose);
+        var tls = new TlsHandshakeCallbackOptions { OnConnection = certificate.OnConnection };
+        var watch = new TlsHandshakeWatch(name, kind, tls.HandshakeTimeout, services.GetRequiredService<TlsMetrics>(), services.GetRequiredService<TimeProvider>(), logger);
+        listenOptions.Use(watch.Around);
+        listenOptions.UseHttps(tls);
+        listenOptions.Use(TlsHandshakeWatch.MarkEstablished);
+    }
+
+    /// <summary>
+    /// <c>Kestrel:EndpointDefaults:SslProtocols</c> and <c>ClientCertificateMode</c>, read as Kestrel reads them (values it
+    /// does not know are skipped): Kestrel applies them to every https endpoint, these listeners included.
+    /// </summary>
+    private static HttpsConnectionAdapterOptions HttpsDefaults(KestrelServerOptions kestrel)
+    {
+        var defaults = new HttpsConnectionAdapterOptions();
+        if (kestrel.ConfigurationLoader?.Configuration.GetSection("EndpointDefaults") is not { } section)
+        {
+            return defaults;
+        }
+
+        var protocols = section.GetSection("SslProtocols").Get<string[]>();
+        if (protocols is not null)
+        {
+            defaults.SslProtocols = protocols.Aggregate(SslProtocols.None, (all, protocol) => Enum.TryParse<SslProtocols>(protocol, ignoreCase: true, out var parsed) ? all | parsed : all);
+        }
+
+        if (Enum.TryParse<ClientCertificateMode>(section["ClientCertificateMode"], ignoreCase: true, out var mode))
+        {
+            defaults.ClientCertificateMode = mode;
+        }
+
+        return defaults;
+    }
 }

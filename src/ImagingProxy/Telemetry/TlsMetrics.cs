@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Security.Cryptography.X509Certificates;
 using ImagingProxy.Configuration;
@@ -16,6 +17,7 @@ namespace ImagingProxy.Telemetry;
 /// <item><c>role="client"</c>: ImagingProxy's client certificate for a cluster's nodes.</item>
 /// </list>
 /// Only listeners, clusters and destinations still configured are reported, so a removed one raises no expiry alert.
+/// Also counts the TLS handshakes that fail on the DICOM and MLLP listeners.
 /// </summary>
 public sealed class TlsMetrics : IDisposable
 {
@@ -25,6 +27,7 @@ public sealed class TlsMetrics : IDisposable
     private readonly ConfigurationGate _configuration;
     private readonly string _contentRoot;
     private readonly ConcurrentDictionary<string, (long Stamp, DateTimeOffset? NotAfter)> _listenerCertificates = new(StringComparer.Ordinal);
+    private readonly Counter<long> _handshakeFailures;
 
     public TlsMetrics(IMeterFactory meterFactory, NodeTls nodeTls, IProxyStateLookup state, ConfigurationGate configuration, IHostEnvironment environment)
     {
@@ -37,7 +40,13 @@ public sealed class TlsMetrics : IDisposable
         _contentRoot = environment.ContentRootPath;
         _meter.CreateObservableGauge("imagingproxy.tls.certificate.expiration_timestamp", Observe, "s",
             "When a certificate expires (Unix time): role listener (a TLS listener's server certificate), node (a tls:// node's, as last presented) or client (ImagingProxy's own for a cluster's nodes).");
+        _handshakeFailures = _meter.CreateCounter<long>("imagingproxy.tls.handshake_failures", "{handshake}",
+            "TLS handshakes that failed on a DICOM or MLLP listener, by listener, protocol and reason (no_client_hello, handshake, timeout).");
     }
+
+    /// <summary>Counts a failed TLS handshake on a DICOM or MLLP listener.</summary>
+    public void HandshakeFailed(string listener, string protocol, string reason)
+        => _handshakeFailures.Add(1, new TagList { { "listener", listener }, { "protocol", protocol }, { "reason", reason } });
 
     public void Dispose() => _meter.Dispose();
 

@@ -1,7 +1,9 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using ImagingProxy.Configuration;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
@@ -85,6 +87,63 @@ public sealed class KustomizationTests(RenderedKustomization rendered) : IClassF
         Assert.Equal(adminPort.ToString(CultureInfo.InvariantCulture), annotations.At("prometheus.io/port").GetString());
         Assert.Equal("/metrics", annotations.At("prometheus.io/path").GetString());
     }
+
+    [Fact]
+    public void Prometheus_scrapes_each_pod_never_a_service_with_a_cluster_ip_on_the_admin_port()
+    {
+        var adminPort = AdminPort(Layered(MountedConfiguration()));
+        var prometheus = File.ReadAllText(PrometheusConfigPath);
+        var adminServices = rendered.OfKind("Service")
+            .Where(s => s.Items("spec", "ports").Any(p => Container.ResolvePort(p.Find("targetPort") ?? p.At("port")) == adminPort))
+            .ToList();
+
+        // Every host a job names (targets, commented ones too, and dns_sd names), by its first DNS label.
+        var names = Regex.Matches(prometheus, @"-\s*names:\s*\[([^\]]+)\]").SelectMany(m => m.Groups[1].Value.Split(',', StringSplitOptions.TrimEntries)).ToList();
+        var hosts = Regex.Matches(prometheus, @"(?<![\w.-])([A-Za-z][\w.-]*):\d+").Select(m => m.Groups[1].Value).Concat(names).Select(h => h.Split('.')[0]).ToList();
+
+        // A Service with a cluster IP balances across the pods: each scrape would reach another pod under one instance label.
+        foreach (var service in adminServices.Where(s => s.Find("spec", "clusterIP")?.GetString() != "None"))
+        {
+            var name = service.At("metadata", "name").GetString()!;
+            Assert.False(hosts.Contains(name), $"prometheus.yml scrapes the Service {name}, which has a cluster IP; scrape each pod instead");
+        }
+
+        // The DNS job: a headless Service of the kustomization on the admin port, in its namespace, keeping draining pods.
+        var dns = Assert.Single(names).Split('.');
+        var headless = rendered.Named("Service", dns[0]);
+        Assert.Equal(headless.At("metadata", "namespace").GetString(), dns[1]);
+        Assert.Equal("None", headless.At("spec", "clusterIP").GetString());
+        Assert.True(headless.At("spec", "publishNotReadyAddresses").GetBoolean());
+        Assert.Contains(adminServices, s => s.At("metadata", "name").GetString() == dns[0]);
+        Assert.Matches($@"names:\s*\[{Regex.Escape(string.Join('.', dns))}\][\s#]*type: A[\s#]*port: {adminPort}\b", prometheus);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task The_dns_job_of_prometheus_yml_passes_promtool_once_uncommented()
+    {
+        using var temp = TempDirectory.Create("prometheus-config-");
+        var lines = File.ReadAllLines(PrometheusConfigPath).ToList();
+        var start = lines.FindIndex(l => l == "  # - job_name: imagingproxy-dns");
+        Assert.True(start >= 0, "prometheus.yml has no commented job imagingproxy-dns");
+        for (var i = start; i < lines.Count && (i == start || lines[i].StartsWith("  #   ", StringComparison.Ordinal)); i++)
+        {
+            lines[i] = "  " + lines[i][4..];
+        }
+
+        var path = Path.Combine(temp.Path, "prometheus.yml");
+        await File.WriteAllLinesAsync(path, lines);
+        File.Copy(Path.Combine(Path.GetDirectoryName(PrometheusConfigPath)!, "alerts.yml"), Path.Combine(temp.Path, "alerts.yml"));
+        var check = new ProcessStartInfo("promtool", ["check", "config", path]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var promtool = Process.Start(check)!;
+        var output = promtool.StandardOutput.ReadToEndAsync();
+        var errors = promtool.StandardError.ReadToEndAsync();
+        await promtool.WaitForExitAsync();
+
+        Assert.True(promtool.ExitCode == 0, $"promtool check config: {await output}{await errors}");
+        Assert.Contains("dns_sd_configs:", string.Join('\n', lines.Skip(start).Take(6)), StringComparison.Ordinal);
+    }
+
+    private static string PrometheusConfigPath => Path.Combine(RepoPaths.Root, "deploy", "prometheus", "prometheus.yml");
 
     [Fact]
     public void Configuration_comes_from_the_ConfigMap_at_IMAGINGPROXY_CONFIG_and_certificates_from_the_tls_Secret()

@@ -6,6 +6,7 @@ using ImagingProxy.Dicom;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
@@ -83,8 +84,9 @@ public sealed partial class DicomProxyPeerScenarioTests
             $$"""
             { "Dicom": { "Listeners": { "dicomtls": { "Address": "127.0.0.1", "Port": 0, "Tls": { "Path": {{cert}}, "KeyPath": {{key}} } } },
                          "Routes": { {{Route("pacs", "PACS", "pacs")}} } } }
-            """));
+            """), builder => builder.Logging.AddFakeLogging());
         using var recorder = Record(proxy);
+        using var ended = new Microsoft.Extensions.Diagnostics.Metrics.Testing.MetricCollector<double>(proxy.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), "Microsoft.AspNetCore.Server.Kestrel", "kestrel.connection.duration");
 
         var tls = await Dcmtk.EchoAsync(proxy.Port("dicomtls"), "PACS", new ScuOptions { ExtraArguments = ["+tla", "-ic"] });
         var plain = await Dcmtk.EchoAsync(proxy.Port("dicomtls"), "PACS", new ScuOptions { Timeout = TimeSpan.FromSeconds(20), ExtraArguments = ["-to", "5", "-ta", "5"] });
@@ -93,6 +95,12 @@ public sealed partial class DicomProxyPeerScenarioTests
         Assert.False(plain.Succeeded, plain.ToString());
         // A TLS association is started by Kestrel's pipeline (the handshake runs in its middleware), not at accept.
         Assert.Contains(await recorder.WaitAsync(1), s => s.Reason == DicomAssociationEndReason.Released && s.CEchoRequests == 1 && !s.StartedAtAccept);
+
+        // The plain echoscu's failed handshake is logged as a warning (event 6); the TLS one is not. Kestrel records a
+        // connection's end after the listener's middleware returned.
+        await ended.WaitForMeasurementsAsync(2, TimeSpan.FromSeconds(20));
+        var warning = Assert.Single(proxy.Services.GetFakeLogCollector().GetSnapshot(), r => r.Category == "ImagingProxy.Hosting" && r.Id.Id == 6);
+        Assert.Contains("no TLS ClientHello", warning.Message, StringComparison.Ordinal);
     }
 
     /// <summary>

@@ -143,9 +143,9 @@ public sealed class PrometheusScrapeTests
     {
         var deploy = Path.Combine(RepoPaths.Root, "deploy", "prometheus");
         var config = await File.ReadAllTextAsync(Path.Combine(deploy, "prometheus.yml"));
-        Assert.Contains("imagingproxy-admin:9901", config, StringComparison.Ordinal);
+        Assert.Contains("proxy-1.hospital.example:9901", config, StringComparison.Ordinal);
         config = config
-            .Replace("imagingproxy-admin:9901", $"127.0.0.1:{adminPort.ToString(CultureInfo.InvariantCulture)}", StringComparison.Ordinal)
+            .Replace("proxy-1.hospital.example:9901", $"127.0.0.1:{adminPort.ToString(CultureInfo.InvariantCulture)}", StringComparison.Ordinal)
             .Replace("interval: 15s", "interval: 1s", StringComparison.Ordinal)
             .Replace("scrape_timeout: 10s", "scrape_timeout: 1s", StringComparison.Ordinal);
         var directory = temp.Sub("config");
