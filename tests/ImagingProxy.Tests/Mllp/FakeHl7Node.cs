@@ -35,6 +35,12 @@ internal sealed class FakeHl7Node : IAsyncDisposable
 
     public string AckCode { get; }
 
+    /// <summary>Bytes written just before each ACK frame, in the same write.</summary>
+    public string AckPrefix { get; init; } = string.Empty;
+
+    /// <summary>Bytes written just after each ACK frame, in the same write.</summary>
+    public string AckSuffix { get; init; } = string.Empty;
+
     /// <summary>Control ids received, in order.</summary>
     public Channel<string> Received { get; } = Channel.CreateUnbounded<string>();
 
@@ -101,7 +107,7 @@ internal sealed class FakeHl7Node : IAsyncDisposable
                         await _release.WaitAsync(_stop.Token);
                     }
 
-                    var ack = Encoding.ASCII.GetBytes($"\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{AckCode}|{id}\r\u001c\r");
+                    var ack = Encoding.ASCII.GetBytes($"{AckPrefix}\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{AckCode}|{id}\r\u001c\r{AckSuffix}");
                     await stream.WriteAsync(ack, _stop.Token);
                 }
 
