@@ -597,11 +597,13 @@ internal sealed partial class MllpForwarder(
 
         var address = destination.Model.Config.Address;
         SslClientAuthenticationOptions? tls = null;
+        string? tlsSettings = null;
         if (TcpAddress.TryParse(address, out var target) && target.Tls)
         {
             try
             {
                 tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
+                tlsSettings = NodeTls.ClientSettings(cluster.Model.Config, destination.Model.Config);
             }
             catch (InvalidOperationException ex)
             {
@@ -612,7 +614,7 @@ internal sealed partial class MllpForwarder(
         MllpNodeConnection node;
         try
         {
-            node = await pool.RentAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, session.Aborted);
+            node = await pool.RentAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, tlsSettings, session.Aborted);
         }
         catch (SocketException ex)
         {
@@ -632,6 +634,7 @@ internal sealed partial class MllpForwarder(
             _nodeTls.Observe(cluster.ClusterId, destination.DestinationId, node.RemoteCertificate);
         }
 
+        node.Configured = (cluster.Model.Config, destination.Model.Config);
         session.SetSticky(cluster.ClusterId, destination.DestinationId, node);
         return (node, null);
     }
@@ -670,7 +673,10 @@ internal sealed partial class MllpForwarder(
         return best;
     }
 
-    /// <summary>The inbound connection's sticky node when it is available and has not failed this message (<paramref name="connection"/> is its connection), else null.</summary>
+    /// <summary>
+    /// The inbound connection's sticky node when it is available, has not failed this message and its connection still
+    /// goes where the node's configuration says (<paramref name="connection"/> is that connection), else null.
+    /// </summary>
     private static DestinationState? Sticky(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? connection)
     {
         if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out var sticky))
@@ -680,7 +686,7 @@ internal sealed partial class MllpForwarder(
             for (var i = 0; i < available.Count; i++)
             {
                 var destination = available[i];
-                if (destination.DestinationId == stickyId && !failed.Contains(destination))
+                if (destination.DestinationId == stickyId && !failed.Contains(destination) && IsConfigured(sticky, cluster, destination))
                 {
                     connection = sticky;
                     return destination;
@@ -690,6 +696,31 @@ internal sealed partial class MllpForwarder(
 
         connection = null;
         return null;
+    }
+
+    /// <summary>
+    /// True when <paramref name="connection"/> goes to the address, with the TLS settings, that the destination's current
+    /// configuration names: a reload may keep a destination's id and change either.
+    /// </summary>
+    private static bool IsConfigured(MllpNodeConnection connection, ClusterState cluster, DestinationState destination)
+    {
+        var clusterConfig = cluster.Model.Config;
+        var config = destination.Model.Config;
+        if (connection.Configured is (var configuredCluster, var configuredDestination)
+            && ReferenceEquals(configuredCluster, clusterConfig) && ReferenceEquals(configuredDestination, config))
+        {
+            // Unchanged since last checked: the per-message case, no comparison.
+            return true;
+        }
+
+        if (!string.Equals(connection.Address, config.Address, StringComparison.OrdinalIgnoreCase)
+            || (connection.IsTls && connection.TlsSettings != NodeTls.ClientSettings(clusterConfig, config)))
+        {
+            return false;
+        }
+
+        connection.Configured = (clusterConfig, config);
+        return true;
     }
 
     private void MarkUnhealthy(ClusterState cluster, DestinationState destination)

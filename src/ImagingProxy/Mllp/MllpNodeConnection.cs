@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net.Security;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
+using Yarp.ReverseProxy.Configuration;
 
 namespace ImagingProxy.Mllp;
 
@@ -75,6 +76,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
 
     /// <summary>True for a connection to a <c>tls://</c> node (frames go through a TLS session).</summary>
     public bool IsTls => _tls is not null;
+
+    /// <summary>The TLS settings the session was opened with (<see cref="NodeTls.ClientSettings"/>); null for a plain connection.</summary>
+    public string? TlsSettings { get; set; }
+
+    /// <summary>The cluster and destination configuration this connection was last found to match (MllpForwarder).</summary>
+    public (ClusterConfig Cluster, DestinationConfig Destination)? Configured { get; set; }
 
     /// <summary>The certificate the node presented (TLS connections), else null.</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate? RemoteCertificate => _tls?.RemoteCertificate;
