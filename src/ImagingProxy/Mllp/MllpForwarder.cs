@@ -84,6 +84,7 @@ internal sealed partial class MllpForwarder(
         session.Settings = settings;
         session.Failed.Clear();
         session.FreshRetryUsed = false;
+        session.FreshRetryTo = null;
         session.Attempts = 0;
         session.DeliveryStarted = time.GetTimestamp();
         session.Attempt.Stage = MllpAttemptStage.NotStarted;
@@ -230,12 +231,14 @@ internal sealed partial class MllpForwarder(
                     return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                 }
 
+                // The free retry after a stale pooled connection takes a new one, not another pooled one.
+                var newConnection = session.FreshRetryUsedNow;
                 CountAttempt(session, cluster);
                 MllpAttemptResult? result;
                 if (node is null)
                 {
                     string? failure;
-                    (node, failure) = await RentAsync(session, cluster, destination, settings);
+                    (node, failure) = await RentAsync(session, cluster, destination, settings, newConnection);
                     if (node is null)
                     {
                         result = await AfterFailureAsync(session, destination, null, failure!, reused: false, aborted);
@@ -546,8 +549,8 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>
     /// After a failed attempt: its connection is discarded (a late ACK must never be paired with a later message); a
-    /// reused connection the node had closed (idle timeout, restart) gets one more try on a new connection, not counted
-    /// (null); otherwise the node is marked passively unhealthy and the attempt ends as failed.
+    /// reused connection the node had closed (idle timeout, restart) gets one more try on a new connection to the same
+    /// node, not counted (null); otherwise the node is marked passively unhealthy and the attempt ends as failed.
     /// </summary>
     private async ValueTask<MllpAttemptResult?> AfterFailureAsync(MllpSession session, DestinationState destination, MllpNodeConnection? node, string reason, bool reused, CancellationToken aborted)
     {
@@ -569,6 +572,7 @@ internal sealed partial class MllpForwarder(
         {
             session.FreshRetryUsed = true;
             session.FreshRetryUsedNow = true;
+            session.FreshRetryTo = destination;
             session.Attempts--;
             return null;
         }
@@ -587,7 +591,7 @@ internal sealed partial class MllpForwarder(
     /// A pooled connection to <paramref name="destination"/>, which becomes the session's sticky one for the cluster (the
     /// previous sticky one goes back to the pool). Null with the reason when connecting failed.
     /// </summary>
-    private async ValueTask<(MllpNodeConnection? Node, string? Failure)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings)
+    private async ValueTask<(MllpNodeConnection? Node, string? Failure)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, bool newConnection)
     {
         if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
         {
@@ -614,7 +618,9 @@ internal sealed partial class MllpForwarder(
         MllpNodeConnection node;
         try
         {
-            node = await pool.RentAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, tlsSettings, session.Aborted);
+            node = newConnection
+                ? await pool.ConnectAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, tlsSettings, session.Aborted)
+                : await pool.RentAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, tlsSettings, session.Aborted);
         }
         catch (SocketException ex)
         {
@@ -640,17 +646,31 @@ internal sealed partial class MllpForwarder(
     }
 
     /// <summary>
-    /// The inbound connection's sticky node while it is available and has not failed this message (<paramref name="sticky"/>
-    /// is then its connection), else the available node with the fewest rented connections.
+    /// The node of a free retry after a stale pooled connection, while it is available (protocols.md §3.7: order at the
+    /// receiver); else the inbound connection's sticky node while it is available and has not failed this message
+    /// (<paramref name="sticky"/> is then its connection); else the available node with the fewest rented connections.
     /// </summary>
     private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
+        var available = cluster.DestinationsState.AvailableDestinations;
+        if (session.FreshRetryTo is { } again)
+        {
+            session.FreshRetryTo = null;
+            for (var i = 0; i < available.Count; i++)
+            {
+                if (available[i] == again && !failed.Contains(again))
+                {
+                    sticky = null;
+                    return again;
+                }
+            }
+        }
+
         if (Sticky(session, cluster, failed, out sticky) is { } stickyDestination)
         {
             return stickyDestination;
         }
 
-        var available = cluster.DestinationsState.AvailableDestinations;
         DestinationState? best = null;
         var bestLoad = int.MaxValue;
         var start = (int)((uint)Interlocked.Increment(ref _rotation) % (uint)Math.Max(1, available.Count));

@@ -63,6 +63,15 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
             }
         }
 
+        return await ConnectAsync(address, maxFrameSize, connectTimeout, tls, tlsSettings, cancellationToken);
+    }
+
+    /// <summary>A new connection to <paramref name="address"/>, never an idle pooled one; rented (returned or discarded) like one from <c>RentAsync</c>.</summary>
+    /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted.</exception>
+    /// <exception cref="IOException">The node closed the connection during the TLS handshake.</exception>
+    public async ValueTask<MllpNodeConnection> ConnectAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, string? tlsSettings, CancellationToken cancellationToken)
+    {
         if (!TcpAddress.TryParse(address, out var target))
         {
             throw new SocketException((int)SocketError.AddressNotAvailable);

@@ -41,6 +41,12 @@ internal sealed class FakeHl7Node : IAsyncDisposable
     /// <summary>Bytes written just after each ACK frame, in the same write.</summary>
     public string AckSuffix { get; init; } = string.Empty;
 
+    /// <summary>Close each connection once its first ACK is written (a receiver's idle close, early).</summary>
+    public bool CloseAfterAck { get; init; }
+
+    /// <summary>One item per connection this node has closed (or lost).</summary>
+    public Channel<bool> Closed { get; } = Channel.CreateUnbounded<bool>();
+
     /// <summary>Control ids received, in order.</summary>
     public Channel<string> Received { get; } = Channel.CreateUnbounded<string>();
 
@@ -109,6 +115,10 @@ internal sealed class FakeHl7Node : IAsyncDisposable
 
                     var ack = Encoding.ASCII.GetBytes($"{AckPrefix}\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{AckCode}|{id}\r\u001c\r{AckSuffix}");
                     await stream.WriteAsync(ack, _stop.Token);
+                    if (CloseAfterAck)
+                    {
+                        return;
+                    }
                 }
 
                 input.AdvanceTo(buffer.Start, buffer.End);
@@ -124,6 +134,7 @@ internal sealed class FakeHl7Node : IAsyncDisposable
         finally
         {
             Interlocked.Decrement(ref _open);
+            Closed.Writer.TryWrite(true);
         }
     }
 }
