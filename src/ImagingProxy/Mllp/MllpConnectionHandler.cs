@@ -54,7 +54,7 @@ internal sealed partial class MllpConnectionHandler(
         var frames = new MllpFrameReader(initial.MaxFrameSize);
         var headers = new Hl7HeaderReader();
         var input = connection.Transport.Input;
-        var replies = MllpReplyWriter.For(connection);
+        using var replies = MllpReplyWriter.For(connection, time);
         var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? lifetime.ApplicationStopping;
         var end = MllpSessionEnd.ClientClosed;
         var insideFrame = false;
@@ -281,7 +281,7 @@ internal sealed partial class MllpConnectionHandler(
                     activity.SetTag("hl7.ack_code", MllpProxyMetrics.AckCodeName(delivery.AckCode));
                 }
 
-                return sent ? MllpSessionEnd.ClientClosed : MllpSessionEnd.ClientAborted;
+                return AfterReply(session, replies, sent);
             case MllpDeliveryOutcome.Aborted:
                 Log.AbortedInFlight(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), delivery.Attempts);
                 activity?.SetStatus(ActivityStatusCode.Error, "connection aborted");
@@ -353,7 +353,24 @@ internal sealed partial class MllpConnectionHandler(
         MllpNak.WriteFrame(replies.Writer, header, text, error, time.GetUtcNow());
         var sent = await replies.SendAsync();
         metrics.Nak(session.Listener, reason, time.GetElapsedTime(started));
-        return sent ? MllpSessionEnd.ClientClosed : MllpSessionEnd.ClientAborted;
+        return AfterReply(session, replies, sent);
+    }
+
+    /// <summary>How the connection goes on after a reply: on when it was sent, else ended (the client is gone, or read nothing in time).</summary>
+    private MllpSessionEnd AfterReply(MllpSession session, MllpReplyWriter replies, bool sent)
+    {
+        if (sent)
+        {
+            return MllpSessionEnd.ClientClosed;
+        }
+
+        if (replies.TimedOut)
+        {
+            Log.ReplyTimeout(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), MllpReplyWriter.SendTimeout);
+            return MllpSessionEnd.ReplyTimeout;
+        }
+
+        return MllpSessionEnd.ClientAborted;
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using ImagingProxy.Mllp;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
@@ -175,6 +176,23 @@ public sealed class MllpTimeoutTests
 
         Assert.Contains("\rMSA|AR|M1|", reply, StringComparison.Ordinal);
         Assert.InRange(TimeProvider.System.GetElapsedTime(started), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task A_sender_that_stopped_reading_is_aborted_once_a_reply_waited_the_send_timeout()
+    {
+        // The node's ACK is larger than the reply pipe takes while the sender reads nothing.
+        var time = new ArmedTimeProvider(MllpReplyWriter.SendTimeout);
+        await using var node = new FakeHl7Node(ackCode: new string('A', 100 * 1024));
+        await using var harness = new MllpHandlerHarness([node.Address], time);
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+        time.Advance(MllpReplyWriter.SendTimeout);
+
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Equal("reply_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
     }
 
     [Fact]
