@@ -237,8 +237,14 @@ internal sealed partial class MllpForwarder(
                 MllpAttemptResult? result;
                 if (node is null)
                 {
+                    // The connect (and TLS handshake) gets at most what is left of the delivery budget.
+                    if (!TryWithinBudget(session, settings, settings.ConnectTimeout, out var connectTimeout))
+                    {
+                        return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+                    }
+
                     string? failure;
-                    (node, failure) = await RentAsync(session, cluster, destination, settings, newConnection);
+                    (node, failure) = await RentAsync(session, cluster, destination, settings, connectTimeout, newConnection);
                     if (node is null)
                     {
                         result = await AfterFailureAsync(session, destination, null, failure!, reused: false, aborted);
@@ -248,6 +254,12 @@ internal sealed partial class MllpForwarder(
                         }
 
                         continue;
+                    }
+
+                    // The ACK wait gets what the connect left of the delivery budget.
+                    if (!TryAckTimeout(session, settings, out ackTimeout))
+                    {
+                        return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                     }
                 }
 
@@ -343,8 +355,12 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>The next attempt's ACK timeout: <see cref="MllpRouteTable.AckTimeout"/>, or less when the delivery budget ends sooner; false when it is spent.</summary>
     private bool TryAckTimeout(MllpSession session, MllpRouteTable settings, out TimeSpan ackTimeout)
+        => TryWithinBudget(session, settings, settings.AckTimeout, out ackTimeout);
+
+    /// <summary><paramref name="timeout"/>, or what is left of the delivery budget when that is less; false when the budget is spent.</summary>
+    private bool TryWithinBudget(MllpSession session, MllpRouteTable settings, TimeSpan timeout, out TimeSpan bounded)
     {
-        ackTimeout = settings.AckTimeout;
+        bounded = timeout;
         if (settings.DeliveryTimeout is { } budget)
         {
             var left = budget - time.GetElapsedTime(session.DeliveryStarted);
@@ -353,7 +369,7 @@ internal sealed partial class MllpForwarder(
                 return false;
             }
 
-            ackTimeout = left < ackTimeout ? left : ackTimeout;
+            bounded = left < timeout ? left : timeout;
         }
 
         return true;
@@ -589,9 +605,10 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>
     /// A pooled connection to <paramref name="destination"/>, which becomes the session's sticky one for the cluster (the
-    /// previous sticky one goes back to the pool). Null with the reason when connecting failed.
+    /// previous sticky one goes back to the pool). Null with the reason when connecting failed (within
+    /// <paramref name="connectTimeout"/>: the ConnectTimeout, or less when the delivery budget ends sooner).
     /// </summary>
-    private async ValueTask<(MllpNodeConnection? Node, string? Failure)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, bool newConnection)
+    private async ValueTask<(MllpNodeConnection? Node, string? Failure)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, TimeSpan connectTimeout, bool newConnection)
     {
         if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
         {
@@ -619,8 +636,8 @@ internal sealed partial class MllpForwarder(
         try
         {
             node = newConnection
-                ? await pool.ConnectAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, tlsSettings, session.Aborted)
-                : await pool.RentAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, tlsSettings, session.Aborted);
+                ? await pool.ConnectAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted)
+                : await pool.RentAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted);
         }
         catch (SocketException ex)
         {

@@ -1,4 +1,6 @@
 using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
 using ImagingProxy.Mllp;
 using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.Configuration;
@@ -193,6 +195,27 @@ public sealed class MllpTimeoutTests
 
         await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
         Assert.Equal("reply_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+    }
+
+    [Fact]
+    public async Task Delivery_timeout_bounds_a_connect_that_does_not_complete()
+    {
+        // A tls:// node whose listener never accepts: TCP connects (the kernel's backlog), the TLS handshake never ends.
+        using var silent = new TcpListener(IPAddress.Loopback, 0);
+        silent.Start();
+        await using var harness = new MllpHandlerHarness([$"tls://127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}"], settings: new()
+        {
+            ["ImagingProxy:Mllp:ConnectTimeout"] = "00:00:08",
+            ["ImagingProxy:Mllp:AckTimeout"] = "00:00:20",
+            ["ImagingProxy:Mllp:DeliveryTimeout"] = "00:00:00.300",
+        });
+        var started = TimeProvider.System.GetTimestamp();
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        var reply = await harness.ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|M1|", reply, StringComparison.Ordinal);
+        Assert.InRange(TimeProvider.System.GetElapsedTime(started), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(2));
     }
 
     [Fact]
