@@ -269,6 +269,11 @@ internal sealed partial class MllpConnectionHandler(
     {
         var activity = admission.Activity;
         var cluster = admission.Cluster!;
+        if (session.Header.IsAcceptAcknowledgmentNever && delivery.Outcome is not MllpDeliveryOutcome.Aborted)
+        {
+            return NotAnswered(session, admission, delivery);
+        }
+
         switch (delivery.Outcome)
         {
             case MllpDeliveryOutcome.Acknowledged:
@@ -293,6 +298,34 @@ internal sealed partial class MllpConnectionHandler(
             default:
                 return await NakAsync(session, replies, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
         }
+    }
+
+    /// <summary>
+    /// A message whose MSH-15 is NE: the sender asked for no accept acknowledgment, so it gets none, neither a node's nor
+    /// ImagingProxy's NAK when no node took the message (that is logged and counted as not forwarded).
+    /// </summary>
+    private MllpSessionEnd NotAnswered(MllpSession session, Admission admission, MllpDelivery delivery)
+    {
+        var activity = admission.Activity;
+        var cluster = admission.Cluster!;
+        if (delivery.Outcome == MllpDeliveryOutcome.SentWithoutAck)
+        {
+            metrics.SentWithoutAck(session.Listener, admission.Route!.Id, cluster.ClusterId, delivery.DestinationId, admission.MessageType);
+            activity?.SetTag("imagingproxy.destination", delivery.DestinationId);
+            activity?.SetTag("hl7.ack_code", MllpProxyMetrics.NoAckRequested);
+            return MllpSessionEnd.ClientClosed;
+        }
+
+        var reason = delivery.Outcome switch
+        {
+            MllpDeliveryOutcome.NoDestination => MllpRejectReason.NoDestination,
+            MllpDeliveryOutcome.Faulted => MllpRejectReason.InternalError,
+            _ => MllpRejectReason.Undelivered,
+        };
+        metrics.FrameRejected(session.Listener, reason);
+        Log.NotDeliveredWithoutAck(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, MllpRejectReasons.Name(reason), delivery.Attempts);
+        activity?.SetStatus(ActivityStatusCode.Error, MllpRejectReasons.Name(reason));
+        return MllpSessionEnd.ClientClosed;
     }
 
     /// <summary>Answers a message <see cref="Admit"/> did not forward with ImagingProxy's NAK.</summary>

@@ -162,6 +162,7 @@ internal sealed partial class MllpForwarder(
         {
             MllpAttemptOutcome.Faulted => new MllpDelivery(MllpDeliveryOutcome.Faulted, null, session.Attempts, AcknowledgmentCode.None),
             MllpAttemptOutcome.Acknowledged => new MllpDelivery(MllpDeliveryOutcome.Acknowledged, result.DestinationId, session.Attempts, result.AckCode),
+            MllpAttemptOutcome.Sent => new MllpDelivery(MllpDeliveryOutcome.SentWithoutAck, result.DestinationId, session.Attempts, AcknowledgmentCode.None),
             _ when session.Attempts == 0 && session.Failed.Count == 0 => new MllpDelivery(MllpDeliveryOutcome.NoDestination, null, 0, AcknowledgmentCode.None),
             _ => new MllpDelivery(MllpDeliveryOutcome.Undelivered, null, session.Attempts, AcknowledgmentCode.None),
         };
@@ -423,13 +424,23 @@ internal sealed partial class MllpForwarder(
         return Sent(session, attempt, sent, out receive);
     }
 
-    /// <summary>The message was sent (or the node had closed the connection): the ACK wait begins.</summary>
+    /// <summary>The message was sent (or the node had closed the connection): the ACK wait begins, unless MSH-15 is NE.</summary>
     private MllpAttemptStep Sent(MllpSession session, MllpAttempt attempt, bool sent, out ValueTask<int> receive)
     {
         if (!sent)
         {
             receive = default;
             return Conclude(session, attempt, "connection closed while sending", sessionEnded: true);
+        }
+
+        if (session.Header.IsAcceptAcknowledgmentNever)
+        {
+            // The receiver sends no accept ACK: the delivery ends with the send (no timeout, no failover, no health mark).
+            receive = default;
+            Disarm(session, attempt);
+            attempt.Result = new MllpAttemptResult(MllpAttemptOutcome.Sent, attempt.Destination!.DestinationId, AcknowledgmentCode.None);
+            attempt.Stage = MllpAttemptStage.Done;
+            return MllpAttemptStep.Done;
         }
 
         // The timeout ends the wait by shutting the connection's receive side (the receive returns 0).

@@ -10,7 +10,7 @@ namespace ImagingProxy.Tests.Mllp;
 
 /// <summary>
 /// An in-process HL7 receiver on loopback: answers each frame with an ACK (<see cref="AckCode"/>, MSA-2 = MSH-10),
-/// optionally holding each answer until <see cref="Release"/> is called.
+/// except a frame whose MSH-15 is NE, optionally holding each answer until <see cref="Release"/> is called.
 /// </summary>
 internal sealed class FakeHl7Node : IAsyncDisposable
 {
@@ -108,6 +108,11 @@ internal sealed class FakeHl7Node : IAsyncDisposable
                     headers.TryRead(frame, out var header);
                     var id = header.MessageControlId.GetString();
                     await Received.Writer.WriteAsync(id);
+                    if (header.IsAcceptAcknowledgmentNever)
+                    {
+                        continue; // MSH-15 NE: no accept ACK
+                    }
+
                     if (Hold)
                     {
                         await _release.WaitAsync(_stop.Token);
