@@ -16,19 +16,17 @@ public sealed class MllpTimeoutTests
     [Fact]
     public async Task Inbound_connection_idle_for_the_idle_timeout_is_closed()
     {
-        var time = new FakeTimeProvider();
+        var time = new ArmedTimeProvider(TimeSpan.FromMinutes(10));
         await using var harness = new MllpHandlerHarness([], time, new() { ["ImagingProxy:Mllp:IdleTimeout"] = "00:10:00" });
         using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
-        var start = time.GetUtcNow();
 
-        while (!harness.Handler.IsCompleted && time.GetUtcNow() - start < TimeSpan.FromHours(1))
-        {
-            time.Advance(TimeSpan.FromMinutes(1));
-            await Task.Delay(20);
-        }
+        // The handler's read armed the idle timer.
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+        time.Advance(TimeSpan.FromMinutes(10) - TimeSpan.FromTicks(1));
+        Assert.False(harness.Handler.IsCompleted);
+        time.Advance(TimeSpan.FromTicks(1));
 
         await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
-        Assert.InRange(time.GetUtcNow() - start, TimeSpan.FromMinutes(10), TimeSpan.FromMinutes(12));
         Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
     }
 
@@ -37,12 +35,17 @@ public sealed class MllpTimeoutTests
     {
         var time = new FakeTimeProvider();
         await using var harness = new MllpHandlerHarness([], time);
-        await Task.Delay(50);
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
 
         time.Advance(TimeSpan.FromDays(1));
-        await Task.Delay(100);
 
+        // A day without a byte later, the connection still answers.
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+        Assert.Contains("\rMSA|AR|M2|", await harness.ReplyAsync(), StringComparison.Ordinal);
         Assert.False(harness.Handler.IsCompleted);
+        Assert.Empty(closed.GetMeasurementSnapshot());
     }
 
     [Fact]
