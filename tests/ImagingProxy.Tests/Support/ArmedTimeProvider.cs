@@ -10,6 +10,7 @@ namespace ImagingProxy.Tests.Support;
 internal sealed class ArmedTimeProvider(TimeSpan due) : FakeTimeProvider
 {
     private readonly Channel<bool> _armed = Channel.CreateUnbounded<bool>();
+    private readonly TimeSpan _due = due;
 
     /// <summary>Completes when a timer was armed for the due time (once per arming).</summary>
     public async Task ArmedAsync(TimeSpan timeout) => await _armed.Reader.ReadAsync().AsTask().WaitAsync(timeout);
@@ -38,6 +39,4 @@ internal sealed class ArmedTimeProvider(TimeSpan due) : FakeTimeProvider
 
         public ValueTask DisposeAsync() => inner.DisposeAsync();
     }
-
-    private readonly TimeSpan _due = due;
 }
