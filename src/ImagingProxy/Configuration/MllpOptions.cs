@@ -20,7 +20,7 @@ public sealed record MllpOptions
     /// <summary>How long connecting to one node may take (default 5 s).</summary>
     public TimeSpan? ConnectTimeout { get; init; }
 
-    /// <summary>Optional budget for one message across all attempts; each attempt waits at most min(AckTimeout, time left).</summary>
+    /// <summary>Optional budget for one message across all attempts; a connect gets at most min(ConnectTimeout, time left), an ACK wait min(AckTimeout, time left).</summary>
     public TimeSpan? DeliveryTimeout { get; init; }
 
     /// <summary>Optional: close an inbound connection idle this long (off by default: HL7 senders hold connections for hours).</summary>

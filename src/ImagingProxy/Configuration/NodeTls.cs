@@ -68,6 +68,21 @@ public sealed class NodeTls
     }
 
     /// <summary>
+    /// The settings <see cref="ClientOptions"/> builds a session from (server name, CA, client certificate and key paths),
+    /// as one string: connections opened with different settings do not compare equal.
+    /// </summary>
+    internal static string ClientSettings(ClusterConfig cluster, DestinationConfig destination)
+    {
+        var metadata = cluster.Metadata;
+        return string.Join(
+            '\n',
+            destination.Metadata?.GetValueOrDefault(MetadataKeys.TlsServerName),
+            metadata?.GetValueOrDefault(MetadataKeys.TlsCaPath),
+            metadata?.GetValueOrDefault(MetadataKeys.TlsClientCertificatePath),
+            metadata?.GetValueOrDefault(MetadataKeys.TlsClientKeyPath));
+    }
+
+    /// <summary>
     /// Opens a TLS session over the connected <paramref name="socket"/> (the session does not own it: the caller disposes
     /// the session, then the socket). On failure nothing is left open but the socket.
     /// </summary>

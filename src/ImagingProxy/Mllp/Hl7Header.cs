@@ -85,6 +85,12 @@ public readonly struct Hl7Header
     /// </summary>
     public bool IsEnhancedAcknowledgmentMode => !AcceptAcknowledgmentType.IsEmpty || !ApplicationAcknowledgmentType.IsEmpty;
 
+    /// <summary>
+    /// MSH-15 is <c>NE</c> (HL7 v2.5 §2.9.3, table 0155): the sender asked never to get an accept acknowledgment, so a
+    /// receiver sends none.
+    /// </summary>
+    public bool IsAcceptAcknowledgmentNever => AcceptAcknowledgmentType.ValueEquals("NE"u8);
+
     private Hl7Field Field(int number) => new(Segment[_fields[number]], Delimiters, CharacterSetKind);
 
     /// <summary>Where MSH-2 .. MSH-18 are in the segment (<see cref="Hl7HeaderReader"/> fills it).</summary>

@@ -35,5 +35,11 @@ internal sealed partial class MllpConnectionHandler
 
         [LoggerMessage(EventId = 4010, Level = LogLevel.Information, Message = "MLLP connection {ConnectionId}: no byte received for {IdleTimeout}; closing (inside a frame: {InsideFrame}).")]
         public static partial void IdleTimeout(ILogger logger, string connectionId, TimeSpan idleTimeout, bool insideFrame);
+
+        [LoggerMessage(EventId = 4011, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: the sender read no reply to message {ControlId} for {Timeout} (it stopped reading); connection aborted.")]
+        public static partial void ReplyTimeout(ILogger logger, string connectionId, string controlId, TimeSpan timeout);
+
+        [LoggerMessage(EventId = 4012, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: message {ControlId} (MSH-15 NE) not delivered to cluster {Cluster} ({Reason}, {Attempts} attempt(s)); no NAK sent, the sender asked for no accept acknowledgment.")]
+        public static partial void NotDeliveredWithoutAck(ILogger logger, string connectionId, string controlId, string cluster, string reason, int attempts);
     }
 }

@@ -54,7 +54,7 @@ internal sealed partial class MllpConnectionHandler(
         var frames = new MllpFrameReader(initial.MaxFrameSize);
         var headers = new Hl7HeaderReader();
         var input = connection.Transport.Input;
-        var replies = MllpReplyWriter.For(connection);
+        using var replies = MllpReplyWriter.For(connection, time);
         var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? lifetime.ApplicationStopping;
         var end = MllpSessionEnd.ClientClosed;
         var insideFrame = false;
@@ -269,6 +269,11 @@ internal sealed partial class MllpConnectionHandler(
     {
         var activity = admission.Activity;
         var cluster = admission.Cluster!;
+        if (session.Header.IsAcceptAcknowledgmentNever && delivery.Outcome is not MllpDeliveryOutcome.Aborted)
+        {
+            return NotAnswered(session, admission, delivery);
+        }
+
         switch (delivery.Outcome)
         {
             case MllpDeliveryOutcome.Acknowledged:
@@ -281,7 +286,7 @@ internal sealed partial class MllpConnectionHandler(
                     activity.SetTag("hl7.ack_code", MllpProxyMetrics.AckCodeName(delivery.AckCode));
                 }
 
-                return sent ? MllpSessionEnd.ClientClosed : MllpSessionEnd.ClientAborted;
+                return AfterReply(session, replies, sent);
             case MllpDeliveryOutcome.Aborted:
                 Log.AbortedInFlight(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), delivery.Attempts);
                 activity?.SetStatus(ActivityStatusCode.Error, "connection aborted");
@@ -293,6 +298,34 @@ internal sealed partial class MllpConnectionHandler(
             default:
                 return await NakAsync(session, replies, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
         }
+    }
+
+    /// <summary>
+    /// A message whose MSH-15 is NE: the sender asked for no accept acknowledgment, so it gets none, neither a node's nor
+    /// ImagingProxy's NAK when no node took the message (that is logged and counted as not forwarded).
+    /// </summary>
+    private MllpSessionEnd NotAnswered(MllpSession session, Admission admission, MllpDelivery delivery)
+    {
+        var activity = admission.Activity;
+        var cluster = admission.Cluster!;
+        if (delivery.Outcome == MllpDeliveryOutcome.SentWithoutAck)
+        {
+            metrics.SentWithoutAck(session.Listener, admission.Route!.Id, cluster.ClusterId, delivery.DestinationId, admission.MessageType);
+            activity?.SetTag("imagingproxy.destination", delivery.DestinationId);
+            activity?.SetTag("hl7.ack_code", MllpProxyMetrics.NoAckRequested);
+            return MllpSessionEnd.ClientClosed;
+        }
+
+        var reason = delivery.Outcome switch
+        {
+            MllpDeliveryOutcome.NoDestination => MllpRejectReason.NoDestination,
+            MllpDeliveryOutcome.Faulted => MllpRejectReason.InternalError,
+            _ => MllpRejectReason.Undelivered,
+        };
+        metrics.FrameRejected(session.Listener, reason);
+        Log.NotDeliveredWithoutAck(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, MllpRejectReasons.Name(reason), delivery.Attempts);
+        activity?.SetStatus(ActivityStatusCode.Error, MllpRejectReasons.Name(reason));
+        return MllpSessionEnd.ClientClosed;
     }
 
     /// <summary>Answers a message <see cref="Admit"/> did not forward with ImagingProxy's NAK.</summary>
@@ -353,7 +386,24 @@ internal sealed partial class MllpConnectionHandler(
         MllpNak.WriteFrame(replies.Writer, header, text, error, time.GetUtcNow());
         var sent = await replies.SendAsync();
         metrics.Nak(session.Listener, reason, time.GetElapsedTime(started));
-        return sent ? MllpSessionEnd.ClientClosed : MllpSessionEnd.ClientAborted;
+        return AfterReply(session, replies, sent);
+    }
+
+    /// <summary>How the connection goes on after a reply: on when it was sent, else ended (the client is gone, or read nothing in time).</summary>
+    private MllpSessionEnd AfterReply(MllpSession session, MllpReplyWriter replies, bool sent)
+    {
+        if (sent)
+        {
+            return MllpSessionEnd.ClientClosed;
+        }
+
+        if (replies.TimedOut)
+        {
+            Log.ReplyTimeout(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), MllpReplyWriter.SendTimeout);
+            return MllpSessionEnd.ReplyTimeout;
+        }
+
+        return MllpSessionEnd.ClientAborted;
     }
 
     /// <summary>

@@ -17,6 +17,9 @@ internal enum MllpDeliveryOutcome
 
     /// <summary>An attempt failed in ImagingProxy itself (logged, event 4104): ImagingProxy answers AR/CR.</summary>
     Faulted,
+
+    /// <summary>The message (MSH-15 <c>NE</c>) was sent to a node; no acknowledgment is awaited or answered.</summary>
+    SentWithoutAck,
 }
 
 /// <summary>Result of <see cref="MllpForwarder.FinishAsync"/>.</summary>
@@ -35,6 +38,9 @@ internal enum MllpAttemptOutcome
 
     /// <summary>The attempt threw, a fault of ImagingProxy's own (logged): the delivery stops, not retried.</summary>
     Faulted,
+
+    /// <summary>The message went out and the sender asked for no acknowledgment (MSH-15 <c>NE</c>): nothing to wait for.</summary>
+    Sent,
 }
 
 /// <summary>Result of one attempt inside the retry pipeline.</summary>

@@ -84,6 +84,7 @@ internal sealed partial class MllpForwarder(
         session.Settings = settings;
         session.Failed.Clear();
         session.FreshRetryUsed = false;
+        session.FreshRetryTo = null;
         session.Attempts = 0;
         session.DeliveryStarted = time.GetTimestamp();
         session.Attempt.Stage = MllpAttemptStage.NotStarted;
@@ -161,6 +162,7 @@ internal sealed partial class MllpForwarder(
         {
             MllpAttemptOutcome.Faulted => new MllpDelivery(MllpDeliveryOutcome.Faulted, null, session.Attempts, AcknowledgmentCode.None),
             MllpAttemptOutcome.Acknowledged => new MllpDelivery(MllpDeliveryOutcome.Acknowledged, result.DestinationId, session.Attempts, result.AckCode),
+            MllpAttemptOutcome.Sent => new MllpDelivery(MllpDeliveryOutcome.SentWithoutAck, result.DestinationId, session.Attempts, AcknowledgmentCode.None),
             _ when session.Attempts == 0 && session.Failed.Count == 0 => new MllpDelivery(MllpDeliveryOutcome.NoDestination, null, 0, AcknowledgmentCode.None),
             _ => new MllpDelivery(MllpDeliveryOutcome.Undelivered, null, session.Attempts, AcknowledgmentCode.None),
         };
@@ -230,12 +232,20 @@ internal sealed partial class MllpForwarder(
                     return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                 }
 
+                // The free retry after a stale pooled connection takes a new one, not another pooled one.
+                var newConnection = session.FreshRetryUsedNow;
                 CountAttempt(session, cluster);
                 MllpAttemptResult? result;
                 if (node is null)
                 {
+                    // The connect (and TLS handshake) gets at most what is left of the delivery budget.
+                    if (!TryWithinBudget(session, settings, settings.ConnectTimeout, out var connectTimeout))
+                    {
+                        return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
+                    }
+
                     string? failure;
-                    (node, failure) = await RentAsync(session, cluster, destination, settings);
+                    (node, failure) = await RentAsync(session, cluster, destination, settings, connectTimeout, newConnection);
                     if (node is null)
                     {
                         result = await AfterFailureAsync(session, destination, null, failure!, reused: false, aborted);
@@ -245,6 +255,12 @@ internal sealed partial class MllpForwarder(
                         }
 
                         continue;
+                    }
+
+                    // The ACK wait gets what the connect left of the delivery budget.
+                    if (!TryAckTimeout(session, settings, out ackTimeout))
+                    {
+                        return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                     }
                 }
 
@@ -340,8 +356,12 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>The next attempt's ACK timeout: <see cref="MllpRouteTable.AckTimeout"/>, or less when the delivery budget ends sooner; false when it is spent.</summary>
     private bool TryAckTimeout(MllpSession session, MllpRouteTable settings, out TimeSpan ackTimeout)
+        => TryWithinBudget(session, settings, settings.AckTimeout, out ackTimeout);
+
+    /// <summary><paramref name="timeout"/>, or what is left of the delivery budget when that is less; false when the budget is spent.</summary>
+    private bool TryWithinBudget(MllpSession session, MllpRouteTable settings, TimeSpan timeout, out TimeSpan bounded)
     {
-        ackTimeout = settings.AckTimeout;
+        bounded = timeout;
         if (settings.DeliveryTimeout is { } budget)
         {
             var left = budget - time.GetElapsedTime(session.DeliveryStarted);
@@ -350,7 +370,7 @@ internal sealed partial class MllpForwarder(
                 return false;
             }
 
-            ackTimeout = left < ackTimeout ? left : ackTimeout;
+            bounded = left < timeout ? left : timeout;
         }
 
         return true;
@@ -404,13 +424,23 @@ internal sealed partial class MllpForwarder(
         return Sent(session, attempt, sent, out receive);
     }
 
-    /// <summary>The message was sent (or the node had closed the connection): the ACK wait begins.</summary>
+    /// <summary>The message was sent (or the node had closed the connection): the ACK wait begins, unless MSH-15 is NE.</summary>
     private MllpAttemptStep Sent(MllpSession session, MllpAttempt attempt, bool sent, out ValueTask<int> receive)
     {
         if (!sent)
         {
             receive = default;
             return Conclude(session, attempt, "connection closed while sending", sessionEnded: true);
+        }
+
+        if (session.Header.IsAcceptAcknowledgmentNever)
+        {
+            // The receiver sends no accept ACK: the delivery ends with the send (no timeout, no failover, no health mark).
+            receive = default;
+            Disarm(session, attempt);
+            attempt.Result = new MllpAttemptResult(MllpAttemptOutcome.Sent, attempt.Destination!.DestinationId, AcknowledgmentCode.None);
+            attempt.Stage = MllpAttemptStage.Done;
+            return MllpAttemptStep.Done;
         }
 
         // The timeout ends the wait by shutting the connection's receive side (the receive returns 0).
@@ -546,8 +576,8 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>
     /// After a failed attempt: its connection is discarded (a late ACK must never be paired with a later message); a
-    /// reused connection the node had closed (idle timeout, restart) gets one more try on a new connection, not counted
-    /// (null); otherwise the node is marked passively unhealthy and the attempt ends as failed.
+    /// reused connection the node had closed (idle timeout, restart) gets one more try on a new connection to the same
+    /// node, not counted (null); otherwise the node is marked passively unhealthy and the attempt ends as failed.
     /// </summary>
     private async ValueTask<MllpAttemptResult?> AfterFailureAsync(MllpSession session, DestinationState destination, MllpNodeConnection? node, string reason, bool reused, CancellationToken aborted)
     {
@@ -569,6 +599,7 @@ internal sealed partial class MllpForwarder(
         {
             session.FreshRetryUsed = true;
             session.FreshRetryUsedNow = true;
+            session.FreshRetryTo = destination;
             session.Attempts--;
             return null;
         }
@@ -585,9 +616,10 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>
     /// A pooled connection to <paramref name="destination"/>, which becomes the session's sticky one for the cluster (the
-    /// previous sticky one goes back to the pool). Null with the reason when connecting failed.
+    /// previous sticky one goes back to the pool). Null with the reason when connecting failed (within
+    /// <paramref name="connectTimeout"/>: the ConnectTimeout, or less when the delivery budget ends sooner).
     /// </summary>
-    private async ValueTask<(MllpNodeConnection? Node, string? Failure)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings)
+    private async ValueTask<(MllpNodeConnection? Node, string? Failure)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, TimeSpan connectTimeout, bool newConnection)
     {
         if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
         {
@@ -597,11 +629,13 @@ internal sealed partial class MllpForwarder(
 
         var address = destination.Model.Config.Address;
         SslClientAuthenticationOptions? tls = null;
+        string? tlsSettings = null;
         if (TcpAddress.TryParse(address, out var target) && target.Tls)
         {
             try
             {
                 tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
+                tlsSettings = NodeTls.ClientSettings(cluster.Model.Config, destination.Model.Config);
             }
             catch (InvalidOperationException ex)
             {
@@ -612,7 +646,9 @@ internal sealed partial class MllpForwarder(
         MllpNodeConnection node;
         try
         {
-            node = await pool.RentAsync(address, settings.MaxFrameSize, settings.ConnectTimeout, tls, session.Aborted);
+            node = newConnection
+                ? await pool.ConnectAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted)
+                : await pool.RentAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted);
         }
         catch (SocketException ex)
         {
@@ -632,22 +668,37 @@ internal sealed partial class MllpForwarder(
             _nodeTls.Observe(cluster.ClusterId, destination.DestinationId, node.RemoteCertificate);
         }
 
+        node.Configured = (cluster.Model.Config, destination.Model.Config);
         session.SetSticky(cluster.ClusterId, destination.DestinationId, node);
         return (node, null);
     }
 
     /// <summary>
-    /// The inbound connection's sticky node while it is available and has not failed this message (<paramref name="sticky"/>
-    /// is then its connection), else the available node with the fewest rented connections.
+    /// The node of a free retry after a stale pooled connection, while it is available (protocols.md §3.7: order at the
+    /// receiver); else the inbound connection's sticky node while it is available and has not failed this message
+    /// (<paramref name="sticky"/> is then its connection); else the available node with the fewest rented connections.
     /// </summary>
     private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
+        var available = cluster.DestinationsState.AvailableDestinations;
+        if (session.FreshRetryTo is { } again)
+        {
+            session.FreshRetryTo = null;
+            for (var i = 0; i < available.Count; i++)
+            {
+                if (available[i] == again && !failed.Contains(again))
+                {
+                    sticky = null;
+                    return again;
+                }
+            }
+        }
+
         if (Sticky(session, cluster, failed, out sticky) is { } stickyDestination)
         {
             return stickyDestination;
         }
 
-        var available = cluster.DestinationsState.AvailableDestinations;
         DestinationState? best = null;
         var bestLoad = int.MaxValue;
         var start = (int)((uint)Interlocked.Increment(ref _rotation) % (uint)Math.Max(1, available.Count));
@@ -670,7 +721,10 @@ internal sealed partial class MllpForwarder(
         return best;
     }
 
-    /// <summary>The inbound connection's sticky node when it is available and has not failed this message (<paramref name="connection"/> is its connection), else null.</summary>
+    /// <summary>
+    /// The inbound connection's sticky node when it is available, has not failed this message and its connection still
+    /// goes where the node's configuration says (<paramref name="connection"/> is that connection), else null.
+    /// </summary>
     private static DestinationState? Sticky(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? connection)
     {
         if (session.TryGetSticky(cluster.ClusterId, out var stickyId, out var sticky))
@@ -680,7 +734,7 @@ internal sealed partial class MllpForwarder(
             for (var i = 0; i < available.Count; i++)
             {
                 var destination = available[i];
-                if (destination.DestinationId == stickyId && !failed.Contains(destination))
+                if (destination.DestinationId == stickyId && !failed.Contains(destination) && IsConfigured(sticky, cluster, destination))
                 {
                     connection = sticky;
                     return destination;
@@ -690,6 +744,31 @@ internal sealed partial class MllpForwarder(
 
         connection = null;
         return null;
+    }
+
+    /// <summary>
+    /// True when <paramref name="connection"/> goes to the address, with the TLS settings, that the destination's current
+    /// configuration names: a reload may keep a destination's id and change either.
+    /// </summary>
+    private static bool IsConfigured(MllpNodeConnection connection, ClusterState cluster, DestinationState destination)
+    {
+        var clusterConfig = cluster.Model.Config;
+        var config = destination.Model.Config;
+        if (connection.Configured is (var configuredCluster, var configuredDestination)
+            && ReferenceEquals(configuredCluster, clusterConfig) && ReferenceEquals(configuredDestination, config))
+        {
+            // Unchanged since last checked: the per-message case, no comparison.
+            return true;
+        }
+
+        if (!string.Equals(connection.Address, config.Address, StringComparison.OrdinalIgnoreCase)
+            || (connection.IsTls && connection.TlsSettings != NodeTls.ClientSettings(clusterConfig, config)))
+        {
+            return false;
+        }
+
+        connection.Configured = (clusterConfig, config);
+        return true;
     }
 
     private void MarkUnhealthy(ClusterState cluster, DestinationState destination)

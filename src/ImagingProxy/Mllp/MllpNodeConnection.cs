@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net.Security;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
+using Yarp.ReverseProxy.Configuration;
 
 namespace ImagingProxy.Mllp;
 
@@ -17,6 +18,8 @@ namespace ImagingProxy.Mllp;
 /// kernel how many bytes wait (<c>FIONREAD</c>), which also sees bytes whose readiness the socket engine has not
 /// processed yet. (A receive kept pending between messages instead saved that system call but, neutral in paired runs,
 /// saw a late frame only once the engine had handled its event, a window of one event batch under load.)
+/// An unsolicited frame still arriving at that point (its trailer not yet received) would end after the send and pass
+/// for the message's ACK: such a connection refuses the send and is discarded.
 /// </para>
 /// <para>
 /// To a <c>tls://</c> node the frames go through a TLS session (<see cref="SslStream"/>). Its bytes cannot be looked at
@@ -74,6 +77,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>True for a connection to a <c>tls://</c> node (frames go through a TLS session).</summary>
     public bool IsTls => _tls is not null;
 
+    /// <summary>The TLS settings the session was opened with (<see cref="NodeTls.ClientSettings"/>); null for a plain connection.</summary>
+    public string? TlsSettings { get; set; }
+
+    /// <summary>The cluster and destination configuration this connection was last found to match (MllpForwarder).</summary>
+    public (ClusterConfig Cluster, DestinationConfig Destination)? Configured { get; set; }
+
     /// <summary>The certificate the node presented (TLS connections), else null.</summary>
     public System.Security.Cryptography.X509Certificates.X509Certificate? RemoteCertificate => _tls?.RemoteCertificate;
 
@@ -121,7 +130,10 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     }
 
     /// <summary>Writes <paramref name="message"/> as one MLLP frame, bytes unchanged, in one send.</summary>
-    /// <returns>False when the node had closed the connection.</returns>
+    /// <returns>
+    /// False, nothing sent, when the node had closed the connection or is partway through an unsolicited frame (the
+    /// caller discards the connection).
+    /// </returns>
     public async ValueTask<bool> SendAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken)
     {
         Used = true;
@@ -353,7 +365,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
 
     /// <summary>
     /// TLS: drops the frames the read-ahead brought while no message was in flight. False when the node closed the
-    /// connection (or the session failed) meanwhile.
+    /// connection (or the session failed) meanwhile, or an unsolicited frame is incomplete.
     /// </summary>
     private bool DiscardUnsolicitedTls()
     {
@@ -377,12 +389,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             StartRead();
         }
 
-        return true;
+        return !InsideUnsolicitedFrame;
     }
 
     /// <summary>
     /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message).
-    /// False when the node closed the connection meanwhile.
+    /// False when the node closed the connection meanwhile, or an unsolicited frame is incomplete.
     /// </summary>
     private bool DiscardUnsolicited()
     {
@@ -404,6 +416,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             TryTakeFrame(ack: null);
         }
 
-        return true;
+        return !InsideUnsolicitedFrame;
     }
+
+    /// <summary>
+    /// Bytes of an unsolicited frame whose trailer has not arrived are left after the discard: the frame would end after
+    /// the next send and pass for its ACK, so the connection takes no further message.
+    /// </summary>
+    private bool InsideUnsolicitedFrame => _end > _start;
 }

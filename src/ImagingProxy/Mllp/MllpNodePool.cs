@@ -36,23 +36,24 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
     /// <summary>An idle pooled connection to <paramref name="address"/>, or a new one.</summary>
     /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
     public ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, CancellationToken cancellationToken)
-        => RentAsync(address, maxFrameSize, connectTimeout, tls: null, cancellationToken);
+        => RentAsync(address, maxFrameSize, connectTimeout, tls: null, tlsSettings: null, cancellationToken);
 
     /// <summary>
-    /// An idle pooled connection to <paramref name="address"/>, or a new one; a new connection to a <c>tls://</c> address
-    /// opens its TLS session with <paramref name="tls"/> (within <paramref name="connectTimeout"/> too).
+    /// An idle pooled connection to <paramref name="address"/> opened with <paramref name="tlsSettings"/>, or a new one; a
+    /// new connection to a <c>tls://</c> address opens its TLS session with <paramref name="tls"/> (within
+    /// <paramref name="connectTimeout"/> too). An idle connection opened with other TLS settings (before a reload) is closed.
     /// </summary>
     /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted.</exception>
     /// <exception cref="IOException">The node closed the connection during the TLS handshake.</exception>
-    public async ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, CancellationToken cancellationToken)
+    public async ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, string? tlsSettings, CancellationToken cancellationToken)
     {
         if (_idle.TryGetValue(address, out var idle))
         {
             var now = time.GetTimestamp();
             while (idle.TryDequeue(out var pooled))
             {
-                if (pooled.Expires > now)
+                if (pooled.Expires > now && pooled.Connection.TlsSettings == tlsSettings)
                 {
                     _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
                     return pooled.Connection;
@@ -62,12 +63,22 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
             }
         }
 
+        return await ConnectAsync(address, maxFrameSize, connectTimeout, tls, tlsSettings, cancellationToken);
+    }
+
+    /// <summary>A new connection to <paramref name="address"/>, never an idle pooled one; rented (returned or discarded) like one from <c>RentAsync</c>.</summary>
+    /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted.</exception>
+    /// <exception cref="IOException">The node closed the connection during the TLS handshake.</exception>
+    public async ValueTask<MllpNodeConnection> ConnectAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, string? tlsSettings, CancellationToken cancellationToken)
+    {
         if (!TcpAddress.TryParse(address, out var target))
         {
             throw new SocketException((int)SocketError.AddressNotAvailable);
         }
 
         var connection = await MllpNodeConnection.ConnectAsync(address, target, target.Tls ? tls : null, maxFrameSize, connectTimeout, cancellationToken);
+        connection.TlsSettings = connection.IsTls ? tlsSettings : null;
         _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
         return connection;
     }

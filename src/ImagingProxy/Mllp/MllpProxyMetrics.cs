@@ -35,7 +35,7 @@ internal sealed class MllpProxyMetrics
         _messageTypes = messageTypes;
         _messageTypeLookup = _messageTypeLabels.GetAlternateLookup<ReadOnlySpan<char>>();
         var meter = meterFactory.Create(ImagingProxyTelemetry.MeterName);
-        _messages = meter.CreateCounter<long>("imagingproxy.hl7.messages", "{message}", "HL7 messages relayed with a node's acknowledgement.");
+        _messages = meter.CreateCounter<long>("imagingproxy.hl7.messages", "{message}", "HL7 messages relayed with a node's acknowledgement, or sent without one when MSH-15 is NE (ack_code no_ack_requested).");
         _ackDuration = meter.CreateHistogram("imagingproxy.hl7.ack.duration", "s", "Time from a message's arrival to the acknowledgement sent back.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_durationBuckets });
         _retries = meter.CreateCounter<long>("imagingproxy.hl7.retries", "{attempt}", "Messages sent again to another node after a failure, by the destination that failed.");
         _naks = meter.CreateCounter<long>("imagingproxy.hl7.naks", "{message}", "Negative acknowledgements written by ImagingProxy itself.");
@@ -58,6 +58,21 @@ internal sealed class MllpProxyMetrics
         _messages.Add(1, tags);
         _ackDuration.Record(elapsed.TotalSeconds, tags);
     }
+
+    /// <summary>A message whose MSH-15 is NE went to <paramref name="destination"/>; no acknowledgment (and no ACK duration).</summary>
+    public void SentWithoutAck(string listener, string route, string cluster, string? destination, string messageType)
+        => _messages.Add(1, new TagList
+        {
+            { "listener", listener },
+            { "route", route },
+            { "cluster", cluster },
+            { "destination", destination },
+            { "message_type", messageType },
+            { "ack_code", NoAckRequested },
+        });
+
+    /// <summary>The <c>ack_code</c> label of a message sent without an acknowledgment (MSH-15 NE).</summary>
+    public const string NoAckRequested = "no_ack_requested";
 
     /// <summary>A message is sent again after <paramref name="failedDestination"/> (the node of the previous attempt) failed.</summary>
     public void Retried(string cluster, string failedDestination)

@@ -39,7 +39,7 @@ internal sealed class MllpRouteTable
 
     /// <summary>
     /// <c>ImagingProxy:Mllp:DeliveryTimeout</c>: the most a sender waits for the answer to one message, all attempts and
-    /// backoff included (each attempt also has <see cref="AckTimeout"/>). Null: <see cref="MaxAttempts"/> ×
+    /// connects and backoff included (a connect also has <see cref="ConnectTimeout"/>, an ACK wait <see cref="AckTimeout"/>). Null: <see cref="MaxAttempts"/> ×
     /// (<see cref="ConnectTimeout"/> + <see cref="AckTimeout"/>) in the worst case.
     /// </summary>
     public TimeSpan? DeliveryTimeout { get; private init; }

@@ -61,6 +61,9 @@ internal sealed class MllpSession : IAsyncDisposable
     /// <summary>The attempt about to run replaces a stale pooled connection (not a retry to count).</summary>
     public bool FreshRetryUsedNow { get; set; }
 
+    /// <summary>The node whose stale pooled connection failed: the attempt about to run goes to it again, on a new connection.</summary>
+    public DestinationState? FreshRetryTo { get; set; }
+
     public int Attempts { get; set; }
 
     public long DeliveryStarted { get; set; }

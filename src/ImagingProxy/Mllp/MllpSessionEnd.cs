@@ -6,7 +6,7 @@ internal enum MllpSessionEnd
     /// <summary>The sender closed the connection between messages.</summary>
     ClientClosed,
 
-    /// <summary>The connection was reset or aborted, or the sender stopped reading.</summary>
+    /// <summary>The connection was reset or aborted.</summary>
     ClientAborted,
 
     /// <summary>A frame without a readable MSH-10: closed, nothing forwarded.</summary>
@@ -20,6 +20,9 @@ internal enum MllpSessionEnd
 
     /// <summary>No byte received for <see cref="MllpRouteTable.IdleTimeout"/>.</summary>
     IdleTimeout,
+
+    /// <summary>A reply waited <see cref="MllpReplyWriter.SendTimeout"/> for the sender to read (it stopped reading): aborted.</summary>
+    ReplyTimeout,
 
     /// <summary>The listener had its <c>MaxConnections</c> open: the first message got a NAK, then the connection closed.</summary>
     ListenerLimit,
@@ -37,6 +40,7 @@ internal static class MllpSessionEnds
         MllpSessionEnd.DrainDeadline => "drain_deadline",
         MllpSessionEnd.IdleTimeout => "idle_timeout",
         MllpSessionEnd.ListenerLimit => "listener_limit",
+        MllpSessionEnd.ReplyTimeout => "reply_timeout",
         _ => "unknown",
     };
 }

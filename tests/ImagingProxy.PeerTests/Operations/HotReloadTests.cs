@@ -96,4 +96,28 @@ public sealed class HotReloadTests : IAsyncLifetime
         Assert.Equal(["RELOAD0001"], (await first.ReceivedAsync()).Select(m => m.ControlId));
         Assert.Equal(["RELOAD0002"], (await second.ReceivedAsync()).Select(m => m.ControlId));
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task An_open_mllp_connection_follows_a_reload_that_moves_its_destination_to_another_address()
+    {
+        using var cancel = new CancellationTokenSource(s_timeout * 3);
+        await using var first = await Hl7Node.StartAsync(_directory, "first");
+        await using var second = await Hl7Node.StartAsync(_directory, "second");
+        string Config(string address) => MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [address] }, [("*", "orders")]);
+        await using var proxy = await TestProxy.StartAsync(Config(first.Address));
+        await using var client = await MllpClient.ConnectAsync(proxy.Port("hl7"), cancel.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await client.SendAsync(MllpClient.Message("MOVE0001"), cancel.Token))?.Code);
+
+        // Destination orders-node1 keeps its id and gets the second node's address.
+        Assert.Empty(await proxy.ReloadAsync(Config(second.Address)));
+        Assert.True(proxy.Services.GetRequiredService<IProxyStateLookup>().TryGetCluster("orders", out var cluster));
+        Assert.Equal(second.Address, cluster.Destinations["orders-node1"].Model.Config.Address); // YARP applied it before ReloadAsync returned
+
+        var after = await client.SendAsync(MllpClient.Message("MOVE0002"), cancel.Token);
+
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, after?.Code);
+        Assert.Equal("MOVE0002", after?.ControlId);
+        Assert.Equal(["MOVE0001"], (await first.ReceivedAsync()).Select(m => m.ControlId));
+        Assert.Equal(["MOVE0002"], (await second.ReceivedAsync()).Select(m => m.ControlId));
+    }
 }

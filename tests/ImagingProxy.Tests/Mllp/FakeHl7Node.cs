@@ -10,7 +10,7 @@ namespace ImagingProxy.Tests.Mllp;
 
 /// <summary>
 /// An in-process HL7 receiver on loopback: answers each frame with an ACK (<see cref="AckCode"/>, MSA-2 = MSH-10),
-/// optionally holding each answer until <see cref="Release"/> is called.
+/// except a frame whose MSH-15 is NE, optionally holding each answer until <see cref="Release"/> is called.
 /// </summary>
 internal sealed class FakeHl7Node : IAsyncDisposable
 {
@@ -34,6 +34,18 @@ internal sealed class FakeHl7Node : IAsyncDisposable
     public bool Hold { get; }
 
     public string AckCode { get; }
+
+    /// <summary>Bytes written just before each ACK frame, in the same write.</summary>
+    public string AckPrefix { get; init; } = string.Empty;
+
+    /// <summary>Bytes written just after each ACK frame, in the same write.</summary>
+    public string AckSuffix { get; init; } = string.Empty;
+
+    /// <summary>Close each connection once its first ACK is written (a receiver's idle close, early).</summary>
+    public bool CloseAfterAck { get; init; }
+
+    /// <summary>One item per connection this node has closed (or lost).</summary>
+    public Channel<bool> Closed { get; } = Channel.CreateUnbounded<bool>();
 
     /// <summary>Control ids received, in order.</summary>
     public Channel<string> Received { get; } = Channel.CreateUnbounded<string>();
@@ -96,13 +108,22 @@ internal sealed class FakeHl7Node : IAsyncDisposable
                     headers.TryRead(frame, out var header);
                     var id = header.MessageControlId.GetString();
                     await Received.Writer.WriteAsync(id);
+                    if (header.IsAcceptAcknowledgmentNever)
+                    {
+                        continue; // MSH-15 NE: no accept ACK
+                    }
+
                     if (Hold)
                     {
                         await _release.WaitAsync(_stop.Token);
                     }
 
-                    var ack = Encoding.ASCII.GetBytes($"\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{AckCode}|{id}\r\u001c\r");
+                    var ack = Encoding.ASCII.GetBytes($"{AckPrefix}\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{AckCode}|{id}\r\u001c\r{AckSuffix}");
                     await stream.WriteAsync(ack, _stop.Token);
+                    if (CloseAfterAck)
+                    {
+                        return;
+                    }
                 }
 
                 input.AdvanceTo(buffer.Start, buffer.End);
@@ -118,6 +139,7 @@ internal sealed class FakeHl7Node : IAsyncDisposable
         finally
         {
             Interlocked.Decrement(ref _open);
+            Closed.Writer.TryWrite(true);
         }
     }
 }

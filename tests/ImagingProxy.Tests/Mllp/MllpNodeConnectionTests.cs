@@ -83,6 +83,17 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_connection_partway_through_an_unsolicited_frame_takes_no_further_message()
+    {
+        // A late frame whose trailer has not arrived: it would end after the send and pass for the message's ACK.
+        await _node.SendAsync("\vMSA|AA|late"u8.ToArray());
+        await WaitUntilReadableAsync();
+
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        Assert.Equal(0, _node.Available);
+    }
+
+    [Fact]
     public async Task An_oversize_unsolicited_frame_and_a_late_frame_after_it_are_both_discarded()
     {
         Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));

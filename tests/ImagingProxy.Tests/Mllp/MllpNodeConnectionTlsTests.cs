@@ -88,6 +88,20 @@ public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_connection_partway_through_an_unsolicited_frame_takes_no_further_message()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        Assert.True(await _connection.ReceiveAsync(new ArrayBufferWriter<byte>(), CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        // A late frame whose trailer has not arrived: it would end after the send and pass for the message's ACK.
+        await _node.WriteAsync("\vMSA|AA|late"u8.ToArray());
+        await _connection.ReadAhead!.WaitAsync(s_timeout);
+
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+    }
+
+    [Fact]
     public async Task Waiting_for_an_ack_stops_when_cancelled()
     {
         // The TLS read is ended by shutting the socket's receive side, not by a token on the read itself.

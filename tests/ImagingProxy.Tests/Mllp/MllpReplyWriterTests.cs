@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using ImagingProxy.Mllp;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.Extensions.Time.Testing;
 
 namespace ImagingProxy.Tests.Mllp;
 
@@ -37,7 +38,7 @@ public sealed class MllpReplyWriterTests : IAsyncLifetime
     [Fact]
     public async Task A_reply_goes_to_the_socket_of_a_plain_connection_and_not_to_the_pipe()
     {
-        var replies = MllpReplyWriter.For(Connection(new SocketFeature(_server)));
+        using var replies = MllpReplyWriter.For(Connection(new SocketFeature(_server)), TimeProvider.System);
         Assert.True(replies.IsDirect);
 
         MllpFrameWriter.Write(replies.Writer, "MSA|AA|1"u8);
@@ -61,7 +62,7 @@ public sealed class MllpReplyWriterTests : IAsyncLifetime
     [Fact]
     public async Task A_connection_kestrel_aborted_makes_the_send_report_the_client_gone()
     {
-        var replies = MllpReplyWriter.For(Connection(new SocketFeature(_server)));
+        using var replies = MllpReplyWriter.For(Connection(new SocketFeature(_server)), TimeProvider.System);
         _server.Dispose(); // what Kestrel's abort does to the socket (drain deadline, reset)
 
         MllpFrameWriter.Write(replies.Writer, "MSA|AA|1"u8);
@@ -71,7 +72,7 @@ public sealed class MllpReplyWriterTests : IAsyncLifetime
     [Fact]
     public async Task Without_a_socket_a_reply_goes_through_the_output_pipe()
     {
-        var replies = MllpReplyWriter.For(Connection(feature: null));
+        using var replies = MllpReplyWriter.For(Connection(feature: null), TimeProvider.System);
         Assert.False(replies.IsDirect);
 
         MllpFrameWriter.Write(replies.Writer, "MSA|AA|1"u8);
@@ -79,6 +80,47 @@ public sealed class MllpReplyWriterTests : IAsyncLifetime
 
         var read = await _output.Reader.ReadAsync().AsTask().WaitAsync(s_timeout);
         Assert.Equal("\vMSA|AA|1\u001c\r"u8.ToArray(), read.Buffer.ToArray());
+    }
+
+    [Fact]
+    public async Task A_reply_the_client_does_not_read_from_the_socket_ends_after_the_send_timeout_and_aborts_the_connection()
+    {
+        var time = new FakeTimeProvider();
+        var connection = new SocketConnection(_server, new Duplex(new Pipe().Reader, _output.Writer));
+        using var replies = MllpReplyWriter.For(connection, time);
+        Assert.True(replies.IsDirect);
+
+        // More than the loopback socket buffers take while the client reads nothing.
+        MllpFrameWriter.Write(replies.Writer, new byte[32 * 1024 * 1024]);
+        var send = replies.SendAsync().AsTask();
+        Assert.False(send.IsCompleted);
+        time.Advance(MllpReplyWriter.SendTimeout - TimeSpan.FromMilliseconds(1));
+        Assert.False(send.IsCompleted);
+        time.Advance(TimeSpan.FromMilliseconds(1));
+
+        Assert.False(await send.WaitAsync(s_timeout));
+        Assert.True(replies.TimedOut);
+        Assert.True(connection.Aborted);
+    }
+
+    [Fact]
+    public async Task A_reply_the_client_does_not_read_from_the_pipe_ends_after_the_send_timeout_and_aborts_the_connection()
+    {
+        var time = new FakeTimeProvider();
+        var output = new Pipe(new PipeOptions(pauseWriterThreshold: 16, resumeWriterThreshold: 8));
+        var connection = new DefaultConnectionContext("reply-2", new Duplex(new Pipe().Reader, output.Writer), new Duplex(output.Reader, new Pipe().Writer));
+        var aborted = new TaskCompletionSource();
+        using var registration = connection.ConnectionClosed.Register(aborted.SetResult);
+        using var replies = MllpReplyWriter.For(connection, time);
+
+        MllpFrameWriter.Write(replies.Writer, "MSA|AA|1|more than the pipe's pause threshold"u8);
+        var send = replies.SendAsync().AsTask();
+        Assert.False(send.IsCompleted);
+        time.Advance(MllpReplyWriter.SendTimeout);
+
+        Assert.False(await send.WaitAsync(s_timeout));
+        Assert.True(replies.TimedOut);
+        await aborted.Task.WaitAsync(s_timeout);
     }
 
     private DefaultConnectionContext Connection(IConnectionSocketFeature? feature)
@@ -90,6 +132,28 @@ public sealed class MllpReplyWriterTests : IAsyncLifetime
         }
 
         return connection;
+    }
+
+    /// <summary>A plain connection on a socket whose abort closes the socket, as Kestrel's socket transport does.</summary>
+    private sealed class SocketConnection : DefaultConnectionContext
+    {
+        private readonly Socket _socket;
+
+        public SocketConnection(Socket socket, IDuplexPipe transport)
+            : base("reply-socket", transport, new Duplex(new Pipe().Reader, new Pipe().Writer))
+        {
+            _socket = socket;
+            Features.Set<IConnectionSocketFeature>(new SocketFeature(socket));
+        }
+
+        public bool Aborted { get; private set; }
+
+        public override void Abort(ConnectionAbortedException abortReason)
+        {
+            Aborted = true;
+            _socket.Dispose();
+            base.Abort(abortReason);
+        }
     }
 
     private sealed class SocketFeature(Socket socket) : IConnectionSocketFeature

@@ -1,5 +1,8 @@
 using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
 using ImagingProxy.Mllp;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
@@ -13,19 +16,17 @@ public sealed class MllpTimeoutTests
     [Fact]
     public async Task Inbound_connection_idle_for_the_idle_timeout_is_closed()
     {
-        var time = new FakeTimeProvider();
+        var time = new ArmedTimeProvider(TimeSpan.FromMinutes(10));
         await using var harness = new MllpHandlerHarness([], time, new() { ["ImagingProxy:Mllp:IdleTimeout"] = "00:10:00" });
         using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
-        var start = time.GetUtcNow();
 
-        while (!harness.Handler.IsCompleted && time.GetUtcNow() - start < TimeSpan.FromHours(1))
-        {
-            time.Advance(TimeSpan.FromMinutes(1));
-            await Task.Delay(20);
-        }
+        // The handler's read armed the idle timer.
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+        time.Advance(TimeSpan.FromMinutes(10) - TimeSpan.FromTicks(1));
+        Assert.False(harness.Handler.IsCompleted);
+        time.Advance(TimeSpan.FromTicks(1));
 
         await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
-        Assert.InRange(time.GetUtcNow() - start, TimeSpan.FromMinutes(10), TimeSpan.FromMinutes(12));
         Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
     }
 
@@ -34,12 +35,17 @@ public sealed class MllpTimeoutTests
     {
         var time = new FakeTimeProvider();
         await using var harness = new MllpHandlerHarness([], time);
-        await Task.Delay(50);
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
 
         time.Advance(TimeSpan.FromDays(1));
-        await Task.Delay(100);
 
+        // A day without a byte later, the connection still answers.
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+        Assert.Contains("\rMSA|AR|M2|", await harness.ReplyAsync(), StringComparison.Ordinal);
         Assert.False(harness.Handler.IsCompleted);
+        Assert.Empty(closed.GetMeasurementSnapshot());
     }
 
     [Fact]
@@ -175,6 +181,44 @@ public sealed class MllpTimeoutTests
 
         Assert.Contains("\rMSA|AR|M1|", reply, StringComparison.Ordinal);
         Assert.InRange(TimeProvider.System.GetElapsedTime(started), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task A_sender_that_stopped_reading_is_aborted_once_a_reply_waited_the_send_timeout()
+    {
+        // The node's ACK is larger than the reply pipe takes while the sender reads nothing.
+        var time = new ArmedTimeProvider(MllpReplyWriter.SendTimeout);
+        await using var node = new FakeHl7Node(ackCode: new string('A', 100 * 1024));
+        await using var harness = new MllpHandlerHarness([node.Address], time);
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+        time.Advance(MllpReplyWriter.SendTimeout);
+
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Equal("reply_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+    }
+
+    [Fact]
+    public async Task Delivery_timeout_bounds_a_connect_that_does_not_complete()
+    {
+        // A tls:// node whose listener never accepts: TCP connects (the kernel's backlog), the TLS handshake never ends.
+        using var silent = new TcpListener(IPAddress.Loopback, 0);
+        silent.Start();
+        await using var harness = new MllpHandlerHarness([$"tls://127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}"], settings: new()
+        {
+            ["ImagingProxy:Mllp:ConnectTimeout"] = "00:00:08",
+            ["ImagingProxy:Mllp:AckTimeout"] = "00:00:20",
+            ["ImagingProxy:Mllp:DeliveryTimeout"] = "00:00:00.300",
+        });
+        var started = TimeProvider.System.GetTimestamp();
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        var reply = await harness.ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|M1|", reply, StringComparison.Ordinal);
+        Assert.InRange(TimeProvider.System.GetElapsedTime(started), TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(2));
     }
 
     [Fact]

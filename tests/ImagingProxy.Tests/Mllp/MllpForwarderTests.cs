@@ -1,0 +1,109 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Mllp;
+
+/// <summary>Which node connection a message goes out on, and which ACK comes back (MllpForwarder through the handler).</summary>
+public sealed class MllpForwarderTests
+{
+    [Fact]
+    public async Task An_unsolicited_frame_still_arriving_is_never_relayed_as_the_next_messages_ack()
+    {
+        // After each ACK the node starts a late frame; its trailer comes just before the next ACK.
+        await using var node = new FakeHl7Node { AckPrefix = "\u001c\r", AckSuffix = "\vMSA|AA|late" };
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AA|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+
+        Assert.Contains("\rMSA|AA|M2", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal("M1", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        Assert.Equal("M2", await node.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+    }
+
+    [Fact]
+    public async Task After_the_sticky_node_closed_its_idle_connection_the_next_message_goes_to_the_same_node_on_a_new_connection()
+    {
+        // Either node may be picked first; the one picked closes its connection after the ACK, as an idle close would.
+        await using var a = new FakeHl7Node { CloseAfterAck = true };
+        await using var b = new FakeHl7Node { CloseAfterAck = true };
+        await using var harness = new MllpHandlerHarness([a.Address, b.Address]);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AA|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+        var (sticky, other) = a.Received.Reader.TryRead(out var first) ? (a, b) : (b, a);
+        Assert.Equal("M1", first ?? await sticky.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        await sticky.Closed.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+
+        Assert.Contains("\rMSA|AA|M2", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.False(other.Received.Reader.TryRead(out _)); // a node records a message before it acknowledges it
+        Assert.True(sticky.Received.Reader.TryRead(out var second));
+        Assert.Equal("M2", second);
+    }
+
+    [Fact]
+    public async Task A_message_with_msh15_ne_goes_to_one_node_once_and_gets_no_reply()
+    {
+        // The nodes send no accept ACK for an NE message (as receivers do); a missing ACK would time out at once.
+        await using var a = new FakeHl7Node();
+        await using var b = new FakeHl7Node();
+        var health = new PassiveHealthRecorder();
+        await using var harness = new MllpHandlerHarness([a.Address, b.Address], settings: new() { ["ImagingProxy:Mllp:AckTimeout"] = "00:00:00.200" }, health: health);
+        using var messages = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.messages");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("N1", extraMsh: "|||NE|AL"));
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+
+        // The first reply is M2's ACK: N1 got none.
+        Assert.Contains("\rMSA|AA|M2", await harness.ReplyAsync(), StringComparison.Ordinal);
+        var (fromA, fromB) = (Drain(a), Drain(b));
+        Assert.Equal(["N1", "M2"], fromA.Count > 0 ? fromA : fromB);
+        Assert.Empty(fromA.Count > 0 ? fromB : fromA);
+        Assert.Empty(health.Marked);
+        Assert.Equal(["no_ack_requested", "AA"], messages.GetMeasurementSnapshot().Select(m => (string)m.Tags["ack_code"]!));
+    }
+
+    [Fact]
+    public async Task A_message_with_msh15_ne_that_no_node_takes_gets_no_nak_and_is_counted()
+    {
+        await using var harness = new MllpHandlerHarness(["tcp://127.0.0.1:1"]);
+        using var rejected = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.frames.rejected");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("N1", extraMsh: "|||NE|AL"));
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+
+        // The first reply is M2's NAK: N1 got none.
+        Assert.Contains("\rMSA|AR|M2|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal("undelivered", Assert.Single(rejected.GetMeasurementSnapshot()).Tags["reason"]);
+    }
+
+    private static List<string> Drain(FakeHl7Node node)
+    {
+        var ids = new List<string>();
+        while (node.Received.Reader.TryRead(out var id))
+        {
+            ids.Add(id);
+        }
+
+        return ids;
+    }
+
+    /// <summary>Records passive health changes (the cluster then enables passive health).</summary>
+    private sealed class PassiveHealthRecorder : IDestinationHealthUpdater
+    {
+        public ConcurrentQueue<string> Marked { get; } = new();
+
+        public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
+        {
+        }
+
+        public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
+            => Marked.Enqueue($"{destination.DestinationId}:{newHealth}");
+    }
+}
