@@ -128,7 +128,10 @@ internal sealed class ListenerCertificate : IDisposable
         X509Certificate2Collection? chain = null;
         if (settings.KeyPath is not null)
         {
-            certificate = X509Certificate2.CreateFromPemFile(settings.Path!, settings.KeyPath);
+            // An encrypted PEM key takes Password, as Kestrel's endpoints do.
+            certificate = string.IsNullOrEmpty(settings.Password)
+                ? X509Certificate2.CreateFromPemFile(settings.Path!, settings.KeyPath)
+                : X509Certificate2.CreateFromEncryptedPemFile(settings.Path!, settings.Password, settings.KeyPath);
 
             // Intermediates after the server's own certificate in the PEM file (a full chain) are sent with it.
             var all = new X509Certificate2Collection();

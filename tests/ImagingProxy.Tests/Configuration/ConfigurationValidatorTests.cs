@@ -93,6 +93,8 @@ public class ConfigurationValidatorTests
     [InlineData("pfx-wrong-password", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PFX")]
     [InlineData("pfx", null)]
     [InlineData("pem", null)]
+    [InlineData("encrypted-pem", null)]
+    [InlineData("encrypted-pem-wrong-password", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PEM certificate")]
     public void A_listener_certificate_is_loaded_when_validated(string kind, string? expected)
     {
         using var certificate = new ImagingProxy.Testing.TestCertificate();
@@ -103,9 +105,18 @@ public class ConfigurationValidatorTests
             File.WriteAllBytes(pfx, loaded.Export(X509ContentType.Pkcs12, "secret"));
         }
 
+        var encryptedKey = Path.Combine(certificate.Directory, "encrypted.key");
+        using (var key = System.Security.Cryptography.RSA.Create())
+        {
+            key.ImportFromPem(File.ReadAllText(certificate.KeyPath));
+            File.WriteAllText(encryptedKey, key.ExportEncryptedPkcs8PrivateKeyPem("secret", new System.Security.Cryptography.PbeParameters(System.Security.Cryptography.PbeEncryptionAlgorithm.Aes256Cbc, System.Security.Cryptography.HashAlgorithmName.SHA256, 10000)));
+        }
+
         var tls = kind switch
         {
-            "pem-without-key" => new Dictionary<string, string?> { ["Path"] = certificate.CertificatePath },
+            "encrypted-pem" => new Dictionary<string, string?> { ["Path"] = certificate.CertificatePath, ["KeyPath"] = encryptedKey, ["Password"] = "secret" },
+            "encrypted-pem-wrong-password" => new() { ["Path"] = certificate.CertificatePath, ["KeyPath"] = encryptedKey, ["Password"] = "wrong" },
+            "pem-without-key" => new() { ["Path"] = certificate.CertificatePath },
             "key-of-another" => new() { ["Path"] = certificate.CertificatePath, ["KeyPath"] = other.KeyPath },
             "pfx-wrong-password" => new() { ["Path"] = pfx, ["Password"] = "wrong" },
             "pfx" => new() { ["Path"] = pfx, ["Password"] = "secret" },

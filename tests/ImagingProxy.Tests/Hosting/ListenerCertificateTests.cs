@@ -64,6 +64,23 @@ public sealed class ListenerCertificateTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task A_tls_listener_serves_a_pem_certificate_whose_key_is_encrypted_with_the_password()
+    {
+        using var viewers = new TestCertificate();
+        using var listener = new TestCertificate();
+        var encryptedKey = Path.Combine(listener.Directory, "encrypted.key");
+        using (var key = RSA.Create())
+        {
+            key.ImportFromPem(await File.ReadAllTextAsync(listener.KeyPath));
+            await File.WriteAllTextAsync(encryptedKey, key.ExportEncryptedPkcs8PrivateKeyPem("secret", new PbeParameters(PbeEncryptionAlgorithm.Aes256Cbc, HashAlgorithmName.SHA256, 10000)));
+        }
+
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(viewers, "{}", imagingProxy: Dicom(listener.CertificatePath, encryptedKey, "secret")));
+
+        Assert.Equal(Thumbprint(listener.CertificatePath), (await PresentedAsync(proxy.Port("dicomtls"))).Thumbprint);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task A_reload_that_changes_the_certificate_paths_applies_to_the_next_handshake_and_a_file_that_fails_to_load_keeps_the_last_one_with_one_warning()
     {
         using var ca = new TestCertificateAuthority();
@@ -141,8 +158,8 @@ public sealed class ListenerCertificateTests
         }
     }
 
-    private static string Dicom(string certificate, string key) => $$"""
-        { "Dicom": { "Listeners": { "dicomtls": { "Address": "127.0.0.1", "Port": 0, "Tls": { "Path": {{JsonSerializer.Serialize(certificate)}}, "KeyPath": {{JsonSerializer.Serialize(key)}} } } } } }
+    private static string Dicom(string certificate, string key, string? password = null) => $$"""
+        { "Dicom": { "Listeners": { "dicomtls": { "Address": "127.0.0.1", "Port": 0, "Tls": { "Path": {{JsonSerializer.Serialize(certificate)}}, "KeyPath": {{JsonSerializer.Serialize(key)}}{{(password is null ? "" : $", \"Password\": {JsonSerializer.Serialize(password)}")}} } } } } }
         """;
 
     /// <summary>The certificate the listener presents in a TLS handshake (not validated: only looked at).</summary>
