@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Configuration;
 
 namespace ImagingProxy.Configuration;
@@ -276,9 +275,7 @@ public static class ConfigurationValidator
         var password = certificate["Password"];
         try
         {
-            using var loaded = keyPath is null ? X509CertificateLoader.LoadPkcs12FromFile(path, password)
-                : string.IsNullOrEmpty(password) ? X509Certificate2.CreateFromPemFile(path, keyPath)
-                : X509Certificate2.CreateFromEncryptedPemFile(path, password, keyPath);
+            using var loaded = ServerCertificateFile.Load(path, keyPath, password);
             if (!loaded.HasPrivateKey)
             {
                 errors.Add($"{certificate.Path}:Path: '{path}' has no private key (a PFX with its key, or a PEM certificate with KeyPath).");

@@ -1,12 +1,14 @@
 using System.Globalization;
+using System.Net;
 using Microsoft.Extensions.Configuration;
 
 namespace ImagingProxy.Configuration;
 
 /// <summary>
 /// The settings the process reads once, when it starts: the set of Kestrel endpoints and of DICOM and MLLP listeners,
-/// a listener's address, port and whether it speaks TLS, <c>DrainTimeout</c>, <c>InlineScheduling</c> and
-/// <c>Telemetry</c>. A reload that changes one of them is rejected like an invalid one, each change named, instead of
+/// a listener's address, port and whether it speaks TLS, <c>DrainTimeout</c>, <c>InlineScheduling</c>,
+/// <c>Telemetry</c>, and with a TLS listener <c>Kestrel:EndpointDefaults</c> <c>SslProtocols</c> and
+/// <c>ClientCertificateMode</c>. A reload that changes one of them is rejected like an invalid one, each change named, instead of
 /// being shown as applied while the old value keeps running; it applies at the next start.
 /// </summary>
 public static class StartupBoundSettings
@@ -31,7 +33,7 @@ public static class StartupBoundSettings
                     continue;
                 }
 
-                SameText(old, listener, "Address", problems);
+                SameAddress(old, listener, problems);
                 SameNumber(old, listener, "Port", 0, problems);
                 if (string.IsNullOrEmpty(old["Tls:Path"]) != string.IsNullOrEmpty(listener["Tls:Path"]))
                 {
@@ -40,10 +42,27 @@ public static class StartupBoundSettings
             }
         }
 
+        if (HasTlsListener(startup))
+        {
+            // Read once for the DICOM and MLLP TLS listeners (RawListenerBinder), which are never rebound.
+            foreach (var key in (string[])["SslProtocols", "ClientCertificateMode"])
+            {
+                var before = Flatten(startup.GetSection($"Kestrel:EndpointDefaults:{key}"));
+                var after = candidate.GetSection($"Kestrel:EndpointDefaults:{key}");
+                if (!SameValues(before, Flatten(after)))
+                {
+                    problems.Add($"{after.Path}: {Restart} for the DICOM and MLLP TLS listeners.");
+                }
+            }
+        }
+
         var proxyBefore = startup.GetSection(ImagingProxyOptions.SectionName);
         var proxyAfter = candidate.GetSection(ImagingProxyOptions.SectionName);
-        SameTime(proxyBefore, proxyAfter, "DrainTimeout", problems);
-        SameText(proxyBefore, proxyAfter, "InlineScheduling", problems);
+        SameTime(proxyBefore, proxyAfter, "DrainTimeout", ProxyDefaults.DrainTimeout, problems);
+        if (Inline(proxyBefore["InlineScheduling"]) != Inline(proxyAfter["InlineScheduling"]))
+        {
+            Changed(proxyAfter, "InlineScheduling", proxyBefore["InlineScheduling"], problems);
+        }
         SameSection(proxyBefore.GetSection("Telemetry"), proxyAfter.GetSection("Telemetry"), problems);
         return problems;
     }
@@ -69,15 +88,20 @@ public static class StartupBoundSettings
 
     private static string Article(string what) => (what[0] is 'a' or 'e' or 'i' or 'o' or 'u' ? "an " : "a ") + what;
 
-    private static void SameText(IConfigurationSection before, IConfigurationSection after, string key, List<string> problems)
+    /// <summary>The address a listener binds (RawListenerBinder): none or one that does not parse is every IPv4 address.</summary>
+    private static void SameAddress(IConfigurationSection before, IConfigurationSection after, List<string> problems)
     {
-        var old = before[key]?.Trim();
-        var now = after[key]?.Trim();
-        if (!string.Equals(old, now, StringComparison.OrdinalIgnoreCase))
+        if (!Equals(Bound(before["Address"]), Bound(after["Address"])))
         {
-            Changed(after, key, old, problems);
+            Changed(after, "Address", before["Address"], problems);
         }
+
+        static IPAddress Bound(string? text)
+            => !string.IsNullOrEmpty(text) && ConfigurationValidator.TryParseListenAddress(text, out var address) && address is not null ? address : IPAddress.Any;
     }
+
+    /// <summary>Inline scheduling is on unless the setting is <c>false</c> (ImagingProxyApp).</summary>
+    private static bool Inline(string? text) => !string.Equals(text, "false", StringComparison.OrdinalIgnoreCase);
 
     private static void SameNumber(IConfigurationSection before, IConfigurationSection after, string key, long fallback, List<string> problems)
     {
@@ -87,9 +111,9 @@ public static class StartupBoundSettings
         }
     }
 
-    private static void SameTime(IConfigurationSection before, IConfigurationSection after, string key, List<string> problems)
+    private static void SameTime(IConfigurationSection before, IConfigurationSection after, string key, TimeSpan fallback, List<string> problems)
     {
-        if (Time(before[key]) != Time(after[key]))
+        if ((Time(before[key]) ?? fallback) != (Time(after[key]) ?? fallback))
         {
             Changed(after, key, before[key], problems);
         }
@@ -97,18 +121,37 @@ public static class StartupBoundSettings
 
     private static void SameSection(IConfigurationSection before, IConfigurationSection after, List<string> problems)
     {
-        var old = Flatten(before);
-        var now = Flatten(after);
+        if (!SameValues(Flatten(before), Flatten(after)))
+        {
+            problems.Add($"{after.Path}: {Restart}.");
+        }
+    }
+
+    private static bool SameValues(Dictionary<string, string?> old, Dictionary<string, string?> now)
+    {
         var same = old.Count == now.Count;
         foreach (var (key, value) in now)
         {
             same &= old.TryGetValue(key, out var previous) && string.Equals(previous, value, StringComparison.Ordinal);
         }
 
-        if (!same)
+        return same;
+    }
+
+    private static bool HasTlsListener(IConfiguration configuration)
+    {
+        foreach (var kind in (string[])["Dicom", "Mllp"])
         {
-            problems.Add($"{after.Path}: {Restart}.");
+            foreach (var listener in configuration.GetSection($"{ImagingProxyOptions.SectionName}:{kind}:Listeners").GetChildren())
+            {
+                if (!string.IsNullOrEmpty(listener["Tls:Path"]))
+                {
+                    return true;
+                }
+            }
         }
+
+        return false;
     }
 
     private static void Changed(IConfigurationSection after, string key, string? old, List<string> problems)
@@ -123,6 +166,11 @@ public static class StartupBoundSettings
     private static Dictionary<string, string?> Flatten(IConfigurationSection section)
     {
         var values = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        if (section.Value is { } own)
+        {
+            values[string.Empty] = own; // a value of its own (AsEnumerable leaves the section itself out)
+        }
+
         foreach (var pair in section.AsEnumerable(makePathsRelative: true))
         {
             if (pair.Value is not null)

@@ -128,10 +128,7 @@ internal sealed class ListenerCertificate : IDisposable
         X509Certificate2Collection? chain = null;
         if (settings.KeyPath is not null)
         {
-            // An encrypted PEM key takes Password, as Kestrel's endpoints do.
-            certificate = string.IsNullOrEmpty(settings.Password)
-                ? X509Certificate2.CreateFromPemFile(settings.Path!, settings.KeyPath)
-                : X509Certificate2.CreateFromEncryptedPemFile(settings.Path!, settings.Password, settings.KeyPath);
+            certificate = ServerCertificateFile.Load(settings.Path!, settings.KeyPath, settings.Password);
 
             // Intermediates after the server's own certificate in the PEM file (a full chain) are sent with it.
             var all = new X509Certificate2Collection();
@@ -144,7 +141,7 @@ internal sealed class ListenerCertificate : IDisposable
         }
         else
         {
-            certificate = X509CertificateLoader.LoadPkcs12FromFile(settings.Path!, settings.Password);
+            certificate = ServerCertificateFile.Load(settings.Path!, keyPath: null, settings.Password);
         }
 
         var context = SslStreamCertificateContext.Create(certificate, chain, offline: true);

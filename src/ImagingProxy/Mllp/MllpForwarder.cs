@@ -401,7 +401,7 @@ internal sealed partial class MllpForwarder(
         attempt.Failure = null;
         session.Ack.ResetWrittenCount();
         attempt.Timeout = session.StartAttemptTimeout(ackTimeout);
-        var send = node.SendAsync(session.Message, attempt.Timeout);
+        var send = node.SendAsync(session.Message, attempt.Timeout, session.Header.IsAcceptAcknowledgmentNever);
         if (!send.IsCompleted)
         {
             receive = default;
@@ -438,6 +438,7 @@ internal sealed partial class MllpForwarder(
             // The receiver sends no accept ACK: the delivery ends with the send (no timeout, no failover, no health mark).
             receive = default;
             Disarm(session, attempt);
+            attempt.Node!.SentWithoutAck();
             attempt.Result = new MllpAttemptResult(MllpAttemptOutcome.Sent, attempt.Destination!.DestinationId, AcknowledgmentCode.None);
             attempt.Stage = MllpAttemptStage.Done;
             return MllpAttemptStep.Done;

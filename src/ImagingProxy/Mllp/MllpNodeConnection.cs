@@ -134,12 +134,24 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// False, nothing sent, when the node had closed the connection or is partway through an unsolicited frame (the
     /// caller discards the connection).
     /// </returns>
-    public async ValueTask<bool> SendAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken)
+    /// <param name="message">The HL7 message, without MLLP framing.</param>
+    /// <param name="cancellationToken">Ends a send that does not complete.</param>
+    /// <param name="noAck">
+    /// No ACK will be awaited (MSH-15 NE), so nothing else would see that the node closed a connection it used before
+    /// (its idle timeout): a plain connection then checks for the close first (one poll), a TLS one has its read-ahead.
+    /// </param>
+    public async ValueTask<bool> SendAsync(ReadOnlySequence<byte> message, CancellationToken cancellationToken, bool noAck = false)
     {
+        var reused = Used;
         Used = true;
         if (_receiveStopped || (_tls is null ? !DiscardUnsolicited() : !DiscardUnsolicitedTls()))
         {
             return false;
+        }
+
+        if (noAck && reused && _tls is null && _socket.Poll(0, SelectMode.SelectRead) && _socket.Available == 0)
+        {
+            return false; // readable with nothing to read: the node closed it (or reset it)
         }
 
         // One copy of the message into this connection's send buffer (messages are small; a large one is copied once).
@@ -330,6 +342,9 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             Array.Resize(ref _receive, _receive.Length * 2);
         }
     }
+
+    /// <summary>A message that gets no ACK (MSH-15 NE) was sent: TLS starts its read-ahead, as after an ACK.</summary>
+    public void SentWithoutAck() => StartReadAhead();
 
     /// <summary>TLS: keeps a read pending while no message is in flight (see the remarks); nothing for plain connections.</summary>
     private void StartReadAhead()

@@ -57,6 +57,16 @@ public class StartupBoundSettingsTests
     }
 
     [Theory]
+    [InlineData("ImagingProxy:InlineScheduling", "true")]
+    [InlineData("ImagingProxy:Dicom:Listeners:dicom:Address", "0.0.0.0")]
+    [InlineData("ImagingProxy:Mllp:Listeners:hl7:Address", null)]
+    public void Stating_the_value_already_in_effect_is_no_change(string key, string? value)
+    {
+        Assert.Empty(Changes((key, value)));
+        Assert.Empty(Changes(("ImagingProxy:DrainTimeout", null)));
+    }
+
+    [Theory]
     [InlineData("ImagingProxy:Dicom:Listeners:dicom2:Port", "11112", "ImagingProxy:Dicom:Listeners:dicom2: a new listener")]
     [InlineData("ImagingProxy:Mllp:Listeners:hl7:Port", "2576", "ImagingProxy:Mllp:Listeners:hl7:Port: read at start-up")]
     [InlineData("ImagingProxy:Mllp:Listeners:hl7:Address", "127.0.0.1", "ImagingProxy:Mllp:Listeners:hl7:Address: read at start-up")]
@@ -65,6 +75,8 @@ public class StartupBoundSettingsTests
     [InlineData("ImagingProxy:InlineScheduling", "false", "ImagingProxy:InlineScheduling: read at start-up")]
     [InlineData("ImagingProxy:Telemetry:MaxAeTitles", "100", "ImagingProxy:Telemetry: read at start-up")]
     [InlineData("Kestrel:Endpoints:Xds:Url", "http://0.0.0.0:17035", "Kestrel:Endpoints:Xds: a new endpoint")]
+    [InlineData("Kestrel:EndpointDefaults:ClientCertificateMode", "RequireCertificate", "Kestrel:EndpointDefaults:ClientCertificateMode: read at start-up")]
+    [InlineData("Kestrel:EndpointDefaults:SslProtocols:0", "Tls13", "Kestrel:EndpointDefaults:SslProtocols: read at start-up")]
     public void A_change_to_a_setting_read_at_start_up_is_named(string key, string value, string problem)
     {
         var changes = Changes((key, value));

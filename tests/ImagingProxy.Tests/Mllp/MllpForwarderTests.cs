@@ -70,6 +70,23 @@ public sealed class MllpForwarderTests
     }
 
     [Fact]
+    public async Task A_message_with_msh15_ne_after_the_node_closed_its_idle_connection_goes_out_on_a_new_one()
+    {
+        // Nothing would notice the close while sending an NE message (no ACK is read): it must not be written into it.
+        await using var node = new FakeHl7Node { CloseAfterAck = true };
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AA|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await node.Closed.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("N2", extraMsh: "|||NE|AL"));
+        await harness.SendAsync(MllpHandlerHarness.Message("M3"));
+
+        Assert.Contains("\rMSA|AA|M3", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal(["M1", "N2", "M3"], Drain(node));
+    }
+
+    [Fact]
     public async Task A_message_with_msh15_ne_that_no_node_takes_gets_no_nak_and_is_counted()
     {
         await using var harness = new MllpHandlerHarness(["tcp://127.0.0.1:1"]);

@@ -102,6 +102,23 @@ public sealed class MllpNodeConnectionTlsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_frame_sent_after_a_message_that_wanted_no_ack_is_discarded_not_taken_for_the_next_ack()
+    {
+        // MSH-15 NE: no ACK is read, yet the node may send one (or an application ACK) all the same.
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None, noAck: true));
+        _connection.SentWithoutAck();
+        await _node.WriteAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        await _connection.ReadAhead!.WaitAsync(s_timeout);
+
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        await _node.WriteAsync("\vMSA|AA|2\u001c\r"u8.ToArray());
+        var ack = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(ack, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        Assert.Equal("MSA|AA|2", Encoding.ASCII.GetString(ack.WrittenSpan));
+    }
+
+    [Fact]
     public async Task Waiting_for_an_ack_stops_when_cancelled()
     {
         // The TLS read is ended by shutting the socket's receive side, not by a token on the read itself.

@@ -1,0 +1,17 @@
+using System.Security.Cryptography.X509Certificates;
+
+namespace ImagingProxy.Configuration;
+
+/// <summary>
+/// How a server certificate given as files is read, the same way for the validator and the DICOM and MLLP TLS listeners
+/// (as Kestrel reads its endpoints' files): PEM <c>Path</c> + <c>KeyPath</c>, with <c>Password</c> when the key is
+/// encrypted, or PFX <c>Path</c> + optional <c>Password</c>.
+/// </summary>
+internal static class ServerCertificateFile
+{
+    /// <summary>Loads the certificate with its private key; throws as the loaders do (cryptographic, I/O, access errors).</summary>
+    public static X509Certificate2 Load(string path, string? keyPath, string? password)
+        => keyPath is null ? X509CertificateLoader.LoadPkcs12FromFile(path, password)
+            : string.IsNullOrEmpty(password) ? X509Certificate2.CreateFromPemFile(path, keyPath)
+            : X509Certificate2.CreateFromEncryptedPemFile(path, password, keyPath);
+}
