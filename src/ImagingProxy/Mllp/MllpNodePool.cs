@@ -41,7 +41,8 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
     /// <summary>
     /// An idle pooled connection to <paramref name="address"/> opened with <paramref name="tlsSettings"/>, or a new one; a
     /// new connection to a <c>tls://</c> address opens its TLS session with <paramref name="tls"/> (within
-    /// <paramref name="connectTimeout"/> too). An idle connection opened with other TLS settings (before a reload) is closed.
+    /// <paramref name="connectTimeout"/> too). An idle connection opened with other TLS settings (another cluster's for the
+    /// same address, or from before a reload) stays in the pool until it expires.
     /// </summary>
     /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted.</exception>
@@ -51,15 +52,23 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
         if (_idle.TryGetValue(address, out var idle))
         {
             var now = time.GetTimestamp();
-            while (idle.TryDequeue(out var pooled))
+            for (var left = idle.Count; left > 0 && idle.TryDequeue(out var pooled); left--)
             {
-                if (pooled.Expires > now && pooled.Connection.TlsSettings == tlsSettings)
+                if (pooled.Expires <= now)
+                {
+                    await pooled.Connection.DisposeAsync();
+                }
+                else if (pooled.Connection.TlsSettings == tlsSettings)
                 {
                     _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
                     return pooled.Connection;
                 }
-
-                await pooled.Connection.DisposeAsync();
+                else
+                {
+                    // Opened with other TLS settings (another cluster's for the same address, or from before a reload):
+                    // kept for its own renters until it expires.
+                    idle.Enqueue(pooled);
+                }
             }
         }
 

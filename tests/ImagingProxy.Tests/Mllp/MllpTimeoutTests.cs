@@ -66,6 +66,26 @@ public sealed class MllpTimeoutTests
     }
 
     [Fact]
+    public async Task A_pooled_connection_opened_with_other_tls_settings_is_kept_for_its_own_renters()
+    {
+        // Two clusters may reach one address with different Tls settings: neither closes the other's idle connections.
+        await using var node = new FakeHl7Node();
+        await using var pool = new MllpNodePool(TimeProvider.System);
+        var first = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), CancellationToken.None);
+        first.TlsSettings = "cluster-a";
+        await pool.ReturnAsync(first, TimeSpan.FromSeconds(60));
+
+        var second = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), tls: null, tlsSettings: "cluster-b", CancellationToken.None);
+        await pool.ReturnAsync(second, TimeSpan.FromSeconds(60));
+        var again = await pool.RentAsync(node.Address, 1024, TimeSpan.FromSeconds(5), tls: null, tlsSettings: "cluster-a", CancellationToken.None);
+
+        Assert.Same(first, again);
+        Assert.NotSame(first, second);
+        Assert.Equal(1, pool.IdleCount(node.Address));
+        await pool.DiscardAsync(again);
+    }
+
+    [Fact]
     public async Task Expired_pooled_connection_is_never_rented()
     {
         var time = new FakeTimeProvider();
