@@ -607,7 +607,11 @@ internal sealed partial class MllpForwarder(
 
         Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason);
         session.Failed.Add(destination);
-        MarkUnhealthy(cluster, destination);
+        if (TryWithinBudget(session, session.Settings, TimeSpan.Zero, out _))
+        {
+            // A wait the delivery budget cut short (DeliveryTimeout) says nothing about the node: it is not marked.
+            MarkUnhealthy(cluster, destination);
+        }
         return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
     }
 

@@ -86,6 +86,26 @@ public sealed class MllpForwarderTests
         Assert.Equal(["M1", "N2", "M3"], Drain(node));
     }
 
+    [Theory]
+    [InlineData("00:00:20", "00:00:00.300", false)] // the delivery budget ended the ACK wait: not the node's doing
+    [InlineData("00:00:00.300", "00:00:20", true)] // the node's own AckTimeout passed
+    public async Task A_node_is_marked_unhealthy_for_its_own_ack_timeout_not_for_the_end_of_the_delivery_budget(string ackTimeout, string deliveryTimeout, bool marked)
+    {
+        await using var slow = new FakeHl7Node(hold: true);
+        var health = new PassiveHealthRecorder();
+        await using var harness = new MllpHandlerHarness([slow.Address], settings: new()
+        {
+            ["ImagingProxy:Mllp:AckTimeout"] = ackTimeout,
+            ["ImagingProxy:Mllp:DeliveryTimeout"] = deliveryTimeout,
+            ["ImagingProxy:Mllp:MaxAttempts"] = "1",
+        }, health: health);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal(marked ? ["d0:Unhealthy"] : [], health.Marked);
+    }
+
     [Fact]
     public async Task A_message_with_msh15_ne_that_no_node_takes_gets_no_nak_and_is_counted()
     {
