@@ -184,7 +184,8 @@ public sealed partial class ConfigurationGate : IDisposable
         return data;
     }
 
-    private static bool SameAs(Dictionary<string, string?> a, Dictionary<string, string?> b)
+    /// <summary>The same keys with the same values (ordinal): two flattened configurations are alike.</summary>
+    internal static bool SameAs(Dictionary<string, string?> a, Dictionary<string, string?> b)
     {
         if (a.Count != b.Count)
         {

@@ -47,12 +47,8 @@ public static class StartupBoundSettings
             // Read once for the DICOM and MLLP TLS listeners (RawListenerBinder), which are never rebound.
             foreach (var key in (string[])["SslProtocols", "ClientCertificateMode"])
             {
-                var before = Flatten(startup.GetSection($"Kestrel:EndpointDefaults:{key}"));
-                var after = candidate.GetSection($"Kestrel:EndpointDefaults:{key}");
-                if (!SameValues(before, Flatten(after)))
-                {
-                    problems.Add($"{after.Path}: {Restart} for the DICOM and MLLP TLS listeners.");
-                }
+                var path = $"Kestrel:EndpointDefaults:{key}";
+                SameSection(startup.GetSection(path), candidate.GetSection(path), problems, " for the DICOM and MLLP TLS listeners");
             }
         }
 
@@ -63,6 +59,7 @@ public static class StartupBoundSettings
         {
             Changed(proxyAfter, "InlineScheduling", proxyBefore["InlineScheduling"], problems);
         }
+
         SameSection(proxyBefore.GetSection("Telemetry"), proxyAfter.GetSection("Telemetry"), problems);
         return problems;
     }
@@ -119,23 +116,12 @@ public static class StartupBoundSettings
         }
     }
 
-    private static void SameSection(IConfigurationSection before, IConfigurationSection after, List<string> problems)
+    private static void SameSection(IConfigurationSection before, IConfigurationSection after, List<string> problems, string why = "")
     {
-        if (!SameValues(Flatten(before), Flatten(after)))
+        if (!ConfigurationGate.SameAs(Flatten(before), Flatten(after)))
         {
-            problems.Add($"{after.Path}: {Restart}.");
+            problems.Add($"{after.Path}: {Restart}{why}.");
         }
-    }
-
-    private static bool SameValues(Dictionary<string, string?> old, Dictionary<string, string?> now)
-    {
-        var same = old.Count == now.Count;
-        foreach (var (key, value) in now)
-        {
-            same &= old.TryGetValue(key, out var previous) && string.Equals(previous, value, StringComparison.Ordinal);
-        }
-
-        return same;
     }
 
     private static bool HasTlsListener(IConfiguration configuration)

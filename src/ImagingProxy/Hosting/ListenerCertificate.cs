@@ -124,12 +124,10 @@ internal sealed class ListenerCertificate : IDisposable
 
     private Loaded Load(CertificateConfig settings, long stamp)
     {
-        X509Certificate2 certificate;
+        var certificate = ServerCertificateFile.Load(settings.Path!, settings.KeyPath, settings.Password);
         X509Certificate2Collection? chain = null;
         if (settings.KeyPath is not null)
         {
-            certificate = ServerCertificateFile.Load(settings.Path!, settings.KeyPath, settings.Password);
-
             // Intermediates after the server's own certificate in the PEM file (a full chain) are sent with it.
             var all = new X509Certificate2Collection();
             all.ImportFromPemFile(settings.Path!);
@@ -138,10 +136,6 @@ internal sealed class ListenerCertificate : IDisposable
                 all.RemoveAt(0);
                 chain = all;
             }
-        }
-        else
-        {
-            certificate = ServerCertificateFile.Load(settings.Path!, keyPath: null, settings.Password);
         }
 
         var context = SslStreamCertificateContext.Create(certificate, chain, offline: true);

@@ -50,6 +50,9 @@ internal sealed class MllpAttempt
     /// <summary>Why the attempt failed (<see cref="MllpAttemptStage.Failed"/>).</summary>
     public string? Failure { get; set; }
 
+    /// <summary>The attempt failed because its ACK wait timed out (the connection's receive was stopped).</summary>
+    public bool TimedOut { get; set; }
+
     /// <summary>A fault of ImagingProxy's own that ended the attempt (<see cref="MllpAttemptStage.Failed"/>), not the node's failure.</summary>
     public Exception? Fault { get; set; }
 

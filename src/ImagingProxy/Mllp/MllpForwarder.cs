@@ -245,10 +245,12 @@ internal sealed partial class MllpForwarder(
                     }
 
                     string? failure;
-                    (node, failure) = await RentAsync(session, cluster, destination, settings, connectTimeout, newConnection);
+                    bool timedOut;
+                    (node, failure, timedOut) = await RentAsync(session, cluster, destination, settings, connectTimeout, newConnection);
                     if (node is null)
                     {
-                        result = await AfterFailureAsync(session, destination, null, failure!, reused: false, aborted);
+                        var budgetCut = timedOut && connectTimeout < settings.ConnectTimeout;
+                        result = await AfterFailureAsync(session, destination, null, failure!, reused: false, budgetCut, aborted);
                         if (result is { } failed)
                         {
                             return failed;
@@ -329,7 +331,8 @@ internal sealed partial class MllpForwarder(
                 return await FaultAsync(session, fault);
             }
 
-            return await AfterFailureAsync(session, attempt.Destination!, attempt.Node, attempt.Failure!, attempt.Reused, aborted);
+            var cut = attempt.TimedOut && attempt.AckTimeout < session.Settings.AckTimeout;
+            return await AfterFailureAsync(session, attempt.Destination!, attempt.Node, attempt.Failure!, attempt.Reused, cut, aborted);
         }
         catch (Exception ex)
         {
@@ -399,6 +402,7 @@ internal sealed partial class MllpForwarder(
         attempt.UnsolicitedBefore = node.UnsolicitedFrames;
         attempt.AckTimeout = ackTimeout;
         attempt.Failure = null;
+        attempt.TimedOut = false;
         session.Ack.ResetWrittenCount();
         attempt.Timeout = session.StartAttemptTimeout(ackTimeout);
         var send = node.SendAsync(session.Message, attempt.Timeout, session.Header.IsAcceptAcknowledgmentNever);
@@ -471,6 +475,7 @@ internal sealed partial class MllpForwarder(
         if (read != MllpReadResult.Frame && attempt.Timeout.IsCancellationRequested)
         {
             attempt.Reused = false;
+            attempt.TimedOut = true;
             return Conclude(session, attempt, TimedOut(session, attempt.AckTimeout), sessionEnded: false);
         }
 
@@ -489,6 +494,7 @@ internal sealed partial class MllpForwarder(
         if (attempt.Timeout.IsCancellationRequested && exception is OperationCanceledException or IOException or SocketException or ObjectDisposedException)
         {
             attempt.Reused = false;
+            attempt.TimedOut = true;
             return Conclude(session, attempt, TimedOut(session, attempt.AckTimeout), sessionEnded: false);
         }
 
@@ -578,9 +584,11 @@ internal sealed partial class MllpForwarder(
     /// <summary>
     /// After a failed attempt: its connection is discarded (a late ACK must never be paired with a later message); a
     /// reused connection the node had closed (idle timeout, restart) gets one more try on a new connection to the same
-    /// node, not counted (null); otherwise the node is marked passively unhealthy and the attempt ends as failed.
+    /// node, not counted (null); otherwise the attempt ends as failed, and the node is marked passively unhealthy unless
+    /// <paramref name="budgetCut"/>: the wait that timed out was shortened to what was left of <c>DeliveryTimeout</c>,
+    /// which says nothing about the node.
     /// </summary>
-    private async ValueTask<MllpAttemptResult?> AfterFailureAsync(MllpSession session, DestinationState destination, MllpNodeConnection? node, string reason, bool reused, CancellationToken aborted)
+    private async ValueTask<MllpAttemptResult?> AfterFailureAsync(MllpSession session, DestinationState destination, MllpNodeConnection? node, string reason, bool reused, bool budgetCut, CancellationToken aborted)
     {
         var cluster = session.Cluster!;
         session.Attempt.Stage = MllpAttemptStage.NotStarted;
@@ -607,9 +615,8 @@ internal sealed partial class MllpForwarder(
 
         Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason);
         session.Failed.Add(destination);
-        if (TryWithinBudget(session, session.Settings, TimeSpan.Zero, out _))
+        if (!budgetCut)
         {
-            // A wait the delivery budget cut short (DeliveryTimeout) says nothing about the node: it is not marked.
             MarkUnhealthy(cluster, destination);
         }
         return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
@@ -621,10 +628,10 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>
     /// A pooled connection to <paramref name="destination"/>, which becomes the session's sticky one for the cluster (the
-    /// previous sticky one goes back to the pool). Null with the reason when connecting failed (within
+    /// previous sticky one goes back to the pool). Null with the reason, and whether it timed out, when connecting failed (within
     /// <paramref name="connectTimeout"/>: the ConnectTimeout, or less when the delivery budget ends sooner).
     /// </summary>
-    private async ValueTask<(MllpNodeConnection? Node, string? Failure)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, TimeSpan connectTimeout, bool newConnection)
+    private async ValueTask<(MllpNodeConnection? Node, string? Failure, bool TimedOut)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, TimeSpan connectTimeout, bool newConnection)
     {
         if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
         {
@@ -644,7 +651,7 @@ internal sealed partial class MllpForwarder(
             }
             catch (InvalidOperationException ex)
             {
-                return (null, $"TLS settings: {ex.Message}");
+                return (null, $"TLS settings: {ex.Message}", false);
             }
         }
 
@@ -657,15 +664,15 @@ internal sealed partial class MllpForwarder(
         }
         catch (SocketException ex)
         {
-            return (null, $"connect failed: {ex.SocketErrorCode}");
+            return (null, $"connect failed: {ex.SocketErrorCode}", ex.SocketErrorCode == SocketError.TimedOut);
         }
         catch (Exception ex) when (ex is AuthenticationException or IOException)
         {
-            return (null, $"TLS handshake: {ex.Message}");
+            return (null, $"TLS handshake: {ex.Message}", false);
         }
         catch (OperationCanceledException) when (session.Aborted.IsCancellationRequested)
         {
-            return (null, "inbound connection aborted");
+            return (null, "inbound connection aborted", false);
         }
 
         if (tls is not null)
@@ -675,7 +682,7 @@ internal sealed partial class MllpForwarder(
 
         node.Configured = (cluster.Model.Config, destination.Model.Config);
         session.SetSticky(cluster.ClusterId, destination.DestinationId, node);
-        return (node, null);
+        return (node, null, false);
     }
 
     /// <summary>

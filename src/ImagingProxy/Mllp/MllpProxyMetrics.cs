@@ -46,30 +46,24 @@ internal sealed class MllpProxyMetrics
 
     public void Relayed(string listener, string route, string cluster, string? destination, string messageType, AcknowledgmentCode code, TimeSpan elapsed)
     {
-        var tags = new TagList
-        {
-            { "listener", listener },
-            { "route", route },
-            { "cluster", cluster },
-            { "destination", destination },
-            { "message_type", messageType },
-            { "ack_code", AckCodeName(code) },
-        };
+        var tags = MessageTags(listener, route, cluster, destination, messageType, AckCodeName(code));
         _messages.Add(1, tags);
         _ackDuration.Record(elapsed.TotalSeconds, tags);
     }
 
     /// <summary>A message whose MSH-15 is NE went to <paramref name="destination"/>; no acknowledgment (and no ACK duration).</summary>
     public void SentWithoutAck(string listener, string route, string cluster, string? destination, string messageType)
-        => _messages.Add(1, new TagList
-        {
-            { "listener", listener },
-            { "route", route },
-            { "cluster", cluster },
-            { "destination", destination },
-            { "message_type", messageType },
-            { "ack_code", NoAckRequested },
-        });
+        => _messages.Add(1, MessageTags(listener, route, cluster, destination, messageType, NoAckRequested));
+
+    private static TagList MessageTags(string listener, string route, string cluster, string? destination, string messageType, string ackCode) => new()
+    {
+        { "listener", listener },
+        { "route", route },
+        { "cluster", cluster },
+        { "destination", destination },
+        { "message_type", messageType },
+        { "ack_code", ackCode },
+    };
 
     /// <summary>The <c>ack_code</c> label of a message sent without an acknowledgment (MSH-15 NE).</summary>
     public const string NoAckRequested = "no_ack_requested";

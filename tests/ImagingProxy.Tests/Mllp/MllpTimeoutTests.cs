@@ -223,12 +223,12 @@ public sealed class MllpTimeoutTests
         silent.Start();
         await using var harness = new MllpHandlerHarness([$"tls://127.0.0.1:{((IPEndPoint)silent.LocalEndpoint).Port}"], settings: new()
         {
-            ["ImagingProxy:Mllp:ConnectTimeout"] = "00:00:08",
+            ["ImagingProxy:Mllp:ConnectTimeout"] = "00:00:30",
             ["ImagingProxy:Mllp:AckTimeout"] = "00:00:20",
             ["ImagingProxy:Mllp:DeliveryTimeout"] = "00:00:00.300",
         });
 
-        await AssertRejectedWithinAsync(harness, TimeSpan.FromSeconds(2)); // well under the ConnectTimeout
+        await AssertRejectedWithinAsync(harness, TimeSpan.FromSeconds(10)); // without the bound the connect alone waits 30 s
     }
 
     /// <summary>M1 gets ImagingProxy's AR once the 300 ms DeliveryTimeout is spent, within <paramref name="atMost"/>.</summary>
