@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Model;
 
@@ -11,24 +10,32 @@ namespace ImagingProxy.Health;
 /// </summary>
 public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<DestinationHealthTracker> logger)
 {
-    private readonly ConcurrentDictionary<(string Cluster, string Destination), HealthRecord> _records = new();
+    private readonly Dictionary<(string Cluster, string Destination), HealthRecord> _records = [];
+    private readonly Lock _gate = new();
 
     /// <summary>Raised once per observed change: cluster, destination, kind ("active"/"passive"), old, new.</summary>
     public event Action<string, string, string, DestinationHealth, DestinationHealth>? Transition;
 
+    /// <summary>
+    /// Records <paramref name="destination"/>'s health as it is now; a change from the last record is logged and raised
+    /// once. Observers on several threads (probes, the health updater, /status reads) are taken one at a time, each
+    /// reading the health only once it holds the lock: one that read it before a change another observer recorded would
+    /// otherwise write the old value back, with a false transition.
+    /// </summary>
     public HealthRecord Observe(ClusterState cluster, DestinationState destination)
     {
         var key = (cluster.ClusterId, destination.DestinationId);
-        var active = destination.Health.Active;
-        var passive = destination.Health.Passive;
         var now = time.GetUtcNow();
-        while (true)
+        lock (_gate)
         {
+            var active = destination.Health.Active;
+            var passive = destination.Health.Passive;
+
+            // A destination starts Unknown/Unknown; its first observed health is its first transition.
             if (!_records.TryGetValue(key, out var previous))
             {
-                // A destination starts Unknown/Unknown; its first observed health is its first transition.
-                _records.TryAdd(key, new HealthRecord(DestinationHealth.Unknown, DestinationHealth.Unknown, now));
-                continue;
+                previous = new HealthRecord(DestinationHealth.Unknown, DestinationHealth.Unknown, now);
+                _records[key] = previous;
             }
 
             if (previous.Active == active && previous.Passive == passive)
@@ -37,11 +44,7 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
             }
 
             var updated = new HealthRecord(active, passive, now);
-            if (!_records.TryUpdate(key, updated, previous))
-            {
-                continue;
-            }
-
+            _records[key] = updated;
             if (previous.Active != active)
             {
                 Log.HealthChanged(logger, "Active", cluster.ClusterId, destination.DestinationId, previous.Active, active);
