@@ -21,4 +21,7 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "TLS handshake failed on listener {Name} ({Kind}) from {RemoteEndPoint}, connection {ConnectionId}: {Reason}.")]
     public static partial void TlsHandshakeFailed(ILogger logger, string name, string kind, string remoteEndPoint, string connectionId, string reason);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Warning, Message = "Listener {Name}: connection {ConnectionId} from {RemoteEndPoint} aborted; the client read nothing of its last bytes for {Seconds} s after the protocol ended.")]
+    public static partial void CloseTimedOut(ILogger logger, string name, string connectionId, string remoteEndPoint, double seconds);
 }

@@ -35,6 +35,7 @@ public static class RawListenerBinder
                 var listener = new ProxyListener(name, kind, listenOptions);
                 listener.Attach();
                 registry.Add(listener);
+                UseCloseGuard(listenOptions, kind, name);
                 if (config.Tls is { Path: not null })
                 {
                     UseTls(listenOptions, kind, name);
@@ -43,6 +44,19 @@ public static class RawListenerBinder
                 listenOptions.UseConnectionHandler<THandler>();
             });
         }
+    }
+
+    /// <summary>A connection's close after its handler returned is bounded (<see cref="RawConnectionCloseGuard"/>).</summary>
+    private static void UseCloseGuard(ListenOptions listenOptions, string kind, string name)
+    {
+        var services = listenOptions.ApplicationServices;
+        var guard = new RawConnectionCloseGuard(
+            name,
+            kind,
+            services.GetRequiredService<ListenerMetrics>(),
+            services.GetRequiredService<TimeProvider>(),
+            services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Hosting"));
+        listenOptions.Use(guard.Around);
     }
 
     /// <summary>

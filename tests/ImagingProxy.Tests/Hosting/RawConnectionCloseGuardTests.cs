@@ -1,0 +1,126 @@
+using System.Buffers;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using ImagingProxy.Hosting;
+using ImagingProxy.Telemetry;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+
+namespace ImagingProxy.Tests.Hosting;
+
+/// <summary>
+/// A connection whose handler returned while its last bytes wait for a client that reads nothing is aborted after the
+/// grace, on Kestrel's real socket transport; a client that reads gets its bytes and the connection closes unaborted.
+/// </summary>
+public sealed class RawConnectionCloseGuardTests
+{
+    /// <summary>More than the loopback socket buffers of both ends hold while the client reads nothing.</summary>
+    private const int LastBytes = 16 * 1024 * 1024;
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_client_that_reads_nothing_of_the_last_bytes_is_aborted_after_the_grace()
+    {
+        await using var server = await GuardedServer.StartAsync();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
+        await client.ConnectAsync(IPAddress.Loopback, server.Port);
+
+        var connection = await server.Armed.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.False(connection.ConnectionClosed.IsCancellationRequested);
+        server.Time.Advance(RawConnectionCloseGuard.Grace);
+
+        await WhenCancelled(connection.ConnectionClosed).WaitAsync(TimeSpan.FromSeconds(20));
+        var timeout = Assert.Single(server.CloseTimeouts.GetMeasurementSnapshot());
+        Assert.Equal("dicom-in", timeout.Tags["listener"]);
+        Assert.Equal("dicom", timeout.Tags["protocol"]);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_client_that_reads_its_bytes_closes_without_an_abort()
+    {
+        await using var server = await GuardedServer.StartAsync();
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(IPAddress.Loopback, server.Port);
+
+        var received = 0L;
+        var buffer = new byte[64 * 1024];
+        int read;
+        while ((read = await client.ReceiveAsync(buffer)) > 0)
+        {
+            received += read;
+        }
+
+        var connection = await server.Armed.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        await WhenCancelled(connection.ConnectionClosed).WaitAsync(TimeSpan.FromSeconds(20));
+        server.Time.Advance(RawConnectionCloseGuard.Grace * 2);
+        Assert.Equal(LastBytes, received);
+        Assert.Empty(server.CloseTimeouts.GetMeasurementSnapshot());
+    }
+
+    private static Task WhenCancelled(CancellationToken token)
+    {
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        token.UnsafeRegister(static s => ((TaskCompletionSource)s!).TrySetResult(), cancelled);
+        return cancelled.Task;
+    }
+
+    /// <summary>
+    /// Kestrel with one raw endpoint: the guard, then a handler that leaves <see cref="LastBytes"/> in the connection's
+    /// output without waiting for them to be sent, and returns.
+    /// </summary>
+    private sealed class GuardedServer : IAsyncDisposable
+    {
+        private readonly ServiceProvider _metrics = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        private readonly WebApplication _app;
+
+        private GuardedServer()
+        {
+            var meters = _metrics.GetRequiredService<IMeterFactory>();
+            CloseTimeouts = new MetricCollector<long>(meters, ImagingProxyTelemetry.MeterName, "imagingproxy.listener.close_timeouts");
+            var guard = new RawConnectionCloseGuard("dicom-in", ProxyListener.DicomKind, new ListenerMetrics(meters), Time, NullLogger.Instance);
+            guard.Armed += connection => Armed.TrySetResult(connection);
+            // Kestrel alone: no configuration files (the test directory's would add endpoints), no HTTP.
+            var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+            builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
+            {
+                listen.Use(guard.Around);
+                listen.Run(connection =>
+                {
+                    // Written to the pipe, not flushed: Kestrel sends it after the handler returned (completing the pipe commits it).
+                    connection.Transport.Output.Write(new byte[LastBytes]);
+                    return Task.CompletedTask;
+                });
+            }));
+            _app = builder.Build();
+        }
+
+        public FakeTimeProvider Time { get; } = new();
+
+        public TaskCompletionSource<ConnectionContext> Armed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public MetricCollector<long> CloseTimeouts { get; }
+
+        public int Port => new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single()).Port;
+
+        public static async Task<GuardedServer> StartAsync()
+        {
+            var server = new GuardedServer();
+            await server._app.StartAsync();
+            return server;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.DisposeAsync();
+            CloseTimeouts.Dispose();
+            await _metrics.DisposeAsync();
+        }
+    }
+}
