@@ -85,6 +85,29 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reload_that_changes_a_connection_limit_fixed_at_bind_is_rejected_and_stating_its_default_is_not()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+        static string WithLimit(string json, string value)
+            => json.Replace("\"Kestrel\": {", $$"""
+                "Kestrel": { "Limits": { "MaxConcurrentConnections": {{value}} },
+                """, StringComparison.Ordinal);
+
+        var errors = await proxy.ReloadAsync(WithLimit(Config(_a), "1"));
+
+        var error = Assert.Single(errors);
+        Assert.Equal("Kestrel:Limits:MaxConcurrentConnections: read at start-up; the change applies after a restart (running with '-1').", error);
+        Assert.Equal(1, gate.Generation);
+        Assert.Equal(errors, gate.LastRejection);
+        Assert.Null(gate.Configuration["Kestrel:Limits:MaxConcurrentConnections"]);
+
+        Assert.Empty(await proxy.ReloadAsync(WithLimit(Config(_a), "-1")));
+        Assert.Equal(2, gate.Generation);
+        Assert.Empty(gate.LastRejection);
+    }
+
+    [Fact]
     public async Task A_reload_yarp_refuses_is_rolled_back_whole()
     {
         await using var proxy = await TestProxy.StartAsync(Config(_a));
