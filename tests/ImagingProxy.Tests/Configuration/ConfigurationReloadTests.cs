@@ -134,6 +134,34 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ReloadAsync_answers_with_the_attempt_at_the_content_it_wrote_not_a_later_attempt_at_earlier_content()
+    {
+        // A second change event of an earlier write makes the proxy try the content it already has once more; under load
+        // that attempt came after the next ReloadAsync had subscribed, which then returned its verdict.
+        var earlier = new ReloadableSource();
+        await using var proxy = await TestProxy.StartAsync(Config(_a), builder => ((IConfigurationBuilder)builder.Configuration).Add(earlier));
+        var refused = Config(_b, clusterId: "renamed").Replace("\"Match\":", "\"Transforms\": [ { \"PathRemovePrefx\": \"/x\" } ], \"Match\":", StringComparison.Ordinal);
+
+        var reload = proxy.ReloadAsync(refused);
+        earlier.Provider.Raise();
+
+        Assert.Contains(await reload, e => e.Contains("PathRemovePrefx", StringComparison.Ordinal));
+    }
+
+    /// <summary>A configuration source without keys whose provider signals a reload when told to.</summary>
+    private sealed class ReloadableSource : IConfigurationSource
+    {
+        public RaisingProvider Provider { get; } = new();
+
+        public IConfigurationProvider Build(IConfigurationBuilder builder) => Provider;
+    }
+
+    private sealed class RaisingProvider : ConfigurationProvider
+    {
+        public void Raise() => OnReload();
+    }
+
+    [Fact]
     public async Task A_start_up_configuration_yarp_refuses_is_reported_like_any_other_problem()
     {
         var refused = Config(_a).Replace("\"Match\":", "\"Transforms\": [ { \"PathRemovePrefx\": \"/x\" } ], \"Match\":", StringComparison.Ordinal);
