@@ -21,11 +21,15 @@ public sealed partial class HostProcess : IDisposable
 
     public string Output => string.Join('\n', _output);
 
-    public static HostProcess Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null)
+    /// <summary>
+    /// Starts the host with <paramref name="arguments"/>; it runs in <paramref name="workingDirectory"/> (default: its
+    /// own directory, which is always its content root).
+    /// </summary>
+    public static HostProcess Start(IEnumerable<string> arguments, IDictionary<string, string>? environment = null, string? workingDirectory = null)
     {
         var info = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = AppContext.BaseDirectory,
+            WorkingDirectory = workingDirectory ?? AppContext.BaseDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
         };

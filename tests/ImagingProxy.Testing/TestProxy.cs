@@ -1,7 +1,9 @@
 using System.Net;
+using System.Text.Json.Nodes;
 using ImagingProxy.Configuration;
 using ImagingProxy.Hosting;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -10,6 +12,9 @@ namespace ImagingProxy.Testing;
 /// <summary>ImagingProxy running in-process on real sockets (port 0), configured from a temporary --config file.</summary>
 public sealed class TestProxy : IAsyncDisposable
 {
+    /// <summary>The top-level key <see cref="ReloadAsync"/> adds to the file it writes.</summary>
+    public const string ReloadMarkerKey = "TestReloadMarker";
+
     private readonly WebApplication _app;
     private readonly string _directory;
 
@@ -81,16 +86,34 @@ public sealed class TestProxy : IAsyncDisposable
         return new Uri($"{scheme}://127.0.0.1:{port}/");
     }
 
-    /// <summary>Rewrites the --config file and waits for the proxy to have tried the new content.</summary>
+    /// <summary>
+    /// Rewrites the --config file and waits for the proxy's attempt at this content. One write can reach the file watcher
+    /// as more than one change (the truncation, then the bytes), so an attempt at the previous content can still come
+    /// after this method has subscribed: the attempt waited for is the one that read <see cref="ReloadMarkerKey"/> with
+    /// this call's value (a key outside the gated sections, which the proxy does not read).
+    /// </summary>
     public async Task<IReadOnlyList<string>> ReloadAsync(string json)
     {
         var gate = Services.GetRequiredService<ConfigurationGate>();
+        var raw = Services.GetRequiredService<IConfiguration>();
+        var content = JsonNode.Parse(json)!.AsObject();
+        var marker = Guid.NewGuid().ToString("N");
+        content[ReloadMarkerKey] = marker;
         var attempted = new TaskCompletionSource<IReadOnlyList<string>>(TaskCreationOptions.RunContinuationsAsynchronously);
-        void OnAttempt(IReadOnlyList<string> errors) => attempted.TrySetResult(errors);
+
+        // Raised on the thread that reloaded the file, right after the attempt: the raw configuration is what was tried.
+        void OnAttempt(IReadOnlyList<string> errors)
+        {
+            if (raw[ReloadMarkerKey] == marker)
+            {
+                attempted.TrySetResult(errors);
+            }
+        }
+
         gate.ReloadAttempted += OnAttempt;
         try
         {
-            await File.WriteAllTextAsync(ConfigPath, json);
+            await File.WriteAllTextAsync(ConfigPath, content.ToJsonString());
             return await attempted.Task.WaitAsync(TimeSpan.FromSeconds(20));
         }
         finally

@@ -250,10 +250,10 @@ public static class ConfigurationValidator
     /// <summary>
     /// A server certificate is loaded as its reader will load it, so that a wrong password, a PEM without its key, a key
     /// that does not match or an unreadable file is a configuration error naming its key, not an exception when the
-    /// server starts. Relative paths are resolved as the reader does: Kestrel's endpoints from the content root
-    /// (<paramref name="root"/>, the host's directory), the DICOM and MLLP listeners from the working directory.
+    /// server starts. Relative paths are resolved as the readers do, Kestrel's endpoints and the DICOM and MLLP
+    /// listeners alike: from the content root (<paramref name="root"/>, the host's directory).
     /// </summary>
-    private static void ValidateCertificate(IConfigurationSection certificate, string? root, List<string> errors)
+    private static void ValidateCertificate(IConfigurationSection certificate, string root, List<string> errors)
     {
         var path = Resolve(certificate["Path"], root);
         var keyPath = Resolve(certificate["KeyPath"], root);
@@ -288,8 +288,8 @@ public static class ConfigurationValidator
         }
     }
 
-    private static string? Resolve(string? path, string? root)
-        => string.IsNullOrEmpty(path) ? null : root is null ? Path.GetFullPath(path) : Path.GetFullPath(path, root);
+    private static string? Resolve(string? path, string root)
+        => string.IsNullOrEmpty(path) ? null : ServerCertificateFile.FullPath(path, root);
 
     private static HashSet<string> ValidateListeners(IConfigurationSection section, List<(string, IPAddress?, int)> ports, bool dicom, List<string> errors)
     {
@@ -349,7 +349,7 @@ public static class ConfigurationValidator
                     errors.Add($"{tls.Path}:Path: required (a PEM certificate with KeyPath, or a PFX).");
                 }
 
-                ValidateCertificate(tls, root: null, errors);
+                ValidateCertificate(tls, AppContext.BaseDirectory, errors);
             }
         }
 

@@ -10,9 +10,10 @@ namespace ImagingProxy.Configuration;
 /// the <c>Kestrel</c> section (dotnet/aspnetcore#4765): without this, an operator's <c>Kestrel:Limits</c> was silently
 /// ignored. Every limit starts from Kestrel's default (ImagingProxy's for <c>MaxRequestBodySize</c>: none, imaging
 /// bodies are large) and takes the configured value; an unknown key or a bad value is a configuration error that names
-/// its key. The limits are applied again after each applied reload; Kestrel reads most of them per connection or per
-/// request, so they take effect for the next ones (<c>MaxConcurrentConnections</c> and
-/// <c>MaxConcurrentUpgradedConnections</c> are fixed when an endpoint binds).
+/// its key. The limits are applied again after each applied reload; Kestrel reads them per connection or per request,
+/// so they take effect for the next ones. <c>MaxConcurrentConnections</c> and <c>MaxConcurrentUpgradedConnections</c>
+/// are the exception: Kestrel fixes them when an endpoint binds, and the DICOM and MLLP listeners are never rebound, so
+/// they are read at start-up only (<see cref="StartupBoundSettings"/> rejects a reload that changes them).
 /// </summary>
 public static class KestrelLimitsConfig
 {
@@ -46,6 +47,12 @@ public static class KestrelLimitsConfig
 
     /// <summary>ImagingProxy's starting point: Kestrel's defaults, except no global request body cap.</summary>
     public static KestrelServerLimits Defaults() => new() { MaxRequestBodySize = null };
+
+    /// <summary>
+    /// The limits in effect with <paramref name="limits"/> (the <c>Kestrel:Limits</c> section): the configured values,
+    /// defaults where a key is absent; a value that does not parse keeps the default (<see cref="Validate"/> names it).
+    /// </summary>
+    internal static KestrelServerLimits Effective(IConfigurationSection limits) => Read(limits, []);
 
     /// <summary>The problems of <paramref name="limits"/> (the <c>Kestrel:Limits</c> section), each naming its key.</summary>
     public static IReadOnlyList<string> Validate(IConfigurationSection limits)

@@ -7,8 +7,9 @@ namespace ImagingProxy.Configuration;
 /// <summary>
 /// The settings the process reads once, when it starts: the set of Kestrel endpoints and of DICOM and MLLP listeners,
 /// a listener's address, port and whether it speaks TLS, <c>DrainTimeout</c>, <c>InlineScheduling</c>,
-/// <c>Telemetry</c>, and with a TLS listener <c>Kestrel:EndpointDefaults</c> <c>SslProtocols</c> and
-/// <c>ClientCertificateMode</c>. A reload that changes one of them is rejected like an invalid one, each change named, instead of
+/// <c>Telemetry</c>, <c>Kestrel:Limits</c> <c>MaxConcurrentConnections</c> and <c>MaxConcurrentUpgradedConnections</c>
+/// (Kestrel fixes them when an endpoint binds), and with a TLS listener <c>Kestrel:EndpointDefaults</c>
+/// <c>SslProtocols</c> and <c>ClientCertificateMode</c>. A reload that changes one of them is rejected like an invalid one, each change named, instead of
 /// being shown as applied while the old value keeps running; it applies at the next start.
 /// </summary>
 public static class StartupBoundSettings
@@ -61,7 +62,29 @@ public static class StartupBoundSettings
         }
 
         SameSection(proxyBefore.GetSection("Telemetry"), proxyAfter.GetSection("Telemetry"), problems);
+        SameBindLimits(startup.GetSection(KestrelLimitsConfig.SectionPath), candidate.GetSection(KestrelLimitsConfig.SectionPath), problems);
         return problems;
+    }
+
+    /// <summary>
+    /// The limits Kestrel fixes when an endpoint binds: the DICOM and MLLP listeners are never rebound, an HTTP endpoint
+    /// only when its own configuration changes. Compared by the value in effect (absent is Kestrel's default).
+    /// </summary>
+    private static void SameBindLimits(IConfigurationSection before, IConfigurationSection after, List<string> problems)
+    {
+        var running = KestrelLimitsConfig.Effective(before);
+        var next = KestrelLimitsConfig.Effective(after);
+        if (running.MaxConcurrentConnections != next.MaxConcurrentConnections)
+        {
+            Changed(after, nameof(running.MaxConcurrentConnections), Limit(running.MaxConcurrentConnections), problems);
+        }
+
+        if (running.MaxConcurrentUpgradedConnections != next.MaxConcurrentUpgradedConnections)
+        {
+            Changed(after, nameof(running.MaxConcurrentUpgradedConnections), Limit(running.MaxConcurrentUpgradedConnections), problems);
+        }
+
+        static string Limit(long? value) => value?.ToString(CultureInfo.InvariantCulture) ?? "-1";
     }
 
     private static void SameNames(IConfigurationSection before, IConfigurationSection after, string what, List<string> problems)

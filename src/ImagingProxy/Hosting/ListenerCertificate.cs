@@ -14,6 +14,8 @@ namespace ImagingProxy.Hosting;
 /// <see cref="TlsHandshakeCallbackOptions"/>). It comes from the listener's <c>Tls</c> settings in the live
 /// configuration and is loaded again when a reload changes them or when the files change on disk
 /// (<see cref="NodeTls.Stamp"/>, which follows a Kubernetes Secret's <c>..data</c> link), without rebinding the listener.
+/// Relative paths are read from the content root, as Kestrel reads its endpoints' files
+/// (<see cref="ServerCertificateFile.FullPath"/>).
 /// A handshake costs a few file-metadata calls; the files are read only after a change. A certificate that fails to
 /// load is logged once and the previous one keeps serving. Kestrel's <c>EndpointDefaults</c> (<c>SslProtocols</c>,
 /// <c>ClientCertificateMode</c>) apply as they do to Kestrel's own endpoints.
@@ -24,6 +26,7 @@ internal sealed class ListenerCertificate : IDisposable
     private readonly SslProtocols _sslProtocols;
     private readonly ClientCertificateMode _clientCertificateMode;
     private readonly IConfiguration _listener;
+    private readonly string _contentRoot;
     private readonly ILogger _logger;
     private readonly IDisposable _subscription;
     private readonly Lock _lock = new();
@@ -34,12 +37,14 @@ internal sealed class ListenerCertificate : IDisposable
 
     /// <summary>
     /// Loads the certificate of <paramref name="listener"/> (its configuration section); throws as the load does.
-    /// <paramref name="defaults"/> holds Kestrel's defaults for https endpoints (from <c>Kestrel:EndpointDefaults</c>).
+    /// <paramref name="defaults"/> holds Kestrel's defaults for https endpoints (from <c>Kestrel:EndpointDefaults</c>);
+    /// relative certificate paths are read from <paramref name="contentRoot"/>.
     /// </summary>
-    public ListenerCertificate(string name, IConfigurationRoot configuration, IConfiguration listener, HttpsConnectionAdapterOptions defaults, ILogger logger)
+    public ListenerCertificate(string name, IConfigurationRoot configuration, IConfiguration listener, HttpsConnectionAdapterOptions defaults, string contentRoot, ILogger logger)
     {
         ArgumentNullException.ThrowIfNull(defaults);
         _name = name;
+        _contentRoot = contentRoot;
         _sslProtocols = defaults.SslProtocols;
         _clientCertificateMode = defaults.ClientCertificateMode;
         _listener = listener;
@@ -103,7 +108,7 @@ internal sealed class ListenerCertificate : IDisposable
         }
     }
 
-    /// <summary>The listener's <c>Tls</c> settings, bound again only after a configuration change.</summary>
+    /// <summary>The listener's <c>Tls</c> settings with full paths, bound again only after a configuration change.</summary>
     private CertificateConfig? Settings()
     {
         // The version is taken before binding: a reload during the bind leaves a stale entry that the next read replaces.
@@ -114,7 +119,9 @@ internal sealed class ListenerCertificate : IDisposable
             return cached.Settings;
         }
 
-        var settings = _listener.GetSection("Tls").Get<CertificateConfig>() is { Path.Length: > 0 } tls ? tls : null;
+        var settings = _listener.GetSection("Tls").Get<CertificateConfig>() is { Path.Length: > 0 } tls
+            ? tls with { Path = ServerCertificateFile.FullPath(tls.Path, _contentRoot), KeyPath = tls.KeyPath is { Length: > 0 } key ? ServerCertificateFile.FullPath(key, _contentRoot) : null }
+            : null;
         Volatile.Write(ref _settings, new SettingsSnapshot(version, settings));
         return settings;
     }

@@ -73,6 +73,7 @@ public static class RawListenerBinder
             configuration,
             configuration.GetSection($"{ImagingProxyOptions.SectionName}:{kind}:Listeners:{name}"),
             HttpsDefaults(listenOptions.KestrelServerOptions),
+            services.GetRequiredService<IHostEnvironment>().ContentRootPath,
             logger);
         services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopped.Register(certificate.Dispose);
         var tls = new TlsHandshakeCallbackOptions { OnConnection = certificate.OnConnection };

@@ -71,7 +71,10 @@ public sealed class TlsMetrics : IDisposable
         }
     }
 
-    /// <summary>The certificate files of the TLS listeners in the current configuration (Kestrel's relative to the content root, as Kestrel reads them).</summary>
+    /// <summary>
+    /// The certificate files of the TLS listeners in the current configuration, relative paths read from the content root
+    /// as Kestrel and the DICOM and MLLP listeners read them (<see cref="ServerCertificateFile.FullPath"/>).
+    /// </summary>
     private IEnumerable<(string Listener, string Path, string? Password)> ListenerCertificates()
     {
         var configuration = _configuration.Configuration;
@@ -79,13 +82,13 @@ public sealed class TlsMetrics : IDisposable
         {
             if (endpoint["Certificate:Path"] is { Length: > 0 } path)
             {
-                yield return (endpoint.Key, Path.Combine(_contentRoot, path), endpoint["Certificate:Password"]);
+                yield return (endpoint.Key, ServerCertificateFile.FullPath(path, _contentRoot), endpoint["Certificate:Password"]);
             }
         }
 
         if (configuration["Kestrel:Certificates:Default:Path"] is { Length: > 0 } defaultPath)
         {
-            yield return ("default", Path.Combine(_contentRoot, defaultPath), configuration["Kestrel:Certificates:Default:Password"]);
+            yield return ("default", ServerCertificateFile.FullPath(defaultPath, _contentRoot), configuration["Kestrel:Certificates:Default:Password"]);
         }
 
         foreach (var kind in (string[])["Dicom", "Mllp"])
@@ -94,7 +97,7 @@ public sealed class TlsMetrics : IDisposable
             {
                 if (listener["Tls:Path"] is { Length: > 0 } path)
                 {
-                    yield return (listener.Key, path, listener["Tls:Password"]);
+                    yield return (listener.Key, ServerCertificateFile.FullPath(path, _contentRoot), listener["Tls:Password"]);
                 }
             }
         }

@@ -85,6 +85,29 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reload_that_changes_a_connection_limit_fixed_at_bind_is_rejected_and_stating_its_default_is_not()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+        static string WithLimit(string json, string value)
+            => json.Replace("\"Kestrel\": {", $$"""
+                "Kestrel": { "Limits": { "MaxConcurrentConnections": {{value}} },
+                """, StringComparison.Ordinal);
+
+        var errors = await proxy.ReloadAsync(WithLimit(Config(_a), "1"));
+
+        var error = Assert.Single(errors);
+        Assert.Equal("Kestrel:Limits:MaxConcurrentConnections: read at start-up; the change applies after a restart (running with '-1').", error);
+        Assert.Equal(1, gate.Generation);
+        Assert.Equal(errors, gate.LastRejection);
+        Assert.Null(gate.Configuration["Kestrel:Limits:MaxConcurrentConnections"]);
+
+        Assert.Empty(await proxy.ReloadAsync(WithLimit(Config(_a), "-1")));
+        Assert.Equal(2, gate.Generation);
+        Assert.Empty(gate.LastRejection);
+    }
+
+    [Fact]
     public async Task A_reload_yarp_refuses_is_rolled_back_whole()
     {
         await using var proxy = await TestProxy.StartAsync(Config(_a));
@@ -108,6 +131,34 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
         Assert.Empty(await proxy.ReloadAsync(Config(_b, clusterId: "renamed")));
         Assert.Equal(2, gate.Generation);
         Assert.Equal(["renamed"], gate.Configuration.GetSection("ReverseProxy:Clusters").GetChildren().Select(c => c.Key));
+    }
+
+    [Fact]
+    public async Task ReloadAsync_answers_with_the_attempt_at_the_content_it_wrote_not_a_later_attempt_at_earlier_content()
+    {
+        // A second change event of an earlier write makes the proxy try the content it already has once more; under load
+        // that attempt came after the next ReloadAsync had subscribed, which then returned its verdict.
+        var earlier = new ReloadableSource();
+        await using var proxy = await TestProxy.StartAsync(Config(_a), builder => ((IConfigurationBuilder)builder.Configuration).Add(earlier));
+        var refused = Config(_b, clusterId: "renamed").Replace("\"Match\":", "\"Transforms\": [ { \"PathRemovePrefx\": \"/x\" } ], \"Match\":", StringComparison.Ordinal);
+
+        var reload = proxy.ReloadAsync(refused);
+        earlier.Provider.Raise();
+
+        Assert.Contains(await reload, e => e.Contains("PathRemovePrefx", StringComparison.Ordinal));
+    }
+
+    /// <summary>A configuration source without keys whose provider signals a reload when told to.</summary>
+    private sealed class ReloadableSource : IConfigurationSource
+    {
+        public RaisingProvider Provider { get; } = new();
+
+        public IConfigurationProvider Build(IConfigurationBuilder builder) => Provider;
+    }
+
+    private sealed class RaisingProvider : ConfigurationProvider
+    {
+        public void Raise() => OnReload();
     }
 
     [Fact]

@@ -9,6 +9,8 @@ public class StartupBoundSettingsTests
     {
         ["Kestrel:Endpoints:Viewers:Url"] = "https://0.0.0.0:443",
         ["Kestrel:Endpoints:Admin:Url"] = "http://0.0.0.0:9901",
+        ["Kestrel:Limits:MaxConcurrentConnections"] = "1000",
+        ["Kestrel:Limits:KeepAliveTimeout"] = "00:02:00",
         ["ImagingProxy:DrainTimeout"] = "00:05:00",
         ["ImagingProxy:Dicom:Listeners:dicom:Port"] = "104",
         ["ImagingProxy:Dicom:Listeners:dicom:MaxAssociations"] = "200",
@@ -53,6 +55,8 @@ public class StartupBoundSettingsTests
             ("ImagingProxy:Mllp:MaxFrameSize", "1048576"),
             ("ImagingProxy:DrainTimeout", "0:05:00"),
             ("Kestrel:Endpoints:Viewers:Url", "https://0.0.0.0:8443"),
+            ("Kestrel:Limits:KeepAliveTimeout", "00:01:00"),
+            ("Kestrel:Limits:MaxRequestBodySize", "1000000"),
             ("ReverseProxy:Clusters:pacs:Destinations:n1:Address", "tcp://127.0.0.2:11112")));
     }
 
@@ -60,6 +64,8 @@ public class StartupBoundSettingsTests
     [InlineData("ImagingProxy:InlineScheduling", "true")]
     [InlineData("ImagingProxy:Dicom:Listeners:dicom:Address", "0.0.0.0")]
     [InlineData("ImagingProxy:Mllp:Listeners:hl7:Address", null)]
+    [InlineData("Kestrel:Limits:MaxConcurrentConnections", "1000")]
+    [InlineData("Kestrel:Limits:MaxConcurrentUpgradedConnections", "-1")]
     public void Stating_the_value_already_in_effect_is_no_change(string key, string? value)
     {
         Assert.Empty(Changes((key, value)));
@@ -77,6 +83,9 @@ public class StartupBoundSettingsTests
     [InlineData("Kestrel:Endpoints:Xds:Url", "http://0.0.0.0:17035", "Kestrel:Endpoints:Xds: a new endpoint")]
     [InlineData("Kestrel:EndpointDefaults:ClientCertificateMode", "RequireCertificate", "Kestrel:EndpointDefaults:ClientCertificateMode: read at start-up")]
     [InlineData("Kestrel:EndpointDefaults:SslProtocols:0", "Tls13", "Kestrel:EndpointDefaults:SslProtocols: read at start-up")]
+    [InlineData("Kestrel:Limits:MaxConcurrentConnections", "500", "Kestrel:Limits:MaxConcurrentConnections: read at start-up; the change applies after a restart (running with '1000')")]
+    [InlineData("Kestrel:Limits:MaxConcurrentConnections", "-1", "Kestrel:Limits:MaxConcurrentConnections: read at start-up; the change applies after a restart (running with '1000')")]
+    [InlineData("Kestrel:Limits:MaxConcurrentUpgradedConnections", "100", "Kestrel:Limits:MaxConcurrentUpgradedConnections: read at start-up; the change applies after a restart (running with '-1')")]
     public void A_change_to_a_setting_read_at_start_up_is_named(string key, string value, string problem)
     {
         var changes = Changes((key, value));
@@ -90,10 +99,24 @@ public class StartupBoundSettingsTests
     [InlineData("ImagingProxy:Dicom:Listeners:dicom-tls", "ImagingProxy:Dicom:Listeners:dicom-tls: removing a listener")]
     [InlineData("ImagingProxy:Dicom:Listeners:dicom-tls:Tls:Path", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: turning TLS on or off")]
     [InlineData("Kestrel:Endpoints:Admin", "Kestrel:Endpoints:Admin: removing an endpoint")]
+    [InlineData("Kestrel:Limits:MaxConcurrentConnections", "Kestrel:Limits:MaxConcurrentConnections: read at start-up")]
     public void Removing_one_is_named_too(string key, string problem)
     {
         var changes = Changes((key, null));
 
         Assert.Contains(changes, c => c.StartsWith(problem, StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("MaxConcurrentConnections", "-1")]
+    [InlineData("MaxConcurrentConnections", "")]
+    [InlineData("MaxConcurrentUpgradedConnections", "-1")]
+    public void A_connection_limit_stated_as_its_default_is_no_change(string key, string value)
+    {
+        var unset = Build([]);
+        var stated = Build(new() { [$"Kestrel:Limits:{key}"] = value });
+
+        Assert.Empty(StartupBoundSettings.Changes(unset, stated));
+        Assert.Empty(StartupBoundSettings.Changes(stated, unset));
     }
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Globalization;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -60,6 +61,39 @@ public sealed class ListenerCertificateTests
         finally
         {
             Directory.Delete(volume, recursive: true);
+        }
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_relative_tls_path_is_read_from_the_content_root_whatever_the_working_directory()
+    {
+        // The host's content root is its own directory (this test's output directory); it runs in an empty one.
+        using var viewers = new TestCertificate();
+        using var listener = new TestCertificate();
+        var relative = $"listener-tls-{Guid.NewGuid():N}";
+        var inContentRoot = Directory.CreateDirectory(Path.Combine(AppContext.BaseDirectory, relative)).FullName;
+        var workingDirectory = Directory.CreateTempSubdirectory("imagingproxy-cwd-").FullName;
+        try
+        {
+            File.Copy(listener.CertificatePath, Path.Combine(inContentRoot, "tls.crt"));
+            File.Copy(listener.KeyPath, Path.Combine(inContentRoot, "tls.key"));
+            var config = Path.Combine(workingDirectory, "config.json");
+            await File.WriteAllTextAsync(config, TestConfig.Build(viewers, "{}", imagingProxy: Dicom(Path.Combine(relative, "tls.crt"), Path.Combine(relative, "tls.key"))));
+            using var host = HostProcess.Start(["--config", config], workingDirectory: workingDirectory);
+
+            var presented = await PresentedAsync(await host.PortAsync("dicomtls"));
+            using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{await host.PortAsync("Admin")}/") };
+            var metrics = await admin.GetStringAsync(new Uri("/metrics", UriKind.Relative));
+
+            Assert.Equal(Thumbprint(listener.CertificatePath), presented.Thumbprint);
+            var expiry = new DateTimeOffset(presented.NotAfter.ToUniversalTime()).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
+            Assert.Contains(metrics.Split('\n'), line => line.StartsWith("imagingproxy_tls_certificate_expiration_timestamp", StringComparison.Ordinal)
+                && line.Contains("listener=\"dicomtls\"", StringComparison.Ordinal) && line.Contains(" " + expiry, StringComparison.Ordinal));
+        }
+        finally
+        {
+            Directory.Delete(inContentRoot, recursive: true);
+            Directory.Delete(workingDirectory, recursive: true);
         }
     }
 
