@@ -105,6 +105,9 @@ public sealed partial class ConfigurationGate : IDisposable
             var snapshot = Snapshot(_raw);
             if (Generation > 0 && SameAs(snapshot, _current))
             {
+                // Nothing to apply; an edit rejected before is no longer pending (the file was put back as it runs).
+                LastRejection = [];
+                RejectedAt = null;
                 return [];
             }
 

@@ -108,6 +108,22 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Putting_back_the_running_configuration_after_a_rejected_edit_clears_the_rejection()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+        var bad = Config(_b).Replace("\"ClusterId\": \"web\"", "\"ClusterId\": \"ghost\"", StringComparison.Ordinal);
+        Assert.NotEmpty(await proxy.ReloadAsync(bad));
+        Assert.NotEmpty(gate.LastRejection);
+
+        Assert.Empty(await proxy.ReloadAsync(Config(_a)));
+
+        Assert.Empty(gate.LastRejection);
+        Assert.Null(gate.RejectedAt);
+        Assert.Equal(1, gate.Generation);
+    }
+
+    [Fact]
     public async Task A_reload_yarp_refuses_is_rolled_back_whole()
     {
         await using var proxy = await TestProxy.StartAsync(Config(_a));
