@@ -101,7 +101,7 @@ public static class ConfigurationValidator
                 }
             }
 
-            NodeTls.Validate(cluster, protocol, errors);
+            NodeTls.Validate(cluster, protocol, errors, AppContext.BaseDirectory);
             var policy = cluster["LoadBalancingPolicy"];
             if (!string.IsNullOrEmpty(policy) && !s_loadBalancingPolicies.Contains(policy, StringComparer.OrdinalIgnoreCase))
             {

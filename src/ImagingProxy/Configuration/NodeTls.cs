@@ -27,9 +27,16 @@ namespace ImagingProxy.Configuration;
 /// </remarks>
 public sealed class NodeTls
 {
+    private readonly string _contentRoot;
     private readonly ConcurrentDictionary<string, Loaded<X509Certificate2Collection>> _authorities = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<(string Cluster, string Destination, string Role), DateTimeOffset> _expirations = new();
     private readonly ConcurrentDictionary<(string Certificate, string Key), Loaded<SslStreamCertificateContext>> _clientCertificates = new();
+
+    /// <summary>
+    /// The TLS settings of cluster nodes; relative file paths in them are read from <paramref name="contentRoot"/> (the
+    /// host's directory by default), as every certificate path in the configuration is.
+    /// </summary>
+    public NodeTls(string? contentRoot = null) => _contentRoot = contentRoot ?? AppContext.BaseDirectory;
 
     /// <summary>The options of a TLS session to <paramref name="destination"/> of <paramref name="cluster"/> at <paramref name="address"/>.</summary>
     /// <exception cref="InvalidOperationException">A configured certificate file cannot be read (it was valid when the configuration was loaded).</exception>
@@ -53,14 +60,14 @@ public sealed class NodeTls
                 TrustMode = X509ChainTrustMode.CustomRootTrust,
                 RevocationMode = X509RevocationMode.NoCheck,
             };
-            policy.CustomTrustStore.AddRange(Authorities(caPath));
+            policy.CustomTrustStore.AddRange(Authorities(ServerCertificateFile.FullPath(caPath, _contentRoot)));
             options.CertificateChainPolicy = policy;
         }
 
         if (metadata?.GetValueOrDefault(MetadataKeys.TlsClientCertificatePath) is { Length: > 0 } certificatePath
             && metadata.GetValueOrDefault(MetadataKeys.TlsClientKeyPath) is { Length: > 0 } keyPath)
         {
-            options.ClientCertificateContext = ClientCertificate(certificatePath, keyPath);
+            options.ClientCertificateContext = ClientCertificate(ServerCertificateFile.FullPath(certificatePath, _contentRoot), ServerCertificateFile.FullPath(keyPath, _contentRoot));
             _expirations[(clusterId, string.Empty, ClientRole)] = new DateTimeOffset(options.ClientCertificateContext.TargetCertificate.NotAfter.ToUniversalTime());
         }
 
@@ -143,9 +150,10 @@ public sealed class NodeTls
 
     /// <summary>
     /// Checks a cluster's TLS settings: <c>tls://</c> destinations and <c>Tls.*</c> metadata only in DICOM and MLLP
-    /// clusters, readable PEM files, a client certificate with its key.
+    /// clusters, readable PEM files (a relative path read from <paramref name="contentRoot"/>), a client certificate with
+    /// its key.
     /// </summary>
-    internal static void Validate(IConfigurationSection cluster, ClusterProtocol protocol, List<string> errors)
+    internal static void Validate(IConfigurationSection cluster, ClusterProtocol protocol, List<string> errors, string contentRoot)
     {
         foreach (var destination in cluster.GetSection("Destinations").GetChildren())
         {
@@ -180,7 +188,7 @@ public sealed class NodeTls
         {
             try
             {
-                if (LoadAuthorities(caPath).Count == 0)
+                if (LoadAuthorities(ServerCertificateFile.FullPath(caPath, contentRoot)).Count == 0)
                 {
                     errors.Add($"{metadata.Path}:{MetadataKeys.TlsCaPath}: '{caPath}' holds no PEM certificate.");
                 }
@@ -199,7 +207,7 @@ public sealed class NodeTls
         {
             try
             {
-                using var certificate = X509Certificate2.CreateFromPemFile(certificatePath, keyPath);
+                using var certificate = X509Certificate2.CreateFromPemFile(ServerCertificateFile.FullPath(certificatePath, contentRoot), ServerCertificateFile.FullPath(keyPath!, contentRoot));
             }
             catch (Exception ex) when (IsFileError(ex))
             {

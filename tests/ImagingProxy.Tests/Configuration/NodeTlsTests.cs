@@ -176,6 +176,36 @@ public class NodeTlsTests
         Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:web:Metadata: Tls.* settings apply to the tls:// destinations of Dicom and Mllp clusters", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void Relative_tls_file_paths_are_read_from_the_content_root_when_validated_and_when_a_session_opens()
+    {
+        // The CA directory is the content root; the working directory is elsewhere (the test's output directory).
+        using var ca = new TestCertificateAuthority();
+        var client = ca.IssueClient();
+        var relative = new Dictionary<string, string>
+        {
+            [MetadataKeys.TlsCaPath] = Path.GetFileName(ca.CertificatePath),
+            [MetadataKeys.TlsClientCertificatePath] = Path.GetFileName(client.CertificatePath),
+            [MetadataKeys.TlsClientKeyPath] = Path.GetFileName(client.KeyPath),
+        };
+        Assert.False(File.Exists(relative[MetadataKeys.TlsCaPath]));
+        var section = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:pacs:Metadata:Tls.CaPath"] = relative[MetadataKeys.TlsCaPath],
+            ["ReverseProxy:Clusters:pacs:Metadata:Tls.ClientCertificatePath"] = relative[MetadataKeys.TlsClientCertificatePath],
+            ["ReverseProxy:Clusters:pacs:Metadata:Tls.ClientKeyPath"] = relative[MetadataKeys.TlsClientKeyPath],
+            ["ReverseProxy:Clusters:pacs:Destinations:n1:Address"] = "tls://127.0.0.1:2762",
+        }).Build().GetSection("ReverseProxy:Clusters:pacs");
+        var errors = new List<string>();
+
+        NodeTls.Validate(section, ClusterProtocol.Dicom, errors, ca.Directory);
+        var options = new NodeTls(ca.Directory).ClientOptions(Cluster(relative), new DestinationConfig { Address = "tls://127.0.0.1:2762" }, new TcpAddress("127.0.0.1", 2762, true));
+
+        Assert.Empty(errors);
+        Assert.Single(Assert.IsType<X509ChainPolicy>(options.CertificateChainPolicy).CustomTrustStore);
+        Assert.NotNull(options.ClientCertificateContext);
+    }
+
     private static ClusterConfig Cluster(Dictionary<string, string> metadata)
     {
         metadata[MetadataKeys.Protocol] = "Dicom";
