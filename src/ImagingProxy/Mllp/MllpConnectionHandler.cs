@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
+using ImagingProxy.Dicom;
 using ImagingProxy.Hosting;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
@@ -26,9 +27,16 @@ namespace ImagingProxy.Mllp;
 /// Draining: when Kestrel asks the connection to close (<see cref="IConnectionLifetimeNotificationFeature"/>, else
 /// <see cref="IHostApplicationLifetime.ApplicationStopping"/>), a connection with no message arriving or in flight
 /// closes at once; otherwise the message is finished (received, forwarded, its ACK relayed) and then the connection
-/// closes. When Kestrel aborts the connection at the drain deadline (<c>HostOptions.ShutdownTimeout</c>) the delivery
-/// in flight stops waiting and the close is logged and counted as <c>drain_deadline</c>: the sender got no ACK and
-/// sends again. An optional idle timeout closes connections with no byte received for that long.
+/// closes. At the drain deadline (<see cref="DicomDrain.Deadline"/>: shortly before Kestrel aborts the transports at
+/// <c>HostOptions.ShutdownTimeout</c>, the same deadline as for DICOM associations) the delivery in flight stops waiting
+/// and the close is logged and counted as <c>drain_deadline</c>: the sender got no ACK and sends again. An optional idle
+/// timeout closes connections with no byte received for that long.
+/// </para>
+/// <para>
+/// The sender closing its side (FIN) ends nothing by itself: whole frames that arrived before it are forwarded and
+/// answered (a sender that half-closes still reads its ACKs), bytes of a frame left unfinished are logged and counted as
+/// <c>incomplete_frame</c>, then the connection closes. Kestrel signals <c>ConnectionClosed</c> on a FIN as on a reset,
+/// so the handler goes by its input instead: a reset or abort fails the read, a FIN completes it.
 /// </para>
 /// </remarks>
 internal sealed partial class MllpConnectionHandler(
@@ -39,6 +47,7 @@ internal sealed partial class MllpConnectionHandler(
     MllpProxyMetrics metrics,
     TimeProvider time,
     IHostApplicationLifetime lifetime,
+    DicomDrain drain,
     ILogger<MllpConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>Connections open per listener (accept to close), for the listener's <c>MaxConnections</c>.</summary>
@@ -75,9 +84,8 @@ internal sealed partial class MllpConnectionHandler(
         var idleTimeout = overLimit is null ? initial.IdleTimeout
             : initial.IdleTimeout is { } idle && idle < initial.AckTimeout ? idle : initial.AckTimeout;
         using var signals = new Signals(input, time, idleTimeout);
-        await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, connection.ConnectionClosed) { OverLimit = overLimit };
+        await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, drain.Deadline) { OverLimit = overLimit };
         using var drainRegistration = closeRequested.UnsafeRegister(static s => ((Signals)s!).RequestDrain(), signals);
-        using var abortRegistration = connection.ConnectionClosed.UnsafeRegister(static s => ((Signals)s!).Abort(), signals);
         metrics.ConnectionOpened(listener);
         Log.ConnectionOpened(logger, connection.ConnectionId, listener);
         try
@@ -93,12 +101,6 @@ internal sealed partial class MllpConnectionHandler(
                 signals.ArmIdle();
                 var result = await input.ReadAsync();
                 signals.DisarmIdle();
-                if (signals.Aborted)
-                {
-                    end = MllpSessionEnd.ClientAborted;
-                    break;
-                }
-
                 var buffer = result.Buffer;
                 MllpReadResult read;
                 while ((read = frames.TryReadFrame(ref buffer, out var frame)) != MllpReadResult.NeedMoreData)
@@ -202,7 +204,7 @@ internal sealed partial class MllpConnectionHandler(
         }
         finally
         {
-            if (end == MllpSessionEnd.ClientAborted && signals.DrainRequested)
+            if (end == MllpSessionEnd.ClientAborted && (signals.DrainRequested || drain.Deadline.IsCancellationRequested))
             {
                 end = MllpSessionEnd.DrainDeadline;
                 Log.DrainDeadline(logger, connection.ConnectionId, insideFrame ? "a message was still arriving" : "a message was in flight");
@@ -453,14 +455,13 @@ internal sealed partial class MllpConnectionHandler(
             => new(Disposition.Nak, activity) { Reason = reason, Error = error, Text = text };
     }
 
-    /// <summary>Per-connection flags set from other threads (drain request, abort, idle timer); each wakes the pending read.</summary>
+    /// <summary>Per-connection flags set from other threads (drain request, idle timer); each wakes the pending read.</summary>
     private sealed class Signals : IDisposable
     {
         private readonly PipeReader _input;
         private readonly TimeSpan? _idleTimeout;
         private readonly ITimer? _idleTimer;
         private volatile bool _drainRequested;
-        private volatile bool _aborted;
         private volatile bool _idleExpired;
 
         public Signals(PipeReader input, TimeProvider time, TimeSpan? idleTimeout)
@@ -475,17 +476,9 @@ internal sealed partial class MllpConnectionHandler(
 
         public bool DrainRequested => _drainRequested;
 
-        public bool Aborted => _aborted;
-
         public void RequestDrain()
         {
             _drainRequested = true;
-            _input.CancelPendingRead();
-        }
-
-        public void Abort()
-        {
-            _aborted = true;
             _input.CancelPendingRead();
         }
 

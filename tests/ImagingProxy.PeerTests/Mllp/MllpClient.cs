@@ -55,6 +55,13 @@ internal sealed class MllpClient : IAsyncDisposable
         return await ReceiveAsync(cancellationToken);
     }
 
+    /// <summary>Writes bytes as they are and closes the sending side (FIN); replies can still be received.</summary>
+    public async Task SendAndHalfCloseAsync(ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
+    {
+        await _stream.WriteAsync(bytes, cancellationToken);
+        _socket.Shutdown(SocketShutdown.Send);
+    }
+
     public async Task<MllpReply?> ReceiveAsync(CancellationToken cancellationToken)
     {
         while (true)

@@ -23,6 +23,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
     private readonly ServiceProvider _services;
     private readonly MllpNodePool _pool;
     private readonly Task _handler;
+    private readonly ImagingProxy.Dicom.DicomDrain _drain;
     private readonly MllpFrameReader _frames = new();
 
     public MllpConnectionHandlerTests()
@@ -41,7 +42,9 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
         _pool = new MllpNodePool(TimeProvider.System);
         var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>(), new ImagingProxy.Telemetry.TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(_pool, new MllpHandlerHarness.NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
-        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(new ClusterState("empty")), forwarder, _pool, metrics, TimeProvider.System, new MllpHandlerHarness.Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
+        var lifetime = new MllpHandlerHarness.Lifetime();
+        _drain = new ImagingProxy.Dicom.DicomDrain(lifetime, Microsoft.Extensions.Options.Options.Create(new Microsoft.Extensions.Hosting.HostOptions()), TimeProvider.System, NullLogger<ImagingProxy.Dicom.DicomDrain>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(new ClusterState("empty")), forwarder, _pool, metrics, TimeProvider.System, lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
         var connection = new DefaultConnectionContext("test-1", new MllpHandlerHarness.Duplex(_toProxy.Reader, _fromProxy.Writer), new MllpHandlerHarness.Duplex(_fromProxy.Reader, _toProxy.Writer));
         _handler = Task.Run(() => handler.OnConnectedAsync(connection));
     }
@@ -54,6 +57,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
         await _handler.WaitAsync(s_timeout);
         await _pool.DisposeAsync();
         await _services.DisposeAsync();
+        _drain.Dispose();
     }
 
     private static byte[] Message(string controlId, string type = "ORM^O01^ORM_O01", string extraMsh = "")

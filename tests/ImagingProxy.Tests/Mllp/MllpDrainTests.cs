@@ -88,13 +88,13 @@ public sealed class MllpDrainTests
     }
 
     [Fact]
-    public async Task Abort_at_the_deadline_stops_waiting_for_the_node_and_counts_drain_deadline()
+    public async Task The_drain_deadline_stops_waiting_for_the_node_and_counts_drain_deadline()
     {
         await using var inFlight = await InFlight.StartAsync();
         var (node, harness, closed) = (inFlight.Node, inFlight.Harness, inFlight.Closed);
         harness.RequestClose();
 
-        harness.Abort();
+        harness.DeadlinePasses();
 
         await harness.Handler.WaitAsync(TimeSpan.FromSeconds(2)); // well before the 30 s ACK timeout
         Assert.Null(await harness.ReplyAsync());
@@ -102,15 +102,32 @@ public sealed class MllpDrainTests
     }
 
     [Fact]
-    public async Task Abort_without_a_close_request_is_a_client_abort()
+    public async Task A_client_reset_while_its_message_awaits_the_ack_is_a_client_abort_once_the_ack_finds_no_one()
     {
         await using var inFlight = await InFlight.StartAsync();
         var (node, harness, closed) = (inFlight.Node, inFlight.Harness, inFlight.Closed);
 
-        harness.Abort();
+        harness.Reset();
+        Assert.False(harness.Handler.IsCompleted); // the node has the message: its answer is still awaited
+        node.Release();
 
-        await harness.Handler.WaitAsync(TimeSpan.FromSeconds(2));
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
         Assert.Equal("client_aborted", ClosedReason(closed));
+    }
+
+    [Fact]
+    public async Task A_sender_that_closes_its_side_while_its_message_awaits_the_ack_still_gets_the_ack()
+    {
+        await using var inFlight = await InFlight.StartAsync();
+        var (node, harness, closed) = (inFlight.Node, inFlight.Harness, inFlight.Closed);
+
+        await harness.HalfCloseAsync(); // FIN: the input completes and ConnectionClosed fires, as Kestrel does
+        Assert.False(harness.Handler.IsCompleted);
+        node.Release();
+
+        Assert.Contains("\rMSA|AA|M1\r", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Equal("client_closed", ClosedReason(closed));
     }
 
     /// <summary>M1 sent through the handler and held by the node (no ACK until <see cref="FakeHl7Node.Release"/>).</summary>

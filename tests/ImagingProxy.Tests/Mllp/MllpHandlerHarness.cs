@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using ImagingProxy.Configuration;
+using ImagingProxy.Dicom;
 using ImagingProxy.Mllp;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Support;
@@ -11,6 +12,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
@@ -43,6 +45,9 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     private readonly Pipe _fromProxy = new();
     private readonly MllpFrameReader _frames = new();
     private readonly CancellationTokenSource _closeRequested = new();
+    private readonly CancellationTokenSource _closed = new();
+    private readonly Lifetime _lifetime = new();
+    private readonly DicomDrain _drain;
     private readonly DefaultConnectionContext _connection;
 
     // health: passive health updates, and the cluster then enables passive health (none when null).
@@ -67,8 +72,12 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Pool = new MllpNodePool(time);
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
-        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null)), forwarder, Pool, Metrics, time, new Lifetime(), NullLogger<MllpConnectionHandler>.Instance);
-        _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer));
+        _drain = new DicomDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<DicomDrain>.Instance);
+        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
+        _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer))
+        {
+            ConnectionClosed = _closed.Token,
+        };
         _connection.Features.Set<IConnectionLifetimeNotificationFeature>(new CloseNotification(_closeRequested));
         Handler = Task.Run(async () =>
         {
@@ -97,8 +106,32 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     /// <summary>What Kestrel does on SIGTERM: <c>IConnectionLifetimeNotificationFeature.RequestClose()</c>.</summary>
     public void RequestClose() => _closeRequested.Cancel();
 
-    /// <summary>What Kestrel does at the drain deadline: abort the transport.</summary>
-    public void Abort() => _connection.Abort(new ConnectionAbortedException("The server is shutting down."));
+    /// <summary>
+    /// The drain deadline passing (<see cref="DicomDrain.Deadline"/>: the host stops with a shutdown timeout of 0), then
+    /// what Kestrel does at the shutdown timeout: abort the transport (the input fails, <c>ConnectionClosed</c> fires).
+    /// </summary>
+    public void DeadlinePasses()
+    {
+        _lifetime.StopApplication();
+        Abort(new ConnectionAbortedException("The server is shutting down."));
+    }
+
+    /// <summary>The client resets the connection: the input fails, the output goes nowhere, <c>ConnectionClosed</c> fires.</summary>
+    public void Reset()
+    {
+        _fromProxy.Reader.Complete();
+        Abort(new ConnectionResetException("Connection reset by peer"));
+    }
+
+    /// <summary>
+    /// The client closes its sending side (FIN) and goes on reading: the input completes after what was sent, and Kestrel
+    /// fires <c>ConnectionClosed</c> as its receive loop ends.
+    /// </summary>
+    public async Task HalfCloseAsync()
+    {
+        await _toProxy.Writer.CompleteAsync();
+        await _closed.CancelAsync();
+    }
 
     public async Task SendAsync(byte[] message)
     {
@@ -130,11 +163,20 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _toProxy.Writer.CompleteAsync();
-        _connection.Abort();
+        await _closed.CancelAsync();
+        _lifetime.StopApplication(); // the drain deadline ends a delivery still waiting for its node
         await Handler.WaitAsync(Timeout);
         await Pool.DisposeAsync();
         await Services.DisposeAsync();
         _closeRequested.Dispose();
+        _closed.Dispose();
+        _drain.Dispose();
+    }
+
+    private void Abort(Exception reason)
+    {
+        _toProxy.Writer.Complete(reason);
+        _closed.Cancel();
     }
 
     private bool TryFrame(ReadResult result, out string? text)
@@ -178,14 +220,14 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
 
     internal sealed class Lifetime : IHostApplicationLifetime
     {
+        private readonly CancellationTokenSource _stopping = new();
+
         public CancellationToken ApplicationStarted => CancellationToken.None;
 
-        public CancellationToken ApplicationStopping => CancellationToken.None;
+        public CancellationToken ApplicationStopping => _stopping.Token;
 
         public CancellationToken ApplicationStopped => CancellationToken.None;
 
-        public void StopApplication()
-        {
-        }
+        public void StopApplication() => _stopping.Cancel();
     }
 }
