@@ -57,6 +57,12 @@ internal sealed class MllpAttempt
     public Exception? Fault { get; set; }
 
     public MllpAttemptResult Result { get; set; }
+
+    /// <summary>The node's answer as read (valid while the session's ACK buffer holds it), when <see cref="AckRead"/>.</summary>
+    public Hl7Ack Ack { get; set; }
+
+    /// <summary>True when the frame taken as the answer was read as an acknowledgement (MSA found).</summary>
+    public bool AckRead { get; set; }
 }
 
 /// <summary>Where an <see cref="MllpAttempt"/> stands.</summary>

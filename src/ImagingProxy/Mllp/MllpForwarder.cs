@@ -437,6 +437,7 @@ internal sealed partial class MllpForwarder(
             return Conclude(session, attempt, "connection closed while sending", sessionEnded: true);
         }
 
+        attempt.Node!.Sent(session.Header.MessageControlId.Span);
         if (session.Header.IsAcceptAcknowledgmentNever)
         {
             // The receiver sends no accept ACK: the delivery ends with the send (no timeout, no failover, no health mark).
@@ -459,6 +460,15 @@ internal sealed partial class MllpForwarder(
     {
         var node = attempt.Node!;
         var read = node.TakeFrame(session.Ack);
+        while (read == MllpReadResult.Frame && IsLateAnswer(session, attempt, node))
+        {
+            // protocols.md §3.7: never pair an ACK with the wrong message. A frame answering the message before this one
+            // (a node that acknowledged it twice, after the check before this send) is dropped; the wait goes on.
+            node.DroppedLateAnswer();
+            session.Ack.ResetWrittenCount();
+            read = node.TakeFrame(session.Ack);
+        }
+
         if (read == MllpReadResult.NeedMoreData)
         {
             receive = node.ReceiveMoreAsync();
@@ -467,6 +477,17 @@ internal sealed partial class MllpForwarder(
 
         receive = default;
         return EndReceive(session, attempt, read);
+    }
+
+    /// <summary>
+    /// Reads the frame just taken as an acknowledgement (kept in the attempt for <see cref="Conclude"/>); true when it
+    /// answers the message sent on this connection before the current one, not the current one.
+    /// </summary>
+    private static bool IsLateAnswer(MllpSession session, MllpAttempt attempt, MllpNodeConnection node)
+    {
+        attempt.AckRead = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success;
+        attempt.Ack = ack;
+        return attempt.AckRead && !ack.Acknowledges(session.Header) && node.AcknowledgesPrevious(ack);
     }
 
     /// <summary>The ACK wait is over: an ACK frame, an oversize frame, or the connection's receiving ended (closed, or stopped by the timeout).</summary>
@@ -562,7 +583,9 @@ internal sealed partial class MllpForwarder(
             return MllpAttemptStep.Continue;
         }
 
-        var code = session.AckReader.TryRead(new ReadOnlySequence<byte>(session.Ack.WrittenMemory), out var ack) == Hl7ReadStatus.Success ? ack.Code : AcknowledgmentCode.None;
+        // The frame was read in NextReceive (IsLateAnswer).
+        var ack = attempt.Ack;
+        var code = attempt.AckRead ? ack.Code : AcknowledgmentCode.None;
         if (code == AcknowledgmentCode.None || !ack.Acknowledges(session.Header))
         {
             // protocols.md §3.7: log it, relay anyway, never re-pair.

@@ -50,6 +50,14 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     private int _end;
     private int _disposed;
 
+    /// <summary>MSH-10 of the message sent before the last one on this connection (raw), and its length (-1: none).</summary>
+    private byte[] _previousControlId = new byte[32];
+    private int _previousLength = -1;
+
+    /// <summary>MSH-10 of the last message sent on this connection (raw), and its length (-1: none).</summary>
+    private byte[] _lastControlId = new byte[32];
+    private int _lastLength = -1;
+
     /// <summary>TLS only: the read that is pending into <c>_receive[_end..]</c> (the buffer is not moved while it runs).</summary>
     private Task<int>? _pending;
 
@@ -178,6 +186,33 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
 
         return true;
     }
+
+    /// <summary>
+    /// Notes the MSH-10 of the message just sent (raw), so that a late answer to the one before it can be told from the
+    /// answer to this one (<see cref="AcknowledgesPrevious"/>).
+    /// </summary>
+    public void Sent(ReadOnlySpan<byte> controlId)
+    {
+        (_previousControlId, _lastControlId) = (_lastControlId, _previousControlId);
+        _previousLength = _lastLength;
+        if (controlId.Length > _lastControlId.Length)
+        {
+            _lastControlId = new byte[controlId.Length];
+        }
+
+        controlId.CopyTo(_lastControlId);
+        _lastLength = controlId.Length;
+    }
+
+    /// <summary>
+    /// True when <paramref name="ack"/> answers the message sent on this connection before the last one: a late or
+    /// repeated answer (a node that acknowledged twice), which must not pass for the last message's ACK.
+    /// </summary>
+    public bool AcknowledgesPrevious(in Hl7Ack ack)
+        => _previousLength >= 0 && ack.AcknowledgedControlId.ValueEquals(_previousControlId.AsSpan(0, _previousLength));
+
+    /// <summary>A frame taken while waiting for an ACK was a late answer to an earlier message: counted as unsolicited and dropped.</summary>
+    public void DroppedLateAnswer() => UnsolicitedFrames++;
 
     /// <summary>Reads the next frame from the node into <paramref name="ack"/>; false when the node closed or sent an oversize frame.</summary>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired first (the connection can only be discarded then).</exception>

@@ -41,6 +41,9 @@ internal sealed class FakeHl7Node : IAsyncDisposable
     /// <summary>Bytes written just after each ACK frame, in the same write.</summary>
     public string AckSuffix { get; init; } = string.Empty;
 
+    /// <summary>Before each ACK but a connection's first, the previous message's ACK again (a node that acknowledges twice, late).</summary>
+    public bool RepeatPreviousAck { get; init; }
+
     /// <summary>Close each connection once its first ACK is written (a receiver's idle close, early).</summary>
     public bool CloseAfterAck { get; init; }
 
@@ -85,11 +88,14 @@ internal sealed class FakeHl7Node : IAsyncDisposable
         }
     }
 
+    private static string Ack(string id, string code) => $"\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{code}|{id}\r\u001c\r";
+
     private async Task ServeAsync(Socket socket)
     {
         Interlocked.Increment(ref _open);
         var frames = new MllpFrameReader();
         var headers = new Hl7HeaderReader();
+        string? previous = null;
         try
         {
             await using var stream = new NetworkStream(socket, ownsSocket: true);
@@ -118,7 +124,9 @@ internal sealed class FakeHl7Node : IAsyncDisposable
                         await _release.WaitAsync(_stop.Token);
                     }
 
-                    var ack = Encoding.ASCII.GetBytes($"{AckPrefix}\vMSH|^~\\&|PACS|HOSP|RIS|RAD|20250101120000||ACK^O01^ACK|A{id}|P|2.5.1\rMSA|{AckCode}|{id}\r\u001c\r{AckSuffix}");
+                    var repeated = RepeatPreviousAck && previous is not null ? Ack(previous, "AE") : string.Empty;
+                    previous = id;
+                    var ack = Encoding.ASCII.GetBytes($"{AckPrefix}{repeated}{Ack(id, AckCode)}{AckSuffix}");
                     await stream.WriteAsync(ack, _stop.Token);
                     if (CloseAfterAck)
                     {

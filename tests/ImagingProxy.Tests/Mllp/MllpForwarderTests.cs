@@ -27,6 +27,22 @@ public sealed class MllpForwarderTests
     }
 
     [Fact]
+    public async Task A_late_second_answer_to_the_previous_message_is_dropped_and_the_wait_goes_on_for_this_ones()
+    {
+        // The node answers M1, then, when M2 arrives (after the proxy's check before the send), M1 again (AE) before M2.
+        await using var node = new FakeHl7Node { RepeatPreviousAck = true };
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AA|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+        await harness.SendAsync(MllpHandlerHarness.Message("M3"));
+
+        Assert.Contains("\rMSA|AA|M2", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Contains("\rMSA|AA|M3", await harness.ReplyAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task After_the_sticky_node_closed_its_idle_connection_the_next_message_goes_to_the_same_node_on_a_new_connection()
     {
         // Either node may be picked first; the one picked closes its connection after the ACK, as an idle close would.
