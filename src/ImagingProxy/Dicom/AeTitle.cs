@@ -1,4 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
 using System.Text;
 
 namespace ImagingProxy.Dicom;
@@ -32,6 +33,38 @@ public static class AeTitle
 
         aeTitle = Encoding.ASCII.GetString(trimmed);
         return true;
+    }
+
+    /// <summary>
+    /// Why a 16-byte field fails <see cref="TryDecode"/>, for a log line: "blank (spaces only)", or the first byte the AE VR
+    /// does not allow as "control character 0x01 at byte 3", "non-ASCII byte 0xC3 at byte 1" or "backslash at byte 6"
+    /// (1-based within the field). Null when the field is valid. The title's own characters are not repeated.
+    /// </summary>
+    public static string? DescribeInvalid(ReadOnlySpan<byte> field)
+    {
+        var start = field.Length - field.TrimStart((byte)' ').Length;
+        var trimmed = field.Trim((byte)' ');
+        if (trimmed.IsEmpty)
+        {
+            return "blank (spaces only)";
+        }
+
+        for (var i = 0; i < trimmed.Length; i++)
+        {
+            var b = trimmed[i];
+            if (!IsAllowed(b))
+            {
+                var at = (start + i + 1).ToString(CultureInfo.InvariantCulture);
+                return b switch
+                {
+                    (byte)'\\' => $"backslash at byte {at}",
+                    > 0x7F => $"non-ASCII byte 0x{b:X2} at byte {at}",
+                    _ => $"control character 0x{b:X2} at byte {at}",
+                };
+            }
+        }
+
+        return null;
     }
 
     /// <summary>Decodes a field leniently (for reserved echoes such as the AC's, which are not tested): trimmed, non-ASCII replaced.</summary>

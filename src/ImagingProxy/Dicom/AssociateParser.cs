@@ -48,23 +48,24 @@ internal static class AssociateParser
             return AssociateParseError.ProtocolVersionNotSupported;
         }
 
-        string called;
-        string calling;
+        string? called = null;
+        string? calling = null;
         var calledField = body.Slice(4, AeTitle.Length);
         var callingField = body.Slice(4 + AeTitle.Length, AeTitle.Length);
+        var aeTitleError = AssociateParseError.None;
         if (isAccept)
         {
             // PS3.8 §9.3.3: reserved, "shall not be tested".
             called = AeTitle.DecodeLenient(calledField);
             calling = AeTitle.DecodeLenient(callingField);
         }
-        else if (!AeTitle.TryDecode(calledField, out called!))
+        else if (!AeTitle.TryDecode(calledField, out called))
         {
-            return AssociateParseError.InvalidCalledAeTitle;
+            aeTitleError = AssociateParseError.InvalidCalledAeTitle;
         }
-        else if (!AeTitle.TryDecode(callingField, out calling!))
+        else if (!AeTitle.TryDecode(callingField, out calling))
         {
-            return AssociateParseError.InvalidCallingAeTitle;
+            aeTitleError = AssociateParseError.InvalidCallingAeTitle;
         }
 
         string? applicationContext = null;
@@ -135,7 +136,13 @@ internal static class AssociateParser
             return AssociateParseError.InvalidUserInformation;
         }
 
-        fields = new AssociateFields(version, called, calling, applicationContext, contexts, userInformation);
+        // An AE title is judged only in a PDU that parses (PS3.8 §9.3.4 RJ); one that does not gets A-ABORT whatever its titles.
+        if (aeTitleError != AssociateParseError.None)
+        {
+            return aeTitleError;
+        }
+
+        fields = new AssociateFields(version, called!, calling!, applicationContext, contexts, userInformation);
         return AssociateParseError.None;
     }
 

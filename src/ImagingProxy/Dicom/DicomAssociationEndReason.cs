@@ -21,7 +21,10 @@ public enum DicomAssociationEndReason
     /// <summary>Something other than a valid PDU stream arrived; the sender got A-ABORT.</summary>
     Malformed,
 
-    /// <summary>No route for the Called (or Calling) AE title; the client got A-ASSOCIATE-RJ permanent.</summary>
+    /// <summary>
+    /// No route for the Called (or Calling) AE title, or one that is not a valid AE title (blank, a control character,
+    /// a non-ASCII byte, a backslash); the client got A-ASSOCIATE-RJ permanent, called- (or calling-) AE-title-not-recognized.
+    /// </summary>
     NoRoute,
 
     /// <summary>No destination accepted the association; the client got A-ASSOCIATE-RJ transient (temporary congestion).</summary>

@@ -14,7 +14,7 @@ public sealed partial class DicomConnectionHandler
     /// Failover before acceptance, through the <see cref="DicomFailoverPipelines"/> retry: each attempt replays the saved
     /// A-ASSOCIATE-RQ on a destination of the cluster not tried yet, until one answers A-ASSOCIATE-AC or rejects
     /// permanently, at most <c>ImagingProxy:Dicom:MaxAttempts</c> times. A connect failure or timeout, an A-ABORT, a
-    /// close or no answer before the AC mark the destination passively unhealthy when the cluster's passive health is
+    /// close, a malformed answer (an A-ASSOCIATE-RJ included) or no answer before the AC mark the destination passively unhealthy when the cluster's passive health is
     /// on; a transient reject only moves on.
     /// </summary>
     private async Task<ConnectAttempt> ConnectAsync(
@@ -220,11 +220,16 @@ public sealed partial class DicomConnectionHandler
                     keep = true;
                     return new ConnectAttempt(DicomAttemptResult.Accepted, node, destination, pdu);
 
-                // PS3.8 Table 9-21: byte 8 of the PDU is the result (1 permanent, 2 transient).
-                case PduType.AssociateReject when pdu.Length >= PduWriter.FixedPduLength && pdu[7] == (byte)AssociateRejectResult.RejectedPermanent:
+                // PS3.8 §9.3.4, Table 9-21: PDU-length 4; byte 8 of the PDU is the result (1 permanent, 2 transient).
+                // Any other length or result is a malformed answer, a node failure like any other before the AC.
+                case PduType.AssociateReject when first.Header.Length != PduWriter.FixedPduLength - PduHeader.Size:
+                    return Failed($"malformed A-ASSOCIATE-RJ (PDU-length {first.Header.Length}, not 4)", markUnhealthy: true);
+                case PduType.AssociateReject when pdu[7] == (byte)AssociateRejectResult.RejectedPermanent:
                     return new ConnectAttempt(DicomAttemptResult.Rejected, Answer: pdu);
-                case PduType.AssociateReject:
+                case PduType.AssociateReject when pdu[7] == (byte)AssociateRejectResult.RejectedTransient:
                     return Failed("A-ASSOCIATE-RJ transient", markUnhealthy: false);
+                case PduType.AssociateReject:
+                    return Failed($"malformed A-ASSOCIATE-RJ (result {pdu[7]}, not 1 or 2)", markUnhealthy: true);
                 case PduType.Abort:
                     return Failed("A-ABORT before A-ASSOCIATE-AC", markUnhealthy: true);
                 default:

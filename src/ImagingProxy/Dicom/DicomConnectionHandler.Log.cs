@@ -35,5 +35,9 @@ public sealed partial class DicomConnectionHandler
             "DICOM association {AssociationId}: listener {Listener} already has its {MaxAssociations} associations open; " +
             "{CallingAeTitle} -> {CalledAeTitle} rejected transiently (local-limit-exceeded), the client may retry.")]
         public static partial void ListenerLimit(ILogger logger, string associationId, string listener, int maxAssociations, string callingAeTitle, string calledAeTitle);
+
+        [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message =
+            "DICOM association {AssociationId}: the A-ASSOCIATE-RQ from {ClientEndPoint} on {Listener} was refused, {ParseError}: {Problem}; answered with {Answer}.")]
+        public static partial void RequestRefused(ILogger logger, string associationId, string clientEndPoint, string listener, AssociateParseError parseError, string problem, string answer);
     }
 }

@@ -153,14 +153,7 @@ public sealed partial class DicomConnectionHandler(
         var pdu = first.Pdu!;
         if (!AssociateRequest.TryParse(new ReadOnlySequence<byte>(pdu, PduHeader.Size, pdu.Length - PduHeader.Size), out var request, out var error))
         {
-            if (error == AssociateParseError.ProtocolVersionNotSupported)
-            {
-                await SendRejectAsync(client.Output, AssociateRejectResult.RejectedPermanent, AssociateRejectSource.ServiceProviderAcse, AssociateRejectReasons.ServiceProviderAcseProtocolVersionNotSupported);
-                return DicomAssociationEndReason.Rejected;
-            }
-
-            await SendAbortAsync(client.Output, AbortReason.InvalidPduParameterValue);
-            return DicomAssociationEndReason.Malformed;
+            return await RefuseRequestAsync(client.Output, association, pdu, error);
         }
 
         association.CalledAeTitle = request.CalledAeTitle;
@@ -245,6 +238,59 @@ public sealed partial class DicomConnectionHandler(
         {
             selector.Release(destination);
         }
+    }
+
+    /// <summary>
+    /// Answers an A-ASSOCIATE-RQ that <see cref="AssociateRequest.TryParse"/> refused and logs why (event 303). A whole RQ
+    /// with an unacceptable field gets A-ASSOCIATE-RJ (PS3.8 §9.3.4, Table 9-10 AE-6): an invalid Calling or Called AE
+    /// title permanent, service-user, calling- (3) or called-AE-title-not-recognized (7), ending as <c>no_route</c> as an
+    /// unknown title does; an unsupported protocol version permanent, service-provider (ACSE), reason 2. An RQ that does
+    /// not parse gets A-ABORT, invalid-PDU-parameter-value (Table 9-10 AA-1).
+    /// </summary>
+    private async Task<DicomAssociationEndReason> RefuseRequestAsync(PipeWriter output, DicomAssociation association, byte[] pdu, AssociateParseError error)
+    {
+        var (source, reason, end) = error switch
+        {
+            AssociateParseError.InvalidCallingAeTitle => (AssociateRejectSource.ServiceUser, AssociateRejectReasons.ServiceUserCallingAeTitleNotRecognized, DicomAssociationEndReason.NoRoute),
+            AssociateParseError.InvalidCalledAeTitle => (AssociateRejectSource.ServiceUser, AssociateRejectReasons.ServiceUserCalledAeTitleNotRecognized, DicomAssociationEndReason.NoRoute),
+            AssociateParseError.ProtocolVersionNotSupported => (AssociateRejectSource.ServiceProviderAcse, AssociateRejectReasons.ServiceProviderAcseProtocolVersionNotSupported, DicomAssociationEndReason.Rejected),
+            _ => (default(AssociateRejectSource), (byte)0, DicomAssociationEndReason.Malformed),
+        };
+        var answer = end == DicomAssociationEndReason.Malformed
+            ? "A-ABORT (invalid-PDU-parameter-value)"
+            : $"A-ASSOCIATE-RJ rejected-permanent ({AssociateRejectReasons.Describe(source, reason)})";
+        Log.RequestRefused(logger, association.Id, association.ClientEndPoint?.ToString() ?? string.Empty, association.Listener, error, DescribeParseError(pdu, error), answer);
+        if (end == DicomAssociationEndReason.Malformed)
+        {
+            await SendAbortAsync(output, AbortReason.InvalidPduParameterValue);
+        }
+        else
+        {
+            await SendRejectAsync(output, AssociateRejectResult.RejectedPermanent, source, reason);
+        }
+
+        return end;
+    }
+
+    /// <summary>What was wrong with the RQ (<paramref name="pdu"/>, header included), without the values it carried.</summary>
+    private static string DescribeParseError(byte[] pdu, AssociateParseError error)
+    {
+        // PS3.8 Table 9-11: Called-AE-title at bytes 11-26 of the PDU, Calling-AE-title at 27-42.
+        const int calledOffset = PduHeader.Size + 4;
+        return error switch
+        {
+            AssociateParseError.InvalidCalledAeTitle => "Called AE title " + AeTitle.DescribeInvalid(pdu.AsSpan(calledOffset, AeTitle.Length)),
+            AssociateParseError.InvalidCallingAeTitle => "Calling AE title " + AeTitle.DescribeInvalid(pdu.AsSpan(calledOffset + AeTitle.Length, AeTitle.Length)),
+            AssociateParseError.ProtocolVersionNotSupported => "protocol version without bit 0 set",
+            AssociateParseError.TooShort => "shorter than the 68-byte fixed part",
+            AssociateParseError.ItemLengthInvalid => "an item or sub-item length runs past its container",
+            AssociateParseError.InvalidApplicationContext => "no Application Context item, or more than one",
+            AssociateParseError.MissingPresentationContext => "no Presentation Context item",
+            AssociateParseError.InvalidPresentationContext => "a Presentation Context without exactly one abstract syntax or without a transfer syntax",
+            AssociateParseError.InvalidUserInformation => "no User Information item, or more than one",
+            AssociateParseError.InvalidMaximumLength => "a Maximum Length sub-item whose length is not 4",
+            _ => error.ToString(),
+        };
     }
 
     private static async Task<FirstPdu> ReadFirstPduAsync(PipeReader input, uint limit, CancellationToken cancellationToken)

@@ -171,4 +171,20 @@ public sealed class DicomProxyStorescpTests
         Assert.Contains("Called AE Title Not Recognized", result.Output, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(DicomAssociationEndReason.NoRoute, Assert.Single(await recorder.WaitAsync(1)).Reason);
     }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Echoscu_with_a_backslash_in_its_calling_ae_title_is_rejected_as_calling_ae_title_not_recognized()
+    {
+        // echoscu sends -aet as given; a backslash is not allowed in the AE VR (PS3.5 §6.2).
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]), Route("pacs", "PACS", "pacs"));
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", new ScuOptions { CallingAeTitle = "CT\\1" });
+
+        Assert.False(result.Succeeded, result.ToString());
+        Assert.Contains("Rejected Permanent", result.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("Calling AE Title Not Recognized", result.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(DicomAssociationEndReason.NoRoute, Assert.Single(await recorder.WaitAsync(1)).Reason);
+    }
 }

@@ -125,6 +125,34 @@ public class AssociateParserTests
     }
 
     [Fact]
+    public void A_request_that_does_not_parse_is_named_by_its_structure_not_by_an_invalid_ae_title()
+    {
+        // Calling AE with a control character (an RJ on its own) and an item length past the end (A-ABORT): PS3.8 §9.3.4
+        // judges the fields of a PDU that parses; one that does not is aborted (Table 9-10 AA-1).
+        var pdu = Patch(Patch(DicomCaptures.AssociateRequest, 26, (byte)'A', 0x09), 0x97, 0x00, 0xFF);
+
+        Assert.False(AssociateRequest.TryParse(Body(pdu), out _, out var error));
+        Assert.Equal(AssociateParseError.ItemLengthInvalid, error);
+    }
+
+    [Theory]
+    [InlineData("ECHOSCU         ", null)]
+    [InlineData("  PACS1         ", null)]
+    [InlineData("                ", "blank (spaces only)")]
+    [InlineData("  A\\B           ", "backslash at byte 4")]
+    [InlineData("AB\t             ", "control character 0x09 at byte 3")]
+    [InlineData("\u007F               ", "control character 0x7F at byte 1")]
+    [InlineData("ABCDEFGHIJKLMNO\u00FF", "non-ASCII byte 0xFF at byte 16")]
+    public void Describes_what_makes_an_ae_title_field_invalid(string field, string? expected)
+    {
+        var bytes = field.Select(c => (byte)c).ToArray();
+        Assert.Equal(AeTitle.Length, bytes.Length);
+
+        Assert.Equal(expected, AeTitle.DescribeInvalid(bytes));
+        Assert.Equal(expected is null, AeTitle.TryDecode(bytes, out _));
+    }
+
+    [Fact]
     public void Does_not_test_the_ae_titles_of_an_accept()
     {
         var pdu = Patch(DicomCaptures.AssociateAccept, 10, [.. Enumerable.Repeat((byte)' ', 16)]);

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using ImagingProxy.Dicom;
 using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Tests.Dicom;
 
@@ -317,6 +318,107 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal(PduType.Abort, abort!.Value.Header.Type);
         Assert.Equal([(byte)AbortSource.ServiceProvider, (byte)AbortReason.UnrecognizedPdu], abort.Value.Pdu[8..10]);
         Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+    }
+
+    public static TheoryData<string, int, byte[], byte, string> InvalidAeTitles => new()
+    {
+        // Field offset in the PDU (PS3.8 Table 9-11: Called-AE-title at 10, Calling-AE-title at 26), its 16 bytes, the
+        // RJ reason (Table 9-21: 3 calling-, 7 called-AE-title-not-recognized), the problem logged.
+        { "blank calling", 26, "                "u8.ToArray(), 3, "Calling AE title blank (spaces only)" },
+        { "blank called", 10, "                "u8.ToArray(), 7, "Called AE title blank (spaces only)" },
+        { "control characters in calling", 26, [(byte)'B', (byte)'B', 0x01, 0x07, .. "            "u8], 3, "Calling AE title control character 0x01 at byte 3" },
+        { "control character in called", 10, [(byte)'S', (byte)'T', 0x1B, (byte)'R', .. "            "u8], 7, "Called AE title control character 0x1B at byte 3" },
+        { "DEL in calling", 26, [(byte)' ', (byte)'A', 0x7F, .. "             "u8], 3, "Calling AE title control character 0x7F at byte 3" },
+        { "non-ASCII calling", 26, [.. "ÄÖÜ"u8, .. "          "u8], 3, "Calling AE title non-ASCII byte 0xC3 at byte 1" },
+        { "non-ASCII called", 10, [(byte)'P', (byte)'A', (byte)'C', (byte)'S', 0xE9, .. "           "u8], 7, "Called AE title non-ASCII byte 0xE9 at byte 5" },
+        { "backslash in called", 10, [.. "STORE\\SCP"u8, .. "       "u8], 7, "Called AE title backslash at byte 6" },
+        { "backslash in calling", 26, [.. "CT\\1"u8, .. "            "u8], 3, "Calling AE title backslash at byte 3" },
+    };
+
+    [Theory]
+    [MemberData(nameof(InvalidAeTitles))]
+    public async Task An_invalid_ae_title_is_rejected_permanent_as_not_recognized_and_the_warning_says_why(string title, int offset, byte[] field, byte reason, string problem)
+    {
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+        Assert.Equal(AeTitle.Length, field.Length);
+        Assert.NotNull(title);
+
+        await client.SendAsync(AssociateParserTests.Patch(DicomCaptures.AssociateRequest, offset, field));
+        var answer = await client.ReadPduAsync();
+
+        // PS3.8 Table 9-21: rejected-permanent, DICOM UL service-user, calling- (3) or called-AE-title-not-recognized (7).
+        Assert.Equal(new byte[] { 0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x01, 0x01, reason }, answer!.Value.Pdu);
+        Assert.Equal(DicomAssociationEndReason.NoRoute, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        var warning = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 303);
+        Assert.Equal(LogLevel.Warning, warning.Level);
+        Assert.Contains(problem, warning.Message, StringComparison.Ordinal);
+        Assert.Contains(reason == 3 ? "(calling-AE-title-not-recognized)" : "(called-AE-title-not-recognized)", warning.Message, StringComparison.Ordinal);
+        Assert.Contains(reason == 3 ? "InvalidCallingAeTitle" : "InvalidCalledAeTitle", warning.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_rq_that_does_not_parse_gets_a_abort_and_the_warning_names_the_parse_error()
+    {
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        // The dcmtk RQ with its Presentation Context item's length (at 0x65) running past the PDU.
+        await client.SendAsync(AssociateParserTests.Patch(DicomCaptures.AssociateRequest, 0x65, 0xFF, 0xFF));
+        var answer = await client.ReadPduAsync();
+
+        Assert.Equal(new byte[] { 0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, 0x06 }, answer!.Value.Pdu);
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        var warning = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 303);
+        Assert.Contains("ItemLengthInvalid: an item or sub-item length runs past its container", warning.Message, StringComparison.Ordinal);
+        Assert.Contains("A-ABORT (invalid-PDU-parameter-value)", warning.Message, StringComparison.Ordinal);
+    }
+
+    public static TheoryData<string, byte[]> MalformedRejects => new()
+    {
+        { "PDU-length 3", [0x03, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x01] },
+        { "PDU-length 5, permanent", [0x03, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x01, 0x01, 0x07, 0x00] },
+        { "result 0", [0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x01, 0x01] },
+    };
+
+    [Theory]
+    [MemberData(nameof(MalformedRejects))]
+    public async Task A_malformed_reject_from_the_node_is_a_node_failure_that_marks_it_unhealthy(string malformation, byte[] reject)
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        Assert.Equal((byte)PduType.AssociateRequest, (await ReceivePduAsync(node))[0]);
+        await node.SendAsync(reject);
+
+        // The only destination failed: the client gets temporary-congestion, never the node's bytes.
+        var answer = await client.ReadPduAsync();
+        Assert.Equal(new byte[] { 0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x01 }, answer!.Value.Pdu);
+        Assert.Equal(DicomAssociationEndReason.NoDestination, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Equal([("d0", Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)], harness.HealthUpdates.Passive);
+        var failed = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 301);
+        Assert.Contains("malformed A-ASSOCIATE-RJ", failed.Message, StringComparison.Ordinal);
+        Assert.NotNull(malformation);
+    }
+
+    [Fact]
+    public async Task A_transient_reject_from_the_node_moves_on_without_marking_it_unhealthy()
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        Assert.Equal((byte)PduType.AssociateRequest, (await ReceivePduAsync(node))[0]);
+        await node.SendAsync(new byte[] { 0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x01 });
+
+        Assert.Equal(PduType.AssociateReject, (await client.ReadPduAsync())!.Value.Header.Type);
+        Assert.Equal(DicomAssociationEndReason.NoDestination, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Empty(harness.HealthUpdates.Passive);
     }
 
     [Fact]

@@ -12,6 +12,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Yarp.ReverseProxy.Configuration;
@@ -21,9 +22,9 @@ using Yarp.ReverseProxy.Model;
 namespace ImagingProxy.Tests.Dicom;
 
 /// <summary>
-/// A <see cref="DicomConnectionHandler"/> with fake time, a fake host lifetime and one cluster <c>c</c> (route <c>*</c>),
-/// whose client connections are in-memory pipes (<see cref="DefaultConnectionContext"/>). Destinations, when a test
-/// needs a node, are loopback <see cref="LoopbackNode"/>s.
+/// A <see cref="DicomConnectionHandler"/> with fake time, a fake host lifetime, a <see cref="FakeLogger"/> and one cluster
+/// <c>c</c> (route <c>*</c>, passive health on, its updates recorded), whose client connections are in-memory pipes
+/// (<see cref="DefaultConnectionContext"/>). Destinations, when a test needs a node, are loopback <see cref="LoopbackNode"/>s.
 /// </summary>
 internal sealed class HandlerHarness : IAsyncDisposable
 {
@@ -46,24 +47,35 @@ internal sealed class HandlerHarness : IAsyncDisposable
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         Metrics = new DicomProxyMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), new TagValueLimiter(null, 2));
         Drain = new DicomDrain(Lifetime, Options.Create(new HostOptions { ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(30) }), Time, NullLogger<DicomDrain>.Instance);
-        _cluster = new ClusterState("c", new ClusterModel(new ClusterConfig { ClusterId = "c", LoadBalancingPolicy = "FirstAlphabetical" }, new HttpMessageInvoker(new HttpClientHandler())));
+        _cluster = new ClusterState("c", new ClusterModel(new ClusterConfig
+        {
+            ClusterId = "c",
+            LoadBalancingPolicy = "FirstAlphabetical",
+            HealthCheck = new HealthCheckConfig { Passive = new PassiveHealthCheckConfig { Enabled = true } },
+        }, new HttpMessageInvoker(new HttpClientHandler())));
         var destinations = destinationPorts.Select((port, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = $"tcp://127.0.0.1:{port}" }))).ToList();
         _cluster.DestinationsState = new ClusterDestinationsState(destinations, destinations);
         Handler = new DicomConnectionHandler(
             new DicomProxySettings(configuration),
             new FixedProxyState(_cluster),
             new DicomDestinationSelector(),
-            new NoHealthUpdates(),
+            HealthUpdates,
             Metrics,
             Time,
             Drain,
             new DicomFailoverPipelines(Time),
             new ImagingProxy.Configuration.NodeTls(),
-            NullLogger<DicomConnectionHandler>.Instance);
+            Logger);
         Handler.AssociationEnded += summary => Ended.TrySetResult(summary);
     }
 
     public FakeTimeProvider Time { get; } = new();
+
+    /// <summary>The handler's log.</summary>
+    public FakeLogger<DicomConnectionHandler> Logger { get; } = new();
+
+    /// <summary>The passive health updates the handler made.</summary>
+    public RecordingHealthUpdates HealthUpdates { get; } = new();
 
     public FakeLifetime Lifetime { get; } = new();
 
@@ -246,15 +258,19 @@ internal sealed class HandlerHarness : IAsyncDisposable
 
         public PipeWriter Output { get; } = output;
     }
-    private sealed class NoHealthUpdates : IDestinationHealthUpdater
+    /// <summary>Records the passive health updates (destination id, new health); applies none.</summary>
+    internal sealed class RecordingHealthUpdates : IDestinationHealthUpdater
     {
+        private readonly System.Collections.Concurrent.ConcurrentQueue<(string Destination, DestinationHealth Health)> _passive = new();
+
+        public IReadOnlyList<(string Destination, DestinationHealth Health)> Passive => [.. _passive];
+
         public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates)
         {
         }
 
         public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
-        {
-        }
+            => _passive.Enqueue((destination.DestinationId, newHealth));
     }
 }
 
