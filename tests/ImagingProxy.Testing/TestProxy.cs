@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using ImagingProxy.Configuration;
 using ImagingProxy.Hosting;
@@ -120,6 +121,50 @@ public sealed class TestProxy : IAsyncDisposable
         {
             gate.ReloadAttempted -= OnAttempt;
         }
+    }
+
+    /// <summary>
+    /// Rewrites the --config file with <paramref name="text"/>, which is not valid JSON, and waits for the attempt that
+    /// rejects it with the JSON parser's message for this text (an attempt at a half-written file reports another one).
+    /// </summary>
+    public async Task<IReadOnlyList<string>> WriteInvalidJsonAsync(string text)
+    {
+        var gate = Services.GetRequiredService<ConfigurationGate>();
+        var expected = $"{ConfigPath}: not valid JSON: {JsonParseError(text)}";
+        var attempted = new TaskCompletionSource<IReadOnlyList<string>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnAttempt(IReadOnlyList<string> errors)
+        {
+            if (errors.Contains(expected))
+            {
+                attempted.TrySetResult(errors);
+            }
+        }
+
+        gate.ReloadAttempted += OnAttempt;
+        try
+        {
+            await File.WriteAllTextAsync(ConfigPath, text);
+            return await attempted.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        }
+        finally
+        {
+            gate.ReloadAttempted -= OnAttempt;
+        }
+    }
+
+    /// <summary>The message the configuration's JSON parser (comments skipped, trailing commas allowed) gives for <paramref name="text"/>.</summary>
+    public static string JsonParseError(string text)
+    {
+        try
+        {
+            using var document = JsonDocument.Parse(text, new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true });
+        }
+        catch (JsonException ex)
+        {
+            return ex.Message;
+        }
+
+        throw new ArgumentException("the text is valid JSON", nameof(text));
     }
 
     public async ValueTask DisposeAsync()

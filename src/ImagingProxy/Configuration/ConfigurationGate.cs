@@ -102,6 +102,16 @@ public sealed partial class ConfigurationGate : IDisposable
     {
         lock (_lock)
         {
+            // A file that did not parse keeps its last parsed content in the raw configuration: nothing is judged until
+            // it parses again, whichever source changed.
+            var loadErrors = LoadErrors(_raw);
+            if (loadErrors.Count > 0)
+            {
+                LastRejection = loadErrors;
+                RejectedAt = _time.GetUtcNow();
+                return loadErrors;
+            }
+
             var snapshot = Snapshot(_raw);
             if (Generation > 0 && SameAs(snapshot, _current))
             {
@@ -169,6 +179,12 @@ public sealed partial class ConfigurationGate : IDisposable
 
         return problems;
     }
+
+    /// <summary>The errors of the raw configuration's sources whose last load failed (<see cref="IConfigurationLoadError"/>).</summary>
+    private static List<string> LoadErrors(IConfiguration raw)
+        => raw is IConfigurationRoot root
+            ? root.Providers.OfType<IConfigurationLoadError>().Select(p => p.LoadError).OfType<string>().ToList()
+            : [];
 
     private static Dictionary<string, string?> Snapshot(IConfiguration raw)
     {

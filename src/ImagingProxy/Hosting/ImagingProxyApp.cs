@@ -35,6 +35,9 @@ public static class ImagingProxyApp
             ContentRootPath = AppContext.BaseDirectory,
         });
 
+        // Every JSON file keeps its last content that parsed when an edit does not, and reports it to the gate.
+        LastParsedJsonConfigurationSource.ReplaceJsonFiles(builder.Configuration);
+
         // Layering: appsettings.json next to the host, then --config PATH (or IMAGINGPROXY_CONFIG), then environment, then command line.
         var configPath = FindConfigPath(args) ?? Environment.GetEnvironmentVariable(ProxyDefaults.ConfigEnvironmentVariable);
         if (!string.IsNullOrEmpty(configPath))
@@ -45,7 +48,7 @@ public static class ImagingProxyApp
                 throw new InvalidConfigurationException([$"--config: file '{fullPath}' does not exist."]);
             }
 
-            builder.Configuration.AddJsonFile(fullPath, optional: false, reloadOnChange: true);
+            builder.Configuration.Sources.Add(LastParsedJsonConfigurationSource.For(fullPath, optional: false, reloadOnChange: true));
             builder.Configuration.AddEnvironmentVariables();
             builder.Configuration.AddCommandLine(args);
         }

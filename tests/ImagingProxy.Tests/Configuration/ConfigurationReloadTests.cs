@@ -124,6 +124,73 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task An_edit_that_is_not_valid_JSON_is_rejected_and_the_file_last_parsed_stays_in_force_until_it_is_fixed()
+    {
+        var other = new ReloadableSource();
+        await using var proxy = await TestProxy.StartAsync(Config(_a), builder => ((IConfigurationBuilder)builder.Configuration).Add(other));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+        var good = Config(_b);
+        var cut = good[..(good.Length / 2)];
+
+        var errors = await proxy.WriteInvalidJsonAsync(cut);
+
+        Assert.Equal([$"{proxy.ConfigPath}: not valid JSON: {TestProxy.JsonParseError(cut)}"], errors);
+        Assert.Contains("LineNumber", errors[0], StringComparison.Ordinal);
+        Assert.Equal(1, gate.Generation);
+        Assert.Equal(errors, gate.LastRejection);
+        Assert.NotNull(gate.RejectedAt);
+        using (var response = await client.GetAsync("/x"))
+        {
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        // Another source reloads while the file is broken: still rejected, never judged (nor applied) without the file.
+        var attempt = NextAttempt(gate);
+        other.Provider.Raise();
+        Assert.Equal(errors, await attempt);
+        Assert.Equal(1, gate.Generation);
+        Assert.Equal(errors, gate.LastRejection);
+        Assert.Equal(["web"], gate.Configuration.GetSection("ReverseProxy:Clusters").GetChildren().Select(c => c.Key));
+        using (var response = await client.GetAsync("/x"))
+        {
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        var emptied = await proxy.WriteInvalidJsonAsync("");
+        Assert.Equal([$"{proxy.ConfigPath}: not valid JSON: {TestProxy.JsonParseError("")}"], emptied);
+        Assert.Equal(1, gate.Generation);
+
+        Assert.Empty(await proxy.ReloadAsync(good));
+        Assert.Equal(2, gate.Generation);
+        Assert.Empty(gate.LastRejection);
+        Assert.Null(gate.RejectedAt);
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        string backend;
+        do
+        {
+            using var response = await client.GetAsync("/x");
+            backend = response.Headers.GetValues("X-Backend").Single();
+        }
+        while (backend != "b" && DateTime.UtcNow < deadline);
+        Assert.Equal("b", backend);
+    }
+
+    /// <summary>The problems of the gate's next reload attempt.</summary>
+    private static Task<IReadOnlyList<string>> NextAttempt(ConfigurationGate gate)
+    {
+        var attempted = new TaskCompletionSource<IReadOnlyList<string>>(TaskCreationOptions.RunContinuationsAsynchronously);
+        void OnAttempt(IReadOnlyList<string> errors)
+        {
+            gate.ReloadAttempted -= OnAttempt;
+            attempted.TrySetResult(errors);
+        }
+
+        gate.ReloadAttempted += OnAttempt;
+        return attempted.Task.WaitAsync(TimeSpan.FromSeconds(20));
+    }
+
+    [Fact]
     public async Task A_reload_yarp_refuses_is_rolled_back_whole()
     {
         await using var proxy = await TestProxy.StartAsync(Config(_a));

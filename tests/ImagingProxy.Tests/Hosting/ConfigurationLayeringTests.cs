@@ -77,4 +77,21 @@ public sealed class ConfigurationLayeringTests : IAsyncLifetime
         Assert.Contains("ImagingProxy:Mllp:Listeners:hl7:Port: '70000'", host.Output, StringComparison.Ordinal);
         Assert.Contains("ImagingProxy:Xds:RegistryCluster: unknown cluster 'nowhere'", host.Output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_config_file_that_is_not_valid_JSON_stops_the_host_with_exit_code_2_naming_the_file()
+    {
+        var path = Path.Combine(_certificate.Directory, "cut.json");
+        var text = """
+            {
+              "Kestrel": { "Endpoints": { "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ReverseProxy": { "Clusters": {
+            """;
+        await File.WriteAllTextAsync(path, text);
+        using var host = HostProcess.Start(["--config", path]);
+        Assert.Equal(2, await host.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("1 problem(s)", host.Output, StringComparison.Ordinal);
+        Assert.Contains($"{path}: not valid JSON: {TestProxy.JsonParseError(text)}", host.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", host.Output, StringComparison.Ordinal);
+    }
 }
