@@ -58,6 +58,27 @@ public readonly record struct Hl7Delimiters(byte Field, byte Component, byte Rep
         return Hl7ReadStatus.Success;
     }
 
+    /// <summary>
+    /// For an MSH whose MSH-2 is not usable (<see cref="Hl7ReadStatus.BadDelimiters"/>) but whose MSH-1 is: that field
+    /// separator with the usual encoding characters, and where MSH-2 ends (at the next field separator), so that MSH-10
+    /// can still be found and the message answered with a NAK. False when MSH-1 itself is not usable or is one of the
+    /// usual encoding characters.
+    /// </summary>
+    public static bool TryFallback(ReadOnlySpan<byte> segment, out Hl7Delimiters delimiters, out int consumed)
+    {
+        delimiters = default;
+        consumed = 0;
+        if (segment.Length < 4 || !segment.StartsWith("MSH"u8) || !IsUsableDelimiter(segment[3]) || "^~\\&"u8.Contains(segment[3]))
+        {
+            return false;
+        }
+
+        var end = segment[4..].IndexOf(segment[3]);
+        delimiters = Default with { Field = segment[3] };
+        consumed = end < 0 ? segment.Length : 4 + end;
+        return true;
+    }
+
     /// <summary>Delimiters are printable ASCII punctuation: not letters or digits, not space, not control bytes.</summary>
     private static bool IsUsableDelimiter(byte b) => b is > 0x20 and < 0x7F && !char.IsAsciiLetterOrDigit((char)b);
 }

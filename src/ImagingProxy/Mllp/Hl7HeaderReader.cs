@@ -61,7 +61,11 @@ public sealed class Hl7HeaderReader
         var terminator = span.IndexOfAny(MllpConstants.CarriageReturn, MllpConstants.LineFeed);
         var segmentLength = terminator >= 0 ? terminator : span.Length;
         var status = Hl7Delimiters.TryRead(span[..segmentLength], out var delimiters, out var position);
-        if (status != Hl7ReadStatus.Success)
+        if (status == Hl7ReadStatus.BadDelimiters && Hl7Delimiters.TryFallback(span[..segmentLength], out delimiters, out position))
+        {
+            // Read on with MSH-1 and the usual encoding characters, for a NAK on MSH-10; the status stays BadDelimiters.
+        }
+        else if (status != Hl7ReadStatus.Success)
         {
             return status;
         }
@@ -73,7 +77,7 @@ public sealed class Hl7HeaderReader
 
         // MSH-1 is the separator itself, so the separator after MSH-2 opens MSH-3 (HL7 v2.5 §2.14.9.1).
         var fields = default(Hl7Header.FieldRanges);
-        fields[2] = 4..(4 + delimiters.EncodingCharacterCount);
+        fields[2] = 4..position;
         var fieldsSpan = span[..segmentLength];
         for (var n = FirstField; n <= LastField && position < segmentLength; n++)
         {
@@ -87,7 +91,8 @@ public sealed class Hl7HeaderReader
         var characterSetField = new Hl7Field(segment[fields[18]], delimiters, Hl7CharacterSet.Ascii);
         header = new Hl7Header(segment, delimiters, Hl7Escaping.ParseCharacterSet(characterSetField.FirstRepetition.Span), fields);
 
-        return header.MessageControlId.IsEmpty ? Hl7ReadStatus.MissingControlId
+        return status == Hl7ReadStatus.BadDelimiters ? status
+            : header.MessageControlId.IsEmpty ? Hl7ReadStatus.MissingControlId
             : header.MessageCode.IsEmpty ? Hl7ReadStatus.MissingMessageType
             : Hl7ReadStatus.Success;
     }

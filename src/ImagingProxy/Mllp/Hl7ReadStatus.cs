@@ -12,7 +12,10 @@ public enum Hl7ReadStatus
     /// <summary>The message does not begin with an MSH segment.</summary>
     NoMsh,
 
-    /// <summary>MSH-1/MSH-2 do not declare a usable set of delimiters (HL7 v2.5 §2.5.4).</summary>
+    /// <summary>
+    /// MSH-1/MSH-2 do not declare a usable set of delimiters (HL7 v2.5 §2.5.4). When MSH-1 is usable, the header reader
+    /// still reads the fields with it and the usual encoding characters, so that a NAK can answer MSH-10.
+    /// </summary>
     BadDelimiters,
 
     /// <summary>The MSH segment is longer than the configured maximum.</summary>

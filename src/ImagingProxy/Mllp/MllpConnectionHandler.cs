@@ -235,6 +235,11 @@ internal sealed partial class MllpConnectionHandler(
             return Admission.Nak(null, MllpRejectReason.ListenerLimit, Hl7ErrorCode.ApplicationInternalError, $"Listener '{session.Listener}' already has its {limit} connection(s) open; message not delivered, send it again later.") with { AfterNak = MllpSessionEnd.ListenerLimit };
         }
 
+        if (status == Hl7ReadStatus.BadDelimiters && !header.MessageControlId.IsEmpty)
+        {
+            return Admission.Nak(null, MllpRejectReason.BadEncodingCharacters, Hl7ErrorCode.DataTypeError, "MSH-2 (encoding characters) is not valid; message not forwarded.");
+        }
+
         if (status == Hl7ReadStatus.MissingMessageType)
         {
             return Admission.Nak(null, MllpRejectReason.MissingMessageType, Hl7ErrorCode.RequiredFieldMissing, "MSH-9 (message type) is empty; message not forwarded.");
@@ -351,7 +356,7 @@ internal sealed partial class MllpConnectionHandler(
         var payload = !seen.IsEmpty && seen.FirstSpan.Length > 0 && seen.FirstSpan[0] == MllpConstants.StartBlock ? seen.Slice(1) : seen;
         var status = headers.TryRead(payload, out var header);
         session.Header = header;
-        if (status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType)
+        if (status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType || (status == Hl7ReadStatus.BadDelimiters && !header.MessageControlId.IsEmpty))
         {
             return await NakAsync(session, replies, MllpRejectReason.FrameTooLarge, Hl7ErrorCode.ValueTooLong, $"Message larger than the maximum frame size of {maxFrameSize} bytes; not forwarded.", started);
         }
@@ -380,7 +385,7 @@ internal sealed partial class MllpConnectionHandler(
 
         var controlId = header.MessageControlId.GetString();
         Log.Nak(logger, session.ConnectionId, controlId, MllpRejectReasons.Name(reason), text);
-        if (reason is MllpRejectReason.FrameTooLarge or MllpRejectReason.MissingMessageType)
+        if (reason is MllpRejectReason.FrameTooLarge or MllpRejectReason.MissingMessageType or MllpRejectReason.BadEncodingCharacters)
         {
             metrics.FrameRejected(session.Listener, reason);
         }

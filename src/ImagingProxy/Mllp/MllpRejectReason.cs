@@ -15,6 +15,9 @@ internal enum MllpRejectReason
     /// <summary>MSH-9 is empty: NAK.</summary>
     MissingMessageType,
 
+    /// <summary>MSH-2 declares no usable encoding characters (MSH-10 read with MSH-1 and the usual ones): NAK.</summary>
+    BadEncodingCharacters,
+
     /// <summary>No route matches: NAK.</summary>
     NoRoute,
 
@@ -46,6 +49,7 @@ internal static class MllpRejectReasons
         MllpRejectReason.FrameTooLarge => "frame_too_large",
         MllpRejectReason.UnparseableHeader => "unparseable_header",
         MllpRejectReason.MissingMessageType => "missing_message_type",
+        MllpRejectReason.BadEncodingCharacters => "bad_encoding_characters",
         MllpRejectReason.NoRoute => "no_route",
         MllpRejectReason.UnknownCluster => "unknown_cluster",
         MllpRejectReason.NoDestination => "no_destination",

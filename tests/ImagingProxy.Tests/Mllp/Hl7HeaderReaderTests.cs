@@ -187,6 +187,18 @@ public class Hl7HeaderReaderTests
     }
 
     [Fact]
+    public void Unusable_encoding_characters_with_a_usable_field_separator_still_give_msh10_for_a_nak()
+    {
+        var status = Read("MSH|^~|RIS|RAD|PACS|HOSP|20250101120000||ORM^O01|C7|P|2.5.1\rPID|1", out var header);
+
+        Assert.Equal(Hl7ReadStatus.BadDelimiters, status);
+        Assert.Equal("C7", header.MessageControlId.GetString());
+        Assert.Equal("RIS", header.SendingApplication.GetString());
+        Assert.Equal(Hl7Delimiters.Default, header.Delimiters);
+        Assert.True(Read("MSH^~\\&^RIS^RAD^PACS^HOSP^2025^^ORM^C8^P^2.5", out var unusable) == Hl7ReadStatus.BadDelimiters && unusable.MessageControlId.IsEmpty);
+    }
+
+    [Fact]
     public void Names_an_msh_segment_longer_than_the_maximum_whether_contiguous_or_split()
     {
         var message = Hl7Samples.Bytes("MSH|^~\\&|" + new string('A', 100) + "|B||||ADT^A01|1|P|2.5\rPID|1");

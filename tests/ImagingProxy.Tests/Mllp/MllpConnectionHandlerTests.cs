@@ -144,6 +144,19 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Unusable_encoding_characters_get_ar_with_err_102_on_msh10_and_the_next_frame_is_read()
+    {
+        await SendAsync([], "MSH|^~|RIS|RAD|PACS|HOSP|20250101120000||ORM^O01^ORM_O01|BD1|P|2.5.1\rPID|1\r"u8.ToArray());
+        var nak = await ReplyAsync();
+        await SendAsync([], Message("M6", "SIU^S12"));
+        var next = await ReplyAsync();
+
+        Assert.Contains("\rMSA|AR|BD1|MSH-2 (encoding characters) is not valid; message not forwarded.", nak, StringComparison.Ordinal);
+        Assert.Contains("\rERR|||102^", nak, StringComparison.Ordinal);
+        Assert.Contains("\rMSA|AR|M6|", next, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Frame_without_msh_closes_the_connection_without_an_answer()
     {
         await SendAsync([], "PID|1||123\r"u8.ToArray());

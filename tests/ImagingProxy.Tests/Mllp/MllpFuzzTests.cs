@@ -98,7 +98,9 @@ public class MllpFuzzTests
             }
 
             var sequence = TestSequences.Split(input, RandomSplits(random, input.Length));
-            if (headers.TryRead(sequence, out var header) is not (Hl7ReadStatus.NoMsh or Hl7ReadStatus.BadDelimiters or Hl7ReadStatus.HeaderTooLong))
+            var status = headers.TryRead(sequence, out var header);
+            if (status is not (Hl7ReadStatus.NoMsh or Hl7ReadStatus.BadDelimiters or Hl7ReadStatus.HeaderTooLong)
+                || (status == Hl7ReadStatus.BadDelimiters && !header.MessageControlId.IsEmpty))
             {
                 _ = pattern.Matches(header);
                 _ = header.MessageControlId.GetString();
