@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Model;
 
@@ -10,7 +11,7 @@ namespace ImagingProxy.Health;
 /// </summary>
 public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<DestinationHealthTracker> logger)
 {
-    private readonly Dictionary<(string Cluster, string Destination), HealthRecord> _records = [];
+    private readonly ConcurrentDictionary<(string Cluster, string Destination), HealthRecord> _records = new();
     private readonly Lock _gate = new();
 
     /// <summary>Raised once per observed change: cluster, destination, kind ("active"/"passive"), old, new.</summary>
@@ -20,11 +21,17 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
     /// Records <paramref name="destination"/>'s health as it is now; a change from the last record is logged and raised
     /// once. Observers on several threads (probes, the health updater, /status reads) are taken one at a time, each
     /// reading the health only once it holds the lock: one that read it before a change another observer recorded would
-    /// otherwise write the old value back, with a false transition.
+    /// otherwise write the old value back, with a false transition. An unchanged health (every proxied HTTP request
+    /// passes here when passive health is on) is answered without the lock.
     /// </summary>
     public HealthRecord Observe(ClusterState cluster, DestinationState destination)
     {
         var key = (cluster.ClusterId, destination.DestinationId);
+        if (_records.TryGetValue(key, out var seen) && seen.Active == destination.Health.Active && seen.Passive == destination.Health.Passive)
+        {
+            return seen;
+        }
+
         var now = time.GetUtcNow();
         lock (_gate)
         {

@@ -1,5 +1,6 @@
 using ImagingProxy.Health;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.Tests.Health.HealthFixtures;
 
@@ -7,11 +8,95 @@ namespace ImagingProxy.Tests.Health;
 
 public sealed class DestinationHealthTrackerTests
 {
-    [Fact]
-    public void An_observer_that_read_the_health_before_a_change_another_observer_recorded_does_not_undo_it()
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero));
+    private readonly List<(string Cluster, string Destination, string Kind, DestinationHealth From, DestinationHealth To)> _transitions = [];
+    private readonly DestinationHealthTracker _tracker;
+
+    public DestinationHealthTrackerTests()
     {
-        // The first observer is held between its start and its read of the clock; meanwhile the destination goes down
-        // and a second observer (another thread: a probe, a /status read) records that.
+        _tracker = new DestinationHealthTracker(_time, NullLogger<DestinationHealthTracker>.Instance);
+        _tracker.Transition += (c, d, k, f, t) => _transitions.Add((c, d, k, f, t));
+    }
+
+    [Fact]
+    public void A_destination_still_unknown_has_no_transition()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+
+        var record = _tracker.Observe(cluster, cluster.Destinations["n1"]);
+
+        Assert.Empty(_transitions);
+        Assert.Equal(DestinationHealth.Unknown, record.Active);
+        Assert.Equal(_time.GetUtcNow(), record.Since);
+    }
+
+    [Fact]
+    public void The_first_health_is_a_transition_from_unknown()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+        var destination = cluster.Destinations["n1"];
+        destination.Health.Active = DestinationHealth.Healthy;
+
+        var record = _tracker.Observe(cluster, destination);
+
+        Assert.Equal(("pacs", "n1", "active", DestinationHealth.Unknown, DestinationHealth.Healthy), Assert.Single(_transitions));
+        Assert.Equal(DestinationHealth.Healthy, record.Active);
+    }
+
+    [Fact]
+    public void Since_moves_only_when_the_health_changes()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+        var destination = cluster.Destinations["n1"];
+        destination.Health.Active = DestinationHealth.Healthy;
+        var healthySince = _tracker.Observe(cluster, destination).Since;
+
+        _time.Advance(TimeSpan.FromMinutes(5));
+        Assert.Equal(healthySince, _tracker.Observe(cluster, destination).Since);
+        Assert.Single(_transitions);
+
+        _time.Advance(TimeSpan.FromMinutes(1));
+        destination.Health.Active = DestinationHealth.Unhealthy;
+        var down = _tracker.Observe(cluster, destination);
+
+        Assert.Equal(healthySince + TimeSpan.FromMinutes(6), down.Since);
+        Assert.Equal(("pacs", "n1", "active", DestinationHealth.Healthy, DestinationHealth.Unhealthy), _transitions[^1]);
+    }
+
+    [Fact]
+    public void Active_and_passive_changes_are_separate_transitions()
+    {
+        var cluster = Cluster("ris", activeFlag: true, passive: true, destinations: "n1");
+        var destination = cluster.Destinations["n1"];
+        destination.Health.Active = DestinationHealth.Healthy;
+        destination.Health.Passive = DestinationHealth.Unhealthy;
+
+        _tracker.Observe(cluster, destination);
+
+        Assert.Equal(2, _transitions.Count);
+        Assert.Contains(("ris", "n1", "active", DestinationHealth.Unknown, DestinationHealth.Healthy), _transitions);
+        Assert.Contains(("ris", "n1", "passive", DestinationHealth.Unknown, DestinationHealth.Unhealthy), _transitions);
+    }
+
+    [Fact]
+    public void Destinations_are_tracked_per_cluster()
+    {
+        var a = Cluster("a", activeFlag: true, destinations: "n1");
+        var b = Cluster("b", activeFlag: true, destinations: "n1");
+        a.Destinations["n1"].Health.Active = DestinationHealth.Healthy;
+        b.Destinations["n1"].Health.Active = DestinationHealth.Unhealthy;
+
+        _tracker.Observe(a, a.Destinations["n1"]);
+        _tracker.Observe(b, b.Destinations["n1"]);
+
+        Assert.Equal(["a", "b"], _transitions.Select(t => t.Cluster));
+    }
+
+    [Fact]
+    public void An_observer_records_the_health_as_it_is_when_it_records_not_as_it_was_when_it_started()
+    {
+        // The destination goes down, and back up while the observer that saw it down is held at its clock read; another
+        // thread (a probe, a /status read) observes meanwhile. Nothing must record the down that no longer holds.
         var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
         var destination = cluster.Destinations["n1"];
         destination.Health.Active = DestinationHealth.Healthy;
@@ -26,17 +111,18 @@ public sealed class DestinationHealthTrackerTests
             }
         };
         tracker.Observe(cluster, destination);
+        destination.Health.Active = DestinationHealth.Unhealthy;
         time.OnNextRead = () =>
         {
-            destination.Health.Active = DestinationHealth.Unhealthy;
+            destination.Health.Active = DestinationHealth.Healthy;
             Task.Run(() => tracker.Observe(cluster, destination)).Wait();
         };
 
         var record = tracker.Observe(cluster, destination);
 
-        Assert.Equal(DestinationHealth.Unhealthy, record.Active);
-        Assert.Equal(DestinationHealth.Unhealthy, tracker.Observe(cluster, destination).Active);
-        Assert.Equal([(DestinationHealth.Unknown, DestinationHealth.Healthy), (DestinationHealth.Healthy, DestinationHealth.Unhealthy)], transitions);
+        Assert.Equal(DestinationHealth.Healthy, record.Active);
+        Assert.Equal(DestinationHealth.Healthy, tracker.Observe(cluster, destination).Active);
+        Assert.Equal([(DestinationHealth.Unknown, DestinationHealth.Healthy)], transitions);
     }
 
     /// <summary>A clock that runs <see cref="OnNextRead"/> (once) when it is next read.</summary>
