@@ -1,5 +1,7 @@
+using System.Net.Sockets;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Hosting;
@@ -34,28 +36,15 @@ internal sealed class RawConnectionCloseGuard(string listener, string kind, List
     /// <summary>Raised once a returned handler's connection is being watched (tests).</summary>
     internal event Action<ConnectionContext>? Armed;
 
-    /// <summary>Aborts <paramref name="connection"/> unless Kestrel reports it closed within <see cref="Grace"/>.</summary>
+    /// <summary>
+    /// Aborts <paramref name="connection"/> unless its socket is closed <see cref="Grace"/> from now. Kestrel's
+    /// <c>ConnectionClosed</c> is no sign of that: it fires when the client's FIN ends the receive loop, while the sends
+    /// to a client that half-closed (and stopped reading) may still be pending.
+    /// </summary>
     private void Arm(ConnectionContext connection)
     {
-        var closed = connection.ConnectionClosed;
-        if (closed.IsCancellationRequested)
-        {
-            Armed?.Invoke(connection);
-            return;
-        }
-
         var watch = new Watch(this, connection);
         watch.Timer = time.CreateTimer(static s => ((Watch)s!).Expired(), watch, Grace, Timeout.InfiniteTimeSpan);
-        try
-        {
-            watch.Registration = closed.UnsafeRegister(static s => ((Watch)s!).Closed(), watch);
-        }
-        catch (ObjectDisposedException)
-        {
-            // Kestrel already disposed the connection: it is closed.
-            watch.Closed();
-        }
-
         Armed?.Invoke(connection);
     }
 
@@ -65,32 +54,24 @@ internal sealed class RawConnectionCloseGuard(string listener, string kind, List
         HostingLog.CloseTimedOut(logger, listener, connection.ConnectionId, connection.RemoteEndPoint?.ToString() ?? "?", Grace.TotalSeconds);
     }
 
-    /// <summary>One connection's close being waited for: the timer and the registration, whichever comes first ends both.</summary>
+    /// <summary>One connection's close being waited for.</summary>
     private sealed class Watch(RawConnectionCloseGuard guard, ConnectionContext connection)
     {
-        private int _done;
+        private readonly Socket? _socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
 
         public ITimer? Timer { get; set; }
 
-        public CancellationTokenRegistration Registration { get; set; }
-
-        public void Closed()
-        {
-            if (Interlocked.Exchange(ref _done, 1) == 0)
-            {
-                Timer?.Dispose();
-            }
-        }
+        /// <summary>Kestrel disposes the socket once its last send is done (or failed); without the socket feature, its close signal.</summary>
+        private bool Closed => _socket is { } socket ? socket.SafeHandle.IsClosed : connection.ConnectionClosed.IsCancellationRequested;
 
         public void Expired()
         {
-            if (Interlocked.Exchange(ref _done, 1) != 0)
+            Timer?.Dispose();
+            if (Closed)
             {
                 return;
             }
 
-            Timer?.Dispose();
-            Registration.Dispose();
             guard.Report(connection);
             try
             {

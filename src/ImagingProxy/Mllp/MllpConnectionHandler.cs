@@ -83,9 +83,13 @@ internal sealed partial class MllpConnectionHandler(
 
         var idleTimeout = overLimit is null ? initial.IdleTimeout
             : initial.IdleTimeout is { } idle && idle < initial.AckTimeout ? idle : initial.AckTimeout;
-        using var signals = new Signals(input, time, idleTimeout);
+        using var signals = new Signals(input, time, idleTimeout) { Slot = overLimit is null ? open : null };
         await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, drain.Deadline) { OverLimit = overLimit };
         using var drainRegistration = closeRequested.UnsafeRegister(static s => ((Signals)s!).RequestDrain(), signals);
+
+        // The client closed its side or reset: it sends no more, so its MaxConnections slot is free for its reconnect even
+        // while the delivery in flight finishes (up to MaxAttempts x (ConnectTimeout + AckTimeout)).
+        using var closedRegistration = connection.ConnectionClosed.UnsafeRegister(static s => ((Signals)s!).ReleaseSlot(), signals);
         metrics.ConnectionOpened(listener);
         Log.ConnectionOpened(logger, connection.ConnectionId, listener);
         try
@@ -204,16 +208,13 @@ internal sealed partial class MllpConnectionHandler(
         }
         finally
         {
-            if (end == MllpSessionEnd.ClientAborted && (signals.DrainRequested || drain.Deadline.IsCancellationRequested))
+            if (end == MllpSessionEnd.ClientAborted && drain.Deadline.IsCancellationRequested)
             {
                 end = MllpSessionEnd.DrainDeadline;
                 Log.DrainDeadline(logger, connection.ConnectionId, insideFrame ? "a message was still arriving" : "a message was in flight");
             }
 
-            if (overLimit is null)
-            {
-                open.Remove();
-            }
+            signals.ReleaseSlot();
 
             metrics.ConnectionClosed(listener, end);
             Log.ConnectionClosed(logger, connection.ConnectionId, end);
@@ -479,7 +480,21 @@ internal sealed partial class MllpConnectionHandler(
             }
         }
 
+        private int _slotReleased;
+
         public bool DrainRequested => _drainRequested;
+
+        /// <summary>The listener count this connection holds a slot of (null when it was over MaxConnections).</summary>
+        public ListenerConnectionCounts.Count? Slot { get; init; }
+
+        /// <summary>Gives the connection's slot back, once.</summary>
+        public void ReleaseSlot()
+        {
+            if (Slot is { } slot && Interlocked.Exchange(ref _slotReleased, 1) == 0)
+            {
+                slot.Remove();
+            }
+        }
 
         public void RequestDrain()
         {

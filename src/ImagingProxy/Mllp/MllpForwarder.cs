@@ -153,8 +153,9 @@ internal sealed partial class MllpForwarder(
     {
         session.Message = default;
         session.Cluster = null;
-        if (session.Aborted.IsCancellationRequested)
+        if (session.Aborted.IsCancellationRequested && result.Outcome != MllpAttemptOutcome.Acknowledged)
         {
+            // At the drain deadline; an ACK already in hand is still relayed (the client's transport is open until Kestrel's abort).
             return new MllpDelivery(MllpDeliveryOutcome.Aborted, null, session.Attempts, AcknowledgmentCode.None);
         }
 

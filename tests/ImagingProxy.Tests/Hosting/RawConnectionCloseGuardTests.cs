@@ -43,6 +43,44 @@ public sealed class RawConnectionCloseGuardTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task A_client_that_closed_its_side_and_reads_nothing_is_aborted_after_the_grace()
+    {
+        // Kestrel has signalled ConnectionClosed (the FIN) before the handler returns; the sends are still pending.
+        await using var server = await GuardedServer.StartAsync(afterClientFin: true);
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
+        await client.ConnectAsync(IPAddress.Loopback, server.Port);
+        client.Shutdown(SocketShutdown.Send);
+
+        await server.Armed.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        server.Time.Advance(RawConnectionCloseGuard.Grace);
+
+        await server.CloseTimeouts.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(20));
+        var buffer = new byte[64 * 1024];
+        var received = 0L;
+        while (true)
+        {
+            int read;
+            try
+            {
+                read = await client.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(TimeSpan.FromSeconds(20));
+            }
+            catch (SocketException)
+            {
+                break; // reset by the abort
+            }
+
+            if (read == 0)
+            {
+                break;
+            }
+
+            received += read;
+        }
+
+        Assert.True(received < LastBytes, $"the client got all {received} bytes: the connection was not aborted");
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task A_client_that_reads_its_bytes_closes_without_an_abort()
     {
         await using var server = await GuardedServer.StartAsync();
@@ -80,7 +118,7 @@ public sealed class RawConnectionCloseGuardTests
         private readonly ServiceProvider _metrics = new ServiceCollection().AddMetrics().BuildServiceProvider();
         private readonly WebApplication _app;
 
-        private GuardedServer()
+        private GuardedServer(bool afterClientFin)
         {
             var meters = _metrics.GetRequiredService<IMeterFactory>();
             CloseTimeouts = new MetricCollector<long>(meters, ImagingProxyTelemetry.MeterName, "imagingproxy.listener.close_timeouts");
@@ -91,11 +129,16 @@ public sealed class RawConnectionCloseGuardTests
             builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
             {
                 listen.Use(guard.Around);
-                listen.Run(connection =>
+                listen.Run(async connection =>
                 {
+                    if (afterClientFin)
+                    {
+                        // Kestrel signals ConnectionClosed when the client's FIN ends its receive loop.
+                        await WhenCancelled(connection.ConnectionClosed);
+                    }
+
                     // Written to the pipe, not flushed: Kestrel sends it after the handler returned (completing the pipe commits it).
                     connection.Transport.Output.Write(new byte[LastBytes]);
-                    return Task.CompletedTask;
                 });
             }));
             _app = builder.Build();
@@ -109,9 +152,9 @@ public sealed class RawConnectionCloseGuardTests
 
         public int Port => new Uri(_app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.Single()).Port;
 
-        public static async Task<GuardedServer> StartAsync()
+        public static async Task<GuardedServer> StartAsync(bool afterClientFin = false)
         {
-            var server = new GuardedServer();
+            var server = new GuardedServer(afterClientFin);
             await server._app.StartAsync();
             return server;
         }

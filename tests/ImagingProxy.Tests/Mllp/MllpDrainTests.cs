@@ -107,12 +107,17 @@ public sealed class MllpDrainTests
         await using var inFlight = await InFlight.StartAsync();
         var (node, harness, closed) = (inFlight.Node, inFlight.Harness, inFlight.Closed);
 
+        Assert.Equal(1, harness.ConnectionHandler.OpenOn(string.Empty));
+
         harness.Reset();
-        Assert.False(harness.Handler.IsCompleted); // the node has the message: its answer is still awaited
+
+        // The sender can send no more: its slot is free for a reconnect while the node's answer is still awaited.
+        Assert.Equal(0, harness.ConnectionHandler.OpenOn(string.Empty));
         node.Release();
 
         await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
         Assert.Equal("client_aborted", ClosedReason(closed));
+        Assert.Equal(1, harness.Pool.IdleCount(node.Address)); // the node's ACK was read: its connection went back whole
     }
 
     [Fact]

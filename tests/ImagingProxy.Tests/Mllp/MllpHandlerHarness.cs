@@ -73,7 +73,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
         _drain = new DicomDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<DicomDrain>.Instance);
-        var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
+        var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer))
         {
             ConnectionClosed = _closed.Token,
@@ -93,6 +93,9 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     }
 
     public ServiceProvider Services { get; }
+
+    /// <summary>The handler under test (its connection is on listener "", the harness sets no listener feature).</summary>
+    public MllpConnectionHandler ConnectionHandler { get; }
 
     public MllpNodePool Pool { get; }
 
