@@ -575,6 +575,7 @@ internal sealed partial class MllpForwarder(
         if (node.UnsolicitedFrames != attempt.UnsolicitedBefore)
         {
             Log.UnsolicitedDiscarded(logger, session.ConnectionId, destination.DestinationId, node.UnsolicitedFrames - attempt.UnsolicitedBefore);
+            metrics.NodeFramesDropped(session.Cluster!.ClusterId, destination.DestinationId, node.UnsolicitedFrames - attempt.UnsolicitedBefore);
         }
 
         if (reason is not null)

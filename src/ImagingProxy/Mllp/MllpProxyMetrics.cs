@@ -22,6 +22,7 @@ internal sealed class MllpProxyMetrics
     private readonly Counter<long> _messages;
     private readonly Histogram<double> _ackDuration;
     private readonly Counter<long> _retries;
+    private readonly Counter<long> _unsolicited;
     private readonly Counter<long> _naks;
     private readonly Counter<long> _framesRejected;
     private readonly UpDownCounter<long> _connections;
@@ -38,6 +39,7 @@ internal sealed class MllpProxyMetrics
         _messages = meter.CreateCounter<long>("imagingproxy.hl7.messages", "{message}", "HL7 messages relayed with a node's acknowledgement, or sent without one when MSH-15 is NE (ack_code no_ack_requested).");
         _ackDuration = meter.CreateHistogram("imagingproxy.hl7.ack.duration", "s", "Time from a message's arrival to the acknowledgement sent back.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_durationBuckets });
         _retries = meter.CreateCounter<long>("imagingproxy.hl7.retries", "{attempt}", "Messages sent again to another node after a failure, by the destination that failed.");
+        _unsolicited = meter.CreateCounter<long>("imagingproxy.hl7.node_frames.dropped", "{frame}", "Frames a node sent that answered no message in flight (sent between messages, or a late second answer to the previous one), dropped, by cluster and destination.");
         _naks = meter.CreateCounter<long>("imagingproxy.hl7.naks", "{message}", "Negative acknowledgements written by ImagingProxy itself.");
         _framesRejected = meter.CreateCounter<long>("imagingproxy.hl7.frames.rejected", "{frame}", "Inbound bytes or frames not forwarded.");
         _connections = meter.CreateUpDownCounter<long>("imagingproxy.hl7.connections.active", "{connection}", "Inbound MLLP connections open now.");
@@ -71,6 +73,10 @@ internal sealed class MllpProxyMetrics
     /// <summary>A message is sent again after <paramref name="failedDestination"/> (the node of the previous attempt) failed.</summary>
     public void Retried(string cluster, string failedDestination)
         => _retries.Add(1, new TagList { { "cluster", cluster }, { "destination", failedDestination } });
+
+    /// <summary><paramref name="count"/> frames from <paramref name="destination"/> that answered no message in flight were dropped.</summary>
+    public void NodeFramesDropped(string cluster, string destination, int count)
+        => _unsolicited.Add(count, new TagList { { "cluster", cluster }, { "destination", destination } });
 
     public void Nak(string listener, MllpRejectReason reason, TimeSpan elapsed)
     {

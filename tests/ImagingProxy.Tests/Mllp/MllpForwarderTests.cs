@@ -32,6 +32,7 @@ public sealed class MllpForwarderTests
         // The node answers M1, then, when M2 arrives (after the proxy's check before the send), M1 again (AE) before M2.
         await using var node = new FakeHl7Node { RepeatPreviousAck = true };
         await using var harness = new MllpHandlerHarness([node.Address]);
+        using var dropped = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.node_frames.dropped");
         await harness.SendAsync(MllpHandlerHarness.Message("M1"));
         Assert.Contains("\rMSA|AA|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
 
@@ -40,6 +41,8 @@ public sealed class MllpForwarderTests
 
         Assert.Contains("\rMSA|AA|M2", await harness.ReplyAsync(), StringComparison.Ordinal);
         Assert.Contains("\rMSA|AA|M3", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal(2, dropped.GetMeasurementSnapshot().Sum(m => m.Value)); // M1's and M2's second answers
+        Assert.All(dropped.GetMeasurementSnapshot(), m => Assert.Equal("d0", m.Tags["destination"]));
     }
 
     [Fact]
