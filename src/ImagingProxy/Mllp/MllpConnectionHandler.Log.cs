@@ -30,7 +30,7 @@ internal sealed partial class MllpConnectionHandler
         [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId} closed at the drain deadline while {State}; the sender got no ACK and must send again.")]
         public static partial void DrainDeadline(ILogger logger, string connectionId, string state);
 
-        [LoggerMessage(EventId = 4009, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: the drain deadline passed while message {ControlId} awaited a node's ACK (attempt {Attempts}); no ACK relayed.")]
+        [LoggerMessage(EventId = 4009, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: the drain deadline passed while message {ControlId} was being delivered ({Attempts} attempt(s) started); no ACK relayed.")]
         public static partial void AbortedInFlight(ILogger logger, string connectionId, string controlId, int attempts);
 
         [LoggerMessage(EventId = 4010, Level = LogLevel.Information, Message = "MLLP connection {ConnectionId}: no byte received for {IdleTimeout}; closing (inside a frame: {InsideFrame}).")]

@@ -649,7 +649,7 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>The failure reason of an attempt whose timeout fired: the ACK timeout, or the inbound connection's abort.</summary>
     private static string TimedOut(MllpSession session, TimeSpan ackTimeout)
-        => session.Aborted.IsCancellationRequested ? "inbound connection aborted" : $"no ACK within {ackTimeout.TotalSeconds:0.###} s";
+        => session.Aborted.IsCancellationRequested ? "the drain deadline passed" : $"no ACK within {ackTimeout.TotalSeconds:0.###} s";
 
     /// <summary>
     /// A pooled connection to <paramref name="destination"/>, which becomes the session's sticky one for the cluster (the
@@ -697,7 +697,7 @@ internal sealed partial class MllpForwarder(
         }
         catch (OperationCanceledException) when (session.Aborted.IsCancellationRequested)
         {
-            return (null, "inbound connection aborted", false);
+            return (null, "the drain deadline passed", false);
         }
 
         if (tls is not null)
