@@ -256,10 +256,15 @@ public sealed partial class DicomConnectionHandler(
             AssociateParseError.ProtocolVersionNotSupported => (AssociateRejectSource.ServiceProviderAcse, AssociateRejectReasons.ServiceProviderAcseProtocolVersionNotSupported, DicomAssociationEndReason.Rejected),
             _ => (default(AssociateRejectSource), (byte)0, DicomAssociationEndReason.Malformed),
         };
-        var answer = end == DicomAssociationEndReason.Malformed
-            ? "A-ABORT (invalid-PDU-parameter-value)"
-            : $"A-ASSOCIATE-RJ rejected-permanent ({AssociateRejectReasons.Describe(source, reason)})";
-        Log.RequestRefused(logger, association.Id, association.ClientEndPoint?.ToString() ?? string.Empty, association.Listener, error, DescribeParseError(pdu, error), answer);
+        if (logger.IsEnabled(LogLevel.Warning))
+        {
+            // A client can send refused RQs in a loop: the text is built only for a line that is written.
+            var answer = end == DicomAssociationEndReason.Malformed
+                ? "A-ABORT (invalid-PDU-parameter-value)"
+                : $"A-ASSOCIATE-RJ rejected-permanent ({AssociateRejectReasons.Describe(source, reason)})";
+            Log.RequestRefused(logger, association.Id, association.ClientEndPoint?.ToString() ?? string.Empty, association.Listener, error, DescribeParseError(pdu, error), answer);
+        }
+
         if (end == DicomAssociationEndReason.Malformed)
         {
             await SendAbortAsync(output, AbortReason.InvalidPduParameterValue);

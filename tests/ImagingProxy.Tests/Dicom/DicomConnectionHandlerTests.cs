@@ -374,16 +374,18 @@ public sealed class DicomConnectionHandlerTests
         Assert.Contains("A-ABORT (invalid-PDU-parameter-value)", warning.Message, StringComparison.Ordinal);
     }
 
-    public static TheoryData<string, byte[]> MalformedRejects => new()
+    /// <summary>A node's A-ASSOCIATE-RJ: a well-formed transient one, then malformed ones (a node failure).</summary>
+    public static TheoryData<string, byte[], bool> NodeRejects => new()
     {
-        { "PDU-length 3", [0x03, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x01] },
-        { "PDU-length 5, permanent", [0x03, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x01, 0x01, 0x07, 0x00] },
-        { "result 0", [0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x01, 0x01] },
+        { "transient", [0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x01], false },
+        { "PDU-length 3", [0x03, 0x00, 0x00, 0x00, 0x00, 0x03, 0x00, 0x02, 0x01], true },
+        { "PDU-length 5, permanent", [0x03, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x01, 0x01, 0x07, 0x00], true },
+        { "result 0", [0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x01, 0x01], true },
     };
 
     [Theory]
-    [MemberData(nameof(MalformedRejects))]
-    public async Task A_malformed_reject_from_the_node_is_a_node_failure_that_marks_it_unhealthy(string malformation, byte[] reject)
+    [MemberData(nameof(NodeRejects))]
+    public async Task A_transient_reject_from_the_node_moves_on_and_a_malformed_one_also_marks_it_unhealthy(string reject, byte[] pdu, bool malformed)
     {
         using var listener = ListenOnLoopback();
         await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
@@ -392,33 +394,22 @@ public sealed class DicomConnectionHandlerTests
 
         using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
         Assert.Equal((byte)PduType.AssociateRequest, (await ReceivePduAsync(node))[0]);
-        await node.SendAsync(reject);
+        await node.SendAsync(pdu);
 
         // The only destination failed: the client gets temporary-congestion, never the node's bytes.
         var answer = await client.ReadPduAsync();
         Assert.Equal(new byte[] { 0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x01 }, answer!.Value.Pdu);
         Assert.Equal(DicomAssociationEndReason.NoDestination, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        if (!malformed)
+        {
+            Assert.Empty(harness.HealthUpdates.Passive);
+            return;
+        }
+
         Assert.Equal([("d0", Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)], harness.HealthUpdates.Passive);
         var failed = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 301);
         Assert.Contains("malformed A-ASSOCIATE-RJ", failed.Message, StringComparison.Ordinal);
-        Assert.NotNull(malformation);
-    }
-
-    [Fact]
-    public async Task A_transient_reject_from_the_node_moves_on_without_marking_it_unhealthy()
-    {
-        using var listener = ListenOnLoopback();
-        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
-        var client = harness.Connect();
-        await client.SendAsync(DicomCaptures.AssociateRequest);
-
-        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
-        Assert.Equal((byte)PduType.AssociateRequest, (await ReceivePduAsync(node))[0]);
-        await node.SendAsync(new byte[] { 0x03, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x02, 0x03, 0x01 });
-
-        Assert.Equal(PduType.AssociateReject, (await client.ReadPduAsync())!.Value.Header.Type);
-        Assert.Equal(DicomAssociationEndReason.NoDestination, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
-        Assert.Empty(harness.HealthUpdates.Passive);
+        Assert.NotNull(reject);
     }
 
     [Fact]
