@@ -17,6 +17,9 @@ public sealed class ProxyListener(string name, string kind, ListenOptions option
     /// <summary>The <see cref="Kind"/> of <c>ImagingProxy:Mllp:Listeners</c>.</summary>
     public const string MllpKind = "Mllp";
 
+    /// <summary>The <c>protocol</c> metric label of a raw listener of <paramref name="kind"/>: <c>dicom</c> or <c>mllp</c>.</summary>
+    public static string ProtocolLabel(string kind) => kind == DicomKind ? "dicom" : "mllp";
+
     /// <summary><c>Http</c> for Kestrel endpoints, <c>Dicom</c> or <c>Mllp</c> for raw listeners.</summary>
     public string Kind { get; } = kind;
 

@@ -19,7 +19,7 @@ internal sealed class RawConnectionCloseGuard(string listener, string kind, List
     /// <summary>How long a connection may take to close after its handler returned (the handlers' own bound on a last send).</summary>
     public static readonly TimeSpan Grace = TimeSpan.FromSeconds(5);
 
-    private readonly string _protocol = kind == ProxyListener.DicomKind ? "dicom" : "mllp";
+    private readonly string _protocol = ProxyListener.ProtocolLabel(kind);
 
     public ConnectionDelegate Around(ConnectionDelegate next) => async connection =>
     {

@@ -11,7 +11,7 @@ namespace ImagingProxy.Hosting;
 /// </summary>
 internal sealed class TlsHandshakeWatch(string listener, string kind, TimeSpan handshakeTimeout, TlsMetrics metrics, TimeProvider time, ILogger logger)
 {
-    private readonly string _protocol = kind == ProxyListener.DicomKind ? "dicom" : "mllp";
+    private readonly string _protocol = ProxyListener.ProtocolLabel(kind);
 
     public ConnectionDelegate Around(ConnectionDelegate next) => async connection =>
     {
