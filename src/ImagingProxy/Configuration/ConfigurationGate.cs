@@ -45,6 +45,9 @@ public sealed partial class ConfigurationGate : IDisposable
 
     public DateTimeOffset? RejectedAt { get; private set; }
 
+    /// <summary>Reloads rejected since the start (a file that did not parse, a problem found, a change YARP refused).</summary>
+    public int Rejections { get; private set; }
+
     /// <summary>Raised after each reload attempt, with the problems found (empty when applied).</summary>
     public event Action<IReadOnlyList<string>>? ReloadAttempted;
 
@@ -107,9 +110,7 @@ public sealed partial class ConfigurationGate : IDisposable
             var loadErrors = LoadErrors(_raw);
             if (loadErrors.Count > 0)
             {
-                LastRejection = loadErrors;
-                RejectedAt = _time.GetUtcNow();
-                return loadErrors;
+                return Rejected(loadErrors);
             }
 
             var snapshot = Snapshot(_raw);
@@ -129,9 +130,7 @@ public sealed partial class ConfigurationGate : IDisposable
 
             if (errors.Count > 0)
             {
-                LastRejection = errors;
-                RejectedAt = _time.GetUtcNow();
-                return errors;
+                return Rejected(errors);
             }
 
             var previous = _current;
@@ -143,9 +142,7 @@ public sealed partial class ConfigurationGate : IDisposable
                 // tables never point at clusters YARP kept out (they saw the change for the moment it took).
                 _current = previous;
                 Replace(previous);
-                LastRejection = errors;
-                RejectedAt = _time.GetUtcNow();
-                return errors;
+                return Rejected(errors);
             }
 
             LastRejection = [];
@@ -178,6 +175,15 @@ public sealed partial class ConfigurationGate : IDisposable
         }
 
         return problems;
+    }
+
+    /// <summary>Records a rejected reload (under the lock) and returns its problems.</summary>
+    private IReadOnlyList<string> Rejected(IReadOnlyList<string> errors)
+    {
+        LastRejection = errors;
+        RejectedAt = _time.GetUtcNow();
+        Rejections++;
+        return errors;
     }
 
     /// <summary>The errors of the raw configuration's sources whose last load failed (<see cref="IConfigurationLoadError"/>).</summary>

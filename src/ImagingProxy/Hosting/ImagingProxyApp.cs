@@ -147,6 +147,7 @@ public static class ImagingProxyApp
         });
         _ = app.Services.GetRequiredService<HealthMetrics>();
         _ = app.Services.GetRequiredService<TlsMetrics>();
+        _ = app.Services.GetRequiredService<ConfigurationMetrics>();
         gate.AddAcceptance(app.Services.GetRequiredService<ProxyConfigAcceptance>());
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 

@@ -30,6 +30,7 @@ public static class ImagingProxyTelemetry
         services.TryAddSingleton<Configuration.NodeTls>();
         services.AddSingleton<TlsMetrics>();
         services.AddSingleton<ListenerMetrics>();
+        services.AddSingleton<ConfigurationMetrics>();
         var options = configuration.GetSection($"{Configuration.ImagingProxyOptions.SectionName}:Telemetry").Get<Configuration.TelemetryOptions>() ?? new Configuration.TelemetryOptions();
         services.AddKeyedSingleton(LimiterKeys.AeTitle, new TagValueLimiter(options.AeTitles, options.MaxAeTitles ?? Configuration.ProxyDefaults.MaxLabelValues));
         services.AddKeyedSingleton(LimiterKeys.MessageType, new TagValueLimiter(options.MessageTypes, options.MaxMessageTypes ?? Configuration.ProxyDefaults.MaxLabelValues));

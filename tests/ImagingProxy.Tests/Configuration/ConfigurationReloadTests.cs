@@ -1,8 +1,11 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using ImagingProxy.Configuration;
+using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 
 namespace ImagingProxy.Tests.Configuration;
 
@@ -121,15 +124,27 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     {
         await using var proxy = await TestProxy.StartAsync(Config(_a));
         var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+        using var reloads = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.config.reloads");
+        using var rejected = new MetricCollector<int>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.config.rejected");
         var bad = Config(_b).Replace("\"ClusterId\": \"web\"", "\"ClusterId\": \"ghost\"", StringComparison.Ordinal);
         Assert.NotEmpty(await proxy.ReloadAsync(bad));
         Assert.NotEmpty(gate.LastRejection);
+        Assert.Equal((0, 1, 1), Reloads());
 
         Assert.Empty(await proxy.ReloadAsync(Config(_a)));
 
         Assert.Empty(gate.LastRejection);
         Assert.Null(gate.RejectedAt);
         Assert.Equal(1, gate.Generation);
+        Assert.Equal((0, 1, 0), Reloads()); // the rejection is counted, no longer current
+
+        (long Applied, long Rejected, int Current) Reloads()
+        {
+            reloads.RecordObservableInstruments();
+            rejected.RecordObservableInstruments();
+            var snapshot = reloads.GetMeasurementSnapshot();
+            return (snapshot.Last(m => (string?)m.Tags["result"] == "applied").Value, snapshot.Last(m => (string?)m.Tags["result"] == "rejected").Value, rejected.LastMeasurement!.Value);
+        }
     }
 
     [Fact]
