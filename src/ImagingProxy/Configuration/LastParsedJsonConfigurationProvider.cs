@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.Configuration.Json;
+using Microsoft.Extensions.FileProviders;
 
 namespace ImagingProxy.Configuration;
 
@@ -8,6 +9,9 @@ namespace ImagingProxy.Configuration;
 /// last load that parsed and sets <see cref="LoadError"/>; the reload event is raised as after any load. A load that
 /// parses clears the error. .NET's own provider clears its data on a failed reload and throws from the file watcher's
 /// callback instead, without a reload event.
+/// A required file (<c>--config</c>) that is missing when a reload runs (deleted, or between the two steps of an editor's
+/// or a tool's replace) is an error too: .NET's provider then reads it as empty, and the reload would otherwise be judged
+/// without the operator's routes and clusters.
 /// </summary>
 public sealed class LastParsedJsonConfigurationProvider : JsonConfigurationProvider, IConfigurationLoadError
 {
@@ -18,7 +22,8 @@ public sealed class LastParsedJsonConfigurationProvider : JsonConfigurationProvi
     {
     }
 
-    public string? LoadError => _loadError;
+    /// <summary>Why the file's content in force is not what the file holds now: missing (a required file), or not parsed; null when read.</summary>
+    public string? LoadError => Missing() ?? _loadError;
 
     public override void Load(Stream stream)
     {
@@ -39,5 +44,18 @@ public sealed class LastParsedJsonConfigurationProvider : JsonConfigurationProvi
         }
     }
 
-    private string? FilePath() => Source.FileProvider?.GetFileInfo(Source.Path ?? string.Empty).PhysicalPath ?? Source.Path;
+    /// <summary>The error of a required file that is not there now (checked when asked: a reload, not per request).</summary>
+    private string? Missing()
+    {
+        if (Source.Optional || Source.FileProvider?.GetFileInfo(Source.Path ?? string.Empty) is { Exists: true })
+        {
+            return null;
+        }
+
+        return $"{FilePath()}: file not found (deleted, or being replaced); the configuration in force stays until the file is back.";
+    }
+
+    private string? FilePath()
+        => Source.FileProvider?.GetFileInfo(Source.Path ?? string.Empty).PhysicalPath
+            ?? (Source.FileProvider is PhysicalFileProvider physical && Source.Path is { } path ? Path.Combine(physical.Root, path) : Source.Path);
 }

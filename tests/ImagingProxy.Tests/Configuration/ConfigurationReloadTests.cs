@@ -192,6 +192,32 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
         await AssertServedByAsync(client, "b");
     }
 
+    [Fact]
+    public async Task A_config_file_that_goes_missing_is_a_rejected_reload_and_the_configuration_in_force_stays_until_it_is_back()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+
+        // An editor or a tool that replaces the file by delete-and-create: the reload in between sees no file.
+        var attempt = NextAttempt(gate);
+        File.Delete(proxy.ConfigPath);
+        var errors = await attempt;
+
+        Assert.Equal([$"{proxy.ConfigPath}: file not found (deleted, or being replaced); the configuration in force stays until the file is back."], errors);
+        Assert.Equal(1, gate.Generation);
+        Assert.Equal(errors, gate.LastRejection);
+        using (var response = await client.GetAsync("/x"))
+        {
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        Assert.Empty(await proxy.ReloadAsync(Config(_b)));
+        Assert.Equal(2, gate.Generation);
+        Assert.Empty(gate.LastRejection);
+        await AssertServedByAsync(client, "b");
+    }
+
     /// <summary>The problems of the gate's next reload attempt.</summary>
     private static Task<IReadOnlyList<string>> NextAttempt(ConfigurationGate gate)
     {
