@@ -1,3 +1,4 @@
+using System.Text.Json;
 using ImagingProxy.Configuration;
 using ImagingProxy.Dicom;
 using ImagingProxy.Forwarding;
@@ -29,11 +30,7 @@ public static class ImagingProxyApp
     /// <summary>Builds the host. Throws <see cref="InvalidConfigurationException"/> listing every problem of a bad configuration.</summary>
     public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
-        {
-            Args = args,
-            ContentRootPath = AppContext.BaseDirectory,
-        });
+        var builder = CreateBuilder(args);
 
         // Every JSON file keeps its last content that parsed when an edit does not, and reports it to the gate.
         LastParsedJsonConfigurationSource.ReplaceJsonFiles(builder.Configuration);
@@ -254,6 +251,29 @@ public static class ImagingProxyApp
         services.AddSingleton<ActiveHealthMonitor>();
         services.AddSingleton<IClusterChangeListener>(sp => sp.GetRequiredService<ActiveHealthMonitor>());
         services.AddHostedService(sp => sp.GetRequiredService<ActiveHealthMonitor>());
+    }
+
+    /// <summary>
+    /// The web application builder, which reads the host's appsettings files at once. One that does not parse stops the
+    /// start-up as any invalid configuration does (exit code 2, the file and the parser's message), not with an
+    /// unhandled exception; later edits are the gate's (<see cref="LastParsedJsonConfigurationSource"/>).
+    /// </summary>
+    private static WebApplicationBuilder CreateBuilder(string[] args)
+    {
+        try
+        {
+            return WebApplication.CreateBuilder(new WebApplicationOptions
+            {
+                Args = args,
+                ContentRootPath = AppContext.BaseDirectory,
+            });
+        }
+        catch (InvalidDataException ex)
+        {
+            // .NET: "Failed to load configuration from file '...'." around the parser's FormatException and JsonException.
+            var cause = ex.InnerException?.InnerException ?? ex.InnerException;
+            throw new InvalidConfigurationException([cause is JsonException ? $"{ex.Message} Not valid JSON: {cause.Message}" : $"{ex.Message} {cause?.Message}"]);
+        }
     }
 
     /// <summary>Finds <c>--config PATH</c> or <c>--config=PATH</c>.</summary>

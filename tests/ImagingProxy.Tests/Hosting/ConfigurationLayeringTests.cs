@@ -94,4 +94,26 @@ public sealed class ConfigurationLayeringTests : IAsyncLifetime
         Assert.Contains($"{path}: not valid JSON: {TestProxy.JsonParseError(text)}", host.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("Unhandled exception", host.Output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_host_appsettings_file_that_is_not_valid_JSON_stops_the_host_with_exit_code_2_naming_the_file()
+    {
+        // The host reads appsettings.{Environment}.json from its own directory: an environment of this test's own.
+        var environment = $"Cut{Guid.NewGuid():N}";
+        var path = Path.Combine(AppContext.BaseDirectory, $"appsettings.{environment}.json");
+        const string text = """{ "Logging": { "LogLevel": """;
+        await File.WriteAllTextAsync(path, text);
+        try
+        {
+            using var host = HostProcess.Start([], new Dictionary<string, string> { ["DOTNET_ENVIRONMENT"] = environment });
+            Assert.Equal(2, await host.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Contains("1 problem(s)", host.Output, StringComparison.Ordinal);
+            Assert.Contains($"Failed to load configuration from file '{path}'. Not valid JSON: {TestProxy.JsonParseError(text)}", host.Output, StringComparison.Ordinal);
+            Assert.DoesNotContain("Unhandled exception", host.Output, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }
