@@ -16,6 +16,7 @@ public static class DicomProxyServiceCollectionExtensions
         services.TryAddSingleton(sp => new DicomProxySettings(sp.GetRequiredService<ConfigurationGate>()));
         services.TryAddSingleton<DicomDestinationSelector>();
         services.TryAddSingleton<DicomProxyMetrics>();
+        services.TryAddSingleton<Hosting.ConnectionDrain>();
         services.TryAddSingleton<DicomDrain>();
         services.TryAddSingleton<DicomFailoverPipelines>();
         services.TryAddSingleton<NodeTls>();

@@ -1,7 +1,6 @@
 using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
-using ImagingProxy.Dicom;
 using ImagingProxy.Hosting;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Connections;
@@ -27,7 +26,7 @@ namespace ImagingProxy.Mllp;
 /// Draining: when Kestrel asks the connection to close (<see cref="IConnectionLifetimeNotificationFeature"/>, else
 /// <see cref="IHostApplicationLifetime.ApplicationStopping"/>), a connection with no message arriving or in flight
 /// closes at once; otherwise the message is finished (received, forwarded, its ACK relayed) and then the connection
-/// closes. At the drain deadline (<see cref="DicomDrain.Deadline"/>: shortly before Kestrel aborts the transports at
+/// closes. At the drain deadline (<see cref="ConnectionDrain.Deadline"/>: shortly before Kestrel aborts the transports at
 /// <c>HostOptions.ShutdownTimeout</c>, the same deadline as for DICOM associations) the delivery in flight stops waiting
 /// and the close is logged and counted as <c>drain_deadline</c>: the sender got no ACK and sends again. An optional idle
 /// timeout closes connections with no byte received for that long.
@@ -47,7 +46,7 @@ internal sealed partial class MllpConnectionHandler(
     MllpProxyMetrics metrics,
     TimeProvider time,
     IHostApplicationLifetime lifetime,
-    DicomDrain drain,
+    ConnectionDrain drain,
     ILogger<MllpConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>Connections open per listener (accept to close), for the listener's <c>MaxConnections</c>.</summary>

@@ -22,7 +22,7 @@ public static class MllpProxyServiceCollectionExtensions
         services.AddSingleton(sp => new MllpNodePool(sp.GetRequiredService<TimeProvider>()));
         services.AddSingleton<MllpProxyMetrics>();
         services.TryAddSingleton<NodeTls>();
-        services.TryAddSingleton<Dicom.DicomDrain>(); // the host's drain deadline, shared with the DICOM side
+        services.TryAddSingleton<Hosting.ConnectionDrain>(); // the host's drain deadline, shared with the DICOM side
         services.AddSingleton<MllpForwarder>();
         services.AddSingleton<MllpConnectionHandler>();
 

@@ -30,7 +30,7 @@ internal sealed class MllpSession : IAsyncDisposable
 
     public string Listener { get; }
 
-    /// <summary>Fires at the drain deadline (<see cref="Dicom.DicomDrain.Deadline"/>): stop waiting for nodes.</summary>
+    /// <summary>Fires at the drain deadline (<see cref="Hosting.ConnectionDrain.Deadline"/>): stop waiting for nodes.</summary>
     public CancellationToken Aborted { get; }
 
     /// <summary>The last acknowledgement received from a node (payload, without framing).</summary>

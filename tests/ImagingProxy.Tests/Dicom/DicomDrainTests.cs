@@ -1,4 +1,5 @@
 using ImagingProxy.Dicom;
+using ImagingProxy.Hosting;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -27,14 +28,14 @@ public sealed class DicomDrainTests
     [InlineData(5, 4.5)]
     [InlineData(0, 0)]
     public void The_deadline_leaves_a_margin_before_kestrel_aborts(double shutdownSeconds, double expectedSeconds)
-        => Assert.Equal(TimeSpan.FromSeconds(expectedSeconds), DicomDrain.DeadlineFor(TimeSpan.FromSeconds(shutdownSeconds)));
+        => Assert.Equal(TimeSpan.FromSeconds(expectedSeconds), ConnectionDrain.DeadlineFor(TimeSpan.FromSeconds(shutdownSeconds)));
 
     [Fact]
     public void The_deadline_fires_only_after_stopping_began_and_the_deadline_passed()
     {
         var time = new FakeTimeProvider();
         var lifetime = new HandlerHarness.FakeLifetime();
-        using var drain = new DicomDrain(lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.FromSeconds(10) }), time, NullLogger<DicomDrain>.Instance);
+        using var drain = new ConnectionDrain(lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.FromSeconds(10) }), time, NullLogger<ConnectionDrain>.Instance);
 
         time.Advance(TimeSpan.FromMinutes(5));
         Assert.False(drain.IsDraining);

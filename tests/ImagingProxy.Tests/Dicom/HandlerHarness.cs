@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Dicom;
+using ImagingProxy.Hosting;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Connections;
@@ -46,7 +47,8 @@ internal sealed class HandlerHarness : IAsyncDisposable
         var configuration = new ConfigurationBuilder().AddInMemoryCollection(data).Build();
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         Metrics = new DicomProxyMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), new TagValueLimiter(null, 2));
-        Drain = new DicomDrain(Lifetime, Options.Create(new HostOptions { ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(30) }), Time, NullLogger<DicomDrain>.Instance);
+        _drain = new ConnectionDrain(Lifetime, Options.Create(new HostOptions { ShutdownTimeout = shutdownTimeout ?? TimeSpan.FromSeconds(30) }), Time, NullLogger<ConnectionDrain>.Instance);
+        Drain = new DicomDrain(_drain, NullLogger<DicomDrain>.Instance);
         _cluster = new ClusterState("c", new ClusterModel(new ClusterConfig
         {
             ClusterId = "c",
@@ -78,6 +80,8 @@ internal sealed class HandlerHarness : IAsyncDisposable
     public RecordingHealthUpdates HealthUpdates { get; } = new();
 
     public FakeLifetime Lifetime { get; } = new();
+
+    private readonly ConnectionDrain _drain;
 
     public DicomDrain Drain { get; }
 
@@ -173,7 +177,7 @@ internal sealed class HandlerHarness : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        Drain.Dispose();
+        _drain.Dispose();
         await _services.DisposeAsync();
     }
 

@@ -23,7 +23,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
     private readonly ServiceProvider _services;
     private readonly MllpNodePool _pool;
     private readonly Task _handler;
-    private readonly ImagingProxy.Dicom.DicomDrain _drain;
+    private readonly ImagingProxy.Hosting.ConnectionDrain _drain;
     private readonly MllpFrameReader _frames = new();
 
     public MllpConnectionHandlerTests()
@@ -43,7 +43,7 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
         var metrics = new MllpProxyMetrics(_services.GetRequiredService<IMeterFactory>(), new ImagingProxy.Telemetry.TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(_pool, new MllpHandlerHarness.NoHealthUpdates(), metrics, TimeProvider.System, NullLogger<MllpForwarder>.Instance);
         var lifetime = new MllpHandlerHarness.Lifetime();
-        _drain = new ImagingProxy.Dicom.DicomDrain(lifetime, Microsoft.Extensions.Options.Options.Create(new Microsoft.Extensions.Hosting.HostOptions()), TimeProvider.System, NullLogger<ImagingProxy.Dicom.DicomDrain>.Instance);
+        _drain = new ImagingProxy.Hosting.ConnectionDrain(lifetime, Microsoft.Extensions.Options.Options.Create(new Microsoft.Extensions.Hosting.HostOptions()), TimeProvider.System, NullLogger<ImagingProxy.Hosting.ConnectionDrain>.Instance);
         var handler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(new ClusterState("empty")), forwarder, _pool, metrics, TimeProvider.System, lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
         var connection = new DefaultConnectionContext("test-1", new MllpHandlerHarness.Duplex(_toProxy.Reader, _fromProxy.Writer), new MllpHandlerHarness.Duplex(_fromProxy.Reader, _toProxy.Writer));
         _handler = Task.Run(() => handler.OnConnectedAsync(connection));

@@ -2,7 +2,7 @@ using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Text;
 using ImagingProxy.Configuration;
-using ImagingProxy.Dicom;
+using ImagingProxy.Hosting;
 using ImagingProxy.Mllp;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Support;
@@ -47,7 +47,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     private readonly CancellationTokenSource _closeRequested = new();
     private readonly CancellationTokenSource _closed = new();
     private readonly Lifetime _lifetime = new();
-    private readonly DicomDrain _drain;
+    private readonly ConnectionDrain _drain;
     private readonly DefaultConnectionContext _connection;
 
     // health: passive health updates, and the cluster then enables passive health (none when null).
@@ -72,7 +72,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Pool = new MllpNodePool(time);
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
-        _drain = new DicomDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<DicomDrain>.Instance);
+        _drain = new ConnectionDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<ConnectionDrain>.Instance);
         var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer))
         {
@@ -110,7 +110,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     public void RequestClose() => _closeRequested.Cancel();
 
     /// <summary>
-    /// The drain deadline passing (<see cref="DicomDrain.Deadline"/>: the host stops with a shutdown timeout of 0), then
+    /// The drain deadline passing (<see cref="ConnectionDrain.Deadline"/>: the host stops with a shutdown timeout of 0), then
     /// what Kestrel does at the shutdown timeout: abort the transport (the input fails, <c>ConnectionClosed</c> fires).
     /// </summary>
     public void DeadlinePasses()
