@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -68,6 +69,7 @@ public static class ImagingProxyTelemetry
         public const string MessageType = "hl7-message-type";
     }
 
+    /// <summary>The Prometheus scrape at <c>/metrics</c>, GET only, as the other admin paths.</summary>
     public static IEndpointConventionBuilder MapMetrics(this IEndpointRouteBuilder endpoints)
-        => endpoints.MapPrometheusScrapingEndpoint("/metrics");
+        => endpoints.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(new HttpMethodMetadata([HttpMethods.Get]));
 }

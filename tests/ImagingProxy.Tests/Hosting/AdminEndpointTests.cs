@@ -56,6 +56,23 @@ public sealed class AdminEndpointTests : IAsyncLifetime
         Assert.Contains("Admin", listeners);
     }
 
+    [Theory]
+    [InlineData("/metrics")]
+    [InlineData("/status")]
+    [InlineData("/healthz")]
+    public async Task Admin_paths_answer_GET_only(string path)
+    {
+        using var admin = new HttpClient { BaseAddress = _proxy.Url("Admin") };
+        using (var get = await admin.GetAsync(path))
+        {
+            Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        }
+
+        // 404, not 405: this configuration's catch-all proxy route matches the path for every method, on another listener.
+        using var post = await admin.PostAsync(path, new StringContent(""));
+        Assert.Equal(HttpStatusCode.NotFound, post.StatusCode);
+    }
+
     [Fact]
     public async Task Admin_paths_are_not_reachable_on_the_viewers_port()
     {
