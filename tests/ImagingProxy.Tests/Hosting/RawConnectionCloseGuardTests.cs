@@ -100,6 +100,33 @@ public sealed class RawConnectionCloseGuardTests
         server.Time.Advance(RawConnectionCloseGuard.Grace * 2);
         Assert.Equal(LastBytes, received);
         Assert.Empty(server.CloseTimeouts.GetMeasurementSnapshot());
+        Assert.Equal(0, server.Guard.Watched);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Connections_returned_at_different_times_are_each_aborted_after_their_own_grace()
+    {
+        await using var server = await GuardedServer.StartAsync();
+        using var first = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
+        await first.ConnectAsync(IPAddress.Loopback, server.Port);
+        var firstConnection = await server.NextArmedAsync();
+        server.Time.Advance(TimeSpan.FromSeconds(3));
+
+        using var second = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 4096 };
+        await second.ConnectAsync(IPAddress.Loopback, server.Port);
+        var secondConnection = await server.NextArmedAsync();
+        server.Time.Advance(RawConnectionCloseGuard.Grace - TimeSpan.FromSeconds(3));
+
+        await WhenCancelled(firstConnection.ConnectionClosed).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Single(server.CloseTimeouts.GetMeasurementSnapshot());
+        Assert.False(secondConnection.ConnectionClosed.IsCancellationRequested);
+        Assert.Equal(1, server.Guard.Watched);
+
+        // The second one's grace ends 3 s later; the guard looks again every SweepPeriod while a connection is watched.
+        server.Time.Advance(TimeSpan.FromSeconds(3));
+        await WhenCancelled(secondConnection.ConnectionClosed).WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Equal(2, server.CloseTimeouts.GetMeasurementSnapshot().Count);
+        Assert.Equal(0, server.Guard.Watched);
     }
 
     private static Task WhenCancelled(CancellationToken token)
@@ -123,7 +150,12 @@ public sealed class RawConnectionCloseGuardTests
             var meters = _metrics.GetRequiredService<IMeterFactory>();
             CloseTimeouts = new MetricCollector<long>(meters, ImagingProxyTelemetry.MeterName, "imagingproxy.listener.close_timeouts");
             var guard = new RawConnectionCloseGuard("dicom-in", ProxyListener.DicomKind, new ListenerMetrics(meters), Time, NullLogger.Instance);
-            guard.Armed += connection => Armed.TrySetResult(connection);
+            guard.Armed += connection =>
+            {
+                Armed.TrySetResult(connection);
+                _armed.Writer.TryWrite(connection);
+            };
+            Guard = guard;
             // Kestrel alone: no configuration files (the test directory's would add endpoints), no HTTP.
             var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
             builder.WebHost.UseKestrelCore().ConfigureKestrel(kestrel => kestrel.Listen(IPAddress.Loopback, 0, listen =>
@@ -144,7 +176,14 @@ public sealed class RawConnectionCloseGuardTests
             _app = builder.Build();
         }
 
+        private readonly System.Threading.Channels.Channel<ConnectionContext> _armed = System.Threading.Channels.Channel.CreateUnbounded<ConnectionContext>();
+
         public FakeTimeProvider Time { get; } = new();
+
+        public RawConnectionCloseGuard Guard { get; }
+
+        /// <summary>The next connection whose handler returned and which the guard watches.</summary>
+        public async Task<ConnectionContext> NextArmedAsync() => await _armed.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(20));
 
         public TaskCompletionSource<ConnectionContext> Armed { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
