@@ -116,4 +116,24 @@ public sealed class ConfigurationLayeringTests : IAsyncLifetime
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public async Task A_listener_port_in_use_at_start_up_stops_the_host_with_exit_code_3_naming_the_address()
+    {
+        using var taken = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        taken.Start();
+        var port = ((System.Net.IPEndPoint)taken.LocalEndpoint).Port;
+        var path = Path.Combine(_certificate.Directory, "busy.json");
+        await File.WriteAllTextAsync(path, $$"""
+            {
+              "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ImagingProxy": { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": {{port}} } } } }
+            }
+            """);
+        using var host = HostProcess.Start(["--config", path]);
+        Assert.True(await host.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 3, host.Output);
+        Assert.Contains("ImagingProxy could not start: Failed to bind to address", host.Output, StringComparison.Ordinal);
+        Assert.Contains($"127.0.0.1:{port}", host.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", host.Output, StringComparison.Ordinal);
+    }
 }
