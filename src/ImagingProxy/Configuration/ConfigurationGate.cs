@@ -128,6 +128,11 @@ public sealed partial class ConfigurationGate : IDisposable
                 errors = StartupBoundSettings.Changes(_startup, _raw);
             }
 
+            if (errors.Count == 0 && _startup is not null)
+            {
+                errors = EndpointBindCheck.Problems(new ConfigurationBuilder().AddInMemoryCollection(_current).Build(), _raw);
+            }
+
             if (errors.Count > 0)
             {
                 return Rejected(errors);
@@ -153,10 +158,34 @@ public sealed partial class ConfigurationGate : IDisposable
             if (Generation > 1)
             {
                 Log.ReloadApplied(_logger, Generation);
+                if (ChangedEndpoints(previous, snapshot) is { Count: > 0 } rebound)
+                {
+                    Log.EndpointsRebound(_logger, string.Join(", ", rebound));
+                }
             }
 
             return [];
         }
+    }
+
+    /// <summary>The Kestrel endpoints (names, sorted) with any setting that differs between the two configurations: Kestrel rebinds them.</summary>
+    internal static List<string> ChangedEndpoints(Dictionary<string, string?> before, Dictionary<string, string?> after)
+    {
+        const string prefix = "Kestrel:Endpoints:";
+        var changed = new SortedSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (a, b) in (ReadOnlySpan<(Dictionary<string, string?>, Dictionary<string, string?>)>)[(before, after), (after, before)])
+        {
+            foreach (var (key, value) in a)
+            {
+                if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && key.IndexOf(':', prefix.Length) is var end and > 0
+                    && (!b.TryGetValue(key, out var other) || !string.Equals(value, other, StringComparison.Ordinal)))
+                {
+                    changed.Add(key[prefix.Length..end]);
+                }
+            }
+        }
+
+        return [.. changed];
     }
 
     /// <summary>Makes <paramref name="snapshot"/> the last good configuration; the problems readers found with it.</summary>
@@ -234,6 +263,9 @@ public sealed partial class ConfigurationGate : IDisposable
     {
         [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "Configuration reloaded (generation {Generation}).")]
         public static partial void ReloadApplied(ILogger logger, int generation);
+
+        [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Kestrel rebinds endpoint(s) {Endpoints}: each stops listening, gives its open connections 5 s, then binds its new settings.")]
+        public static partial void EndpointsRebound(ILogger logger, string endpoints);
 
         [LoggerMessage(EventId = 101, Level = LogLevel.Error, Message = "Configuration reload rejected, the last good configuration keeps serving. {Count} problem(s):\n{Problems}")]
         public static partial void ReloadRejected(ILogger logger, int count, string problems);

@@ -218,6 +218,33 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
         await AssertServedByAsync(client, "b");
     }
 
+    [Fact]
+    public async Task A_reload_that_moves_an_endpoint_to_a_port_in_use_is_rejected_and_the_endpoint_keeps_serving()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
+        using var other = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        other.Start();
+        var port = ((IPEndPoint)other.LocalEndpoint).Port;
+
+        var moved = Config(_b).Replace("\"https://127.0.0.1:0\"", $"\"https://127.0.0.1:{port}\"", StringComparison.Ordinal);
+        Assert.Contains($":{port}", moved, StringComparison.Ordinal);
+        var errors = await proxy.ReloadAsync(moved);
+
+        Assert.Equal([$"Kestrel:Endpoints:Viewers:Url: 'https://127.0.0.1:{port}' cannot be bound (address already in use); the endpoint stays on its current address."], errors);
+        Assert.Equal(1, gate.Generation);
+        using (var response = await client.GetAsync("/x"))
+        {
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        // Once the port is free the same edit applies.
+        other.Stop();
+        Assert.Empty(await proxy.ReloadAsync(moved));
+        Assert.Equal(2, gate.Generation);
+    }
+
     /// <summary>The problems of the gate's next reload attempt.</summary>
     private static Task<IReadOnlyList<string>> NextAttempt(ConfigurationGate gate)
     {
