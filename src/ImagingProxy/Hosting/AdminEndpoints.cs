@@ -17,13 +17,17 @@ public static class AdminEndpoints
 {
     public static void MapAdminEndpoints(this IEndpointRouteBuilder endpoints)
     {
+        // GET and HEAD: a load balancer or monitor may check with either (HAProxy `http-check meth HEAD`, say).
         var admin = new ListenerMetadata(EndpointNames.Admin);
-        endpoints.MapGet("/healthz", () => Results.Text("ok\n")).WithMetadata(admin);
-        endpoints.MapGet("/readyz", (ReadinessState readiness) => readiness.IsReady
+        endpoints.MapMethods("/healthz", ReadMethods, () => Results.Text("ok\n")).WithMetadata(admin);
+        endpoints.MapMethods("/readyz", ReadMethods, (ReadinessState readiness) => readiness.IsReady
             ? Results.Text("ready\n")
             : Results.Text(readiness.IsDraining ? "draining\n" : "starting\n", statusCode: StatusCodes.Status503ServiceUnavailable)).WithMetadata(admin);
-        endpoints.MapGet("/status", WriteStatusAsync).WithMetadata(admin);
+        endpoints.MapMethods("/status", ReadMethods, WriteStatusAsync).WithMetadata(admin);
     }
+
+    /// <summary>The methods the admin paths answer (<c>/metrics</c> too): GET and HEAD.</summary>
+    public static readonly string[] ReadMethods = [HttpMethods.Get, HttpMethods.Head];
 
     private static async Task WriteStatusAsync(HttpContext context)
     {

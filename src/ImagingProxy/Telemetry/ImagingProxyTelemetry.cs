@@ -69,7 +69,7 @@ public static class ImagingProxyTelemetry
         public const string MessageType = "hl7-message-type";
     }
 
-    /// <summary>The Prometheus scrape at <c>/metrics</c>, GET only, as the other admin paths.</summary>
+    /// <summary>The Prometheus scrape at <c>/metrics</c>, GET and HEAD only, as the other admin paths.</summary>
     public static IEndpointConventionBuilder MapMetrics(this IEndpointRouteBuilder endpoints)
-        => endpoints.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(new HttpMethodMetadata([HttpMethods.Get]));
+        => endpoints.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(new HttpMethodMetadata([HttpMethods.Get, HttpMethods.Head]));
 }

@@ -60,12 +60,18 @@ public sealed class AdminEndpointTests : IAsyncLifetime
     [InlineData("/metrics")]
     [InlineData("/status")]
     [InlineData("/healthz")]
-    public async Task Admin_paths_answer_GET_only(string path)
+    [InlineData("/readyz")]
+    public async Task Admin_paths_answer_GET_and_HEAD_only(string path)
     {
         using var admin = new HttpClient { BaseAddress = _proxy.Url("Admin") };
         using (var get = await admin.GetAsync(path))
         {
             Assert.Equal(HttpStatusCode.OK, get.StatusCode);
+        }
+
+        using (var head = await admin.SendAsync(new HttpRequestMessage(HttpMethod.Head, path)))
+        {
+            Assert.Equal(HttpStatusCode.OK, head.StatusCode);
         }
 
         // 404, not 405: this configuration's catch-all proxy route matches the path for every method, on another listener.
