@@ -1,21 +1,51 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Timeouts;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Forwarding;
 
 /// <summary>
-/// Makes a route's <c>Timeout</c> answer 504 Gateway Timeout: YARP reports the cancelled upstream call as a
-/// client cancellation (400), which misleads viewers and operators.
+/// A route's <c>Timeout</c> (ASP.NET Core's request timeout: a deadline for the whole exchange, body transfers
+/// included) answers 504 Gateway Timeout when no response has started: YARP reports the cancelled upstream call as a
+/// client cancellation (400), which misleads viewers and operators. A response already under way is cut there; either
+/// way the request is logged (event 411, warning) and counted with <c>error="RequestTimeout"</c> (HttpProxyMetrics).
 /// </summary>
-internal static class RequestTimeoutStep
+internal static partial class RequestTimeoutStep
 {
     public static async Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         await next();
-        var timeout = context.Features.Get<IHttpRequestTimeoutFeature>();
-        if (timeout is not null && timeout.RequestTimeoutToken.IsCancellationRequested && !context.Response.HasStarted)
+        if (!TimedOut(context))
+        {
+            return;
+        }
+
+        var started = context.Response.HasStarted;
+        if (!started)
         {
             context.Response.StatusCode = StatusCodes.Status504GatewayTimeout;
         }
+
+        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(RequestTimeoutStep).FullName!);
+        var feature = context.Features.Get<IReverseProxyFeature>();
+        Log.TimedOut(
+            logger,
+            context.Request.Method,
+            context.Request.Path.Value ?? "/",
+            feature?.Route.Config.RouteId ?? "?",
+            feature?.ProxiedDestination?.DestinationId ?? "none",
+            started ? "the response was cut short" : "answered 504");
+    }
+
+    /// <summary>True when the request's route <c>Timeout</c> fired.</summary>
+    public static bool TimedOut(HttpContext context)
+        => context.Features.Get<IHttpRequestTimeoutFeature>() is { } timeout && timeout.RequestTimeoutToken.IsCancellationRequested;
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 411, Level = LogLevel.Warning, Message = "Request {Method} {Path} (route {Route}, destination {Destination}) reached its route Timeout: {Outcome}.")]
+        public static partial void TimedOut(ILogger logger, string method, string path, string route, string destination, string outcome);
     }
 }

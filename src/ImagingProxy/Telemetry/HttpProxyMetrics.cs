@@ -56,7 +56,7 @@ public sealed class HttpProxyMetrics : IDisposable
             { "cluster", feature.Cluster.Config.ClusterId },
             { "destination", feature.ProxiedDestination?.DestinationId ?? "none" },
             { "http.response.status_code", StatusCodeTag(context.Response.StatusCode) },
-            { "error", error == ForwarderError.None ? "none" : error.ToString() },
+            { "error", RequestTimeoutStep.TimedOut(context) ? "RequestTimeout" : error == ForwarderError.None ? "none" : error.ToString() },
         };
         _requests.Add(1, tags);
         _duration.Record(elapsed.TotalSeconds, tags);

@@ -1,7 +1,11 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using ImagingProxy.Health;
+using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Tests.Forwarding;
@@ -148,15 +152,30 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_route_timeout_ends_a_slow_request_with_504()
+    public async Task A_route_timeout_ends_a_slow_request_with_504_and_cuts_a_long_response_both_logged_and_counted()
     {
         var routes = """{ "slow": { "ClusterId": "web", "Timeout": "00:00:00.500", "Match": { "Path": "/{**rest}" } } }""";
-        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", routes));
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", routes), builder => builder.Logging.AddFakeLogging());
+        using var requests = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.requests");
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
         using var fast = await client.GetAsync("/delay?ms=1");
         Assert.Equal(HttpStatusCode.OK, fast.StatusCode);
         using var slow = await client.GetAsync("/delay?ms=10000");
         Assert.Equal(HttpStatusCode.GatewayTimeout, slow.StatusCode);
+
+        // A download that outlasts the Timeout (the client reads nothing of it) is cut: the Timeout bounds the whole exchange.
+        using (var download = await client.GetAsync("/big?bytes=1000000000", HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.Equal(HttpStatusCode.OK, download.StatusCode);
+            await requests.WaitForMeasurementsAsync(3, TimeSpan.FromSeconds(20));
+        }
+
+        var timedOut = requests.GetMeasurementSnapshot().Where(m => (string?)m.Tags["error"] == "RequestTimeout").Select(m => m.Tags["http.response.status_code"]).ToList();
+        Assert.Equal([504, 200], timedOut);
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 411).Select(r => r.Message).ToList();
+        Assert.Equal(2, logged.Count);
+        Assert.Contains("Request GET /delay (route slow, destination a) reached its route Timeout: answered 504.", logged);
+        Assert.Contains("Request GET /big (route slow, destination a) reached its route Timeout: the response was cut short.", logged);
     }
 
     [Fact]
