@@ -2,6 +2,7 @@ using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
+using Yarp.ReverseProxy.Forwarder;
 
 namespace ImagingProxy.Forwarding;
 
@@ -9,7 +10,8 @@ namespace ImagingProxy.Forwarding;
 /// YARP proxy-pipeline step for the Xds endpoint: reads the SOAP action from the headers, sends ITI-18/42 to the
 /// registry cluster and ITI-41/43 to the repository cluster, and answers SOAP 1.2 faults itself: 400
 /// <c>env:Sender</c> for a missing or unknown action, 503 <c>env:Receiver</c> when the cluster has no healthy
-/// destination. The body is never read here, so MTOM uploads of any size stream through.
+/// destination, and <c>env:Receiver</c> with YARP's 502/504 when the destination fails under the forwarder
+/// (<see cref="XdsForwarderFault"/>). The body is never read here, so MTOM uploads of any size stream through.
 /// </summary>
 internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<XdsRoutingStep> logger)
 {
@@ -59,6 +61,27 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
         }
 
         await next();
+
+        // YARP answers its forwarder's failures (refused, closed, silent destination) with an empty 502/504; an XDS client
+        // expects a SOAP fault. Once the answer has started (a download cut midway), YARP aborts it and nothing can be said.
+        if (context.GetForwarderErrorFeature() is { } failure && !context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
+        {
+            await WriteForwarderFaultAsync(context, transaction, clusterId, failure);
+        }
+    }
+
+    private async Task WriteForwarderFaultAsync(HttpContext context, XdsTransaction transaction, string clusterId, IForwarderErrorFeature failure)
+    {
+        var statusCode = context.Response.StatusCode;
+        var id = XdsAction.TransactionId(transaction);
+        if (!XdsForwarderFault.TryDescribe(failure, statusCode, XdsAction.IsRegistry(transaction) ? "registry" : "repository", id, out var cause, out var reason))
+        {
+            return;
+        }
+
+        var destination = context.GetReverseProxyFeature().ProxiedDestination?.DestinationId ?? "(none)";
+        Log.ForwarderFailed(logger, id, statusCode, destination, clusterId, failure.Error, cause);
+        await SoapFault.WriteAsync(context, statusCode, SoapFault.Code.Receiver, reason);
     }
 
     /// <summary>HttpContext.Items key holding the request's <see cref="XdsTransaction"/>.</summary>
@@ -74,5 +97,8 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
 
         [LoggerMessage(EventId = 402, Level = LogLevel.Warning, Message = "XDS {Transaction} refused: no cluster serves it (ImagingProxy:Xds:{Key} is not set).")]
         public static partial void NoCluster(ILogger logger, string transaction, string key);
+
+        [LoggerMessage(EventId = 403, Level = LogLevel.Warning, Message = "XDS {Transaction} answered {StatusCode} with a SOAP fault: destination '{Destination}' of cluster '{Cluster}' failed ({Error}, {Cause}).")]
+        public static partial void ForwarderFailed(ILogger logger, string transaction, int statusCode, string destination, string cluster, ForwarderError error, string cause);
     }
 }
