@@ -1,3 +1,4 @@
+using ImagingProxy.Telemetry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -23,8 +24,11 @@ public sealed partial class ConnectionDrain : IDisposable
     private readonly CancellationTokenSource _deadline;
     private readonly CancellationTokenRegistration _stopping;
 
-    public ConnectionDrain(IHostApplicationLifetime lifetime, IOptions<HostOptions> hostOptions, TimeProvider time, ILogger<ConnectionDrain> logger)
+    private readonly HttpProxyMetrics? _http;
+
+    public ConnectionDrain(IHostApplicationLifetime lifetime, IOptions<HostOptions> hostOptions, TimeProvider time, ILogger<ConnectionDrain> logger, HttpProxyMetrics? http = null)
     {
+        _http = http;
         ArgumentNullException.ThrowIfNull(lifetime);
         ArgumentNullException.ThrowIfNull(hostOptions);
         _lifetime = lifetime;
@@ -74,6 +78,7 @@ public sealed partial class ConnectionDrain : IDisposable
         {
             try
             {
+                _deadline.Token.UnsafeRegister(static s => ((ConnectionDrain)s!).DeadlinePassed(), this);
                 _deadline.CancelAfter(after);
             }
             catch (ObjectDisposedException)
@@ -82,10 +87,27 @@ public sealed partial class ConnectionDrain : IDisposable
         }
     }
 
+    /// <summary>
+    /// HTTP requests still under way at the deadline are cut when Kestrel aborts its connections, at the shutdown timeout
+    /// just after it (a download or upload then fails at the client): said once, as a warning, since the process exits
+    /// before anything scrapes a metric of it.
+    /// </summary>
+    private void DeadlinePassed()
+    {
+        if (_http?.InFlight is > 0 and var requests)
+        {
+            Log.HttpRequestsCut(_logger, requests, _shutdownTimeout);
+        }
+    }
+
     private static partial class Log
     {
         [LoggerMessage(EventId = 310, Level = LogLevel.Information, Message =
-            "Drain started: DICOM associations being relayed continue until released and new ones are rejected transiently; MLLP connections finish the message in flight and close; what remains is ended after {Deadline}.")]
+            "Drain started: HTTP requests under way continue and new connections are refused; DICOM associations being relayed continue until released and new ones are rejected transiently; MLLP connections finish the message in flight and close; what remains is ended after {Deadline}.")]
         public static partial void DrainStarted(ILogger logger, TimeSpan deadline);
+
+        [LoggerMessage(EventId = 314, Level = LogLevel.Warning, Message =
+            "Drain deadline: {Requests} proxied HTTP request(s) still under way are cut when the shutdown timeout ({ShutdownTimeout}) ends; their clients see the transfer fail.")]
+        public static partial void HttpRequestsCut(ILogger logger, int requests, TimeSpan shutdownTimeout);
     }
 }

@@ -60,6 +60,7 @@ public static class ImagingProxyApp
         builder.Services.AddSingleton(gate);
         builder.Services.AddSingleton(listeners);
         builder.Services.AddSingleton<ReadinessState>();
+        builder.Services.TryAddSingleton<ConnectionDrain>();
         builder.Services.TryAddSingleton(TimeProvider.System);
 
         // 32 KiB socket receives instead of Kestrel's 4 KiB blocks: relays of imaging data make ~10x fewer system calls.
@@ -145,6 +146,9 @@ public static class ImagingProxyApp
         _ = app.Services.GetRequiredService<HealthMetrics>();
         _ = app.Services.GetRequiredService<TlsMetrics>();
         _ = app.Services.GetRequiredService<ConfigurationMetrics>();
+
+        // The drain (its start and deadline lines) for every deployment, HTTP-only ones too.
+        _ = app.Services.GetRequiredService<ConnectionDrain>();
         gate.AddAcceptance(app.Services.GetRequiredService<ProxyConfigAcceptance>());
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 

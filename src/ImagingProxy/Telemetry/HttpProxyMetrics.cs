@@ -32,16 +32,23 @@ public sealed class HttpProxyMetrics : IDisposable
         _xds = _meter.CreateCounter<long>("imagingproxy.xds.transactions", "{transaction}", "XDS.b requests by IHE transaction (ITI-18/41/42/43, unknown, missing) and status code.");
     }
 
+    private int _inFlight;
+
+    /// <summary>Proxied HTTP requests under way now (routed, response not finished): what a drain deadline would cut.</summary>
+    public int InFlight => Volatile.Read(ref _inFlight);
+
     /// <summary>The proxy-pipeline step: wraps everything after routing.</summary>
     public async Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         var started = Stopwatch.GetTimestamp();
+        Interlocked.Increment(ref _inFlight);
         try
         {
             await next();
         }
         finally
         {
+            Interlocked.Decrement(ref _inFlight);
             Record(context, Stopwatch.GetElapsedTime(started));
         }
     }

@@ -1,7 +1,11 @@
 using ImagingProxy.Dicom;
 using ImagingProxy.Hosting;
+using ImagingProxy.Telemetry;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 
@@ -47,5 +51,29 @@ public sealed class DicomDrainTests
         Assert.False(drain.Deadline.IsCancellationRequested);
         time.Advance(TimeSpan.FromSeconds(0.1));
         Assert.True(drain.Deadline.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task Http_requests_still_under_way_at_the_deadline_are_logged_as_cut()
+    {
+        var time = new FakeTimeProvider();
+        var lifetime = new HandlerHarness.FakeLifetime();
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        using var http = new HttpProxyMetrics(services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var logs = new FakeLogCollector();
+        using var drain = new ConnectionDrain(lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.FromSeconds(10) }), time, new FakeLogger<ConnectionDrain>(logs), http);
+        var response = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var request = http.InvokeAsync(ImagingProxy.Tests.Telemetry.HttpProxyMetricsTests.Context("all", "web", "a"), () => response.Task);
+        Assert.Equal(1, http.InFlight);
+
+        lifetime.StopApplication();
+        time.Advance(TimeSpan.FromSeconds(9));
+
+        var cut = Assert.Single(logs.GetSnapshot(), r => r.Id.Id == 314);
+        Assert.Equal(LogLevel.Warning, cut.Level);
+        Assert.StartsWith("Drain deadline: 1 proxied HTTP request(s) still under way are cut", cut.Message, StringComparison.Ordinal);
+        response.SetResult();
+        await request;
+        Assert.Equal(0, http.InFlight);
     }
 }

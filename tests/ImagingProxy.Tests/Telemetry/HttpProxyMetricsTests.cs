@@ -158,7 +158,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
         _services.Dispose();
     }
 
-    private static DefaultHttpContext Context(string route, string cluster, string? destination)
+    internal static DefaultHttpContext Context(string route, string cluster, string? destination)
     {
         var clusterConfig = new ClusterConfig { ClusterId = cluster };
         var clusterState = new ClusterState(cluster, new ClusterModel(clusterConfig, new HttpMessageInvoker(new SocketsHttpHandler())));
