@@ -31,6 +31,13 @@ public sealed partial class DicomConnectionHandler(
     NodeTls nodeTls,
     ILogger<DicomConnectionHandler> logger) : ConnectionHandler
 {
+    /// <summary>
+    /// How long a connection still waiting for its A-ASSOCIATE-RQ when the drain begins may take to send it (then it is
+    /// rejected transiently); after that it is closed, ended as <c>shutdown</c>. A modality sends its RQ as soon as it
+    /// has connected.
+    /// </summary>
+    public static readonly TimeSpan DrainRequestWait = TimeSpan.FromSeconds(1);
+
     /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>
     public const string RewriteCalledAeTitleKey = MetadataKeys.RewriteCalledAeTitle;
 
@@ -120,7 +127,12 @@ public sealed partial class DicomConnectionHandler(
 
         // PS3.8 §9.1.2: ARTIM runs from the transport connect to the whole A-ASSOCIATE-RQ.
         using var artim = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time);
-        // The drain's close request does not end the wait for the RQ (it is answered below); only the deadline does.
+        // The drain's close request does not end the wait for the RQ at once (an RQ is answered below: rejected
+        // transiently, so the modality goes elsewhere); it shortens it to DrainRequestWait, so that a connection that
+        // sends nothing does not hold the shutdown until the drain deadline.
+        var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
+        using var stopping = drain.Stopping.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim);
+        using var closing = closeRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim);
         using var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, drain.Deadline);
         FirstPdu first;
         try
@@ -130,7 +142,9 @@ public sealed partial class DicomConnectionHandler(
         catch (OperationCanceledException) when (artim.IsCancellationRequested || drain.Deadline.IsCancellationRequested)
         {
             // PS3.8 Table 9-10, Sta2 + ARTIM expired: AA-2, close the transport (no association exists to abort).
-            return artim.IsCancellationRequested ? DicomAssociationEndReason.Artim : DicomAssociationEndReason.Shutdown;
+            return artim.IsCancellationRequested && !drain.IsDraining && !closeRequested.IsCancellationRequested
+                ? DicomAssociationEndReason.Artim
+                : DicomAssociationEndReason.Shutdown;
         }
 
         if (first.Status == PduReadResult.Incomplete)
@@ -162,7 +176,6 @@ public sealed partial class DicomConnectionHandler(
         var setupStarted = time.GetTimestamp();
 
         // Issue 6: an RQ read after the drain began (Kestrel's close request, or the host stopping) is refused transiently.
-        var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
         var draining = drain.IsDraining || closeRequested.IsCancellationRequested;
         switch (DicomDrain.Decide(DicomConnectionStage.RequestReceived, draining, drain.Deadline.IsCancellationRequested))
         {

@@ -41,6 +41,9 @@ public sealed partial class ConnectionDrain : IDisposable
     /// <summary>True once the host is stopping.</summary>
     public bool IsDraining => _lifetime.ApplicationStopping.IsCancellationRequested;
 
+    /// <summary>Fires when the host begins stopping.</summary>
+    public CancellationToken Stopping => _lifetime.ApplicationStopping;
+
     /// <summary>Cancelled at <see cref="DeadlineAfter"/> once draining: the connections still busy are ended.</summary>
     public CancellationToken Deadline => _deadline.Token;
 

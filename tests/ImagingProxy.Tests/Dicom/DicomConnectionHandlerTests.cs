@@ -89,6 +89,23 @@ public sealed class DicomConnectionHandlerTests
     }
 
     [Fact]
+    public async Task A_connection_that_sends_no_request_when_the_drain_begins_is_closed_after_the_drain_request_wait()
+    {
+        // ARTIM (30 s) and the drain deadline (18 s) are far: only the drain's shortened wait for the RQ ends it.
+        await using var harness = new HandlerHarness(shutdownTimeout: TimeSpan.FromSeconds(20));
+        var client = harness.Connect();
+        harness.Lifetime.StopApplication();
+        var stopped = harness.Time.GetUtcNow();
+
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromMilliseconds(100));
+
+        Assert.InRange(harness.Time.GetUtcNow() - stopped, DicomConnectionHandler.DrainRequestWait, DicomConnectionHandler.DrainRequestWait * 1.5);
+        Assert.Equal(DicomAssociationEndReason.Shutdown, (await harness.Ended.Task).Reason);
+        Assert.True(await client.ClosedWithoutPduAsync());
+        Assert.Equal(0, harness.Drain.Rejected);
+    }
+
+    [Fact]
     public async Task Kestrels_close_request_alone_also_makes_a_new_association_be_rejected()
     {
         await using var harness = new HandlerHarness();
