@@ -174,6 +174,25 @@ public sealed class ActiveHealthMonitorTests
     }
 
     [Fact(Timeout = 30_000)]
+    public async Task A_loop_that_fails_puts_active_health_back_to_Unknown()
+    {
+        await using var harness = new MonitorHarness(false, false);
+        var cluster = Cluster("c", activeFlag: true, destinations: "n1");
+        var probes = 0;
+        harness.Monitor.ProbeCompleted += (_, _, _, _, _) =>
+        {
+            if (Interlocked.Increment(ref probes) == 2)
+            {
+                throw new InvalidOperationException("a listener failed");
+            }
+        };
+        Assert.Equal([Down], await harness.RunAsync(cluster, 1));
+
+        // The second round ends the loop (event 312): nothing probes the destination any more.
+        Assert.Equal([("n1", DestinationHealth.Unknown)], await harness.Updater.NextRoundAsync(harness.Time, first: false));
+    }
+
+    [Fact(Timeout = 30_000)]
     public async Task A_probe_result_that_comes_after_active_checks_were_turned_off_is_not_kept()
     {
         var time = new FakeTimeProvider();
