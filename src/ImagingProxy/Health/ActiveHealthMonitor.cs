@@ -18,6 +18,8 @@ namespace ImagingProxy.Health;
 /// A destination whose health is still Unknown takes the first result as it is; after that it needs
 /// <c>ConsecutiveFailuresHealthPolicy.Threshold</c> failures in a row (default 2) to go down and
 /// <c>ConsecutiveSuccessesHealthPolicy.Threshold</c> successes (default 1) to come back.
+/// When a cluster stops being probed (a reload turns its active checks off, its protocol has no prober, its loop fails)
+/// its destinations' active health goes back to Unknown once the loop has ended.
 /// </summary>
 public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHostedService, IDisposable
 {
@@ -70,28 +72,33 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
 
     private void Restart(ClusterState cluster)
     {
-        Stop(cluster.ClusterId);
-        if (_stopping.IsCancellationRequested || !IsEnabled(cluster.Model.Config))
+        var previous = Stop(cluster.ClusterId);
+        if (_stopping.IsCancellationRequested || (previous is null && !IsEnabled(cluster.Model.Config)))
         {
             return;
         }
 
+        // A cluster that is no longer probed still gets a loop: it waits for the previous one and puts active health back to Unknown.
         var cancel = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         lock (_lock)
         {
-            _loops[cluster.ClusterId] = (cancel, Task.Run(() => RunAsync(cluster, cancel.Token)));
+            _loops[cluster.ClusterId] = (cancel, Task.Run(() => RunAsync(cluster, previous, cancel.Token)));
         }
     }
 
-    private void Stop(string clusterId)
+    /// <summary>Cancels the cluster's loop; returns it (null when there was none) so the next one can wait for its end.</summary>
+    private Task? Stop(string clusterId)
     {
         lock (_lock)
         {
-            if (_loops.Remove(clusterId, out var loop))
+            if (!_loops.Remove(clusterId, out var loop))
             {
-                loop.Cancel.Cancel();
-                loop.Cancel.Dispose();
+                return null;
             }
+
+            loop.Cancel.Cancel();
+            loop.Cancel.Dispose();
+            return loop.Loop;
         }
     }
 
@@ -100,13 +107,26 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
            && config.Metadata.TryGetValue(MetadataKeys.ActiveHealthCheckEnabled, out var value)
            && bool.TryParse(value, out var enabled) && enabled;
 
-    private async Task RunAsync(ClusterState cluster, CancellationToken cancellationToken)
+    private async Task RunAsync(ClusterState cluster, Task? previous, CancellationToken cancellationToken)
     {
+        if (previous is not null)
+        {
+            // A round of the stopped loop may still be setting its results: they come before anything this loop does.
+            await previous.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
         var config = cluster.Model.Config;
         var protocol = ClusterProtocols.Of(config);
+        if (!IsEnabled(config))
+        {
+            ResetToUnknown(cluster, cancellationToken);
+            return;
+        }
+
         if (!_probers.TryGetValue(protocol, out var prober))
         {
             Log.NoProber(_logger, cluster.ClusterId, protocol);
+            ResetToUnknown(cluster, cancellationToken);
             return;
         }
 
@@ -150,6 +170,33 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
         catch (Exception ex)
         {
             Log.LoopFailed(_logger, cluster.ClusterId, ex);
+            ResetToUnknown(cluster, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// The cluster is no longer probed (active checks off, no prober for its protocol, its loop failed): its destinations'
+    /// active health goes back to Unknown, as before a first probe, instead of showing the last result for ever (/status,
+    /// the health gauge). Not when the loop was stopped: a new loop carries on from the current health, a removed cluster
+    /// just goes, and the lock keeps a stop from coming between the check and the change.
+    /// </summary>
+    private void ResetToUnknown(ClusterState cluster, CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+
+            var updates = cluster.Destinations.Values
+                .Where(d => d.Health.Active != DestinationHealth.Unknown)
+                .Select(d => new NewActiveDestinationHealth(d, DestinationHealth.Unknown))
+                .ToList();
+            if (updates.Count > 0)
+            {
+                _updater.SetActive(cluster, updates);
+            }
         }
     }
 

@@ -3,6 +3,9 @@ using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Dicom;
 using ImagingProxy.PeerTests.Peers;
+using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
 
@@ -108,6 +111,30 @@ public sealed class DicomProxyFailoverTests
             d => d.Health.Active == (d.DestinationId == "live" ? DestinationHealth.Healthy : DestinationHealth.Unhealthy),
             ["live", "dead"],
             TimeSpan.FromSeconds(20));
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task A_reload_that_turns_echo_probes_off_puts_both_destinations_back_to_Unknown()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        var clusters = Cluster("pacs", [("live", scp.Port, "PACS"), ("dead", FreePort.Next(), "DEAD")]);
+        var at = clusters.IndexOf("\"Metadata\"", StringComparison.Ordinal);
+        string WithProbes(bool enabled) => clusters.Insert(at, $$"""
+            "HealthCheck": { "Active": { "Enabled": {{(enabled ? "true" : "false")}}, "Interval": "00:00:01", "Timeout": "00:00:02" } },
+            """);
+        await using var proxy = await StartAsync(WithProbes(true), Route("pacs", "PACS", "pacs"));
+        await WaitForHealthAsync(
+            proxy,
+            "pacs",
+            d => d.Health.Active == (d.DestinationId == "live" ? DestinationHealth.Healthy : DestinationHealth.Unhealthy),
+            ["live", "dead"],
+            TimeSpan.FromSeconds(20));
+
+        Assert.Empty(await proxy.ReloadAsync(TestProxy.Config("{" + WithProbes(false) + "}", DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs")))));
+
+        await WaitForHealthAsync(proxy, "pacs", d => d.Health.Active == DestinationHealth.Unknown, ["live", "dead"], TimeSpan.FromSeconds(20));
+        Assert.True(proxy.Services.GetRequiredService<IProxyStateLookup>().TryGetCluster("pacs", out var cluster));
+        Assert.Equal(2, cluster.DestinationsState.AvailableDestinations.Count);
     }
 
     /// <summary>Answers every A-ASSOCIATE-RQ with A-ASSOCIATE-RJ rejected-transient (PS3.8 Table 9-21).</summary>

@@ -1,11 +1,14 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Text.Json;
 using ImagingProxy.Configuration;
+using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Tests.Configuration;
 
@@ -243,6 +246,60 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
         other.Stop();
         Assert.Empty(await proxy.ReloadAsync(moved));
         Assert.Equal(2, gate.Generation);
+    }
+
+    [Fact]
+    public async Task A_reload_that_turns_active_checks_off_puts_an_unhealthy_destination_back_to_Unknown_in_status_and_metrics()
+    {
+        static string Config(TestCertificate certificate, TestBackend backend, bool active)
+            => TestConfig.Build(certificate, $$"""
+                { "web": {{TestConfig.Cluster($$"""
+                    "HealthCheck": { "Active": { "Enabled": {{(active ? "true" : "false")}}, "Interval": "00:00:00.200", "Timeout": "00:00:01", "Path": "/health" } }
+                    """, backend)}} }
+                """, """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }""");
+        await using var proxy = await TestProxy.StartAsync(Config(_certificate, _a, active: true));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var admin = new HttpClient { BaseAddress = proxy.Url("Admin") };
+        var down = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var unknown = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, destination, kind, from, to) =>
+        {
+            if (destination == "a" && kind == "active" && to == DestinationHealth.Unhealthy)
+            {
+                down.TrySetResult();
+            }
+            else if (destination == "a" && kind == "active" && from == DestinationHealth.Unhealthy && to == DestinationHealth.Unknown)
+            {
+                unknown.TrySetResult();
+            }
+        };
+        _a.Unhealthy = true;
+        await down.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        using (var refused = await client.GetAsync("/x"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        }
+
+        Assert.Empty(await proxy.ReloadAsync(Config(_certificate, _a, active: false)));
+
+        await unknown.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        using (var status = JsonDocument.Parse(await admin.GetStringAsync("/status")))
+        {
+            var destination = status.RootElement.GetProperty("clusters")[0].GetProperty("destinations")[0];
+            Assert.Equal("Unknown", destination.GetProperty("health").GetProperty("active").GetString());
+            Assert.True(destination.GetProperty("available").GetBoolean());
+        }
+
+        // The gauge reports the current state only: the Unhealthy series is gone, so ImagingProxyDestinationDown resolves.
+        var active = (await admin.GetStringAsync("/metrics")).Split('\n')
+            .Where(l => l.StartsWith("imagingproxy_destination_health{", StringComparison.Ordinal) && l.Contains("destination=\"a\"", StringComparison.Ordinal) && l.Contains("kind=\"active\"", StringComparison.Ordinal))
+            .ToList();
+        var line = Assert.Single(active);
+        Assert.Contains("health_state=\"Unknown\"", line, StringComparison.Ordinal);
+        Assert.EndsWith(" 1", line, StringComparison.Ordinal);
+        using var served = await client.GetAsync("/x");
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        Assert.Equal("a", served.Headers.GetValues("X-Backend").Single());
     }
 
     /// <summary>The problems of the gate's next reload attempt.</summary>

@@ -113,6 +113,140 @@ public sealed class ActiveHealthMonitorTests
         Assert.Equal("scripted failure", activities[1].StatusDescription);
     }
 
+    [Fact(Timeout = 30_000)]
+    public async Task Turning_active_checks_off_puts_active_health_back_to_Unknown_once()
+    {
+        await using var harness = new MonitorHarness(false);
+        var cluster = Cluster("c", activeFlag: true, destinations: "n1");
+        var transitions = new ConcurrentQueue<(DestinationHealth From, DestinationHealth To)>();
+        var reset = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        harness.Tracker.Transition += (_, _, _, from, to) =>
+        {
+            transitions.Enqueue((from, to));
+            if (to == DestinationHealth.Unknown)
+            {
+                reset.TrySetResult();
+            }
+        };
+        Assert.Equal([Down], await harness.RunAsync(cluster, 1));
+
+        cluster = Reconfigured(cluster, c => WithActive(c, enabled: false));
+        harness.Monitor.OnClusterChanged(cluster);
+
+        // The loop was waiting for its next round, which never comes: the only update after the reload is the reset.
+        Assert.Equal([("n1", DestinationHealth.Unknown)], await harness.Updater.NextRoundAsync(harness.Time, first: true));
+        await reset.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        var n1 = cluster.Destinations["n1"];
+        Assert.Equal(DestinationHealth.Unknown, harness.Tracker.Observe(cluster, n1).Active);
+        Assert.Equal([(DestinationHealth.Unknown, Down), (Down, DestinationHealth.Unknown)], transitions);
+        Assert.True(AvailableDestinationsPolicies.IsAvailable(cluster.Model.Config, n1));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task Turning_active_checks_back_on_starts_from_Unknown()
+    {
+        // From Unhealthy 3 successes would be needed; from Unknown the first one counts.
+        await using var harness = new MonitorHarness(false, true);
+        var cluster = Cluster("c", activeFlag: true, metadata: Thresholds(failures: 1, successes: 3), destinations: "n1");
+        Assert.Equal([Down], await harness.RunAsync(cluster, 1));
+        cluster = Reconfigured(cluster, c => WithActive(c, enabled: false));
+        harness.Monitor.OnClusterChanged(cluster);
+        Assert.Equal([("n1", DestinationHealth.Unknown)], await harness.Updater.NextRoundAsync(harness.Time, first: true));
+
+        cluster = Reconfigured(cluster, c => WithActive(c, enabled: true));
+        harness.Monitor.OnClusterChanged(cluster);
+
+        Assert.Equal([("n1", Up)], await harness.Updater.NextRoundAsync(harness.Time, first: true));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_protocol_without_a_prober_puts_active_health_back_to_Unknown()
+    {
+        await using var harness = new MonitorHarness(false);
+        var cluster = Cluster("c", activeFlag: true, destinations: "n1");
+        Assert.Equal([Down], await harness.RunAsync(cluster, 1));
+
+        // The harness probes Http only: an Mllp cluster has no probe loop, as a protocol without a prober in the host.
+        cluster = Reconfigured(cluster, c => c with { Metadata = new Dictionary<string, string>(c.Metadata!) { [MetadataKeys.Protocol] = "Mllp" } });
+        harness.Monitor.OnClusterChanged(cluster);
+
+        Assert.Equal([("n1", DestinationHealth.Unknown)], await harness.Updater.NextRoundAsync(harness.Time, first: true));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_loop_that_fails_puts_active_health_back_to_Unknown()
+    {
+        await using var harness = new MonitorHarness(false, false);
+        var cluster = Cluster("c", activeFlag: true, destinations: "n1");
+        var probes = 0;
+        harness.Monitor.ProbeCompleted += (_, _, _, _, _) =>
+        {
+            if (Interlocked.Increment(ref probes) == 2)
+            {
+                throw new InvalidOperationException("a listener failed");
+            }
+        };
+        Assert.Equal([Down], await harness.RunAsync(cluster, 1));
+
+        // The second round ends the loop (event 312): nothing probes the destination any more.
+        Assert.Equal([("n1", DestinationHealth.Unknown)], await harness.Updater.NextRoundAsync(harness.Time, first: false));
+    }
+
+    [Fact(Timeout = 30_000)]
+    public async Task A_probe_result_that_comes_after_active_checks_were_turned_off_is_not_kept()
+    {
+        var time = new FakeTimeProvider();
+        var prober = new SecondProbeWaitsProber();
+        var updater = new RecordingHealthUpdater();
+        var tracker = new DestinationHealthTracker(time, NullLogger<DestinationHealthTracker>.Instance);
+        using var monitor = new ActiveHealthMonitor([prober], new TrackingDestinationHealthUpdater(updater, tracker, time), tracker, time, NullLogger<ActiveHealthMonitor>.Instance);
+        var cluster = Cluster("c", activeFlag: true, destinations: "n1");
+        monitor.OnClusterAdded(cluster);
+        Assert.Equal([("n1", Down)], await updater.NextRoundAsync(time, first: true));
+        using (var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
+        {
+            // The second round starts once the fake clock has passed the interval (the delay may not be registered yet).
+            while (!prober.SecondStarted.Task.IsCompleted)
+            {
+                time.Advance(Interval);
+                await Task.WhenAny(prober.SecondStarted.Task, Task.Delay(50, deadline.Token));
+            }
+        }
+
+        cluster = Reconfigured(cluster, c => WithActive(c, enabled: false));
+        monitor.OnClusterChanged(cluster);
+        prober.Release.SetResult();
+
+        // The healthy result of the probe under way when the loop stopped never reaches the destination; the reset does.
+        Assert.Equal([("n1", DestinationHealth.Unknown)], await updater.NextRoundAsync(time, first: true));
+        await monitor.StopAsync(CancellationToken.None);
+        Assert.Equal(DestinationHealth.Unknown, cluster.Destinations["n1"].Health.Active);
+    }
+
+    /// <summary>The first probe fails; the second one waits for <see cref="Release"/>, whatever its token says, then succeeds.</summary>
+    private sealed class SecondProbeWaitsProber : IDestinationProber
+    {
+        private int _calls;
+
+        public TaskCompletionSource SecondStarted { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public ClusterProtocol Protocol => ClusterProtocol.Http;
+
+        public async Task<ProbeResult> ProbeAsync(ClusterState cluster, DestinationState destination, CancellationToken cancellationToken)
+        {
+            if (Interlocked.Increment(ref _calls) == 1)
+            {
+                return ProbeResult.Failure("scripted failure");
+            }
+
+            SecondStarted.TrySetResult();
+            await Release.Task;
+            return ProbeResult.Success("late success");
+        }
+    }
+
     private static Dictionary<string, string> Thresholds(int failures, int successes)
         => Thresholds(failures.ToString(System.Globalization.CultureInfo.InvariantCulture), successes.ToString(System.Globalization.CultureInfo.InvariantCulture));
 

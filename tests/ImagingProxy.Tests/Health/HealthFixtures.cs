@@ -46,6 +46,30 @@ internal static class HealthFixtures
         return cluster;
     }
 
+    /// <summary>
+    /// What a reload does to a cluster YARP keeps: a new model over the same destinations (YARP sets the model of the same
+    /// <see cref="ClusterState"/>, which tests cannot, so the state is a new one sharing the destinations).
+    /// </summary>
+    public static ClusterState Reconfigured(ClusterState cluster, Func<ClusterConfig, ClusterConfig> change)
+    {
+        var changed = new ClusterState(cluster.ClusterId, new ClusterModel(change(cluster.Model.Config), s_invoker));
+        foreach (var (id, destination) in cluster.Destinations)
+        {
+            changed.Destinations[id] = destination;
+        }
+
+        changed.DestinationsState = cluster.DestinationsState;
+        return changed;
+    }
+
+    /// <summary>The configuration with ImagingProxy's active-health flag (and YARP's, which the filter keeps off anyway) set to <paramref name="enabled"/>.</summary>
+    public static ClusterConfig WithActive(ClusterConfig config, bool enabled)
+        => config with
+        {
+            Metadata = new Dictionary<string, string>(config.Metadata!) { [MetadataKeys.ActiveHealthCheckEnabled] = enabled ? "true" : "false" },
+            HealthCheck = config.HealthCheck! with { Active = config.HealthCheck.Active! with { Enabled = enabled } },
+        };
+
     public static DestinationState Destination(string id, DestinationHealth active = DestinationHealth.Unknown, DestinationHealth passive = DestinationHealth.Unknown)
     {
         var destination = new DestinationState(id, new DestinationModel(new DestinationConfig { Address = "http://127.0.0.1:9/" }));
