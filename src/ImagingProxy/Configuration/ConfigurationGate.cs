@@ -22,6 +22,10 @@ public sealed partial class ConfigurationGate : IDisposable
     private IDisposable? _subscription;
     private ILogger _logger;
     private Dictionary<string, string?> _current = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>The content of the rejection in force (null: a file did not parse), and whether the last attempt repeated it.</summary>
+    private Dictionary<string, string?>? _rejectedSnapshot;
+    private bool _repeated;
     private IConfiguration? _startup;
 
     public ConfigurationGate(IConfiguration raw, TimeProvider? time = null)
@@ -93,7 +97,7 @@ public sealed partial class ConfigurationGate : IDisposable
             errors = [$"configuration could not be read: {ex.Message}"];
         }
 
-        if (errors.Count > 0)
+        if (errors.Count > 0 && !_repeated)
         {
             Log.ReloadRejected(_logger, errors.Count, string.Join(Environment.NewLine, errors));
         }
@@ -105,6 +109,7 @@ public sealed partial class ConfigurationGate : IDisposable
     {
         lock (_lock)
         {
+            _repeated = false;
             // A file that did not parse keeps its last parsed content in the raw configuration: nothing is judged until
             // it parses again, whichever source changed.
             var loadErrors = LoadErrors(_raw);
@@ -135,7 +140,7 @@ public sealed partial class ConfigurationGate : IDisposable
 
             if (errors.Count > 0)
             {
-                return Rejected(errors);
+                return Rejected(errors, snapshot);
             }
 
             var previous = _current;
@@ -147,7 +152,7 @@ public sealed partial class ConfigurationGate : IDisposable
                 // tables never point at clusters YARP kept out (they saw the change for the moment it took).
                 _current = previous;
                 Replace(previous);
-                return Rejected(errors);
+                return Rejected(errors, snapshot);
             }
 
             LastRejection = [];
@@ -206,12 +211,23 @@ public sealed partial class ConfigurationGate : IDisposable
         return problems;
     }
 
-    /// <summary>Records a rejected reload (under the lock) and returns its problems.</summary>
-    private IReadOnlyList<string> Rejected(IReadOnlyList<string> errors)
+    /// <summary>
+    /// Records a rejected reload (under the lock) and returns its problems. The same edit seen again (the same problems
+    /// for the same content, <paramref name="snapshot"/>; null when a file did not parse) is a repeat, neither counted
+    /// nor logged again: one save can reach the file watcher as two changes.
+    /// </summary>
+    private IReadOnlyList<string> Rejected(IReadOnlyList<string> errors, Dictionary<string, string?>? snapshot = null)
     {
+        _repeated = RejectedAt is not null && errors.SequenceEqual(LastRejection, StringComparer.Ordinal)
+            && (snapshot is null ? _rejectedSnapshot is null : _rejectedSnapshot is not null && SameAs(snapshot, _rejectedSnapshot));
+        _rejectedSnapshot = snapshot;
         LastRejection = errors;
-        RejectedAt = _time.GetUtcNow();
-        Rejections++;
+        if (!_repeated)
+        {
+            RejectedAt = _time.GetUtcNow();
+            Rejections++;
+        }
+
         return errors;
     }
 

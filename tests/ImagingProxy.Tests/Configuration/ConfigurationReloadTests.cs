@@ -125,13 +125,22 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     [Fact]
     public async Task Putting_back_the_running_configuration_after_a_rejected_edit_clears_the_rejection()
     {
-        await using var proxy = await TestProxy.StartAsync(Config(_a));
+        var other = new ReloadableSource();
+        await using var proxy = await TestProxy.StartAsync(Config(_a), builder => ((IConfigurationBuilder)builder.Configuration).Add(other));
         var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
         using var reloads = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.config.reloads");
         using var rejected = new MetricCollector<int>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.config.rejected");
         var bad = Config(_b).Replace("\"ClusterId\": \"web\"", "\"ClusterId\": \"ghost\"", StringComparison.Ordinal);
-        Assert.NotEmpty(await proxy.ReloadAsync(bad));
+        var errors = await proxy.ReloadAsync(bad);
+        Assert.NotEmpty(errors);
         Assert.NotEmpty(gate.LastRejection);
+        Assert.Equal((0, 1, 1), Reloads());
+
+        // The same edit judged again (one save can reach the watcher as two changes; here another source reloads):
+        // still rejected, not counted again.
+        var attempt = NextAttempt(gate);
+        other.Provider.Raise();
+        Assert.Equal(errors, await attempt);
         Assert.Equal((0, 1, 1), Reloads());
 
         Assert.Empty(await proxy.ReloadAsync(Config(_a)));
