@@ -6,12 +6,13 @@ public sealed partial class DicomConnectionHandler
 {
     private static partial class Log
     {
-        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message =
+        [LoggerMessage(EventId = 300, Message =
             "DICOM association {AssociationId} ended: {EndReason}; {CallingAeTitle} -> {CalledAeTitle} from {ClientEndPoint} on {Listener}, " +
             "route {Route}, cluster {Cluster}, destination {Destination} after {Attempts} attempt(s); bytes client->node {BytesFromClient}, " +
             "node->client {BytesFromNode}; DIMSE {DimseCommands}; {DurationMs:F1} ms")]
         public static partial void AssociationEnded(
             ILogger logger,
+            LogLevel level,
             string associationId,
             string endReason,
             string callingAeTitle,

@@ -400,6 +400,15 @@ public sealed partial class DicomConnectionHandler(
         }
     }
 
+    /// <summary>
+    /// The level of an association's end line: a warning when the node failed it (closed or aborted it, sent what is not
+    /// DICOM) or no node could take it, information otherwise (the client's own release, abort or close included).
+    /// </summary>
+    internal static LogLevel EndLevel(DicomAssociationEndReason reason)
+        => reason is DicomAssociationEndReason.NodeAborted or DicomAssociationEndReason.NodeClosed or DicomAssociationEndReason.NoDestination
+            ? LogLevel.Warning
+            : LogLevel.Information;
+
     private void End(DicomAssociation association, DicomAssociationEndReason reason, Activity? activity)
     {
         metrics.AssociationEnded(association.Listener, association.RouteId, association.ClusterId, association.DestinationId, reason, association.CallingAeTitle, association.CalledAeTitle);
@@ -421,10 +430,12 @@ public sealed partial class DicomConnectionHandler(
         }
 
         // The arguments build strings (endpoint, DIMSE summary): only when the line is written.
-        if (logger.IsEnabled(LogLevel.Information))
+        var level = EndLevel(reason);
+        if (logger.IsEnabled(level))
         {
             Log.AssociationEnded(
                 logger,
+                level,
                 association.Id,
                 DicomProxyMetrics.ReasonName(reason),
                 association.CallingAeTitle ?? string.Empty,

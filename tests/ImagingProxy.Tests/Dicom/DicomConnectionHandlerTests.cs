@@ -137,6 +137,7 @@ public sealed class DicomConnectionHandlerTests
 
         var summary = await harness.Ended.Task.WaitAsync(s_bounded);
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
+        Assert.Equal(LogLevel.Information, Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 300).Level);
         Assert.Equal(1, summary.CEchoRequests);
         Assert.Equal([PduType.PDataTransfer, PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
         Assert.Equal(0, harness.Drain.Aborted);
@@ -302,6 +303,9 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal(DicomAssociationEndReason.NodeClosed, (await harness.Ended.Task).Reason);
         await aborted.Task.WaitAsync(s_bounded);
         await client.Run.WaitAsync(s_bounded);
+
+        // A node that failed the association: its end line is a warning.
+        Assert.Equal(LogLevel.Warning, Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 300).Level);
     }
 
     [Fact]
