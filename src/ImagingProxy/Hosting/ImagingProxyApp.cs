@@ -182,6 +182,7 @@ public static class ImagingProxyApp
         var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpProxyMetrics>().InvokeAsync);
         pipeline.Use(RequestTimeoutStep.InvokeAsync);
+        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestBodyLimitStep>().InvokeAsync);
         pipeline.Use(xds.InvokeAsync);
         pipeline.UseSessionAffinity();
         pipeline.Use(noDestination.InvokeAsync);
@@ -239,6 +240,7 @@ public static class ImagingProxyApp
         services.AddSingleton<MatcherPolicy, ListenerMatcherPolicy>();
         services.AddSingleton<XdsRoutingStep>();
         services.AddSingleton<NoDestinationStep>();
+        services.AddSingleton<RequestBodyLimitStep>();
 
         // Health: one tracker, YARP's updater wrapped so every change is seen, our monitor for every protocol.
         services.AddSingleton<DestinationHealthTracker>();

@@ -179,6 +179,24 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_body_declared_over_the_routes_limit_gets_413_before_anything_reaches_the_server()
+    {
+        var routes = """{ "capped": { "ClusterId": "web", "MaxRequestBodySize": 1000, "Match": { "Path": "/{**rest}" } } }""";
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", routes), builder => builder.Logging.AddFakeLogging());
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        using var small = await client.PostAsync("/up", new ByteArrayContent(new byte[1000]));
+        Assert.Equal(HttpStatusCode.OK, small.StatusCode);
+        using var large = await client.PostAsync("/up", new ByteArrayContent(new byte[5000]));
+
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, large.StatusCode);
+        Assert.Single(_a.Requests, r => r == "POST /up");
+        Assert.Equal("413 Payload Too Large: the request body (5000 bytes) is over the limit of 1000 bytes for route 'capped'.\n", await large.Content.ReadAsStringAsync());
+        var logged = Assert.Single(proxy.Services.GetFakeLogCollector().GetSnapshot(), r => r.Id.Id == 412);
+        Assert.Equal("Request POST /up (route capped) refused with 413 before forwarding: Content-Length 5000 is over the limit of 1000 bytes.", logged.Message);
+    }
+
+    [Fact]
     public async Task Passive_health_takes_a_destination_out_after_transport_failures()
     {
         var cluster = TestConfig.Cluster("""

@@ -1,0 +1,50 @@
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+
+namespace ImagingProxy.Forwarding;
+
+/// <summary>
+/// Answers 413 before anything is forwarded when a request declares (<c>Content-Length</c>) a body over its route's
+/// <c>MaxRequestBodySize</c> (or <c>Kestrel:Limits:MaxRequestBodySize</c>). Left to Kestrel, the limit only bites
+/// when the body is read, after YARP has sent the server the request's headers: the server saw a STOW-RS begin and then
+/// break off. A chunked body (no length) is still cut at the limit while it streams.
+/// </summary>
+internal sealed partial class RequestBodyLimitStep(ILogger<RequestBodyLimitStep> logger)
+{
+    public Task InvokeAsync(HttpContext context, Func<Task> next)
+    {
+        if (context.Request.ContentLength is { } length && Limit(context) is { } limit && length > limit)
+        {
+            return RefuseAsync(context, length, limit);
+        }
+
+        return next();
+    }
+
+    /// <summary>
+    /// The body limit the request will have when YARP forwards it: the route's <c>MaxRequestBodySize</c> (-1: none),
+    /// else the server's. YARP applies the route's own just before forwarding, after this pipeline's steps.
+    /// </summary>
+    private static long? Limit(HttpContext context)
+        => context.GetReverseProxyFeature().Route.Config.MaxRequestBodySize is { } routeLimit
+            ? routeLimit < 0 ? null : routeLimit
+            : context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+
+    private async Task RefuseAsync(HttpContext context, long length, long limit)
+    {
+        var route = context.GetReverseProxyFeature().Route.Config.RouteId;
+        Log.TooLarge(logger, context.Request.Method, context.Request.Path.Value ?? "/", route, length, limit);
+        context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+
+        // The body is not read: the connection closes after the answer rather than read what the client still sends.
+        context.Response.Headers.Connection = "close";
+        await context.Response.WriteAsync($"413 Payload Too Large: the request body ({length} bytes) is over the limit of {limit} bytes for route '{route}'.\n", context.RequestAborted);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 412, Level = LogLevel.Warning, Message = "Request {Method} {Path} (route {Route}) refused with 413 before forwarding: Content-Length {Length} is over the limit of {Limit} bytes.")]
+        public static partial void TooLarge(ILogger logger, string method, string path, string route, long length, long limit);
+    }
+}
