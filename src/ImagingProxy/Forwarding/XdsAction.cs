@@ -17,6 +17,13 @@ public static class XdsAction
     public static XdsTransaction Classify(string? contentType, string? soapAction, out string? action)
     {
         action = FindParameter(contentType, "action");
+        if (action is not null && FindParameter(contentType, "action", skip: 1) is { } second && !second.Trim().Equals(action.Trim(), StringComparison.OrdinalIgnoreCase))
+        {
+            // Two different actions in one Content-Type: which one the server acts on is anyone's guess; refused.
+            action = $"{action}' and '{second}";
+            return XdsTransaction.Conflicting;
+        }
+
         if (string.IsNullOrEmpty(action))
         {
             // MTOM from WCF-style stacks: the SOAP type, with its action, is the start-info parameter's value
@@ -61,8 +68,11 @@ public static class XdsAction
         _ => "unknown",
     };
 
-    /// <summary>Reads one parameter of a media type, honouring quoted strings (RFC 9110 §5.6.6).</summary>
-    internal static string? FindParameter(string? mediaType, string name)
+    /// <summary>
+    /// Reads one parameter of a media type, honouring quoted strings (RFC 9110 §5.6.6): the first one of that name, or
+    /// the one after <paramref name="skip"/> others of that name.
+    /// </summary>
+    internal static string? FindParameter(string? mediaType, string name, int skip = 0)
     {
         if (string.IsNullOrEmpty(mediaType))
         {
@@ -77,7 +87,7 @@ public static class XdsAction
             var end = NextSeparator(span);
             var parameter = span[..end].Trim();
             var equals = parameter.IndexOf('=');
-            if (equals > 0 && parameter[..equals].Trim().Equals(name, StringComparison.OrdinalIgnoreCase))
+            if (equals > 0 && parameter[..equals].Trim().Equals(name, StringComparison.OrdinalIgnoreCase) && skip-- == 0)
             {
                 var value = parameter[(equals + 1)..].Trim();
                 return value.Length >= 2 && value[0] == '"' && value[^1] == '"' ? Unescape(value[1..^1]) : value.ToString();

@@ -25,13 +25,25 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
             return;
         }
 
+        if (!HttpMethods.IsPost(context.Request.Method))
+        {
+            // XDS.b is SOAP over HTTP POST (ITI TF-2); nothing else is forwarded.
+            Log.BadMethod(logger, context.Request.Method, context.Connection.RemoteIpAddress?.ToString() ?? "?");
+            context.Response.Headers.Allow = HttpMethods.Post;
+            await SoapFault.WriteAsync(context, StatusCodes.Status405MethodNotAllowed, SoapFault.Code.Sender, $"Method {context.Request.Method} is not allowed: XDS.b transactions are SOAP requests sent with POST.");
+            return;
+        }
+
         var transaction = XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out var action);
-        if (transaction is XdsTransaction.Missing or XdsTransaction.Unknown)
+        if (transaction is XdsTransaction.Missing or XdsTransaction.Unknown or XdsTransaction.Conflicting)
         {
             Log.BadAction(logger, transaction, action ?? "(none)", context.Connection.RemoteIpAddress?.ToString() ?? "?");
-            var reason = transaction == XdsTransaction.Missing
-                ? "No SOAP action: send the action parameter of the Content-Type (application/soap+xml; action=\"urn:ihe:iti:2007:...\")."
-                : $"Unknown SOAP action '{action}': this endpoint serves ITI-18, ITI-41, ITI-42 and ITI-43.";
+            var reason = transaction switch
+            {
+                XdsTransaction.Missing => "No SOAP action: send the action parameter of the Content-Type (application/soap+xml; action=\"urn:ihe:iti:2007:...\").",
+                XdsTransaction.Conflicting => $"Two different SOAP actions in the Content-Type ('{action}'): send one.",
+                _ => $"Unknown SOAP action '{action}': this endpoint serves ITI-18, ITI-41, ITI-42 and ITI-43.",
+            };
             await SoapFault.WriteAsync(context, StatusCodes.Status400BadRequest, SoapFault.Code.Sender, reason);
             return;
         }
@@ -56,6 +68,7 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
         if (feature.AvailableDestinations.Count == 0)
         {
             Log.NoDestination(logger, clusterId, XdsAction.TransactionId(transaction));
+            context.Response.Headers.RetryAfter = "10";
             await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No healthy server in cluster '{clusterId}' for {XdsAction.TransactionId(transaction)}; retry later.");
             return;
         }
@@ -91,6 +104,9 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
     {
         [LoggerMessage(EventId = 400, Level = LogLevel.Warning, Message = "XDS request from {Client} refused: {Transaction} action '{Action}'.")]
         public static partial void BadAction(ILogger logger, XdsTransaction transaction, string action, string client);
+
+        [LoggerMessage(EventId = 404, Level = LogLevel.Warning, Message = "XDS request from {Client} refused with 405: method {Method}; XDS.b takes POST.")]
+        public static partial void BadMethod(ILogger logger, string method, string client);
 
         [LoggerMessage(EventId = 401, Level = LogLevel.Warning, Message = "XDS {Transaction} refused: no healthy destination in cluster '{Cluster}'.")]
         public static partial void NoDestination(ILogger logger, string cluster, string transaction);

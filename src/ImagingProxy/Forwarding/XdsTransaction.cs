@@ -20,4 +20,7 @@ public enum XdsTransaction
 
     /// <summary>ITI-43 Retrieve Document Set (MTOM) → repository.</summary>
     RetrieveDocumentSet,
+
+    /// <summary>The Content-Type carries two different <c>action</c> parameters: refused, as neither can be trusted.</summary>
+    Conflicting,
 }

@@ -15,6 +15,8 @@ public class XdsActionTests
     [InlineData("multipart/related; type=\"application/xop+xml\"; start=\"<http://tempuri.org/0>\"; boundary=\"uuid:1+id=1\"; start-info=\"application/soap+xml; action=\\\"urn:ihe:iti:2007:ProvideAndRegisterDocumentSet-b\\\"\"", XdsTransaction.ProvideAndRegisterDocumentSet)]
     [InlineData("multipart/related; start-info=\"application/soap+xml; action=\\\"urn:ihe:iti:2007:RegistryStoredQuery\\\"\"; action=\"urn:ihe:iti:2007:RetrieveDocumentSet\"", XdsTransaction.RetrieveDocumentSet)]
     [InlineData("multipart/related; type=\"application/xop+xml\"; start-info=\"application/soap+xml\"", XdsTransaction.Missing)]
+    [InlineData("application/soap+xml; action=\"urn:ihe:iti:2007:RegistryStoredQuery\"; action=\"urn:ihe:iti:2007:RetrieveDocumentSet\"", XdsTransaction.Conflicting)]
+    [InlineData("application/soap+xml; action=\"urn:ihe:iti:2007:RegistryStoredQuery\"; action=urn:ihe:iti:2007:registrystoredquery", XdsTransaction.RegistryStoredQuery)]
     public void Classifies_the_action_parameter_of_the_content_type(string contentType, XdsTransaction expected)
         => Assert.Equal(expected, XdsAction.Classify(contentType, null, out _));
 

@@ -105,6 +105,32 @@ public sealed class XdsRoutingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_request_with_two_different_actions_gets_a_soap_sender_fault_and_reaches_no_server()
+    {
+        using var content = new StringContent(Envelope(XdsAction.RegistryStoredQuery), Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{XdsAction.RegistryStoredQuery}\"; action=\"{XdsAction.RetrieveDocumentSet}\"");
+        using var response = await _client.PostAsync("/xds", content);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var text = await response.Content.ReadAsStringAsync();
+        Assert.Contains("<env:Value>env:Sender</env:Value>", text, StringComparison.Ordinal);
+        Assert.Contains("Two different SOAP actions", text, StringComparison.Ordinal);
+        Assert.Empty(_registry.Requests);
+        Assert.Empty(_repository.Requests);
+    }
+
+    [Fact]
+    public async Task A_request_that_is_not_a_post_gets_405_with_a_soap_sender_fault_and_reaches_no_server()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/xds");
+        request.Headers.TryAddWithoutValidation("SOAPAction", XdsAction.RegistryStoredQuery);
+        using var response = await _client.SendAsync(request);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        Assert.Equal(["POST"], response.Content.Headers.Allow);
+        Assert.Contains("<env:Value>env:Sender</env:Value>", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Empty(_registry.Requests);
+    }
+
+    [Fact]
     public async Task Xds_requests_are_not_served_on_the_viewers_endpoint()
     {
         using var handler = _certificate.TrustingHandler();
@@ -126,6 +152,7 @@ public sealed class XdsRoutingTests : IAsyncLifetime
 
         using var refused = await PostAsync(client, refusedAction);
         Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromSeconds(10), refused.Headers.RetryAfter?.Delta);
         Assert.Equal("application/soap+xml", refused.Content.Headers.ContentType?.MediaType);
         var text = await refused.Content.ReadAsStringAsync();
         Assert.Contains("<env:Value>env:Receiver</env:Value>", text, StringComparison.Ordinal);
