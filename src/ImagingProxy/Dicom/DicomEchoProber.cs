@@ -50,6 +50,11 @@ public sealed class DicomEchoProber(DicomProxySettings settings, NodeTls nodeTls
         }
 
         var result = await DicomEchoClient.EchoAsync(endPoint, calledAeTitle, callingAeTitle, options, cancellationToken);
-        return result.IsSuccess ? ProbeResult.Success(result.Detail) : ProbeResult.Failure(result.ToString());
+
+        // The monitor ends a probe through the token at the probe's Timeout (or when its loop stops, when the result is
+        // not used): said as the HTTP probe says it.
+        return result.IsSuccess ? ProbeResult.Success(result.Detail)
+            : result.Outcome == EchoOutcome.Canceled ? ProbeResult.Failure("timeout: the C-ECHO association was not answered in time")
+            : ProbeResult.Failure(result.ToString());
     }
 }
