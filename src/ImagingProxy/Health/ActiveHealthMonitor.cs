@@ -327,16 +327,16 @@ public sealed partial class ActiveHealthMonitor : IClusterChangeListener, IHoste
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 310, Level = LogLevel.Debug, Message = "Probe of '{Destination}' in cluster '{Cluster}' ({Protocol}): healthy={Healthy} {Detail} in {Milliseconds:F1} ms.")]
+        [LoggerMessage(EventId = 320, Level = LogLevel.Debug, Message = "Probe of '{Destination}' in cluster '{Cluster}' ({Protocol}): healthy={Healthy} {Detail} in {Milliseconds:F1} ms.")]
         public static partial void Probed(ILogger logger, string cluster, string destination, ClusterProtocol protocol, bool healthy, string detail, double milliseconds);
 
-        [LoggerMessage(EventId = 313, Level = LogLevel.Warning, Message = "Destination '{Destination}' in cluster '{Cluster}' goes Unhealthy: its {Protocol} probe failed: {Detail}")]
+        [LoggerMessage(EventId = 323, Level = LogLevel.Warning, Message = "Destination '{Destination}' in cluster '{Cluster}' goes Unhealthy: its {Protocol} probe failed: {Detail}")]
         public static partial void ProbeFailedGoingDown(ILogger logger, string cluster, string destination, ClusterProtocol protocol, string detail);
 
-        [LoggerMessage(EventId = 311, Level = LogLevel.Error, Message = "No active health prober for protocol {Protocol} (cluster '{Cluster}').")]
+        [LoggerMessage(EventId = 321, Level = LogLevel.Error, Message = "No active health prober for protocol {Protocol} (cluster '{Cluster}').")]
         public static partial void NoProber(ILogger logger, string cluster, ClusterProtocol protocol);
 
-        [LoggerMessage(EventId = 312, Level = LogLevel.Error, Message = "Active health loop of cluster '{Cluster}' failed.")]
+        [LoggerMessage(EventId = 322, Level = LogLevel.Error, Message = "Active health loop of cluster '{Cluster}' failed.")]
         public static partial void LoopFailed(ILogger logger, string cluster, Exception exception);
     }
 }

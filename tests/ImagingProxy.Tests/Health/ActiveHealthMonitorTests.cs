@@ -188,7 +188,7 @@ public sealed class ActiveHealthMonitorTests
         };
         Assert.Equal([Down], await harness.RunAsync(cluster, 1));
 
-        // The second round ends the loop (event 312): nothing probes the destination any more.
+        // The second round ends the loop (event 322): nothing probes the destination any more.
         Assert.Equal([("n1", DestinationHealth.Unknown)], await harness.Updater.NextRoundAsync(harness.Time, first: false));
     }
 
