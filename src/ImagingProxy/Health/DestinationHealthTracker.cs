@@ -73,7 +73,7 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "{Kind} health of destination '{Destination}' in cluster '{Cluster}' changed from {Old} to {New}.")]
+        [LoggerMessage(EventId = 324, Level = LogLevel.Warning, Message = "{Kind} health of destination '{Destination}' in cluster '{Cluster}' changed from {Old} to {New}.")]
         public static partial void HealthChanged(ILogger logger, string kind, string cluster, string destination, DestinationHealth old, DestinationHealth @new);
     }
 }
