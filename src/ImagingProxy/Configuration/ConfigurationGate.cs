@@ -122,6 +122,11 @@ public sealed partial class ConfigurationGate : IDisposable
             if (Generation > 0 && SameAs(snapshot, _current))
             {
                 // Nothing to apply; an edit rejected before is no longer pending (the file was put back as it runs).
+                if (RejectedAt is not null)
+                {
+                    Log.RejectionWithdrawn(_logger, Generation);
+                }
+
                 LastRejection = [];
                 RejectedAt = null;
                 return [];
@@ -282,6 +287,9 @@ public sealed partial class ConfigurationGate : IDisposable
 
         [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Kestrel rebinds endpoint(s) {Endpoints}: each stops listening, gives its open connections 5 s, then binds its new settings.")]
         public static partial void EndpointsRebound(ILogger logger, string endpoints);
+
+        [LoggerMessage(EventId = 103, Level = LogLevel.Information, Message = "Configuration is back to what runs (generation {Generation}); the rejected edit is no longer pending.")]
+        public static partial void RejectionWithdrawn(ILogger logger, int generation);
 
         [LoggerMessage(EventId = 101, Level = LogLevel.Error, Message = "Configuration reload rejected, the last good configuration keeps serving. {Count} problem(s):\n{Problems}")]
         public static partial void ReloadRejected(ILogger logger, int count, string problems);

@@ -7,6 +7,7 @@ using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Yarp.ReverseProxy.Model;
 
@@ -126,7 +127,11 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     public async Task Putting_back_the_running_configuration_after_a_rejected_edit_clears_the_rejection()
     {
         var other = new ReloadableSource();
-        await using var proxy = await TestProxy.StartAsync(Config(_a), builder => ((IConfigurationBuilder)builder.Configuration).Add(other));
+        await using var proxy = await TestProxy.StartAsync(Config(_a), builder =>
+        {
+            ((IConfigurationBuilder)builder.Configuration).Add(other);
+            builder.Logging.AddFakeLogging();
+        });
         var gate = proxy.Services.GetRequiredService<ConfigurationGate>();
         using var reloads = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.config.reloads");
         using var rejected = new MetricCollector<int>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.config.rejected");
@@ -149,6 +154,9 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
         Assert.Null(gate.RejectedAt);
         Assert.Equal(1, gate.Generation);
         Assert.Equal((0, 1, 0), Reloads()); // the rejection is counted, no longer current
+        var logs = proxy.Services.GetFakeLogCollector().GetSnapshot();
+        Assert.Single(logs, r => r.Id.Id == 101); // the repeat was not logged again
+        Assert.Equal("Configuration is back to what runs (generation 1); the rejected edit is no longer pending.", Assert.Single(logs, r => r.Id.Id == 103).Message);
 
         (long Applied, long Rejected, int Current) Reloads()
         {
