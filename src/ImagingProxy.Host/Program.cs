@@ -14,10 +14,11 @@ catch (InvalidConfigurationException ex)
     await Console.Error.WriteLineAsync(ex.Message);
     return 2;
 }
-catch (IOException ex) when (ex.InnerException is AddressInUseException or SocketException)
+catch (Exception ex) when (ex is SocketException or IOException { InnerException: AddressInUseException or SocketException or AggregateException })
 {
-    // Kestrel could not bind an endpoint or listener (the address is in use, not available, or not permitted): its
-    // message names the address. The host logged the failure too.
+    // Kestrel could not bind an endpoint or listener: in use (IOException around AddressInUseException), not on this
+    // host or not permitted (the SocketException itself), or neither loopback address of localhost. The host logged
+    // the failure too.
     await Console.Error.WriteLineAsync($"ImagingProxy could not start: {ex.Message}");
     return 3;
 }

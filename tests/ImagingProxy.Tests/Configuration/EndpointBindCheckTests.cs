@@ -34,6 +34,26 @@ public sealed class EndpointBindCheckTests : IDisposable
     }
 
     [Fact]
+    public void An_address_in_use_by_a_running_endpoint_that_stays_or_not_on_this_host_is_still_a_problem()
+    {
+        var taken = $"http://127.0.0.1:{TakenPort}";
+
+        // Admin keeps the port (the TcpListener plays it) while Viewers moves onto it: Kestrel would fail too.
+        var stays = EndpointBindCheck.Problems(Endpoints(("Viewers", "http://127.0.0.1:0"), ("Admin", taken)), Endpoints(("Viewers", taken), ("Admin", taken)));
+        Assert.Equal([$"Kestrel:Endpoints:Viewers:Url: '{taken}' cannot be bound (address already in use); the endpoint stays on its current address."], stays);
+
+        // Viewers moves to another address on the port it holds now, an address this host does not have.
+        var elsewhere = $"http://192.0.2.1:{TakenPort}";
+        Assert.Equal(
+            [$"Kestrel:Endpoints:Viewers:Url: '{elsewhere}' cannot be bound (the address is not on this host); the endpoint stays on its current address."],
+            EndpointBindCheck.Problems(Endpoints(("Viewers", taken)), Endpoints(("Viewers", elsewhere))));
+
+        Assert.Equal(
+            ["Kestrel:Endpoints:Viewers:Url: 'http://localhost:0': Kestrel cannot bind localhost to a dynamic port (0); name 127.0.0.1 or [::1]."],
+            EndpointBindCheck.Problems(Endpoints(("Viewers", taken)), Endpoints(("Viewers", "http://localhost:0"))));
+    }
+
+    [Fact]
     public void Unchanged_urls_ports_the_running_endpoints_hold_and_port_0_are_not_tried()
     {
         var taken = $"http://127.0.0.1:{TakenPort}";

@@ -136,4 +136,20 @@ public sealed class ConfigurationLayeringTests : IAsyncLifetime
         Assert.Contains($"127.0.0.1:{port}", host.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("Unhandled exception", host.Output, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task A_listener_address_not_on_this_host_stops_the_host_with_exit_code_3()
+    {
+        var path = Path.Combine(_certificate.Directory, "elsewhere.json");
+        await File.WriteAllTextAsync(path, """
+            {
+              "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ImagingProxy": { "Mllp": { "Listeners": { "hl7": { "Address": "192.0.2.1", "Port": 2575 } } } }
+            }
+            """);
+        using var host = HostProcess.Start(["--config", path]);
+        Assert.True(await host.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 3, host.Output);
+        Assert.Contains("ImagingProxy could not start:", host.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Unhandled exception", host.Output, StringComparison.Ordinal);
+    }
 }
