@@ -125,26 +125,29 @@ public sealed partial class DicomConnectionHandler(
         var client = connection.Transport;
         var limit = DicomProxySettings.MaxAssociatePduLength(options);
 
-        // PS3.8 §9.1.2: ARTIM runs from the transport connect to the whole A-ASSOCIATE-RQ.
-        using var artim = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time);
-        // The drain's close request does not end the wait for the RQ at once (an RQ is answered below: rejected
-        // transiently, so the modality goes elsewhere); it shortens it to DrainRequestWait, so that a connection that
-        // sends nothing does not hold the shutdown until the drain deadline.
         var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
-        using var stopping = drain.Stopping.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim);
-        using var closing = closeRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim);
-        using var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, drain.Deadline);
         FirstPdu first;
-        try
+
+        // PS3.8 §9.1.2: ARTIM runs from the transport connect to the whole A-ASSOCIATE-RQ. The drain's close request does
+        // not end the wait for the RQ at once (an RQ is answered below: rejected transiently, so the modality goes
+        // elsewhere); it shortens it to DrainRequestWait, so that a connection that sends nothing does not hold the
+        // shutdown until the drain deadline. All of it ends with the read.
+        using (var artim = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time))
+        using (drain.Stopping.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim))
+        using (closeRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim))
+        using (var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, drain.Deadline))
         {
-            first = await ReadFirstPduAsync(client.Input, limit, artimOrClosed.Token);
-        }
-        catch (OperationCanceledException) when (artim.IsCancellationRequested || drain.Deadline.IsCancellationRequested)
-        {
-            // PS3.8 Table 9-10, Sta2 + ARTIM expired: AA-2, close the transport (no association exists to abort).
-            return artim.IsCancellationRequested && !drain.IsDraining && !closeRequested.IsCancellationRequested
-                ? DicomAssociationEndReason.Artim
-                : DicomAssociationEndReason.Shutdown;
+            try
+            {
+                first = await ReadFirstPduAsync(client.Input, limit, artimOrClosed.Token);
+            }
+            catch (OperationCanceledException) when (artim.IsCancellationRequested || drain.Deadline.IsCancellationRequested)
+            {
+                // PS3.8 Table 9-10, Sta2 + ARTIM expired: AA-2, close the transport (no association exists to abort).
+                return artim.IsCancellationRequested && !drain.IsDraining && !closeRequested.IsCancellationRequested
+                    ? DicomAssociationEndReason.Artim
+                    : DicomAssociationEndReason.Shutdown;
+            }
         }
 
         if (first.Status == PduReadResult.Incomplete)

@@ -89,27 +89,33 @@ internal sealed class RawConnectionCloseGuard
     /// <summary>Drops the closed connections at the head of the queue and aborts those past their grace; again while any are left.</summary>
     private void Sweep()
     {
-        var now = _time.GetTimestamp();
-        while (_watched.TryPeek(out var watch))
+        try
         {
-            var closed = watch.Closed;
-            if (!closed && _time.GetElapsedTime(watch.Since, now) < Grace)
+            var now = _time.GetTimestamp();
+            while (_watched.TryPeek(out var watch))
             {
-                break;
-            }
+                var closed = watch.Closed;
+                if (!closed && _time.GetElapsedTime(watch.Since, now) < Grace)
+                {
+                    break;
+                }
 
-            _watched.TryDequeue(out _);
-            if (!closed)
-            {
-                Abort(watch.Connection);
+                _watched.TryDequeue(out _);
+                if (!closed)
+                {
+                    Abort(watch.Connection);
+                }
             }
         }
-
-        // A connection queued while this ran either saw the flag still set (then it is seen here) or arms the next sweep.
-        Interlocked.Exchange(ref _sweepArmed, 0);
-        if (!_watched.IsEmpty)
+        finally
         {
-            ArmSweep();
+            // A connection queued while this ran either saw the flag still set (then it is seen here) or arms the next
+            // sweep; the guard goes on whatever happened above.
+            Interlocked.Exchange(ref _sweepArmed, 0);
+            if (!_watched.IsEmpty)
+            {
+                ArmSweep();
+            }
         }
     }
 
@@ -121,9 +127,9 @@ internal sealed class RawConnectionCloseGuard
         {
             connection.Abort(new ConnectionAbortedException($"The client read nothing of the connection's last bytes for {Grace.TotalSeconds:0} s."));
         }
-        catch (ObjectDisposedException)
+        catch (Exception ex) when (ex is ObjectDisposedException or InvalidOperationException or IOException)
         {
-            // Closed meanwhile.
+            // Closed meanwhile (or closing): nothing is left to abort.
         }
     }
 
