@@ -35,10 +35,12 @@ internal sealed partial class RequestBodyLimitStep(ILogger<RequestBodyLimitStep>
     {
         var route = context.GetReverseProxyFeature().Route.Config.RouteId;
         Log.TooLarge(logger, context.Request.Method, context.Request.Path.Value ?? "/", route, length, limit);
-        context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
 
         // The body is not read: the connection closes after the answer rather than read what the client still sends.
+        // (The XDS route has no limit, XdsRouteProvider: MTOM bodies are large.)
         context.Response.Headers.Connection = "close";
+        context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
+        context.Response.ContentType = "text/plain; charset=utf-8";
         await context.Response.WriteAsync($"413 Payload Too Large: the request body ({length} bytes) is over the limit of {limit} bytes for route '{route}'.\n", context.RequestAborted);
     }
 

@@ -23,13 +23,14 @@ internal static partial class RequestTimeoutStep
         }
 
         var started = context.Response.HasStarted;
+        var feature = context.Features.Get<IReverseProxyFeature>();
         if (!started)
         {
+            // The XDS route has no Timeout (XdsRouteProvider): its timeouts are the forwarder's, answered with a SOAP fault.
             context.Response.StatusCode = StatusCodes.Status504GatewayTimeout;
         }
 
         var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(RequestTimeoutStep).FullName!);
-        var feature = context.Features.Get<IReverseProxyFeature>();
         Log.TimedOut(
             logger,
             context.Request.Method,
@@ -39,9 +40,13 @@ internal static partial class RequestTimeoutStep
             started ? "the response was cut short" : "answered 504");
     }
 
-    /// <summary>True when the request's route <c>Timeout</c> fired.</summary>
+    /// <summary>
+    /// True when the request's route <c>Timeout</c> fired and ended the exchange (YARP recorded the cancellation): an
+    /// exchange that finished just before the deadline is not a timeout.
+    /// </summary>
     public static bool TimedOut(HttpContext context)
-        => context.Features.Get<IHttpRequestTimeoutFeature>() is { } timeout && timeout.RequestTimeoutToken.IsCancellationRequested;
+        => context.Features.Get<IHttpRequestTimeoutFeature>() is { } timeout && timeout.RequestTimeoutToken.IsCancellationRequested
+            && context.GetForwarderErrorFeature() is not null;
 
     private static partial class Log
     {
