@@ -17,6 +17,9 @@ public sealed class LastParsedJsonConfigurationProvider : JsonConfigurationProvi
 {
     private volatile string? _loadError;
 
+    /// <summary>The data of the last load that parsed: a load that found no file replaces it without parsing anything.</summary>
+    private IDictionary<string, string?>? _parsed;
+
     public LastParsedJsonConfigurationProvider(LastParsedJsonConfigurationSource source)
         : base(source)
     {
@@ -30,6 +33,7 @@ public sealed class LastParsedJsonConfigurationProvider : JsonConfigurationProvi
         try
         {
             base.Load(stream);
+            _parsed = Data;
             _loadError = null;
         }
         catch (FormatException ex)
@@ -44,10 +48,16 @@ public sealed class LastParsedJsonConfigurationProvider : JsonConfigurationProvi
         }
     }
 
-    /// <summary>The error of a required file that is not there now (checked when asked: a reload, not per request).</summary>
+    /// <summary>
+    /// The error of a required file that was not there when it was last loaded (its data was then replaced by an empty
+    /// set without a parse), or is not there now; checked when asked (a reload, not per request). A file put back at once
+    /// is loaded again by its own change.
+    /// </summary>
     private string? Missing()
     {
-        if (Source.Optional || Source.FileProvider?.GetFileInfo(Source.Path ?? string.Empty) is { Exists: true })
+        var replacedUnparsed = _parsed is not null && !ReferenceEquals(Data, _parsed);
+        if (Source.Optional
+            || (!replacedUnparsed && Source.FileProvider?.GetFileInfo(Source.Path ?? string.Empty) is { Exists: true }))
         {
             return null;
         }

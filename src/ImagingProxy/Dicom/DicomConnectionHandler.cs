@@ -404,8 +404,9 @@ public sealed partial class DicomConnectionHandler(
     }
 
     /// <summary>
-    /// The level of an association's end line: a warning when the node failed it (closed or aborted it, sent what is not
-    /// DICOM) or no node could take it, information otherwise (the client's own release, abort or close included).
+    /// The level of an association's end line: a warning when the node failed it (closed or aborted it) or no node could
+    /// take it, information otherwise (the client's own release, abort or close included; malformed input has its own
+    /// lines).
     /// </summary>
     internal static LogLevel EndLevel(DicomAssociationEndReason reason)
         => reason is DicomAssociationEndReason.NodeAborted or DicomAssociationEndReason.NodeClosed or DicomAssociationEndReason.NoDestination

@@ -40,6 +40,26 @@ public sealed class LastParsedJsonConfigurationTests : IDisposable
     }
 
     [Fact]
+    public async Task A_required_file_read_as_missing_stays_an_error_even_once_it_is_back_until_it_is_read_again()
+    {
+        var path = Path.Combine(_directory, "config.json");
+        File.WriteAllText(path, """{ "ReverseProxy": { "Clusters": { "web": { } } } }""");
+        var source = LastParsedJsonConfigurationSource.For(path, optional: false, reloadOnChange: true);
+        source.ReloadDelay = 2000;
+        var root = new ConfigurationBuilder().Add(source).Build();
+        var provider = Assert.IsAssignableFrom<IConfigurationLoadError>(Assert.Single(root.Providers));
+
+        // The watcher's load finds no file (.NET then reads it as empty); the file is back before the load is judged.
+        var reloaded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = root.GetReloadToken().RegisterChangeCallback(static s => ((TaskCompletionSource)s!).TrySetResult(), reloaded);
+        File.Delete(path);
+        await reloaded.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        File.WriteAllText(path, """{ "ReverseProxy": { "Clusters": { "web": { } } } }""");
+
+        Assert.Equal($"{path}: file not found (deleted, or being replaced); the configuration in force stays until the file is back.", provider.LoadError);
+    }
+
+    [Fact]
     public async Task The_host_reads_its_appsettings_files_and_the_config_file_through_the_last_parsed_provider()
     {
         var path = Path.Combine(_directory, "config.json");
