@@ -32,11 +32,11 @@ public sealed partial class DicomConnectionHandler(
     ILogger<DicomConnectionHandler> logger) : ConnectionHandler
 {
     /// <summary>
-    /// How long a connection still waiting for its A-ASSOCIATE-RQ when the drain begins may take to send it (then it is
+    /// How long after the drain began a connection still waiting for its A-ASSOCIATE-RQ may take to send it (then it is
     /// rejected transiently); after that it is closed, ended as <c>shutdown</c>. A modality sends its RQ as soon as it
     /// has connected.
     /// </summary>
-    public static readonly TimeSpan DrainRequestWait = TimeSpan.FromSeconds(1);
+    public static TimeSpan DrainRequestWait => ConnectionDrain.RequestWait;
 
     /// <summary>Cluster metadata: <c>true</c> replaces the Called AE title with the destination's <c>AeTitle</c> metadata.</summary>
     public const string RewriteCalledAeTitleKey = MetadataKeys.RewriteCalledAeTitle;
@@ -125,28 +125,23 @@ public sealed partial class DicomConnectionHandler(
         var client = connection.Transport;
         var limit = DicomProxySettings.MaxAssociatePduLength(options);
 
-        var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
         FirstPdu first;
 
-        // PS3.8 §9.1.2: ARTIM runs from the transport connect to the whole A-ASSOCIATE-RQ. The drain's close request does
-        // not end the wait for the RQ at once (an RQ is answered below: rejected transiently, so the modality goes
-        // elsewhere); it shortens it to DrainRequestWait, so that a connection that sends nothing does not hold the
-        // shutdown until the drain deadline. All of it ends with the read.
+        // PS3.8 §9.1.2: ARTIM runs from the transport connect to the whole A-ASSOCIATE-RQ. The drain does not end the wait
+        // for the RQ at once (an RQ is answered below: rejected transiently, so the modality goes elsewhere); it ends it
+        // DrainRequestWait after it began, so that a connection that sends nothing does not hold the shutdown until the
+        // drain deadline (Kestrel accepts no connection meanwhile).
         using (var artim = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time))
-        using (drain.Stopping.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim))
-        using (closeRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(DrainRequestWait), artim))
-        using (var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, drain.Deadline))
+        using (var artimOrClosed = CancellationTokenSource.CreateLinkedTokenSource(artim.Token, connection.ConnectionClosed, drain.RequestWaitOver))
         {
             try
             {
                 first = await ReadFirstPduAsync(client.Input, limit, artimOrClosed.Token);
             }
-            catch (OperationCanceledException) when (artim.IsCancellationRequested || drain.Deadline.IsCancellationRequested)
+            catch (OperationCanceledException) when (artim.IsCancellationRequested || drain.RequestWaitOver.IsCancellationRequested)
             {
                 // PS3.8 Table 9-10, Sta2 + ARTIM expired: AA-2, close the transport (no association exists to abort).
-                return artim.IsCancellationRequested && !drain.IsDraining && !closeRequested.IsCancellationRequested
-                    ? DicomAssociationEndReason.Artim
-                    : DicomAssociationEndReason.Shutdown;
+                return drain.RequestWaitOver.IsCancellationRequested ? DicomAssociationEndReason.Shutdown : DicomAssociationEndReason.Artim;
             }
         }
 
@@ -179,6 +174,7 @@ public sealed partial class DicomConnectionHandler(
         var setupStarted = time.GetTimestamp();
 
         // Issue 6: an RQ read after the drain began (Kestrel's close request, or the host stopping) is refused transiently.
+        var closeRequested = connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.ConnectionClosedRequested ?? CancellationToken.None;
         var draining = drain.IsDraining || closeRequested.IsCancellationRequested;
         switch (DicomDrain.Decide(DicomConnectionStage.RequestReceived, draining, drain.Deadline.IsCancellationRequested))
         {

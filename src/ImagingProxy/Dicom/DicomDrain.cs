@@ -16,8 +16,8 @@ public sealed partial class DicomDrain(ConnectionDrain drain, ILogger<DicomDrain
     /// <summary>True once the host is stopping: new associations are refused.</summary>
     public bool IsDraining => drain.IsDraining;
 
-    /// <summary>Fires when the host begins stopping (the drain begins).</summary>
-    public CancellationToken Stopping => drain.Stopping;
+    /// <summary>Fires <see cref="ConnectionDrain.RequestWait"/> after the drain began (or at its deadline if sooner).</summary>
+    public CancellationToken RequestWaitOver => drain.RequestWaitOver;
 
     /// <summary>Fires at the drain deadline (<see cref="ConnectionDrain.Deadline"/>): the associations still open are aborted.</summary>
     public CancellationToken Deadline => drain.Deadline;

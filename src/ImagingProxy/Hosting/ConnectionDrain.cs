@@ -22,6 +22,7 @@ public sealed partial class ConnectionDrain : IDisposable
     private readonly TimeSpan _shutdownTimeout;
     private readonly ILogger<ConnectionDrain> _logger;
     private readonly CancellationTokenSource _deadline;
+    private readonly CancellationTokenSource _requestWaitOver;
     private readonly CancellationTokenRegistration _stopping;
 
     private readonly HttpProxyMetrics? _http;
@@ -35,14 +36,18 @@ public sealed partial class ConnectionDrain : IDisposable
         _shutdownTimeout = hostOptions.Value.ShutdownTimeout;
         _logger = logger;
         _deadline = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
+        _requestWaitOver = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
         _stopping = lifetime.ApplicationStopping.Register(Begin);
     }
 
     /// <summary>True once the host is stopping.</summary>
     public bool IsDraining => _lifetime.ApplicationStopping.IsCancellationRequested;
 
-    /// <summary>Fires when the host begins stopping.</summary>
-    public CancellationToken Stopping => _lifetime.ApplicationStopping;
+    /// <summary>How long after the drain began a connection that has sent nothing yet may still start its exchange (DICOM: its A-ASSOCIATE-RQ).</summary>
+    public static readonly TimeSpan RequestWait = TimeSpan.FromSeconds(1);
+
+    /// <summary>Cancelled <see cref="RequestWait"/> after the drain began, or at the deadline if that is sooner: one timer for every connection.</summary>
+    public CancellationToken RequestWaitOver => _requestWaitOver.Token;
 
     /// <summary>Cancelled at <see cref="DeadlineAfter"/> once draining: the connections still busy are ended.</summary>
     public CancellationToken Deadline => _deadline.Token;
@@ -71,12 +76,21 @@ public sealed partial class ConnectionDrain : IDisposable
     {
         _stopping.Dispose();
         _deadline.Dispose();
+        _requestWaitOver.Dispose();
     }
 
     private void Begin()
     {
         var after = DeadlineAfter;
         Log.DrainStarted(_logger, after);
+        try
+        {
+            _requestWaitOver.CancelAfter(after != Timeout.InfiniteTimeSpan && after < RequestWait ? after : RequestWait);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
         if (after != Timeout.InfiniteTimeSpan)
         {
             try
