@@ -59,7 +59,7 @@ public sealed partial class ConfigurationGate : IDisposable
     /// <exception cref="InvalidConfigurationException">The configuration has problems; every one is listed.</exception>
     public void ApplyInitial()
     {
-        var errors = TryApply();
+        var errors = TryApply(out _);
         if (errors.Count > 0)
         {
             throw new InvalidConfigurationException(errors);
@@ -88,16 +88,17 @@ public sealed partial class ConfigurationGate : IDisposable
     private void OnRawReload()
     {
         IReadOnlyList<string> errors;
+        var repeated = false;
         try
         {
-            errors = TryApply();
+            errors = TryApply(out repeated);
         }
         catch (Exception ex)
         {
             errors = [$"configuration could not be read: {ex.Message}"];
         }
 
-        if (errors.Count > 0 && !_repeated)
+        if (errors.Count > 0 && !repeated)
         {
             Log.ReloadRejected(_logger, errors.Count, string.Join(Environment.NewLine, errors));
         }
@@ -105,97 +106,118 @@ public sealed partial class ConfigurationGate : IDisposable
         ReloadAttempted?.Invoke(errors);
     }
 
-    private IReadOnlyList<string> TryApply()
+    private IReadOnlyList<string> TryApply(out bool repeated)
     {
         lock (_lock)
         {
-            _repeated = false;
-            // A file that did not parse keeps its last parsed content in the raw configuration: nothing is judged until
-            // it parses again, whichever source changed.
-            var loadErrors = LoadErrors(_raw);
-            if (loadErrors.Count > 0)
-            {
-                return Rejected(loadErrors);
-            }
+            var errors = TryApplyLocked();
+            repeated = _repeated;
+            return errors;
+        }
+    }
 
-            var snapshot = Snapshot(_raw);
-            if (Generation > 0 && SameAs(snapshot, _current))
-            {
-                // Nothing to apply; an edit rejected before is no longer pending (the file was put back as it runs).
-                if (RejectedAt is not null)
-                {
-                    Log.RejectionWithdrawn(_logger, Generation);
-                }
+    /// <summary>The reload attempt itself, under the lock.</summary>
+    private IReadOnlyList<string> TryApplyLocked()
+    {
+        _repeated = false;
+        // A file that did not parse keeps its last parsed content in the raw configuration: nothing is judged until
+        // it parses again, whichever source changed.
+        var loadErrors = LoadErrors(_raw);
+        if (loadErrors.Count > 0)
+        {
+            return Rejected(loadErrors);
+        }
 
-                LastRejection = [];
-                RejectedAt = null;
-                return [];
-            }
-
-            var errors = ConfigurationValidator.Validate(_raw);
-            if (errors.Count == 0 && _startup is not null)
+        var snapshot = Snapshot(_raw);
+        if (Generation > 0 && SameAs(snapshot, _current))
+        {
+            // Nothing to apply; an edit rejected before is no longer pending (the file was put back as it runs).
+            if (RejectedAt is not null)
             {
-                errors = StartupBoundSettings.Changes(_startup, _raw);
-            }
-
-            if (errors.Count == 0 && _startup is not null)
-            {
-                errors = EndpointBindCheck.Problems(new ConfigurationBuilder().AddInMemoryCollection(_current).Build(), _raw);
-            }
-
-            if (errors.Count > 0)
-            {
-                return Rejected(errors, snapshot);
-            }
-
-            var previous = _current;
-            _current = snapshot;
-            errors = Replace(snapshot);
-            if (errors.Count > 0)
-            {
-                // Refused downstream: everyone goes back to the previous configuration, so that the DICOM and MLLP
-                // tables never point at clusters YARP kept out (they saw the change for the moment it took).
-                _current = previous;
-                Replace(previous);
-                return Rejected(errors, snapshot);
+                Log.RejectionWithdrawn(_logger, Generation);
             }
 
             LastRejection = [];
             RejectedAt = null;
-            _startup ??= new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build();
-            Generation++;
-            AppliedAt = _time.GetUtcNow();
-            if (Generation > 1)
-            {
-                Log.ReloadApplied(_logger, Generation);
-                if (ChangedEndpoints(previous, snapshot) is { Count: > 0 } rebound)
-                {
-                    Log.EndpointsRebound(_logger, string.Join(", ", rebound));
-                }
-            }
-
             return [];
         }
+
+        var errors = ConfigurationValidator.Validate(_raw);
+        if (errors.Count == 0 && _startup is not null)
+        {
+            errors = StartupBoundSettings.Changes(_startup, _raw);
+        }
+
+        if (errors.Count == 0 && _startup is not null)
+        {
+            errors = EndpointBindCheck.Problems(new ConfigurationBuilder().AddInMemoryCollection(_current).Build(), _raw);
+        }
+
+        if (errors.Count > 0)
+        {
+            return Rejected(errors, snapshot);
+        }
+
+        var previous = _current;
+        _current = snapshot;
+        errors = Replace(snapshot);
+        if (errors.Count > 0)
+        {
+            // Refused downstream: everyone goes back to the previous configuration, so that the DICOM and MLLP
+            // tables never point at clusters YARP kept out (they saw the change for the moment it took).
+            _current = previous;
+            Replace(previous);
+            return Rejected(errors, snapshot);
+        }
+
+        LastRejection = [];
+        RejectedAt = null;
+        _startup ??= new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build();
+        Generation++;
+        AppliedAt = _time.GetUtcNow();
+        if (Generation > 1)
+        {
+            Log.ReloadApplied(_logger, Generation);
+            if (ChangedEndpoints(previous, snapshot) is { Count: > 0 } rebound)
+            {
+                Log.EndpointsRebound(_logger, string.Join(", ", rebound));
+            }
+        }
+
+        return [];
     }
 
-    /// <summary>The Kestrel endpoints (names, sorted) with any setting that differs between the two configurations: Kestrel rebinds them.</summary>
+    /// <summary>
+    /// The Kestrel endpoints (names, sorted) Kestrel rebinds between the two configurations: those with a setting of their
+    /// own that differs, and every one when <c>Kestrel:EndpointDefaults</c> or <c>Kestrel:Certificates</c> differ.
+    /// </summary>
     internal static List<string> ChangedEndpoints(Dictionary<string, string?> before, Dictionary<string, string?> after)
     {
         const string prefix = "Kestrel:Endpoints:";
         var changed = new SortedSet<string>(StringComparer.OrdinalIgnoreCase);
+        var all = new SortedSet<string>(StringComparer.OrdinalIgnoreCase);
+        var shared = false;
         foreach (var (a, b) in (ReadOnlySpan<(Dictionary<string, string?>, Dictionary<string, string?>)>)[(before, after), (after, before)])
         {
             foreach (var (key, value) in a)
             {
-                if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && key.IndexOf(':', prefix.Length) is var end and > 0
-                    && (!b.TryGetValue(key, out var other) || !string.Equals(value, other, StringComparison.Ordinal)))
+                var differs = !b.TryGetValue(key, out var other) || !string.Equals(value, other, StringComparison.Ordinal);
+                if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && key.IndexOf(':', prefix.Length) is var end and > 0)
                 {
-                    changed.Add(key[prefix.Length..end]);
+                    all.Add(key[prefix.Length..end]);
+                    if (differs)
+                    {
+                        changed.Add(key[prefix.Length..end]);
+                    }
+                }
+                else if (differs && (key.StartsWith("Kestrel:EndpointDefaults:", StringComparison.OrdinalIgnoreCase) || key.StartsWith("Kestrel:Certificates:", StringComparison.OrdinalIgnoreCase)))
+                {
+                    shared = true;
                 }
             }
         }
 
-        return [.. changed];
+        return shared ? [.. all] : [.. changed];
     }
 
     /// <summary>Makes <paramref name="snapshot"/> the last good configuration; the problems readers found with it.</summary>

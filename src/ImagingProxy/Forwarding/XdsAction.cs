@@ -17,11 +17,14 @@ public static class XdsAction
     public static XdsTransaction Classify(string? contentType, string? soapAction, out string? action)
     {
         action = FindParameter(contentType, "action");
-        if (action is not null && FindParameter(contentType, "action", skip: 1) is { } second && !second.Trim().Equals(action.Trim(), StringComparison.OrdinalIgnoreCase))
+        for (var skip = 1; action is not null && FindParameter(contentType, "action", skip) is { } other; skip++)
         {
-            // Two different actions in one Content-Type: which one the server acts on is anyone's guess; refused.
-            action = $"{action}' and '{second}";
-            return XdsTransaction.Conflicting;
+            if (!other.Trim().Equals(action.Trim(), StringComparison.OrdinalIgnoreCase))
+            {
+                // Two different actions in one Content-Type: which one the server acts on is anyone's guess; refused.
+                action = $"{action}' and '{other}";
+                return XdsTransaction.Conflicting;
+            }
         }
 
         if (string.IsNullOrEmpty(action))

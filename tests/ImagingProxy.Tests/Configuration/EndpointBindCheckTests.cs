@@ -84,5 +84,9 @@ public sealed class EndpointBindCheckTests : IDisposable
 
         Assert.Equal(["Admin", "Viewers"], ConfigurationGate.ChangedEndpoints(before, after));
         Assert.Empty(ConfigurationGate.ChangedEndpoints(before, new(before, StringComparer.OrdinalIgnoreCase)));
+
+        // Shared settings rebind every endpoint.
+        Dictionary<string, string?> defaults = new(before, StringComparer.OrdinalIgnoreCase) { ["Kestrel:EndpointDefaults:SslProtocols:0"] = "Tls13" };
+        Assert.Equal(["Admin", "Viewers", "Xds"], ConfigurationGate.ChangedEndpoints(before, defaults));
     }
 }

@@ -17,6 +17,7 @@ public class XdsActionTests
     [InlineData("multipart/related; type=\"application/xop+xml\"; start-info=\"application/soap+xml\"", XdsTransaction.Missing)]
     [InlineData("application/soap+xml; action=\"urn:ihe:iti:2007:RegistryStoredQuery\"; action=\"urn:ihe:iti:2007:RetrieveDocumentSet\"", XdsTransaction.Conflicting)]
     [InlineData("application/soap+xml; action=\"urn:ihe:iti:2007:RegistryStoredQuery\"; action=urn:ihe:iti:2007:registrystoredquery", XdsTransaction.RegistryStoredQuery)]
+    [InlineData("application/soap+xml; action=urn:ihe:iti:2007:RegistryStoredQuery; action=urn:ihe:iti:2007:RegistryStoredQuery; action=urn:ihe:iti:2007:RetrieveDocumentSet", XdsTransaction.Conflicting)]
     public void Classifies_the_action_parameter_of_the_content_type(string contentType, XdsTransaction expected)
         => Assert.Equal(expected, XdsAction.Classify(contentType, null, out _));
 
