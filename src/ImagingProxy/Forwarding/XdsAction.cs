@@ -68,6 +68,8 @@ public static class XdsAction
         XdsTransaction.ProvideAndRegisterDocumentSet => "ITI-41",
         XdsTransaction.RegisterDocumentSet => "ITI-42",
         XdsTransaction.RetrieveDocumentSet => "ITI-43",
+        XdsTransaction.Missing => "missing",
+        XdsTransaction.Conflicting => "conflicting",
         _ => "unknown",
     };
 

@@ -25,6 +25,9 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
             return;
         }
 
+        // Recorded for the metrics step (imagingproxy.xds.transactions), refused requests included.
+        var transaction = XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out var action);
+        context.Items[XdsTransactionItem] = transaction;
         if (!HttpMethods.IsPost(context.Request.Method))
         {
             // XDS.b is SOAP over HTTP POST (ITI TF-2); nothing else is forwarded.
@@ -34,7 +37,6 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
             return;
         }
 
-        var transaction = XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out var action);
         if (transaction is XdsTransaction.Missing or XdsTransaction.Unknown or XdsTransaction.Conflicting)
         {
             Log.BadAction(logger, transaction, action ?? "(none)", context.Connection.RemoteIpAddress?.ToString() ?? "?");
@@ -48,7 +50,6 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
             return;
         }
 
-        context.Items[XdsTransactionItem] = transaction;
         // The cluster ids travel in the route's metadata (XdsRouteProvider), so a request never re-reads configuration.
         var clusterId = metadata.GetValueOrDefault(XdsAction.IsRegistry(transaction) ? MetadataKeys.XdsRegistryCluster : MetadataKeys.XdsRepositoryCluster);
         if (string.IsNullOrEmpty(clusterId) || !state.TryGetCluster(clusterId, out var cluster))

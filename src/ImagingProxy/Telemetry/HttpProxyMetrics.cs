@@ -71,7 +71,7 @@ public sealed class HttpProxyMetrics : IDisposable
         {
             var transaction = context.Items.TryGetValue(XdsRoutingStep.XdsTransactionItem, out var value) && value is XdsTransaction t
                 ? XdsAction.TransactionId(t)
-                : XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out _) is var c && c == XdsTransaction.Missing ? "missing" : "unknown";
+                : XdsAction.TransactionId(XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out _));
             _xds.Add(1, new TagList { { "transaction", transaction }, { "http.response.status_code", StatusCodeTag(context.Response.StatusCode) } });
         }
     }

@@ -1,9 +1,12 @@
+using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using ImagingProxy.Forwarding;
+using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Tests.Forwarding;
@@ -109,11 +112,14 @@ public sealed class XdsRoutingTests : IAsyncLifetime
     {
         using var content = new StringContent(Envelope(XdsAction.RegistryStoredQuery), Encoding.UTF8);
         content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{XdsAction.RegistryStoredQuery}\"; action=\"{XdsAction.RetrieveDocumentSet}\"");
+        using var transactions = new MetricCollector<long>(_proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.xds.transactions");
         using var response = await _client.PostAsync("/xds", content);
         Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
         var text = await response.Content.ReadAsStringAsync();
         Assert.Contains("<env:Value>env:Sender</env:Value>", text, StringComparison.Ordinal);
         Assert.Contains("Two different SOAP actions", text, StringComparison.Ordinal);
+        await transactions.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(10));
+        Assert.Equal("conflicting", Assert.Single(transactions.GetMeasurementSnapshot()).Tags["transaction"]);
         Assert.Empty(_registry.Requests);
         Assert.Empty(_repository.Requests);
     }
@@ -123,8 +129,12 @@ public sealed class XdsRoutingTests : IAsyncLifetime
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "/xds");
         request.Headers.TryAddWithoutValidation("SOAPAction", XdsAction.RegistryStoredQuery);
+        using var transactions = new MetricCollector<long>(_proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.xds.transactions");
         using var response = await _client.SendAsync(request);
         Assert.Equal(HttpStatusCode.MethodNotAllowed, response.StatusCode);
+        await transactions.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(10));
+        var counted = Assert.Single(transactions.GetMeasurementSnapshot());
+        Assert.Equal(("ITI-18", (object?)405), ((string?)counted.Tags["transaction"], counted.Tags["http.response.status_code"]));
         Assert.Equal(["POST"], response.Content.Headers.Allow);
         Assert.Contains("<env:Value>env:Sender</env:Value>", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Empty(_registry.Requests);
