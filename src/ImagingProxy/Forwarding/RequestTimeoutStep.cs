@@ -1,6 +1,5 @@
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Timeouts;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Model;
 
@@ -12,9 +11,9 @@ namespace ImagingProxy.Forwarding;
 /// client cancellation (400), which misleads viewers and operators. A response already under way is cut there; either
 /// way the request is logged (event 411, warning) and counted with <c>error="RequestTimeout"</c> (HttpProxyMetrics).
 /// </summary>
-internal static partial class RequestTimeoutStep
+internal sealed partial class RequestTimeoutStep(ILogger<RequestTimeoutStep> logger)
 {
-    public static async Task InvokeAsync(HttpContext context, Func<Task> next)
+    public async Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         await next();
         if (!TimedOut(context))
@@ -30,7 +29,6 @@ internal static partial class RequestTimeoutStep
             context.Response.StatusCode = StatusCodes.Status504GatewayTimeout;
         }
 
-        var logger = context.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(RequestTimeoutStep).FullName!);
         Log.TimedOut(
             logger,
             context.Request.Method,

@@ -27,7 +27,7 @@ public static class AdminEndpoints
     }
 
     /// <summary>The methods the admin paths answer (<c>/metrics</c> too): GET and HEAD.</summary>
-    public static readonly string[] ReadMethods = [HttpMethods.Get, HttpMethods.Head];
+    public static IReadOnlyList<string> ReadMethods { get; } = [HttpMethods.Get, HttpMethods.Head];
 
     private static async Task WriteStatusAsync(HttpContext context)
     {

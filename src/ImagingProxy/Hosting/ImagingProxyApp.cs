@@ -155,7 +155,7 @@ public static class ImagingProxyApp
         app.UseRouting();
         app.UseRequestTimeouts();
         app.MapAdminEndpoints();
-        app.MapMetrics().WithMetadata(new ListenerMetadata(EndpointNames.Admin));
+        app.MapMetrics().WithMetadata(new ListenerMetadata(EndpointNames.Admin), new HttpMethodMetadata(AdminEndpoints.ReadMethods));
         MapProxy(app);
         return app;
     }
@@ -181,7 +181,7 @@ public static class ImagingProxyApp
         var xds = pipeline.ApplicationServices.GetRequiredService<XdsRoutingStep>();
         var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpProxyMetrics>().InvokeAsync);
-        pipeline.Use(RequestTimeoutStep.InvokeAsync);
+        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestTimeoutStep>().InvokeAsync);
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestBodyLimitStep>().InvokeAsync);
         pipeline.Use(xds.InvokeAsync);
         pipeline.UseSessionAffinity();
@@ -241,6 +241,7 @@ public static class ImagingProxyApp
         services.AddSingleton<XdsRoutingStep>();
         services.AddSingleton<NoDestinationStep>();
         services.AddSingleton<RequestBodyLimitStep>();
+        services.AddSingleton<RequestTimeoutStep>();
 
         // Health: one tracker, YARP's updater wrapped so every change is seen, our monitor for every protocol.
         services.AddSingleton<DestinationHealthTracker>();

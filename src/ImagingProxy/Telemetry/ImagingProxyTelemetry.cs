@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -69,7 +68,7 @@ public static class ImagingProxyTelemetry
         public const string MessageType = "hl7-message-type";
     }
 
-    /// <summary>The Prometheus scrape at <c>/metrics</c>, GET and HEAD only, as the other admin paths.</summary>
+    /// <summary>The Prometheus scrape at <c>/metrics</c>, for every method (the Admin endpoint restricts it as its other paths).</summary>
     public static IEndpointConventionBuilder MapMetrics(this IEndpointRouteBuilder endpoints)
-        => endpoints.MapPrometheusScrapingEndpoint("/metrics").WithMetadata(new HttpMethodMetadata([HttpMethods.Get, HttpMethods.Head]));
+        => endpoints.MapPrometheusScrapingEndpoint("/metrics");
 }
