@@ -197,23 +197,22 @@ public sealed partial class ConfigurationGate : IDisposable
         var changed = new SortedSet<string>(StringComparer.OrdinalIgnoreCase);
         var all = new SortedSet<string>(StringComparer.OrdinalIgnoreCase);
         var shared = false;
-        foreach (var (a, b) in (ReadOnlySpan<(Dictionary<string, string?>, Dictionary<string, string?>)>)[(before, after), (after, before)])
+        foreach (var key in new HashSet<string>(before.Keys.Concat(after.Keys), StringComparer.OrdinalIgnoreCase))
         {
-            foreach (var (key, value) in a)
+            var differs = !string.Equals(before.GetValueOrDefault(key), after.GetValueOrDefault(key), StringComparison.Ordinal)
+                || before.ContainsKey(key) != after.ContainsKey(key);
+            if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && key.IndexOf(':', prefix.Length) is var end and > 0)
             {
-                var differs = !b.TryGetValue(key, out var other) || !string.Equals(value, other, StringComparison.Ordinal);
-                if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) && key.IndexOf(':', prefix.Length) is var end and > 0)
+                var name = key[prefix.Length..end];
+                all.Add(name);
+                if (differs)
                 {
-                    all.Add(key[prefix.Length..end]);
-                    if (differs)
-                    {
-                        changed.Add(key[prefix.Length..end]);
-                    }
+                    changed.Add(name);
                 }
-                else if (differs && (key.StartsWith("Kestrel:EndpointDefaults:", StringComparison.OrdinalIgnoreCase) || key.StartsWith("Kestrel:Certificates:", StringComparison.OrdinalIgnoreCase)))
-                {
-                    shared = true;
-                }
+            }
+            else if (differs && (key.StartsWith("Kestrel:EndpointDefaults:", StringComparison.OrdinalIgnoreCase) || key.StartsWith("Kestrel:Certificates:", StringComparison.OrdinalIgnoreCase)))
+            {
+                shared = true;
             }
         }
 
