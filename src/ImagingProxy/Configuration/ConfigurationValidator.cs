@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using ImagingProxy.Forwarding;
 using Microsoft.Extensions.Configuration;
 
 namespace ImagingProxy.Configuration;
@@ -146,6 +147,15 @@ public static class ConfigurationValidator
             ValidatePositiveInteger(cluster.GetSection("Metadata"), MetadataKeys.ConsecutiveSuccessesThreshold, errors);
 
             var metadata = cluster.GetSection("Metadata");
+            if (protocol == ClusterProtocol.Http)
+            {
+                ValidateIntegerRange(metadata, MetadataKeys.RetryMaxAttempts, 1, HttpRetryStep.MaxMaxAttempts, errors);
+            }
+            else if (!string.IsNullOrEmpty(metadata[MetadataKeys.RetryMaxAttempts]))
+            {
+                errors.Add($"{metadata.Path}:{MetadataKeys.RetryMaxAttempts}: applies to HTTP clusters only; a {protocol} cluster's attempts are ImagingProxy:{protocol}:MaxAttempts.");
+            }
+
             ValidateBoolean(metadata, MetadataKeys.RewriteCalledAeTitle, errors);
             ValidateBoolean(metadata, MetadataKeys.MllpProbeAcceptError, errors);
             var probe = metadata[MetadataKeys.MllpProbe];

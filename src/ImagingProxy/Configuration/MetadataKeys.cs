@@ -30,6 +30,12 @@ public static class MetadataKeys
     /// <summary>Cluster metadata (MLLP, <c>Message</c> probe): <c>true</c> to count an AE/CE answer as healthy.</summary>
     public const string MllpProbeAcceptError = "HealthCheck.Mllp.ProbeAcceptError";
 
+    /// <summary>
+    /// Cluster metadata (HTTP): attempts in all for a GET, HEAD or OPTIONS request whose destination failed before
+    /// answering (1 turns retries off; default 3, at most 10).
+    /// </summary>
+    public const string RetryMaxAttempts = "Retry.MaxAttempts";
+
     /// <summary>Cluster metadata (DICOM): <c>true</c> to send each node its own <see cref="AeTitle"/> as Called AE title.</summary>
     public const string RewriteCalledAeTitle = "RewriteCalledAeTitle";
 

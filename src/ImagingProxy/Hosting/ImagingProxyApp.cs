@@ -184,6 +184,7 @@ public static class ImagingProxyApp
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestTimeoutStep>().InvokeAsync);
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestBodyLimitStep>().InvokeAsync);
         pipeline.Use(xds.InvokeAsync);
+        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpRetryStep>().InvokeAsync);
         pipeline.UseSessionAffinity();
         pipeline.Use(noDestination.InvokeAsync);
         pipeline.UseLoadBalancing();
@@ -241,6 +242,7 @@ public static class ImagingProxyApp
         services.AddSingleton<XdsRoutingStep>();
         services.AddSingleton<NoDestinationStep>();
         services.AddSingleton<RequestBodyLimitStep>();
+        services.AddSingleton<HttpRetryStep>();
         services.AddSingleton<RequestTimeoutStep>();
 
         // Health: one tracker, YARP's updater wrapped so every change is seen, our monitor for every protocol.

@@ -22,6 +22,7 @@ public sealed class HttpProxyMetrics : IDisposable
     private readonly Counter<long> _requests;
     private readonly Histogram<double> _duration;
     private readonly Counter<long> _xds;
+    private readonly Counter<long> _retries;
 
     public HttpProxyMetrics(IMeterFactory meterFactory)
     {
@@ -29,6 +30,7 @@ public sealed class HttpProxyMetrics : IDisposable
         _requests = _meter.CreateCounter<long>("imagingproxy.http.requests", "{request}", "Proxied HTTP requests by route, cluster, destination, status code and forwarder error.");
         _duration = _meter.CreateHistogram<double>("imagingproxy.http.request.duration", "s", "Time from routing to the end of the proxied response.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
+        _retries = _meter.CreateCounter<long>("imagingproxy.http.retries", "{attempt}", "GET/HEAD/OPTIONS requests sent to another destination after one failed before answering, by the destination that failed and its forwarder error.");
         _xds = _meter.CreateCounter<long>("imagingproxy.xds.transactions", "{transaction}", "XDS.b requests by IHE transaction (ITI-18/41/42/43, unknown, missing) and status code.");
     }
 
@@ -75,6 +77,10 @@ public sealed class HttpProxyMetrics : IDisposable
             _xds.Add(1, new TagList { { "transaction", transaction }, { "http.response.status_code", StatusCodeTag(context.Response.StatusCode) } });
         }
     }
+
+    /// <summary>A request sent to another destination because <paramref name="destination"/> failed with <paramref name="error"/> (HttpRetryStep).</summary>
+    public void Retried(string cluster, string destination, ForwarderError error)
+        => _retries.Add(1, new TagList { { "cluster", cluster }, { "destination", destination }, { "error", error.ToString() } });
 
     public void Dispose() => _meter.Dispose();
 

@@ -157,6 +157,44 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task Qido_and_wado_requests_that_meet_a_dead_web_node_are_answered_by_orthanc()
+    {
+        // No health checks: the dead node stays in the rotation, and each GET that meets it goes on to Orthanc.
+        var config = $$"""
+            {
+              "Kestrel": { "Endpoints": {
+                "Viewers": { "Url": "https://127.0.0.1:0", "Certificate": { "Path": "{{_certificate.CertificatePath}}", "KeyPath": "{{_certificate.KeyPath}}" } },
+                "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ReverseProxy": {
+                "Routes": { "dicomweb": { "ClusterId": "pacs-web-retry", "Match": { "Path": "/dicom-web/{**rest}" } } },
+                "Clusters": { "pacs-web-retry": { "LoadBalancingPolicy": "RoundRobin",
+                  "Destinations": { "dead": { "Address": "http://127.0.0.1:{{FreePort.Next()}}/" }, "orthanc": { "Address": "{{_orthanc.BaseAddress}}" } } } }
+              }
+            }
+            """;
+        await using var proxy = await TestProxy.StartAsync(config);
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var study = _stored.StudyInstanceUid;
+        for (var i = 0; i < 3; i++)
+        {
+            using var studies = await SendAsync(client, "/dicom-web/studies?limit=10", "application/dicom+json");
+            Assert.Equal(HttpStatusCode.OK, studies.StatusCode);
+            Assert.Contains(study, await studies.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+            using var instance = await SendAsync(client, $"/dicom-web/studies/{study}/series/{_stored.SeriesInstanceUid}/instances/{_stored.SopInstanceUid}", "multipart/related; type=\"application/dicom\"");
+            Assert.Equal(HttpStatusCode.OK, instance.StatusCode);
+            Assert.True(Contains(await instance.Content.ReadAsByteArrayAsync(), await File.ReadAllBytesAsync(_stored.Path)), "the instance bytes arrive unchanged");
+        }
+
+        using var admin = new HttpClient { BaseAddress = proxy.Url("Admin") };
+        var metrics = await admin.GetStringAsync("/metrics");
+        var retried = metrics.Split('\n').Where(l => l.StartsWith("imagingproxy_http_retries_total{", StringComparison.Ordinal) && l.Contains("cluster=\"pacs-web-retry\"", StringComparison.Ordinal)).ToList();
+        var line = Assert.Single(retried);
+        Assert.Contains("destination=\"dead\"", line, StringComparison.Ordinal);
+        Assert.Contains("error=\"Request\"", line, StringComparison.Ordinal);
+        Assert.Equal("3", line.Split(' ')[1]);
+    }
+
     private static Task<HttpResponseMessage> SendAsync(HttpClient client, string path, string accept)
     {
         var request = new HttpRequestMessage(HttpMethod.Get, path);

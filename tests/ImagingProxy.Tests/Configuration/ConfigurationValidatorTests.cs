@@ -88,6 +88,25 @@ public class ConfigurationValidatorTests
     }
 
     [Theory]
+    [InlineData("Http", "0", "ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts: '0' must be a whole number from 1 to 10.")]
+    [InlineData("Http", "11", "ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts: '11' must be a whole number from 1 to 10.")]
+    [InlineData("Http", "two", "ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts: 'two' must be a whole number from 1 to 10.")]
+    [InlineData("Http", "1", null)]
+    [InlineData("Http", "10", null)]
+    [InlineData("Dicom", "2", "ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts: applies to HTTP clusters only; a Dicom cluster's attempts are ImagingProxy:Dicom:MaxAttempts.")]
+    public void Retry_max_attempts_is_a_small_count_on_http_clusters_only(string protocol, string value, string? expected)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:web:Metadata:Protocol"] = protocol,
+            ["ReverseProxy:Clusters:web:Destinations:a:Address"] = protocol == "Http" ? "http://10.0.0.11:8042" : "tcp://10.0.0.11:104",
+            ["ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts"] = value,
+        }).Build();
+
+        Assert.Equal(expected is null ? [] : [expected], ConfigurationValidator.Validate(config));
+    }
+
+    [Theory]
     [InlineData("pem-without-key", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PFX")]
     [InlineData("key-of-another", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PEM certificate and its matching private key")]
     [InlineData("pfx-wrong-password", "ImagingProxy:Dicom:Listeners:dicom-tls:Tls: the certificate could not be loaded as a PFX")]

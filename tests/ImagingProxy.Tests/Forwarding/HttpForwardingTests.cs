@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Net.Sockets;
 using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
@@ -216,15 +217,15 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         };
 
         await _b.DisposeAsync();
-        var failures = 0;
+
+        // Each GET that meets b is sent on to a (HttpRetryStep): the client sees none of the failures passive health counts.
         for (var i = 0; i < 40 && !down.Task.IsCompleted; i++)
         {
             using var response = await client.GetAsync("/studies");
-            failures += response.StatusCode == HttpStatusCode.BadGateway ? 1 : 0;
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
 
         await down.Task.WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.True(failures > 0);
         for (var i = 0; i < 10; i++)
         {
             using var response = await client.GetAsync("/studies");
@@ -233,6 +234,102 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         }
 
         _b = await TestBackend.StartAsync("b");
+    }
+
+    [Fact]
+    public async Task A_get_that_a_dead_destination_refused_goes_to_another_one_and_a_post_is_never_sent_twice()
+    {
+        var cluster = $$"""
+            { "LoadBalancingPolicy": "RoundRobin",
+              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "dead": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-refused": {{cluster}} }""", RouteTo("retry-refused")), builder => builder.Logging.AddFakeLogging());
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        // Round robin alternates: every other request meets the dead destination first.
+        for (var i = 0; i < 6; i++)
+        {
+            using var request = new HttpRequestMessage(i % 2 == 0 ? HttpMethod.Get : HttpMethod.Head, "/studies");
+            using var response = await client.SendAsync(request);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        var retried = retries.GetMeasurementSnapshot();
+        Assert.Equal(3, retried.Count);
+        Assert.All(retried, m => Assert.Equal(("dead", "Request"), ((string?)m.Tags["destination"], (string?)m.Tags["error"])));
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 413).Select(r => r.Message).ToList();
+        Assert.Equal(3, logged.Count);
+        Assert.All(logged, m => Assert.Matches(@"^Request (GET|HEAD) /studies: destination 'dead' of cluster 'retry-refused' failed before answering \(Request: .+\); sent to another destination, attempt 2 of at most 3\.$", m));
+
+        // A POST may have been stored by the server that failed: it is answered 502, never sent again.
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.PostAsync("/up", new ByteArrayContent(new byte[100]));
+            statuses.Add(response.StatusCode);
+        }
+
+        Assert.Equal(2, statuses.Count(s => s == HttpStatusCode.BadGateway));
+        Assert.Equal(2, statuses.Count(s => s == HttpStatusCode.OK));
+        Assert.Equal(2, _a.Requests.Count(r => r == "POST /up"));
+        Assert.Equal(3, retries.GetMeasurementSnapshot().Count);
+    }
+
+    [Fact]
+    public async Task A_get_that_a_silent_destination_never_answered_goes_to_another_one_after_the_activity_timeout()
+    {
+        // Accepts connections (the kernel completes them into the backlog) and never answers a request.
+        using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        silent.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        silent.Listen(16);
+        var cluster = $$"""
+            { "LoadBalancingPolicy": "RoundRobin", "HttpRequest": { "ActivityTimeout": "00:00:00.500" },
+              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "silent": { "Address": "http://127.0.0.1:{{((IPEndPoint)silent.LocalEndPoint!).Port}}/" } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-silent": {{cluster}} }""", RouteTo("retry-silent")));
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        for (var i = 0; i < 2; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        var retried = Assert.Single(retries.GetMeasurementSnapshot());
+        Assert.Equal(("silent", "RequestTimedOut"), ((string?)retried.Tags["destination"], (string?)retried.Tags["error"]));
+    }
+
+    [Fact]
+    public async Task Retry_max_attempts_of_one_turns_retries_off()
+    {
+        var cluster = $$"""
+            { "LoadBalancingPolicy": "RoundRobin", "Metadata": { "Retry.MaxAttempts": "1" },
+              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "dead": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-off": {{cluster}} }""", RouteTo("retry-off")));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            statuses.Add(response.StatusCode);
+        }
+
+        Assert.Equal(2, statuses.Count(s => s == HttpStatusCode.BadGateway));
+    }
+
+    private static string RouteTo(string cluster) => $$"""{ "all": { "ClusterId": "{{cluster}}", "Match": { "Path": "/{**rest}" } } }""";
+
+    private static int ClosedPort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 
     [Fact]
