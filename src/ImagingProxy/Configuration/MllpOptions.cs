@@ -5,7 +5,7 @@ public sealed record MllpOptions
 {
     public Dictionary<string, TcpListenerConfig> Listeners { get; init; } = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>Routes, tried in configuration order; the first match wins.</summary>
+    /// <summary>Routes, tried by Order, then the more specific first, then by position or name (MllpRouteTable); the first match wins.</summary>
     public Dictionary<string, MllpRouteConfig> Routes { get; init; } = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Largest MLLP frame in bytes. Null means 16 MiB.</summary>

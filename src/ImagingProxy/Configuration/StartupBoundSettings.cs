@@ -58,7 +58,7 @@ public static class StartupBoundSettings
         SameTime(proxyBefore, proxyAfter, "DrainTimeout", ProxyDefaults.DrainTimeout, problems);
         if (Inline(proxyBefore["InlineScheduling"]) != Inline(proxyAfter["InlineScheduling"]))
         {
-            Changed(proxyAfter, "InlineScheduling", proxyBefore["InlineScheduling"], problems);
+            Changed(proxyAfter, "InlineScheduling", proxyBefore["InlineScheduling"] ?? "true", problems);
         }
 
         SameSection(proxyBefore.GetSection("Telemetry"), proxyAfter.GetSection("Telemetry"), problems);
@@ -135,7 +135,7 @@ public static class StartupBoundSettings
     {
         if ((Time(before[key]) ?? fallback) != (Time(after[key]) ?? fallback))
         {
-            Changed(after, key, before[key], problems);
+            Changed(after, key, before[key] ?? fallback.ToString("c", CultureInfo.InvariantCulture), problems);
         }
     }
 

@@ -77,7 +77,7 @@ public class StartupBoundSettingsTests
     [InlineData("ImagingProxy:Mllp:Listeners:hl7:Port", "2576", "ImagingProxy:Mllp:Listeners:hl7:Port: read at start-up")]
     [InlineData("ImagingProxy:Mllp:Listeners:hl7:Address", "127.0.0.1", "ImagingProxy:Mllp:Listeners:hl7:Address: read at start-up")]
     [InlineData("ImagingProxy:Dicom:Listeners:dicom:Tls:Path", "/tls/a.pfx", "ImagingProxy:Dicom:Listeners:dicom:Tls: turning TLS on or off")]
-    [InlineData("ImagingProxy:DrainTimeout", "00:10:00", "ImagingProxy:DrainTimeout: read at start-up")]
+    [InlineData("ImagingProxy:DrainTimeout", "00:10:00", "ImagingProxy:DrainTimeout: read at start-up; the change applies after a restart (running with '00:05:00')")]
     [InlineData("ImagingProxy:InlineScheduling", "false", "ImagingProxy:InlineScheduling: read at start-up")]
     [InlineData("ImagingProxy:Telemetry:MaxAeTitles", "100", "ImagingProxy:Telemetry: read at start-up")]
     [InlineData("Kestrel:Endpoints:Xds:Url", "http://0.0.0.0:17035", "Kestrel:Endpoints:Xds: a new endpoint")]
@@ -118,5 +118,18 @@ public class StartupBoundSettingsTests
 
         Assert.Empty(StartupBoundSettings.Changes(unset, stated));
         Assert.Empty(StartupBoundSettings.Changes(stated, unset));
+    }
+
+    [Fact]
+    public void A_change_from_an_unset_setting_names_the_default_it_runs_with()
+    {
+        var changes = StartupBoundSettings.Changes(Build([]), Build(new() { ["ImagingProxy:DrainTimeout"] = "00:10:00", ["ImagingProxy:InlineScheduling"] = "false" }));
+
+        Assert.Equal(
+            [
+                "ImagingProxy:DrainTimeout: read at start-up; the change applies after a restart (running with '00:05:00').",
+                "ImagingProxy:InlineScheduling: read at start-up; the change applies after a restart (running with 'true').",
+            ],
+            changes);
     }
 }
