@@ -142,15 +142,17 @@ public sealed partial class ConfigurationGate : IDisposable
             return [];
         }
 
-        var errors = ConfigurationValidator.Validate(_raw);
+        // Judged as it would run: without the Kestrel endpoints it turns off (Enabled: false).
+        var candidate = new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build();
+        var errors = ConfigurationValidator.Validate(candidate);
         if (errors.Count == 0 && _startup is not null)
         {
-            errors = StartupBoundSettings.Changes(_startup, _raw);
+            errors = StartupBoundSettings.Changes(_startup, candidate);
         }
 
         if (errors.Count == 0 && _startup is not null)
         {
-            errors = EndpointBindCheck.Problems(new ConfigurationBuilder().AddInMemoryCollection(_current).Build(), _raw);
+            errors = EndpointBindCheck.Problems(new ConfigurationBuilder().AddInMemoryCollection(_current).Build(), candidate);
         }
 
         if (errors.Count > 0)
@@ -263,7 +265,12 @@ public sealed partial class ConfigurationGate : IDisposable
             ? root.Providers.OfType<IConfigurationLoadError>().Select(p => p.LoadError).OfType<string>().ToList()
             : [];
 
-    private static Dictionary<string, string?> Snapshot(IConfiguration raw)
+    /// <summary>
+    /// The guarded sections, flattened, without the Kestrel endpoints turned off (<c>Kestrel:Endpoints:NAME:Enabled</c>
+    /// <c>false</c>): a layer cannot delete an endpoint the host's appsettings.json defines, so an operator turns it off,
+    /// and then nothing reads it (Kestrel binds no socket for it, it needs no certificate).
+    /// </summary>
+    internal static Dictionary<string, string?> Snapshot(IConfiguration raw)
     {
         var data = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         foreach (var section in GuardedSections)
@@ -277,8 +284,29 @@ public sealed partial class ConfigurationGate : IDisposable
             }
         }
 
+        foreach (var endpoint in raw.GetSection(KestrelEndpointsPath).GetChildren())
+        {
+            if (IsTurnedOff(endpoint))
+            {
+                var prefix = endpoint.Path + ConfigurationPath.KeyDelimiter;
+                foreach (var key in new List<string>(data.Keys))
+                {
+                    if (key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) || string.Equals(key, endpoint.Path, StringComparison.OrdinalIgnoreCase))
+                    {
+                        data.Remove(key);
+                    }
+                }
+            }
+        }
+
         return data;
     }
+
+    private const string KestrelEndpointsPath = "Kestrel:Endpoints";
+
+    /// <summary>A Kestrel endpoint with <c>Enabled</c> <c>false</c> (any case); any other value keeps it (the validator names a bad one).</summary>
+    internal static bool IsTurnedOff(IConfigurationSection endpoint)
+        => bool.TryParse(endpoint["Enabled"], out var enabled) && !enabled;
 
     /// <summary>The same keys with the same values (ordinal): two flattened configurations are alike.</summary>
     internal static bool SameAs(Dictionary<string, string?> a, Dictionary<string, string?> b)

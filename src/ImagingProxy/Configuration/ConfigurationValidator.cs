@@ -21,10 +21,9 @@ public static class ConfigurationValidator
     {
         var errors = new List<string>();
         var clusters = ValidateClusters(configuration.GetSection("ReverseProxy:Clusters"), errors);
-        ValidateRoutes(configuration.GetSection("ReverseProxy:Routes"), clusters, configuration, errors);
-
         var ports = new List<(string Key, IPAddress? Address, int Port)>();
-        ValidateKestrelEndpoints(configuration.GetSection("Kestrel"), ports, errors);
+        var endpoints = ValidateKestrelEndpoints(configuration.GetSection("Kestrel"), ports, errors);
+        ValidateRoutes(configuration.GetSection("ReverseProxy:Routes"), clusters, endpoints, errors);
         errors.AddRange(KestrelLimitsConfig.Validate(configuration.GetSection(KestrelLimitsConfig.SectionPath)));
 
         var proxy = configuration.GetSection(ImagingProxyOptions.SectionName);
@@ -32,7 +31,7 @@ public static class ConfigurationValidator
         var mllpListeners = ValidateListeners(proxy.GetSection("Mllp:Listeners"), ports, dicom: false, errors);
         ValidateDicom(proxy.GetSection("Dicom"), clusters, dicomListeners, errors);
         ValidateMllp(proxy.GetSection("Mllp"), clusters, mllpListeners, errors);
-        ValidateXds(proxy.GetSection("Xds"), clusters, errors);
+        ValidateXds(proxy.GetSection("Xds"), clusters, endpoints, errors);
         ValidatePositiveTime(proxy, "DrainTimeout", errors);
         ValidateBoolean(proxy, "InlineScheduling", errors);
         var telemetry = proxy.GetSection("Telemetry");
@@ -189,9 +188,8 @@ public static class ConfigurationValidator
         return clusters;
     }
 
-    private static void ValidateRoutes(IConfigurationSection section, Dictionary<string, ClusterProtocol> clusters, IConfiguration root, List<string> errors)
+    private static void ValidateRoutes(IConfigurationSection section, Dictionary<string, ClusterProtocol> clusters, HashSet<string> endpoints, List<string> errors)
     {
-        var endpoints = root.GetSection("Kestrel:Endpoints").GetChildren().Select(e => e.Key).ToHashSet(StringComparer.OrdinalIgnoreCase);
         foreach (var route in section.GetChildren())
         {
             var clusterId = route["ClusterId"];
@@ -218,7 +216,11 @@ public static class ConfigurationValidator
             var listener = route[$"Metadata:{MetadataKeys.Listener}"];
             if (!string.IsNullOrEmpty(listener) && !endpoints.Contains(listener))
             {
-                errors.Add($"{route.Path}:Metadata:{MetadataKeys.Listener}: unknown endpoint '{listener}' (Kestrel:Endpoints).");
+                errors.Add($"{route.Path}:Metadata:{MetadataKeys.Listener}: unknown endpoint '{listener}' (Kestrel:Endpoints; or turned off with Enabled false).");
+            }
+            else if (string.IsNullOrEmpty(listener) && !endpoints.Contains(EndpointNames.Viewers))
+            {
+                errors.Add($"{route.Path}: serves the {EndpointNames.Viewers} endpoint, which is not configured or is turned off (Kestrel:Endpoints:{EndpointNames.Viewers}); set Metadata:{MetadataKeys.Listener} to another endpoint.");
             }
         }
     }
@@ -230,6 +232,12 @@ public static class ConfigurationValidator
         ValidateCertificate(kestrel.GetSection("Certificates:Default"), AppContext.BaseDirectory, errors);
         foreach (var endpoint in kestrel.GetSection("Endpoints").GetChildren())
         {
+            if (ConfigurationGate.IsTurnedOff(endpoint))
+            {
+                continue; // not bound, nothing of it is read (ConfigurationGate leaves it out)
+            }
+
+            ValidateBoolean(endpoint, "Enabled", errors);
             names.Add(endpoint.Key);
             var url = endpoint["Url"];
             if (string.IsNullOrWhiteSpace(url))
@@ -438,7 +446,7 @@ public static class ConfigurationValidator
         }
     }
 
-    private static void ValidateXds(IConfigurationSection xds, Dictionary<string, ClusterProtocol> clusters, List<string> errors)
+    private static void ValidateXds(IConfigurationSection xds, Dictionary<string, ClusterProtocol> clusters, HashSet<string> endpoints, List<string> errors)
     {
         foreach (var key in new[] { "RegistryCluster", "RepositoryCluster" })
         {
@@ -446,6 +454,11 @@ public static class ConfigurationValidator
             if (string.IsNullOrEmpty(id))
             {
                 continue;
+            }
+
+            if (!endpoints.Contains(EndpointNames.Xds))
+            {
+                errors.Add($"{xds.Path}:{key}: the {EndpointNames.Xds} endpoint that serves XDS is not configured or is turned off (Kestrel:Endpoints:{EndpointNames.Xds}).");
             }
 
             if (!clusters.TryGetValue(id, out var protocol))

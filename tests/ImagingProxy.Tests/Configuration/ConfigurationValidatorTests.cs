@@ -62,6 +62,7 @@ public class ConfigurationValidatorTests
         Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:pacs-dicom:HealthCheck:Active:Timeout: must be positive", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Clusters:web:Destinations:a:Address", StringComparison.Ordinal));
         Assert.Contains(errors, e => e == "ReverseProxy:Routes:r1:ClusterId: unknown cluster 'missing'.");
+        Assert.Contains(errors, e => e.StartsWith("ReverseProxy:Routes:r1: serves the Viewers endpoint, which is not configured", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Dicom:Listeners:dicom: port 9901 is already used by Kestrel:Endpoints:Admin", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Dicom:Routes:pacs:CalledAeTitle", StringComparison.Ordinal));
         Assert.Contains(errors, e => e == "ImagingProxy:Dicom:Routes:pacs:Cluster: unknown cluster 'nope'.");
@@ -69,7 +70,7 @@ public class ConfigurationValidatorTests
         Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Routes:orders:MessageType", StringComparison.Ordinal));
         Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Routes:orders:Cluster: cluster 'pacs-dicom' is a Dicom cluster", StringComparison.Ordinal));
         Assert.Contains(errors, e => e == "ImagingProxy:Xds:RegistryCluster: unknown cluster 'registry'.");
-        Assert.Equal(11, errors.Count);
+        Assert.Equal(12, errors.Count);
     }
 
     [Theory]
@@ -85,6 +86,35 @@ public class ConfigurationValidatorTests
         }).Build();
 
         Assert.Equal([$"{key}: must be at most 49.00:00:00 (the longest a timer can wait), got '60.00:00:00'."], ConfigurationValidator.Validate(config));
+    }
+
+    [Fact]
+    public void A_turned_off_endpoint_needs_nothing_and_what_it_would_serve_is_named()
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Kestrel:Endpoints:Viewers:Url"] = "https://0.0.0.0:443",
+            ["Kestrel:Endpoints:Viewers:Enabled"] = "false",
+            ["Kestrel:Endpoints:Xds:Url"] = "http://0.0.0.0:17035",
+            ["Kestrel:Endpoints:Xds:Enabled"] = "false",
+            ["Kestrel:Endpoints:Admin:Url"] = "http://0.0.0.0:9901",
+            ["Kestrel:Endpoints:Admin:Enabled"] = "maybe",
+            ["ReverseProxy:Clusters:web:Destinations:a:Address"] = "http://10.0.0.11:8042",
+            ["ReverseProxy:Routes:viewers:ClusterId"] = "web",
+            ["ReverseProxy:Routes:viewers:Match:Path"] = "/{**rest}",
+            ["ReverseProxy:Routes:admin:ClusterId"] = "web",
+            ["ReverseProxy:Routes:admin:Match:Path"] = "/web/{**rest}",
+            ["ReverseProxy:Routes:admin:Metadata:Listener"] = "Admin",
+            ["ImagingProxy:Xds:RegistryCluster"] = "web",
+        }).Build();
+
+        Assert.Equal(
+            [
+                "Kestrel:Endpoints:Admin:Enabled: 'maybe' is not true or false.",
+                "ReverseProxy:Routes:viewers: serves the Viewers endpoint, which is not configured or is turned off (Kestrel:Endpoints:Viewers); set Metadata:Listener to another endpoint.",
+                "ImagingProxy:Xds:RegistryCluster: the Xds endpoint that serves XDS is not configured or is turned off (Kestrel:Endpoints:Xds).",
+            ],
+            ConfigurationValidator.Validate(config));
     }
 
     [Theory]

@@ -61,6 +61,30 @@ public sealed class ConfigurationLayeringTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_dicom_only_site_turns_off_the_viewers_and_xds_endpoints_the_hosts_appsettings_defines()
+    {
+        // The host's appsettings.json defines Viewers (https on 443) and Xds; a layer cannot delete them, so they are
+        // turned off: no certificate is needed and nothing is bound for them.
+        var path = Path.Combine(_certificate.Directory, "dicom-only.json");
+        await File.WriteAllTextAsync(path, """
+            {
+              "Kestrel": { "Endpoints": { "Viewers": { "Enabled": false }, "Xds": { "Enabled": "False" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ReverseProxy": { "Clusters": { "pacs": { "Metadata": { "Protocol": "Dicom" }, "Destinations": { "n1": { "Address": "tcp://127.0.0.1:11112" } } } } },
+              "ImagingProxy": { "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": 0 } }, "Routes": { "any": { "CalledAeTitle": "*", "Cluster": "pacs" } } } }
+            }
+            """);
+        using var host = HostProcess.Start(["--config", path]);
+        await host.PortAsync("dicom");
+        using var admin = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{await host.PortAsync("Admin")}/") };
+        var status = await admin.GetStringAsync("/status");
+
+        Assert.Contains("\"dicom\"", status, StringComparison.Ordinal);
+        Assert.DoesNotContain("Viewers", status, StringComparison.Ordinal);
+        Assert.DoesNotContain("Listener Viewers", host.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("Listener Xds", host.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task An_invalid_configuration_stops_the_host_with_exit_code_2_listing_every_problem()
     {
         var path = Path.Combine(_certificate.Directory, "bad.json");
