@@ -39,6 +39,12 @@ public static class MetadataKeys
     /// <summary>Cluster metadata (DICOM): <c>true</c> to send each node its own <see cref="AeTitle"/> as Called AE title.</summary>
     public const string RewriteCalledAeTitle = "RewriteCalledAeTitle";
 
+    /// <summary>
+    /// Destination metadata: <c>true</c> drains the destination (maintenance): it takes no new association, message or
+    /// request, of any protocol, while what it serves now runs to its end; probes go on, so /status shows when it is up.
+    /// </summary>
+    public const string Drain = "Drain";
+
     /// <summary>Destination metadata: relative weight for DICOM/MLLP destination selection (positive whole number, default 1).</summary>
     public const string Weight = "Weight";
 

@@ -16,12 +16,52 @@ public static class AvailableDestinationsPolicies
 
     internal static bool IsAvailable(ClusterConfig config, DestinationState destination)
     {
+        if (IsDraining(destination))
+        {
+            return false;
+        }
+
         var activeEnabled = config.Metadata is not null
             && config.Metadata.TryGetValue(MetadataKeys.ActiveHealthCheckEnabled, out var value)
             && bool.TryParse(value, out var enabled) && enabled;
         var passiveEnabled = config.HealthCheck?.Passive?.Enabled == true;
         return (!activeEnabled || destination.Health.Active != DestinationHealth.Unhealthy)
             && (!passiveEnabled || destination.Health.Passive != DestinationHealth.Unhealthy);
+    }
+
+    /// <summary>The destination's metadata <c>Drain</c> is <c>true</c>: an operator took it out of rotation (maintenance).</summary>
+    public static bool IsDraining(DestinationState destination)
+        => destination.Model?.Config.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Drain, out var text)
+            && bool.TryParse(text, out var drain) && drain;
+
+    /// <summary>Every destination but those draining: what <c>HealthyOrPanic</c> sends to when none is healthy.</summary>
+    internal static IReadOnlyList<DestinationState> NotDraining(IReadOnlyList<DestinationState> all)
+    {
+        List<DestinationState>? kept = null;
+        for (var i = 0; i < all.Count; i++)
+        {
+            if (IsDraining(all[i]))
+            {
+                kept ??= CopyOf(all, i);
+            }
+            else
+            {
+                kept?.Add(all[i]);
+            }
+        }
+
+        return kept ?? all;
+    }
+
+    private static List<DestinationState> CopyOf(IReadOnlyList<DestinationState> all, int count)
+    {
+        var copy = new List<DestinationState>(all.Count);
+        for (var i = 0; i < count; i++)
+        {
+            copy.Add(all[i]);
+        }
+
+        return copy;
     }
 
     internal static List<DestinationState> Filter(ClusterConfig config, IReadOnlyList<DestinationState> all)

@@ -11,6 +11,7 @@ internal sealed class HealthyOrPanicPolicy : IAvailableDestinationsPolicy
     public IReadOnlyList<DestinationState> GetAvailalableDestinations(ClusterConfig config, IReadOnlyList<DestinationState> allDestinations)
     {
         var available = AvailableDestinationsPolicies.Filter(config, allDestinations);
-        return available.Count > 0 ? available : allDestinations;
+        // Panic sends to every destination, but never to one an operator is draining.
+        return available.Count > 0 ? available : AvailableDestinationsPolicies.NotDraining(allDestinations);
     }
 }

@@ -137,6 +137,7 @@ public static class AdminEndpoints
             json.WriteEndObject();
             json.WriteString("since", record.Since);
             json.WriteBoolean("available", Contains(available, destination));
+            json.WriteBoolean("draining", AvailableDestinationsPolicies.IsDraining(destination));
             json.WriteNumber("activeRequests", destination.ConcurrentRequestCount);
             json.WriteEndObject();
         }

@@ -1,4 +1,5 @@
 using ImagingProxy.Health;
+using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.Tests.Health.HealthFixtures;
 
@@ -72,5 +73,31 @@ public sealed class AvailableDestinationsPolicyTests
         DestinationState[] all = [Destination("a", DestinationHealth.Unhealthy), Destination("b", DestinationHealth.Unhealthy)];
 
         Assert.Equal(["a", "b"], s_healthyOrPanic.GetAvailalableDestinations(config, all).Select(d => d.DestinationId));
+    }
+
+    [Fact]
+    public void A_draining_destination_is_never_available_not_even_in_panic()
+    {
+        var config = Cluster("c", activeFlag: true).Model.Config;
+        DestinationState[] some = [Draining("a", DestinationHealth.Healthy), Destination("b", DestinationHealth.Healthy), Draining("c", DestinationHealth.Unknown)];
+        DestinationState[] down = [Draining("a", DestinationHealth.Healthy), Destination("b", DestinationHealth.Unhealthy), Destination("c", DestinationHealth.Unhealthy)];
+        DestinationState[] drained = [Draining("a", DestinationHealth.Healthy), Draining("b", DestinationHealth.Healthy)];
+
+        Assert.Equal(["b"], s_healthyAndUnknown.GetAvailalableDestinations(config, some).Select(d => d.DestinationId));
+        Assert.Equal(["b"], s_healthyOrPanic.GetAvailalableDestinations(config, some).Select(d => d.DestinationId));
+        Assert.Equal(["b", "c"], s_healthyOrPanic.GetAvailalableDestinations(config, down).Select(d => d.DestinationId));
+        Assert.Empty(s_healthyAndUnknown.GetAvailalableDestinations(config, drained));
+        Assert.Empty(s_healthyOrPanic.GetAvailalableDestinations(config, drained));
+    }
+
+    private static DestinationState Draining(string id, DestinationHealth active)
+    {
+        var destination = new DestinationState(id, new DestinationModel(new DestinationConfig
+        {
+            Address = "http://127.0.0.1:9/",
+            Metadata = new Dictionary<string, string> { ["Drain"] = "True" },
+        }));
+        destination.Health.Active = active;
+        return destination;
     }
 }
