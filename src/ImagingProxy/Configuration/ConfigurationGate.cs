@@ -184,6 +184,17 @@ public sealed partial class ConfigurationGate : IDisposable
             {
                 Log.EndpointsRebound(_logger, string.Join(", ", rebound));
             }
+
+            var (drained, undrained) = DrainChanges(previous, snapshot);
+            if (drained.Count > 0)
+            {
+                Log.DestinationsDraining(_logger, string.Join(", ", drained));
+            }
+
+            if (undrained.Count > 0)
+            {
+                Log.DestinationsUndrained(_logger, string.Join(", ", undrained));
+            }
         }
 
         return [];
@@ -219,6 +230,50 @@ public sealed partial class ConfigurationGate : IDisposable
         }
 
         return shared ? [.. all] : [.. changed];
+    }
+
+    /// <summary>
+    /// The destinations (<c>cluster/destination</c>, sorted) whose metadata <c>Drain</c> turned true, and those that
+    /// were draining and are back in rotation (the key false or gone, the destination still configured).
+    /// </summary>
+    internal static (List<string> Drained, List<string> Undrained) DrainChanges(Dictionary<string, string?> before, Dictionary<string, string?> after)
+    {
+        var drained = new SortedSet<string>(StringComparer.Ordinal);
+        var undrained = new SortedSet<string>(StringComparer.Ordinal);
+        foreach (var (key, value) in after)
+        {
+            if (DrainKey(key) is { } name && IsTrue(value) && !IsTrue(before.GetValueOrDefault(key)))
+            {
+                drained.Add(name);
+            }
+        }
+
+        foreach (var (key, value) in before)
+        {
+            if (DrainKey(key) is { } name && IsTrue(value) && !IsTrue(after.GetValueOrDefault(key))
+                && after.ContainsKey(key[..key.LastIndexOf(":Metadata:", StringComparison.OrdinalIgnoreCase)] + ":Address"))
+            {
+                undrained.Add(name);
+            }
+        }
+
+        return ([.. drained], [.. undrained]);
+
+        static bool IsTrue(string? text) => bool.TryParse(text, out var value) && value;
+    }
+
+    /// <summary><c>cluster/destination</c> for a key <c>ReverseProxy:Clusters:C:Destinations:D:Metadata:Drain</c>, else null.</summary>
+    private static string? DrainKey(string key)
+    {
+        const string prefix = "ReverseProxy:Clusters:";
+        const string suffix = ":Metadata:" + MetadataKeys.Drain;
+        if (!key.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) || !key.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+
+        var parts = key[prefix.Length..^suffix.Length].Split(':');
+        return parts.Length == 3 && string.Equals(parts[1], "Destinations", StringComparison.OrdinalIgnoreCase) ? parts[0] + "/" + parts[2] : null;
     }
 
     /// <summary>Makes <paramref name="snapshot"/> the last good configuration; the problems readers found with it.</summary>
@@ -336,6 +391,12 @@ public sealed partial class ConfigurationGate : IDisposable
 
         [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Kestrel rebinds endpoint(s) {Endpoints}: each stops listening, gives its open connections 5 s, then binds its new settings.")]
         public static partial void EndpointsRebound(ILogger logger, string endpoints);
+
+        [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "Destination(s) {Destinations} draining (metadata Drain): no new association, message or request goes to them; what they carry runs to its end.")]
+        public static partial void DestinationsDraining(ILogger logger, string destinations);
+
+        [LoggerMessage(EventId = 105, Level = LogLevel.Information, Message = "Destination(s) {Destinations} back in rotation (Drain no longer set).")]
+        public static partial void DestinationsUndrained(ILogger logger, string destinations);
 
         [LoggerMessage(EventId = 103, Level = LogLevel.Information, Message = "Configuration is back to what runs (generation {Generation}); the rejected edit is no longer pending.")]
         public static partial void RejectionWithdrawn(ILogger logger, int generation);
