@@ -82,6 +82,15 @@ public sealed partial class ConfigurationGate : IDisposable
     public void StartWatching(ILogger logger)
     {
         _logger = logger;
+        lock (_lock)
+        {
+            // After a restart too, the log says which destinations an operator keeps out of rotation.
+            if (DrainChanges([], _current).Drained is { Count: > 0 } drained)
+            {
+                Log.DestinationsDraining(_logger, string.Join(", ", drained));
+            }
+        }
+
         _subscription = ChangeToken.OnChange(_raw.GetReloadToken, OnRawReload);
     }
 
@@ -341,7 +350,12 @@ public sealed partial class ConfigurationGate : IDisposable
 
         foreach (var endpoint in raw.GetSection(KestrelEndpointsPath).GetChildren())
         {
-            if (IsTurnedOff(endpoint))
+            if (bool.TryParse(endpoint["Enabled"], out var enabled) && enabled)
+            {
+                // Kestrel never sees the key: stating it (or removing it) is no change that would rebind the endpoint.
+                data.Remove(endpoint.Path + ConfigurationPath.KeyDelimiter + "Enabled");
+            }
+            else if (IsTurnedOff(endpoint))
             {
                 var prefix = endpoint.Path + ConfigurationPath.KeyDelimiter;
                 foreach (var key in new List<string>(data.Keys))

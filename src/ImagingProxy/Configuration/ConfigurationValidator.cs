@@ -150,10 +150,22 @@ public static class ConfigurationValidator
             if (protocol == ClusterProtocol.Http)
             {
                 ValidateIntegerRange(metadata, MetadataKeys.RetryMaxAttempts, 1, HttpRetryStep.MaxMaxAttempts, errors);
+                var retryOn = metadata[MetadataKeys.RetryOn];
+                if (!string.IsNullOrEmpty(retryOn) && !string.Equals(retryOn, HttpRetryStep.OnConnect, StringComparison.OrdinalIgnoreCase)
+                    && !string.Equals(retryOn, HttpRetryStep.OnBeforeResponse, StringComparison.OrdinalIgnoreCase))
+                {
+                    errors.Add($"{metadata.Path}:{MetadataKeys.RetryOn}: '{retryOn}' is unknown ({HttpRetryStep.OnConnect}, {HttpRetryStep.OnBeforeResponse}).");
+                }
             }
-            else if (!string.IsNullOrEmpty(metadata[MetadataKeys.RetryMaxAttempts]))
+            else
             {
-                errors.Add($"{metadata.Path}:{MetadataKeys.RetryMaxAttempts}: applies to HTTP clusters only; a {protocol} cluster's attempts are ImagingProxy:{protocol}:MaxAttempts.");
+                foreach (var retryKey in (string[])[MetadataKeys.RetryMaxAttempts, MetadataKeys.RetryOn])
+                {
+                    if (!string.IsNullOrEmpty(metadata[retryKey]))
+                    {
+                        errors.Add($"{metadata.Path}:{retryKey}: applies to HTTP clusters only; a {protocol} cluster's attempts are ImagingProxy:{protocol}:MaxAttempts.");
+                    }
+                }
             }
 
             ValidateBoolean(metadata, MetadataKeys.RewriteCalledAeTitle, errors);

@@ -36,6 +36,12 @@ public static class MetadataKeys
     /// </summary>
     public const string RetryMaxAttempts = "Retry.MaxAttempts";
 
+    /// <summary>
+    /// Cluster metadata (HTTP): which failures a GET/HEAD/OPTIONS is retried after: <c>Connect</c> (default: the request
+    /// never reached the server) or <c>BeforeResponse</c> (also a reset or no response headers in time).
+    /// </summary>
+    public const string RetryOn = "Retry.On";
+
     /// <summary>Cluster metadata (DICOM): <c>true</c> to send each node its own <see cref="AeTitle"/> as Called AE title.</summary>
     public const string RewriteCalledAeTitle = "RewriteCalledAeTitle";
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using ImagingProxy.Configuration;
 using ImagingProxy.Telemetry;
@@ -12,11 +13,14 @@ namespace ImagingProxy.Forwarding;
 
 /// <summary>
 /// Sends a viewer's GET, HEAD or OPTIONS request (no body) to another destination of its cluster when the chosen one
-/// failed before any of its answer reached the client: it refused or reset the connection, or sent no response
-/// headers within the cluster's <c>HttpRequest:ActivityTimeout</c> (YARP's <see cref="ForwarderError.Request"/> and
-/// <see cref="ForwarderError.RequestTimedOut"/>). Without it, every request that met a PACS web node that had just died
-/// got 502 until a health check took the node out. What NGINX (<c>proxy_next_upstream error timeout</c>) and HAProxy
-/// (<c>retries</c>, <c>option redispatch</c>) do; YARP has no retries of its own.
+/// failed before any of its answer reached the client. By default only when the request never reached the server: the
+/// connection was refused, could not be opened in time, or its TLS handshake failed (what HAProxy retries by default,
+/// <c>retry-on conn-failure</c>). Cluster metadata <c>Retry.On</c> = <c>BeforeResponse</c> also retries a server that
+/// took the request and then reset the connection or sent no response headers within the cluster's
+/// <c>HttpRequest:ActivityTimeout</c> (NGINX's <c>proxy_next_upstream error timeout</c>); not the default, because a
+/// request that makes a server fail (an expensive or malformed query) would then go to every server in turn.
+/// YARP has no retries of its own: without this, every request that met a PACS web node that had just died got 502
+/// until a health check took the node out.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -27,9 +31,12 @@ namespace ImagingProxy.Forwarding;
 /// <para>
 /// Each attempt runs the rest of YARP's pipeline again (affinity, load balancing, passive health: the failed
 /// destination is counted as a failure) over the destinations not tried yet, at most the cluster metadata
-/// <c>Retry.MaxAttempts</c> attempts in all (default 3; 1 turns retries off). Each retry is logged (event 413) and
-/// counted (<c>imagingproxy.http.retries</c>, by the destination that failed). When every attempt fails the client gets
-/// the last failure's answer (502, or 504 for a timeout).
+/// <c>Retry.MaxAttempts</c> attempts in all (default 3; 1 turns retries off). What the failed attempt left is undone
+/// first: the forwarder's error, the response (status and headers: no step before the proxy sets any), the items the
+/// inner steps added (YARP's affinity marker, so that the destination that answers sets the client's affinity cookie),
+/// and the destination tags of YARP's <c>proxy.forwarder</c> activity (it gets an <c>imagingproxy.retry</c> event per
+/// retry instead). Each retry is logged (event 413) and counted (<c>imagingproxy.http.retries</c>, by the destination
+/// that failed). When every attempt fails the client gets the last failure's answer (502, or 504 for a timeout).
 /// </para>
 /// </remarks>
 internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<HttpRetryStep> logger)
@@ -40,24 +47,33 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     /// <summary>The most attempts <c>Retry.MaxAttempts</c> may ask for.</summary>
     public const int MaxMaxAttempts = 10;
 
+    /// <summary><c>Retry.On</c>: retry only requests that never reached the server (the default).</summary>
+    public const string OnConnect = "Connect";
+
+    /// <summary><c>Retry.On</c>: also retry a server that failed after taking the request, before its response began.</summary>
+    public const string OnBeforeResponse = "BeforeResponse";
+
+    private static readonly string[] s_destinationTags = ["proxy.route_id", "proxy.cluster_id", "proxy.destination_id"];
+
     public async Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         var feature = context.GetReverseProxyFeature();
         var candidates = feature.AvailableDestinations;
-        var maxAttempts = MaxAttempts(feature.Cluster.Config);
-        if (maxAttempts < 2 || candidates.Count < 2 || !CanBeSentAgain(context.Request))
+        if (candidates.Count < 2 || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts))
         {
             await next();
             return;
         }
 
+        var beforeResponse = string.Equals(feature.Cluster.Config.Metadata?.GetValueOrDefault(MetadataKeys.RetryOn), OnBeforeResponse, StringComparison.OrdinalIgnoreCase);
+        var items = new HashSet<object>(context.Items.Keys);
         List<DestinationState>? untried = null;
         for (var attempt = 1; ; attempt++)
         {
             await next();
             var error = context.GetForwarderErrorFeature();
             var failed = feature.ProxiedDestination;
-            if (error is null || failed is null || !IsRetryable(error.Error) || context.Response.HasStarted
+            if (error is null || failed is null || !IsRetryable(error, beforeResponse) || context.Response.HasStarted
                 || context.RequestAborted.IsCancellationRequested || attempt >= maxAttempts)
             {
                 return;
@@ -71,23 +87,23 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             }
 
             var cluster = feature.Cluster.Config.ClusterId;
+            var cause = Describe(error.Exception);
             metrics.Retried(cluster, failed.DestinationId, error.Error);
-            if (logger.IsEnabled(LogLevel.Warning))
-            {
-                Log.Retrying(logger, context.Request.Method, context.Request.Path.Value ?? "/", failed.DestinationId, cluster, error.Error, Describe(error.Exception), attempt + 1, maxAttempts);
-            }
+            Log.Retrying(logger, context.Request.Method, context.Request.Path.Value ?? "/", failed.DestinationId, cluster, error.Error, cause, attempt + 1, maxAttempts);
 
-            // Nothing reached the client: the next attempt starts from a clean response, as the first did.
+            // Nothing reached the client: the next attempt starts as the first did.
             context.Features.Set<IForwarderErrorFeature>(null);
             context.Response.Clear();
+            ForgetItemsSince(context.Items, items);
+            RetagActivity(failed.DestinationId, error.Error, cause);
             feature.AvailableDestinations = untried.ToArray();
         }
     }
 
-    /// <summary>The cluster's <c>Retry.MaxAttempts</c> metadata (validated), else <see cref="DefaultMaxAttempts"/>.</summary>
+    /// <summary>The cluster's <c>Retry.MaxAttempts</c> metadata (validated, read as the validator reads it), else <see cref="DefaultMaxAttempts"/>.</summary>
     public static int MaxAttempts(ClusterConfig cluster)
         => cluster.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.RetryMaxAttempts, out var text)
-            && int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value)
+            && int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)
                 ? value
                 : DefaultMaxAttempts;
 
@@ -104,8 +120,78 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             : request.ContentLength is null or 0 && !request.Headers.ContainsKey("Transfer-Encoding");
     }
 
-    /// <summary>Failures before the destination's response began: connect, send of the headers, wait for the response headers.</summary>
-    private static bool IsRetryable(ForwarderError error) => error is ForwarderError.Request or ForwarderError.RequestTimedOut;
+    /// <summary>
+    /// A failure the request may be sent on after: it never reached the server (connect, name resolution, TLS
+    /// handshake), or, with <paramref name="beforeResponse"/>, any failure before the response headers (YARP's
+    /// <see cref="ForwarderError.Request"/>, <see cref="ForwarderError.RequestTimedOut"/>).
+    /// </summary>
+    internal static bool IsRetryable(IForwarderErrorFeature error, bool beforeResponse)
+    {
+        if (error.Error is not (ForwarderError.Request or ForwarderError.RequestTimedOut))
+        {
+            return false;
+        }
+
+        if (beforeResponse)
+        {
+            return true;
+        }
+
+        for (var exception = error.Exception; exception is not null; exception = exception.InnerException)
+        {
+            if (exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Removes the items the inner steps added during the failed attempt (YARP's affinity marker among them).</summary>
+    private static void ForgetItemsSince(IDictionary<object, object?> items, HashSet<object> before)
+    {
+        List<object>? added = null;
+        foreach (var key in items.Keys)
+        {
+            if (!before.Contains(key))
+            {
+                (added ??= []).Add(key);
+            }
+        }
+
+        if (added is not null)
+        {
+            foreach (var key in added)
+            {
+                items.Remove(key);
+            }
+        }
+    }
+
+    /// <summary>
+    /// YARP's <c>proxy.forwarder</c> activity (current here) gets its route, cluster and destination tags again from the
+    /// next attempt (YARP adds them, it does not replace them): the failed destination's go, an event records it.
+    /// </summary>
+    private static void RetagActivity(string destination, ForwarderError error, string cause)
+    {
+        if (Activity.Current is not { Source.Name: "Yarp.ReverseProxy" } activity)
+        {
+            return;
+        }
+
+        foreach (var tag in s_destinationTags)
+        {
+            activity.SetTag(tag, null);
+        }
+
+        activity.AddEvent(new ActivityEvent("imagingproxy.retry", tags: new ActivityTagsCollection
+        {
+            ["proxy.destination_id"] = destination,
+            ["error.type"] = error.ToString(),
+            ["exception.message"] = cause,
+        }));
+    }
 
     /// <summary>The innermost exception's message (a refused connection, a reset), without the stack.</summary>
     private static string Describe(Exception? exception)

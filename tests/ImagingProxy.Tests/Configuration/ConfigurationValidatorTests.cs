@@ -122,18 +122,30 @@ public class ConfigurationValidatorTests
     [InlineData("Http", "11", "ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts: '11' must be a whole number from 1 to 10.")]
     [InlineData("Http", "two", "ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts: 'two' must be a whole number from 1 to 10.")]
     [InlineData("Http", "1", null)]
+    [InlineData("Http", "+2", null)]
     [InlineData("Http", "10", null)]
     [InlineData("Dicom", "2", "ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts: applies to HTTP clusters only; a Dicom cluster's attempts are ImagingProxy:Dicom:MaxAttempts.")]
     public void Retry_max_attempts_is_a_small_count_on_http_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "Retry.MaxAttempts", value));
+
+    [Theory]
+    [InlineData("Http", "Connect", null)]
+    [InlineData("Http", "beforeresponse", null)]
+    [InlineData("Http", "Always", "ReverseProxy:Clusters:web:Metadata:Retry.On: 'Always' is unknown (Connect, BeforeResponse).")]
+    [InlineData("Mllp", "Connect", "ReverseProxy:Clusters:web:Metadata:Retry.On: applies to HTTP clusters only; a Mllp cluster's attempts are ImagingProxy:Mllp:MaxAttempts.")]
+    public void Retry_on_names_connect_or_before_response_on_http_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "Retry.On", value));
+
+    private static IReadOnlyList<string> ValidateRetry(string protocol, string key, string value)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["ReverseProxy:Clusters:web:Metadata:Protocol"] = protocol,
             ["ReverseProxy:Clusters:web:Destinations:a:Address"] = protocol == "Http" ? "http://10.0.0.11:8042" : "tcp://10.0.0.11:104",
-            ["ReverseProxy:Clusters:web:Metadata:Retry.MaxAttempts"] = value,
+            [$"ReverseProxy:Clusters:web:Metadata:{key}"] = value,
         }).Build();
 
-        Assert.Equal(expected is null ? [] : [expected], ConfigurationValidator.Validate(config));
+        return ConfigurationValidator.Validate(config);
     }
 
     [Theory]

@@ -1,4 +1,7 @@
 using ImagingProxy.Configuration;
+using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.Tests.Configuration;
 
@@ -49,4 +52,16 @@ public class DrainChangesTests
 
     private static (string Drained, string Undrained) Lists((List<string> Drained, List<string> Undrained) changes)
         => (string.Join(' ', changes.Drained), string.Join(' ', changes.Undrained));
+
+    [Fact]
+    public async Task Destinations_drained_when_the_proxy_starts_are_named_in_its_log()
+    {
+        var clusters = """
+            { "web": { "Destinations": { "a": { "Address": "http://127.0.0.1:9/", "Metadata": { "Drain": "true" } }, "b": { "Address": "http://127.0.0.1:9/" } } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestProxy.Config(clusters, "{}"), builder => builder.Logging.AddFakeLogging());
+
+        var logged = Assert.Single(proxy.Services.GetFakeLogCollector().GetSnapshot(), r => r.Id.Id == 104);
+        Assert.StartsWith("Destination(s) web/a draining (metadata Drain)", logged.Message, StringComparison.Ordinal);
+    }
 }

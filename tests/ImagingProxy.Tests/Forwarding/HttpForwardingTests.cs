@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
@@ -277,30 +278,113 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal(3, retries.GetMeasurementSnapshot().Count);
     }
 
-    [Fact]
-    public async Task A_get_that_a_silent_destination_never_answered_goes_to_another_one_after_the_activity_timeout()
+    [Theory]
+    [InlineData(null)]
+    [InlineData("BeforeResponse")]
+    public async Task A_get_that_a_silent_destination_took_is_sent_on_only_with_retry_on_before_response(string? retryOn)
     {
-        // Accepts connections (the kernel completes them into the backlog) and never answers a request.
+        // Accepts connections (the kernel completes them into the backlog) and never answers a request: the request
+        // reached a server, which may be working on it (an expensive query), so by default it is not sent to another.
         using var silent = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         silent.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         silent.Listen(16);
+        var metadata = retryOn is null ? "" : $$""" "Metadata": { "Retry.On": "{{retryOn}}" }, """;
         var cluster = $$"""
-            { "LoadBalancingPolicy": "RoundRobin", "HttpRequest": { "ActivityTimeout": "00:00:00.500" },
-              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "silent": { "Address": "http://127.0.0.1:{{((IPEndPoint)silent.LocalEndPoint!).Port}}/" } } }
+            { "LoadBalancingPolicy": "FirstAlphabetical", "HttpRequest": { "ActivityTimeout": "00:00:02" }, {{metadata}}
+              "Destinations": { "b": { "Address": "{{_a.Url}}" }, "a-silent": { "Address": "http://127.0.0.1:{{((IPEndPoint)silent.LocalEndPoint!).Port}}/" } } }
             """;
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-silent": {{cluster}} }""", RouteTo("retry-silent")));
         using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
 
-        for (var i = 0; i < 2; i++)
+        using var response = await client.GetAsync("/studies");
+
+        if (retryOn is null)
         {
-            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.GatewayTimeout, response.StatusCode);
+            Assert.Empty(retries.GetMeasurementSnapshot());
+        }
+        else
+        {
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+            var retried = Assert.Single(retries.GetMeasurementSnapshot());
+            Assert.Equal(("a-silent", "RequestTimedOut"), ((string?)retried.Tags["destination"], (string?)retried.Tags["error"]));
+        }
+    }
+
+    [Fact]
+    public async Task After_a_retry_the_destination_that_answered_takes_over_the_clients_affinity()
+    {
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin",
+            "SessionAffinity": { "Enabled": true, "Policy": "HashCookie", "AffinityKeyName": ".Affinity" }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-affinity": {{cluster}} }""", RouteTo("retry-affinity")));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        string? cookieForB = null;
+        for (var i = 0; i < 4 && cookieForB is null; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            if (response.Headers.GetValues("X-Backend").Single() == "b")
+            {
+                cookieForB = response.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+            }
         }
 
-        var retried = Assert.Single(retries.GetMeasurementSnapshot());
-        Assert.Equal(("silent", "RequestTimedOut"), ((string?)retried.Tags["destination"], (string?)retried.Tags["error"]));
+        Assert.NotNull(cookieForB);
+        await _b.DisposeAsync();
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/studies");
+        request.Headers.Add("Cookie", cookieForB);
+        using var retried = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.OK, retried.StatusCode);
+        Assert.Equal("a", retried.Headers.GetValues("X-Backend").Single());
+        var cookieForA = retried.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+        Assert.NotEqual(cookieForB, cookieForA);
+        using var next = new HttpRequestMessage(HttpMethod.Get, "/studies");
+        next.Headers.Add("Cookie", cookieForA);
+        using var pinned = await client.SendAsync(next);
+        Assert.Equal("a", pinned.Headers.GetValues("X-Backend").Single());
+        _b = await TestBackend.StartAsync("b");
+    }
+
+    [Fact]
+    public async Task A_retried_requests_trace_names_the_destination_that_answered_and_records_the_retry()
+    {
+        // Listeners are process-wide: the activity of this test's cluster is the one wanted.
+        var stopped = new TaskCompletionSource<Activity>(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == "Yarp.ReverseProxy",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (activity.TagObjects.Any(t => t is { Key: "proxy.cluster_id", Value: "retry-trace" }))
+                {
+                    stopped.TrySetResult(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(listener);
+        var cluster = $$"""
+            { "LoadBalancingPolicy": "FirstAlphabetical",
+              "Destinations": { "a-dead": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" }, "b": { "Address": "{{_a.Url}}" } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-trace": {{cluster}} }""", RouteTo("retry-trace")));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        using var response = await client.GetAsync("/studies");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        // The activity stops as the response completes, just after the client has it.
+        var forwarded = await stopped.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(["b"], forwarded.TagObjects.Where(t => t.Key == "proxy.destination_id").Select(t => (string?)t.Value));
+        Assert.Single(forwarded.TagObjects, t => t.Key == "proxy.cluster_id");
+        var retry = Assert.Single(forwarded.Events);
+        Assert.Equal("imagingproxy.retry", retry.Name);
+        Assert.Equal("a-dead", retry.Tags.Single(t => t.Key == "proxy.destination_id").Value);
     }
 
     [Fact]
