@@ -2,9 +2,10 @@
 # ImagingProxy soak test (a script, not a test): runs the Release proxy (src/ImagingProxy.Host, DOTNET_gcServer=1,
 # log level Warning) for DURATION seconds with real peers on loopback and mixed traffic the whole time, and watches its
 # resources for slow leaks:
-#   DICOM  C-ECHO associations (bench/dicom/EchoBench, paced) and C-STORE of small files (dcmtk storescu) to a cluster
-#          of two `storescp --fork --ignore` nodes; bad input: random bytes, a connection that sends nothing and closes,
-#          an A-ASSOCIATE-RQ cut short, an A-ASSOCIATE-RQ to an unknown AE (echoscu)
+#   DICOM  C-ECHO associations (bench/dicom/EchoBench, paced; by turns on a plain listener and an EarlyConnect one) and
+#          C-STORE of small files (dcmtk storescu) to a cluster of two `storescp --fork --ignore` nodes; bad input on
+#          both listeners: random bytes, a connection that sends nothing and closes, an A-ASSOCIATE-RQ cut short (one
+#          closed after 2 s, one held past ARTIM), an A-ASSOCIATE-RQ to an unknown AE (echoscu)
 #   MLLP   bench/mllp/LoadClient bursts to a cluster of two tests/peers/hl7_node.py receivers (python3-hl7); bad input:
 #          bytes outside a frame, a frame with no MSH, a frame with no MSH-10, a silent connection
 #   HTTP   nginx (or python3 -m http.server) behind a Viewers route, driven by wrk bursts, plus 404s
@@ -26,7 +27,7 @@
 #                           SETTLE=15 SETTLE_LONG=75 ECHO_PAUSE_MS=4 ECHO_RUN=1000 MLLP_CONNECTIONS=2 MLLP_BURST=3 MLLP_PAUSE=7
 #                           HTTP_BURST=3 HTTP_PAUSE=7 STORE_FILES=8 STORE_PAUSE=1 BAD_PAUSE=2
 #                           SOAK_DICOM=1 SOAK_STORE=1 SOAK_MLLP=1 SOAK_HTTP=1 SOAK_BAD=1 SOAK_RELOAD=1 SOAK_KILL=1 (0 turns
-#                           a part off, to bisect) KEEP=1 (keep the work dir; it holds samples.csv and the logs))
+#                           a part off, to bisect) PROXY_ENV="K=V ..." (extra environment for the proxy) KEEP=1 (keep the work dir; it holds samples.csv and the logs))
 set -euo pipefail
 export TCP_NODELAY=1
 DURATION="${DURATION:-600}" SAMPLE="${SAMPLE:-10}" WARMUP="${WARMUP:-60}" RELOAD_EVERY="${RELOAD_EVERY:-30}"
@@ -114,7 +115,7 @@ done
 
 # --- ports and peers ---
 declare -A port=()
-for name in scp1 scp2 hl7a hl7b web dicom mllp viewers admin; do port[$name]="$(free_port)"; done
+for name in scp1 scp2 hl7a hl7b web dicom dicom2 mllp viewers admin; do port[$name]="$(free_port)"; done
 start_node() { # NAME
   case "$1" in
     scp*) LD_PRELOAD="$shim" storescp --fork --ignore -aet PACS -pdu 16384 "${port[$1]}" >>"$work/$1.log" 2>&1 & ;;
@@ -178,7 +179,8 @@ write_config() { # RELOAD
     }
   },
   "ImagingProxy": {
-    "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": ${port[dicom]} } },
+    "Dicom": { "Listeners": { "dicom": { "Address": "127.0.0.1", "Port": ${port[dicom]} },
+                              "dicom-early": { "Address": "127.0.0.1", "Port": ${port[dicom2]}, "EarlyConnect": true } },
                "Routes": { "pacs": { "CalledAeTitle": "PACS", "Cluster": "pacs" } },
                "ArtimTimeout": "00:00:05", "ConnectTimeout": "00:00:02" },
     "Mllp": { "Listeners": { "hl7": { "Address": "127.0.0.1", "Port": ${port[mllp]} } },
@@ -190,15 +192,16 @@ JSON
   mv "$work/proxy.json.new" "$work/config/proxy.json" # a rename: the watcher never sees half a file
 }
 write_config 0
-DOTNET_gcServer=1 dotnet "$host_dll" --config "$work/config/proxy.json" >"$work/proxy.log" 2>&1 & other_pids+=($!); proxy_pid=$!
-for p in scp1 scp2 hl7a hl7b web dicom mllp viewers admin; do wait_port "${port[$p]}"; done
+# PROXY_ENV: extra environment for the proxy alone, e.g. PROXY_ENV="DOTNET_JitStdOutFile=/tmp/jit.txt DOTNET_JitDisasmSummary=1"
+env ${PROXY_ENV:-} DOTNET_gcServer=1 dotnet "$host_dll" --config "$work/config/proxy.json" >"$work/proxy.log" 2>&1 & other_pids+=($!); proxy_pid=$!
+for p in scp1 scp2 hl7a hl7b web dicom dicom2 mllp viewers admin; do wait_port "${port[$p]}"; done
 [[ -z $shim ]] || ss -ltn "( sport = :${port[scp1]} )" | grep -q "127.0.0.1:${port[scp1]}" || { echo "storescp not on loopback" >&2; exit 1; }
 port_names="$(for k in "${!port[@]}"; do printf '%s=%s ' "$k" "${port[$k]}"; done)"
 log "work dir $work; proxy pid $proxy_pid; ports: $(for k in "${!port[@]}"; do printf '%s=%s ' "$k" "${port[$k]}"; done)"
 
 # --- sampling ---
 csv="$work/samples.csv"
-echo "t,phase,rss_kib,rss_anon_kib,fds,fd_sockets,threads,gc_heap_bytes,gc_committed_bytes,allocated_bytes,working_set_bytes,tp_threads,timers,exceptions,assemblies,jit_methods,gen2_collections,series,dicom_active,hl7_active,kestrel_active_data,reloads_applied,reloads_rejected,dicom_associations,c_stores,hl7_messages,http_requests" >"$csv"
+echo "t,phase,rss_kib,rss_anon_kib,code_kib,fds,fd_sockets,threads,gc_heap_bytes,gc_committed_bytes,allocated_bytes,working_set_bytes,tp_threads,timers,exceptions,assemblies,jit_methods,gen2_collections,series,dicom_active,hl7_active,kestrel_active_data,reloads_applied,reloads_rejected,dicom_associations,c_stores,hl7_messages,http_requests" >"$csv"
 t_start=$(date +%s)
 sample() { # PHASE
   local now rss threads fds
@@ -206,11 +209,14 @@ sample() { # PHASE
   rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$proxy_pid/status")
   threads=$(awk '/^Threads:/ {print $2}' "/proc/$proxy_pid/status")
   anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$proxy_pid/status")
+  cp "/proc/$proxy_pid/smaps" "$work/smaps.$1" 2>/dev/null || true
+  # the runtime's executable memory (JIT-compiled code and stubs) is mapped from a memfd named doublemapper
+  code=$(awk '/^[0-9a-f]+-[0-9a-f]+ / { m = /doublemapper/ } m && /^Rss:/ { r += $2 } END { print r + 0 }' "$work/smaps.$1")
   # an fd closed while it is listed makes ls/find fail: count what was seen
   fds=$( (ls "/proc/$proxy_pid/fd" 2>/dev/null || true) | wc -l)
   socks=$( (find "/proc/$proxy_pid/fd" -lname 'socket:*' 2>/dev/null || true) | wc -l)
   curl -s --max-time 5 "http://127.0.0.1:${port[admin]}/metrics" >"$work/metrics.last" || : >"$work/metrics.last"
-  awk -v admin="${port[admin]}" -v pre="$now,$1,$rss,$anon,$fds,$socks,$threads" '
+  awk -v admin="${port[admin]}" -v pre="$now,$1,$rss,$anon,$code,$fds,$socks,$threads" '
     /^#/ || NF == 0 { next }
     { series++; name = $1; sub(/\{.*/, "", name); v = $NF + 0 }
     name == "dotnet_gc_last_collection_heap_size_bytes" { heap += v }
@@ -235,7 +241,6 @@ sample() { # PHASE
     END { printf "%s,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", pre, heap, committed, alloc, ws, tp, timers, exc, asm, jit, gen2, series, dact, hact, kact, applied, rejected, assoc, stores, msgs, reqs }
   ' "$work/metrics.last" >>"$csv"
   cp "$work/metrics.last" "$work/metrics.$1"
-  cp "/proc/$proxy_pid/smaps" "$work/smaps.$1" 2>/dev/null || true
   if [[ $1 == run ]] && ((now >= WARMUP)) && [[ ! -e $work/metrics.warm ]]; then cp "$work/metrics.last" "$work/metrics.warm"; cp "$work/smaps.$1" "$work/smaps.warm"; fi
   curl -s --max-time 5 "http://127.0.0.1:${port[admin]}/status" >"$work/status.$1" || true
   # the proxy's TCP sockets by state and peer (a peer's port named), to see what is held
@@ -248,9 +253,11 @@ sample() { # PHASE
 
 # --- traffic loops: each runs until $work/stop exists; every iteration is short (a few seconds) ---
 running() { [[ ! -e "$work/stop" ]]; }
-echo_loop() {
+echo_loop() { # alternating between the plain listener and the EarlyConnect one
+  local n=0
   while running; do
-    dotnet "$echo_dll" 127.0.0.1 "${port[dicom]}" PACS "$ECHO_RUN" 1 "$ECHO_PAUSE_MS" >>"$work/echo.out" 2>>"$work/echo.err" || echo "$(date +%T) EchoBench exit $?" >>"$work/echo.err"
+    n=$((n + 1))
+    dotnet "$echo_dll" 127.0.0.1 "${port[$([[ $((n % 2)) == 0 ]] && echo dicom || echo dicom2)]}" PACS "$ECHO_RUN" 1 "$ECHO_PAUSE_MS" >>"$work/echo.out" 2>>"$work/echo.err" || echo "$(date +%T) EchoBench exit $?" >>"$work/echo.err"
   done
 }
 store_loop() {
@@ -272,19 +279,22 @@ http_loop() {
     sleep "$HTTP_PAUSE"
   done
 }
-# a raw connection: send the bytes of a printf format (may be empty), read for up to 2 s, close
-raw() { # PORT FORMAT
-  (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "$2" >&3 && timeout 2 cat <&3 >/dev/null; exec 3>&-) 2>/dev/null || true
+# a raw connection: send the bytes of a printf format (may be empty), read for up to HOLD s (default 2), close
+raw() { # PORT FORMAT [HOLD]
+  (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "$2" >&3 && timeout "${3:-2}" cat <&3 >/dev/null; exec 3>&-) 2>/dev/null || true
 }
 bad_loop() {
   # an A-ASSOCIATE-RQ header announcing 205 bytes, cut after 20 (PS3.8 9.3.2): the proxy waits for the rest until ARTIM
   local rq_cut='\x01\x00\x00\x00\x00\xcd\x00\x01\x00\x00PACS            '
   local no_msh10='\x0bMSH|^~\\&|SOAK|RAD|RIS|HOSP|20250101120000||ADT^A08|||2.5.1\rPID|1||1\r\x1c\r'
+  local n=0 d
   while running; do
-    head -c 300 /dev/urandom >"/dev/tcp/127.0.0.1/${port[dicom]}" 2>/dev/null || true
-    raw "${port[dicom]}" ''
-    raw "${port[dicom]}" "$rq_cut"
-    echoscu -aec NOBODY -aet SOAK 127.0.0.1 "${port[dicom]}" >/dev/null 2>&1 || true
+    n=$((n + 1)) d="${port[$([[ $((n % 2)) == 0 ]] && echo dicom || echo dicom2)]}" # both listeners, by turns
+    head -c 300 /dev/urandom >"/dev/tcp/127.0.0.1/$d" 2>/dev/null || true
+    raw "$d" ''
+    raw "$d" "$rq_cut"
+    raw "$d" "$rq_cut" 8 & # held past ARTIM (5 s): the proxy ends it
+    echoscu -aec NOBODY -aet SOAK 127.0.0.1 "$d" >/dev/null 2>&1 || true
     raw "${port[mllp]}" 'garbage outside any frame\r'
     raw "${port[mllp]}" '\x0bnot an HL7 message\x1c\r'
     raw "${port[mllp]}" "$no_msh10"
@@ -351,7 +361,7 @@ run = [r for r in rows if r["phase"] == "run" and float(r["t"]) >= warmup]
 base_fds, base_socks = int(rows[0]["fds"]), int(rows[0]["fd_sockets"])
 MiB = 1024 * 1024
 res = [  # column, label, scale, unit
-    ("rss_kib", "rss", 1 / 1024, "MiB"), ("rss_anon_kib", "rss anonymous", 1 / 1024, "MiB"), ("gc_heap_bytes", "gc heap", 1 / MiB, "MiB"),
+    ("rss_kib", "rss", 1 / 1024, "MiB"), ("rss_anon_kib", "rss anonymous", 1 / 1024, "MiB"), ("code_kib", "jit code (rss)", 1 / 1024, "MiB"), ("gc_heap_bytes", "gc heap", 1 / MiB, "MiB"),
     ("gc_committed_bytes", "gc committed", 1 / MiB, "MiB"), ("fds", "fds", 1, ""), ("fd_sockets", "fds: sockets", 1, ""), ("threads", "threads", 1, ""),
     ("tp_threads", "thread-pool threads", 1, ""), ("timers", "timers", 1, ""), ("assemblies", "assemblies", 1, ""), ("jit_methods", "jit-compiled methods", 1, ""),
     ("series", "series", 1, ""), ("dicom_active", "dicom associations active", 1, ""),
