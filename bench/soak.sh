@@ -11,11 +11,13 @@
 #   HTTP   nginx (or python3 -m http.server) behind a Viewers route, driven by wrk bursts, plus 404s
 #   every RELOAD_EVERY s a hot reload (the --config file rewritten with a harmless change, alternating: the HTTP
 #   route's Order, the DICOM and MLLP clusters' metadata); every KILL_EVERY s one DICOM node and one MLLP node are
-#   killed (SIGKILL, in-flight associations included) and restarted NODE_DOWN s later. Active health checks every 2 s
+#   killed (SIGKILL, in-flight associations included) and restarted NODE_DOWN s later; once, at a third of the run,
+#   BURST idle connections (half to DICOM, half to MLLP) are opened, held 10 s and closed. Active health checks every 2 s
 #   (C-ECHO, MLLP connect, HTTP GET), passive health on.
-# Every SAMPLE s: the proxy's RSS, open fds and threads (/proc), and from /metrics on the Admin endpoint the GC heap,
-# committed memory, bytes allocated, thread-pool threads, timers, exceptions, loaded assemblies, the number of series
-# lines (cardinality) and the active association/connection gauges -> $work/samples.csv. At the end: a summary after
+# Every SAMPLE s: the proxy's RSS (and its anonymous part), JIT code memory (/proc/PID/smaps), open fds (and sockets)
+# and threads (/proc), and from /metrics on the Admin endpoint the GC heap (and its gen2 and LOH parts), committed
+# memory, bytes allocated, thread-pool threads, timers, exceptions, loaded assemblies, JIT-compiled methods, the number
+# of series lines (cardinality) and the active association/connection gauges -> $work/samples.csv. At the end: a summary after
 # WARMUP s (first vs last, least-squares slope per minute over the whole window and over its second half), then, after
 # the traffic stops and SETTLE s, a check that the gauges are back to 0 and the fds near the baseline taken before the
 # traffic; a second check after SETTLE_LONG s (past the MLLP pool's and HTTP client's idle timeouts).
@@ -25,7 +27,7 @@
 #
 # usage: bench/soak.sh     (env: DURATION=600 SAMPLE=10 WARMUP=60 RELOAD_EVERY=30 KILL_EVERY=45 NODE_DOWN=8
 #                           SETTLE=15 SETTLE_LONG=75 ECHO_PAUSE_MS=4 ECHO_RUN=1000 MLLP_CONNECTIONS=2 MLLP_BURST=3 MLLP_PAUSE=7
-#                           HTTP_BURST=3 HTTP_PAUSE=7 STORE_FILES=8 STORE_PAUSE=1 BAD_PAUSE=2
+#                           HTTP_BURST=3 HTTP_PAUSE=7 STORE_FILES=8 STORE_PAUSE=1 BAD_PAUSE=2 BURST=1000 (0: none)
 #                           SOAK_DICOM=1 SOAK_STORE=1 SOAK_MLLP=1 SOAK_HTTP=1 SOAK_BAD=1 SOAK_RELOAD=1 SOAK_KILL=1 (0 turns
 #                           a part off, to bisect) PROXY_ENV="K=V ..." (extra environment for the proxy) KEEP=1 (keep the work dir; it holds samples.csv and the logs))
 set -euo pipefail
@@ -34,7 +36,7 @@ DURATION="${DURATION:-600}" SAMPLE="${SAMPLE:-10}" WARMUP="${WARMUP:-60}" RELOAD
 KILL_EVERY="${KILL_EVERY:-45}" NODE_DOWN="${NODE_DOWN:-8}" SETTLE="${SETTLE:-15}" SETTLE_LONG="${SETTLE_LONG:-75}"
 ECHO_PAUSE_MS="${ECHO_PAUSE_MS:-4}" ECHO_RUN="${ECHO_RUN:-1000}" MLLP_CONNECTIONS="${MLLP_CONNECTIONS:-2}" MLLP_BURST="${MLLP_BURST:-3}"
 MLLP_PAUSE="${MLLP_PAUSE:-7}" HTTP_BURST="${HTTP_BURST:-3}" HTTP_PAUSE="${HTTP_PAUSE:-7}" STORE_FILES="${STORE_FILES:-8}"
-STORE_PAUSE="${STORE_PAUSE:-1}" BAD_PAUSE="${BAD_PAUSE:-2}" KEEP="${KEEP:-1}"
+STORE_PAUSE="${STORE_PAUSE:-1}" BAD_PAUSE="${BAD_PAUSE:-2}" BURST="${BURST:-1000}" KEEP="${KEEP:-1}"
 SOAK_DICOM="${SOAK_DICOM:-1}" SOAK_STORE="${SOAK_STORE:-1}" SOAK_MLLP="${SOAK_MLLP:-1}" SOAK_HTTP="${SOAK_HTTP:-1}"
 SOAK_BAD="${SOAK_BAD:-1}" SOAK_RELOAD="${SOAK_RELOAD:-1}" SOAK_KILL="${SOAK_KILL:-1}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -201,7 +203,7 @@ log "work dir $work; proxy pid $proxy_pid; ports: $(for k in "${!port[@]}"; do p
 
 # --- sampling ---
 csv="$work/samples.csv"
-echo "t,phase,rss_kib,rss_anon_kib,code_kib,fds,fd_sockets,threads,gc_heap_bytes,gc_committed_bytes,allocated_bytes,working_set_bytes,tp_threads,timers,exceptions,assemblies,jit_methods,gen2_collections,series,dicom_active,hl7_active,kestrel_active_data,reloads_applied,reloads_rejected,dicom_associations,c_stores,hl7_messages,http_requests" >"$csv"
+echo "t,phase,rss_kib,rss_anon_kib,code_kib,fds,fd_sockets,threads,gc_heap_bytes,gc_gen2_bytes,gc_loh_bytes,gc_poh_bytes,gc_committed_bytes,allocated_bytes,working_set_bytes,tp_threads,timers,exceptions,assemblies,jit_methods,gen2_collections,series,dicom_active,hl7_active,kestrel_active_data,reloads_applied,reloads_rejected,dicom_associations,c_stores,hl7_messages,http_requests" >"$csv"
 t_start=$(date +%s)
 sample() { # PHASE
   local now rss threads fds
@@ -220,6 +222,9 @@ sample() { # PHASE
     /^#/ || NF == 0 { next }
     { series++; name = $1; sub(/\{.*/, "", name); v = $NF + 0 }
     name == "dotnet_gc_last_collection_heap_size_bytes" { heap += v }
+    name == "dotnet_gc_last_collection_heap_size_bytes" && /generation="gen2"/ { gen2size += v }
+    name == "dotnet_gc_last_collection_heap_size_bytes" && /generation="loh"/ { lohsize += v }
+    name == "dotnet_gc_last_collection_heap_size_bytes" && /generation="poh"/ { pohsize += v }
     name == "dotnet_gc_last_collection_memory_committed_size_bytes" { committed += v }
     name == "dotnet_gc_heap_total_allocated_bytes_total" { alloc += v }
     name == "dotnet_process_memory_working_set_bytes" { ws += v }
@@ -238,7 +243,7 @@ sample() { # PHASE
     name == "imagingproxy_dicom_dimse_operations_total" && /dicom_command_field="C-STORE-RQ"/ { stores += v }
     name == "imagingproxy_hl7_messages_total" { msgs += v }
     name == "imagingproxy_http_requests_total" { reqs += v }
-    END { printf "%s,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", pre, heap, committed, alloc, ws, tp, timers, exc, asm, jit, gen2, series, dact, hact, kact, applied, rejected, assoc, stores, msgs, reqs }
+    END { printf "%s,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", pre, heap, gen2size, lohsize, pohsize, committed, alloc, ws, tp, timers, exc, asm, jit, gen2, series, dact, hact, kact, applied, rejected, assoc, stores, msgs, reqs }
   ' "$work/metrics.last" >>"$csv"
   cp "$work/metrics.last" "$work/metrics.$1"
   if [[ $1 == run ]] && ((now >= WARMUP)) && [[ ! -e $work/metrics.warm ]]; then cp "$work/metrics.last" "$work/metrics.warm"; cp "$work/smaps.$1" "$work/smaps.warm"; fi
@@ -303,6 +308,22 @@ bad_loop() {
   done
 }
 
+# once, at a third of the run: BURST idle connections (half DICOM, half MLLP) held 10 s, then closed (a modality
+# storm, a port scan): each holds a receive buffer while open, and what the burst took should be given back later
+burst() {
+  "$py" - "$BURST" "${port[dicom]}" "${port[mllp]}" <<'PYB' >>"$work/burst.log" 2>&1
+import socket, sys, time
+n, ports = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+held = []
+for i in range(n):
+    try: held.append(socket.create_connection(("127.0.0.1", ports[i % len(ports)]), timeout=5))
+    except OSError as e: print("connect failed:", e)
+print(f"{len(held)} connections open", flush=True)
+time.sleep(10)
+for s in held: s.close()
+PYB
+}
+
 # --- baseline, then traffic with reloads and node kills until the deadline ---
 sleep 5 # the first probe rounds
 sample baseline
@@ -316,10 +337,13 @@ t_start=$(date +%s) # t counts from the start of the traffic; the baseline row h
 sed -i '2s/^[0-9]*,/0,/' "$csv"
 log "traffic started for ${DURATION}s"
 end_at=$((t_start + DURATION)) next_sample=$((t_start + SAMPLE)) next_reload=$((t_start + RELOAD_EVERY)) next_kill=$((t_start + KILL_EVERY))
-reloads=0 kills=0 restart_at=0 down=()
+reloads=0 kills=0 restart_at=0 down=() burst_at=$((t_start + DURATION / 3))
 while (($(date +%s) < end_at)); do
   now=$(date +%s)
   if ((now >= next_sample)); then sample run; next_sample=$((next_sample + SAMPLE)); fi
+  if ((BURST > 0 && burst_at != 0 && now >= burst_at)); then
+    burst & other_pids+=($!); burst_at=0; log "burst: $BURST idle connections for 10 s"
+  fi
   if [[ $SOAK_RELOAD == 1 ]] && ((now >= next_reload)); then
     reloads=$((reloads + 1)); write_config "$reloads"; log "reload $reloads"; next_reload=$((next_reload + RELOAD_EVERY))
   fi
@@ -361,7 +385,8 @@ run = [r for r in rows if r["phase"] == "run" and float(r["t"]) >= warmup]
 base_fds, base_socks = int(rows[0]["fds"]), int(rows[0]["fd_sockets"])
 MiB = 1024 * 1024
 res = [  # column, label, scale, unit
-    ("rss_kib", "rss", 1 / 1024, "MiB"), ("rss_anon_kib", "rss anonymous", 1 / 1024, "MiB"), ("code_kib", "jit code (rss)", 1 / 1024, "MiB"), ("gc_heap_bytes", "gc heap", 1 / MiB, "MiB"),
+    ("rss_kib", "rss", 1 / 1024, "MiB"), ("rss_anon_kib", "rss anonymous", 1 / 1024, "MiB"), ("code_kib", "jit code (rss)", 1 / 1024, "MiB"), ("gc_heap_bytes", "gc heap", 1 / MiB, "MiB"), ("gc_gen2_bytes", "gc gen2", 1 / MiB, "MiB"), ("gc_loh_bytes", "gc loh", 1 / MiB, "MiB"),
+    ("gc_poh_bytes", "gc poh (pinned buffers)", 1 / MiB, "MiB"),
     ("gc_committed_bytes", "gc committed", 1 / MiB, "MiB"), ("fds", "fds", 1, ""), ("fd_sockets", "fds: sockets", 1, ""), ("threads", "threads", 1, ""),
     ("tp_threads", "thread-pool threads", 1, ""), ("timers", "timers", 1, ""), ("assemblies", "assemblies", 1, ""), ("jit_methods", "jit-compiled methods", 1, ""),
     ("series", "series", 1, ""), ("dicom_active", "dicom associations active", 1, ""),
@@ -394,6 +419,14 @@ last = run[-1]
 print(f"traffic over the run: {last['dicom_associations']} DICOM associations ({last['c_stores']} C-STORE), {last['hl7_messages']} HL7 messages, "
       f"{last['http_requests']} HTTP requests; exceptions {rows[0]['exceptions']} -> {last['exceptions']}; "
       f"reloads applied {last['reloads_applied']} (rejected {last['reloads_rejected']}) of {reloads} written")
+poh = [(float(r["t"]), int(r["gc_poh_bytes"]) / MiB) for r in rows if r["phase"] == "run"]
+if poh:
+    peak_t, peak = max(poh, key=lambda p: p[1])
+    before = [v for t, v in poh if t < peak_t]
+    end = int(rows[-1]["gc_poh_bytes"]) / MiB
+    base = max(before[-1] if before else 0.0, 0.0)
+    print(f"pinned receive buffers (gc poh): {base:.1f} MiB before the peak, {peak:.1f} MiB at t={peak_t:.0f}s (the burst, if any), "
+          f"{end:.1f} MiB at the end ({rows[-1]['phase']}): {max(end - base, 0):.1f} MiB above the level before the peak")
 def status_counts(path):  # what /status says is still open: associations, MLLP connections, per-destination requests
     import json
     try: st = json.load(open(path))
