@@ -203,7 +203,7 @@ log "work dir $work; proxy pid $proxy_pid; ports: $(for k in "${!port[@]}"; do p
 
 # --- sampling ---
 csv="$work/samples.csv"
-echo "t,phase,rss_kib,rss_anon_kib,code_kib,fds,fd_sockets,threads,gc_heap_bytes,gc_gen2_bytes,gc_loh_bytes,gc_poh_bytes,gc_committed_bytes,allocated_bytes,working_set_bytes,tp_threads,timers,exceptions,assemblies,jit_methods,gen2_collections,series,dicom_active,hl7_active,kestrel_active_data,reloads_applied,reloads_rejected,dicom_associations,c_stores,hl7_messages,http_requests" >"$csv"
+echo "t,phase,rss_kib,rss_anon_kib,code_kib,fds,fd_sockets,threads,gc_heap_bytes,gc_gen2_bytes,gc_loh_bytes,gc_poh_bytes,gc_poh_free_bytes,gc_committed_bytes,allocated_bytes,working_set_bytes,tp_threads,timers,exceptions,assemblies,jit_methods,gen2_collections,series,dicom_active,hl7_active,kestrel_active_data,reloads_applied,reloads_rejected,dicom_associations,c_stores,hl7_messages,http_requests" >"$csv"
 t_start=$(date +%s)
 sample() { # PHASE
   local now rss threads fds
@@ -225,6 +225,7 @@ sample() { # PHASE
     name == "dotnet_gc_last_collection_heap_size_bytes" && /generation="gen2"/ { gen2size += v }
     name == "dotnet_gc_last_collection_heap_size_bytes" && /generation="loh"/ { lohsize += v }
     name == "dotnet_gc_last_collection_heap_size_bytes" && /generation="poh"/ { pohsize += v }
+    name == "dotnet_gc_last_collection_heap_fragmentation_size_bytes" && /generation="poh"/ { pohfree += v }
     name == "dotnet_gc_last_collection_memory_committed_size_bytes" { committed += v }
     name == "dotnet_gc_heap_total_allocated_bytes_total" { alloc += v }
     name == "dotnet_process_memory_working_set_bytes" { ws += v }
@@ -243,7 +244,7 @@ sample() { # PHASE
     name == "imagingproxy_dicom_dimse_operations_total" && /dicom_command_field="C-STORE-RQ"/ { stores += v }
     name == "imagingproxy_hl7_messages_total" { msgs += v }
     name == "imagingproxy_http_requests_total" { reqs += v }
-    END { printf "%s,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", pre, heap, gen2size, lohsize, pohsize, committed, alloc, ws, tp, timers, exc, asm, jit, gen2, series, dact, hact, kact, applied, rejected, assoc, stores, msgs, reqs }
+    END { printf "%s,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f\n", pre, heap, gen2size, lohsize, pohsize, pohfree, committed, alloc, ws, tp, timers, exc, asm, jit, gen2, series, dact, hact, kact, applied, rejected, assoc, stores, msgs, reqs }
   ' "$work/metrics.last" >>"$csv"
   cp "$work/metrics.last" "$work/metrics.$1"
   if [[ $1 == run ]] && ((now >= WARMUP)) && [[ ! -e $work/metrics.warm ]]; then cp "$work/metrics.last" "$work/metrics.warm"; cp "$work/smaps.$1" "$work/smaps.warm"; fi
@@ -377,10 +378,10 @@ lines() { cat "$@" 2>/dev/null | grep -c "${pattern:-.}" || true; }
 echo "== traffic: $(lines "$work/echo.out") EchoBench runs ($(pattern='EchoBench exit' lines "$work/echo.err") with failed echoes)," \
   "$(pattern='storescu exit' lines "$work/store.err") failed storescu runs," \
   "$(lines "$work/loadclient.out") LoadClient runs ($(pattern='LoadClient exit' lines "$work/loadclient.err") failed), $reloads reloads, $kills node kills"
-"$py" - "$csv" "$WARMUP" "$reloads" "$work" <<'PY'
+"$py" - "$csv" "$WARMUP" "$reloads" "$work" "$((BURST > 0 ? DURATION / 3 : 0))" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-warmup, reloads, work = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+warmup, reloads, work, burst_t = float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5])
 run = [r for r in rows if r["phase"] == "run" and float(r["t"]) >= warmup]
 base_fds, base_socks = int(rows[0]["fds"]), int(rows[0]["fd_sockets"])
 MiB = 1024 * 1024
@@ -419,14 +420,19 @@ last = run[-1]
 print(f"traffic over the run: {last['dicom_associations']} DICOM associations ({last['c_stores']} C-STORE), {last['hl7_messages']} HL7 messages, "
       f"{last['http_requests']} HTTP requests; exceptions {rows[0]['exceptions']} -> {last['exceptions']}; "
       f"reloads applied {last['reloads_applied']} (rejected {last['reloads_rejected']}) of {reloads} written")
+# the burst: the pinned heap (where the transport's receive blocks live) before it, at its peak after it, at the end;
+# the GC's figure counts free space left in the pinned heap's regions (fragmentation) apart
 poh = [(float(r["t"]), int(r["gc_poh_bytes"]) / MiB) for r in rows if r["phase"] == "run"]
-if poh:
-    peak_t, peak = max(poh, key=lambda p: p[1])
-    before = [v for t, v in poh if t < peak_t]
-    end = int(rows[-1]["gc_poh_bytes"]) / MiB
-    base = max(before[-1] if before else 0.0, 0.0)
-    print(f"pinned receive buffers (gc poh): {base:.1f} MiB before the peak, {peak:.1f} MiB at t={peak_t:.0f}s (the burst, if any), "
-          f"{end:.1f} MiB at the end ({rows[-1]['phase']}): {max(end - base, 0):.1f} MiB above the level before the peak")
+if burst_t > 0 and poh:
+    before = [v for t, v in poh if t < burst_t]
+    after = [(t, v) for t, v in poh if t >= burst_t]
+    base = before[-1] if before else 0.0
+    peak_t, peak = max(after, key=lambda p: p[1]) if after else (burst_t, base)
+    peak_t = next(t for t, v in after if v == peak) if after else peak_t
+    end, free = int(rows[-1]["gc_poh_bytes"]) / MiB, int(rows[-1]["gc_poh_free_bytes"]) / MiB
+    print(f"burst at t={burst_t:.0f}s: pinned heap (gc poh) {base:.1f} MiB before, {peak:.1f} MiB at t={peak_t:.0f}s, "
+          f"{end:.1f} MiB at the end ({rows[-1]['phase']}) of which {free:.1f} MiB free space: "
+          f"{max(end - free - base, 0):.1f} MiB still in use above the level before the burst")
 def status_counts(path):  # what /status says is still open: associations, MLLP connections, per-destination requests
     import json
     try: st = json.load(open(path))
