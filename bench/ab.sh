@@ -7,9 +7,10 @@
 #
 #   bench/ab.sh mllp REF [ROUNDS=11] [SECONDS=3]   K=8 connections (bench/mllp/LoadClient, bench/mllp/receiver.py)
 #   bench/ab.sh dicom REF [ROUNDS=7] [COUNT=600]   C-ECHO associations one after another (bench/dicom/EchoBench, storescp --fork)
+#   bench/ab.sh http REF [ROUNDS=11] [SECONDS=3]   a 2 KiB GET on the Viewers endpoint (plain HTTP), wrk -t1 -c8, nginx as the server
 set -euo pipefail
-kind="${1:?usage: bench/ab.sh mllp|dicom REF [ROUNDS] [SECONDS|COUNT]}"
-ref="${2:?usage: bench/ab.sh mllp|dicom REF [ROUNDS] [SECONDS|COUNT]}"
+kind="${1:?usage: bench/ab.sh mllp|dicom|http REF [ROUNDS] [SECONDS|COUNT]}"
+ref="${2:?usage: bench/ab.sh mllp|dicom|http REF [ROUNDS] [SECONDS|COUNT]}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="$(mktemp -d /tmp/imagingproxy-ab-XXXXXX)"
 pids=()
@@ -37,6 +38,12 @@ config() { # listener-port -> proxy configuration for $kind
   "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
   "ReverseProxy": { "Routes": {}, "Clusters": { "bench": { "Metadata": { "Protocol": "Mllp" }, "Destinations": { "n1": { "Address": "tcp://127.0.0.1:$node" } } } } },
   "ImagingProxy": { "Mllp": { "Listeners": { "hl7": { "Address": "127.0.0.1", "Port": $1 } }, "Routes": [ { "MessageType": "*", "Cluster": "bench" } ] } } }
+JSON
+  elif [[ $kind == http ]]; then cat <<JSON
+{ "Logging": { "LogLevel": { "Default": "Warning" } },
+  "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:$1" }, "Xds": { "Enabled": false }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+  "ReverseProxy": { "Routes": { "dicomweb": { "ClusterId": "pacs-web", "Match": { "Path": "/dicom-web/{**rest}" } } },
+    "Clusters": { "pacs-web": { "Destinations": { "web1": { "Address": "http://127.0.0.1:$node/" } } } } } }
 JSON
   else cat <<JSON
 { "Logging": { "LogLevel": { "Default": "Warning" } },
@@ -66,7 +73,29 @@ case "$kind" in
     # The per-association path tiers up over the first ~3000 back-to-back associations (bench/dicom/run.sh says more).
     warm() { dotnet "$work/echo/EchoBench.dll" 127.0.0.1 "$1" PACS 5000 1; }
     ;;
-  *) echo "unknown kind '$kind' (mllp or dicom)" >&2; exit 2 ;;
+  http)
+    rounds="${3:-11}" seconds="${4:-3}"
+    mkdir -p "$work/www/dicom-web" "$work/nginx"
+    head -c 1536 /dev/urandom | base64 -w 0 | head -c 2048 >"$work/www/dicom-web/studies"
+    cat >"$work/nginx/nginx.conf" <<CONF
+$([[ $(id -u) == 0 ]] && echo "user root;")
+worker_processes 1; daemon off; pid $work/nginx/nginx.pid; error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http { access_log off; client_body_temp_path body; proxy_temp_path proxy; fastcgi_temp_path fcgi; uwsgi_temp_path uwsgi; scgi_temp_path scgi;
+  server { listen 127.0.0.1:$node; root $work/www; keepalive_requests 1000000; } }
+CONF
+    (cd "$work/nginx" && exec nginx -c "$work/nginx/nginx.conf" -p "$work/nginx") >/dev/null 2>&1 & pids+=($!)
+    run() { # port -> "req/s p50 p99 errors requests"
+      wrk -t1 -c8 -d"${seconds}s" --latency "http://127.0.0.1:$1/dicom-web/studies" | python3 -c '
+import re, sys
+out = sys.stdin.read()
+ms = lambda v: float(v[:-2]) * 1e-3 if v.endswith("us") else float(v[:-2]) if v.endswith("ms") else float(v[:-1]) * 1e3
+errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)) + sum(int(x) for x in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+print(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1), ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
+      ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)), errors, re.search(r"(\d+) requests in", out).group(1))'
+    }
+    ;;
+  *) echo "unknown kind '$kind' (mllp, dicom or http)" >&2; exit 2 ;;
 esac
 
 DOTNET_gcServer=1 dotnet "$work/a/ImagingProxy.Host.dll" --config "$work/config-a/proxy.json" >"$work/a.log" 2>&1 & pids+=($!); pid_a=$!
@@ -96,11 +125,12 @@ for line in open(path):
     f = line.split()
     rate = float(f[1])
     n = float(f[5])  # every message or association of the run, the client's warm-up included (as the CPU ticks are)
-    unit = 1e6 if kind == "mllp" else 1e3
+    unit = 1e3 if kind == "dicom" else 1e6
     user, system = float(f[-2]) / hz * unit / n, float(f[-1]) / hz * unit / n
-    extra = float(f[2]) if kind == "mllp" else float(f[4])
+    extra = float(f[4]) if kind == "dicom" else float(f[2])
     rows[f[0]].append((rate, extra, user, system))
-names = ("msg/s", "p50 ms", "user us/msg", "sys us/msg") if kind == "mllp" else ("assoc/s", "set-up ms", "user ms/assoc", "sys ms/assoc")
+names = {"mllp": ("msg/s", "p50 ms", "user us/msg", "sys us/msg"), "http": ("req/s", "p50 ms", "user us/req", "sys us/req"),
+         "dicom": ("assoc/s", "set-up ms", "user ms/assoc", "sys ms/assoc")}[kind]
 higher_better = (True, False, False, False)
 print(f"A = working tree, B = {ref}; {len(rows['A'])} paired runs; medians, and the pairs A won")
 for i, name in enumerate(names):

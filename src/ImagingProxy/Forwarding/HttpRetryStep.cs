@@ -55,18 +55,21 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
 
     private static readonly string[] s_destinationTags = ["proxy.route_id", "proxy.cluster_id", "proxy.destination_id"];
 
-    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    /// <summary>A request that cannot be retried passes straight through, with no async level of its own.</summary>
+    public Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         var feature = context.GetReverseProxyFeature();
-        var candidates = feature.AvailableDestinations;
-        if (candidates.Count < 2 || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts))
-        {
-            await next();
-            return;
-        }
+        return feature.AvailableDestinations.Count < 2 || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts)
+            ? next()
+            : ForwardAsync(context, next, feature, maxAttempts);
+    }
 
+    private async Task ForwardAsync(HttpContext context, Func<Task> next, IReverseProxyFeature feature, int maxAttempts)
+    {
+        var candidates = feature.AvailableDestinations;
         var beforeResponse = string.Equals(feature.Cluster.Config.Metadata?.GetValueOrDefault(MetadataKeys.RetryOn), OnBeforeResponse, StringComparison.OrdinalIgnoreCase);
-        var items = new HashSet<object>(context.Items.Keys);
+        // The items before the first attempt (usually none: then every item after a failed attempt is one it added).
+        var items = context.Items.Count == 0 ? null : new HashSet<object>(context.Items.Keys);
         List<DestinationState>? untried = null;
         for (var attempt = 1; ; attempt++)
         {
@@ -149,8 +152,14 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     }
 
     /// <summary>Removes the items the inner steps added during the failed attempt (YARP's affinity marker among them).</summary>
-    private static void ForgetItemsSince(IDictionary<object, object?> items, HashSet<object> before)
+    private static void ForgetItemsSince(IDictionary<object, object?> items, HashSet<object>? before)
     {
+        if (before is null)
+        {
+            items.Clear();
+            return;
+        }
+
         List<object>? added = null;
         foreach (var key in items.Keys)
         {

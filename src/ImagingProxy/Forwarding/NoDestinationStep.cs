@@ -9,16 +9,14 @@ namespace ImagingProxy.Forwarding;
 /// </summary>
 internal sealed partial class NoDestinationStep(ILogger<NoDestinationStep> logger)
 {
-    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    public Task InvokeAsync(HttpContext context, Func<Task> next)
     {
         var feature = context.GetReverseProxyFeature();
-        if (feature.AvailableDestinations.Count > 0)
-        {
-            await next();
-            return;
-        }
+        return feature.AvailableDestinations.Count > 0 ? next() : RefuseAsync(context, feature.Cluster.Config.ClusterId);
+    }
 
-        var cluster = feature.Cluster.Config.ClusterId;
+    private async Task RefuseAsync(HttpContext context, string cluster)
+    {
         Log.NoDestination(logger, cluster, context.Request.Path);
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.Headers.RetryAfter = "10";

@@ -13,7 +13,11 @@ namespace ImagingProxy.Forwarding;
 /// </summary>
 internal sealed partial class RequestTimeoutStep(ILogger<RequestTimeoutStep> logger)
 {
-    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    /// <summary>A request without a route <c>Timeout</c> (no timeout feature) passes straight through, with no async level of its own.</summary>
+    public Task InvokeAsync(HttpContext context, Func<Task> next)
+        => context.Features.Get<IHttpRequestTimeoutFeature>() is null ? next() : ForwardAsync(context, next);
+
+    private async Task ForwardAsync(HttpContext context, Func<Task> next)
     {
         await next();
         if (!TimedOut(context))

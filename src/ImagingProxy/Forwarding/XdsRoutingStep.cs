@@ -15,16 +15,16 @@ namespace ImagingProxy.Forwarding;
 /// </summary>
 internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<XdsRoutingStep> logger)
 {
-    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    /// <summary>A viewer's request passes straight through (no async level of its own); the Xds route's is routed here.</summary>
+    public Task InvokeAsync(HttpContext context, Func<Task> next)
+    {
+        var metadata = context.GetReverseProxyFeature().Route.Config.Metadata;
+        return metadata?.ContainsKey(MetadataKeys.XdsRoute) == true ? RouteAsync(context, metadata, next) : next();
+    }
+
+    private async Task RouteAsync(HttpContext context, IReadOnlyDictionary<string, string> metadata, Func<Task> next)
     {
         var feature = context.GetReverseProxyFeature();
-        var metadata = feature.Route.Config.Metadata;
-        if (metadata?.ContainsKey(MetadataKeys.XdsRoute) != true)
-        {
-            await next();
-            return;
-        }
-
         // Recorded for the metrics step (imagingproxy.xds.transactions), refused requests included.
         var transaction = XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out var action);
         context.Items[XdsTransactionItem] = transaction;
