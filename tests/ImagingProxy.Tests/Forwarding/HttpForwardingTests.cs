@@ -8,6 +8,7 @@ using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Tests.Forwarding;
@@ -235,6 +236,48 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         }
 
         _b = await TestBackend.StartAsync("b");
+    }
+
+    [Fact]
+    public async Task A_viewer_that_abandons_downloads_does_not_take_a_healthy_destination_out()
+    {
+        // A viewer scrolling through a series cancels the frames it no longer needs: YARP reports each as a forwarder
+        // error (the client's), which its own passive policy counted against the destination.
+        var cluster = TestConfig.Cluster("""
+            "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:05:00" } }
+            """, _a);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{cluster}} }""", AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var transitions = new List<string>();
+        tracker.Transition += (_, destination, kind, _, now) =>
+        {
+            lock (transitions)
+            {
+                transitions.Add($"{destination} {kind} {now}");
+            }
+        };
+        using var metrics = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.requests");
+
+        for (var i = 0; i < 20; i++)
+        {
+            using var response = await client.GetAsync("/big?bytes=64000000", HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            await using var body = await response.Content.ReadAsStreamAsync();
+            var first = new byte[16 * 1024];
+            await body.ReadExactlyAsync(first);
+        }
+
+        // Each abandoned download is recorded (as a client-side forwarder error) once the proxy has seen it end.
+        await metrics.WaitForMeasurementsAsync(20, TimeSpan.FromSeconds(30));
+        Assert.All(metrics.GetMeasurementSnapshot(), m => Assert.NotEqual("none", m.Tags["error"]));
+        using var after = await client.GetAsync("/studies");
+        Assert.Equal(HttpStatusCode.OK, after.StatusCode);
+        Assert.NotEqual(DestinationHealth.Unhealthy, proxy.Services.GetRequiredService<IProxyStateLookup>().GetClusters().Single().Destinations["a"].Health.Passive);
+        lock (transitions)
+        {
+            Assert.DoesNotContain("a passive Unhealthy", transitions);
+        }
     }
 
     [Fact]
