@@ -153,6 +153,8 @@ public static class ImagingProxyApp
         gate.StartWatching(app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Configuration"));
 
         app.UseRouting();
+        var unrouted = app.Services.GetRequiredService<UnroutedRequestAnswer>();
+        app.Use(next => context => unrouted.InvokeAsync(context, next));
         app.UseRequestTimeouts();
         app.MapAdminEndpoints();
         app.MapMetrics().WithMetadata(new ListenerMetadata(EndpointNames.Admin), new HttpMethodMetadata(AdminEndpoints.ReadMethods));
@@ -244,6 +246,7 @@ public static class ImagingProxyApp
         services.AddSingleton<RequestBodyLimitStep>();
         services.AddSingleton<HttpRetryStep>();
         services.AddSingleton<RequestTimeoutStep>();
+        services.AddSingleton<UnroutedRequestAnswer>();
 
         // Health: one tracker, YARP's updater wrapped so every change is seen, our monitor for every protocol.
         services.AddSingleton<DestinationHealthTracker>();

@@ -23,6 +23,7 @@ public sealed class HttpProxyMetrics : IDisposable
     private readonly Histogram<double> _duration;
     private readonly Counter<long> _xds;
     private readonly Counter<long> _retries;
+    private readonly Counter<long> _unrouted;
 
     public HttpProxyMetrics(IMeterFactory meterFactory)
     {
@@ -31,6 +32,7 @@ public sealed class HttpProxyMetrics : IDisposable
         _duration = _meter.CreateHistogram<double>("imagingproxy.http.request.duration", "s", "Time from routing to the end of the proxied response.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
         _retries = _meter.CreateCounter<long>("imagingproxy.http.retries", "{attempt}", "GET/HEAD/OPTIONS requests sent to another destination after one failed before answering, by the destination that failed and its forwarder error.");
+        _unrouted = _meter.CreateCounter<long>("imagingproxy.http.unrouted", "{request}", "Requests on a viewers' or XDS listener that no route matches, answered 404 by ImagingProxy, by listener.");
         _xds = _meter.CreateCounter<long>("imagingproxy.xds.transactions", "{transaction}", "XDS.b requests by IHE transaction (ITI-18/41/42/43, unknown, missing) and status code.");
     }
 
@@ -77,6 +79,9 @@ public sealed class HttpProxyMetrics : IDisposable
             _xds.Add(1, new TagList { { "transaction", transaction }, { "http.response.status_code", StatusCodeTag(context.Response.StatusCode) } });
         }
     }
+
+    /// <summary>A request on <paramref name="listener"/> that no route matches (UnroutedRequestAnswer).</summary>
+    public void Unrouted(string listener) => _unrouted.Add(1, new KeyValuePair<string, object?>("listener", listener));
 
     /// <summary>A request sent to another destination because <paramref name="destination"/> failed with <paramref name="error"/> (HttpRetryStep).</summary>
     public void Retried(string cluster, string destination, ForwarderError error)

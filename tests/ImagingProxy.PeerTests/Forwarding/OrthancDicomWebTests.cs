@@ -82,6 +82,12 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
                 Assert.Equal(expectedBody, actualBody);
             }
         }
+
+        // A viewer with the wrong base path: Orthanc's own answer would be its 404 for an unknown URI; the proxy says
+        // that no route took the request, and Orthanc never sees it.
+        using var wrongBase = await viaProxy.GetAsync("/dicomweb/studies?limit=10");
+        Assert.Equal(HttpStatusCode.NotFound, wrongBase.StatusCode);
+        Assert.Equal("404 Not Found: no route of listener 'Viewers' matches this request.\n", await wrongBase.Content.ReadAsStringAsync());
     }
 
     [Fact(Timeout = 120_000)]

@@ -182,6 +182,42 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_request_no_route_matches_gets_a_404_that_says_so_logged_and_counted()
+    {
+        var routes = """
+            { "dicomweb": { "ClusterId": "web", "Match": { "Path": "/dicom-web/{**rest}" } },
+              "reads": { "ClusterId": "web", "Match": { "Path": "/wado/{**rest}", "Methods": [ "GET" ] } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", routes), builder => builder.Logging.AddFakeLogging());
+        using var unrouted = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.unrouted");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        // A viewer set up with /dicomweb instead of /dicom-web.
+        using var wrongBase = await client.GetAsync("/dicomweb/studies?limit=1");
+        Assert.Equal(HttpStatusCode.NotFound, wrongBase.StatusCode);
+        Assert.Equal("404 Not Found: no route of listener 'Viewers' matches this request.\n", await wrongBase.Content.ReadAsStringAsync());
+        using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/nothing"));
+        Assert.Equal(HttpStatusCode.NotFound, head.StatusCode);
+
+        // A route that matches the path but not the method still answers 405; matched requests are untouched.
+        using var post = await client.PostAsync("/wado/x", new ByteArrayContent([1]));
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
+        using var routed = await client.GetAsync("/dicom-web/studies");
+        Assert.Equal(HttpStatusCode.OK, routed.StatusCode);
+
+        // The Admin endpoint's unknown paths keep their plain 404.
+        using var admin = new HttpClient { BaseAddress = proxy.Url("Admin") };
+        using var adminMiss = await admin.GetAsync("/nothing");
+        Assert.Equal(HttpStatusCode.NotFound, adminMiss.StatusCode);
+        Assert.Equal(string.Empty, await adminMiss.Content.ReadAsStringAsync());
+
+        Assert.Equal(["Viewers", "Viewers"], unrouted.GetMeasurementSnapshot().Select(m => (string?)m.Tags["listener"]));
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 414).Select(r => r.Message).ToList();
+        Assert.Equal(["Request GET /dicomweb/studies from 127.0.0.1 on listener Viewers matches no route: answered 404.", "Request HEAD /nothing from 127.0.0.1 on listener Viewers matches no route: answered 404."], logged);
+        Assert.DoesNotContain("GET /dicomweb/studies", _a.Requests);
+    }
+
+    [Fact]
     public async Task A_body_declared_over_the_routes_limit_gets_413_before_anything_reaches_the_server()
     {
         var routes = """{ "capped": { "ClusterId": "web", "MaxRequestBodySize": 1000, "Match": { "Path": "/{**rest}" } } }""";

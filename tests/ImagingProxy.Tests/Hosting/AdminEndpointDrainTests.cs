@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.RegularExpressions;
 using ImagingProxy.Hosting;
 using ImagingProxy.Testing;
 using Microsoft.AspNetCore.Builder;
@@ -157,7 +159,12 @@ public sealed class AdminEndpointDrainTests : IAsyncLifetime
         await socket.SendAsync(Encoding.ASCII.GetBytes("GET /no-route HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
         var received = new StringBuilder();
         var buffer = new byte[1024];
-        while (!received.ToString().Contains("\r\n\r\n", StringComparison.Ordinal))
+
+        // The whole response (ImagingProxy's 404 for a request no route matches, with its line of text): then the
+        // connection is idle.
+        while (!(received.ToString() is var text && text.IndexOf("\r\n\r\n", StringComparison.Ordinal) is > 0 and var end
+            && Regex.Match(text, @"Content-Length: (\d+)", RegexOptions.IgnoreCase) is { Success: true } length
+            && text.Length >= end + 4 + int.Parse(length.Groups[1].Value, CultureInfo.InvariantCulture)))
         {
             var count = await socket.ReceiveAsync(buffer);
             Assert.True(count > 0, "the connection closed before the response");
@@ -165,7 +172,6 @@ public sealed class AdminEndpointDrainTests : IAsyncLifetime
         }
 
         Assert.StartsWith("HTTP/1.1 404", received.ToString(), StringComparison.Ordinal);
-        Assert.Contains("Content-Length: 0", received.ToString(), StringComparison.OrdinalIgnoreCase);
         return socket;
     }
 
