@@ -26,7 +26,8 @@ namespace ImagingProxy.Forwarding;
 /// <para>
 /// Only requests that are safe to send twice: idempotent methods without a body. A POST (STOW-RS, every XDS
 /// transaction) is never sent again: the first server may have stored it. A response already started is never
-/// replaced, and a client that went away is not retried for.
+/// replaced, and a client that went away is not retried for. Nor is a client that session affinity pins with the
+/// strict <c>FailurePolicy</c> <c>Return503Error</c> (<see cref="PinnedStrictly"/>).
 /// </para>
 /// <para>
 /// Each attempt runs the rest of YARP's pipeline again (affinity, load balancing, passive health: the failed
@@ -60,6 +61,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     {
         var feature = context.GetReverseProxyFeature();
         return feature.AvailableDestinations.Count < 2 || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts)
+            || PinnedStrictly(context.Request, feature.Cluster.Config)
             ? next()
             : ForwardAsync(context, next, feature, maxAttempts);
     }
@@ -109,6 +111,24 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             && int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)
                 ? value
                 : DefaultMaxAttempts;
+
+    /// <summary>
+    /// True when the cluster's session affinity must not move a client (<c>FailurePolicy</c> <c>Return503Error</c>) and
+    /// the request carries its affinity key: the operator wants such a client served by its own destination or not at
+    /// all, so its failure is answered as it is (YARP's 502) instead of a retry that the affinity step refuses with 503.
+    /// </summary>
+    internal static bool PinnedStrictly(HttpRequest request, ClusterConfig cluster)
+    {
+        if (cluster.SessionAffinity is not { Enabled: true, AffinityKeyName: { Length: > 0 } key } affinity
+            || !string.Equals(affinity.FailurePolicy, "Return503Error", StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        return string.Equals(affinity.Policy, "CustomHeader", StringComparison.OrdinalIgnoreCase)
+            ? request.Headers.ContainsKey(key)
+            : request.Cookies.ContainsKey(key);
+    }
 
     /// <summary>GET, HEAD or OPTIONS without a body: the same request can go to another server.</summary>
     internal static bool CanBeSentAgain(HttpRequest request)

@@ -393,6 +393,49 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_client_pinned_with_the_strict_affinity_failure_policy_is_not_sent_elsewhere()
+    {
+        // FailurePolicy Return503Error: the operator wants a pinned client never moved. Its request to a dead pinned
+        // destination gets that destination's 502, not a retry that the affinity step then refuses with 503.
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin",
+            "SessionAffinity": { "Enabled": true, "Policy": "HashCookie", "FailurePolicy": "Return503Error", "AffinityKeyName": ".Strict" }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-strict": {{cluster}} }""", RouteTo("retry-strict")), builder => builder.Logging.AddFakeLogging());
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        string? cookieForB = null;
+        for (var i = 0; i < 4 && cookieForB is null; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            if (response.Headers.GetValues("X-Backend").Single() == "b")
+            {
+                cookieForB = response.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+            }
+        }
+
+        Assert.NotNull(cookieForB);
+        await _b.DisposeAsync();
+
+        using var pinned = new HttpRequestMessage(HttpMethod.Get, "/studies");
+        pinned.Headers.Add("Cookie", cookieForB);
+        using var failed = await client.SendAsync(pinned);
+        Assert.Equal(HttpStatusCode.BadGateway, failed.StatusCode);
+
+        // A client not pinned yet is still retried.
+        for (var i = 0; i < 4; i++)
+        {
+            using var fresh = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, fresh.StatusCode);
+        }
+
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 413).ToList();
+        Assert.Equal(retries.GetMeasurementSnapshot().Count, logged.Count);
+        Assert.InRange(logged.Count, 1, 2);
+        _b = await TestBackend.StartAsync("b");
+    }
+
+    [Fact]
     public async Task After_a_retry_the_destination_that_answered_takes_over_the_clients_affinity()
     {
         var cluster = TestConfig.Cluster("""
