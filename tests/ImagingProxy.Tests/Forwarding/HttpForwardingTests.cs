@@ -404,17 +404,7 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-strict": {{cluster}} }""", RouteTo("retry-strict")), builder => builder.Logging.AddFakeLogging());
         using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
-        string? cookieForB = null;
-        for (var i = 0; i < 4 && cookieForB is null; i++)
-        {
-            using var response = await client.GetAsync("/studies");
-            if (response.Headers.GetValues("X-Backend").Single() == "b")
-            {
-                cookieForB = response.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
-            }
-        }
-
-        Assert.NotNull(cookieForB);
+        var cookieForB = await AffinityCookieOfAsync(client, "b");
         await _b.DisposeAsync();
 
         using var pinned = new HttpRequestMessage(HttpMethod.Get, "/studies");
@@ -435,6 +425,21 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         _b = await TestBackend.StartAsync("b");
     }
 
+    /// <summary>The affinity cookie (<c>name=value</c>) that pins a client to <paramref name="backend"/>, from the first answers of a round-robin cluster.</summary>
+    private static async Task<string> AffinityCookieOfAsync(HttpClient client, string backend)
+    {
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            if (response.Headers.GetValues("X-Backend").Single() == backend)
+            {
+                return response.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+            }
+        }
+
+        throw new InvalidOperationException($"no answer from {backend} in 4 round-robin requests");
+    }
+
     [Fact]
     public async Task After_a_retry_the_destination_that_answered_takes_over_the_clients_affinity()
     {
@@ -444,17 +449,7 @@ public sealed class HttpForwardingTests : IAsyncLifetime
             """, _a, _b);
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-affinity": {{cluster}} }""", RouteTo("retry-affinity")));
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
-        string? cookieForB = null;
-        for (var i = 0; i < 4 && cookieForB is null; i++)
-        {
-            using var response = await client.GetAsync("/studies");
-            if (response.Headers.GetValues("X-Backend").Single() == "b")
-            {
-                cookieForB = response.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
-            }
-        }
-
-        Assert.NotNull(cookieForB);
+        var cookieForB = await AffinityCookieOfAsync(client, "b");
         await _b.DisposeAsync();
 
         using var request = new HttpRequestMessage(HttpMethod.Get, "/studies");
