@@ -7,6 +7,9 @@ if (Environment.GetEnvironmentVariable("DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLET
 }
 
 var builder = WebApplication.CreateSlimBuilder(args);
+
+// As ImagingProxy's InlineScheduling too: Kestrel's transport runs the application's reads inline, no thread-pool hop.
+builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = true);
 var file = builder.Configuration["config"] ?? throw new ArgumentException("usage: YarpBare --config FILE");
 builder.Configuration.AddJsonFile(Path.GetFullPath(file), optional: false);
 builder.WebHost.UseKestrelHttpsConfiguration();

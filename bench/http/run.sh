@@ -3,8 +3,8 @@
 # 2 KiB JSON answer and a WADO-RS-like 512 KiB frame, fetched by wrk over keep-alive connections: direct from the
 # web server (nginx), through ImagingProxy's Viewers endpoint (Release build of src/ImagingProxy.Host: YARP, TLS
 # terminated), through HAProxy (mode http) and through NGINX (proxy_pass with upstream keep-alive), both terminating
-# TLS the same way with the same certificate, and through bench/YarpBare (YARP as its documentation sets it up, without
-# ImagingProxy's steps, telemetry and transport settings: what those cost and give); interleaved A-B-A-B over ROUNDS
+# TLS the same way with the same certificate, and through bench/YarpBare (YARP as its documentation sets it up, with
+# ImagingProxy's scheduling settings and without its steps, telemetry and memory pool); interleaved A-B-A-B over ROUNDS
 # rounds; prints medians and ratios in one table, with each proxy's own CPU per request (user and system time from
 # /proc/PID/stat).
 #
@@ -120,6 +120,9 @@ cat >"$work/yarp.json" <<JSON
   "ReverseProxy": { $routes } }
 JSON
 
+for port in "$web_port" "$proxy_port" "$haproxy_port" "$nginx_port" "$yarp_port"; do
+  if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then echo "port $port is in use (a leftover run?): set PORT_BASE" >&2; exit 1; fi
+done
 (cd "$work/web" && exec nginx -c "$work/web/nginx.conf" -p "$work/web") >"$work/web.log" 2>&1 & pids+=($!)
 (cd "$work/front" && exec nginx -c "$work/front/nginx.conf" -p "$work/front") >"$work/front.log" 2>&1 & pids+=($!); nginx_pid=$!
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!); haproxy_pid=$!
@@ -200,5 +203,5 @@ for case in dict.fromkeys((r[1], r[2]) for r in rows):
               f"{p50 - med['direct'][2]:>7.3f} {errors:>6} {user:>11.1f} {system:>10.1f}")
 print("files: small = a 2 KiB QIDO-RS JSON answer, large = a 512 KiB WADO-RS frame; wrk -t1 over keep-alive connections")
 print("user/sys us/req: the proxy's own CPU per request (/proc/PID/stat; NGINX: its workers); direct has no proxy (0)")
-print("yarp: bare YARP (bench/YarpBare): no ImagingProxy step, metric, configuration gate or transport setting (32 KiB receive blocks)")
+print("yarp: bare YARP (bench/YarpBare) with ImagingProxy's scheduling settings: no ImagingProxy step, metric, configuration gate or 32 KiB receive blocks")
 PY

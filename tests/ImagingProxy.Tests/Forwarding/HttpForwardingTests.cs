@@ -199,9 +199,11 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/nothing"));
         Assert.Equal(HttpStatusCode.NotFound, head.StatusCode);
 
-        // A route that matches the path but not the method still answers 405; matched requests are untouched.
+        // A path only a route for other methods matches gets routing's 405, logged and counted too; matched requests
+        // are untouched.
         using var post = await client.PostAsync("/wado/x", new ByteArrayContent([1]));
         Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
+        Assert.Equal(["GET"], post.Content.Headers.Allow);
         using var routed = await client.GetAsync("/dicom-web/studies");
         Assert.Equal(HttpStatusCode.OK, routed.StatusCode);
 
@@ -211,10 +213,16 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, adminMiss.StatusCode);
         Assert.Equal(string.Empty, await adminMiss.Content.ReadAsStringAsync());
 
-        Assert.Equal(["Viewers", "Viewers"], unrouted.GetMeasurementSnapshot().Select(m => (string?)m.Tags["listener"]));
-        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 414).Select(r => r.Message).ToList();
-        Assert.Equal(["Request GET /dicomweb/studies from 127.0.0.1 on listener Viewers matches no route: answered 404.", "Request HEAD /nothing from 127.0.0.1 on listener Viewers matches no route: answered 404."], logged);
-        Assert.DoesNotContain("GET /dicomweb/studies", _a.Requests);
+        Assert.Equal(["Viewers 404", "Viewers 404", "Viewers 405"], unrouted.GetMeasurementSnapshot().Select(m => $"{m.Tags["listener"]} {m.Tags["http.response.status_code"]}"));
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id is 414 or 415).Select(r => r.Message).ToList();
+        Assert.Equal(
+            [
+                "Request GET /dicomweb/studies from 127.0.0.1 on listener Viewers matches no route: answered 404.",
+                "Request HEAD /nothing from 127.0.0.1 on listener Viewers matches no route: answered 404.",
+                "Request POST /wado/x from 127.0.0.1 on listener Viewers: no route for this path takes POST; answered 405.",
+            ],
+            logged);
+        Assert.DoesNotContain(_a.Requests, r => r.StartsWith("GET /dicomweb", StringComparison.Ordinal) || r.StartsWith("POST /wado", StringComparison.Ordinal));
     }
 
     [Fact]
