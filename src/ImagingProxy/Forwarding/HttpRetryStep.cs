@@ -94,7 +94,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             var cluster = feature.Cluster.Config.ClusterId;
             var cause = Describe(error.Exception);
             metrics.Retried(cluster, failed.DestinationId, error.Error);
-            Log.Retrying(logger, context.Request.Method, context.Request.Path.Value ?? "/", failed.DestinationId, cluster, error.Error, cause, attempt + 1, maxAttempts);
+            Log.Retrying(logger, context.Request.Method, LoggedRequest.Path(context.Request), failed.DestinationId, cluster, error.Error, cause, attempt + 1, maxAttempts);
 
             // Nothing reached the client: the next attempt starts as the first did.
             context.Features.Set<IForwarderErrorFeature>(null);

@@ -17,7 +17,7 @@ internal sealed partial class NoDestinationStep(ILogger<NoDestinationStep> logge
 
     private async Task RefuseAsync(HttpContext context, string cluster)
     {
-        Log.NoDestination(logger, cluster, context.Request.Path);
+        Log.NoDestination(logger, cluster, LoggedRequest.Path(context.Request));
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.Headers.RetryAfter = "10";
         await context.Response.WriteAsync($"503 Service Unavailable: no healthy server in cluster '{cluster}'.\n", context.RequestAborted);
@@ -26,6 +26,6 @@ internal sealed partial class NoDestinationStep(ILogger<NoDestinationStep> logge
     private static partial class Log
     {
         [LoggerMessage(EventId = 410, Level = LogLevel.Warning, Message = "Request {Path} refused with 503: no healthy destination in cluster '{Cluster}'.")]
-        public static partial void NoDestination(ILogger logger, string cluster, PathString path);
+        public static partial void NoDestination(ILogger logger, string cluster, string path);
     }
 }

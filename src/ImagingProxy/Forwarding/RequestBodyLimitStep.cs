@@ -34,7 +34,7 @@ internal sealed partial class RequestBodyLimitStep(ILogger<RequestBodyLimitStep>
     private async Task RefuseAsync(HttpContext context, long length, long limit)
     {
         var route = context.GetReverseProxyFeature().Route.Config.RouteId;
-        Log.TooLarge(logger, context.Request.Method, context.Request.Path.Value ?? "/", route, length, limit);
+        Log.TooLarge(logger, context.Request.Method, LoggedRequest.Path(context.Request), route, length, limit);
 
         // The body is not read: the connection closes after the answer rather than read what the client still sends.
         // (The XDS route has no limit, XdsRouteProvider: MTOM bodies are large.)

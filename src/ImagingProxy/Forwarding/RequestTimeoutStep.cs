@@ -36,7 +36,7 @@ internal sealed partial class RequestTimeoutStep(ILogger<RequestTimeoutStep> log
         Log.TimedOut(
             logger,
             context.Request.Method,
-            context.Request.Path.Value ?? "/",
+            LoggedRequest.Path(context.Request),
             feature?.Route.Config.RouteId ?? "?",
             feature?.ProxiedDestination?.DestinationId ?? "none",
             started ? "the response was cut short" : "answered 504");

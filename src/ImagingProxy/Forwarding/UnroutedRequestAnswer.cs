@@ -40,12 +40,12 @@ internal sealed partial class UnroutedRequestAnswer(HttpProxyMetrics metrics, IL
         if (endpoint is not null)
         {
             metrics.Unrouted(listener, StatusCodes.Status405MethodNotAllowed);
-            Log.MethodNotRouted(logger, context.Request.Method, context.Request.Path.Value ?? "/", client, listener);
+            Log.MethodNotRouted(logger, context.Request.Method, LoggedRequest.Path(context.Request), client, listener);
             return next(context);
         }
 
         metrics.Unrouted(listener, StatusCodes.Status404NotFound);
-        Log.NoRoute(logger, context.Request.Method, context.Request.Path.Value ?? "/", client, listener);
+        Log.NoRoute(logger, context.Request.Method, LoggedRequest.Path(context.Request), client, listener);
         var body = Encoding.UTF8.GetBytes($"404 Not Found: no route of listener '{listener}' matches this request.\n");
         context.Response.StatusCode = StatusCodes.Status404NotFound;
         context.Response.ContentType = "text/plain; charset=utf-8";

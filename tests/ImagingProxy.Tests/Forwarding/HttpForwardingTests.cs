@@ -199,6 +199,10 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/nothing"));
         Assert.Equal(HttpStatusCode.NotFound, head.StatusCode);
 
+        // Anyone can reach this answer: a path that decodes to a line break and a terminal escape stays encoded in the log.
+        using var forged = await client.GetAsync("/x%0D%0A2099-01-01%20fake%1B%5B31m");
+        Assert.Equal(HttpStatusCode.NotFound, forged.StatusCode);
+
         // A path only a route for other methods matches gets routing's 405, logged and counted too; matched requests
         // are untouched.
         using var post = await client.PostAsync("/wado/x", new ByteArrayContent([1]));
@@ -213,12 +217,13 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.NotFound, adminMiss.StatusCode);
         Assert.Equal(string.Empty, await adminMiss.Content.ReadAsStringAsync());
 
-        Assert.Equal(["Viewers 404", "Viewers 404", "Viewers 405"], unrouted.GetMeasurementSnapshot().Select(m => $"{m.Tags["listener"]} {m.Tags["http.response.status_code"]}"));
+        Assert.Equal(["Viewers 404", "Viewers 404", "Viewers 404", "Viewers 405"], unrouted.GetMeasurementSnapshot().Select(m => $"{m.Tags["listener"]} {m.Tags["http.response.status_code"]}"));
         var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id is 414 or 415).Select(r => r.Message).ToList();
         Assert.Equal(
             [
                 "Request GET /dicomweb/studies from 127.0.0.1 on listener Viewers matches no route: answered 404.",
                 "Request HEAD /nothing from 127.0.0.1 on listener Viewers matches no route: answered 404.",
+                "Request GET /x%0D%0A2099-01-01%20fake%1B%5B31m from 127.0.0.1 on listener Viewers matches no route: answered 404.",
                 "Request POST /wado/x from 127.0.0.1 on listener Viewers: no route for this path takes POST; answered 405.",
             ],
             logged);
