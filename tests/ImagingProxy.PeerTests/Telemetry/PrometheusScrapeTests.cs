@@ -40,6 +40,11 @@ public sealed class PrometheusScrapeTests
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         }
 
+        using (var unrouted = await http.GetAsync(new Uri(viewers, "/dicomweb/studies")))
+        {
+            Assert.Equal(HttpStatusCode.NotFound, unrouted.StatusCode);
+        }
+
         for (var i = 0; i < Echoes; i++)
         {
             var echo = await Dcmtk.EchoAsync(await proxy.PortAsync("dicom"), "PACS");
@@ -72,6 +77,8 @@ public sealed class PrometheusScrapeTests
             Assert.Equal(HttpRequests, await api.ScalarAsync("sum(imagingproxy_http_requests_total{route=\"dicomweb\",cluster=\"pacs-web\",destination=\"web1\",http_response_status_code=\"200\"})")));
         await api.EventuallyAsync("HTTP duration histogram", async () =>
             Assert.Equal(HttpRequests, await api.ScalarAsync("sum(imagingproxy_http_request_duration_seconds_count{route=\"dicomweb\"})")));
+        await api.EventuallyAsync("the request no route matched", async () =>
+            Assert.Equal(1, await api.ScalarAsync("sum(imagingproxy_http_unrouted_total{listener=\"Viewers\",http_response_status_code=\"404\"})")));
 
         await api.EventuallyAsync("released DICOM associations", async () =>
             Assert.Equal(Echoes, await api.ScalarAsync("sum(imagingproxy_dicom_associations_total{cluster=\"pacs\",destination=\"pacs1\",end_reason=\"released\"})")));
