@@ -29,6 +29,7 @@ public sealed class LargeBlockMemoryPool : MemoryPool<byte>
     private readonly ConcurrentQueue<Block> _blocks = new();
     private readonly Eviction _eviction;
     private int _retained;
+    private volatile bool _disposed;
     private long _allocated;
 
     /// <summary>The fewest blocks the pool held during the current eviction period (an estimate: updated without a lock).</summary>
@@ -83,6 +84,11 @@ public sealed class LargeBlockMemoryPool : MemoryPool<byte>
     /// </summary>
     public void Evict()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
         var unused = Math.Min(Volatile.Read(ref _lowWater), Volatile.Read(ref _retained));
         var evict = (unused + 1) / 2;
         if (evict > 0)
@@ -110,6 +116,12 @@ public sealed class LargeBlockMemoryPool : MemoryPool<byte>
 
     private void Return(Block block)
     {
+        if (_disposed)
+        {
+            // Kestrel disposes its pools with their listener; a connection's last block may come back after that.
+            return;
+        }
+
         if (Interlocked.Increment(ref _retained) <= MaxRetainedBlocks)
         {
             _blocks.Enqueue(block);
@@ -122,8 +134,10 @@ public sealed class LargeBlockMemoryPool : MemoryPool<byte>
 
     protected override void Dispose(bool disposing)
     {
+        _disposed = true;
         _eviction.Dispose();
         _blocks.Clear();
+        Volatile.Write(ref _retained, 0);
     }
 
     /// <summary>

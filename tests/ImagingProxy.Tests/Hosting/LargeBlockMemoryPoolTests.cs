@@ -137,6 +137,19 @@ public sealed class LargeBlockMemoryPoolTests
     }
 
     [Fact]
+    public void A_block_returned_after_the_pool_was_disposed_is_not_kept()
+    {
+        var pool = new LargeBlockMemoryPool(new FakeTimeProvider());
+        ReturnAll(RentAll(pool, 3));
+        var late = pool.Rent();
+        pool.Dispose();
+
+        late.Dispose();
+
+        Assert.Equal(0, pool.Retained);
+    }
+
+    [Fact]
     public void A_pool_nobody_disposed_is_not_kept_alive_by_its_eviction_timer()
     {
         var time = new FakeTimeProvider();
