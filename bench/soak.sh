@@ -101,19 +101,8 @@ fi
 [[ -n $shim ]] || echo "warning: no gcc, storescp binds all interfaces" >&2
 
 # --- small DICOM files (64x64 CT, noise pixels) from tests/data/dicom/image.dump.in ---
-mkdir -p "$work/dcm"
-study="2.25.$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')"
-for ((i = 1; i <= STORE_FILES; i++)); do
-  stem="$work/dcm/CT$i"
-  head -c $((64 * 64 * 2)) /dev/urandom >"$stem.raw"
-  sed -e "s|@SOP_CLASS_UID@|1.2.840.10008.5.1.4.1.1.2|" -e "s|@SOP_INSTANCE_UID@|$study.1.$i|" -e "s|@STUDY_INSTANCE_UID@|$study|" \
-      -e "s|@SERIES_INSTANCE_UID@|$study.1|" -e "s|@STUDY_DATE@|$(date -u +%Y%m%d)|" -e "s|@ACCESSION@|S$i|" \
-      -e "s|@MODALITY@|CT|" -e "s|@STUDY_DESCRIPTION@|Soak|" -e "s|@PATIENT_NAME@|Soak^CT|" \
-      -e "s|@PATIENT_ID@|SOAK|" -e "s|@INSTANCE_NUMBER@|$i|" -e "s|@ROWS@|64|" -e "s|@COLUMNS@|64|" \
-      -e "s|@PIXEL_FILE@|$stem.raw|" "$repo/tests/data/dicom/image.dump.in" >"$stem.dump"
-  dump2dcm -q "$stem.dump" "$stem.dcm"
-  rm -f "$stem.raw" "$stem.dump"
-done
+. "$repo/bench/dicom/files.sh"
+make_dicom_files "$work/dcm" CT "$STORE_FILES" 64 64 1.2.840.10008.5.1.4.1.1.2 Soak
 
 # --- ports and peers ---
 declare -A port=()

@@ -42,25 +42,10 @@ host_dll="$repo/src/ImagingProxy.Host/bin/Release/net10.0/ImagingProxy.Host.dll"
 echo_dll="$repo/bench/dicom/EchoBench/bin/Release/net10.0/EchoBench.dll"
 
 # --- test data: dump2dcm from tests/data/dicom/image.dump.in, noise pixel data (incompressible) ---
-make_files() { # kind count rows cols sopclass
-  local kind="$1" count="$2" rows="$3" cols="$4" sopclass="$5" dir="$work/$1"
-  mkdir -p "$dir"
-  local study series; study="2.25.$(od -An -N8 -tu8 /dev/urandom | tr -d ' ')"; series="$study.1"
-  for ((i = 1; i <= count; i++)); do
-    local sop="$study.1.$i" stem="$dir/$kind$i"
-    head -c $((rows * cols * 2)) /dev/urandom > "$stem.raw"
-    sed -e "s|@SOP_CLASS_UID@|$sopclass|" -e "s|@SOP_INSTANCE_UID@|$sop|" -e "s|@STUDY_INSTANCE_UID@|$study|" \
-        -e "s|@SERIES_INSTANCE_UID@|$series|" -e "s|@STUDY_DATE@|$(date -u +%Y%m%d)|" -e "s|@ACCESSION@|B$i|" \
-        -e "s|@MODALITY@|$kind|" -e "s|@STUDY_DESCRIPTION@|Bench $kind|" -e "s|@PATIENT_NAME@|Bench^$kind|" \
-        -e "s|@PATIENT_ID@|BENCH|" -e "s|@INSTANCE_NUMBER@|$i|" -e "s|@ROWS@|$rows|" -e "s|@COLUMNS@|$cols|" \
-        -e "s|@PIXEL_FILE@|$stem.raw|" "$repo/tests/data/dicom/image.dump.in" > "$stem.dump"
-    dump2dcm -q "$stem.dump" "$stem.dcm"
-    rm -f "$stem.raw" "$stem.dump"
-  done
-}
+. "$repo/bench/dicom/files.sh"
 echo "== generating $CT_COUNT CT (0.5 MB) and $MG_COUNT MG (26 MB) files" >&2
-make_files CT "$CT_COUNT" 512 512 1.2.840.10008.5.1.4.1.1.2
-make_files MG "$MG_COUNT" 6656 2048 1.2.840.10008.5.1.4.1.1.1.2
+make_dicom_files "$work/CT" CT "$CT_COUNT" 512 512 1.2.840.10008.5.1.4.1.1.2 Bench
+make_dicom_files "$work/MG" MG "$MG_COUNT" 6656 2048 1.2.840.10008.5.1.4.1.1.1.2 Bench
 
 # --- the node, ImagingProxy, HAProxy ---
 scp_port="$(free_port)" proxy_port="$(free_port)" early_port="$(free_port)" admin_port="$(free_port)" ha_port="$(free_port)" relay_port="$(free_port)"

@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
+using Yarp.ReverseProxy.SessionAffinity;
 
 namespace ImagingProxy.Forwarding;
 
@@ -120,12 +121,12 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     internal static bool PinnedStrictly(HttpRequest request, ClusterConfig cluster)
     {
         if (cluster.SessionAffinity is not { Enabled: true, AffinityKeyName: { Length: > 0 } key } affinity
-            || !string.Equals(affinity.FailurePolicy, "Return503Error", StringComparison.OrdinalIgnoreCase))
+            || !string.Equals(affinity.FailurePolicy, SessionAffinityConstants.FailurePolicies.Return503Error, StringComparison.OrdinalIgnoreCase))
         {
             return false;
         }
 
-        return string.Equals(affinity.Policy, "CustomHeader", StringComparison.OrdinalIgnoreCase)
+        return string.Equals(affinity.Policy, SessionAffinityConstants.Policies.CustomHeader, StringComparison.OrdinalIgnoreCase)
             ? request.Headers.ContainsKey(key)
             : request.Cookies.ContainsKey(key);
     }

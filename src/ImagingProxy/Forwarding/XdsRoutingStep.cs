@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Forwarding;
 
@@ -18,13 +19,13 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
     /// <summary>A viewer's request passes straight through (no async level of its own); the Xds route's is routed here.</summary>
     public Task InvokeAsync(HttpContext context, Func<Task> next)
     {
-        var metadata = context.GetReverseProxyFeature().Route.Config.Metadata;
-        return metadata?.ContainsKey(MetadataKeys.XdsRoute) == true ? RouteAsync(context, metadata, next) : next();
+        var feature = context.GetReverseProxyFeature();
+        var metadata = feature.Route.Config.Metadata;
+        return metadata?.ContainsKey(MetadataKeys.XdsRoute) == true ? RouteAsync(context, feature, metadata, next) : next();
     }
 
-    private async Task RouteAsync(HttpContext context, IReadOnlyDictionary<string, string> metadata, Func<Task> next)
+    private async Task RouteAsync(HttpContext context, IReverseProxyFeature feature, IReadOnlyDictionary<string, string> metadata, Func<Task> next)
     {
-        var feature = context.GetReverseProxyFeature();
         // Recorded for the metrics step (imagingproxy.xds.transactions), refused requests included.
         var transaction = XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out var action);
         context.Items[XdsTransactionItem] = transaction;
