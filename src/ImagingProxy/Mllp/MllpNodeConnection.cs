@@ -14,10 +14,14 @@ namespace ImagingProxy.Mllp;
 /// <remarks>
 /// <para>
 /// Before each send, whatever the node sent since the last ACK (a late application ACK, or a frame that came in the same
-/// read as the ACK) is dropped, never paired with the next message (protocols.md §3.7). A plain connection asks the
-/// kernel how many bytes wait (<c>FIONREAD</c>), which also sees bytes whose readiness the socket engine has not
-/// processed yet. (A receive kept pending between messages instead saved that system call but, neutral in paired runs,
-/// saw a late frame only once the engine had handled its event, a window of one event batch under load.)
+/// read as the ACK) is dropped, never paired with the next message (protocols.md §3.7). A plain connection posts the
+/// receive its ACK will come by just before the send: the socket makes that receive's first attempt at once, which
+/// takes whatever the kernel holds at that moment (bytes whose readiness the socket engine has not processed yet
+/// included); what it brings is dropped, and once it finds nothing it stays pending for the ACK. That is one system call
+/// (<c>recvfrom</c> answered <c>EAGAIN</c>) where asking for the waiting bytes first (<c>FIONREAD</c>) and receiving
+/// after the send took two. (A receive kept pending between messages instead saw a late frame only once the engine had
+/// handled its event, a window of one event batch under load.) A message that gets no ACK (MSH-15 NE) posts no receive:
+/// its connection asks for the waiting bytes.
 /// An unsolicited frame still arriving at that point (its trailer not yet received) would end after the send and pass
 /// for the message's ACK: such a connection refuses the send and is discarded.
 /// </para>
@@ -60,6 +64,13 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
 
     /// <summary>TLS only: the read that is pending into <c>_receive[_end..]</c> (the buffer is not moved while it runs).</summary>
     private Task<int>? _pending;
+
+    /// <summary>Plain only: a receive into <c>_receive[_end..]</c> was started and its bytes not taken in yet (<see cref="Received"/>).</summary>
+    private bool _plainPending;
+
+    /// <summary>Plain only: the ACK's receive posted before the send (<see cref="PostAckReceive"/>), until <see cref="ReceiveMoreAsync"/> hands it out.</summary>
+    private ValueTask<int> _posted;
+    private bool _hasPosted;
 
     /// <summary>Set once <see cref="StopReceivingOn"/>'s token fired: the receive side is shut.</summary>
     private volatile bool _receiveStopped;
@@ -152,7 +163,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     {
         var reused = Used;
         Used = true;
-        if (_receiveStopped || (_tls is null ? !DiscardUnsolicited() : !DiscardUnsolicitedTls()))
+        if (_receiveStopped || !(_tls is not null ? DiscardUnsolicitedTls() : noAck ? DiscardUnsolicited() : PostAckReceive()))
         {
             return false;
         }
@@ -283,7 +294,15 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     {
         if (_tls is null)
         {
+            if (_hasPosted)
+            {
+                // The receive posted before the send (PostAckReceive).
+                _hasPosted = false;
+                return _posted;
+            }
+
             MakeRoom();
+            _plainPending = true;
             return _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, CancellationToken.None);
         }
 
@@ -295,6 +314,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     public void Received(int count)
     {
         _pending = null;
+        _plainPending = false;
         _end += count;
     }
 
@@ -352,7 +372,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         }
 
         _start = _end - (int)buffer.Length;
-        if (_start == _end && _pending is null)
+        if (_start == _end && _pending is null && !_plainPending)
         {
             // Back to the buffer's start, unless a receive is pending into it at _end.
             _start = _end = 0;
@@ -443,11 +463,60 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message).
-    /// False when the node closed the connection meanwhile, or an unsolicited frame is incomplete.
+    /// Posts the receive the message's ACK will come by, before the message is sent (see the remarks): what its first
+    /// attempt, made at once, brings was sent before the message and is dropped (protocols.md §3.7: never pair an ACK
+    /// with the wrong message), and the next receive is posted, until one has to wait. False when the node closed the
+    /// connection meanwhile, an unsolicited frame is incomplete, or the answer to an earlier message was never read
+    /// (whatever the receive posted for it brings could not be told from this message's ACK).
+    /// </summary>
+    private bool PostAckReceive()
+    {
+        if (_hasPosted || _plainPending)
+        {
+            return false;
+        }
+
+        while (true)
+        {
+            if (_end > _start)
+            {
+                // What an earlier receive brought after its ACK frame, or what the attempt below brought.
+                TryTakeFrame(ack: null);
+            }
+
+            MakeRoom();
+            var receive = _socket.ReceiveAsync(_receive.AsMemory(_end), SocketFlags.None, CancellationToken.None);
+            if (!receive.IsCompleted)
+            {
+                _posted = receive;
+                _hasPosted = true;
+                _plainPending = true;
+                return !InsideUnsolicitedFrame;
+            }
+
+            var received = receive.Result;
+            if (received == 0)
+            {
+                return false;
+            }
+
+            _end += received;
+        }
+    }
+
+    /// <summary>
+    /// Drops whatever the node sent since the last ACK (protocols.md §3.7: never pair an ACK with the wrong message),
+    /// for a message that gets no ACK (no receive is posted for it). False when the node closed the connection
+    /// meanwhile, or an unsolicited frame is incomplete.
     /// </summary>
     private bool DiscardUnsolicited()
     {
+        if (_hasPosted || _plainPending)
+        {
+            // A receive posted for an earlier message's answer, never read (see PostAckReceive).
+            return false;
+        }
+
         while (_socket.Available > 0)
         {
             MakeRoom();
