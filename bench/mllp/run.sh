@@ -73,6 +73,11 @@ read -r -a targets <<< "${ORDER:-direct imagingproxy haproxy kestrel-relay}"
 # after each other target once, and once first. A target always run right after the same one inherits what that one
 # left behind: in session 15, with ImagingProxy always run right after the direct run (which drives the receiver
 # hardest), two runs gave 0.89x and 0.93x HAProxy at 8 connections; with HAProxy in that place instead, 0.99x.
+# Every target once before the measured rounds: the proxies' JIT compilation and pools are warm in round 1 too.
+for target in direct imagingproxy haproxy kestrel-relay; do
+  dotnet "$work/client/LoadClient.dll" "${ports[$target]}" 8 2 >/dev/null
+done
+
 williams=("0 1 3 2" "1 2 0 3" "2 3 1 0" "3 0 2 1")
 for round in $(seq "$rounds"); do
   order=()
