@@ -106,11 +106,18 @@ for k in ks:
         med[(k, t)] = tuple(statistics.median(float(x[i]) for x in r) for i in (3, 4, 5)) + (sum(int(x[6]) for x in r),) \
             + tuple(statistics.median(float(x[i]) for x in r) for i in (8, 9))
 print(f"MLLP bench: {sys.argv[3]} rounds x {sys.argv[2]} s per run, medians; ratios vs HAProxy msg/s, added p50 vs direct")
-print(f"{'K':>2} {'target':<13} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x HAProxy':>9} {'+p50 ms':>8} {'errors':>6} {'user us/msg':>11} {'sys us/msg':>10}")
+# The ratio to HAProxy within each round (runs minutes apart on a shared machine drift together), then its median and range.
+def round_ratios(k, t):
+    rate = {(x[0], x[2]): float(x[3]) for x in rows if x[1] == k}
+    return sorted(rate[(r, t)] / rate[(r, "haproxy")] for r in sorted({x[0] for x in rows}) if (r, t) in rate and (r, "haproxy") in rate)
+print(f"{'K':>2} {'target':<13} {'msg/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'x HAProxy':>9} {'per round':>15} {'+p50 ms':>8} {'errors':>6} {'user us/msg':>11} {'sys us/msg':>10}")
 for k in ks:
     for t in ("direct", "imagingproxy", "haproxy", "kestrel-relay"):
         rate, p50, p99, err, user, system = med[(k, t)]
-        print(f"{k:>2} {t:<13} {rate:>8.0f} {p50:>8.3f} {p99:>8.3f} {rate / med[(k, 'haproxy')][0]:>9.2f} {p50 - med[(k, 'direct')][1]:>8.3f} {err:>6} {user:>11.1f} {system:>10.1f}")
+        ratios = round_ratios(k, t)
+        per_round = f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+        print(f"{k:>2} {t:<13} {rate:>8.0f} {p50:>8.3f} {p99:>8.3f} {rate / med[(k, 'haproxy')][0]:>9.2f} {per_round:>15} {p50 - med[(k, 'direct')][1]:>8.3f} {err:>6} {user:>11.1f} {system:>10.1f}")
+print("x HAProxy: ratio of the medians; per round: median (range) of the ratios to HAProxy within each round")
 print("user/sys us/msg: the proxy process's own CPU per relayed message (/proc/PID/stat); direct has no proxy (0)")
 print("kestrel-relay: a bare Kestrel byte relay (bench/KestrelRelay), the platform's floor; it reads no frame")
 PY
