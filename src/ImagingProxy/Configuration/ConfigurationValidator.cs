@@ -156,6 +156,12 @@ public static class ConfigurationValidator
                 {
                     errors.Add($"{metadata.Path}:{MetadataKeys.RetryOn}: '{retryOn}' is unknown ({HttpRetryStep.OnConnect}, {HttpRetryStep.OnBeforeResponse}).");
                 }
+
+                var expect = metadata[MetadataKeys.ExpectContinue];
+                if (!ExpectContinue.IsValid(expect))
+                {
+                    errors.Add($"{metadata.Path}:{MetadataKeys.ExpectContinue}: '{expect}' is unknown ({ExpectContinue.Large}, {ExpectContinue.Always}, {ExpectContinue.Never}).");
+                }
             }
             else
             {
@@ -165,6 +171,11 @@ public static class ConfigurationValidator
                     {
                         errors.Add($"{metadata.Path}:{retryKey}: applies to HTTP clusters only; a {protocol} cluster's attempts are ImagingProxy:{protocol}:MaxAttempts.");
                     }
+                }
+
+                if (!string.IsNullOrEmpty(metadata[MetadataKeys.ExpectContinue]))
+                {
+                    errors.Add($"{metadata.Path}:{MetadataKeys.ExpectContinue}: applies to HTTP clusters only.");
                 }
             }
 

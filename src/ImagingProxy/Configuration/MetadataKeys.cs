@@ -42,6 +42,12 @@ public static class MetadataKeys
     /// </summary>
     public const string RetryOn = "Retry.On";
 
+    /// <summary>
+    /// Cluster metadata (HTTP): when uploads are sent with <c>Expect: 100-continue</c>: <c>Never</c> (default),
+    /// <c>Large</c> (bodies of 1 MiB or more, or of unknown length) or <c>Always</c> (<see cref="Forwarding.ExpectContinue"/>).
+    /// </summary>
+    public const string ExpectContinue = "ExpectContinue";
+
     /// <summary>Cluster metadata (DICOM): <c>true</c> to send each node its own <see cref="AeTitle"/> as Called AE title.</summary>
     public const string RewriteCalledAeTitle = "RewriteCalledAeTitle";
 

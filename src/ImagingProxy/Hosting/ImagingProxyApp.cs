@@ -234,7 +234,8 @@ public static class ImagingProxyApp
     {
         services.AddReverseProxy()
             .LoadFromConfig(config.GetSection("ReverseProxy"))
-            .AddConfigFilter<ProxyConfigFilter>();
+            .AddConfigFilter<ProxyConfigFilter>()
+            .AddTransforms(ExpectContinue.Apply);
         services.AddSingleton<ProxyConfigAcceptance>();
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IConfigChangeListener>(sp => sp.GetRequiredService<ProxyConfigAcceptance>());
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IProxyConfigProvider, XdsRouteProvider>();

@@ -31,8 +31,11 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
               "ReverseProxy": {
                 "Routes": {
                   "dicomweb": { "ClusterId": "pacs-web", "Match": { "Path": "/dicom-web/{**rest}" }, "MaxRequestBodySize": -1 },
-                  "capped": { "ClusterId": "pacs-web", "Match": { "Path": "/capped/dicom-web/{**rest}" }, "Transforms": [ { "PathRemovePrefix": "/capped" } ] } },
-                "Clusters": { "pacs-web": {
+                  "capped": { "ClusterId": "pacs-web", "Match": { "Path": "/capped/dicom-web/{**rest}" }, "Transforms": [ { "PathRemovePrefix": "/capped" } ] },
+                  "expect": { "ClusterId": "pacs-web-expect", "Match": { "Path": "/expect/dicom-web/{**rest}" }, "MaxRequestBodySize": -1, "Transforms": [ { "PathRemovePrefix": "/expect" } ] } },
+                "Clusters": {
+                  "pacs-web-expect": { "Metadata": { "ExpectContinue": "Large" }, "Destinations": { "orthanc": { "Address": "{{_orthanc.BaseAddress}}" } } },
+                  "pacs-web": {
                   "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.500", "Timeout": "00:00:05", "Path": "/dicom-web/studies", "Query": "?limit=1" } },
                   "Metadata": { "HealthCheck.Headers": "Accept: application/dicom+json" },
                   "Destinations": { "orthanc": { "Address": "{{_orthanc.BaseAddress}}" } } } }
@@ -123,13 +126,35 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, query.StatusCode);
     }
 
-    private static async Task<MultipartContent> StowContentAsync(TestDicomFile file)
+    [Fact(Timeout = 120_000)]
+    public async Task A_stow_rs_over_1_MiB_with_expect_continue_is_stored_by_orthanc_which_never_answers_100()
+    {
+        // ExpectContinue Large asks Orthanc first; Orthanc sends no "100 Continue" (it waits for the body), so .NET sends
+        // the body after its 1 s Expect100ContinueTimeout and the instances are stored: slower, never lost.
+        var files = new[] { await _files.CreateAsync(), await _files.CreateAsync(), await _files.CreateAsync() };
+        using var content = await StowContentAsync(files);
+        Assert.True(content.Headers.ContentLength > 1 << 20);
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy.Url("Viewers", "https") };
+        using var response = await client.PostAsync("/expect/dicom-web/studies", content);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        foreach (var file in files)
+        {
+            var studies = await _orthanc.GetJsonAsync($"dicom-web/studies?StudyInstanceUID={file.StudyInstanceUid}");
+            Assert.Equal(1, studies.GetArrayLength());
+        }
+    }
+
+    private static async Task<MultipartContent> StowContentAsync(params TestDicomFile[] files)
     {
         var content = new MultipartContent("related", "ImagingProxyBoundary");
         content.Headers.ContentType!.Parameters.Add(new NameValueHeaderValue("type", "\"application/dicom\""));
-        var part = new ByteArrayContent(await File.ReadAllBytesAsync(file.Path));
-        part.Headers.ContentType = new MediaTypeHeaderValue("application/dicom");
-        content.Add(part);
+        foreach (var file in files)
+        {
+            var part = new ByteArrayContent(await File.ReadAllBytesAsync(file.Path));
+            part.Headers.ContentType = new MediaTypeHeaderValue("application/dicom");
+            content.Add(part);
+        }
+
         return content;
     }
 

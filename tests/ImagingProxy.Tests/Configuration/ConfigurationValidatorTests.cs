@@ -136,6 +136,15 @@ public class ConfigurationValidatorTests
     public void Retry_on_names_connect_or_before_response_on_http_clusters_only(string protocol, string value, string? expected)
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "Retry.On", value));
 
+    [Theory]
+    [InlineData("Http", "Large", null)]
+    [InlineData("Http", "always", null)]
+    [InlineData("Http", "Never", null)]
+    [InlineData("Http", "true", "ReverseProxy:Clusters:web:Metadata:ExpectContinue: 'true' is unknown (Large, Always, Never).")]
+    [InlineData("Dicom", "Always", "ReverseProxy:Clusters:web:Metadata:ExpectContinue: applies to HTTP clusters only.")]
+    public void Expect_continue_is_large_always_or_never_on_http_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "ExpectContinue", value));
+
     private static IReadOnlyList<string> ValidateRetry(string protocol, string key, string value)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>

@@ -1,0 +1,272 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using ImagingProxy.Health;
+using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ImagingProxy.Tests.Forwarding;
+
+/// <summary>
+/// Uploads to a server that refuses them from their headers (401/403/413) without reading the body
+/// (<see cref="ImagingProxy.Forwarding.ExpectContinue"/>).
+/// </summary>
+public sealed class ExpectContinueTests : IAsyncLifetime
+{
+    private const string AllRoute = """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }""";
+    private readonly TestCertificate _certificate = new();
+    private readonly RefusingServer _server = new();
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        _certificate.Dispose();
+    }
+
+    [Fact]
+    public async Task A_large_upload_refused_from_its_headers_gets_the_servers_answer_and_the_server_stays_in()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config("""
+            "Metadata": { "ExpectContinue": "Large" },
+            "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:05:00" } }
+            """));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
+        var transitions = new List<string>();
+        tracker.Transition += (_, destination, kind, _, now) =>
+        {
+            lock (transitions)
+            {
+                transitions.Add($"{destination} {kind} {now}");
+            }
+        };
+
+        // Enough refusals for YARP's passive policy (at least 10 requests, 30% failed) had they counted as failures.
+        for (var i = 0; i < 12; i++)
+        {
+            using var response = await client.PostAsync("/dicom-web/studies", new ByteArrayContent(new byte[2 << 20]));
+            Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+            Assert.Equal("Forbidden", await response.Content.ReadAsStringAsync());
+        }
+
+        Assert.All(_server.Heads, head => Assert.Contains("Expect: 100-continue", head, StringComparison.OrdinalIgnoreCase));
+        Assert.Equal(0, _server.BodyBytes);
+
+        // Still routed to: a 503 here would mean passive health took the server out.
+        using var after = await client.GetAsync("/dicom-web/studies");
+        Assert.Equal(HttpStatusCode.Forbidden, after.StatusCode);
+        lock (transitions)
+        {
+            Assert.DoesNotContain("d1 passive Unhealthy", transitions);
+        }
+    }
+
+    [Fact]
+    public async Task Without_expect_continue_the_same_refusal_reaches_the_client_as_a_502()
+    {
+        // The default (Never): YARP 2.3 sends the body at once, the server's close resets the connection under it, and
+        // the client gets 502 for what was the server's 403.
+        await using var proxy = await TestProxy.StartAsync(Config(string.Empty));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        using var response = await client.PostAsync("/dicom-web/studies", new ByteArrayContent(new byte[16 << 20]));
+
+        Assert.Equal(HttpStatusCode.BadGateway, response.StatusCode);
+        Assert.DoesNotContain("Expect:", _server.Heads.Single(), StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public async Task A_small_body_goes_without_asking_unless_the_cluster_says_Always()
+    {
+        _server.ReadBodiesSentWithoutExpect = true;
+        await using (var proxy = await TestProxy.StartAsync(Config("""
+            "Metadata": { "ExpectContinue": "Large" }
+            """)))
+        {
+            using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+            using var response = await client.PostAsync("/xds/registry", new ByteArrayContent(new byte[4096]));
+            Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+            Assert.DoesNotContain("Expect:", _server.Heads.Single(), StringComparison.OrdinalIgnoreCase);
+            Assert.Equal(4096, _server.BodyBytes);
+        }
+
+        await using (var proxy = await TestProxy.StartAsync(Config("""
+            "Metadata": { "ExpectContinue": "Always" }
+            """)))
+        {
+            using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+            using var response = await client.PostAsync("/xds/registry", new ByteArrayContent(new byte[4096]));
+            Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+            Assert.Contains("Expect: 100-continue", _server.Heads[^1], StringComparison.OrdinalIgnoreCase);
+        }
+    }
+
+    [Fact]
+    public async Task A_body_of_unknown_length_asks_first()
+    {
+        await using var proxy = await TestProxy.StartAsync(Config("""
+            "Metadata": { "ExpectContinue": "Large" }
+            """));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        // No Content-Length: the client sends it chunked.
+        using var content = new StreamContent(new MemoryStream(new byte[4096]));
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/dicom-web/studies") { Content = content };
+        request.Headers.TransferEncodingChunked = true;
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Contains("Expect: 100-continue", _server.Heads.Single(), StringComparison.OrdinalIgnoreCase);
+    }
+
+    private string Config(string cluster)
+        => TestConfig.Build(_certificate, $$"""
+            { "web": { {{(cluster.Length > 0 ? cluster + "," : string.Empty)}} "Destinations": { "d1": { "Address": "http://127.0.0.1:{{_server.Port}}/" } } } }
+            """, AllRoute);
+
+    /// <summary>
+    /// Answers every request with 403 as soon as it has the headers and closes the connection, reading no body, as a PACS
+    /// refusing a STOW-RS does; with <see cref="ReadBodiesSentWithoutExpect"/>, it first reads a body that came without
+    /// <c>Expect: 100-continue</c> (its Content-Length).
+    /// </summary>
+    private sealed class RefusingServer : IAsyncDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly CancellationTokenSource _stop = new();
+        private readonly List<string> _heads = [];
+        private readonly Task _serving;
+        private long _bodyBytes;
+
+        public RefusingServer()
+        {
+            _listener.Start();
+            _serving = ServeAsync();
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+        public bool ReadBodiesSentWithoutExpect { get; set; }
+
+        public IReadOnlyList<string> Heads
+        {
+            get
+            {
+                lock (_heads)
+                {
+                    return [.. _heads];
+                }
+            }
+        }
+
+        /// <summary>Body bytes read (those that came in the same reads as the headers included).</summary>
+        public long BodyBytes => Interlocked.Read(ref _bodyBytes);
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _serving;
+            _stop.Dispose();
+        }
+
+        private async Task ServeAsync()
+        {
+            while (true)
+            {
+                Socket socket;
+                try
+                {
+                    socket = await _listener.AcceptSocketAsync(_stop.Token);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                try
+                {
+                    await RefuseAsync(socket);
+                }
+                catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+                {
+                    // The proxy went away first.
+                }
+                finally
+                {
+                    socket.Dispose();
+                }
+            }
+        }
+
+        private async Task RefuseAsync(Socket socket)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
+            timeout.CancelAfter(TimeSpan.FromSeconds(30));
+            var buffer = new byte[64 * 1024];
+            var received = new List<byte>();
+            int end;
+            while ((end = IndexOfHeadEnd(received)) < 0)
+            {
+                var n = await socket.ReceiveAsync(buffer, timeout.Token);
+                if (n == 0)
+                {
+                    return;
+                }
+
+                received.AddRange(buffer.AsSpan(0, n));
+            }
+
+            var head = Encoding.ASCII.GetString([.. received], 0, end);
+            lock (_heads)
+            {
+                _heads.Add(head);
+            }
+
+            long body = received.Count - end - 4;
+            if (ReadBodiesSentWithoutExpect && !head.Contains("Expect: 100-continue", StringComparison.OrdinalIgnoreCase) && ContentLength(head) is { } length)
+            {
+                while (body < length)
+                {
+                    var n = await socket.ReceiveAsync(buffer, timeout.Token);
+                    if (n == 0)
+                    {
+                        break;
+                    }
+
+                    body += n;
+                }
+            }
+
+            Interlocked.Add(ref _bodyBytes, body);
+            await socket.SendAsync("HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nForbidden"u8.ToArray(), timeout.Token);
+        }
+
+        private static int IndexOfHeadEnd(List<byte> bytes)
+        {
+            for (var i = 3; i < bytes.Count; i++)
+            {
+                if (bytes[i - 3] == '\r' && bytes[i - 2] == '\n' && bytes[i - 1] == '\r' && bytes[i] == '\n')
+                {
+                    return i - 3;
+                }
+            }
+
+            return -1;
+        }
+
+        private static long? ContentLength(string head)
+        {
+            foreach (var line in head.Split("\r\n"))
+            {
+                if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
+                {
+                    return long.Parse(line["Content-Length:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+                }
+            }
+
+            return null;
+        }
+    }
+}
