@@ -121,6 +121,22 @@ public sealed class ExpectContinueTests : IAsyncLifetime
         Assert.Contains("Expect: 100-continue", _server.Heads.Single(), StringComparison.OrdinalIgnoreCase);
     }
 
+    [Fact]
+    public async Task A_client_that_asks_first_itself_is_passed_on_as_it_is()
+    {
+        // The default (Never) adds nothing, and takes nothing away: the client's own Expect reaches the server.
+        await using var proxy = await TestProxy.StartAsync(Config(string.Empty));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/dicom-web/studies") { Content = new ByteArrayContent(new byte[2 << 20]) };
+        request.Headers.ExpectContinue = true;
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
+        Assert.Contains("Expect: 100-continue", _server.Heads.Single(), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(0, _server.BodyBytes);
+    }
+
     private string Config(string cluster)
         => TestConfig.Build(_certificate, $$"""
             { "web": { {{(cluster.Length > 0 ? cluster + "," : string.Empty)}} "Destinations": { "d1": { "Address": "http://127.0.0.1:{{_server.Port}}/" } } } }
