@@ -106,6 +106,7 @@ public sealed class TestBackend : IAsyncDisposable
         context.Response.Headers["X-Traceparent-Seen"] = request.Headers["traceparent"].ToString();
         context.Response.Headers["X-Forwarded-For-Seen"] = request.Headers["X-Forwarded-For"].ToString();
         context.Response.Headers["X-Forwarded-Proto-Seen"] = request.Headers["X-Forwarded-Proto"].ToString();
+        context.Response.Headers["Forwarded-Seen"] = request.Headers["Forwarded"].ToString();
         await context.Response.WriteAsync($"hello from {Name}: {request.Path}{request.QueryString}");
     }
 

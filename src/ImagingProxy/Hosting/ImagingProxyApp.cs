@@ -235,7 +235,8 @@ public static class ImagingProxyApp
         services.AddReverseProxy()
             .LoadFromConfig(config.GetSection("ReverseProxy"))
             .AddConfigFilter<ProxyConfigFilter>()
-            .AddTransforms(ExpectContinue.Apply);
+            .AddTransforms(ExpectContinue.Apply)
+            .AddTransforms(ForwardedHeader.Apply);
         services.AddSingleton<ProxyConfigAcceptance>();
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IConfigChangeListener>(sp => sp.GetRequiredService<ProxyConfigAcceptance>());
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IProxyConfigProvider, XdsRouteProvider>();

@@ -54,7 +54,7 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 120_000)]
-    public async Task Qido_and_wado_through_the_proxy_equal_direct_access()
+    public async Task Qido_and_wado_through_the_proxy_equal_direct_access_with_urls_that_name_the_proxy()
     {
         using var viaProxy = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy.Url("Viewers", "https") };
         using var direct = new HttpClient { BaseAddress = _orthanc.BaseAddress };
@@ -82,9 +82,20 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
             }
             else
             {
-                Assert.Equal(expectedBody, actualBody);
+                // Orthanc writes the URLs it returns (RetrieveURL, BulkDataURI) for the client's view, which the proxy
+                // tells it in the Forwarded header: the proxy's scheme and address instead of Orthanc's own.
+                var proxied = System.Text.Encoding.UTF8.GetString(actualBody);
+                Assert.DoesNotContain(_orthanc.BaseAddress.Authority, proxied, StringComparison.Ordinal);
+                Assert.Equal(System.Text.Encoding.UTF8.GetString(expectedBody), proxied.Replace(viaProxy.BaseAddress!.GetLeftPart(UriPartial.Authority), direct.BaseAddress!.GetLeftPart(UriPartial.Authority), StringComparison.Ordinal));
             }
         }
+
+        // A study found by QIDO-RS is retrieved through the proxy: its RetrieveURL names the proxy.
+        using var found = await SendAsync(viaProxy, $"/dicom-web/studies?StudyInstanceUID={study}", "application/dicom+json");
+        var retrieveUrl = System.Text.Json.JsonDocument.Parse(await found.Content.ReadAsStringAsync()).RootElement[0].GetProperty("00081190").GetProperty("Value")[0].GetString();
+        Assert.Equal(new Uri(viaProxy.BaseAddress!, $"/dicom-web/studies/{study}").ToString(), retrieveUrl);
+        using var retrieved = await SendAsync(viaProxy, new Uri(retrieveUrl!).PathAndQuery + "/metadata", "application/dicom+json");
+        Assert.Equal(HttpStatusCode.OK, retrieved.StatusCode);
 
         // A viewer with the wrong base path: Orthanc's own answer would be its 404 for an unknown URI; the proxy says
         // that no route took the request, and Orthanc never sees it.

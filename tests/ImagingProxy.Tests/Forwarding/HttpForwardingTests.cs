@@ -60,6 +60,20 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         using var forwarded = await viaProxy.GetAsync("/studies");
         Assert.Equal("127.0.0.1", forwarded.Headers.GetValues("X-Forwarded-For-Seen").Single());
         Assert.Equal("https", forwarded.Headers.GetValues("X-Forwarded-Proto-Seen").Single());
+        Assert.Equal($"proto=https;host={viaProxy.BaseAddress!.Authority}", forwarded.Headers.GetValues("Forwarded-Seen").Single());
+    }
+
+    [Fact]
+    public async Task A_route_that_turns_forwarding_headers_off_gets_no_Forwarded_header_either()
+    {
+        var routes = """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" }, "Transforms": [ { "X-Forwarded": "Off" } ] } }""";
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", routes));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        using var response = await client.GetAsync("/studies");
+
+        Assert.Equal(string.Empty, response.Headers.GetValues("X-Forwarded-For-Seen").Single());
+        Assert.Equal(string.Empty, response.Headers.GetValues("Forwarded-Seen").Single());
     }
 
     [Fact]
