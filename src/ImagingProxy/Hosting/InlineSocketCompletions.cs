@@ -20,13 +20,5 @@ public static class InlineSocketCompletions
         {
             Environment.SetEnvironmentVariable(EnvironmentVariable, "1");
         }
-
-        if (inline && Environment.GetEnvironmentVariable(EngineCountVariable) is null)
-        {
-            Environment.SetEnvironmentVariable(EngineCountVariable, (2 * Environment.ProcessorCount).ToString(System.Globalization.CultureInfo.InvariantCulture));
-        }
     }
-
-    /// <summary>The runtime's socket engine (epoll thread) count, read once per process.</summary>
-    public const string EngineCountVariable = "DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT";
 }
