@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http;
 using Yarp.ReverseProxy.Transforms;
 using Yarp.ReverseProxy.Transforms.Builder;
 
@@ -9,7 +10,8 @@ namespace ImagingProxy.Forwarding;
 /// sent once the server said <c>100 Continue</c>. A server that refuses an upload from its headers alone (401/403 to a
 /// STOW-RS, 413 to a study over its limit) and closes without reading the body resets the connection under the body
 /// being sent: the client gets 502 instead of the server's answer, and YARP's passive health counts a transport failure
-/// against a healthy server. With the header the refusal comes before any body byte and is relayed as it is.
+/// against a healthy server. With the header the refusal comes before any body byte and is relayed as it is, when it
+/// comes within .NET's 1 s <c>Expect100ContinueTimeout</c> (after that the body is sent anyway).
 /// </summary>
 /// <remarks>
 /// Off by default (<c>Never</c>): a server that ignores the header gets the body only after .NET's 1 s
@@ -37,35 +39,44 @@ public static class ExpectContinue
         => string.IsNullOrEmpty(value) || value.Equals(Large, StringComparison.OrdinalIgnoreCase)
             || value.Equals(Always, StringComparison.OrdinalIgnoreCase) || value.Equals(Never, StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Adds the request transform to a route of an HTTP cluster, per its cluster's <c>ExpectContinue</c>.</summary>
+    /// <summary>
+    /// Adds the request transform to a route whose cluster asks for it, and to the XDS route, whose requests go to the
+    /// registry or the repository cluster (<see cref="XdsRoutingStep"/>): the cluster a request goes to decides.
+    /// </summary>
     public static void Apply(TransformBuilderContext context)
     {
-        var value = context.Cluster?.Metadata?.GetValueOrDefault(Configuration.MetadataKeys.ExpectContinue);
-        long minimum;
-        if (string.Equals(value, Always, StringComparison.OrdinalIgnoreCase))
-        {
-            minimum = 1;
-        }
-        else if (string.Equals(value, Large, StringComparison.OrdinalIgnoreCase))
-        {
-            minimum = LargeBody;
-        }
-        else
+        ArgumentNullException.ThrowIfNull(context);
+        var xds = context.Route.Metadata?.ContainsKey(Configuration.MetadataKeys.XdsRoute) == true;
+        if (!xds && Minimum(context.Cluster?.Metadata) is null)
         {
             return;
         }
 
-        context.AddRequestTransform(transform =>
+        context.AddRequestTransform(static transform =>
         {
+            var minimum = Minimum(transform.HttpContext.GetReverseProxyFeature().Cluster.Config.Metadata);
             var request = transform.HttpContext.Request;
             var length = request.ContentLength;
-            if (transform.ProxyRequest.Content is not null
-                && (length >= minimum || (length is null && transform.HttpContext.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)))
+            if (minimum is { } smallest && transform.ProxyRequest.Content is not null
+                && (length >= smallest || (length is null && transform.HttpContext.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)))
             {
                 transform.ProxyRequest.Headers.ExpectContinue = true;
             }
 
             return ValueTask.CompletedTask;
         });
+    }
+
+    /// <summary>The smallest body a cluster's <c>ExpectContinue</c> asks first for, or null for none (<c>Never</c>, absent).</summary>
+    private static long? Minimum(IReadOnlyDictionary<string, string>? metadata)
+    {
+        if (metadata is null || !metadata.TryGetValue(Configuration.MetadataKeys.ExpectContinue, out var value))
+        {
+            return null;
+        }
+
+        return value.Equals(Always, StringComparison.OrdinalIgnoreCase) ? 1
+            : value.Equals(Large, StringComparison.OrdinalIgnoreCase) ? LargeBody
+            : null;
     }
 }

@@ -15,7 +15,8 @@ namespace ImagingProxy.Mllp;
 /// <para>
 /// Before each send, whatever the node sent since the last ACK (a late application ACK, or a frame that came in the same
 /// read as the ACK) is dropped, never paired with the next message (protocols.md §3.7). A plain connection posts the
-/// receive its ACK will come by just before the send: the socket makes that receive's first attempt at once, which
+/// receive its ACK will come by just before the send: the socket makes that receive's first attempt at once (on Linux,
+/// whenever no other receive is queued on the socket, which this class never leaves), which
 /// takes whatever the kernel holds at that moment (bytes whose readiness the socket engine has not processed yet
 /// included); what it brings is dropped, and once it finds nothing it stays pending for the ACK. That is one system call
 /// (<c>recvfrom</c> answered <c>EAGAIN</c>) where asking for the waiting bytes first (<c>FIONREAD</c>) and receiving
@@ -297,8 +298,10 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
             if (_hasPosted)
             {
                 // The receive posted before the send (PostAckReceive).
+                var posted = _posted;
+                _posted = default;
                 _hasPosted = false;
-                return _posted;
+                return posted;
             }
 
             MakeRoom();

@@ -22,6 +22,28 @@ public sealed class NginxNode : IAsyncDisposable
     /// <summary>nginx's access log lines so far (format: <c>$request $status $request_length $http_expect</c>).</summary>
     public string[] AccessLog => File.Exists(Path.Combine(_directory.Path, "access.log")) ? File.ReadAllLines(Path.Combine(_directory.Path, "access.log")) : [];
 
+    /// <summary>Polls nginx's access log until <paramref name="done"/> holds for its lines; throws after <paramref name="timeout"/>.</summary>
+    public async Task<string[]> WaitForAccessLogAsync(Func<string[], bool> done, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(done);
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            var lines = AccessLog;
+            if (done(lines))
+            {
+                return lines;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"nginx's access log after {timeout.TotalSeconds} s: {string.Join(" | ", lines)}");
+            }
+
+            await Task.Delay(20);
+        }
+    }
+
     /// <summary>nginx's error log so far (for failure messages).</summary>
     public string ErrorLog => File.Exists(Path.Combine(_directory.Path, "error.log")) ? File.ReadAllText(Path.Combine(_directory.Path, "error.log")) : string.Empty;
 

@@ -51,6 +51,7 @@ public sealed class ExpectContinueTests : IAsyncLifetime
             Assert.Equal("Forbidden", await response.Content.ReadAsStringAsync());
         }
 
+        Assert.Equal(12, _server.Heads.Count);
         Assert.All(_server.Heads, head => Assert.Contains("Expect: 100-continue", head, StringComparison.OrdinalIgnoreCase));
         Assert.Equal(0, _server.BodyBytes);
 
@@ -135,6 +136,38 @@ public sealed class ExpectContinueTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.Forbidden, response.StatusCode);
         Assert.Contains("Expect: 100-continue", _server.Heads.Single(), StringComparison.OrdinalIgnoreCase);
         Assert.Equal(0, _server.BodyBytes);
+    }
+
+    [Fact]
+    public async Task An_xds_request_asks_first_as_the_cluster_it_goes_to_says()
+    {
+        // One route serves XDS; each request goes to the registry or the repository cluster by its SOAP action. The
+        // repository (the refusing server) asks for 100-continue, the registry (a Kestrel backend) does not.
+        await using var registry = await TestBackend.StartAsync("registry");
+        var clusters = $$"""
+            {
+              "xds-registry": {{TestConfig.Cluster("", registry)}},
+              "xds-repository": { "Metadata": { "ExpectContinue": "Always" }, "Destinations": { "d1": { "Address": "http://127.0.0.1:{{_server.Port}}/" } } }
+            }
+            """;
+        var imagingProxy = """{ "Xds": { "RegistryCluster": "xds-registry", "RepositoryCluster": "xds-repository" } }""";
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, clusters, "{}", imagingProxy));
+        using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
+
+        using var provide = await client.PostAsync("/xds", Soap(ImagingProxy.Forwarding.XdsAction.ProvideAndRegisterDocumentSet));
+        using var query = await client.PostAsync("/xds", Soap(ImagingProxy.Forwarding.XdsAction.RegistryStoredQuery));
+
+        Assert.Equal(HttpStatusCode.Forbidden, provide.StatusCode);
+        Assert.Contains("Expect: 100-continue", _server.Heads.Single(), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(HttpStatusCode.OK, query.StatusCode);
+        Assert.Equal("registry", query.Headers.GetValues("X-Backend").Single());
+    }
+
+    private static StringContent Soap(string action)
+    {
+        var content = new StringContent("<Envelope xmlns=\"http://www.w3.org/2003/05/soap-envelope\"><Body/></Envelope>", Encoding.UTF8);
+        content.Headers.ContentType = System.Net.Http.Headers.MediaTypeHeaderValue.Parse($"application/soap+xml; charset=UTF-8; action=\"{action}\"");
+        return content;
     }
 
     private string Config(string cluster)
