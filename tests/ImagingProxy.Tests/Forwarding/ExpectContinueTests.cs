@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using ImagingProxy.Health;
 using ImagingProxy.Testing;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.Tests.Forwarding;
@@ -34,14 +35,7 @@ public sealed class ExpectContinueTests : IAsyncLifetime
             """));
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
         var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
-        var transitions = new List<string>();
-        tracker.Transition += (_, destination, kind, _, now) =>
-        {
-            lock (transitions)
-            {
-                transitions.Add($"{destination} {kind} {now}");
-            }
-        };
+        var transitions = new HealthTransitions(tracker);
 
         // Enough refusals for YARP's passive policy (at least 10 requests, 30% failed) had they counted as failures.
         for (var i = 0; i < 12; i++)
@@ -58,10 +52,7 @@ public sealed class ExpectContinueTests : IAsyncLifetime
         // Still routed to: a 503 here would mean passive health took the server out.
         using var after = await client.GetAsync("/dicom-web/studies");
         Assert.Equal(HttpStatusCode.Forbidden, after.StatusCode);
-        lock (transitions)
-        {
-            Assert.DoesNotContain("d1 passive Unhealthy", transitions);
-        }
+        Assert.DoesNotContain("d1 passive Unhealthy", transitions.Seen);
     }
 
     [Fact]

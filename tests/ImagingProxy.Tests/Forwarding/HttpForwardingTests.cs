@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
@@ -312,14 +313,7 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{cluster}} }""", AllRoute));
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
         var tracker = proxy.Services.GetRequiredService<DestinationHealthTracker>();
-        var transitions = new List<string>();
-        tracker.Transition += (_, destination, kind, _, now) =>
-        {
-            lock (transitions)
-            {
-                transitions.Add($"{destination} {kind} {now}");
-            }
-        };
+        var transitions = new HealthTransitions(tracker);
         using var metrics = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.requests");
 
         for (var i = 0; i < 20; i++)
@@ -337,10 +331,7 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         using var after = await client.GetAsync("/studies");
         Assert.Equal(HttpStatusCode.OK, after.StatusCode);
         Assert.NotEqual(DestinationHealth.Unhealthy, proxy.Services.GetRequiredService<IProxyStateLookup>().GetClusters().Single().Destinations["a"].Health.Passive);
-        lock (transitions)
-        {
-            Assert.DoesNotContain("a passive Unhealthy", transitions);
-        }
+        Assert.DoesNotContain("a passive Unhealthy", transitions.Seen);
     }
 
     [Fact]
