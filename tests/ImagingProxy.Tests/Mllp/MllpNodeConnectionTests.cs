@@ -121,6 +121,41 @@ public sealed class MllpNodeConnectionTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_connection_whose_last_answer_was_never_read_takes_no_further_message()
+    {
+        // The first message's ACK receive was posted before its send and never awaited: whatever it brings could not
+        // be told from the next message's ACK.
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await ReadNodeAsync("\vMSH|1\u001c\r".Length);
+
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None));
+        Assert.False(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|3"u8.ToArray()), CancellationToken.None, noAck: true));
+        Assert.Equal(0, _node.Available);
+    }
+
+    [Fact]
+    public async Task A_message_without_ack_after_an_acknowledged_one_drops_what_came_after_the_ack()
+    {
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|1"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|1\u001c\r"u8.ToArray());
+        var first = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(first, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+
+        // A late frame while idle; the next message (MSH-15 NE) posts no receive and drops it.
+        await _node.SendAsync("\vMSA|AA|late\u001c\r"u8.ToArray());
+        await WaitUntilReadableAsync();
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|2"u8.ToArray()), CancellationToken.None, noAck: true));
+        Assert.Equal(1, _connection.UnsolicitedFrames);
+
+        // And the message after it gets its own ACK.
+        Assert.True(await _connection.SendAsync(new ReadOnlySequence<byte>("MSH|3"u8.ToArray()), CancellationToken.None));
+        await _node.SendAsync("\vMSA|AA|3\u001c\r"u8.ToArray());
+        var third = new ArrayBufferWriter<byte>();
+        Assert.True(await _connection.ReceiveAsync(third, CancellationToken.None).AsTask().WaitAsync(s_timeout));
+        Assert.Equal("MSA|AA|3", Encoding.ASCII.GetString(third.WrittenSpan));
+    }
+
+    [Fact]
     public async Task An_ack_over_the_frame_limit_ends_the_exchange()
     {
         await _node.SendAsync(Encoding.ASCII.GetBytes("\v" + new string('A', 200) + "\u001c\r"));
