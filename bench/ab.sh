@@ -8,6 +8,10 @@
 #   bench/ab.sh mllp REF [ROUNDS=11] [SECONDS=3]   K=8 connections (bench/mllp/LoadClient, bench/mllp/receiver.py)
 #   bench/ab.sh dicom REF [ROUNDS=7] [COUNT=600]   C-ECHO associations one after another (bench/dicom/EchoBench, storescp --fork)
 #   bench/ab.sh http REF [ROUNDS=11] [SECONDS=3]   a 2 KiB GET on the Viewers endpoint (plain HTTP), wrk -t1 -c8, nginx as the server
+#
+# A_ENV / B_ENV (space-separated NAME=value) go to proxy A's or B's process only: with REF = HEAD and a clean working
+# tree, `A_ENV=DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT=4 bench/ab.sh mllp HEAD` measures a runtime knob alone, with no
+# build of its own that could carry anything else.
 set -euo pipefail
 kind="${1:?usage: bench/ab.sh mllp|dicom|http REF [ROUNDS] [SECONDS|COUNT]}"
 ref="${2:?usage: bench/ab.sh mllp|dicom|http REF [ROUNDS] [SECONDS|COUNT]}"
@@ -98,8 +102,10 @@ print(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1), ms(re.search(r"^\s+5
   *) echo "unknown kind '$kind' (mllp, dicom or http)" >&2; exit 2 ;;
 esac
 
-DOTNET_gcServer=1 dotnet "$work/a/ImagingProxy.Host.dll" --config "$work/config-a/proxy.json" >"$work/a.log" 2>&1 & pids+=($!); pid_a=$!
-DOTNET_gcServer=1 dotnet "$work/b/ImagingProxy.Host.dll" --config "$work/config-b/proxy.json" >"$work/b.log" 2>&1 & pids+=($!); pid_b=$!
+read -r -a env_a <<< "${A_ENV:-}"
+read -r -a env_b <<< "${B_ENV:-}"
+env DOTNET_gcServer=1 "${env_a[@]}" dotnet "$work/a/ImagingProxy.Host.dll" --config "$work/config-a/proxy.json" >"$work/a.log" 2>&1 & pids+=($!); pid_a=$!
+env DOTNET_gcServer=1 "${env_b[@]}" dotnet "$work/b/ImagingProxy.Host.dll" --config "$work/config-b/proxy.json" >"$work/b.log" 2>&1 & pids+=($!); pid_b=$!
 wait_port "$node"; wait_port "$port_a"; wait_port "$port_b"
 # warm-up: the runtime tiers the code up during the first traffic
 if declare -F warm >/dev/null; then warm "$port_a" >/dev/null; warm "$port_b" >/dev/null; else run "$port_a" >/dev/null; run "$port_b" >/dev/null; fi
