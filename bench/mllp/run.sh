@@ -4,7 +4,8 @@
 # through bench/KestrelRelay (a bare Kestrel byte relay with ImagingProxy's transport settings and no HL7 work: the floor
 # of the platform ImagingProxy is built on), interleaved over ROUNDS rounds in a balanced order; prints medians and ratios in one table.
 #
-# Usage: bench/mllp/run.sh [SECONDS_PER_RUN=5] [ROUNDS=4]   (env KS="8": only 8 connections)
+# Usage: bench/mllp/run.sh [SECONDS_PER_RUN=5] [ROUNDS=4]   (env KS="8": only 8 connections; PROXY_ENV="NAME=value ...":
+# set on ImagingProxy's process only)
 # Needs: dotnet (SDK of global.json), /usr/bin/python3, haproxy. Work files: $BENCH_DIR (default /tmp/mllp-bench).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,7 +55,8 @@ backend nodes
 CFG
 
 /usr/bin/python3 "$here/receiver.py" "$receiver_port" & pids+=($!)
-dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/config/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
+read -r -a proxy_env <<< "${PROXY_ENV:-}"
+env "${proxy_env[@]}" dotnet "$work/proxy/ImagingProxy.Host.dll" --config "$work/config/proxy.json" >"$work/proxy.log" 2>&1 & pids+=($!); proxy_pid=$!
 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 & pids+=($!); haproxy_pid=$!
 dotnet "$work/relay/KestrelRelay.dll" "$relay_port" "$receiver_port" >"$work/relay.log" 2>&1 & pids+=($!); relay_pid=$!
 for port in "$receiver_port" "$proxy_port" "$haproxy_port" "$relay_port"; do
