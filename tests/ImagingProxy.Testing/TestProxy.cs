@@ -114,7 +114,11 @@ public sealed class TestProxy : IAsyncDisposable
         gate.ReloadAttempted += OnAttempt;
         try
         {
-            await File.WriteAllTextAsync(ConfigPath, content.ToJsonString());
+            // Written beside the file and moved over it: the watcher never sees it half-written (a half-written file
+            // is an attempt of its own, rejected and counted, which made tests that count rejections fail now and then).
+            var staged = ConfigPath + ".staged";
+            await File.WriteAllTextAsync(staged, content.ToJsonString());
+            File.Move(staged, ConfigPath, overwrite: true);
             return await attempted.Task.WaitAsync(TimeSpan.FromSeconds(20));
         }
         finally
