@@ -34,6 +34,7 @@ public static class ConfigurationValidator
         ValidateXds(proxy.GetSection("Xds"), clusters, endpoints, errors);
         ValidatePositiveTime(proxy, "DrainTimeout", errors);
         ValidateBoolean(proxy, "InlineScheduling", errors);
+        ValidateIntegerRange(proxy, "SocketEngines", 1, ImagingProxyOptions.MaxSocketEngines, errors);
         var telemetry = proxy.GetSection("Telemetry");
         ValidatePositiveInteger(telemetry, "MaxAeTitles", errors);
         ValidatePositiveInteger(telemetry, "MaxMessageTypes", errors);

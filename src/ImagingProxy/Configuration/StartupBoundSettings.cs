@@ -61,6 +61,11 @@ public static class StartupBoundSettings
             Changed(proxyAfter, "InlineScheduling", proxyBefore["InlineScheduling"] ?? "true", problems);
         }
 
+        if (Number(proxyBefore["SocketEngines"], 0) != Number(proxyAfter["SocketEngines"], 0))
+        {
+            Changed(proxyAfter, "SocketEngines", proxyBefore["SocketEngines"] ?? "the runtime's default", problems);
+        }
+
         SameSection(proxyBefore.GetSection("Telemetry"), proxyAfter.GetSection("Telemetry"), problems);
         SameBindLimits(startup.GetSection(KestrelLimitsConfig.SectionPath), candidate.GetSection(KestrelLimitsConfig.SectionPath), problems);
         return problems;

@@ -75,7 +75,9 @@ public static class ImagingProxyApp
         // thread-pool hop per read helps relay throughput and latency. ImagingProxy:InlineScheduling=false turns it off.
         var inline = !string.Equals(config[$"{ImagingProxyOptions.SectionName}:InlineScheduling"], "false", StringComparison.OrdinalIgnoreCase);
         builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = inline);
-        InlineSocketCompletions.Enable(inline);
+        // ImagingProxy:SocketEngines (validated): the runtime's socket engine count, before the first socket too.
+        var engines = int.TryParse(config[$"{ImagingProxyOptions.SectionName}:SocketEngines"], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var count) ? count : (int?)null;
+        InlineSocketCompletions.Enable(inline, engines);
 
         // The Admin endpoint gets a Kestrel server of its own (SplitKestrelServer), so that it keeps serving probes and
         // scrapes while the data listeners drain; this server binds every other endpoint and the raw listeners.

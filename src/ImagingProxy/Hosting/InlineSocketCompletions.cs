@@ -13,12 +13,23 @@ public static class InlineSocketCompletions
     /// <summary>The runtime's switch (SocketAsyncEngine.Unix), read once per process.</summary>
     public const string EnvironmentVariable = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
 
-    /// <summary>Turns the runtime's inline completions on when <paramref name="inline"/> and the operator did not set the variable.</summary>
-    public static void Enable(bool inline)
+    /// <summary>The runtime's socket engine (epoll thread) count, read once per process like <see cref="EnvironmentVariable"/>.</summary>
+    public const string EngineCountVariable = "DOTNET_SYSTEM_NET_SOCKETS_THREAD_COUNT";
+
+    /// <summary>
+    /// Turns the runtime's inline completions on when <paramref name="inline"/>, and sets its engine count to
+    /// <paramref name="engines"/> when given (<c>ImagingProxy:SocketEngines</c>), each unless the operator set the variable.
+    /// </summary>
+    public static void Enable(bool inline, int? engines = null)
     {
         if (inline && Environment.GetEnvironmentVariable(EnvironmentVariable) is null)
         {
             Environment.SetEnvironmentVariable(EnvironmentVariable, "1");
+        }
+
+        if (engines is { } count && Environment.GetEnvironmentVariable(EngineCountVariable) is null)
+        {
+            Environment.SetEnvironmentVariable(EngineCountVariable, count.ToString(System.Globalization.CultureInfo.InvariantCulture));
         }
     }
 }

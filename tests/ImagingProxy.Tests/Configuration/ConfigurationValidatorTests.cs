@@ -137,6 +137,17 @@ public class ConfigurationValidatorTests
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "Retry.On", value));
 
     [Theory]
+    [InlineData("0", "ImagingProxy:SocketEngines: '0' must be a whole number from 1 to 256.")]
+    [InlineData("257", "ImagingProxy:SocketEngines: '257' must be a whole number from 1 to 256.")]
+    [InlineData("four", "ImagingProxy:SocketEngines: 'four' must be a whole number from 1 to 256.")]
+    [InlineData("4", null)]
+    public void Socket_engines_is_a_count_from_1_to_256(string value, string? expected)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?> { ["ImagingProxy:SocketEngines"] = value }).Build();
+        Assert.Equal(expected is null ? [] : [expected], ConfigurationValidator.Validate(config));
+    }
+
+    [Theory]
     [InlineData("Http", "Large", null)]
     [InlineData("Http", "always", null)]
     [InlineData("Http", "Never", null)]

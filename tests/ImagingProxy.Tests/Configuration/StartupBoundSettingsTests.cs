@@ -79,6 +79,7 @@ public class StartupBoundSettingsTests
     [InlineData("ImagingProxy:Dicom:Listeners:dicom:Tls:Path", "/tls/a.pfx", "ImagingProxy:Dicom:Listeners:dicom:Tls: turning TLS on or off")]
     [InlineData("ImagingProxy:DrainTimeout", "00:10:00", "ImagingProxy:DrainTimeout: read at start-up; the change applies after a restart (running with '00:05:00')")]
     [InlineData("ImagingProxy:InlineScheduling", "false", "ImagingProxy:InlineScheduling: read at start-up")]
+    [InlineData("ImagingProxy:SocketEngines", "4", "ImagingProxy:SocketEngines: read at start-up; the change applies after a restart (running with 'the runtime's default')")]
     [InlineData("ImagingProxy:Telemetry:MaxAeTitles", "100", "ImagingProxy:Telemetry: read at start-up")]
     [InlineData("Kestrel:Endpoints:Xds:Url", "http://0.0.0.0:17035", "Kestrel:Endpoints:Xds: a new endpoint")]
     [InlineData("Kestrel:EndpointDefaults:ClientCertificateMode", "RequireCertificate", "Kestrel:EndpointDefaults:ClientCertificateMode: read at start-up")]
