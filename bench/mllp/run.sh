@@ -74,7 +74,8 @@ read -r -a targets <<< "${ORDER:-direct imagingproxy haproxy kestrel-relay}"
 # The order of the targets changes from round to round (a balanced Latin square): over 4 rounds each target runs right
 # after each other target once, and once first. A target always run right after the same one inherits what that one
 # left behind: in session 15, with ImagingProxy always run right after the direct run (which drives the receiver
-# hardest), two runs gave 0.89x and 0.93x HAProxy at 8 connections; with HAProxy in that place instead, 0.99x.
+# hardest), a run gave 0.89x HAProxy at 8 connections; with HAProxy in that place instead, 0.99x.
+# ORDER names the four targets (their first-round order); the summary expects these four names.
 # Every target once before the measured rounds: the proxies' JIT compilation and pools are warm in round 1 too.
 for target in direct imagingproxy haproxy kestrel-relay; do
   dotnet "$work/client/LoadClient.dll" "${ports[$target]}" 8 2 >/dev/null

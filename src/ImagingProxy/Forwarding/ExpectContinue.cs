@@ -36,8 +36,7 @@ public static class ExpectContinue
 
     /// <summary>True when <paramref name="value"/> is a valid <c>ExpectContinue</c> metadata value (or absent).</summary>
     public static bool IsValid(string? value)
-        => string.IsNullOrEmpty(value) || value.Equals(Large, StringComparison.OrdinalIgnoreCase)
-            || value.Equals(Always, StringComparison.OrdinalIgnoreCase) || value.Equals(Never, StringComparison.OrdinalIgnoreCase);
+        => string.IsNullOrEmpty(value) || value.Equals(Never, StringComparison.OrdinalIgnoreCase) || Minimum(value) is not null;
 
     /// <summary>
     /// Adds the request transform to a route whose cluster asks for it, and to the XDS route, whose requests go to the
@@ -69,14 +68,10 @@ public static class ExpectContinue
 
     /// <summary>The smallest body a cluster's <c>ExpectContinue</c> asks first for, or null for none (<c>Never</c>, absent).</summary>
     private static long? Minimum(IReadOnlyDictionary<string, string>? metadata)
-    {
-        if (metadata is null || !metadata.TryGetValue(Configuration.MetadataKeys.ExpectContinue, out var value))
-        {
-            return null;
-        }
+        => metadata is not null && metadata.TryGetValue(Configuration.MetadataKeys.ExpectContinue, out var value) ? Minimum(value) : null;
 
-        return value.Equals(Always, StringComparison.OrdinalIgnoreCase) ? 1
+    private static long? Minimum(string value)
+        => value.Equals(Always, StringComparison.OrdinalIgnoreCase) ? 1
             : value.Equals(Large, StringComparison.OrdinalIgnoreCase) ? LargeBody
             : null;
-    }
 }

@@ -68,23 +68,21 @@ public static class ImagingProxyApp
 
         // SIGTERM drain: Kestrel stops accepting at once, open connections get this long to finish, then are aborted.
         // The Admin endpoint keeps serving meanwhile and closes last (SplitKestrelServer).
-        var drain = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>()?.DrainTimeout ?? ProxyDefaults.DrainTimeout;
+        var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
+        var drain = proxyOptions.DrainTimeout ?? ProxyDefaults.DrainTimeout;
         builder.Services.Configure<HostOptions>(options => options.ShutdownTimeout = drain);
 
         // Inline scheduling on the socket transport: no code path blocks a thread (all I/O is async), and skipping the
         // thread-pool hop per read helps relay throughput and latency. ImagingProxy:InlineScheduling=false turns it off.
         var inline = !string.Equals(config[$"{ImagingProxyOptions.SectionName}:InlineScheduling"], "false", StringComparison.OrdinalIgnoreCase);
         builder.WebHost.UseSockets(sockets => sockets.UnsafePreferInlineScheduling = inline);
-        // ImagingProxy:SocketEngines (validated): the runtime's socket engine count, before the first socket too.
-        var engines = int.TryParse(config[$"{ImagingProxyOptions.SectionName}:SocketEngines"], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var count) ? count : (int?)null;
-        InlineSocketCompletions.Enable(inline, engines);
+        InlineSocketCompletions.Enable(inline, proxyOptions.SocketEngines);
 
         // The Admin endpoint gets a Kestrel server of its own (SplitKestrelServer), so that it keeps serving probes and
         // scrapes while the data listeners drain; this server binds every other endpoint and the raw listeners.
         var kestrelSection = config.GetSection("Kestrel");
         var endpointNames = kestrelSection.GetSection("Endpoints").GetChildren().Select(e => e.Key).ToList();
         var adminName = endpointNames.FirstOrDefault(IsAdmin);
-        var proxyOptions = config.GetSection(ImagingProxyOptions.SectionName).Get<ImagingProxyOptions>() ?? new ImagingProxyOptions();
         var limitSubscriptions = new KestrelLimitsSubscriptions();
         builder.WebHost.ConfigureKestrel((context, kestrel) =>
         {

@@ -69,7 +69,10 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>Plain only: a receive into <c>_receive[_end..]</c> was started and its bytes not taken in yet (<see cref="Received"/>).</summary>
     private bool _plainPending;
 
-    /// <summary>Plain only: the ACK's receive posted before the send (<see cref="PostAckReceive"/>), until <see cref="ReceiveMoreAsync"/> hands it out.</summary>
+    /// <summary>
+    /// Plain only: the ACK's receive posted before the send (<see cref="PostAckReceive"/>), until <see cref="ReceiveMoreAsync"/>
+    /// hands it out. A posted receive is a started one: <c>_hasPosted</c> implies <c>_plainPending</c>.
+    /// </summary>
     private ValueTask<int> _posted;
     private bool _hasPosted;
 
@@ -474,7 +477,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// </summary>
     private bool PostAckReceive()
     {
-        if (_hasPosted || _plainPending)
+        if (_plainPending)
         {
             return false;
         }
@@ -514,7 +517,7 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// </summary>
     private bool DiscardUnsolicited()
     {
-        if (_hasPosted || _plainPending)
+        if (_plainPending)
         {
             // A receive posted for an earlier message's answer, never read (see PostAckReceive).
             return false;

@@ -5,9 +5,10 @@ namespace ImagingProxy.Tests.Hosting;
 
 /// <summary>
 /// The runtime variables set at start-up. The runtime read them when this test process used its first socket, so
-/// setting them here changes nothing else; each test puts back what it found.
+/// setting them here changes nothing in it; each test puts back what it found. Processes other tests start meanwhile
+/// would inherit them, so these tests run alone (<see cref="ProcessEnvironmentCollection"/>).
 /// </summary>
-[Collection(nameof(InlineSocketCompletionsTests))]
+[Collection(nameof(ProcessEnvironmentCollection))]
 public sealed class InlineSocketCompletionsTests : IDisposable
 {
     private readonly string? _inline = Environment.GetEnvironmentVariable(InlineSocketCompletions.EnvironmentVariable);
@@ -66,3 +67,7 @@ public sealed class InlineSocketCompletionsTests : IDisposable
         Assert.Null(Environment.GetEnvironmentVariable(InlineSocketCompletions.EngineCountVariable));
     }
 }
+
+/// <summary>Tests that change this process's environment: run with no other test at the same time.</summary>
+[CollectionDefinition(nameof(ProcessEnvironmentCollection), DisableParallelization = true)]
+public sealed class ProcessEnvironmentCollection;
