@@ -244,69 +244,24 @@ public sealed class ExpectContinueTests : IAsyncLifetime
         {
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(_stop.Token);
             timeout.CancelAfter(TimeSpan.FromSeconds(30));
-            var buffer = new byte[64 * 1024];
-            var received = new List<byte>();
-            int end;
-            while ((end = IndexOfHeadEnd(received)) < 0)
+            if (await RawHttpRequest.ReadHeadAsync(socket, timeout.Token) is not { } request)
             {
-                var n = await socket.ReceiveAsync(buffer, timeout.Token);
-                if (n == 0)
-                {
-                    return;
-                }
-
-                received.AddRange(buffer.AsSpan(0, n));
+                return;
             }
 
-            var head = Encoding.ASCII.GetString([.. received], 0, end);
             lock (_heads)
             {
-                _heads.Add(head);
+                _heads.Add(request.Head);
             }
 
-            long body = received.Count - end - 4;
-            if (ReadBodiesSentWithoutExpect && !head.Contains("Expect: 100-continue", StringComparison.OrdinalIgnoreCase) && ContentLength(head) is { } length)
+            if (ReadBodiesSentWithoutExpect && !request.Head.Contains("Expect: 100-continue", StringComparison.OrdinalIgnoreCase))
             {
-                while (body < length)
-                {
-                    var n = await socket.ReceiveAsync(buffer, timeout.Token);
-                    if (n == 0)
-                    {
-                        break;
-                    }
-
-                    body += n;
-                }
+                await request.ReadBodyAsync(socket, timeout.Token);
             }
 
+            var body = request.BodyBytesRead;
             Interlocked.Add(ref _bodyBytes, body);
             await socket.SendAsync("HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\nConnection: close\r\n\r\nForbidden"u8.ToArray(), timeout.Token);
-        }
-
-        private static int IndexOfHeadEnd(List<byte> bytes)
-        {
-            for (var i = 3; i < bytes.Count; i++)
-            {
-                if (bytes[i - 3] == '\r' && bytes[i - 2] == '\n' && bytes[i - 1] == '\r' && bytes[i] == '\n')
-                {
-                    return i - 3;
-                }
-            }
-
-            return -1;
-        }
-
-        private static long? ContentLength(string head)
-        {
-            foreach (var line in head.Split("\r\n"))
-            {
-                if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
-                {
-                    return long.Parse(line["Content-Length:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
-                }
-            }
-
-            return null;
         }
     }
 }

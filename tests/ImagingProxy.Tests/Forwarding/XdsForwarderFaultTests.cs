@@ -7,6 +7,7 @@ using System.Xml.Linq;
 using ImagingProxy.Forwarding;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
@@ -235,49 +236,10 @@ public sealed class XdsForwarderFaultTests : IDisposable
         /// <summary>Reads the request head and a Content-Length body, so that closing sends FIN, not RST.</summary>
         private async Task ReadRequestAsync(Socket connection)
         {
-            var received = new List<byte>();
-            var buffer = new byte[8192];
-            int headEnd;
-            while ((headEnd = IndexOfHeadEnd(received)) < 0)
+            if (await RawHttpRequest.ReadHeadAsync(connection, _stop.Token) is { } request)
             {
-                var read = await connection.ReceiveAsync(buffer, _stop.Token);
-                if (read == 0)
-                {
-                    return;
-                }
-
-                received.AddRange(buffer.AsSpan(0, read));
+                await request.ReadBodyAsync(connection, _stop.Token);
             }
-
-            var head = Encoding.ASCII.GetString(received.GetRange(0, headEnd).ToArray());
-            var length = head.Split("\r\n")
-                .Where(line => line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
-                .Select(line => int.Parse(line["Content-Length:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture))
-                .FirstOrDefault();
-            var remaining = headEnd + 4 + length - received.Count;
-            while (remaining > 0)
-            {
-                var read = await connection.ReceiveAsync(buffer, _stop.Token);
-                if (read == 0)
-                {
-                    return;
-                }
-
-                remaining -= read;
-            }
-        }
-
-        private static int IndexOfHeadEnd(List<byte> received)
-        {
-            for (var i = 0; i + 3 < received.Count; i++)
-            {
-                if (received[i] == '\r' && received[i + 1] == '\n' && received[i + 2] == '\r' && received[i + 3] == '\n')
-                {
-                    return i;
-                }
-            }
-
-            return -1;
         }
 
         public async ValueTask DisposeAsync()
