@@ -5,7 +5,7 @@
 # of the platform ImagingProxy is built on), interleaved over ROUNDS rounds in a balanced order; prints medians and ratios in one table.
 #
 # Usage: bench/mllp/run.sh [SECONDS_PER_RUN=5] [ROUNDS=4]   (env KS="8": only 8 connections; PROXY_ENV="NAME=value ...":
-# set on ImagingProxy's process only)
+# set on ImagingProxy's process only; HAPROXY_GLOBAL="nbthread 4": lines added to HAProxy's global section)
 # Needs: dotnet (SDK of global.json), /usr/bin/python3, haproxy. Work files: $BENCH_DIR (default /tmp/mllp-bench).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -42,6 +42,7 @@ JSON
 cat > "$work/haproxy.cfg" <<CFG
 global
   maxconn 1000
+${HAPROXY_GLOBAL:-}
 defaults
   mode tcp
   timeout connect 5s
