@@ -163,6 +163,15 @@ public static class ConfigurationValidator
                 {
                     errors.Add($"{metadata.Path}:{MetadataKeys.ExpectContinue}: '{expect}' is unknown ({ExpectContinue.Large}, {ExpectContinue.Always}, {ExpectContinue.Never}).");
                 }
+
+                // Passive health's failure share (TransportFailureRatePolicy); YARP's own policy read a bad value as its default.
+                var rateLimitKey = Yarp.ReverseProxy.Health.TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName;
+                var rateLimit = metadata[rateLimitKey];
+                if (!string.IsNullOrEmpty(rateLimit)
+                    && (!double.TryParse(rateLimit, NumberStyles.Float, CultureInfo.InvariantCulture, out var limit) || !(limit is > 0 and <= 1)))
+                {
+                    errors.Add($"{metadata.Path}:{rateLimitKey}: '{rateLimit}' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).");
+                }
             }
             else
             {

@@ -260,6 +260,12 @@ public static class ImagingProxyApp
                 ?? ActivatorUtilities.CreateInstance(sp, inner.ImplementationType!)),
             sp.GetRequiredService<DestinationHealthTracker>(),
             sp.GetRequiredService<TimeProvider>()));
+
+        // Passive health of HTTP clusters: ours under YARP's policy name, which honours ReactivationPeriod (YARP's never
+        // reactivates sooner than its 60 s detection window) and retakes a reactivated destination at its first failure.
+        var yarpPassive = services.Single(d => d.ServiceType == typeof(IPassiveHealthCheckPolicy) && d.ImplementationType?.Name == "TransportFailureRateHealthPolicy");
+        services.Remove(yarpPassive);
+        services.AddSingleton<IPassiveHealthCheckPolicy, TransportFailureRatePolicy>();
         services.AddSingleton<IDestinationProber, HttpProber>();
         services.AddSingleton<IDestinationProber, TcpConnectProber>();
         services.AddSingleton<ActiveHealthMonitor>();

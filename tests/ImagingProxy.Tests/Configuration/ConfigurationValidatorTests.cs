@@ -156,6 +156,15 @@ public class ConfigurationValidatorTests
     public void Expect_continue_is_large_always_or_never_on_http_clusters_only(string protocol, string value, string? expected)
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "ExpectContinue", value));
 
+    [Theory]
+    [InlineData("0.3", null)]
+    [InlineData("1", null)]
+    [InlineData("0", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.RateLimit: '0' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).")]
+    [InlineData("30%", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.RateLimit: '30%' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).")]
+    [InlineData("1.5", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.RateLimit: '1.5' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).")]
+    public void Passive_failure_rate_limit_is_a_share_above_0_and_at_most_1(string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry("Http", "TransportFailureRateHealthPolicy.RateLimit", value));
+
     private static IReadOnlyList<string> ValidateRetry(string protocol, string key, string value)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>

@@ -1,0 +1,147 @@
+using System.Globalization;
+using System.Runtime.CompilerServices;
+using ImagingProxy.Configuration;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Health;
+
+/// <summary>
+/// Passive health of HTTP clusters, under the name of YARP's policy it replaces (<c>TransportFailureRate</c>, the
+/// default): a destination goes out when the share of its requests that failed in transport over the last
+/// <see cref="TransportFailureRateHealthPolicyOptions.DetectionWindowSize"/> (60 s) reaches the cluster's
+/// <c>TransportFailureRateHealthPolicy.RateLimit</c> metadata (default 0.3), once at least
+/// <see cref="TransportFailureRateHealthPolicyOptions.MinimalTotalCountThreshold"/> (10) requests were seen; as YARP's.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Two differences. The destination comes back (Unknown) after the cluster's own <c>ReactivationPeriod</c>: YARP's never
+/// brings it back sooner than its detection window, since the failures that took it out would still be in the window
+/// and take it out again. Here the window is emptied when the destination goes out instead. And a destination that
+/// comes back is on probation until one of its requests succeeds: its first transport failure takes it out again at
+/// once, where YARP's (and an emptied window) would send it ten more requests, and their clients ten more 502s, before
+/// judging it.
+/// </para>
+/// <para>
+/// What counts as a failure is YARP's choice: the forwarder errors of the server's side (the request could not be sent,
+/// timed out, or the server broke off the request or response body). 5xx answers and the client's own errors (a viewer
+/// abandoning a download) do not. Results of requests that end while the destination is out are ignored.
+/// </para>
+/// </remarks>
+internal sealed class TransportFailureRatePolicy(IOptions<TransportFailureRateHealthPolicyOptions> options, IDestinationHealthUpdater updater, TimeProvider time)
+    : IPassiveHealthCheckPolicy
+{
+    private readonly TransportFailureRateHealthPolicyOptions _options = options.Value;
+    private readonly ConditionalWeakTable<DestinationState, History> _histories = [];
+    private readonly ConditionalWeakTable<ClusterModel, StrongBox<double>> _rateLimits = [];
+
+    public string Name => HealthCheckConstants.PassivePolicy.TransportFailureRate;
+
+    public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
+    {
+        var failed = IsServerFailure(context.Features.Get<IForwarderErrorFeature>());
+        var current = destination.Health.Passive;
+        if (current == DestinationHealth.Unhealthy)
+        {
+            return;
+        }
+
+        var history = _histories.GetValue(destination, static _ => new History());
+        DestinationHealth health;
+        lock (history)
+        {
+            health = history.Add(time.GetTimestamp(), time.TimestampFrequency, failed, _options, RateLimit(cluster.Model));
+        }
+
+        if (health != current)
+        {
+            var reactivation = cluster.Model.Config.HealthCheck?.Passive?.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod;
+            updater.SetPassive(cluster, destination, health, reactivation);
+        }
+    }
+
+    /// <summary>The failures passive health counts against a server (YARP's set): none of the client's own.</summary>
+    internal static bool IsServerFailure(IForwarderErrorFeature? error) => error?.Error is ForwarderError.Request or ForwarderError.RequestTimedOut
+        or ForwarderError.RequestBodyDestination or ForwarderError.ResponseBodyDestination
+        or ForwarderError.UpgradeRequestDestination or ForwarderError.UpgradeResponseDestination;
+
+    /// <summary>The cluster's <c>TransportFailureRateHealthPolicy.RateLimit</c> (validated), read once per cluster configuration.</summary>
+    private double RateLimit(ClusterModel model) => _rateLimits.GetValue(model, m => new StrongBox<double>(
+        m.Config.Metadata?.GetValueOrDefault(TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName) is { } text
+        && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var limit)
+            ? limit
+            : _options.DefaultFailureRateLimit)).Value;
+
+    /// <summary>One destination's requests over the detection window, in one-second buckets (guarded by its own lock).</summary>
+    private sealed class History
+    {
+        private readonly Queue<Bucket> _buckets = new();
+        private Bucket? _current;
+        private long _total;
+        private long _failed;
+        private bool _probation;
+
+        public DestinationHealth Add(long timestamp, long frequency, bool failed, TransportFailureRateHealthPolicyOptions options, double rateLimit)
+        {
+            if (_probation)
+            {
+                if (failed)
+                {
+                    return DestinationHealth.Unhealthy;
+                }
+
+                _probation = false;
+            }
+
+            var second = timestamp / frequency;
+            if (_current is null || _current.Second != second)
+            {
+                _current = new Bucket(second);
+                _buckets.Enqueue(_current);
+            }
+
+            // The bucket just added (or counted into) never expires: the window is at least a second.
+            var windowSeconds = Math.Max(1, (long)Math.Ceiling(options.DetectionWindowSize.TotalSeconds));
+            while (_buckets.Peek().Second <= second - windowSeconds)
+            {
+                var expired = _buckets.Dequeue();
+                _total -= expired.Total;
+                _failed -= expired.Failed;
+            }
+
+            _current.Count(failed);
+            _total++;
+            _failed += failed ? 1 : 0;
+            if (_total < options.MinimalTotalCountThreshold || (double)_failed / _total < rateLimit)
+            {
+                return DestinationHealth.Healthy;
+            }
+
+            // Out: the requests that took it out are forgotten, and it comes back on probation.
+            _buckets.Clear();
+            _current = null;
+            _total = 0;
+            _failed = 0;
+            _probation = true;
+            return DestinationHealth.Unhealthy;
+        }
+    }
+
+    private sealed class Bucket(long second)
+    {
+        public long Second { get; } = second;
+
+        public long Total { get; private set; }
+
+        public long Failed { get; private set; }
+
+        public void Count(bool failed)
+        {
+            Total++;
+            Failed += failed ? 1 : 0;
+        }
+    }
+}

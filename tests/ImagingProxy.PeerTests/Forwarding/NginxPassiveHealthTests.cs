@@ -1,0 +1,141 @@
+using System.Net;
+using System.Threading.Channels;
+using ImagingProxy.Health;
+using ImagingProxy.PeerTests.Peers;
+using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.PeerTests.Forwarding;
+
+// Real peers: two nginx (Debian) servers behind an HTTP cluster with passive health. Server b breaks off every request
+// (nginx's 444: the connection closes without an answer, a transport failure to the proxy) while a file exists.
+public sealed class NginxPassiveHealthTests : IAsyncLifetime
+{
+    private readonly TestCertificate _certificate = new();
+    private readonly TempDirectory _flags = TempDirectory.Create("imagingproxy-passive-");
+    private readonly Channel<string> _transitions = Channel.CreateUnbounded<string>();
+    private NginxNode? _a;
+    private NginxNode? _b;
+    private TestProxy? _proxy;
+
+    private string DownFlag => Path.Combine(_flags.Path, "down");
+
+    public async Task InitializeAsync()
+    {
+        _a = await NginxNode.StartAsync("""location / { return 200 "a\n"; }""");
+        _b = await NginxNode.StartAsync($$"""location / { if (-f {{DownFlag}}) { return 444; } return 200 "b\n"; }""");
+        _proxy = await TestProxy.StartAsync(TestConfig.Build(
+            _certificate,
+            $$"""
+            { "web": {
+                "LoadBalancingPolicy": "RoundRobin",
+                "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:00:02" } },
+                "Metadata": { "Retry.On": "BeforeResponse" },
+                "Destinations": { "a": { "Address": "{{_a!.BaseAddress}}" }, "b": { "Address": "{{_b!.BaseAddress}}" } } } }
+            """,
+            """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
+        _proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, destination, kind, _, now) =>
+        {
+            if (destination == "b" && kind == "passive")
+            {
+                _transitions.Writer.TryWrite(now.ToString());
+            }
+        };
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_proxy is not null)
+        {
+            await _proxy.DisposeAsync();
+        }
+
+        foreach (var node in (NginxNode?[])[_a, _b])
+        {
+            if (node is not null)
+            {
+                await node.DisposeAsync();
+            }
+        }
+
+        _flags.Dispose();
+        _certificate.Dispose();
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_failing_server_comes_back_after_the_clusters_ReactivationPeriod_and_goes_out_again_at_its_first_failure()
+    {
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy!.Url("Viewers", "https") };
+        await File.WriteAllTextAsync(DownFlag, string.Empty);
+
+        // b's failures are counted and the GETs sent on to a (Retry.On BeforeResponse): the viewer sees none of them.
+        var (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 40);
+        Assert.InRange(sent, 10, 40);
+        Assert.Equal(["Healthy"], before);
+
+        // Back after the cluster's 2 s; YARP's own policy waited for its 60 s detection window whatever the period said.
+        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
+
+        // Still broken: the first request it gets takes it out again (round robin: within two or three GETs), where a
+        // fresh start would have sent it ten more.
+        (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 10);
+        Assert.InRange(sent, 1, 3);
+        Assert.Empty(before);
+
+        // Repaired: after the next reactivation its first success makes it Healthy, and it serves again.
+        File.Delete(DownFlag);
+        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
+        var served = new List<string>();
+        for (var i = 0; i < 6; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            served.Add(await response.Content.ReadAsStringAsync());
+        }
+
+        Assert.Contains("b\n", served);
+        Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains(_b!.AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 444", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// GETs one at a time until b's passive health becomes <paramref name="health"/>: how many it took, and the
+    /// transitions seen before (the first request b gets makes an Unknown destination Healthy, failed or not, until
+    /// there are enough requests to judge).
+    /// </summary>
+    private async Task<(int Sent, List<string> Before)> SendUntilAsync(HttpClient client, DestinationHealth health, int max)
+    {
+        var before = new List<string>();
+        for (var sent = 1; sent <= max; sent++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a\n", await response.Content.ReadAsStringAsync());
+            while (_transitions.Reader.TryRead(out var seen))
+            {
+                if (seen == health.ToString())
+                {
+                    return (sent, before);
+                }
+
+                before.Add(seen);
+            }
+        }
+
+        throw new Xunit.Sdk.XunitException($"b's passive health did not become {health} within {max} requests (seen: {string.Join(", ", before)})");
+    }
+
+    private async Task<string> NextTransitionAsync(TimeSpan timeout)
+    {
+        using var deadline = new CancellationTokenSource(timeout);
+        try
+        {
+            return await _transitions.Reader.ReadAsync(deadline.Token);
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            throw new Xunit.Sdk.XunitException($"b's passive health did not change within {timeout.TotalSeconds} s");
+        }
+    }
+}

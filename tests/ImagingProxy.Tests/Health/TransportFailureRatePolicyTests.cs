@@ -1,0 +1,216 @@
+using ImagingProxy.Health;
+using ImagingProxy.Testing;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Health;
+
+public sealed class TransportFailureRatePolicyTests
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero));
+    private readonly PassiveRecorder _updater = new();
+    private readonly DestinationState _destination = HealthFixtures.Destination("b");
+
+    [Fact]
+    public void Ten_requests_a_third_of_them_failed_take_the_destination_out_for_the_clusters_own_period()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+
+        Send(policy, cluster, failed: false, count: 7);
+        Send(policy, cluster, failed: true, count: 2);
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+
+        Send(policy, cluster, failed: true);
+
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+        // YARP's policy passes max(period, its 60 s detection window): 60 s here.
+        Assert.Equal([(DestinationHealth.Healthy, TimeSpan.FromSeconds(5)), (DestinationHealth.Unhealthy, TimeSpan.FromSeconds(5))], _updater.Calls);
+    }
+
+    [Fact]
+    public void Without_a_period_the_destination_stays_out_for_60_seconds()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: null);
+
+        Send(policy, cluster, failed: true, count: 10);
+
+        Assert.Equal((DestinationHealth.Unhealthy, TimeSpan.FromSeconds(60)), _updater.Calls[^1]);
+    }
+
+    [Fact]
+    public void A_reactivated_destination_goes_out_at_its_first_failure_until_it_succeeds_once()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+        Send(policy, cluster, failed: true, count: 10);
+
+        _destination.Health.Passive = DestinationHealth.Unknown; // YARP's reactivation
+        Send(policy, cluster, failed: true);
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+
+        _destination.Health.Passive = DestinationHealth.Unknown;
+        Send(policy, cluster, failed: false);
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+
+        // Probation is over and the failures that took it out were forgotten: it takes a third of ten requests again.
+        Send(policy, cluster, failed: true, count: 2);
+        Send(policy, cluster, failed: false, count: 6);
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+        Send(policy, cluster, failed: true);
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+    }
+
+    [Fact]
+    public void Requests_that_end_while_the_destination_is_out_change_nothing()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+        Send(policy, cluster, failed: true, count: 10);
+        var calls = _updater.Calls.Count;
+
+        Send(policy, cluster, failed: false, count: 20);
+
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+        Assert.Equal(calls, _updater.Calls.Count);
+    }
+
+    [Fact]
+    public void Failures_older_than_the_detection_window_no_longer_count()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+        Send(policy, cluster, failed: true, count: 9);
+
+        _time.Advance(TimeSpan.FromSeconds(61));
+        Send(policy, cluster, failed: false, count: 9);
+        Send(policy, cluster, failed: true);
+
+        // 1 failure in 10 within the window; with the 9 old ones it would have been 10 in 19.
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+    }
+
+    [Fact]
+    public void Failures_within_the_window_still_count_across_seconds()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+        for (var i = 0; i < 10; i++)
+        {
+            Send(policy, cluster, failed: true);
+            _time.Advance(TimeSpan.FromSeconds(5));
+        }
+
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+    }
+
+    [Fact]
+    public void The_clusters_RateLimit_metadata_sets_the_share_of_failures()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5), rateLimit: "0.5");
+
+        Send(policy, cluster, failed: false, count: 6);
+        Send(policy, cluster, failed: true, count: 4);
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+
+        Send(policy, cluster, failed: true);
+        Send(policy, cluster, failed: true);
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+    }
+
+    [Fact]
+    public void Client_errors_are_not_failures_of_the_server()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+
+        foreach (var error in (ForwarderError[])[ForwarderError.RequestCanceled, ForwarderError.RequestBodyCanceled, ForwarderError.RequestBodyClient,
+            ForwarderError.ResponseBodyCanceled, ForwarderError.ResponseBodyClient, ForwarderError.NoAvailableDestinations])
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                policy.RequestProxied(Context(error), cluster, _destination);
+            }
+        }
+
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+        foreach (var error in (ForwarderError[])[ForwarderError.Request, ForwarderError.RequestTimedOut, ForwarderError.RequestBodyDestination,
+            ForwarderError.ResponseBodyDestination, ForwarderError.UpgradeRequestDestination, ForwarderError.UpgradeResponseDestination])
+        {
+            Assert.True(TransportFailureRatePolicy.IsServerFailure(new ErrorFeature(error)), error.ToString());
+        }
+    }
+
+    [Fact]
+    public async Task It_takes_the_place_of_YARPs_policy_in_the_host()
+    {
+        using var certificate = new TestCertificate();
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(
+            certificate, """{ "web": { "Destinations": { "a": { "Address": "http://127.0.0.1:9/" } } } }"""));
+
+        var policy = Assert.Single(proxy.Services.GetServices<IPassiveHealthCheckPolicy>());
+
+        Assert.IsType<TransportFailureRatePolicy>(policy);
+        Assert.Equal("TransportFailureRate", policy.Name);
+    }
+
+    private TransportFailureRatePolicy Policy() => new(Options.Create(new TransportFailureRateHealthPolicyOptions()), _updater, _time);
+
+    private static ClusterState Cluster(TimeSpan? reactivation, string? rateLimit = null)
+    {
+        var metadata = rateLimit is null ? null : new Dictionary<string, string> { [TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName] = rateLimit };
+        var cluster = HealthFixtures.Cluster("web", activeFlag: false, passive: true, metadata, "b");
+        return HealthFixtures.Reconfigured(cluster, config => config with
+        {
+            HealthCheck = config.HealthCheck! with { Passive = new PassiveHealthCheckConfig { Enabled = true, ReactivationPeriod = reactivation } },
+        });
+    }
+
+    private void Send(TransportFailureRatePolicy policy, ClusterState cluster, bool failed, int count = 1)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            policy.RequestProxied(Context(failed ? ForwarderError.Request : null), cluster, _destination);
+        }
+    }
+
+    private static DefaultHttpContext Context(ForwarderError? error)
+    {
+        var context = new DefaultHttpContext();
+        if (error is { } e)
+        {
+            context.Features.Set<IForwarderErrorFeature>(new ErrorFeature(e));
+        }
+
+        return context;
+    }
+
+    private sealed class ErrorFeature(ForwarderError error) : IForwarderErrorFeature
+    {
+        public ForwarderError Error => error;
+
+        public Exception? Exception => null;
+    }
+
+    /// <summary>Applies passive health as YARP's updater does and records each call.</summary>
+    private sealed class PassiveRecorder : IDestinationHealthUpdater
+    {
+        public List<(DestinationHealth Health, TimeSpan Period)> Calls { get; } = [];
+
+        public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates) => throw new NotSupportedException();
+
+        public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
+        {
+            destination.Health.Passive = newHealth;
+            Calls.Add((newHealth, reactivationPeriod));
+        }
+    }
+}
