@@ -12,7 +12,8 @@ namespace ImagingProxy.Forwarding;
 /// registry cluster and ITI-41/43 to the repository cluster, and answers SOAP 1.2 faults itself: 400
 /// <c>env:Sender</c> for a missing or unknown action, 503 <c>env:Receiver</c> when the cluster has no healthy
 /// destination, and <c>env:Receiver</c> with YARP's 502/504 when the destination fails under the forwarder
-/// (<see cref="XdsForwarderFault"/>). The body is never read here, so MTOM uploads of any size stream through.
+/// (<see cref="XdsForwarderFault"/>). A SOAP 1.1 client (<c>text/xml</c>) gets the same faults in SOAP 1.1, with 500
+/// (<see cref="SoapFault.WriteAsync"/>). The body is never read here, so MTOM uploads of any size stream through.
 /// </summary>
 internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<XdsRoutingStep> logger)
 {
@@ -95,7 +96,7 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
         }
 
         var destination = context.GetReverseProxyFeature().ProxiedDestination?.DestinationId ?? "(none)";
-        Log.ForwarderFailed(logger, id, statusCode, destination, clusterId, failure.Error, cause);
+        Log.ForwarderFailed(logger, id, SoapFault.StatusCodeFor(SoapFault.VersionOf(context.Request.ContentType), statusCode), destination, clusterId, failure.Error, cause);
         await SoapFault.WriteAsync(context, statusCode, SoapFault.Code.Receiver, reason);
     }
 

@@ -21,6 +21,7 @@ namespace ImagingProxy.Tests.Forwarding;
 public sealed class XdsForwarderFaultTests : IDisposable
 {
     private static readonly XNamespace s_env = "http://www.w3.org/2003/05/soap-envelope";
+    private static readonly XNamespace s_soap11 = "http://schemas.xmlsoap.org/soap/envelope/";
     private static readonly TimeSpan s_bound = TimeSpan.FromSeconds(30);
     private readonly TestCertificate _certificate = new();
 
@@ -48,6 +49,29 @@ public sealed class XdsForwarderFaultTests : IDisposable
         var counted = Assert.Single(transactions.GetMeasurementSnapshot());
         Assert.Equal("ITI-43", counted.Tags["transaction"]);
         Assert.Equal(502, counted.Tags["http.response.status_code"]);
+    }
+
+    [Fact]
+    public async Task A_soap_11_client_gets_a_soap_11_server_fault_with_500_and_the_log_line_says_500()
+    {
+        var port = ClosedPort();
+        await using var proxy = await StartAsync($"http://127.0.0.1:{port}/", "", builder => builder.Logging.AddFakeLogging());
+        using var client = new HttpClient { BaseAddress = proxy.Url("Xds"), Timeout = s_bound };
+        using var content = new StringContent("""<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>""", Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("text/xml; charset=utf-8");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/axis2/services/xds") { Content = content };
+        request.Headers.TryAddWithoutValidation("SOAPAction", $"\"{XdsAction.RetrieveDocumentSet}\"");
+
+        using var response = await client.SendAsync(request);
+
+        Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
+        Assert.Equal("text/xml", response.Content.Headers.ContentType?.MediaType);
+        var fault = XDocument.Parse(await response.Content.ReadAsStringAsync()).Root!.Element(s_soap11 + "Body")?.Element(s_soap11 + "Fault");
+        Assert.NotNull(fault);
+        Assert.Equal("soap:Server", fault.Element("faultcode")?.Value);
+        Assert.Equal("The repository for ITI-43 could not be reached (connection refused); retry later.", fault.Element("faultstring")?.Value);
+        var log = Assert.Single(proxy.Services.GetFakeLogCollector().GetSnapshot(), r => r.Id.Id == 403);
+        Assert.StartsWith("XDS ITI-43 answered 500 with a SOAP fault: destination 'repository'", log.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -108,6 +108,38 @@ public sealed class XdsRoutingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_soap_11_request_is_routed_by_its_soapaction_and_refused_with_soap_11_faults()
+    {
+        using var served = await PostSoap11Async(_client, XdsAction.RegistryStoredQuery);
+        Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+        Assert.Equal("registry", served.Headers.GetValues("X-Backend").Single());
+
+        using var refused = await PostSoap11Async(_client, "urn:ihe:iti:2007:CrossGatewayQuery");
+        Assert.Equal(HttpStatusCode.InternalServerError, refused.StatusCode);
+        Assert.Equal("text/xml", refused.Content.Headers.ContentType?.MediaType);
+        var text = await refused.Content.ReadAsStringAsync();
+        Assert.Contains("<soap:Envelope xmlns:soap=\"http://schemas.xmlsoap.org/soap/envelope/\"", text, StringComparison.Ordinal);
+        Assert.Contains("<faultcode>soap:Client</faultcode>", text, StringComparison.Ordinal);
+        Assert.StartsWith("Unknown SOAP action 'urn:ihe:iti:2007:CrossGatewayQuery'", Soap11FaultString(text), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_soap_11_request_to_a_cluster_without_healthy_servers_gets_a_soap_11_server_fault_with_500_and_retry_after()
+    {
+        await using var proxy = await StartWithOneClusterDownAsync("xds-registry", _registry);
+        using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
+
+        using var refused = await PostSoap11Async(client, XdsAction.RegistryStoredQuery);
+
+        Assert.Equal(HttpStatusCode.InternalServerError, refused.StatusCode);
+        Assert.Equal(TimeSpan.FromSeconds(10), refused.Headers.RetryAfter?.Delta);
+        Assert.Equal("text/xml", refused.Content.Headers.ContentType?.MediaType);
+        var text = await refused.Content.ReadAsStringAsync();
+        Assert.Contains("<faultcode>soap:Server</faultcode>", text, StringComparison.Ordinal);
+        Assert.Equal("No healthy server in cluster 'xds-registry' for ITI-18; retry later.", Soap11FaultString(text));
+    }
+
+    [Fact]
     public async Task A_request_with_two_different_actions_gets_a_soap_sender_fault_and_reaches_no_server()
     {
         using var content = new StringContent(Envelope(XdsAction.RegistryStoredQuery), Encoding.UTF8);
@@ -225,6 +257,19 @@ public sealed class XdsRoutingTests : IAsyncLifetime
         using var content = new StringContent(Envelope(action), Encoding.UTF8);
         content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{action}\"");
         return await client.PostAsync("/xds", content);
+    }
+
+    private static string Soap11FaultString(string envelope)
+        => System.Xml.Linq.XDocument.Parse(envelope).Descendants("faultstring").Single().Value;
+
+    /// <summary>A SOAP 1.1 request as older stacks send it: <c>text/xml</c> and the action in the SOAPAction header.</summary>
+    private static async Task<HttpResponseMessage> PostSoap11Async(HttpClient client, string action)
+    {
+        using var content = new StringContent("""<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>""", Encoding.UTF8);
+        content.Headers.ContentType = MediaTypeHeaderValue.Parse("text/xml; charset=utf-8");
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/xds") { Content = content };
+        request.Headers.TryAddWithoutValidation("SOAPAction", $"\"{action}\"");
+        return await client.SendAsync(request);
     }
 
     private static string Envelope(string action) => $"""
