@@ -13,6 +13,8 @@ declare -A check=(
   [nginx]="file:/usr/sbin/nginx"
   [wrk]="cmd:wrk"
   [python3-hl7]="py:hl7"
+  # A real SOAP client (SOAP 1.1 and 1.2) for the XDS fault tests.
+  [python3-zeep]="py:zeep"
   [prometheus]="cmd:prometheus"
   [socat]="cmd:socat"
   [openssl]="cmd:openssl"
@@ -21,7 +23,7 @@ declare -A check=(
   # and Debian's kubernetes-client would then fail to unpack over it.
   [kubernetes-client]="cmd:kubectl"
 )
-order=(dcmtk orthanc orthanc-dicomweb haproxy nginx wrk python3-hl7 prometheus socat openssl curl kubernetes-client)
+order=(dcmtk orthanc orthanc-dicomweb haproxy nginx wrk python3-hl7 python3-zeep prometheus socat openssl curl kubernetes-client)
 
 present() {
   local probe
