@@ -236,7 +236,8 @@ public static class ImagingProxyApp
             .LoadFromConfig(config.GetSection("ReverseProxy"))
             .AddConfigFilter<ProxyConfigFilter>()
             .AddTransforms(ExpectContinue.Apply)
-            .AddTransforms(ForwardedHeader.Apply);
+            .AddTransforms(ForwardedHeader.Apply)
+            .AddTransforms(EncodedSlashPath.Apply);
         services.AddSingleton<ProxyConfigAcceptance>();
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IConfigChangeListener>(sp => sp.GetRequiredService<ProxyConfigAcceptance>());
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IProxyConfigProvider, XdsRouteProvider>();

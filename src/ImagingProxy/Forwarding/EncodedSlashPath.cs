@@ -1,0 +1,134 @@
+using System.Text;
+using Microsoft.AspNetCore.Http.Features;
+using Yarp.ReverseProxy.Transforms;
+using Yarp.ReverseProxy.Transforms.Builder;
+
+namespace ImagingProxy.Forwarding;
+
+/// <summary>
+/// Sends an encoded slash in a request path (<c>%2F</c>, an identifier that contains a <c>/</c>) to the server as the
+/// client wrote it. Kestrel decodes the path but keeps <c>%2F</c> as those three characters, so a client's <c>%2F</c> and
+/// <c>%252F</c> both reach YARP as <c>%2F</c>, and YARP escapes the <c>%</c>: the server was asked for <c>%252F</c>, another
+/// resource (YARP issue 1419). HAProxy and NGINX pass the path unchanged.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Only for paths holding <c>%2F</c>, and only when the path sent on is the client's own or the client's without a
+/// literal prefix (<c>PathRemovePrefix</c>): the client's raw path (<see cref="IHttpRequestFeature.RawTarget"/>), or its
+/// tail, is used when decoding it as Kestrel does gives exactly the path YARP was going to send. A path with dot segments
+/// (which Kestrel removed before routing), a prefix written with escapes, or a path another transform rebuilt
+/// (<c>PathPattern</c>, <c>PathSet</c>) is left to YARP. The query string is YARP's, after the route's query transforms.
+/// </para>
+/// </remarks>
+public static class EncodedSlashPath
+{
+    public static void Apply(TransformBuilderContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        context.AddRequestTransform(static transform =>
+        {
+            Preserve(transform);
+            return ValueTask.CompletedTask;
+        });
+    }
+
+    internal static void Preserve(RequestTransformContext transform)
+    {
+        var path = transform.Path.Value;
+        if (transform.ProxyRequest.RequestUri is not null || path is null || !path.Contains("%2F", StringComparison.OrdinalIgnoreCase))
+        {
+            return;
+        }
+
+        var request = transform.HttpContext.Request;
+        var rawTarget = transform.HttpContext.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (string.IsNullOrEmpty(rawTarget) || rawTarget[0] != '/')
+        {
+            return;
+        }
+
+        var query = rawTarget.IndexOf('?', StringComparison.Ordinal);
+        var rawPath = query >= 0 ? rawTarget[..query] : rawTarget;
+        if (TryMapRawPath((request.PathBase + request.Path).Value ?? string.Empty, rawPath, path, out var raw))
+        {
+            var prefix = transform.DestinationPrefix;
+            var target = prefix.EndsWith('/') && raw.StartsWith('/') ? string.Concat(prefix.AsSpan(0, prefix.Length - 1), raw) : prefix + raw;
+            transform.ProxyRequest.RequestUri = new Uri(target + transform.Query.QueryString.Value, UriKind.Absolute);
+        }
+    }
+
+    /// <summary>
+    /// The client's raw path, or its tail, that stands for <paramref name="sentPath"/>: the whole raw path when the path
+    /// was not changed, the raw path without the removed prefix when one was removed; false when it cannot be told.
+    /// </summary>
+    internal static bool TryMapRawPath(string clientPath, string rawPath, string sentPath, out string raw)
+    {
+        raw = string.Empty;
+        string candidate;
+        if (string.Equals(clientPath, sentPath, StringComparison.Ordinal))
+        {
+            candidate = rawPath;
+        }
+        else if (clientPath.EndsWith(sentPath, StringComparison.Ordinal))
+        {
+            var removed = clientPath[..^sentPath.Length];
+            if (removed.Contains('%', StringComparison.Ordinal) || !rawPath.StartsWith(removed, StringComparison.Ordinal))
+            {
+                return false;
+            }
+
+            candidate = rawPath[removed.Length..];
+        }
+        else
+        {
+            return false;
+        }
+
+        if (!string.Equals(KestrelDecode(candidate), sentPath, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        raw = candidate;
+        return true;
+    }
+
+    /// <summary>A raw path decoded as Kestrel decodes it: every escape but <c>%2F</c> (kept as written), then UTF-8; null if invalid.</summary>
+    internal static string? KestrelDecode(string rawPath)
+    {
+        var bytes = new byte[rawPath.Length];
+        var length = 0;
+        for (var i = 0; i < rawPath.Length; i++)
+        {
+            var c = rawPath[i];
+            if (c > 0x7F)
+            {
+                return null;
+            }
+
+            if (c == '%' && i + 2 < rawPath.Length && Uri.IsHexDigit(rawPath[i + 1]) && Uri.IsHexDigit(rawPath[i + 2]))
+            {
+                var value = (byte)((HexValue(rawPath[i + 1]) << 4) | HexValue(rawPath[i + 2]));
+                if (value != (byte)'/')
+                {
+                    bytes[length++] = value;
+                    i += 2;
+                    continue;
+                }
+            }
+
+            bytes[length++] = (byte)c;
+        }
+
+        try
+        {
+            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes, 0, length);
+        }
+        catch (DecoderFallbackException)
+        {
+            return null;
+        }
+    }
+
+    private static int HexValue(char c) => c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
