@@ -1,44 +1,32 @@
 using System.Net;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.Testing;
 
 namespace ImagingProxy.PeerTests.Forwarding;
 
 // Real peer: nginx (Debian) behind the proxy, its access log showing each request line as it arrived.
 public sealed class NginxEncodedPathTests : IAsyncLifetime
 {
-    private readonly TestCertificate _certificate = new();
-    private NginxNode? _nginx;
-    private TestProxy? _proxy;
+    private NginxBehindProxy? _peers;
 
     public async Task InitializeAsync()
-    {
-        _nginx = await NginxNode.StartAsync("""location / { return 200 "ok\n"; }""");
-        _proxy = await TestProxy.StartAsync(TestConfig.Build(
-            _certificate,
-            $$"""{ "web": { "Destinations": { "nginx": { "Address": "{{_nginx!.BaseAddress}}" } } } }""",
-            """
-            {
-              "dicomweb": { "ClusterId": "web", "Match": { "Path": "/dicom-web/{**rest}" } },
-              "pacs1": { "ClusterId": "web", "Match": { "Path": "/pacs1/{**rest}" },
-                "Transforms": [ { "PathRemovePrefix": "/pacs1" }, { "QueryValueParameter": "site", "Append": "pacs1" } ] }
-            }
-            """));
-    }
+        => _peers = await NginxBehindProxy.StartAsync(
+            ["""location / { return 200 "ok\n"; }"""],
+            nodes => (
+                $$"""{ "web": { "Destinations": { "nginx": { "Address": "{{nodes[0].BaseAddress}}" } } } }""",
+                """
+                {
+                  "dicomweb": { "ClusterId": "web", "Match": { "Path": "/dicom-web/{**rest}" } },
+                  "pacs1": { "ClusterId": "web", "Match": { "Path": "/pacs1/{**rest}" },
+                    "Transforms": [ { "PathRemovePrefix": "/pacs1" }, { "QueryValueParameter": "site", "Append": "pacs1" } ] }
+                }
+                """));
 
     public async Task DisposeAsync()
     {
-        if (_proxy is not null)
+        if (_peers is not null)
         {
-            await _proxy.DisposeAsync();
+            await _peers.DisposeAsync();
         }
-
-        if (_nginx is not null)
-        {
-            await _nginx.DisposeAsync();
-        }
-
-        _certificate.Dispose();
     }
 
     [Theory(Timeout = 60_000)]
@@ -49,14 +37,14 @@ public sealed class NginxEncodedPathTests : IAsyncLifetime
     [InlineData("/dicom-web/studies/1.2.3", "/dicom-web/studies/1.2.3")]
     public async Task An_encoded_slash_reaches_the_server_as_the_client_wrote_it(string sent, string received)
     {
-        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy!.Url("Viewers", "https") };
+        using var client = _peers!.ViewersClient();
         var marker = Guid.NewGuid().ToString("N");
         var separator = sent.Contains('?', StringComparison.Ordinal) ? '&' : '?';
 
         using var response = await client.GetAsync(new Uri($"{sent}{separator}m={marker}", UriKind.Relative));
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        var lines = await _nginx!.WaitForAccessLogAsync(lines => lines.Any(line => line.Contains(marker, StringComparison.Ordinal)), TimeSpan.FromSeconds(30));
+        var lines = await _peers.Nodes[0].WaitForAccessLogAsync(lines => lines.Any(line => line.Contains(marker, StringComparison.Ordinal)), TimeSpan.FromSeconds(30));
         var path = lines.Single(line => line.Contains(marker, StringComparison.Ordinal)).Split(' ')[1];
         var expected = received.Contains('?', StringComparison.Ordinal)
             ? received.Insert(received.IndexOf('?', StringComparison.Ordinal) + 1, $"m={marker}&")

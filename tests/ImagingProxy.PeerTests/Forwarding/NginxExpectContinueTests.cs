@@ -1,50 +1,40 @@
 using System.Globalization;
 using System.Net;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.Testing;
 
 namespace ImagingProxy.PeerTests.Forwarding;
 
 // Real peer: nginx (Debian) as the HTTP server behind the proxy, refusing bodies over its client_max_body_size.
 public sealed class NginxExpectContinueTests : IAsyncLifetime
 {
-    private readonly TestCertificate _certificate = new();
-    private NginxNode? _nginx;
-    private TestProxy? _proxy;
+    private NginxBehindProxy? _peers;
 
     public async Task InitializeAsync()
     {
         // Both upload locations read the whole body (proxy_pass buffers it) and hand it to /sink.
-        _nginx = await NginxNode.StartAsync("""
+        _peers = await NginxBehindProxy.StartAsync(
+            ["""
             location = /sink { client_max_body_size 16m; return 200 "stored\n"; }
             location /limited/ { client_max_body_size 1m; proxy_pass http://127.0.0.1:$server_port/sink; }
             location / { client_max_body_size 16m; proxy_pass http://127.0.0.1:$server_port/sink; }
-            """);
-        _proxy = await TestProxy.StartAsync(TestConfig.Build(
-            _certificate,
-            $$"""{ "web": { "Metadata": { "ExpectContinue": "Large" }, "Destinations": { "nginx": { "Address": "{{_nginx!.BaseAddress}}" } } } }""",
-            """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
+            """],
+            nodes => (
+                $$"""{ "web": { "Metadata": { "ExpectContinue": "Large" }, "Destinations": { "nginx": { "Address": "{{nodes[0].BaseAddress}}" } } } }""",
+                """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
     }
 
     public async Task DisposeAsync()
     {
-        if (_proxy is not null)
+        if (_peers is not null)
         {
-            await _proxy.DisposeAsync();
+            await _peers.DisposeAsync();
         }
-
-        if (_nginx is not null)
-        {
-            await _nginx.DisposeAsync();
-        }
-
-        _certificate.Dispose();
     }
 
     [Fact(Timeout = 120_000)]
     public async Task An_upload_over_the_servers_limit_gets_its_413_without_the_body_being_sent()
     {
-        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy!.Url("Viewers", "https") };
+        using var client = _peers!.ViewersClient();
 
         using var refused = await client.PostAsync("/limited/studies", new ByteArrayContent(new byte[4 << 20]));
         using var small = await client.PostAsync("/limited/studies", new ByteArrayContent(new byte[512 << 10]));
@@ -58,7 +48,7 @@ public sealed class NginxExpectContinueTests : IAsyncLifetime
         // nginx's $request_length and Expect header: the refused upload asked first and its body never reached nginx; the
         // small one went without asking; the accepted large one asked, got "100 Continue" and was sent whole.
         // nginx writes a request's line when it frees the request (for the refused one, when its connection closes).
-        var lines = await _nginx!.WaitForAccessLogAsync(lines => lines.Count(line => !line.Contains(" /sink ", StringComparison.Ordinal)) >= 3, TimeSpan.FromSeconds(30));
+        var lines = await _peers.Nodes[0].WaitForAccessLogAsync(lines => lines.Count(line => !line.Contains(" /sink ", StringComparison.Ordinal)) >= 3, TimeSpan.FromSeconds(30));
         var log = lines.Select(line => line.Split(' ')).Where(f => f[1] != "/sink").ToDictionary(f => $"{f[1]} {f[3]}");
         Assert.Equal("100-continue", log["/limited/studies 413"][5]);
         Assert.True(long.Parse(log["/limited/studies 413"][4], CultureInfo.InvariantCulture) < 4096);

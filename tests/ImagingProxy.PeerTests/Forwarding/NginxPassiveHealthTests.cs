@@ -2,7 +2,6 @@ using System.Net;
 using System.Threading.Channels;
 using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
-using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Yarp.ReverseProxy.Model;
 
@@ -12,30 +11,26 @@ namespace ImagingProxy.PeerTests.Forwarding;
 // (nginx's 444: the connection closes without an answer, a transport failure to the proxy) while a file exists.
 public sealed class NginxPassiveHealthTests : IAsyncLifetime
 {
-    private readonly TestCertificate _certificate = new();
     private readonly TempDirectory _flags = TempDirectory.Create("imagingproxy-passive-");
     private readonly Channel<string> _transitions = Channel.CreateUnbounded<string>();
-    private NginxNode? _a;
-    private NginxNode? _b;
-    private TestProxy? _proxy;
+    private NginxBehindProxy? _peers;
 
     private string DownFlag => Path.Combine(_flags.Path, "down");
 
     public async Task InitializeAsync()
     {
-        _a = await NginxNode.StartAsync("""location / { return 200 "a\n"; }""");
-        _b = await NginxNode.StartAsync($$"""location / { if (-f {{DownFlag}}) { return 444; } return 200 "b\n"; }""");
-        _proxy = await TestProxy.StartAsync(TestConfig.Build(
-            _certificate,
-            $$"""
-            { "web": {
-                "LoadBalancingPolicy": "RoundRobin",
-                "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:00:02" } },
-                "Metadata": { "Retry.On": "BeforeResponse" },
-                "Destinations": { "a": { "Address": "{{_a!.BaseAddress}}" }, "b": { "Address": "{{_b!.BaseAddress}}" } } } }
-            """,
-            """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
-        _proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, destination, kind, _, now) =>
+        _peers = await NginxBehindProxy.StartAsync(
+            ["""location / { return 200 "a\n"; }""", $$"""location / { if (-f {{DownFlag}}) { return 444; } return 200 "b\n"; }"""],
+            nodes => (
+                $$"""
+                { "web": {
+                    "LoadBalancingPolicy": "RoundRobin",
+                    "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:00:02" } },
+                    "Metadata": { "Retry.On": "BeforeResponse" },
+                    "Destinations": { "a": { "Address": "{{nodes[0].BaseAddress}}" }, "b": { "Address": "{{nodes[1].BaseAddress}}" } } } }
+                """,
+                """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
+        _peers.Proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, destination, kind, _, now) =>
         {
             if (destination == "b" && kind == "passive")
             {
@@ -46,27 +41,18 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (_proxy is not null)
+        if (_peers is not null)
         {
-            await _proxy.DisposeAsync();
-        }
-
-        foreach (var node in (NginxNode?[])[_a, _b])
-        {
-            if (node is not null)
-            {
-                await node.DisposeAsync();
-            }
+            await _peers.DisposeAsync();
         }
 
         _flags.Dispose();
-        _certificate.Dispose();
     }
 
     [Fact(Timeout = 120_000)]
     public async Task A_failing_server_comes_back_after_the_clusters_ReactivationPeriod_and_goes_out_again_at_its_first_failure()
     {
-        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = _proxy!.Url("Viewers", "https") };
+        using var client = _peers!.ViewersClient();
         await File.WriteAllTextAsync(DownFlag, string.Empty);
 
         // b's failures are counted and the GETs sent on to a (Retry.On BeforeResponse): the viewer sees none of them.
@@ -96,7 +82,7 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
 
         Assert.Contains("b\n", served);
         Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
-        Assert.Contains(_b!.AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 444", StringComparison.Ordinal));
+        Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 444", StringComparison.Ordinal));
     }
 
     /// <summary>
