@@ -1,7 +1,6 @@
 using System.Text.Json;
 using ImagingProxy.Forwarding;
 using ImagingProxy.PeerTests.Mllp;
-using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
 
 namespace ImagingProxy.PeerTests.Forwarding;
@@ -13,10 +12,12 @@ public sealed class ZeepSoapFaultTests : IAsyncLifetime
 {
     private readonly TestCertificate _certificate = new();
     private TestProxy? _proxy;
+    private ClosedPort? _closed;
 
     public async Task InitializeAsync()
     {
-        var closed = FreePort.Next();
+        _closed = new ClosedPort();
+        var closed = _closed.Port;
         _proxy = await TestProxy.StartAsync(TestConfig.Build(
             _certificate,
             $$"""{ "xds-registry": { "Destinations": { "registry": { "Address": "http://127.0.0.1:{{closed}}/" } } } }""",
@@ -31,6 +32,7 @@ public sealed class ZeepSoapFaultTests : IAsyncLifetime
             await _proxy.DisposeAsync();
         }
 
+        _closed?.Dispose();
         _certificate.Dispose();
     }
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Configuration;
 using ImagingProxy.Dicom;
+using ImagingProxy.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Logging;
 
@@ -499,7 +500,8 @@ public sealed class DicomConnectionHandlerTests
     [Fact]
     public async Task Failover_tries_at_most_max_attempts_destinations_then_rejects_with_temporary_congestion()
     {
-        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["MaxAttempts"] = "2" }, destinationPorts: [ClosedPort(), ClosedPort(), ClosedPort()]);
+        using ClosedPort first = new(), second = new(), third = new();
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["MaxAttempts"] = "2" }, destinationPorts: [first.Port, second.Port, third.Port]);
         using var failovers = harness.Collect("imagingproxy.dicom.failovers");
         var client = harness.Connect();
 
@@ -576,12 +578,5 @@ public sealed class DicomConnectionHandlerTests
         listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         listener.Listen(1);
         return listener;
-    }
-
-    private static int ClosedPort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
     }
 }

@@ -337,9 +337,10 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     [Fact]
     public async Task A_get_that_a_dead_destination_refused_goes_to_another_one_and_a_post_is_never_sent_twice()
     {
+        using var dead = new ClosedPort();
         var cluster = $$"""
             { "LoadBalancingPolicy": "RoundRobin",
-              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "dead": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" } } }
+              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "dead": { "Address": "http://127.0.0.1:{{dead.Port}}/" } } }
             """;
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-refused": {{cluster}} }""", RouteTo("retry-refused")), builder => builder.Logging.AddFakeLogging());
         using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
@@ -503,9 +504,10 @@ public sealed class HttpForwardingTests : IAsyncLifetime
             },
         };
         ActivitySource.AddActivityListener(listener);
+        using var dead = new ClosedPort();
         var cluster = $$"""
             { "LoadBalancingPolicy": "FirstAlphabetical",
-              "Destinations": { "a-dead": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" }, "b": { "Address": "{{_a.Url}}" } } }
+              "Destinations": { "a-dead": { "Address": "http://127.0.0.1:{{dead.Port}}/" }, "b": { "Address": "{{_a.Url}}" } } }
             """;
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-trace": {{cluster}} }""", RouteTo("retry-trace")));
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
@@ -525,9 +527,10 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     [Fact]
     public async Task Retry_max_attempts_of_one_turns_retries_off()
     {
+        using var dead = new ClosedPort();
         var cluster = $$"""
             { "LoadBalancingPolicy": "RoundRobin", "Metadata": { "Retry.MaxAttempts": "1" },
-              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "dead": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" } } }
+              "Destinations": { "a": { "Address": "{{_a.Url}}" }, "dead": { "Address": "http://127.0.0.1:{{dead.Port}}/" } } }
             """;
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-off": {{cluster}} }""", RouteTo("retry-off")));
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
@@ -543,14 +546,6 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     }
 
     private static string RouteTo(string cluster) => $$"""{ "all": { "ClusterId": "{{cluster}}", "Match": { "Path": "/{**rest}" } } }""";
-
-    private static int ClosedPort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
-
     [Fact]
     public async Task A_w3c_trace_context_reaches_the_backend_in_the_same_trace()
     {

@@ -24,13 +24,19 @@ public sealed class XdsForwarderFaultTests : IDisposable
     private static readonly XNamespace s_soap11 = "http://schemas.xmlsoap.org/soap/envelope/";
     private static readonly TimeSpan s_bound = TimeSpan.FromSeconds(30);
     private readonly TestCertificate _certificate = new();
+    private readonly ClosedPort _registry = new();
 
-    public void Dispose() => _certificate.Dispose();
+    public void Dispose()
+    {
+        _registry.Dispose();
+        _certificate.Dispose();
+    }
 
     [Fact]
     public async Task A_repository_on_a_closed_port_gets_a_soap_receiver_fault_with_502_a_log_line_and_the_metric()
     {
-        var port = ClosedPort();
+        using var closed = new ClosedPort();
+        var port = closed.Port;
         await using var proxy = await StartAsync($"http://127.0.0.1:{port}/", "", builder => builder.Logging.AddFakeLogging());
         using var transactions = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.xds.transactions");
         using var client = new HttpClient { BaseAddress = proxy.Url("Xds"), Timeout = s_bound };
@@ -54,7 +60,8 @@ public sealed class XdsForwarderFaultTests : IDisposable
     [Fact]
     public async Task A_soap_11_client_gets_a_soap_11_server_fault_with_500_and_the_log_line_says_500()
     {
-        var port = ClosedPort();
+        using var closed = new ClosedPort();
+        var port = closed.Port;
         await using var proxy = await StartAsync($"http://127.0.0.1:{port}/", "", builder => builder.Logging.AddFakeLogging());
         using var client = new HttpClient { BaseAddress = proxy.Url("Xds"), Timeout = s_bound };
         using var content = new StringContent("""<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>""", Encoding.UTF8);
@@ -139,7 +146,8 @@ public sealed class XdsForwarderFaultTests : IDisposable
     [Fact]
     public async Task A_viewer_route_to_a_closed_port_keeps_yarps_empty_502()
     {
-        var clusters = $$"""{ "web": { "Destinations": { "pacs": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" } } } }""";
+        using var closed = new ClosedPort();
+        var clusters = $$"""{ "web": { "Destinations": { "pacs": { "Address": "http://127.0.0.1:{{closed.Port}}/" } } } }""";
         var routes = """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }""";
         await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, clusters, routes));
         using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https"), Timeout = s_bound };
@@ -155,7 +163,7 @@ public sealed class XdsForwarderFaultTests : IDisposable
     {
         var clusters = $$"""
             {
-              "xds-registry": { "Destinations": { "registry": { "Address": "http://127.0.0.1:{{ClosedPort()}}/" } } },
+              "xds-registry": { "Destinations": { "registry": { "Address": "http://127.0.0.1:{{_registry.Port}}/" } } },
               "xds-repository": { {{extra}} "Destinations": { "repository": { "Address": "{{address}}" } } }
             }
             """;
@@ -186,14 +194,6 @@ public sealed class XdsForwarderFaultTests : IDisposable
         Assert.NotNull(text);
         return text.Value;
     }
-
-    private static int ClosedPort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
-
     /// <summary>A destination speaking raw HTTP/1.1: reads each request whole, sends the given bytes, then closes the connection or holds it open.</summary>
     private sealed class ScriptedDestination : IAsyncDisposable
     {
