@@ -4,8 +4,8 @@ using System.Threading.Channels;
 using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Telemetry;
-using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.PeerTests.Forwarding;
