@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Health;
@@ -31,7 +32,8 @@ namespace ImagingProxy.Health;
 /// abandoning a download) do not. Results of requests that end while the destination is out are ignored.
 /// </para>
 /// </remarks>
-internal sealed class TransportFailureRatePolicy(IOptions<TransportFailureRateHealthPolicyOptions> options, IDestinationHealthUpdater updater, TimeProvider time)
+internal sealed partial class TransportFailureRatePolicy(
+    IOptions<TransportFailureRateHealthPolicyOptions> options, IDestinationHealthUpdater updater, TimeProvider time, ILogger<TransportFailureRatePolicy> logger)
     : IPassiveHealthCheckPolicy
 {
     private readonly TransportFailureRateHealthPolicyOptions _options = options.Value;
@@ -42,7 +44,8 @@ internal sealed class TransportFailureRatePolicy(IOptions<TransportFailureRateHe
 
     public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
     {
-        var failed = IsServerFailure(context.Features.Get<IForwarderErrorFeature>());
+        var error = context.Features.Get<IForwarderErrorFeature>();
+        var failed = IsServerFailure(error);
         var current = destination.Health.Passive;
         if (current == DestinationHealth.Unhealthy)
         {
@@ -50,18 +53,35 @@ internal sealed class TransportFailureRatePolicy(IOptions<TransportFailureRateHe
         }
 
         var history = _histories.GetValue(destination, static _ => new History());
+        var rateLimit = RateLimit(cluster.Model);
         DestinationHealth health;
+        Verdict verdict;
         lock (history)
         {
-            health = history.Add(time.GetTimestamp(), time.TimestampFrequency, failed, _options, RateLimit(cluster.Model));
+            health = history.Add(time.GetTimestamp(), time.TimestampFrequency, failed, _options, rateLimit, out verdict);
         }
 
         if (health != current)
         {
             var reactivation = cluster.Model.Config.HealthCheck?.Passive?.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod;
+            if (health == DestinationHealth.Unhealthy)
+            {
+                if (verdict.OnProbation)
+                {
+                    Log.OutAgain(logger, destination.DestinationId, cluster.ClusterId, error!.Error, reactivation);
+                }
+                else
+                {
+                    Log.Out(logger, destination.DestinationId, cluster.ClusterId, verdict.Failed, verdict.Total, _options.DetectionWindowSize.TotalSeconds, rateLimit, reactivation);
+                }
+            }
+
             updater.SetPassive(cluster, destination, health, reactivation);
         }
     }
+
+    /// <summary>What took a destination out: the failures and requests counted, or its first failure on probation.</summary>
+    private readonly record struct Verdict(long Failed, long Total, bool OnProbation);
 
     /// <summary>The failures passive health counts against a server (YARP's set): none of the client's own.</summary>
     internal static bool IsServerFailure(IForwarderErrorFeature? error) => error?.Error is ForwarderError.Request or ForwarderError.RequestTimedOut
@@ -84,12 +104,14 @@ internal sealed class TransportFailureRatePolicy(IOptions<TransportFailureRateHe
         private long _failed;
         private bool _probation;
 
-        public DestinationHealth Add(long timestamp, long frequency, bool failed, TransportFailureRateHealthPolicyOptions options, double rateLimit)
+        public DestinationHealth Add(long timestamp, long frequency, bool failed, TransportFailureRateHealthPolicyOptions options, double rateLimit, out Verdict verdict)
         {
+            verdict = default;
             if (_probation)
             {
                 if (failed)
                 {
+                    verdict = new Verdict(1, 1, OnProbation: true);
                     return DestinationHealth.Unhealthy;
                 }
 
@@ -121,6 +143,7 @@ internal sealed class TransportFailureRatePolicy(IOptions<TransportFailureRateHe
             }
 
             // Out: the requests that took it out are forgotten, and it comes back on probation.
+            verdict = new Verdict(_failed, _total, OnProbation: false);
             _buckets.Clear();
             _current = null;
             _total = 0;
@@ -143,5 +166,14 @@ internal sealed class TransportFailureRatePolicy(IOptions<TransportFailureRateHe
             Total++;
             Failed += failed ? 1 : 0;
         }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "Passive health takes destination '{Destination}' of cluster '{Cluster}' out: {Failed} of its last {Total} requests (within {WindowSeconds} s) failed in transport, the limit is {RateLimit}; back on probation in {Reactivation}.")]
+        public static partial void Out(ILogger logger, string destination, string cluster, long failed, long total, double windowSeconds, double rateLimit, TimeSpan reactivation);
+
+        [LoggerMessage(EventId = 326, Level = LogLevel.Warning, Message = "Passive health takes destination '{Destination}' of cluster '{Cluster}' out again: its first request since it came back failed ({Error}); back on probation in {Reactivation}.")]
+        public static partial void OutAgain(ILogger logger, string destination, string cluster, ForwarderError error, TimeSpan reactivation);
     }
 }

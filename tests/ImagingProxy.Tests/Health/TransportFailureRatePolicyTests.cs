@@ -2,6 +2,7 @@ using ImagingProxy.Health;
 using ImagingProxy.Testing;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Yarp.ReverseProxy.Configuration;
@@ -16,6 +17,7 @@ public sealed class TransportFailureRatePolicyTests
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero));
     private readonly PassiveRecorder _updater = new();
     private readonly DestinationState _destination = HealthFixtures.Destination("b");
+    private readonly FakeLogger<TransportFailureRatePolicy> _logger = new();
 
     [Fact]
     public void Ten_requests_a_third_of_them_failed_take_the_destination_out_for_the_clusters_own_period()
@@ -30,6 +32,9 @@ public sealed class TransportFailureRatePolicyTests
         Send(policy, cluster, failed: true);
 
         Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+        var logged = Assert.Single(_logger.Collector.GetSnapshot());
+        Assert.Equal(325, logged.Id.Id);
+        Assert.Equal("Passive health takes destination 'b' of cluster 'web' out: 3 of its last 10 requests (within 60 s) failed in transport, the limit is 0.3; back on probation in 00:00:05.", logged.Message);
         // YARP's policy passes max(period, its 60 s detection window): 60 s here.
         Assert.Equal([(DestinationHealth.Healthy, TimeSpan.FromSeconds(5)), (DestinationHealth.Unhealthy, TimeSpan.FromSeconds(5))], _updater.Calls);
     }
@@ -55,6 +60,10 @@ public sealed class TransportFailureRatePolicyTests
         _destination.Health.Passive = DestinationHealth.Unknown; // YARP's reactivation
         Send(policy, cluster, failed: true);
         Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+        Assert.Equal(
+            "Passive health takes destination 'b' of cluster 'web' out again: its first request since it came back failed (Request); back on probation in 00:00:05.",
+            _logger.Collector.LatestRecord.Message);
+        Assert.Equal(326, _logger.Collector.LatestRecord.Id.Id);
 
         _destination.Health.Passive = DestinationHealth.Unknown;
         Send(policy, cluster, failed: false);
@@ -162,7 +171,7 @@ public sealed class TransportFailureRatePolicyTests
         Assert.Equal("TransportFailureRate", policy.Name);
     }
 
-    private TransportFailureRatePolicy Policy() => new(Options.Create(new TransportFailureRateHealthPolicyOptions()), _updater, _time);
+    private TransportFailureRatePolicy Policy() => new(Options.Create(new TransportFailureRateHealthPolicyOptions()), _updater, _time, _logger);
 
     private static ClusterState Cluster(TimeSpan? reactivation, string? rateLimit = null)
     {
