@@ -28,8 +28,10 @@ namespace ImagingProxy.Health;
 /// </para>
 /// <para>
 /// What counts as a failure is YARP's choice: the forwarder errors of the server's side (the request could not be sent,
-/// timed out, or the server broke off the request or response body). 5xx answers and the client's own errors (a viewer
-/// abandoning a download) do not. Results of requests that end while the destination is out are ignored.
+/// timed out, or the server broke off the request or response body) of requests the client did not abandon. 5xx answers
+/// and the client's own errors (a viewer abandoning a download) do not; they count as requests that did not fail, but
+/// only a success ends probation. Results of requests that end while the destination is out are ignored, and a verdict
+/// and the health it sets are one step under the destination's lock.
 /// </para>
 /// </remarks>
 internal sealed partial class TransportFailureRatePolicy(
@@ -45,25 +47,25 @@ internal sealed partial class TransportFailureRatePolicy(
     public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
     {
         var error = context.Features.Get<IForwarderErrorFeature>();
-        var failed = IsServerFailure(error);
-        var current = destination.Health.Passive;
-        if (current == DestinationHealth.Unhealthy)
-        {
-            return;
-        }
-
+        var outcome = error is null ? Outcome.Success
+            : IsServerFailure(error) && !context.RequestAborted.IsCancellationRequested ? Outcome.Failure
+            : Outcome.Other;
         var history = _histories.GetValue(destination, static _ => new History());
         var rateLimit = RateLimit(cluster.Model);
-        DestinationHealth health;
-        Verdict verdict;
+        var reactivation = cluster.Model.Config.HealthCheck?.Passive?.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod;
+
+        // The verdict and the health it sets are one step per destination: a result judged meanwhile (a request that
+        // ends while another takes the destination out) sees it out and is ignored, and updates arrive in order.
         lock (history)
         {
-            health = history.Add(time.GetTimestamp(), time.TimestampFrequency, failed, _options, rateLimit, out verdict);
-        }
+            var current = destination.Health.Passive;
+            if (current == DestinationHealth.Unhealthy
+                || history.Add(time.GetTimestamp(), time.TimestampFrequency, outcome, _options, rateLimit, out var verdict) is not { } health
+                || health == current)
+            {
+                return;
+            }
 
-        if (health != current)
-        {
-            var reactivation = cluster.Model.Config.HealthCheck?.Passive?.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod;
             if (health == DestinationHealth.Unhealthy)
             {
                 if (verdict.OnProbation)
@@ -76,14 +78,39 @@ internal sealed partial class TransportFailureRatePolicy(
                 }
             }
 
-            updater.SetPassive(cluster, destination, health, reactivation);
+            // Until the updater has set the health, a result judged from inside it would see the destination in.
+            history.GoingOut = health == DestinationHealth.Unhealthy;
+            try
+            {
+                updater.SetPassive(cluster, destination, health, reactivation);
+            }
+            finally
+            {
+                history.GoingOut = false;
+            }
         }
     }
 
     /// <summary>What took a destination out: the failures and requests counted, or its first failure on probation.</summary>
     private readonly record struct Verdict(long Failed, long Total, bool OnProbation);
 
-    /// <summary>The failures passive health counts against a server (YARP's set): none of the client's own.</summary>
+    /// <summary>A proxied request as passive health sees it.</summary>
+    private enum Outcome
+    {
+        /// <summary>No forwarder error.</summary>
+        Success,
+
+        /// <summary>A failure of the server's side (<see cref="IsServerFailure"/>) of a request the client did not abandon.</summary>
+        Failure,
+
+        /// <summary>Any other forwarder error (the client's own): counted as a request that did not fail, as YARP does, but it ends no probation.</summary>
+        Other,
+    }
+
+    /// <summary>
+    /// The failures passive health counts against a server (YARP 2.3's set), before the client's abort is looked at:
+    /// YARP does not count a request the client abandoned, whatever error the forwarder gave it.
+    /// </summary>
     internal static bool IsServerFailure(IForwarderErrorFeature? error) => error?.Error is ForwarderError.Request or ForwarderError.RequestTimedOut
         or ForwarderError.RequestBodyDestination or ForwarderError.ResponseBodyDestination
         or ForwarderError.UpgradeRequestDestination or ForwarderError.UpgradeResponseDestination;
@@ -104,15 +131,33 @@ internal sealed partial class TransportFailureRatePolicy(
         private long _failed;
         private bool _probation;
 
-        public DestinationHealth Add(long timestamp, long frequency, bool failed, TransportFailureRateHealthPolicyOptions options, double rateLimit, out Verdict verdict)
+        /// <summary>True while the destination is being taken out (its health not set yet).</summary>
+        public bool GoingOut { get; set; }
+
+        /// <summary>
+        /// Counts one result and returns the health it gives, or null when it is ignored: while the destination is being
+        /// taken out, and a result that is neither a success nor a failure while it is on probation.
+        /// </summary>
+        public DestinationHealth? Add(long timestamp, long frequency, Outcome outcome, TransportFailureRateHealthPolicyOptions options, double rateLimit, out Verdict verdict)
         {
             verdict = default;
+            if (GoingOut)
+            {
+                return null;
+            }
+
+            var failed = outcome == Outcome.Failure;
             if (_probation)
             {
                 if (failed)
                 {
                     verdict = new Verdict(1, 1, OnProbation: true);
                     return DestinationHealth.Unhealthy;
+                }
+
+                if (outcome != Outcome.Success)
+                {
+                    return null;
                 }
 
                 _probation = false;

@@ -57,7 +57,7 @@ public sealed class TransportFailureRatePolicyTests
         var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
         Send(policy, cluster, failed: true, count: 10);
 
-        _destination.Health.Passive = DestinationHealth.Unknown; // YARP's reactivation
+        Reactivate();
         Send(policy, cluster, failed: true);
         Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
         Assert.Equal(
@@ -65,7 +65,7 @@ public sealed class TransportFailureRatePolicyTests
             _logger.Collector.LatestRecord.Message);
         Assert.Equal(326, _logger.Collector.LatestRecord.Id.Id);
 
-        _destination.Health.Passive = DestinationHealth.Unknown;
+        Reactivate();
         Send(policy, cluster, failed: false);
         Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
 
@@ -159,6 +159,55 @@ public sealed class TransportFailureRatePolicyTests
     }
 
     [Fact]
+    public void A_request_the_client_abandoned_is_not_a_failure_of_the_server()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+
+        for (var i = 0; i < 10; i++)
+        {
+            policy.RequestProxied(Context(ForwarderError.Request, aborted: true), cluster, _destination);
+        }
+
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+    }
+
+    [Fact]
+    public void Only_a_success_ends_probation()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+        Send(policy, cluster, failed: true, count: 10);
+        Reactivate();
+
+        policy.RequestProxied(Context(ForwarderError.ResponseBodyClient), cluster, _destination);
+        policy.RequestProxied(Context(ForwarderError.Request, aborted: true), cluster, _destination);
+        Assert.Equal(DestinationHealth.Unknown, _destination.Health.Passive);
+
+        Send(policy, cluster, failed: true);
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+    }
+
+    [Fact]
+    public void A_result_judged_while_the_destination_goes_out_does_not_end_its_probation()
+    {
+        // A request that ends while another takes the destination out, before YARP has set it Unhealthy: here, from
+        // inside the updater's call, the one moment the destination is out but its health does not say so yet.
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
+        _updater.OnUnhealthy = () => Send(policy, cluster, failed: false, count: 3);
+        Send(policy, cluster, failed: true, count: 10);
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+
+        _updater.OnUnhealthy = null;
+        Reactivate();
+        Send(policy, cluster, failed: true);
+
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+        Assert.Equal(326, _logger.Collector.LatestRecord.Id.Id);
+    }
+
+    [Fact]
     public async Task It_takes_the_place_of_YARPs_policy_in_the_host()
     {
         using var certificate = new TestCertificate();
@@ -169,6 +218,13 @@ public sealed class TransportFailureRatePolicyTests
 
         Assert.IsType<TransportFailureRatePolicy>(policy);
         Assert.Equal("TransportFailureRate", policy.Name);
+    }
+
+    /// <summary>What YARP does once the 5 s reactivation period is over.</summary>
+    private void Reactivate()
+    {
+        _time.Advance(TimeSpan.FromSeconds(5));
+        _destination.Health.Passive = DestinationHealth.Unknown;
     }
 
     private TransportFailureRatePolicy Policy() => new(Options.Create(new TransportFailureRateHealthPolicyOptions()), _updater, _time, _logger);
@@ -191,9 +247,9 @@ public sealed class TransportFailureRatePolicyTests
         }
     }
 
-    private static DefaultHttpContext Context(ForwarderError? error)
+    private static DefaultHttpContext Context(ForwarderError? error, bool aborted = false)
     {
-        var context = new DefaultHttpContext();
+        var context = new DefaultHttpContext { RequestAborted = new CancellationToken(aborted) };
         if (error is { } e)
         {
             context.Features.Set<IForwarderErrorFeature>(new ErrorFeature(e));
@@ -216,8 +272,16 @@ public sealed class TransportFailureRatePolicyTests
 
         public void SetActive(ClusterState cluster, IEnumerable<NewActiveDestinationHealth> newHealthStates) => throw new NotSupportedException();
 
+        /// <summary>Runs at a call that takes the destination out, before its health changes.</summary>
+        public Action? OnUnhealthy { get; set; }
+
         public void SetPassive(ClusterState cluster, DestinationState destination, DestinationHealth newHealth, TimeSpan reactivationPeriod)
         {
+            if (newHealth == DestinationHealth.Unhealthy)
+            {
+                OnUnhealthy?.Invoke();
+            }
+
             destination.Health.Passive = newHealth;
             Calls.Add((newHealth, reactivationPeriod));
         }
