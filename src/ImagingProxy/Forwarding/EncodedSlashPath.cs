@@ -15,9 +15,10 @@ namespace ImagingProxy.Forwarding;
 /// <para>
 /// Only for paths holding <c>%2F</c>, and only when the path sent on is the client's own or the client's without a
 /// literal prefix (<c>PathRemovePrefix</c>): the client's raw path (<see cref="IHttpRequestFeature.RawTarget"/>), or its
-/// tail, is used when decoding it as Kestrel does gives exactly the path YARP was going to send. A path with dot segments
-/// (which Kestrel removed before routing), a prefix written with escapes, or a path another transform rebuilt
-/// (<c>PathPattern</c>, <c>PathSet</c>) is left to YARP. The query string is YARP's, after the route's query transforms.
+/// tail, is used when it holds only RFC 3986 path characters, no dot segment (<c>%2F</c> counted as a separator), decoding
+/// it as Kestrel does gives exactly the path YARP was going to send, and System.Uri keeps it as it is. Anything else (a
+/// raw <c>\</c> or <c>#</c>, dot segments, a prefix written with escapes, a path another transform rebuilt with
+/// <c>PathPattern</c> or <c>PathSet</c>) is left to YARP. The query string is YARP's, after the route's query transforms.
 /// </para>
 /// </remarks>
 public static class EncodedSlashPath
@@ -53,7 +54,13 @@ public static class EncodedSlashPath
         {
             var prefix = transform.DestinationPrefix;
             var target = prefix.EndsWith('/') && raw.StartsWith('/') ? string.Concat(prefix.AsSpan(0, prefix.Length - 1), raw) : prefix + raw;
-            transform.ProxyRequest.RequestUri = new Uri(target + transform.Query.QueryString.Value, UriKind.Absolute);
+            var uri = new Uri(target + transform.Query.QueryString.Value, UriKind.Absolute);
+
+            // Only when System.Uri sent the raw path on as it is (it would otherwise rewrite it, say unescape %41).
+            if (uri.AbsolutePath.EndsWith(raw, StringComparison.Ordinal))
+            {
+                transform.ProxyRequest.RequestUri = uri;
+            }
         }
     }
 
@@ -84,13 +91,89 @@ public static class EncodedSlashPath
             return false;
         }
 
-        if (!string.Equals(KestrelDecode(candidate), sentPath, StringComparison.Ordinal))
+        if (!IsPlainPath(candidate) || HasDotSegment(candidate) || !string.Equals(KestrelDecode(candidate), sentPath, StringComparison.Ordinal))
         {
             return false;
         }
 
         raw = candidate;
         return true;
+    }
+
+    /// <summary>
+    /// Only RFC 3986 path characters (unreserved, sub-delims, <c>:</c>, <c>@</c>, <c>/</c>) and well-formed escapes: Kestrel
+    /// accepts more (a raw <c>\</c> or <c>#</c>), which System.Uri would turn into a separator or a fragment, so that the
+    /// server would get another path than the one routed.
+    /// </summary>
+    internal static bool IsPlainPath(string rawPath)
+    {
+        for (var i = 0; i < rawPath.Length; i++)
+        {
+            var c = rawPath[i];
+            if (c == '%')
+            {
+                if (i + 2 >= rawPath.Length || !Uri.IsHexDigit(rawPath[i + 1]) || !Uri.IsHexDigit(rawPath[i + 2]))
+                {
+                    return false;
+                }
+
+                i += 2;
+            }
+            else if (!(char.IsAsciiLetterOrDigit(c) || "-._~!$&'()*+,;=:@/".Contains(c, StringComparison.Ordinal)))
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// A <c>.</c> or <c>..</c> segment, with <c>%2F</c> read as a separator and <c>%2E</c> as a dot: a server that decodes
+    /// the escaped slashes could step out of the route's base path with it (YARP's <c>%252F</c> kept such a path inert).
+    /// </summary>
+    internal static bool HasDotSegment(string rawPath)
+    {
+        var start = 0;
+        for (var i = 0; i <= rawPath.Length; i++)
+        {
+            var end = i == rawPath.Length || rawPath[i] == '/';
+            var escapedSlash = !end && rawPath[i] == '%' && i + 2 < rawPath.Length && rawPath[i + 1] == '2' && (rawPath[i + 2] | 0x20) == 'f';
+            if (!end && !escapedSlash)
+            {
+                continue;
+            }
+
+            var segment = rawPath.AsSpan(start, i - start);
+            var dots = 0;
+            var other = false;
+            for (var j = 0; j < segment.Length && !other; j++)
+            {
+                if (segment[j] == '.')
+                {
+                    dots++;
+                }
+                else if (segment[j] == '%' && j + 2 < segment.Length && segment[j + 1] == '2' && (segment[j + 2] | 0x20) == 'e')
+                {
+                    dots++;
+                    j += 2;
+                }
+                else
+                {
+                    other = true;
+                }
+            }
+
+            if (!other && dots is 1 or 2)
+            {
+                return true;
+            }
+
+            start = escapedSlash ? i + 3 : i + 1;
+            i = escapedSlash ? i + 2 : i;
+        }
+
+        return false;
     }
 
     /// <summary>A raw path decoded as Kestrel decodes it: every escape but <c>%2F</c> (kept as written), then UTF-8; null if invalid.</summary>

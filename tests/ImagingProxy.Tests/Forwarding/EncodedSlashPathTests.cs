@@ -27,6 +27,12 @@ public sealed class EncodedSlashPathTests
     [InlineData("/pacs1/a%2Fb", "/pacs1/a%2Fb", "/other/a%2Fb")]
     // a raw path whose escapes are not UTF-8
     [InlineData("/a%2F\uFFFD", "/a%2F%FF", "/a%2F\uFFFD")]
+    // characters Kestrel accepts that System.Uri turns into a separator or a fragment
+    [InlineData("/dicom-web/a%2Fb\\..\\..\\admin", "/dicom-web/a%2Fb\\..\\..\\admin", "/dicom-web/a%2Fb\\..\\..\\admin")]
+    [InlineData("/dicom-web/a%2Fb#x", "/dicom-web/a%2Fb#x", "/dicom-web/a%2Fb#x")]
+    // dot segments once %2F is a separator: a server that decodes it would step out of the route's base path
+    [InlineData("/dicom-web/a%2F..%2F..%2Fadmin", "/dicom-web/a%2F..%2F..%2Fadmin", "/dicom-web/a%2F..%2F..%2Fadmin")]
+    [InlineData("/dicom-web/a%2F..%2F..%2Fadmin", "/dicom-web/a%2F%2E%2e%2F..%2Fadmin", "/dicom-web/a%2F..%2F..%2Fadmin")]
     public void Otherwise_the_path_is_left_to_YARP(string client, string raw, string sent)
         => Assert.False(EncodedSlashPath.TryMapRawPath(client, raw, sent, out _));
 
@@ -37,4 +43,26 @@ public sealed class EncodedSlashPathTests
     [InlineData("/%zz", "/%zz")]
     public void Paths_decode_as_Kestrel_decodes_them(string raw, string expected)
         => Assert.Equal(expected, EncodedSlashPath.KestrelDecode(raw));
+
+    [Theory]
+    [InlineData("/dicom-web/a%2F..%2Fb", true)]
+    [InlineData("/dicom-web/%2e%2E/b%2Fc", true)]
+    [InlineData("/dicom-web/a%2F.", true)]
+    [InlineData("/./a%2Fb", true)]
+    [InlineData("/dicom-web/a%2F...%2Fb", false)]
+    [InlineData("/dicom-web/1.2.840%2F3", false)]
+    [InlineData("/dicom-web/a..b%2F.c", false)]
+    public void Dot_segments_are_found_with_escaped_slashes_as_separators(string raw, bool expected)
+        => Assert.Equal(expected, EncodedSlashPath.HasDotSegment(raw));
+
+    [Theory]
+    [InlineData("/dicom-web/1.2%2F3;x=1:@!$&'()*+,=~_-", true)]
+    [InlineData("/a\\b", false)]
+    [InlineData("/a#b", false)]
+    [InlineData("/a b", false)]
+    [InlineData("/a%2", false)]
+    [InlineData("/a%zz", false)]
+    [InlineData("/\u00e9", false)]
+    public void Only_rfc_3986_path_characters_are_sent_raw(string raw, bool expected)
+        => Assert.Equal(expected, EncodedSlashPath.IsPlainPath(raw));
 }
