@@ -31,6 +31,9 @@ public sealed class TestBackend : IAsyncDisposable
 
     public ConcurrentQueue<string> Requests { get; } = new();
 
+    /// <summary>Each request's target as it came on the wire (Kestrel's <c>RawTarget</c>: escapes as sent, before decoding).</summary>
+    public ConcurrentQueue<string> RawTargets { get; } = new();
+
     public volatile bool Unhealthy;
 
     public static async Task<TestBackend> StartAsync(string name)
@@ -56,6 +59,7 @@ public sealed class TestBackend : IAsyncDisposable
     {
         var request = context.Request;
         Requests.Enqueue($"{request.Method} {request.Path}{request.QueryString}");
+        RawTargets.Enqueue(context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget ?? string.Empty);
         context.Response.Headers["X-Backend"] = Name;
         if (request.Path == "/health")
         {

@@ -129,8 +129,9 @@ public static class EncodedSlashPath
     }
 
     /// <summary>
-    /// A <c>.</c> or <c>..</c> segment, with <c>%2F</c> read as a separator and <c>%2E</c> as a dot: a server that decodes
-    /// the escaped slashes could step out of the route's base path with it (YARP's <c>%252F</c> kept such a path inert).
+    /// A <c>.</c> or <c>..</c> segment, with <c>%2F</c> and <c>%5C</c> read as separators, <c>%2E</c> as a dot, and a
+    /// segment's <c>;</c> parameters left out (Tomcat's <c>..;</c>): a server that decodes the escaped separators could step
+    /// out of the route's base path with it (YARP's <c>%252F</c> kept such a path inert).
     /// </summary>
     internal static bool HasDotSegment(string rawPath)
     {
@@ -138,13 +139,16 @@ public static class EncodedSlashPath
         for (var i = 0; i <= rawPath.Length; i++)
         {
             var end = i == rawPath.Length || rawPath[i] == '/';
-            var escapedSlash = !end && rawPath[i] == '%' && i + 2 < rawPath.Length && rawPath[i + 1] == '2' && (rawPath[i + 2] | 0x20) == 'f';
-            if (!end && !escapedSlash)
+            var escapedSeparator = !end && rawPath[i] == '%' && i + 2 < rawPath.Length
+                && ((rawPath[i + 1] == '2' && (rawPath[i + 2] | 0x20) == 'f') || (rawPath[i + 1] == '5' && (rawPath[i + 2] | 0x20) == 'c'));
+            if (!end && !escapedSeparator)
             {
                 continue;
             }
 
             var segment = rawPath.AsSpan(start, i - start);
+            var parameters = segment.IndexOf(';');
+            segment = parameters >= 0 ? segment[..parameters] : segment;
             var dots = 0;
             var other = false;
             for (var j = 0; j < segment.Length && !other; j++)
@@ -169,8 +173,8 @@ public static class EncodedSlashPath
                 return true;
             }
 
-            start = escapedSlash ? i + 3 : i + 1;
-            i = escapedSlash ? i + 2 : i;
+            start = escapedSeparator ? i + 3 : i + 1;
+            i = escapedSeparator ? i + 2 : i;
         }
 
         return false;

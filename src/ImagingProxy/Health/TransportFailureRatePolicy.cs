@@ -170,7 +170,7 @@ internal sealed partial class TransportFailureRatePolicy(
                 _buckets.Enqueue(_current);
             }
 
-            // The bucket just added (or counted into) never expires: the window is at least a second.
+            // The window is whole seconds (at least one), so the bucket just added (or counted into) never expires.
             var windowSeconds = Math.Max(1, (long)Math.Ceiling(options.DetectionWindowSize.TotalSeconds));
             while (_buckets.Peek().Second <= second - windowSeconds)
             {

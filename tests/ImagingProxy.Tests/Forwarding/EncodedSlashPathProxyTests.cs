@@ -37,28 +37,27 @@ public sealed class EncodedSlashPathProxyTests : IAsyncLifetime
     }
 
     [Theory]
-    // The backend records the path as its Kestrel decoded it: %2F stays %2F, and %252F becomes %2F only if it arrived as %252F.
-    [InlineData("/dicom-web/studies/1.2%2F3?q=1", "GET /dicom-web/studies/1.2%2F3?q=1")]
-    [InlineData("/pacs1/studies/1.2%2F3", "GET /studies/1.2%2F3")]
+    [InlineData("/dicom-web/studies/1.2%2F3?q=1", "/dicom-web/studies/1.2%2F3?q=1")]
+    [InlineData("/dicom-web/studies/1.2%252F3", "/dicom-web/studies/1.2%252F3")]
+    [InlineData("/pacs1/studies/1.2%2f3", "/studies/1.2%2f3")]
     public async Task An_encoded_slash_arrives_as_sent(string target, string received)
     {
         Assert.StartsWith("HTTP/1.1 200", await SendRawAsync(target), StringComparison.Ordinal);
-        Assert.Contains(received, _backend.Requests);
+        Assert.Equal(received, Assert.Single(_backend.RawTargets));
     }
 
+    // What YARP alone sends for each (its escapes of %, \ and #): the raw path is not used for any of them.
     [Theory]
-    [InlineData("/dicom-web/a%2Fb\\..\\..\\admin?q=1")]
-    [InlineData("/pacs1/a%2Fb\\..\\..\\admin")]
-    [InlineData("/dicom-web/a%2Fb#x?q=1")]
-    [InlineData("/dicom-web/a%2F..%2F..%2Fadmin")]
-    public async Task A_crafted_path_never_leaves_the_route_it_was_routed_by(string target)
+    [InlineData("/dicom-web/a%2Fb\\..\\..\\admin?q=1", "/dicom-web/a%252Fb%5C..%5C..%5Cadmin?q=1")]
+    [InlineData("/pacs1/a%2Fb\\..\\..\\admin", "/a%252Fb%5C..%5C..%5Cadmin")]
+    [InlineData("/dicom-web/a%2Fb#x?q=1", "/dicom-web/a%252Fb%23x?q=1")]
+    [InlineData("/dicom-web/a%2F..%2F..%2Fadmin", "/dicom-web/a%252F..%252F..%252Fadmin")]
+    [InlineData("/dicom-web/x%5C..%2F..%5Cadmin", "/dicom-web/x%5C..%252F..%5Cadmin")]
+    [InlineData("/dicom-web/x%2F..;%2F..;%2Fadmin", "/dicom-web/x%252F..;%252F..;%252Fadmin")]
+    public async Task A_crafted_path_never_goes_to_the_server_raw(string target, string received)
     {
-        var status = await SendRawAsync(target);
-
-        // Kestrel may refuse the line itself (400); whatever it lets through reaches the backend under the route's path.
-        Assert.Matches("^HTTP/1.1 (200|400)", status);
-        Assert.All(_backend.Requests, request => Assert.Matches("^GET /(dicom-web|a%2)", request));
-        Assert.DoesNotContain(_backend.Requests, request => request.StartsWith("GET /admin", StringComparison.Ordinal));
+        Assert.StartsWith("HTTP/1.1 200", await SendRawAsync(target), StringComparison.Ordinal);
+        Assert.Equal(received, Assert.Single(_backend.RawTargets));
     }
 
     /// <summary>Sends one GET with <paramref name="target"/> as the request-target, byte for byte; returns the status line.</summary>

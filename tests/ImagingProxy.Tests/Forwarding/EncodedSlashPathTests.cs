@@ -52,6 +52,11 @@ public sealed class EncodedSlashPathTests
     [InlineData("/dicom-web/a%2F...%2Fb", false)]
     [InlineData("/dicom-web/1.2.840%2F3", false)]
     [InlineData("/dicom-web/a..b%2F.c", false)]
+    [InlineData("/dicom-web/x%5C..%2F..%5Cadmin", true)]
+    [InlineData("/dicom-web/x%5c.%2Fy", true)]
+    [InlineData("/dicom-web/x%2F..;%2F..;%2Fadmin", true)]
+    [InlineData("/dicom-web/x%2F..;a=1/b", true)]
+    [InlineData("/dicom-web/x%2F1.2;a=..%5Cb", false)]
     public void Dot_segments_are_found_with_escaped_slashes_as_separators(string raw, bool expected)
         => Assert.Equal(expected, EncodedSlashPath.HasDotSegment(raw));
 
