@@ -164,6 +164,8 @@ public static class ConfigurationValidator
                     errors.Add($"{metadata.Path}:{MetadataKeys.ExpectContinue}: '{expect}' is unknown ({ExpectContinue.Large}, {ExpectContinue.Always}, {ExpectContinue.Never}).");
                 }
 
+                ValidatePositiveTime(metadata, MetadataKeys.ExpectContinueTimeout, errors);
+
                 // Passive health's failure share (TransportFailureRatePolicy); YARP's own policy read a bad value as its default.
                 var rateLimitKey = Yarp.ReverseProxy.Health.TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName;
                 var rateLimit = metadata[rateLimitKey];
@@ -183,9 +185,12 @@ public static class ConfigurationValidator
                     }
                 }
 
-                if (!string.IsNullOrEmpty(metadata[MetadataKeys.ExpectContinue]))
+                foreach (var expectKey in (string[])[MetadataKeys.ExpectContinue, MetadataKeys.ExpectContinueTimeout])
                 {
-                    errors.Add($"{metadata.Path}:{MetadataKeys.ExpectContinue}: applies to HTTP clusters only.");
+                    if (!string.IsNullOrEmpty(metadata[expectKey]))
+                    {
+                        errors.Add($"{metadata.Path}:{expectKey}: applies to HTTP clusters only.");
+                    }
                 }
             }
 

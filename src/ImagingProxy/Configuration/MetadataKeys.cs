@@ -48,6 +48,12 @@ public static class MetadataKeys
     /// </summary>
     public const string ExpectContinue = "ExpectContinue";
 
+    /// <summary>
+    /// Cluster metadata (HTTP): how long an upload sent with <c>Expect: 100-continue</c> waits for the server's answer
+    /// before its body goes anyway (a time span; default .NET's 1 s; <see cref="Forwarding.ProxyHttpClientFactory"/>).
+    /// </summary>
+    public const string ExpectContinueTimeout = "ExpectContinueTimeout";
+
     /// <summary>Cluster metadata (DICOM): <c>true</c> to send each node its own <see cref="AeTitle"/> as Called AE title.</summary>
     public const string RewriteCalledAeTitle = "RewriteCalledAeTitle";
 

@@ -238,6 +238,7 @@ public static class ImagingProxyApp
             .AddTransforms(ExpectContinue.Apply)
             .AddTransforms(ForwardedHeader.Apply)
             .AddTransforms(EncodedSlashPath.Apply);
+        services.AddSingleton<Yarp.ReverseProxy.Forwarder.IForwarderHttpClientFactory, ProxyHttpClientFactory>();
         services.AddSingleton<ProxyConfigAcceptance>();
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IConfigChangeListener>(sp => sp.GetRequiredService<ProxyConfigAcceptance>());
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IProxyConfigProvider, XdsRouteProvider>();

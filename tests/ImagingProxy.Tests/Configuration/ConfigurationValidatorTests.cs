@@ -157,6 +157,14 @@ public class ConfigurationValidatorTests
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "ExpectContinue", value));
 
     [Theory]
+    [InlineData("Http", "00:00:05", null)]
+    [InlineData("Http", "five", "ReverseProxy:Clusters:web:Metadata:ExpectContinueTimeout: 'five' is not a time span (hh:mm:ss).")]
+    [InlineData("Http", "00:00:00", "ReverseProxy:Clusters:web:Metadata:ExpectContinueTimeout: must be positive, got '00:00:00'.")]
+    [InlineData("Dicom", "00:00:05", "ReverseProxy:Clusters:web:Metadata:ExpectContinueTimeout: applies to HTTP clusters only.")]
+    public void Expect_continue_timeout_is_a_positive_time_on_http_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "ExpectContinueTimeout", value));
+
+    [Theory]
     [InlineData("0.3", null)]
     [InlineData("1", null)]
     [InlineData("0", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.RateLimit: '0' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).")]
