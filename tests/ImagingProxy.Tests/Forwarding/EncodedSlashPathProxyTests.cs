@@ -40,11 +40,7 @@ public sealed class EncodedSlashPathProxyTests : IAsyncLifetime
     [InlineData("/dicom-web/studies/1.2%2F3?q=1", "/dicom-web/studies/1.2%2F3?q=1")]
     [InlineData("/dicom-web/studies/1.2%252F3", "/dicom-web/studies/1.2%252F3")]
     [InlineData("/pacs1/studies/1.2%2f3", "/studies/1.2%2f3")]
-    public async Task An_encoded_slash_arrives_as_sent(string target, string received)
-    {
-        Assert.StartsWith("HTTP/1.1 200", await SendRawAsync(target), StringComparison.Ordinal);
-        Assert.Equal(received, Assert.Single(_backend.RawTargets));
-    }
+    public Task An_encoded_slash_arrives_as_sent(string target, string received) => AssertArrivesAsync(target, received);
 
     // What YARP alone sends for each (its escapes of %, \ and #): the raw path is not used for any of them.
     [Theory]
@@ -54,7 +50,10 @@ public sealed class EncodedSlashPathProxyTests : IAsyncLifetime
     [InlineData("/dicom-web/a%2F..%2F..%2Fadmin", "/dicom-web/a%252F..%252F..%252Fadmin")]
     [InlineData("/dicom-web/x%5C..%2F..%5Cadmin", "/dicom-web/x%5C..%252F..%5Cadmin")]
     [InlineData("/dicom-web/x%2F..;%2F..;%2Fadmin", "/dicom-web/x%252F..;%252F..;%252Fadmin")]
-    public async Task A_crafted_path_never_goes_to_the_server_raw(string target, string received)
+    public Task A_crafted_path_never_goes_to_the_server_raw(string target, string received) => AssertArrivesAsync(target, received);
+
+    /// <summary>Sends <paramref name="target"/> and checks the backend got <paramref name="received"/> as its request-target.</summary>
+    private async Task AssertArrivesAsync(string target, string received)
     {
         Assert.StartsWith("HTTP/1.1 200", await SendRawAsync(target), StringComparison.Ordinal);
         Assert.Equal(received, Assert.Single(_backend.RawTargets));
