@@ -91,6 +91,23 @@ internal sealed partial class TransportFailureRatePolicy(
         }
     }
 
+    /// <summary>
+    /// True while <paramref name="destination"/> is on probation: taken out by this policy and not yet answered a request
+    /// successfully since (for <c>/status</c>).
+    /// </summary>
+    public bool IsOnProbation(DestinationState destination)
+    {
+        if (!_histories.TryGetValue(destination, out var history))
+        {
+            return false;
+        }
+
+        lock (history)
+        {
+            return history.OnProbation;
+        }
+    }
+
     /// <summary>What took a destination out: the failures and requests counted, or its first failure on probation.</summary>
     private readonly record struct Verdict(long Failed, long Total, bool OnProbation);
 
@@ -130,6 +147,9 @@ internal sealed partial class TransportFailureRatePolicy(
         private long _total;
         private long _failed;
         private bool _probation;
+
+        /// <summary>Taken out, and no success since.</summary>
+        public bool OnProbation => _probation;
 
         /// <summary>True while the destination is being taken out (its health not set yet).</summary>
         public bool GoingOut { get; set; }

@@ -34,6 +34,7 @@ public static class AdminEndpoints
         var services = context.RequestServices;
         var state = services.GetRequiredService<IProxyStateLookup>();
         var tracker = services.GetRequiredService<DestinationHealthTracker>();
+        var passive = services.GetService<TransportFailureRatePolicy>();
         var gate = services.GetRequiredService<ConfigurationGate>();
         var listeners = services.GetRequiredService<ListenerRegistry>();
         var readiness = services.GetRequiredService<ReadinessState>();
@@ -100,14 +101,14 @@ public static class AdminEndpoints
         json.WriteStartArray("clusters");
         foreach (var cluster in state.GetClusters().OrderBy(c => c.ClusterId, StringComparer.Ordinal))
         {
-            WriteCluster(json, cluster, tracker);
+            WriteCluster(json, cluster, tracker, passive);
         }
 
         json.WriteEndArray();
         json.WriteEndObject();
     }
 
-    private static void WriteCluster(Utf8JsonWriter json, ClusterState cluster, DestinationHealthTracker tracker)
+    private static void WriteCluster(Utf8JsonWriter json, ClusterState cluster, DestinationHealthTracker tracker, TransportFailureRatePolicy? passive)
     {
         var config = cluster.Model.Config;
         var protocol = ClusterProtocols.Of(config);
@@ -134,6 +135,12 @@ public static class AdminEndpoints
             json.WriteStartObject("health");
             json.WriteString("active", record.Active.ToString());
             json.WriteString("passive", record.Passive.ToString());
+            if (passive?.IsOnProbation(destination) == true)
+            {
+                // Taken out by HTTP passive health and not answered successfully since: its next failure takes it out again.
+                json.WriteBoolean("probation", true);
+            }
+
             json.WriteEndObject();
             json.WriteString("since", record.Since);
             json.WriteBoolean("available", Contains(available, destination));

@@ -267,7 +267,8 @@ public static class ImagingProxyApp
         // reactivates sooner than its 60 s detection window) and retakes a reactivated destination at its first failure.
         var yarpPassive = services.Single(d => d.ServiceType == typeof(IPassiveHealthCheckPolicy) && d.ImplementationType?.Name == "TransportFailureRateHealthPolicy");
         services.Remove(yarpPassive);
-        services.AddSingleton<IPassiveHealthCheckPolicy, TransportFailureRatePolicy>();
+        services.AddSingleton<TransportFailureRatePolicy>();
+        services.AddSingleton<IPassiveHealthCheckPolicy>(sp => sp.GetRequiredService<TransportFailureRatePolicy>());
         services.AddSingleton<IDestinationProber, HttpProber>();
         services.AddSingleton<IDestinationProber, TcpConnectProber>();
         services.AddSingleton<ActiveHealthMonitor>();

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Net;
+using System.Text.Json;
 using System.Threading.Channels;
 using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
@@ -70,6 +71,7 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
 
         // Back after the cluster's 2 s; YARP's own policy waited for its 60 s detection window whatever the period said.
         Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(await OnProbationAsync());
 
         // Still broken: the first request it gets takes it out again (round robin: within two or three GETs), where a
         // fresh start would have sent it ten more.
@@ -91,6 +93,7 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
 
         Assert.Contains("b\n", served);
         Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(await OnProbationAsync());
         Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 444", StringComparison.Ordinal));
     }
 
@@ -120,6 +123,22 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
         }
 
         throw new Xunit.Sdk.XunitException($"b's passive health did not become {health} within {max} requests (seen: {string.Join(", ", before)})");
+    }
+
+    /// <summary>Whether <c>/status</c> shows b on probation.</summary>
+    private async Task<bool> OnProbationAsync()
+    {
+        using var admin = new HttpClient { BaseAddress = _peers!.Proxy.Url("Admin") };
+        using var status = JsonDocument.Parse(await admin.GetStringAsync("/status"));
+        foreach (var destination in status.RootElement.GetProperty("clusters")[0].GetProperty("destinations").EnumerateArray())
+        {
+            if (destination.GetProperty("id").GetString() == "b")
+            {
+                return destination.GetProperty("health").TryGetProperty("probation", out var probation) && probation.GetBoolean();
+            }
+        }
+
+        throw new Xunit.Sdk.XunitException("no destination b in /status");
     }
 
     private async Task<string> NextTransitionAsync(TimeSpan timeout)

@@ -66,8 +66,11 @@ public sealed class TransportFailureRatePolicyTests
         Assert.Equal(326, _logger.Collector.LatestRecord.Id.Id);
 
         Reactivate();
+        Assert.True(policy.IsOnProbation(_destination));
         Send(policy, cluster, failed: false);
         Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+        Assert.False(policy.IsOnProbation(_destination));
+        Assert.False(policy.IsOnProbation(HealthFixtures.Destination("never-seen")));
 
         // Probation is over and the failures that took it out were forgotten: it takes a third of ten requests again.
         Send(policy, cluster, failed: true, count: 2);
