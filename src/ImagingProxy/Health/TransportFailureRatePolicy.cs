@@ -31,7 +31,8 @@ namespace ImagingProxy.Health;
 /// timed out, or the server broke off the request or response body) of requests the client did not abandon. 5xx answers
 /// and the client's own errors (a viewer abandoning a download) do not; they count as requests that did not fail, but
 /// only a success ends probation. Results of requests that end while the destination is out are ignored, and a verdict
-/// and the health it sets are one step under the destination's lock.
+/// and the health it sets are one step under the destination's lock (YARP's updater sets the health before it returns),
+/// so a result judged on another thread meanwhile sees the destination out.
 /// </para>
 /// </remarks>
 internal sealed partial class TransportFailureRatePolicy(
@@ -78,16 +79,7 @@ internal sealed partial class TransportFailureRatePolicy(
                 }
             }
 
-            // Until the updater has set the health, a result judged from inside it would see the destination in.
-            history.GoingOut = health == DestinationHealth.Unhealthy;
-            try
-            {
-                updater.SetPassive(cluster, destination, health, reactivation);
-            }
-            finally
-            {
-                history.GoingOut = false;
-            }
+            updater.SetPassive(cluster, destination, health, reactivation);
         }
     }
 
@@ -132,12 +124,16 @@ internal sealed partial class TransportFailureRatePolicy(
         or ForwarderError.RequestBodyDestination or ForwarderError.ResponseBodyDestination
         or ForwarderError.UpgradeRequestDestination or ForwarderError.UpgradeResponseDestination;
 
-    /// <summary>The cluster's <c>TransportFailureRateHealthPolicy.RateLimit</c> (validated), read once per cluster configuration.</summary>
-    private double RateLimit(ClusterModel model) => _rateLimits.GetValue(model, m => new StrongBox<double>(
-        m.Config.Metadata?.GetValueOrDefault(TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName) is { } text
-        && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var limit)
-            ? limit
-            : _options.DefaultFailureRateLimit)).Value;
+    /// <summary>
+    /// The cluster's <c>TransportFailureRateHealthPolicy.RateLimit</c> (validated), read once per cluster configuration
+    /// (looked up first: the factory closes over the options, and would be a new delegate on every request).
+    /// </summary>
+    private double RateLimit(ClusterModel model)
+        => _rateLimits.TryGetValue(model, out var known) ? known.Value : _rateLimits.GetValue(model, m => new StrongBox<double>(
+            m.Config.Metadata?.GetValueOrDefault(TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName) is { } text
+            && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var limit)
+                ? limit
+                : _options.DefaultFailureRateLimit)).Value;
 
     /// <summary>One destination's requests over the detection window, in one-second buckets (guarded by its own lock).</summary>
     private sealed class History
@@ -151,20 +147,13 @@ internal sealed partial class TransportFailureRatePolicy(
         /// <summary>Taken out, and no success since.</summary>
         public bool OnProbation => _probation;
 
-        /// <summary>True while the destination is being taken out (its health not set yet).</summary>
-        public bool GoingOut { get; set; }
-
         /// <summary>
-        /// Counts one result and returns the health it gives, or null when it is ignored: while the destination is being
-        /// taken out, and a result that is neither a success nor a failure while it is on probation.
+        /// Counts one result and returns the health it gives, or null when it is ignored: a result that is neither a
+        /// success nor a failure while the destination is on probation.
         /// </summary>
         public DestinationHealth? Add(long timestamp, long frequency, Outcome outcome, TransportFailureRateHealthPolicyOptions options, double rateLimit, out Verdict verdict)
         {
             verdict = default;
-            if (GoingOut)
-            {
-                return null;
-            }
 
             var failed = outcome == Outcome.Failure;
             if (_probation)

@@ -192,17 +192,29 @@ public sealed class TransportFailureRatePolicyTests
     }
 
     [Fact]
-    public void A_result_judged_while_the_destination_goes_out_does_not_end_its_probation()
+    public void A_result_judged_on_another_thread_while_the_destination_goes_out_does_not_end_its_probation()
     {
-        // A request that ends while another takes the destination out, before YARP has set it Unhealthy: here, from
-        // inside the updater's call, the one moment the destination is out but its health does not say so yet.
+        // A request that ends while another takes the destination out, before the updater has set it Unhealthy. Its
+        // thread is started from inside the updater's call, which then waits until that thread is blocked (on the
+        // destination's lock) or done (without the lock it would judge the success there, and end the probation).
         var policy = Policy();
         var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5));
-        _updater.OnUnhealthy = () => Send(policy, cluster, failed: false, count: 3);
+        Thread? other = null;
+        _updater.OnUnhealthy = () =>
+        {
+            other = new Thread(() => Send(policy, cluster, failed: false, count: 3));
+            other.Start();
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while ((other.ThreadState & (ThreadState.WaitSleepJoin | ThreadState.Stopped)) == 0 && DateTime.UtcNow < deadline)
+            {
+                Thread.Yield();
+            }
+        };
         Send(policy, cluster, failed: true, count: 10);
+        _updater.OnUnhealthy = null;
+        Assert.True(other!.Join(TimeSpan.FromSeconds(30)));
         Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
 
-        _updater.OnUnhealthy = null;
         Reactivate();
         Send(policy, cluster, failed: true);
 
