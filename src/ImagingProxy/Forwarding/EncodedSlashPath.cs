@@ -23,6 +23,8 @@ namespace ImagingProxy.Forwarding;
 /// </remarks>
 public static class EncodedSlashPath
 {
+    private static readonly UTF8Encoding s_strictUtf8 = new(false, throwOnInvalidBytes: true);
+
     public static void Apply(TransformBuilderContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -209,7 +211,7 @@ public static class EncodedSlashPath
 
         try
         {
-            return new UTF8Encoding(false, throwOnInvalidBytes: true).GetString(bytes, 0, length);
+            return s_strictUtf8.GetString(bytes, 0, length);
         }
         catch (DecoderFallbackException)
         {

@@ -51,8 +51,6 @@ public static class SoapFault
         return Version.Soap12;
     }
 
-    public static string Build(Code code, string reason) => Build(Version.Soap12, code, reason);
-
     public static string Build(Version version, Code code, string reason)
     {
         var text = SecurityElement.Escape(reason);
@@ -88,7 +86,7 @@ public static class SoapFault
     }
 
     /// <summary>The status a fault of <paramref name="version"/> goes with, for <paramref name="statusCode"/> (see <see cref="WriteAsync"/>).</summary>
-    public static int StatusCodeFor(Version version, int statusCode)
+    internal static int StatusCodeFor(Version version, int statusCode)
         => version == Version.Soap11 && statusCode != StatusCodes.Status405MethodNotAllowed ? StatusCodes.Status500InternalServerError : statusCode;
 
     private static ReadOnlySpan<char> MediaType(string? contentType)

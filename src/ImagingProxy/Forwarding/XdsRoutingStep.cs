@@ -96,6 +96,8 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
         }
 
         var destination = context.GetReverseProxyFeature().ProxiedDestination?.DestinationId ?? "(none)";
+        // Logged before the answer is written (a client gone meanwhile loses the answer, not the line), with the status
+        // it goes with: 500 for a SOAP 1.1 client's fault.
         Log.ForwarderFailed(logger, id, SoapFault.StatusCodeFor(SoapFault.VersionOf(context.Request.ContentType), statusCode), destination, clusterId, failure.Error, cause);
         await SoapFault.WriteAsync(context, statusCode, SoapFault.Code.Receiver, reason);
     }

@@ -35,7 +35,7 @@ public class XdsActionTests
     [Fact]
     public void Fault_text_is_escaped_xml()
     {
-        var fault = SoapFault.Build(SoapFault.Code.Sender, "bad <action> & more");
+        var fault = SoapFault.Build(SoapFault.Version.Soap12, SoapFault.Code.Sender, "bad <action> & more");
         Assert.Contains("bad &lt;action&gt; &amp; more", fault, StringComparison.Ordinal);
         Assert.Contains("<env:Value>env:Sender</env:Value>", fault, StringComparison.Ordinal);
         _ = System.Xml.Linq.XDocument.Parse(fault);

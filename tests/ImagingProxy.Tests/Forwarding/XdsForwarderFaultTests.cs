@@ -64,12 +64,8 @@ public sealed class XdsForwarderFaultTests : IDisposable
         var port = closed.Port;
         await using var proxy = await StartAsync($"http://127.0.0.1:{port}/", "", builder => builder.Logging.AddFakeLogging());
         using var client = new HttpClient { BaseAddress = proxy.Url("Xds"), Timeout = s_bound };
-        using var content = new StringContent("""<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>""", Encoding.UTF8);
-        content.Headers.ContentType = MediaTypeHeaderValue.Parse("text/xml; charset=utf-8");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/axis2/services/xds") { Content = content };
-        request.Headers.TryAddWithoutValidation("SOAPAction", $"\"{XdsAction.RetrieveDocumentSet}\"");
 
-        using var response = await client.SendAsync(request);
+        using var response = await Soap11Request.PostAsync(client, "/axis2/services/xds", XdsAction.RetrieveDocumentSet);
 
         Assert.Equal(HttpStatusCode.InternalServerError, response.StatusCode);
         Assert.Equal("text/xml", response.Content.Headers.ContentType?.MediaType);

@@ -5,6 +5,7 @@ using System.Text;
 using ImagingProxy.Forwarding;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Testing;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging;
@@ -110,11 +111,11 @@ public sealed class XdsRoutingTests : IAsyncLifetime
     [Fact]
     public async Task A_soap_11_request_is_routed_by_its_soapaction_and_refused_with_soap_11_faults()
     {
-        using var served = await PostSoap11Async(_client, XdsAction.RegistryStoredQuery);
+        using var served = await Soap11Request.PostAsync(_client, "/xds", XdsAction.RegistryStoredQuery);
         Assert.Equal(HttpStatusCode.OK, served.StatusCode);
         Assert.Equal("registry", served.Headers.GetValues("X-Backend").Single());
 
-        using var refused = await PostSoap11Async(_client, "urn:ihe:iti:2007:CrossGatewayQuery");
+        using var refused = await Soap11Request.PostAsync(_client, "/xds", "urn:ihe:iti:2007:CrossGatewayQuery");
         Assert.Equal(HttpStatusCode.InternalServerError, refused.StatusCode);
         Assert.Equal("text/xml", refused.Content.Headers.ContentType?.MediaType);
         var text = await refused.Content.ReadAsStringAsync();
@@ -129,7 +130,7 @@ public sealed class XdsRoutingTests : IAsyncLifetime
         await using var proxy = await StartWithOneClusterDownAsync("xds-registry", _registry);
         using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
 
-        using var refused = await PostSoap11Async(client, XdsAction.RegistryStoredQuery);
+        using var refused = await Soap11Request.PostAsync(client, "/xds", XdsAction.RegistryStoredQuery);
 
         Assert.Equal(HttpStatusCode.InternalServerError, refused.StatusCode);
         Assert.Equal(TimeSpan.FromSeconds(10), refused.Headers.RetryAfter?.Delta);
@@ -261,16 +262,6 @@ public sealed class XdsRoutingTests : IAsyncLifetime
 
     private static string Soap11FaultString(string envelope)
         => System.Xml.Linq.XDocument.Parse(envelope).Descendants("faultstring").Single().Value;
-
-    /// <summary>A SOAP 1.1 request as older stacks send it: <c>text/xml</c> and the action in the SOAPAction header.</summary>
-    private static async Task<HttpResponseMessage> PostSoap11Async(HttpClient client, string action)
-    {
-        using var content = new StringContent("""<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body/></soap:Envelope>""", Encoding.UTF8);
-        content.Headers.ContentType = MediaTypeHeaderValue.Parse("text/xml; charset=utf-8");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/xds") { Content = content };
-        request.Headers.TryAddWithoutValidation("SOAPAction", $"\"{action}\"");
-        return await client.SendAsync(request);
-    }
 
     private static string Envelope(string action) => $"""
         <soapenv:Envelope xmlns:soapenv="http://www.w3.org/2003/05/soap-envelope" xmlns:wsa="http://www.w3.org/2005/08/addressing">
