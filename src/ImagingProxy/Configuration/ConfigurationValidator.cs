@@ -174,6 +174,11 @@ public static class ConfigurationValidator
                 {
                     errors.Add($"{metadata.Path}:{rateLimitKey}: '{rateLimit}' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).");
                 }
+
+                if (!Health.FailureStatusCodes.TryParse(metadata[MetadataKeys.PassiveFailureStatusCodes], out _, out var badCode))
+                {
+                    errors.Add($"{metadata.Path}:{MetadataKeys.PassiveFailureStatusCodes}: '{badCode}' is not a status passive health can count (429, 500-599, or {Health.FailureStatusCodes.AllServerErrors} for all of 500-599).");
+                }
             }
             else
             {
@@ -185,7 +190,7 @@ public static class ConfigurationValidator
                     }
                 }
 
-                foreach (var expectKey in (string[])[MetadataKeys.ExpectContinue, MetadataKeys.ExpectContinueTimeout])
+                foreach (var expectKey in (string[])[MetadataKeys.ExpectContinue, MetadataKeys.ExpectContinueTimeout, MetadataKeys.PassiveFailureStatusCodes])
                 {
                     if (!string.IsNullOrEmpty(metadata[expectKey]))
                     {

@@ -54,6 +54,12 @@ public static class MetadataKeys
     /// </summary>
     public const string ExpectContinueTimeout = "ExpectContinueTimeout";
 
+    /// <summary>
+    /// Cluster metadata (HTTP): answers passive health counts as failures besides transport failures, a list of codes
+    /// (429, 500-599) and <c>5xx</c> (<see cref="Health.FailureStatusCodes"/>); none by default.
+    /// </summary>
+    public const string PassiveFailureStatusCodes = "TransportFailureRateHealthPolicy.FailureStatusCodes";
+
     /// <summary>Cluster metadata (DICOM): <c>true</c> to send each node its own <see cref="AeTitle"/> as Called AE title.</summary>
     public const string RewriteCalledAeTitle = "RewriteCalledAeTitle";
 

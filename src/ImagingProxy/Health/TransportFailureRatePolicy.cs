@@ -29,8 +29,10 @@ namespace ImagingProxy.Health;
 /// <para>
 /// What counts as a failure is YARP's choice: the forwarder errors of the server's side (the request could not be sent,
 /// timed out, or the server broke off the request or response body) of requests the client did not abandon. 5xx answers
-/// and the client's own errors (a viewer abandoning a download) do not; they count as requests that did not fail, but
-/// only a success ends probation. Results of requests that end while the destination is out are ignored, and a verdict
+/// do not, unless the cluster lists them in <c>TransportFailureRateHealthPolicy.FailureStatusCodes</c>
+/// (<see cref="FailureStatusCodes"/>): a server whose storage or database is down answers every request with 500 or 503
+/// at once, and stays in rotation otherwise. The client's own errors (a viewer abandoning a download) do not count; they
+/// count as requests that did not fail, but only a success ends probation. Results of requests that end while the destination is out are ignored, and a verdict
 /// and the health it sets are one step under the destination's lock (YARP's updater sets the health before it returns),
 /// so a result judged on another thread meanwhile sees the destination out.
 /// </para>
@@ -41,18 +43,20 @@ internal sealed partial class TransportFailureRatePolicy(
 {
     private readonly TransportFailureRateHealthPolicyOptions _options = options.Value;
     private readonly ConditionalWeakTable<DestinationState, History> _histories = [];
-    private readonly ConditionalWeakTable<ClusterModel, StrongBox<double>> _rateLimits = [];
+    private readonly ConditionalWeakTable<ClusterModel, ClusterSettings> _settings = [];
 
     public string Name => HealthCheckConstants.PassivePolicy.TransportFailureRate;
 
     public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
     {
         var error = context.Features.Get<IForwarderErrorFeature>();
-        var outcome = error is null ? Outcome.Success
-            : IsServerFailure(error) && !context.RequestAborted.IsCancellationRequested ? Outcome.Failure
-            : Outcome.Other;
+        var settings = Settings(cluster.Model);
+        var outcome = error is not null
+            ? IsServerFailure(error) && !context.RequestAborted.IsCancellationRequested ? Outcome.Failure : Outcome.Other
+            : settings.FailureStatusCodes?.Contains(context.Response.StatusCode) == true ? Outcome.Failure
+            : Outcome.Success;
         var history = _histories.GetValue(destination, static _ => new History());
-        var rateLimit = RateLimit(cluster.Model);
+        var rateLimit = settings.RateLimit;
         var reactivation = cluster.Model.Config.HealthCheck?.Passive?.ReactivationPeriod ?? ProxyDefaults.ReactivationPeriod;
 
         // The verdict and the health it sets are one step per destination: a result judged meanwhile (a request that
@@ -69,9 +73,13 @@ internal sealed partial class TransportFailureRatePolicy(
 
             if (health == DestinationHealth.Unhealthy)
             {
-                if (verdict.OnProbation)
+                if (verdict.OnProbation && error is not null)
                 {
-                    Log.OutAgain(logger, destination.DestinationId, cluster.ClusterId, error!.Error, reactivation);
+                    Log.OutAgain(logger, destination.DestinationId, cluster.ClusterId, error.Error, reactivation);
+                }
+                else if (verdict.OnProbation)
+                {
+                    Log.OutAgainOnStatus(logger, destination.DestinationId, cluster.ClusterId, context.Response.StatusCode, reactivation);
                 }
                 else
                 {
@@ -125,15 +133,25 @@ internal sealed partial class TransportFailureRatePolicy(
         or ForwarderError.UpgradeRequestDestination or ForwarderError.UpgradeResponseDestination;
 
     /// <summary>
-    /// The cluster's <c>TransportFailureRateHealthPolicy.RateLimit</c> (validated), read once per cluster configuration
-    /// (looked up first: the factory closes over the options, and would be a new delegate on every request).
+    /// The cluster's <c>TransportFailureRateHealthPolicy.RateLimit</c> and <c>.FailureStatusCodes</c> (validated), read
+    /// once per cluster configuration (looked up first: the factory closes over the options, and would be a new delegate
+    /// on every request).
     /// </summary>
-    private double RateLimit(ClusterModel model)
-        => _rateLimits.TryGetValue(model, out var known) ? known.Value : _rateLimits.GetValue(model, m => new StrongBox<double>(
-            m.Config.Metadata?.GetValueOrDefault(TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName) is { } text
-            && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var limit)
-                ? limit
-                : _options.DefaultFailureRateLimit)).Value;
+    private ClusterSettings Settings(ClusterModel model)
+        => _settings.TryGetValue(model, out var known) ? known : _settings.GetValue(model, m =>
+        {
+            var metadata = m.Config.Metadata;
+            var rateLimit = metadata?.GetValueOrDefault(TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName) is { } text
+                && double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var limit)
+                    ? limit
+                    : _options.DefaultFailureRateLimit;
+            // The validator refused a list that does not parse: a configuration that reached YARP has a good one, or none.
+            var codes = FailureStatusCodes.TryParse(metadata?.GetValueOrDefault(MetadataKeys.PassiveFailureStatusCodes), out var parsed, out _) ? parsed : null;
+            return new ClusterSettings(rateLimit, codes);
+        });
+
+    /// <summary>One cluster configuration's passive health settings.</summary>
+    private sealed record ClusterSettings(double RateLimit, FailureStatusCodes? FailureStatusCodes);
 
     /// <summary>One destination's requests over the detection window, in one-second buckets (guarded by its own lock).</summary>
     private sealed class History
@@ -224,10 +242,13 @@ internal sealed partial class TransportFailureRatePolicy(
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "Passive health takes destination '{Destination}' of cluster '{Cluster}' out: {Failed} of its last {Total} requests (within {WindowSeconds} s) failed in transport, the limit is {RateLimit}; back on probation in {Reactivation}.")]
+        [LoggerMessage(EventId = 325, Level = LogLevel.Warning, Message = "Passive health takes destination '{Destination}' of cluster '{Cluster}' out: {Failed} of its last {Total} requests (within {WindowSeconds} s) failed, the limit is {RateLimit}; back on probation in {Reactivation}.")]
         public static partial void Out(ILogger logger, string destination, string cluster, long failed, long total, double windowSeconds, double rateLimit, TimeSpan reactivation);
 
         [LoggerMessage(EventId = 326, Level = LogLevel.Warning, Message = "Passive health takes destination '{Destination}' of cluster '{Cluster}' out again: its first request since it came back failed ({Error}); back on probation in {Reactivation}.")]
         public static partial void OutAgain(ILogger logger, string destination, string cluster, ForwarderError error, TimeSpan reactivation);
+
+        [LoggerMessage(EventId = 327, Level = LogLevel.Warning, Message = "Passive health takes destination '{Destination}' of cluster '{Cluster}' out again: its first request since it came back was answered {StatusCode}, a status in FailureStatusCodes; back on probation in {Reactivation}.")]
+        public static partial void OutAgainOnStatus(ILogger logger, string destination, string cluster, int statusCode, TimeSpan reactivation);
     }
 }

@@ -12,7 +12,8 @@ using Yarp.ReverseProxy.Model;
 namespace ImagingProxy.PeerTests.Forwarding;
 
 // Real peers: two nginx (Debian) servers behind an HTTP cluster with passive health. Server b breaks off every request
-// (nginx's 444: the connection closes without an answer, a transport failure to the proxy) while a file exists.
+// (nginx's 444: the connection closes without an answer, a transport failure to the proxy) while one file exists, and
+// answers 503 (a status the cluster's FailureStatusCodes lists) while another does.
 public sealed class NginxPassiveHealthTests : IAsyncLifetime
 {
     private readonly TempDirectory _flags = TempDirectory.Create("imagingproxy-passive-");
@@ -23,16 +24,18 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
 
     private string DownFlag => Path.Combine(_flags.Path, "down");
 
+    private string ErrorFlag => Path.Combine(_flags.Path, "error");
+
     public async Task InitializeAsync()
     {
         _peers = await NginxBehindProxy.StartAsync(
-            ["""location / { return 200 "a\n"; }""", $$"""location / { if (-f {{DownFlag}}) { return 444; } return 200 "b\n"; }"""],
+            ["""location / { return 200 "a\n"; }""", $$"""location / { if (-f {{DownFlag}}) { return 444; } if (-f {{ErrorFlag}}) { return 503 "busy\n"; } return 200 "b\n"; }"""],
             nodes => (
                 $$"""
                 { "web": {
                     "LoadBalancingPolicy": "RoundRobin",
                     "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:00:02" } },
-                    "Metadata": { "Retry.On": "BeforeResponse" },
+                    "Metadata": { "Retry.On": "BeforeResponse", "TransportFailureRateHealthPolicy.FailureStatusCodes": "500, 503" },
                     "Destinations": { "a": { "Address": "{{nodes[0].BaseAddress}}" }, "b": { "Address": "{{nodes[1].BaseAddress}}" } } } }
                 """,
                 """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
@@ -82,19 +85,37 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
         // Repaired: after the next reactivation its first success makes it Healthy, and it serves again.
         File.Delete(DownFlag);
         Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
-        var served = new List<string>();
-        for (var i = 0; i < 6; i++)
-        {
-            using var response = await client.GetAsync("/studies");
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            served.Add(await response.Content.ReadAsStringAsync());
-            await _requests!.WaitForMeasurementsAsync(++_sent, TimeSpan.FromSeconds(30));
-        }
-
-        Assert.Contains("b\n", served);
+        await ServeFromBothAsync(client);
         Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
         Assert.False(await OnProbationAsync());
         Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 444", StringComparison.Ordinal));
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task A_server_that_answers_a_listed_status_goes_out_and_again_at_its_first_such_answer_on_probation()
+    {
+        using var client = _peers!.ViewersClient();
+        await File.WriteAllTextAsync(ErrorFlag, string.Empty);
+
+        // An answer is not retried: viewers get b's 503s (round robin: every other GET) until a third of them fail.
+        var (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 40, serverErrors: true);
+        Assert.InRange(sent, 10, 40);
+        Assert.Equal(["Healthy"], before);
+
+        // Back after the cluster's 2 s, on probation: its first 503 takes it out again.
+        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(await OnProbationAsync());
+        (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 10, serverErrors: true);
+        Assert.True(sent <= 3, $"b went out again after {sent} requests");
+        Assert.Empty(before);
+
+        File.Delete(ErrorFlag);
+        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
+        await ServeFromBothAsync(client);
+        Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(await OnProbationAsync());
+        Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 503", StringComparison.Ordinal));
+        Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 200", StringComparison.Ordinal));
     }
 
     /// <summary>
@@ -102,14 +123,20 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
     /// transitions seen before (the first request b gets makes an Unknown destination Healthy, failed or not, until
     /// there are enough requests to judge).
     /// </summary>
-    private async Task<(int Sent, List<string> Before)> SendUntilAsync(HttpClient client, DestinationHealth health, int max)
+    /// With <paramref name="serverErrors"/> b's 503 may come back too; otherwise every answer is a's.
+    private async Task<(int Sent, List<string> Before)> SendUntilAsync(HttpClient client, DestinationHealth health, int max, bool serverErrors = false)
     {
         var before = new List<string>();
         for (var sent = 1; sent <= max; sent++)
         {
             using var response = await client.GetAsync("/studies");
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            Assert.Equal("a\n", await response.Content.ReadAsStringAsync());
+            var body = await response.Content.ReadAsStringAsync();
+            if (!(serverErrors && response.StatusCode == HttpStatusCode.ServiceUnavailable && body == "busy\n"))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                Assert.Equal("a\n", body);
+            }
+
             await _requests!.WaitForMeasurementsAsync(++_sent, TimeSpan.FromSeconds(30));
             while (_transitions.Reader.TryRead(out var seen))
             {
@@ -123,6 +150,21 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
         }
 
         throw new Xunit.Sdk.XunitException($"b's passive health did not become {health} within {max} requests (seen: {string.Join(", ", before)})");
+    }
+
+    /// <summary>Six GETs, all answered, b's among them.</summary>
+    private async Task ServeFromBothAsync(HttpClient client)
+    {
+        var served = new List<string>();
+        for (var i = 0; i < 6; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            served.Add(await response.Content.ReadAsStringAsync());
+            await _requests!.WaitForMeasurementsAsync(++_sent, TimeSpan.FromSeconds(30));
+        }
+
+        Assert.Contains("b\n", served);
     }
 
     /// <summary>Whether <c>/status</c> shows b on probation.</summary>

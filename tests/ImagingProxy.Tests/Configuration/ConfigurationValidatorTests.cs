@@ -173,6 +173,18 @@ public class ConfigurationValidatorTests
     public void Passive_failure_rate_limit_is_a_share_above_0_and_at_most_1(string value, string? expected)
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry("Http", "TransportFailureRateHealthPolicy.RateLimit", value));
 
+    [Theory]
+    [InlineData("Http", "500, 502,503 504", null)]
+    [InlineData("Http", "5xx,429", null)]
+    [InlineData("Http", "5XX", null)]
+    [InlineData("Http", "404", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.FailureStatusCodes: '404' is not a status passive health can count (429, 500-599, or 5xx for all of 500-599).")]
+    [InlineData("Http", "503,600", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.FailureStatusCodes: '600' is not a status passive health can count (429, 500-599, or 5xx for all of 500-599).")]
+    [InlineData("Http", "50x", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.FailureStatusCodes: '50x' is not a status passive health can count (429, 500-599, or 5xx for all of 500-599).")]
+    [InlineData("Http", "+503", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.FailureStatusCodes: '+503' is not a status passive health can count (429, 500-599, or 5xx for all of 500-599).")]
+    [InlineData("Mllp", "5xx", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.FailureStatusCodes: applies to HTTP clusters only.")]
+    public void Passive_failure_status_codes_are_429_and_5xx_on_http_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "TransportFailureRateHealthPolicy.FailureStatusCodes", value));
+
     private static IReadOnlyList<string> ValidateRetry(string protocol, string key, string value)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>

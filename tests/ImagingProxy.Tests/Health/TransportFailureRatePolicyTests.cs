@@ -1,3 +1,4 @@
+using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using ImagingProxy.Testing;
 using Microsoft.AspNetCore.Http;
@@ -34,7 +35,7 @@ public sealed class TransportFailureRatePolicyTests
         Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
         var logged = Assert.Single(_logger.Collector.GetSnapshot());
         Assert.Equal(325, logged.Id.Id);
-        Assert.Equal("Passive health takes destination 'b' of cluster 'web' out: 3 of its last 10 requests (within 60 s) failed in transport, the limit is 0.3; back on probation in 00:00:05.", logged.Message);
+        Assert.Equal("Passive health takes destination 'b' of cluster 'web' out: 3 of its last 10 requests (within 60 s) failed, the limit is 0.3; back on probation in 00:00:05.", logged.Message);
         // YARP's policy passes max(period, its 60 s detection window): 60 s here.
         Assert.Equal([(DestinationHealth.Healthy, TimeSpan.FromSeconds(5)), (DestinationHealth.Unhealthy, TimeSpan.FromSeconds(5))], _updater.Calls);
     }
@@ -136,6 +137,65 @@ public sealed class TransportFailureRatePolicyTests
         Send(policy, cluster, failed: true);
         Send(policy, cluster, failed: true);
         Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+    }
+
+    [Fact]
+    public void Server_errors_count_only_when_the_cluster_lists_them()
+    {
+        var policy = Policy();
+        var plain = Cluster(reactivation: TimeSpan.FromSeconds(5));
+        for (var i = 0; i < 10; i++)
+        {
+            policy.RequestProxied(Answered(503), plain, _destination);
+        }
+
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+
+        var listed = Cluster(reactivation: TimeSpan.FromSeconds(5), failureStatusCodes: "502, 503");
+        foreach (var status in (int[])[200, 404, 500, 501, 504, 429, 302, 200, 200])
+        {
+            policy.RequestProxied(Answered(status), listed, _destination);
+        }
+
+        // 0 of 19 requests failed so far; the 503s above were answered before the cluster listed them.
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+        for (var i = 0; i < 8; i++)
+        {
+            policy.RequestProxied(Answered(i % 2 == 0 ? 503 : 502), listed, _destination);
+        }
+
+        // 8 of 27 is below the 0.3; the ninth makes 9 of 28.
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+        policy.RequestProxied(Answered(503), listed, _destination);
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+        Assert.Equal(
+            "Passive health takes destination 'b' of cluster 'web' out: 9 of its last 28 requests (within 60 s) failed, the limit is 0.3; back on probation in 00:00:05.",
+            _logger.Collector.LatestRecord.Message);
+    }
+
+    [Fact]
+    public void A_reactivated_destination_that_answers_a_listed_status_goes_out_again()
+    {
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5), failureStatusCodes: "5xx");
+        for (var i = 0; i < 10; i++)
+        {
+            policy.RequestProxied(Answered(500), cluster, _destination);
+        }
+
+        Reactivate();
+        policy.RequestProxied(Answered(507), cluster, _destination);
+
+        Assert.Equal(DestinationHealth.Unhealthy, _destination.Health.Passive);
+        Assert.Equal(327, _logger.Collector.LatestRecord.Id.Id);
+        Assert.Equal(
+            "Passive health takes destination 'b' of cluster 'web' out again: its first request since it came back was answered 507, a status in FailureStatusCodes; back on probation in 00:00:05.",
+            _logger.Collector.LatestRecord.Message);
+
+        Reactivate();
+        policy.RequestProxied(Answered(200), cluster, _destination);
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+        Assert.False(policy.IsOnProbation(_destination));
     }
 
     [Fact]
@@ -244,9 +304,19 @@ public sealed class TransportFailureRatePolicyTests
 
     private TransportFailureRatePolicy Policy() => new(Options.Create(new TransportFailureRateHealthPolicyOptions()), _updater, _time, _logger);
 
-    private static ClusterState Cluster(TimeSpan? reactivation, string? rateLimit = null)
+    private static ClusterState Cluster(TimeSpan? reactivation, string? rateLimit = null, string? failureStatusCodes = null)
     {
-        var metadata = rateLimit is null ? null : new Dictionary<string, string> { [TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName] = rateLimit };
+        var metadata = new Dictionary<string, string>();
+        if (rateLimit is not null)
+        {
+            metadata[TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName] = rateLimit;
+        }
+
+        if (failureStatusCodes is not null)
+        {
+            metadata[MetadataKeys.PassiveFailureStatusCodes] = failureStatusCodes;
+        }
+
         var cluster = HealthFixtures.Cluster("web", activeFlag: false, passive: true, metadata, "b");
         return HealthFixtures.Reconfigured(cluster, config => config with
         {
@@ -260,6 +330,14 @@ public sealed class TransportFailureRatePolicyTests
         {
             policy.RequestProxied(Context(failed ? ForwarderError.Request : null), cluster, _destination);
         }
+    }
+
+    /// <summary>A request the server answered with <paramref name="statusCode"/> (no forwarder error).</summary>
+    private static DefaultHttpContext Answered(int statusCode)
+    {
+        var context = new DefaultHttpContext();
+        context.Response.StatusCode = statusCode;
+        return context;
     }
 
     private static DefaultHttpContext Context(ForwarderError? error, bool aborted = false)
