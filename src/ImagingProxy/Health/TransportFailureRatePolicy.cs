@@ -2,8 +2,10 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Health;
 using Yarp.ReverseProxy.Model;
@@ -38,17 +40,23 @@ namespace ImagingProxy.Health;
 /// </para>
 /// </remarks>
 internal sealed partial class TransportFailureRatePolicy(
-    IOptions<TransportFailureRateHealthPolicyOptions> options, IDestinationHealthUpdater updater, TimeProvider time, ILogger<TransportFailureRatePolicy> logger)
+    IOptions<TransportFailureRateHealthPolicyOptions> options, IDestinationHealthUpdater updater, IServiceProvider services, TimeProvider time,
+    ILogger<TransportFailureRatePolicy> logger)
     : IPassiveHealthCheckPolicy
 {
     private readonly TransportFailureRateHealthPolicyOptions _options = options.Value;
     private readonly ConditionalWeakTable<DestinationState, History> _histories = [];
     private readonly ConditionalWeakTable<ClusterModel, ClusterSettings> _settings = [];
 
+    // Resolved at the first moved request: YARP's state (its config manager) needs its config validator, which needs
+    // the passive policies, this one among them; taken in the constructor, that cycle hangs the host's start.
+    private IProxyStateLookup? _proxyState;
+
     public string Name => HealthCheckConstants.PassivePolicy.TransportFailureRate;
 
     public void RequestProxied(HttpContext context, ClusterState cluster, DestinationState destination)
     {
+        cluster = ProxiedCluster(context, cluster);
         var error = context.Features.Get<IForwarderErrorFeature>();
         var settings = Settings(cluster.Model);
         var outcome = error is not null
@@ -131,6 +139,19 @@ internal sealed partial class TransportFailureRatePolicy(
     internal static bool IsServerFailure(IForwarderErrorFeature? error) => error?.Error is ForwarderError.Request or ForwarderError.RequestTimedOut
         or ForwarderError.RequestBodyDestination or ForwarderError.ResponseBodyDestination
         or ForwarderError.UpgradeRequestDestination or ForwarderError.UpgradeResponseDestination;
+
+    /// <summary>
+    /// The cluster the request was sent to. YARP's passive middleware passes the route's cluster, also for a request a
+    /// step moved to another (<c>ReassignProxyRequest</c>: the XDS step sends ITI-41/43 to the repository cluster on a
+    /// route of the registry's): its destination is then the other cluster's, judged by that cluster's settings, and the
+    /// health it gets must recompute that cluster's available destinations.
+    /// </summary>
+    private ClusterState ProxiedCluster(HttpContext context, ClusterState routeCluster)
+        => context.Features.Get<IReverseProxyFeature>()?.Cluster is { } model && !ReferenceEquals(model, routeCluster.Model)
+            && !string.Equals(model.Config.ClusterId, routeCluster.ClusterId, StringComparison.OrdinalIgnoreCase)
+            && (_proxyState ??= services.GetRequiredService<IProxyStateLookup>()).TryGetCluster(model.Config.ClusterId, out var moved)
+                ? moved
+                : routeCluster;
 
     /// <summary>
     /// The cluster's <c>TransportFailureRateHealthPolicy.RateLimit</c> and <c>.FailureStatusCodes</c> (validated), read

@@ -225,6 +225,59 @@ public sealed class XdsRoutingTests : IAsyncLifetime
         Assert.Equal("XDS ITI-43 refused: no cluster serves it (ImagingProxy:Xds:RepositoryCluster is not set).", log.Message);
     }
 
+    [Fact]
+    public async Task Passive_health_judges_a_moved_transaction_by_the_settings_of_the_cluster_it_went_to()
+    {
+        // The Xds route's own cluster is the registry: YARP's passive middleware hands the policy the route's cluster
+        // even for an ITI-41 moved to the repository. The repository's FailureStatusCodes must apply, and its destination
+        // must leave the repository's rotation.
+        var clusters = $$"""
+            {
+              "xds-registry": {{TestConfig.Cluster("", _registry)}},
+              "xds-repository": {{TestConfig.Cluster("""
+                "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:05:00" } },
+                "Metadata": { "TransportFailureRateHealthPolicy.FailureStatusCodes": "503" }
+                """, _repository)}}
+            }
+            """;
+        var imagingProxy = """{ "Xds": { "RegistryCluster": "xds-registry", "RepositoryCluster": "xds-repository" } }""";
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, clusters, "{}", imagingProxy));
+        using var client = new HttpClient { BaseAddress = proxy.Url("Xds") };
+        var tracker = proxy.Services.GetRequiredService<ImagingProxy.Health.DestinationHealthTracker>();
+        var wentOut = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        tracker.Transition += (cluster, destination, kind, _, now) =>
+        {
+            if (destination == "repository" && kind == "passive" && now == Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)
+            {
+                wentOut.TrySetResult(cluster);
+            }
+        };
+
+        for (var i = 0; i < 10; i++)
+        {
+            using var content = new StringContent(Envelope(XdsAction.ProvideAndRegisterDocumentSet), Encoding.UTF8);
+            content.Headers.ContentType = MediaTypeHeaderValue.Parse($"application/soap+xml; action=\"{XdsAction.ProvideAndRegisterDocumentSet}\"");
+            using var response = await client.PostAsync("/status/503", content);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Equal("repository", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        Assert.Equal("xds-repository", await wentOut.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.True(proxy.Services.GetRequiredService<Yarp.ReverseProxy.IProxyStateLookup>().TryGetCluster("xds-repository", out var repository));
+        // YARP's updater recomputes the cluster's available destinations on a thread-pool task.
+        for (var i = 0; i < 100 && repository.DestinationsState.AvailableDestinations.Count > 0; i++)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Empty(repository.DestinationsState.AvailableDestinations);
+        using var refused = await PostAsync(client, XdsAction.ProvideAndRegisterDocumentSet);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, refused.StatusCode);
+        var fault = await refused.Content.ReadAsStringAsync();
+        Assert.Contains("No healthy server in cluster", fault, StringComparison.Ordinal);
+        Assert.Contains("xds-repository", fault, StringComparison.Ordinal);
+    }
+
     /// <summary>A proxy whose cluster <paramref name="downCluster"/> (of <paramref name="down"/>) has active probes and has gone down.</summary>
     private async Task<TestProxy> StartWithOneClusterDownAsync(string downCluster, TestBackend down)
     {

@@ -222,6 +222,27 @@ public sealed class TransportFailureRatePolicyTests
     }
 
     [Fact]
+    public void The_status_YARP_gives_a_forwarder_error_is_not_judged_as_the_servers_answer()
+    {
+        // YARP answers its forwarder's errors itself (502 for a client that went away before the answer, 400 for a
+        // broken upload, 503 for no destination): with 5xx listed, those must stay the client's, not the server's.
+        var policy = Policy();
+        var cluster = Cluster(reactivation: TimeSpan.FromSeconds(5), failureStatusCodes: "5xx");
+        foreach (var (error, status) in ((ForwarderError, int)[])[(ForwarderError.RequestCanceled, 502), (ForwarderError.RequestBodyClient, 400),
+            (ForwarderError.NoAvailableDestinations, 503), (ForwarderError.Request, 502)])
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                var context = Context(error, aborted: error == ForwarderError.Request);
+                context.Response.StatusCode = status;
+                policy.RequestProxied(context, cluster, _destination);
+            }
+        }
+
+        Assert.Equal(DestinationHealth.Healthy, _destination.Health.Passive);
+    }
+
+    [Fact]
     public void A_request_the_client_abandoned_is_not_a_failure_of_the_server()
     {
         var policy = Policy();
@@ -302,7 +323,7 @@ public sealed class TransportFailureRatePolicyTests
         _destination.Health.Passive = DestinationHealth.Unknown;
     }
 
-    private TransportFailureRatePolicy Policy() => new(Options.Create(new TransportFailureRateHealthPolicyOptions()), _updater, _time, _logger);
+    private TransportFailureRatePolicy Policy() => new(Options.Create(new TransportFailureRateHealthPolicyOptions()), _updater, new ServiceCollection().BuildServiceProvider(), _time, _logger);
 
     private static ClusterState Cluster(TimeSpan? reactivation, string? rateLimit = null, string? failureStatusCodes = null)
     {
