@@ -36,6 +36,9 @@ public sealed class TestBackend : IAsyncDisposable
 
     public volatile bool Unhealthy;
 
+    /// <summary>When not 0, every request but <c>/health</c> is answered with this status (body <c>status N from NAME</c>, header <c>X-Failed</c>).</summary>
+    public volatile int FailWith;
+
     public static async Task<TestBackend> StartAsync(string name)
     {
         var builder = WebApplication.CreateSlimBuilder();
@@ -65,6 +68,14 @@ public sealed class TestBackend : IAsyncDisposable
         {
             context.Response.StatusCode = Unhealthy ? 503 : 200;
             await context.Response.WriteAsync(Unhealthy ? "down" : "up");
+            return;
+        }
+
+        if (FailWith is not 0 and var failWith)
+        {
+            context.Response.StatusCode = failWith;
+            context.Response.Headers["X-Failed"] = Name;
+            await context.Response.WriteAsync($"status {failWith} from {Name}");
             return;
         }
 

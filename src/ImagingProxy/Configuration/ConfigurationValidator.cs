@@ -166,6 +166,11 @@ public static class ConfigurationValidator
 
                 ValidatePositiveTime(metadata, MetadataKeys.ExpectContinueTimeout, errors);
 
+                if (!Health.FailureStatusCodes.TryParse(metadata[MetadataKeys.RetryStatusCodes], out _, out var badRetryCode))
+                {
+                    errors.Add($"{metadata.Path}:{MetadataKeys.RetryStatusCodes}: '{badRetryCode}' is not a status a request can be retried after (429, 500-599, or {Health.FailureStatusCodes.AllServerErrors} for all of 500-599).");
+                }
+
                 // Passive health's failure share (TransportFailureRatePolicy); YARP's own policy read a bad value as its default.
                 var rateLimitKey = Yarp.ReverseProxy.Health.TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName;
                 var rateLimit = metadata[rateLimitKey];
@@ -182,7 +187,7 @@ public static class ConfigurationValidator
             }
             else
             {
-                foreach (var retryKey in (string[])[MetadataKeys.RetryMaxAttempts, MetadataKeys.RetryOn])
+                foreach (var retryKey in (string[])[MetadataKeys.RetryMaxAttempts, MetadataKeys.RetryOn, MetadataKeys.RetryStatusCodes])
                 {
                     if (!string.IsNullOrEmpty(metadata[retryKey]))
                     {

@@ -43,6 +43,12 @@ public static class MetadataKeys
     public const string RetryOn = "Retry.On";
 
     /// <summary>
+    /// Cluster metadata (HTTP): answers after which a GET/HEAD/OPTIONS is retried on another destination, a list of codes
+    /// (429, 500-599) and <c>5xx</c> (<see cref="Health.FailureStatusCodes"/>); none by default.
+    /// </summary>
+    public const string RetryStatusCodes = "Retry.StatusCodes";
+
+    /// <summary>
     /// Cluster metadata (HTTP): when uploads are sent with <c>Expect: 100-continue</c>: <c>Never</c> (default),
     /// <c>Large</c> (bodies of 1 MiB or more, or of unknown length) or <c>Always</c> (<see cref="Forwarding.ExpectContinue"/>).
     /// </summary>

@@ -21,7 +21,9 @@ namespace ImagingProxy.Forwarding;
 /// <c>HttpRequest:ActivityTimeout</c> (NGINX's <c>proxy_next_upstream error timeout</c>); not the default, because a
 /// request that makes a server fail (an expensive or malformed query) would then go to every server in turn.
 /// YARP has no retries of its own: without this, every request that met a PACS web node that had just died got 502
-/// until a health check took the node out.
+/// until a health check took the node out. Cluster metadata <c>Retry.StatusCodes</c> also retries after an answer with
+/// one of its statuses (say 503 from a node in maintenance): the answer is kept back before any of it reaches the client
+/// (<see cref="RetryableStatus"/>) while another attempt is possible; the last attempt's answer goes through whole.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -73,15 +75,35 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
         var beforeResponse = string.Equals(feature.Cluster.Config.Metadata?.GetValueOrDefault(MetadataKeys.RetryOn), OnBeforeResponse, StringComparison.OrdinalIgnoreCase);
         // The items before the first attempt (usually none: then every item after a failed attempt is one it added).
         var items = context.Items.Count == 0 ? null : new HashSet<object>(context.Items.Keys);
+        RetryableStatus? retryable = null;
+        if (RetryableStatus.Of(feature.Cluster.Config) is { } codes)
+        {
+            retryable = new RetryableStatus(codes);
+            context.Features.Set(retryable);
+        }
+
         List<DestinationState>? untried = null;
         for (var attempt = 1; ; attempt++)
         {
+            if (retryable is not null)
+            {
+                // The destination this attempt goes to is one of those available: another is left when there are two.
+                retryable.CanRetry = attempt < maxAttempts && feature.AvailableDestinations.Count >= 2;
+                retryable.KeptBack = 0;
+            }
+
             await next();
             var error = context.GetForwarderErrorFeature();
             var failed = feature.ProxiedDestination;
-            if (error is null || failed is null || !IsRetryable(error, beforeResponse) || context.Response.HasStarted
-                || context.RequestAborted.IsCancellationRequested || attempt >= maxAttempts)
+            var keptBack = retryable?.KeptBack ?? 0;
+            if (failed is null || context.Response.HasStarted || context.RequestAborted.IsCancellationRequested || attempt >= maxAttempts
+                || (keptBack == 0 && (error is null || !IsRetryable(error, beforeResponse))))
             {
+                if (keptBack != 0)
+                {
+                    DropKeptBack(context, keptBack);
+                }
+
                 return;
             }
 
@@ -89,20 +111,51 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             untried.Remove(failed);
             if (untried.Count == 0)
             {
+                if (keptBack != 0)
+                {
+                    DropKeptBack(context, keptBack);
+                }
+
                 return;
             }
 
             var cluster = feature.Cluster.Config.ClusterId;
-            var cause = Describe(error.Exception);
-            metrics.Retried(cluster, failed.DestinationId, error.Error);
-            Log.Retrying(logger, context.Request.Method, LoggedRequest.Path(context.Request), failed.DestinationId, cluster, error.Error, cause, attempt + 1, maxAttempts);
+            string errorType, cause;
+            if (keptBack != 0)
+            {
+                errorType = "Status" + keptBack.ToString(CultureInfo.InvariantCulture);
+                cause = "answered " + keptBack.ToString(CultureInfo.InvariantCulture);
+                metrics.Retried(cluster, failed.DestinationId, errorType);
+                Log.RetryingAfterStatus(logger, context.Request.Method, LoggedRequest.Path(context.Request), failed.DestinationId, cluster, keptBack, attempt + 1, maxAttempts);
+            }
+            else
+            {
+                errorType = error!.Error.ToString();
+                cause = Describe(error.Exception);
+                metrics.Retried(cluster, failed.DestinationId, errorType);
+                Log.Retrying(logger, context.Request.Method, LoggedRequest.Path(context.Request), failed.DestinationId, cluster, error.Error, cause, attempt + 1, maxAttempts);
+            }
 
             // Nothing reached the client: the next attempt starts as the first did.
             context.Features.Set<IForwarderErrorFeature>(null);
             context.Response.Clear();
             ForgetItemsSince(context.Items, items);
-            RetagActivity(failed.DestinationId, error.Error, cause);
+            RetagActivity(failed.DestinationId, errorType, cause);
             feature.AvailableDestinations = untried.ToArray();
+        }
+    }
+
+    /// <summary>
+    /// An answer kept back for a retry that does not follow (the client went away meanwhile): its status and headers,
+    /// whose body will never come, are not sent; the request ends as YARP ends an abandoned one, with 502.
+    /// </summary>
+    private void DropKeptBack(HttpContext context, int keptBack)
+    {
+        Log.KeptBackNotRetried(logger, context.Request.Method, LoggedRequest.Path(context.Request), keptBack);
+        if (!context.Response.HasStarted)
+        {
+            context.Response.Clear();
+            context.Response.StatusCode = StatusCodes.Status502BadGateway;
         }
     }
 
@@ -203,7 +256,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     /// YARP's <c>proxy.forwarder</c> activity (current here) gets its route, cluster and destination tags again from the
     /// next attempt (YARP adds them, it does not replace them): the failed destination's go, an event records it.
     /// </summary>
-    private static void RetagActivity(string destination, ForwarderError error, string cause)
+    private static void RetagActivity(string destination, string errorType, string cause)
     {
         if (Activity.Current is not { Source.Name: "Yarp.ReverseProxy" } activity)
         {
@@ -218,7 +271,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
         activity.AddEvent(new ActivityEvent("imagingproxy.retry", tags: new ActivityTagsCollection
         {
             ["proxy.destination_id"] = destination,
-            ["error.type"] = error.ToString(),
+            ["error.type"] = errorType,
             ["exception.message"] = cause,
         }));
     }
@@ -243,5 +296,11 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     {
         [LoggerMessage(EventId = 413, Level = LogLevel.Warning, Message = "Request {Method} {Path}: destination '{Destination}' of cluster '{Cluster}' failed before answering ({Error}: {Cause}); sent to another destination, attempt {Attempt} of at most {MaxAttempts}.")]
         public static partial void Retrying(ILogger logger, string method, string path, string destination, string cluster, ForwarderError error, string cause, int attempt, int maxAttempts);
+
+        [LoggerMessage(EventId = 414, Level = LogLevel.Warning, Message = "Request {Method} {Path}: destination '{Destination}' of cluster '{Cluster}' answered {StatusCode}, a status in Retry.StatusCodes; sent to another destination, attempt {Attempt} of at most {MaxAttempts}.")]
+        public static partial void RetryingAfterStatus(ILogger logger, string method, string path, string destination, string cluster, int statusCode, int attempt, int maxAttempts);
+
+        [LoggerMessage(EventId = 415, Level = LogLevel.Information, Message = "Request {Method} {Path}: the answer {StatusCode} was kept back for a retry that does not follow (the client went away); ended with 502.")]
+        public static partial void KeptBackNotRetried(ILogger logger, string method, string path, int statusCode);
     }
 }

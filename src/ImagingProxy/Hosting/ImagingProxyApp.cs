@@ -237,7 +237,8 @@ public static class ImagingProxyApp
             .AddConfigFilter<ProxyConfigFilter>()
             .AddTransforms(ExpectContinue.Apply)
             .AddTransforms(ForwardedHeader.Apply)
-            .AddTransforms(EncodedSlashPath.Apply);
+            .AddTransforms(EncodedSlashPath.Apply)
+            .AddTransforms(RetryableStatus.Apply);
         services.AddSingleton<Yarp.ReverseProxy.Forwarder.IForwarderHttpClientFactory, ProxyHttpClientFactory>();
         services.AddSingleton<ProxyConfigAcceptance>();
         services.AddSingleton<Yarp.ReverseProxy.Configuration.IConfigChangeListener>(sp => sp.GetRequiredService<ProxyConfigAcceptance>());

@@ -85,8 +85,11 @@ public sealed class HttpProxyMetrics : IDisposable
         => _unrouted.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("http.response.status_code", StatusCodeTag(statusCode)));
 
     /// <summary>A request sent to another destination because <paramref name="destination"/> failed with <paramref name="error"/> (HttpRetryStep).</summary>
-    public void Retried(string cluster, string destination, ForwarderError error)
-        => _retries.Add(1, new TagList { { "cluster", cluster }, { "destination", destination }, { "error", error.ToString() } });
+    public void Retried(string cluster, string destination, ForwarderError error) => Retried(cluster, destination, error.ToString());
+
+    /// <summary>A request sent to another destination because <paramref name="destination"/> failed: <paramref name="error"/> is a forwarder error's name, or <c>Status503</c> and the like for an answer kept back (Retry.StatusCodes).</summary>
+    public void Retried(string cluster, string destination, string error)
+        => _retries.Add(1, new TagList { { "cluster", cluster }, { "destination", destination }, { "error", error } });
 
     public void Dispose() => _meter.Dispose();
 

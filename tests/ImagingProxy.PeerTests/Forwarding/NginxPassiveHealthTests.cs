@@ -13,7 +13,7 @@ namespace ImagingProxy.PeerTests.Forwarding;
 
 // Real peers: two nginx (Debian) servers behind an HTTP cluster with passive health. Server b breaks off every request
 // (nginx's 444: the connection closes without an answer, a transport failure to the proxy) while one file exists, and
-// answers 503 (a status the cluster's FailureStatusCodes lists) while another does.
+// answers 503 (a status the cluster's Retry.StatusCodes and FailureStatusCodes list) while another does.
 public sealed class NginxPassiveHealthTests : IAsyncLifetime
 {
     private readonly TempDirectory _flags = TempDirectory.Create("imagingproxy-passive-");
@@ -35,7 +35,7 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
                 { "web": {
                     "LoadBalancingPolicy": "RoundRobin",
                     "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:00:02" } },
-                    "Metadata": { "Retry.On": "BeforeResponse", "TransportFailureRateHealthPolicy.FailureStatusCodes": "500, 503" },
+                    "Metadata": { "Retry.On": "BeforeResponse", "Retry.StatusCodes": "503", "TransportFailureRateHealthPolicy.FailureStatusCodes": "500, 503" },
                     "Destinations": { "a": { "Address": "{{nodes[0].BaseAddress}}" }, "b": { "Address": "{{nodes[1].BaseAddress}}" } } } }
                 """,
                 """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
@@ -97,15 +97,15 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
         using var client = _peers!.ViewersClient();
         await File.WriteAllTextAsync(ErrorFlag, string.Empty);
 
-        // An answer is not retried: viewers get b's 503s (round robin: every other GET) until a third of them fail.
-        var (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 40, serverErrors: true);
+        // b's 503s count for passive health and each GET that meets one is sent on to a (Retry.StatusCodes): viewers see none.
+        var (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 40);
         Assert.InRange(sent, 10, 40);
         Assert.Equal(["Healthy"], before);
 
         // Back after the cluster's 2 s, on probation: its first 503 takes it out again.
         Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
         Assert.True(await OnProbationAsync());
-        (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 10, serverErrors: true);
+        (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 10);
         Assert.True(sent <= 3, $"b went out again after {sent} requests");
         Assert.Empty(before);
 
@@ -116,6 +116,18 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
         Assert.False(await OnProbationAsync());
         Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 503", StringComparison.Ordinal));
         Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 200", StringComparison.Ordinal));
+
+        // A POST is never sent twice: b's 503 reaches the client (round robin: within two POSTs).
+        await File.WriteAllTextAsync(ErrorFlag, string.Empty);
+        var posts = new List<HttpStatusCode>();
+        for (var i = 0; i < 2; i++)
+        {
+            using var response = await client.PostAsync("/studies", new StringContent("{}"));
+            posts.Add(response.StatusCode);
+            await _requests!.WaitForMeasurementsAsync(++_sent, TimeSpan.FromSeconds(30));
+        }
+
+        Assert.Contains(HttpStatusCode.ServiceUnavailable, posts);
     }
 
     /// <summary>
@@ -123,19 +135,15 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
     /// transitions seen before (the first request b gets makes an Unknown destination Healthy, failed or not, until
     /// there are enough requests to judge).
     /// </summary>
-    /// With <paramref name="serverErrors"/> b's 503 may come back too; otherwise every answer is a's.
-    private async Task<(int Sent, List<string> Before)> SendUntilAsync(HttpClient client, DestinationHealth health, int max, bool serverErrors = false)
+    /// Every answer is a's: b's failures are sent on (Retry.On, Retry.StatusCodes).
+    private async Task<(int Sent, List<string> Before)> SendUntilAsync(HttpClient client, DestinationHealth health, int max)
     {
         var before = new List<string>();
         for (var sent = 1; sent <= max; sent++)
         {
             using var response = await client.GetAsync("/studies");
-            var body = await response.Content.ReadAsStringAsync();
-            if (!(serverErrors && response.StatusCode == HttpStatusCode.ServiceUnavailable && body == "busy\n"))
-            {
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                Assert.Equal("a\n", body);
-            }
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a\n", await response.Content.ReadAsStringAsync());
 
             await _requests!.WaitForMeasurementsAsync(++_sent, TimeSpan.FromSeconds(30));
             while (_transitions.Reader.TryRead(out var seen))

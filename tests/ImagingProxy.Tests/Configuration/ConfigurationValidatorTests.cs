@@ -185,6 +185,14 @@ public class ConfigurationValidatorTests
     public void Passive_failure_status_codes_are_429_and_5xx_on_http_clusters_only(string protocol, string value, string? expected)
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "TransportFailureRateHealthPolicy.FailureStatusCodes", value));
 
+    [Theory]
+    [InlineData("Http", "502,503,504", null)]
+    [InlineData("Http", "429 5xx", null)]
+    [InlineData("Http", "200", "ReverseProxy:Clusters:web:Metadata:Retry.StatusCodes: '200' is not a status a request can be retried after (429, 500-599, or 5xx for all of 500-599).")]
+    [InlineData("Dicom", "503", "ReverseProxy:Clusters:web:Metadata:Retry.StatusCodes: applies to HTTP clusters only; a Dicom cluster's attempts are ImagingProxy:Dicom:MaxAttempts.")]
+    public void Retry_status_codes_are_429_and_5xx_on_http_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "Retry.StatusCodes", value));
+
     private static IReadOnlyList<string> ValidateRetry(string protocol, string key, string value)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>

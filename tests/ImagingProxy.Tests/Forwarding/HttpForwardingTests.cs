@@ -545,6 +545,99 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal(2, statuses.Count(s => s == HttpStatusCode.BadGateway));
     }
 
+    [Fact]
+    public async Task A_get_answered_with_a_status_in_Retry_StatusCodes_is_sent_on_and_the_client_sees_only_the_other_answer()
+    {
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin", "Metadata": { "Retry.StatusCodes": "502, 503" }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-status": {{cluster}} }""", RouteTo("retry-status")), builder => builder.Logging.AddFakeLogging());
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        _b.FailWith = 503;
+
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+            Assert.False(response.Headers.Contains("X-Failed"));
+            Assert.Equal("hello from a: /studies", await response.Content.ReadAsStringAsync());
+        }
+
+        // Round robin counts the retries' picks too: b took one to three of the GETs, each answered by a in the end.
+        var atB = _b.Requests.Count(r => r == "GET /studies");
+        Assert.InRange(atB, 1, 3);
+        Assert.Equal(4, _a.Requests.Count(r => r == "GET /studies"));
+        Assert.All(retries.GetMeasurementSnapshot(), m => Assert.Equal(("b", "Status503"), ((string?)m.Tags["destination"], (string?)m.Tags["error"])));
+        Assert.Equal(atB, retries.GetMeasurementSnapshot().Count);
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 414).ToList();
+        Assert.Equal(atB, logged.Count);
+        Assert.Equal("Request GET /studies: destination 'b' of cluster 'retry-status' answered 503, a status in Retry.StatusCodes; sent to another destination, attempt 2 of at most 3.", logged[0].Message);
+
+        // A HEAD is a read too.
+        for (var i = 0; i < 2; i++)
+        {
+            using var head = await client.SendAsync(new HttpRequestMessage(HttpMethod.Head, "/studies"));
+            Assert.Equal(HttpStatusCode.OK, head.StatusCode);
+            Assert.Equal("a", head.Headers.GetValues("X-Backend").Single());
+        }
+    }
+
+    [Fact]
+    public async Task Answers_not_listed_in_Retry_StatusCodes_and_posts_reach_the_client_as_the_server_sent_them()
+    {
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin", "Metadata": { "Retry.StatusCodes": "503" }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-status-other": {{cluster}} }""", RouteTo("retry-status-other")));
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        _b.FailWith = 500;
+        var gets = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            gets.Add($"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+
+        _b.FailWith = 503;
+        var posts = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            using var response = await client.PostAsync("/up", new StringContent("study"));
+            posts.Add($"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+        }
+
+        Assert.Equal(2, gets.Count(g => g == "500 status 500 from b"));
+        Assert.Equal(2, posts.Count(p => p == "503 status 503 from b"));
+        Assert.Empty(retries.GetMeasurementSnapshot());
+    }
+
+    [Fact]
+    public async Task When_every_destination_answers_a_listed_status_the_client_gets_the_last_answer_whole()
+    {
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin", "Metadata": { "Retry.StatusCodes": "5xx" }
+            """, _a, _b);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-status-all": {{cluster}} }""", RouteTo("retry-status-all")));
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        _a.FailWith = 503;
+        _b.FailWith = 504;
+
+        using var response = await client.GetAsync("/studies");
+
+        // Two destinations, two attempts: the second's answer goes through with its body and headers.
+        var backend = response.Headers.GetValues("X-Backend").Single();
+        Assert.Equal(backend == "a" ? HttpStatusCode.ServiceUnavailable : HttpStatusCode.GatewayTimeout, response.StatusCode);
+        Assert.Equal(backend, response.Headers.GetValues("X-Failed").Single());
+        Assert.Equal($"status {(int)response.StatusCode} from {backend}", await response.Content.ReadAsStringAsync());
+        Assert.Single(retries.GetMeasurementSnapshot());
+        Assert.Equal(2, _a.Requests.Count + _b.Requests.Count);
+    }
+
     private static string RouteTo(string cluster) => $$"""{ "all": { "ClusterId": "{{cluster}}", "Match": { "Path": "/{**rest}" } } }""";
     [Fact]
     public async Task A_w3c_trace_context_reaches_the_backend_in_the_same_trace()
