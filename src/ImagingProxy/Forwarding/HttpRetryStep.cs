@@ -297,10 +297,10 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
         [LoggerMessage(EventId = 413, Level = LogLevel.Warning, Message = "Request {Method} {Path}: destination '{Destination}' of cluster '{Cluster}' failed before answering ({Error}: {Cause}); sent to another destination, attempt {Attempt} of at most {MaxAttempts}.")]
         public static partial void Retrying(ILogger logger, string method, string path, string destination, string cluster, ForwarderError error, string cause, int attempt, int maxAttempts);
 
-        [LoggerMessage(EventId = 414, Level = LogLevel.Warning, Message = "Request {Method} {Path}: destination '{Destination}' of cluster '{Cluster}' answered {StatusCode}, a status in Retry.StatusCodes; sent to another destination, attempt {Attempt} of at most {MaxAttempts}.")]
+        [LoggerMessage(EventId = 416, Level = LogLevel.Warning, Message = "Request {Method} {Path}: destination '{Destination}' of cluster '{Cluster}' answered {StatusCode}, a status in Retry.StatusCodes; sent to another destination, attempt {Attempt} of at most {MaxAttempts}.")]
         public static partial void RetryingAfterStatus(ILogger logger, string method, string path, string destination, string cluster, int statusCode, int attempt, int maxAttempts);
 
-        [LoggerMessage(EventId = 415, Level = LogLevel.Information, Message = "Request {Method} {Path}: the answer {StatusCode} was kept back for a retry that does not follow (the client went away); ended with 502.")]
+        [LoggerMessage(EventId = 417, Level = LogLevel.Information, Message = "Request {Method} {Path}: the answer {StatusCode} was kept back for a retry that does not follow (the client went away); ended with 502.")]
         public static partial void KeptBackNotRetried(ILogger logger, string method, string path, int statusCode);
     }
 }

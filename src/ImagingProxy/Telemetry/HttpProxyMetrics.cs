@@ -31,7 +31,7 @@ public sealed class HttpProxyMetrics : IDisposable
         _requests = _meter.CreateCounter<long>("imagingproxy.http.requests", "{request}", "Proxied HTTP requests by route, cluster, destination, status code and forwarder error.");
         _duration = _meter.CreateHistogram<double>("imagingproxy.http.request.duration", "s", "Time from routing to the end of the proxied response.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
-        _retries = _meter.CreateCounter<long>("imagingproxy.http.retries", "{attempt}", "GET/HEAD/OPTIONS requests sent to another destination after one failed before answering, by the destination that failed and its forwarder error.");
+        _retries = _meter.CreateCounter<long>("imagingproxy.http.retries", "{attempt}", "GET/HEAD/OPTIONS requests sent to another destination after one failed before answering or answered a status in Retry.StatusCodes, by the destination that failed and its forwarder error (or StatusNNN).");
         _unrouted = _meter.CreateCounter<long>("imagingproxy.http.unrouted", "{request}", "Requests on a viewers' or XDS listener that no route takes, by listener and status code: 404 (no route matches the path) or 405 (only routes for other methods do).");
         _xds = _meter.CreateCounter<long>("imagingproxy.xds.transactions", "{transaction}", "XDS.b requests by IHE transaction (ITI-18/41/42/43, unknown, missing) and status code.");
     }
@@ -84,10 +84,7 @@ public sealed class HttpProxyMetrics : IDisposable
     public void Unrouted(string listener, int statusCode)
         => _unrouted.Add(1, new KeyValuePair<string, object?>("listener", listener), new KeyValuePair<string, object?>("http.response.status_code", StatusCodeTag(statusCode)));
 
-    /// <summary>A request sent to another destination because <paramref name="destination"/> failed with <paramref name="error"/> (HttpRetryStep).</summary>
-    public void Retried(string cluster, string destination, ForwarderError error) => Retried(cluster, destination, error.ToString());
-
-    /// <summary>A request sent to another destination because <paramref name="destination"/> failed: <paramref name="error"/> is a forwarder error's name, or <c>Status503</c> and the like for an answer kept back (Retry.StatusCodes).</summary>
+    /// <summary>A request sent to another destination because <paramref name="destination"/> failed: <paramref name="error"/> is a forwarder error's name, or <c>Status503</c> and the like for an answer kept back (HttpRetryStep; Retry.StatusCodes).</summary>
     public void Retried(string cluster, string destination, string error)
         => _retries.Add(1, new TagList { { "cluster", cluster }, { "destination", destination }, { "error", error } });
 

@@ -571,7 +571,7 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal(4, _a.Requests.Count(r => r == "GET /studies"));
         Assert.All(retries.GetMeasurementSnapshot(), m => Assert.Equal(("b", "Status503"), ((string?)m.Tags["destination"], (string?)m.Tags["error"])));
         Assert.Equal(atB, retries.GetMeasurementSnapshot().Count);
-        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 414).ToList();
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 416).ToList();
         Assert.Equal(atB, logged.Count);
         Assert.Equal("Request GET /studies: destination 'b' of cluster 'retry-status' answered 503, a status in Retry.StatusCodes; sent to another destination, attempt 2 of at most 3.", logged[0].Message);
 
@@ -636,6 +636,28 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal($"status {(int)response.StatusCode} from {backend}", await response.Content.ReadAsStringAsync());
         Assert.Single(retries.GetMeasurementSnapshot());
         Assert.Equal(2, _a.Requests.Count + _b.Requests.Count);
+    }
+
+    [Fact]
+    public async Task The_answer_of_the_last_attempt_Retry_MaxAttempts_allows_goes_through_whole_while_destinations_are_left()
+    {
+        await using var c = await TestBackend.StartAsync("c");
+        var cluster = TestConfig.Cluster("""
+            "LoadBalancingPolicy": "RoundRobin", "Metadata": { "Retry.StatusCodes": "5xx", "Retry.MaxAttempts": "2" }
+            """, _a, _b, c);
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-status-max": {{cluster}} }""", RouteTo("retry-status-max")));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        _a.FailWith = 503;
+        _b.FailWith = 504;
+        c.FailWith = 502;
+
+        using var response = await client.GetAsync("/studies");
+
+        // Two attempts, a third destination left: the second answer is the client's, not a 502 of the proxy's.
+        var backend = response.Headers.GetValues("X-Backend").Single();
+        Assert.Equal(backend, response.Headers.GetValues("X-Failed").Single());
+        Assert.Equal($"status {(int)response.StatusCode} from {backend}", await response.Content.ReadAsStringAsync());
+        Assert.Equal(2, _a.Requests.Count + _b.Requests.Count + c.Requests.Count);
     }
 
     private static string RouteTo(string cluster) => $$"""{ "all": { "ClusterId": "{{cluster}}", "Match": { "Path": "/{**rest}" } } }""";

@@ -1,0 +1,81 @@
+using ImagingProxy.Forwarding;
+using ImagingProxy.Telemetry;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Forwarding;
+
+public sealed class HttpRetryStepTests : IDisposable
+{
+    private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+    private readonly HttpProxyMetrics _metrics;
+
+    public HttpRetryStepTests() => _metrics = new HttpProxyMetrics(_services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+
+    [Fact]
+    public async Task An_answer_kept_back_for_a_client_that_went_away_is_not_sent_and_the_request_ends_with_502()
+    {
+        using var aborted = new CancellationTokenSource();
+        var (context, feature) = Context(aborted.Token, "a", "b");
+        var step = new HttpRetryStep(_metrics, NullLogger<HttpRetryStep>.Instance);
+        var attempts = 0;
+
+        await step.InvokeAsync(context, () =>
+        {
+            // What the response transform leaves when it keeps an answer back: status and headers, no body.
+            attempts++;
+            var retryable = context.Features.Get<RetryableStatus>()!;
+            Assert.True(retryable.CanRetry);
+            feature.ProxiedDestination = feature.AvailableDestinations[0];
+            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            context.Response.ContentLength = 17;
+            context.Response.Headers["X-Failed"] = "a";
+            retryable.KeptBack = StatusCodes.Status503ServiceUnavailable;
+            aborted.Cancel();
+            return Task.CompletedTask;
+        });
+
+        Assert.Equal(1, attempts);
+        Assert.Equal(StatusCodes.Status502BadGateway, context.Response.StatusCode);
+        Assert.Empty(context.Response.Headers);
+    }
+
+    public void Dispose()
+    {
+        _metrics.Dispose();
+        _services.Dispose();
+    }
+
+    private static (DefaultHttpContext Context, ProxyFeature Feature) Context(CancellationToken aborted, params string[] destinations)
+    {
+        var config = new ClusterConfig { ClusterId = "web", Metadata = new Dictionary<string, string> { ["Retry.StatusCodes"] = "503" } };
+        var cluster = new ClusterState("web", new ClusterModel(config, new HttpMessageInvoker(new SocketsHttpHandler())));
+        var context = new DefaultHttpContext { RequestAborted = aborted };
+        context.Request.Method = HttpMethods.Get;
+        var feature = new ProxyFeature
+        {
+            Route = new RouteModel(new RouteConfig { RouteId = "all", ClusterId = "web" }, cluster, HttpTransformer.Empty),
+            Cluster = cluster.Model,
+            AvailableDestinations = destinations.Select(d => new DestinationState(d)).ToArray(),
+        };
+        context.Features.Set<IReverseProxyFeature>(feature);
+        return (context, feature);
+    }
+
+    private sealed class ProxyFeature : IReverseProxyFeature
+    {
+        public required RouteModel Route { get; init; }
+
+        public required ClusterModel Cluster { get; set; }
+
+        public IReadOnlyList<DestinationState> AllDestinations { get; init; } = [];
+
+        public IReadOnlyList<DestinationState> AvailableDestinations { get; set; } = [];
+
+        public DestinationState? ProxiedDestination { get; set; }
+    }
+}
