@@ -65,29 +65,10 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
     public async Task A_failing_server_comes_back_after_the_clusters_ReactivationPeriod_and_goes_out_again_at_its_first_failure()
     {
         using var client = _peers!.ViewersClient();
-        await File.WriteAllTextAsync(DownFlag, string.Empty);
 
         // b's failures are counted and the GETs sent on to a (Retry.On BeforeResponse): the viewer sees none of them.
-        var (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 40);
-        Assert.InRange(sent, 10, 40);
-        Assert.Equal(["Healthy"], before);
+        await OutBackOnProbationOutAgainAndRepairedAsync(client, DownFlag);
 
-        // Back after the cluster's 2 s; YARP's own policy waited for its 60 s detection window whatever the period said.
-        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
-        Assert.True(await OnProbationAsync());
-
-        // Still broken: the first request it gets takes it out again (round robin: within two or three GETs), where a
-        // fresh start would have sent it ten more.
-        (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 10);
-        Assert.True(sent <= 3, $"b went out again after {sent} requests");
-        Assert.Empty(before);
-
-        // Repaired: after the next reactivation its first success makes it Healthy, and it serves again.
-        File.Delete(DownFlag);
-        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
-        await ServeFromBothAsync(client);
-        Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
-        Assert.False(await OnProbationAsync());
         Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 444", StringComparison.Ordinal));
     }
 
@@ -95,25 +76,10 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
     public async Task A_server_that_answers_a_listed_status_goes_out_and_again_at_its_first_such_answer_on_probation()
     {
         using var client = _peers!.ViewersClient();
-        await File.WriteAllTextAsync(ErrorFlag, string.Empty);
 
         // b's 503s count for passive health and each GET that meets one is sent on to a (Retry.StatusCodes): viewers see none.
-        var (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 40);
-        Assert.InRange(sent, 10, 40);
-        Assert.Equal(["Healthy"], before);
+        await OutBackOnProbationOutAgainAndRepairedAsync(client, ErrorFlag);
 
-        // Back after the cluster's 2 s, on probation: its first 503 takes it out again.
-        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
-        Assert.True(await OnProbationAsync());
-        (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 10);
-        Assert.True(sent <= 3, $"b went out again after {sent} requests");
-        Assert.Empty(before);
-
-        File.Delete(ErrorFlag);
-        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
-        await ServeFromBothAsync(client);
-        Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
-        Assert.False(await OnProbationAsync());
         Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 503", StringComparison.Ordinal));
         Assert.Contains(_peers.Nodes[1].AccessLog, line => line.StartsWith("GET /studies HTTP/1.1 200", StringComparison.Ordinal));
 
@@ -158,6 +124,32 @@ public sealed class NginxPassiveHealthTests : IAsyncLifetime
         }
 
         throw new Xunit.Sdk.XunitException($"b's passive health did not become {health} within {max} requests (seen: {string.Join(", ", before)})");
+    }
+
+    /// <summary>
+    /// With <paramref name="flag"/> set, b fails until passive health takes it out; it comes back after the cluster's 2 s
+    /// on probation (YARP's own policy waited for its 60 s detection window whatever the period said), goes out again at
+    /// the first request it gets (round robin: within two or three GETs; a fresh start would have sent it ten more), and
+    /// once repaired its first success makes it Healthy and it serves again.
+    /// </summary>
+    private async Task OutBackOnProbationOutAgainAndRepairedAsync(HttpClient client, string flag)
+    {
+        await File.WriteAllTextAsync(flag, string.Empty);
+        var (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 40);
+        Assert.InRange(sent, 10, 40);
+        Assert.Equal(["Healthy"], before);
+
+        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
+        Assert.True(await OnProbationAsync());
+        (sent, before) = await SendUntilAsync(client, DestinationHealth.Unhealthy, 10);
+        Assert.True(sent <= 3, $"b went out again after {sent} requests");
+        Assert.Empty(before);
+
+        File.Delete(flag);
+        Assert.Equal("Unknown", await NextTransitionAsync(TimeSpan.FromSeconds(30)));
+        await ServeFromBothAsync(client);
+        Assert.Equal("Healthy", await NextTransitionAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(await OnProbationAsync());
     }
 
     /// <summary>Six GETs, all answered, b's among them.</summary>

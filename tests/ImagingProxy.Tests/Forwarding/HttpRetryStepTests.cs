@@ -1,5 +1,6 @@
 using ImagingProxy.Forwarding;
 using ImagingProxy.Telemetry;
+using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -50,13 +51,13 @@ public sealed class HttpRetryStepTests : IDisposable
         _services.Dispose();
     }
 
-    private static (DefaultHttpContext Context, ProxyFeature Feature) Context(CancellationToken aborted, params string[] destinations)
+    private static (DefaultHttpContext Context, TestReverseProxyFeature Feature) Context(CancellationToken aborted, params string[] destinations)
     {
         var config = new ClusterConfig { ClusterId = "web", Metadata = new Dictionary<string, string> { ["Retry.StatusCodes"] = "503" } };
         var cluster = new ClusterState("web", new ClusterModel(config, new HttpMessageInvoker(new SocketsHttpHandler())));
         var context = new DefaultHttpContext { RequestAborted = aborted };
         context.Request.Method = HttpMethods.Get;
-        var feature = new ProxyFeature
+        var feature = new TestReverseProxyFeature
         {
             Route = new RouteModel(new RouteConfig { RouteId = "all", ClusterId = "web" }, cluster, HttpTransformer.Empty),
             Cluster = cluster.Model,
@@ -64,18 +65,5 @@ public sealed class HttpRetryStepTests : IDisposable
         };
         context.Features.Set<IReverseProxyFeature>(feature);
         return (context, feature);
-    }
-
-    private sealed class ProxyFeature : IReverseProxyFeature
-    {
-        public required RouteModel Route { get; init; }
-
-        public required ClusterModel Cluster { get; set; }
-
-        public IReadOnlyList<DestinationState> AllDestinations { get; init; } = [];
-
-        public IReadOnlyList<DestinationState> AvailableDestinations { get; set; } = [];
-
-        public DestinationState? ProxiedDestination { get; set; }
     }
 }

@@ -1,5 +1,6 @@
 using ImagingProxy.Forwarding;
 using ImagingProxy.Telemetry;
+using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
@@ -163,26 +164,13 @@ public sealed class HttpProxyMetricsTests : IDisposable
         var clusterConfig = new ClusterConfig { ClusterId = cluster };
         var clusterState = new ClusterState(cluster, new ClusterModel(clusterConfig, new HttpMessageInvoker(new SocketsHttpHandler())));
         var context = new DefaultHttpContext();
-        context.Features.Set<IReverseProxyFeature>(new ProxyFeature
+        context.Features.Set<IReverseProxyFeature>(new TestReverseProxyFeature
         {
             Route = new RouteModel(new RouteConfig { RouteId = route, ClusterId = cluster }, clusterState, HttpTransformer.Empty),
             Cluster = clusterState.Model,
             ProxiedDestination = destination is null ? null : new DestinationState(destination),
         });
         return context;
-    }
-
-    private sealed class ProxyFeature : IReverseProxyFeature
-    {
-        public required RouteModel Route { get; init; }
-
-        public required ClusterModel Cluster { get; set; }
-
-        public IReadOnlyList<DestinationState> AllDestinations { get; init; } = [];
-
-        public IReadOnlyList<DestinationState> AvailableDestinations { get; set; } = [];
-
-        public DestinationState? ProxiedDestination { get; set; }
     }
 
     private sealed class ErrorFeature(ForwarderError error) : IForwarderErrorFeature
