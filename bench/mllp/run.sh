@@ -103,7 +103,7 @@ done
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 med = {}
-ks = [k for k in ("1", "8") if any(x[1] == k for x in rows)]
+ks = sorted({x[1] for x in rows}, key=int)
 for k in ks:
     for t in ("direct", "imagingproxy", "haproxy", "kestrel-relay"):
         r = [x for x in rows if x[1] == k and x[2] == t]
