@@ -206,6 +206,11 @@ public static class ConfigurationValidator
 
             ValidateBoolean(metadata, MetadataKeys.RewriteCalledAeTitle, errors);
             ValidateBoolean(metadata, MetadataKeys.MllpProbeAcceptError, errors);
+            ValidateBoolean(metadata, MetadataKeys.MllpRetryOnReject, errors);
+            if (protocol != ClusterProtocol.Mllp && !string.IsNullOrEmpty(metadata[MetadataKeys.MllpRetryOnReject]))
+            {
+                errors.Add($"{metadata.Path}:{MetadataKeys.MllpRetryOnReject}: applies to MLLP clusters only.");
+            }
             var probe = metadata[MetadataKeys.MllpProbe];
             if (!string.IsNullOrEmpty(probe) && probe is not ("Connect" or "Message"))
             {

@@ -31,6 +31,12 @@ public static class MetadataKeys
     public const string MllpProbeAcceptError = "HealthCheck.Mllp.ProbeAcceptError";
 
     /// <summary>
+    /// Cluster metadata (MLLP): <c>true</c> to send a message a node rejected (MSA-1 <c>AR</c> or <c>CR</c>: not processed,
+    /// not stored) to another node while one and an attempt are left; the last node's answer is relayed as it is.
+    /// </summary>
+    public const string MllpRetryOnReject = "Mllp.RetryOnReject";
+
+    /// <summary>
     /// Cluster metadata (HTTP): attempts in all for a GET, HEAD or OPTIONS request whose destination failed before
     /// answering (1 turns retries off; default 3, at most 10).
     /// </summary>

@@ -82,4 +82,10 @@ internal enum MllpAttemptStage
 
     /// <summary>The attempt is over (<see cref="MllpAttempt.Result"/>).</summary>
     Done,
+
+    /// <summary>
+    /// The node rejected the message (AR/CR, the cluster's <c>Mllp.RetryOnReject</c>) and another node and attempt are
+    /// left: its answer is dropped, its connection kept, and the message goes to another node (<see cref="MllpAttempt.Failure"/> says why).
+    /// </summary>
+    Rejected,
 }

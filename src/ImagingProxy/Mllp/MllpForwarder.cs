@@ -332,6 +332,11 @@ internal sealed partial class MllpForwarder(
                 return await FaultAsync(session, fault);
             }
 
+            if (attempt.Stage == MllpAttemptStage.Rejected)
+            {
+                return await AfterRejectAsync(session, attempt);
+            }
+
             var cut = attempt.TimedOut && attempt.AckTimeout < session.Settings.AckTimeout;
             return await AfterFailureAsync(session, attempt.Destination!, attempt.Node, attempt.Failure!, attempt.Reused, cut, aborted);
         }
@@ -594,9 +599,67 @@ internal sealed partial class MllpForwarder(
             Log.AckMismatch(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
         }
 
+        else if (code is AcknowledgmentCode.ApplicationReject or AcknowledgmentCode.CommitReject && RetriesOnReject(session.Cluster!)
+            && CanTryAnother(session, destination))
+        {
+            attempt.Failure = $"rejected it ({(code == AcknowledgmentCode.ApplicationReject ? "AR" : "CR")})";
+            attempt.Stage = MllpAttemptStage.Rejected;
+            return MllpAttemptStep.Continue;
+        }
+
         attempt.Result = new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, code);
         attempt.Stage = MllpAttemptStage.Done;
         return MllpAttemptStep.Done;
+    }
+
+    /// <summary>The cluster's <c>Mllp.RetryOnReject</c> (validated): read only when a node rejected a message.</summary>
+    private static bool RetriesOnReject(ClusterState cluster)
+        => cluster.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.MllpRetryOnReject) is { } text && bool.TryParse(text, out var on) && on;
+
+    /// <summary>
+    /// Whether a message <paramref name="rejecting"/> refused can go to another node: an attempt is left, an available
+    /// node has not failed or refused it, and the delivery budget is not spent. Otherwise the refusal is the answer.
+    /// </summary>
+    private bool CanTryAnother(MllpSession session, DestinationState rejecting)
+    {
+        if (session.Attempts >= session.Settings.MaxAttempts || session.Aborted.IsCancellationRequested || !TryAckTimeout(session, session.Settings, out _))
+        {
+            return false;
+        }
+
+        var available = session.Cluster!.DestinationsState.AvailableDestinations;
+        for (var i = 0; i < available.Count; i++)
+        {
+            if (available[i] != rejecting && !session.Failed.Contains(available[i]))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// After a node rejected the message (<see cref="MllpAttemptStage.Rejected"/>): its connection, which answered as it
+    /// should, goes back to the pool (not the sticky one any more: the next message picks again), the node is not marked
+    /// unhealthy (a reject may be about this message alone), and the attempt ends as failed, so that the retry pipeline
+    /// sends the message to another node.
+    /// </summary>
+    private async ValueTask<MllpAttemptResult> AfterRejectAsync(MllpSession session, MllpAttempt attempt)
+    {
+        var cluster = session.Cluster!;
+        var destination = attempt.Destination!;
+        attempt.Stage = MllpAttemptStage.NotStarted;
+        if (attempt.Node is { } node)
+        {
+            attempt.Node = null;
+            session.ClearSticky(cluster.ClusterId);
+            await pool.ReturnAsync(node, session.Settings.PoolIdleTimeout);
+        }
+
+        Log.Rejected(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, attempt.Failure!);
+        session.Failed.Add(destination);
+        return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
     }
 
     /// <summary>The attempt's exchange is over: its timer and the registration that stops the node's receive are disarmed.</summary>
@@ -827,6 +890,9 @@ internal sealed partial class MllpForwarder(
 
         [LoggerMessage(EventId = 4104, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: delivering message {ControlId} failed inside ImagingProxy; the sender gets AR/CR and sends it again (a node may already have it).")]
         public static partial void AttemptThrew(ILogger logger, string connectionId, string controlId, Exception exception);
+
+        [LoggerMessage(EventId = 4105, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: {Cluster}/{Destination} {Reason} message {ControlId} (attempt {Attempt}); sent to another node (Mllp.RetryOnReject).")]
+        public static partial void Rejected(ILogger logger, string connectionId, string controlId, string cluster, string destination, int attempt, string reason);
 
         [LoggerMessage(EventId = 4103, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: node {Destination} sent {Count} frame(s) while no message was in flight (late application ACK?); discarded, never paired with the next message.")]
         public static partial void UnsolicitedDiscarded(ILogger logger, string connectionId, string destination, int count);

@@ -216,6 +216,72 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
         Assert.Equal([Id(0, 0), Id(1, 0)], (await good.ReceivedAsync()).Select(r => r.ControlId).Order());
     }
 
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task A_message_a_node_rejects_goes_to_another_node_only_with_RetryOnReject(bool retryOnReject)
+    {
+        var rejecting = await NodeAsync("rejecting", "--ack", "AR");
+        var good = await NodeAsync("good");
+        var metadata = retryOnReject ? new Dictionary<string, string> { ["Mllp.RetryOnReject"] = "true" } : null;
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [rejecting.Address, good.Address] }, [("*", "orders")], metadata: metadata));
+        using var timeout = new CancellationTokenSource(s_timeout);
+        using var retries = new MetricCollector<long>(Proxy!.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.hl7.retries");
+
+        // Two connections, three messages each, one after the other: each connection's first message goes to the node
+        // with the fewest rented connections, so the rejecting node gets at least one.
+        var replies = new List<(string ControlId, MllpReply Reply)>();
+        for (var c = 0; c < 2; c++)
+        {
+            await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+            for (var i = 0; i < 3; i++)
+            {
+                replies.Add((Id(c, i), (await client.SendAsync(MllpClient.Message(Id(c, i)), timeout.Token))!));
+            }
+        }
+
+        Assert.All(replies, r => Assert.Equal(r.ControlId, r.Reply.ControlId));
+        var rejected = (await rejecting.ReceivedAsync()).Select(r => r.ControlId).ToList();
+        Assert.NotEmpty(rejected);
+        var accepted = (await good.ReceivedAsync()).Select(r => r.ControlId).ToList();
+        if (retryOnReject)
+        {
+            // Every message reached the good node and was accepted there; the rejected ones went there after their refusal.
+            Assert.All(replies, r => Assert.Equal(AcknowledgmentCode.ApplicationAccept, r.Reply.Code));
+            Assert.Equal(replies.Select(r => r.ControlId).Order(), accepted.Order());
+            Assert.Equal(rejected.Count, retries.GetMeasurementSnapshot().Count);
+        }
+        else
+        {
+            // The node's own AR reaches the sender, not ImagingProxy's (which says "retry later").
+            var refused = replies.Where(r => r.Reply.Code == AcknowledgmentCode.ApplicationReject).ToList();
+            Assert.Equal(rejected.Order(), refused.Select(r => r.ControlId).Order());
+            Assert.All(refused, r => Assert.DoesNotContain("retry later", r.Reply.Text, StringComparison.Ordinal));
+            Assert.Empty(retries.GetMeasurementSnapshot());
+        }
+    }
+
+    [Fact]
+    public async Task When_every_node_rejects_the_sender_gets_the_last_nodes_answer()
+    {
+        var first = await NodeAsync("first", "--ack", "AR");
+        var second = await NodeAsync("second", "--ack", "AR");
+        var port = await ProxyAsync(MllpProxyConfig.Create(
+            new Dictionary<string, string[]> { ["orders"] = [first.Address, second.Address] }, [("*", "orders")],
+            metadata: new Dictionary<string, string> { ["Mllp.RetryOnReject"] = "true" }));
+        using var timeout = new CancellationTokenSource(s_timeout);
+        await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+
+        var reply = await client.SendAsync(MllpClient.Message("REJ00001"), timeout.Token);
+
+        Assert.NotNull(reply);
+        Assert.Equal(AcknowledgmentCode.ApplicationReject, reply.Code);
+        Assert.Equal("REJ00001", reply.ControlId);
+        Assert.DoesNotContain("retry later", reply.Text, StringComparison.Ordinal);
+        Assert.Equal(["REJ00001"], (await first.ReceivedAsync()).Select(r => r.ControlId));
+        Assert.Equal(["REJ00001"], (await second.ReceivedAsync()).Select(r => r.ControlId));
+    }
+
     [Fact]
     public async Task A_connection_over_the_listeners_max_connections_gets_ar_for_its_first_message_and_is_closed()
     {

@@ -193,6 +193,14 @@ public class ConfigurationValidatorTests
     public void Retry_status_codes_are_429_and_5xx_on_http_clusters_only(string protocol, string value, string? expected)
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "Retry.StatusCodes", value));
 
+    [Theory]
+    [InlineData("Mllp", "true", null)]
+    [InlineData("Mllp", "false", null)]
+    [InlineData("Mllp", "yes", "ReverseProxy:Clusters:web:Metadata:Mllp.RetryOnReject: 'yes' is not true or false.")]
+    [InlineData("Http", "true", "ReverseProxy:Clusters:web:Metadata:Mllp.RetryOnReject: applies to MLLP clusters only.")]
+    public void Mllp_retry_on_reject_is_a_boolean_on_mllp_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "Mllp.RetryOnReject", value));
+
     private static IReadOnlyList<string> ValidateRetry(string protocol, string key, string value)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>

@@ -66,6 +66,49 @@ public sealed class MllpForwarderTests
         Assert.Equal("M2", second);
     }
 
+    [Theory]
+    [InlineData("3", "CA")] // another node and attempt left: the refusal is not the answer
+    [InlineData("1", "CR")] // no attempt left: the node's refusal is
+    public async Task A_commit_reject_sends_the_message_to_another_node_with_RetryOnReject_and_marks_no_node_unhealthy(string maxAttempts, string answer)
+    {
+        // Enhanced mode (MSH-15 AL). A new forwarder's first pick among two idle nodes is d1 (its rotation starts
+        // there): the rejecting node, asserted below.
+        await using var accepting = new FakeHl7Node(ackCode: "CA");
+        await using var rejecting = new FakeHl7Node(ackCode: "CR");
+        var health = new PassiveHealthRecorder();
+        await using var harness = new MllpHandlerHarness(
+            [accepting.Address, rejecting.Address], settings: new() { ["ImagingProxy:Mllp:MaxAttempts"] = maxAttempts }, health: health,
+            clusterMetadata: new Dictionary<string, string> { ["Mllp.RetryOnReject"] = "true" });
+        using var retries = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.retries");
+
+        var replies = new List<string>();
+        for (var i = 1; i <= 4; i++)
+        {
+            await harness.SendAsync(MllpHandlerHarness.Message($"M{i}", extraMsh: "|||AL|NE"));
+            replies.Add((await harness.ReplyAsync())!);
+        }
+
+        var rejected = Drain(rejecting);
+        var accepted = Drain(accepting);
+        Assert.Empty(health.Marked);
+        if (answer == "CA")
+        {
+            // M1 was refused, then accepted by the other node, where the connection stays: every message is accepted.
+            Assert.All(replies, (reply, i) => Assert.Contains($"\rMSA|CA|M{i + 1}", reply, StringComparison.Ordinal));
+            Assert.Equal(["M1", "M2", "M3", "M4"], accepted);
+            Assert.Equal(["M1"], rejected);
+            Assert.Equal("d1", Assert.Single(retries.GetMeasurementSnapshot()).Tags["destination"]);
+        }
+        else
+        {
+            // One attempt: the node's CR is the answer, and the connection stays on that node.
+            Assert.All(replies, (reply, i) => Assert.Contains($"\rMSA|CR|M{i + 1}", reply, StringComparison.Ordinal));
+            Assert.Equal(["M1", "M2", "M3", "M4"], rejected);
+            Assert.Empty(accepted);
+            Assert.Empty(retries.GetMeasurementSnapshot());
+        }
+    }
+
     [Fact]
     public async Task A_message_with_msh15_ne_goes_to_one_node_once_and_gets_no_reply()
     {

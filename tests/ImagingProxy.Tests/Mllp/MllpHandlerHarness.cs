@@ -26,11 +26,12 @@ namespace ImagingProxy.Tests.Mllp;
 internal sealed class MllpHandlerHarness : IAsyncDisposable
 {
     /// <summary>Cluster <c>c</c> with one destination per address (d0, d1 ...), all available; passive health on when asked.</summary>
-    private static ClusterState Cluster(string[] destinations, bool passiveHealth)
+    private static ClusterState Cluster(string[] destinations, bool passiveHealth, IReadOnlyDictionary<string, string>? metadata)
     {
         var config = new ClusterConfig
         {
             ClusterId = "c",
+            Metadata = metadata,
             HealthCheck = passiveHealth ? new HealthCheckConfig { Passive = new PassiveHealthCheckConfig { Enabled = true } } : null,
         };
         var cluster = new ClusterState("c", new ClusterModel(config, new HttpMessageInvoker(new HttpClientHandler())));
@@ -50,8 +51,11 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     private readonly ConnectionDrain _drain;
     private readonly DefaultConnectionContext _connection;
 
-    // health: passive health updates, and the cluster then enables passive health (none when null).
-    public MllpHandlerHarness(string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null, IDestinationHealthUpdater? health = null)
+    // health: passive health updates, and the cluster then enables passive health (none when null). clusterMetadata: the
+    // cluster's metadata as the forwarder reads it (settings only reach the configuration gate).
+    public MllpHandlerHarness(
+        string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null,
+        IDestinationHealthUpdater? health = null, IReadOnlyDictionary<string, string>? clusterMetadata = null)
     {
         time ??= TimeProvider.System;
         var values = new Dictionary<string, string?>
@@ -73,7 +77,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
         _drain = new ConnectionDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<ConnectionDrain>.Instance);
-        var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
+        var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null, clusterMetadata)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer))
         {
             ConnectionClosed = _closed.Token,
