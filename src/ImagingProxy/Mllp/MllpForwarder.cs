@@ -86,6 +86,7 @@ internal sealed partial class MllpForwarder(
         session.FreshRetryUsed = false;
         session.FreshRetryTo = null;
         session.Attempts = 0;
+        session.Refusal = null;
         session.DeliveryStarted = time.GetTimestamp();
         session.Attempt.Stage = MllpAttemptStage.NotStarted;
         session.Attempt.Node = null;
@@ -153,6 +154,15 @@ internal sealed partial class MllpForwarder(
     {
         session.Message = default;
         session.Cluster = null;
+        if (result.Outcome is not (MllpAttemptOutcome.Acknowledged or MllpAttemptOutcome.Sent) && session.Refusal is { } refusal)
+        {
+            // A node refused the message and no node got it after that (the budget ended in the backoff, no node left,
+            // connects failed, the drain deadline): the sender gets that node's refusal (still in session.Ack), not
+            // ImagingProxy's own AR/CR.
+            result = refusal;
+        }
+
+        session.Refusal = null;
         if (session.Aborted.IsCancellationRequested && result.Outcome != MllpAttemptOutcome.Acknowledged)
         {
             // At the drain deadline; an ACK already in hand is still relayed (the client's transport is open until Kestrel's abort).
@@ -409,6 +419,7 @@ internal sealed partial class MllpForwarder(
         attempt.AckTimeout = ackTimeout;
         attempt.Failure = null;
         attempt.TimedOut = false;
+        session.Refusal = null; // the ACK buffer no longer holds it
         session.Ack.ResetWrittenCount();
         attempt.Timeout = session.StartAttemptTimeout(ackTimeout);
         var send = node.SendAsync(session.Message, attempt.Timeout, session.Header.IsAcceptAcknowledgmentNever);
@@ -659,6 +670,7 @@ internal sealed partial class MllpForwarder(
 
         Log.Rejected(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, attempt.Failure!);
         session.Failed.Add(destination);
+        session.Refusal = new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, attempt.Ack.Code);
         return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
     }
 

@@ -66,6 +66,12 @@ internal sealed class MllpSession : IAsyncDisposable
 
     public int Attempts { get; set; }
 
+    /// <summary>
+    /// A node's refusal dropped for another attempt (<c>Mllp.RetryOnReject</c>) while <see cref="Ack"/> still holds it: no
+    /// attempt has sent the message since. The answer when no other node gets the message after all.
+    /// </summary>
+    public MllpAttemptResult? Refusal { get; set; }
+
     public long DeliveryStarted { get; set; }
 
     /// <summary>A per-attempt timeout (ACK wait), armed for <paramref name="timeout"/>; also cancelled by <see cref="Aborted"/>.</summary>

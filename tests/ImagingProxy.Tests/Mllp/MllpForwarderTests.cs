@@ -1,5 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
+using ImagingProxy.Mllp;
+using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Yarp.ReverseProxy.Health;
@@ -98,6 +100,10 @@ public sealed class MllpForwarderTests
             Assert.Equal(["M1", "M2", "M3", "M4"], accepted);
             Assert.Equal(["M1"], rejected);
             Assert.Equal("d1", Assert.Single(retries.GetMeasurementSnapshot()).Tags["destination"]);
+
+            // The refusing node's connection is kept, once, in the pool (not discarded, not also left sticky).
+            Assert.Equal(1, harness.Pool.IdleCount(rejecting.Address));
+            Assert.Equal(1, rejecting.OpenConnections);
         }
         else
         {
@@ -107,6 +113,60 @@ public sealed class MllpForwarderTests
             Assert.Empty(accepted);
             Assert.Empty(retries.GetMeasurementSnapshot());
         }
+    }
+
+    [Theory]
+    [InlineData("AE")] // an error in processing: the message may be partly applied
+    [InlineData("AR|M0")] // MSA-2 is not the message's MSH-10: a protocol error, relayed, never retried
+    public async Task With_RetryOnReject_an_error_or_a_refusal_of_another_message_is_relayed_not_retried(string msa)
+    {
+        await using var accepting = new FakeHl7Node();
+        await using var answering = new FakeHl7Node(ackCode: msa); // d1: a new forwarder's first pick
+        await using var harness = new MllpHandlerHarness(
+            [accepting.Address, answering.Address], clusterMetadata: new Dictionary<string, string> { ["Mllp.RetryOnReject"] = "true" });
+        using var retries = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.retries");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+
+        Assert.Contains($"\rMSA|{msa}|M1\r", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal(["M1"], Drain(answering));
+        Assert.Empty(Drain(accepting));
+        Assert.Empty(retries.GetMeasurementSnapshot());
+    }
+
+    [Fact]
+    public async Task A_refusal_is_relayed_as_it_is_when_the_delivery_budget_ends_before_another_node_gets_the_message()
+    {
+        // The refusal comes 5 ms before the end of DeliveryTimeout: less than the 10 ms backoff before a second attempt.
+        // Dropped, it would become ImagingProxy's own AR ("retry later") although no other node was ever tried.
+        var time = new ArmedTimeProvider(MllpForwarder.FirstBackoff);
+        await using var accepting = new FakeHl7Node();
+        await using var rejecting = new FakeHl7Node(hold: true, ackCode: "AR");
+        await using var harness = new MllpHandlerHarness(
+            [accepting.Address, rejecting.Address], time, new()
+            {
+                ["ImagingProxy:Mllp:AckTimeout"] = "00:00:30",
+                ["ImagingProxy:Mllp:DeliveryTimeout"] = "00:00:10",
+            },
+            clusterMetadata: new Dictionary<string, string> { ["Mllp.RetryOnReject"] = "true" });
+        using var messages = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.messages");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Equal("M1", await rejecting.Received.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout));
+        time.Advance(TimeSpan.FromSeconds(10) - TimeSpan.FromMilliseconds(5));
+        rejecting.Release();
+
+        var reply = harness.ReplyAsync();
+        if (await Task.WhenAny(reply, time.ArmedAsync(MllpHandlerHarness.Timeout)) != reply)
+        {
+            time.Advance(MllpForwarder.FirstBackoff); // the retry pipeline's backoff
+        }
+
+        Assert.Contains("|AM1|", await reply, StringComparison.Ordinal); // the node's own ACK (its MSH-10)
+        Assert.Contains("\rMSA|AR|M1\r", await reply, StringComparison.Ordinal);
+        Assert.Empty(Drain(accepting));
+        var relayed = Assert.Single(messages.GetMeasurementSnapshot());
+        Assert.Equal(("d1", "AR"), ((string?)relayed.Tags["destination"], (string?)relayed.Tags["ack_code"]));
     }
 
     [Fact]
