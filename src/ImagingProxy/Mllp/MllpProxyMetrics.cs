@@ -38,7 +38,7 @@ internal sealed class MllpProxyMetrics
         var meter = meterFactory.Create(ImagingProxyTelemetry.MeterName);
         _messages = meter.CreateCounter<long>("imagingproxy.hl7.messages", "{message}", "HL7 messages relayed with a node's acknowledgement, or sent without one when MSH-15 is NE (ack_code no_ack_requested).");
         _ackDuration = meter.CreateHistogram("imagingproxy.hl7.ack.duration", "s", "Time from a message's arrival to the acknowledgement sent back.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_durationBuckets });
-        _retries = meter.CreateCounter<long>("imagingproxy.hl7.retries", "{attempt}", "Messages sent again to another node after a failure, by the destination that failed.");
+        _retries = meter.CreateCounter<long>("imagingproxy.hl7.retries", "{attempt}", "Messages sent again to another node after a failure (or a refusal, Mllp.RetryOnReject), by the destination that failed or refused.");
         _unsolicited = meter.CreateCounter<long>("imagingproxy.hl7.node_frames.dropped", "{frame}", "Frames a node sent that answered no message in flight (sent between messages, or a late second answer to the previous one), dropped, by cluster and destination.");
         _naks = meter.CreateCounter<long>("imagingproxy.hl7.naks", "{message}", "Negative acknowledgements written by ImagingProxy itself.");
         _framesRejected = meter.CreateCounter<long>("imagingproxy.hl7.frames.rejected", "{frame}", "Inbound bytes or frames not forwarded.");
