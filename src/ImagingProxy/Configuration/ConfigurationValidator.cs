@@ -166,10 +166,7 @@ public static class ConfigurationValidator
 
                 ValidatePositiveTime(metadata, MetadataKeys.ExpectContinueTimeout, errors);
 
-                if (!Health.FailureStatusCodes.TryParse(metadata[MetadataKeys.RetryStatusCodes], out _, out var badRetryCode))
-                {
-                    errors.Add($"{metadata.Path}:{MetadataKeys.RetryStatusCodes}: '{badRetryCode}' is not a status a request can be retried after (429, 500-599, or {Health.FailureStatusCodes.AllServerErrors} for all of 500-599).");
-                }
+                ValidateStatusCodes(metadata, MetadataKeys.RetryStatusCodes, "a request can be retried after", errors);
 
                 // Passive health's failure share (TransportFailureRatePolicy); YARP's own policy read a bad value as its default.
                 var rateLimitKey = Yarp.ReverseProxy.Health.TransportFailureRateHealthPolicyOptions.FailureRateLimitMetadataName;
@@ -180,10 +177,7 @@ public static class ConfigurationValidator
                     errors.Add($"{metadata.Path}:{rateLimitKey}: '{rateLimit}' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).");
                 }
 
-                if (!Health.FailureStatusCodes.TryParse(metadata[MetadataKeys.PassiveFailureStatusCodes], out _, out var badCode))
-                {
-                    errors.Add($"{metadata.Path}:{MetadataKeys.PassiveFailureStatusCodes}: '{badCode}' is not a status passive health can count (429, 500-599, or {Health.FailureStatusCodes.AllServerErrors} for all of 500-599).");
-                }
+                ValidateStatusCodes(metadata, MetadataKeys.PassiveFailureStatusCodes, "passive health can count", errors);
             }
             else
             {
@@ -622,6 +616,15 @@ public static class ConfigurationValidator
         if (!string.IsNullOrEmpty(text) && (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value) || value < min || value > max))
         {
             errors.Add($"{section.Path}:{key}: '{text}' must be a whole number from {min} to {max}.");
+        }
+    }
+
+    /// <summary>A list of status codes (<see cref="Health.FailureStatusCodes"/>); <paramref name="use"/> ends the error's "is not a status ...".</summary>
+    private static void ValidateStatusCodes(IConfigurationSection section, string key, string use, List<string> errors)
+    {
+        if (!Health.FailureStatusCodes.TryParse(section[key], out _, out var invalid))
+        {
+            errors.Add($"{section.Path}:{key}: '{invalid}' is not a status {use} (429, 500-599, or {Health.FailureStatusCodes.AllServerErrors} for all of 500-599).");
         }
     }
 

@@ -125,16 +125,16 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             {
                 errorType = "Status" + keptBack.ToString(CultureInfo.InvariantCulture);
                 cause = "answered " + keptBack.ToString(CultureInfo.InvariantCulture);
-                metrics.Retried(cluster, failed.DestinationId, errorType);
                 Log.RetryingAfterStatus(logger, context.Request.Method, LoggedRequest.Path(context.Request), failed.DestinationId, cluster, keptBack, attempt + 1, maxAttempts);
             }
             else
             {
                 errorType = error!.Error.ToString();
                 cause = Describe(error.Exception);
-                metrics.Retried(cluster, failed.DestinationId, errorType);
                 Log.Retrying(logger, context.Request.Method, LoggedRequest.Path(context.Request), failed.DestinationId, cluster, error.Error, cause, attempt + 1, maxAttempts);
             }
+
+            metrics.Retried(cluster, failed.DestinationId, errorType);
 
             // Nothing reached the client: the next attempt starts as the first did.
             context.Features.Set<IForwarderErrorFeature>(null);
@@ -146,8 +146,8 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     }
 
     /// <summary>
-    /// An answer kept back for a retry that does not follow (the client went away meanwhile): its status and headers,
-    /// whose body will never come, are not sent; the request ends as YARP ends an abandoned one, with 502.
+    /// An answer kept back for a retry that does not follow after all (the client went away meanwhile): its status and
+    /// headers, whose body will never come, are not sent; the request ends as YARP ends an abandoned one, with 502.
     /// </summary>
     private void DropKeptBack(HttpContext context, int keptBack)
     {
@@ -300,7 +300,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
         [LoggerMessage(EventId = 416, Level = LogLevel.Warning, Message = "Request {Method} {Path}: destination '{Destination}' of cluster '{Cluster}' answered {StatusCode}, a status in Retry.StatusCodes; sent to another destination, attempt {Attempt} of at most {MaxAttempts}.")]
         public static partial void RetryingAfterStatus(ILogger logger, string method, string path, string destination, string cluster, int statusCode, int attempt, int maxAttempts);
 
-        [LoggerMessage(EventId = 417, Level = LogLevel.Information, Message = "Request {Method} {Path}: the answer {StatusCode} was kept back for a retry that does not follow (the client went away); ended with 502.")]
+        [LoggerMessage(EventId = 417, Level = LogLevel.Information, Message = "Request {Method} {Path}: the answer {StatusCode} was kept back for a retry that does not follow (the client went away, or no destination was left); ended with 502.")]
         public static partial void KeptBackNotRetried(ILogger logger, string method, string path, int statusCode);
     }
 }

@@ -1,9 +1,10 @@
 namespace ImagingProxy.Health;
 
 /// <summary>
-/// The answers an HTTP cluster's passive health counts as failures of the server, besides transport failures: the
-/// cluster's <c>TransportFailureRateHealthPolicy.FailureStatusCodes</c> metadata, a list of codes (429 and 500-599) and
-/// <c>5xx</c> (every 500-599), separated by commas or spaces. Not set, no status counts (YARP's behaviour).
+/// Answers that count as failures of an HTTP server: a list of codes (429 and 500-599) and <c>5xx</c> (every 500-599),
+/// separated by commas or spaces. The syntax of two cluster metadata keys: passive health's
+/// <c>TransportFailureRateHealthPolicy.FailureStatusCodes</c> (not set, no status counts: YARP's behaviour) and the
+/// retry step's <c>Retry.StatusCodes</c> (<see cref="Forwarding.RetryableStatus"/>).
 /// </summary>
 /// <remarks>
 /// Only codes that speak of the server's state are accepted: 4xx describe the request (429 excepted: the server is
@@ -40,9 +41,10 @@ public sealed class FailureStatusCodes
         var serverErrors = UInt128.Zero;
         var tooManyRequests = false;
         var any = false;
-        foreach (var range in (text ?? string.Empty).AsSpan().SplitAny(", "))
+        var list = text.AsSpan();
+        foreach (var range in list.SplitAny(", "))
         {
-            var entry = (text ?? string.Empty).AsSpan()[range];
+            var entry = list[range];
             if (entry.IsEmpty)
             {
                 continue;

@@ -85,7 +85,7 @@ internal enum MllpAttemptStage
 
     /// <summary>
     /// The node rejected the message (AR/CR, the cluster's <c>Mllp.RetryOnReject</c>) and another node and attempt are
-    /// left: its answer is dropped, its connection kept, and the message goes to another node (<see cref="MllpAttempt.Failure"/> says why).
+    /// left: its answer is dropped, its connection kept, and the message goes to another node (<see cref="MllpAttempt.Ack"/> holds the refusal).
     /// </summary>
     Rejected,
 }

@@ -609,11 +609,9 @@ internal sealed partial class MllpForwarder(
             // protocols.md §3.7: log it, relay anyway, never re-pair.
             Log.AckMismatch(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
         }
-
         else if (code is AcknowledgmentCode.ApplicationReject or AcknowledgmentCode.CommitReject && RetriesOnReject(session.Cluster!)
             && CanTryAnother(session, destination))
         {
-            attempt.Failure = $"rejected it ({(code == AcknowledgmentCode.ApplicationReject ? "AR" : "CR")})";
             attempt.Stage = MllpAttemptStage.Rejected;
             return MllpAttemptStep.Continue;
         }
@@ -668,7 +666,7 @@ internal sealed partial class MllpForwarder(
             await pool.ReturnAsync(node, session.Settings.PoolIdleTimeout);
         }
 
-        Log.Rejected(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, attempt.Failure!);
+        Log.Rejected(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, MllpProxyMetrics.AckCodeName(attempt.Ack.Code), session.Attempts);
         session.Failed.Add(destination);
         session.Refusal = new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, attempt.Ack.Code);
         return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
@@ -903,8 +901,8 @@ internal sealed partial class MllpForwarder(
         [LoggerMessage(EventId = 4104, Level = LogLevel.Error, Message = "MLLP connection {ConnectionId}: delivering message {ControlId} failed inside ImagingProxy; the sender gets AR/CR and sends it again (a node may already have it).")]
         public static partial void AttemptThrew(ILogger logger, string connectionId, string controlId, Exception exception);
 
-        [LoggerMessage(EventId = 4105, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: {Cluster}/{Destination} {Reason} message {ControlId} (attempt {Attempt}); sent to another node (Mllp.RetryOnReject).")]
-        public static partial void Rejected(ILogger logger, string connectionId, string controlId, string cluster, string destination, int attempt, string reason);
+        [LoggerMessage(EventId = 4105, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: {Cluster}/{Destination} refused message {ControlId} with {AckCode} (attempt {Attempt}); sent to another node (Mllp.RetryOnReject).")]
+        public static partial void Rejected(ILogger logger, string connectionId, string controlId, string cluster, string destination, string ackCode, int attempt);
 
         [LoggerMessage(EventId = 4103, Level = LogLevel.Warning, Message = "MLLP connection {ConnectionId}: node {Destination} sent {Count} frame(s) while no message was in flight (late application ACK?); discarded, never paired with the next message.")]
         public static partial void UnsolicitedDiscarded(ILogger logger, string connectionId, string destination, int count);
