@@ -148,6 +148,7 @@ public static class ConfigurationValidator
             ValidatePositiveInteger(cluster.GetSection("Metadata"), MetadataKeys.ConsecutiveSuccessesThreshold, errors);
 
             var metadata = cluster.GetSection("Metadata");
+            ValidatePositiveTime(metadata, MetadataKeys.SlowStart, errors);
             if (protocol == ClusterProtocol.Http)
             {
                 ValidateIntegerRange(metadata, MetadataKeys.RetryMaxAttempts, 1, HttpRetryStep.MaxMaxAttempts, errors);

@@ -81,8 +81,17 @@ public static class MetadataKeys
     /// </summary>
     public const string Drain = "Drain";
 
-    /// <summary>Destination metadata: relative weight for DICOM/MLLP destination selection (positive whole number, default 1).</summary>
+    /// <summary>
+    /// Destination metadata: the destination's relative share of its cluster's associations, messages or requests, every
+    /// protocol (positive whole number, default 1; <see cref="Balancing.DestinationWeights"/>).
+    /// </summary>
     public const string Weight = "Weight";
+
+    /// <summary>
+    /// Cluster metadata, every protocol: how long a destination back from Unhealthy takes to reach its whole share, from a
+    /// tenth of it (a time span; none by default; <see cref="Balancing.DestinationWeights"/>).
+    /// </summary>
+    public const string SlowStart = "SlowStart";
 
     /// <summary>
     /// Cluster metadata (DICOM and MLLP, <c>tls://</c> destinations): PEM file of the CA certificate(s) the nodes' certificates must

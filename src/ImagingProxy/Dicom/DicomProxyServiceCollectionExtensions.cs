@@ -1,3 +1,4 @@
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using Microsoft.Extensions.DependencyInjection;
@@ -14,6 +15,9 @@ public static class DicomProxyServiceCollectionExtensions
         services.TryAddSingleton(TimeProvider.System);
         services.AddMetrics();
         services.TryAddSingleton(sp => new DicomProxySettings(sp.GetRequiredService<ConfigurationGate>()));
+        services.TryAddSingleton<DestinationHealthTracker>();
+        services.TryAddSingleton<DestinationWeights>();
+        services.TryAddSingleton<WeightedPicker>();
         services.TryAddSingleton<DicomDestinationSelector>();
         services.TryAddSingleton<DicomProxyMetrics>();
         services.TryAddSingleton<Hosting.ConnectionDrain>();

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Model;
 
@@ -12,6 +13,7 @@ namespace ImagingProxy.Health;
 public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<DestinationHealthTracker> logger)
 {
     private readonly ConcurrentDictionary<(string Cluster, string Destination), HealthRecord> _records = new();
+    private readonly ConditionalWeakTable<DestinationState, StrongBox<DateTimeOffset>> _returned = [];
     private readonly Lock _gate = new();
 
     /// <summary>Raised once per observed change: cluster, destination, kind ("active"/"passive"), old, new.</summary>
@@ -52,6 +54,10 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
 
             var updated = new HealthRecord(active, passive, now);
             _records[key] = updated;
+            if (IsOut(previous.Active, previous.Passive) && !IsOut(active, passive))
+            {
+                _returned.AddOrUpdate(destination, new StrongBox<DateTimeOffset>(now));
+            }
             if (previous.Active != active)
             {
                 Log.HealthChanged(logger, "Active", cluster.ClusterId, destination.DestinationId, previous.Active, active);
@@ -67,6 +73,16 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
             return updated;
         }
     }
+
+    /// <summary>
+    /// When <paramref name="destination"/> last came back from Unhealthy (active or passive) as observed here, the start
+    /// of its slow start (<see cref="Balancing.DestinationWeights"/>); null when it was never seen out.
+    /// </summary>
+    public DateTimeOffset? ReturnedAt(DestinationState destination)
+        => _returned.TryGetValue(destination, out var returned) ? returned.Value : null;
+
+    private static bool IsOut(DestinationHealth active, DestinationHealth passive)
+        => active == DestinationHealth.Unhealthy || passive == DestinationHealth.Unhealthy;
 
     /// <summary>A destination's health as last observed and when it last changed.</summary>
     public sealed record HealthRecord(DestinationHealth Active, DestinationHealth Passive, DateTimeOffset Since);

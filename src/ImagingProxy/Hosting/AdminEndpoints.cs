@@ -1,4 +1,6 @@
+using System.Globalization;
 using System.Text.Json;
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using ImagingProxy.Dicom;
 using ImagingProxy.Health;
@@ -35,6 +37,7 @@ public static class AdminEndpoints
         var state = services.GetRequiredService<IProxyStateLookup>();
         var tracker = services.GetRequiredService<DestinationHealthTracker>();
         var passive = services.GetService<TransportFailureRatePolicy>();
+        var weights = services.GetRequiredService<DestinationWeights>();
         var gate = services.GetRequiredService<ConfigurationGate>();
         var listeners = services.GetRequiredService<ListenerRegistry>();
         var readiness = services.GetRequiredService<ReadinessState>();
@@ -101,14 +104,14 @@ public static class AdminEndpoints
         json.WriteStartArray("clusters");
         foreach (var cluster in state.GetClusters().OrderBy(c => c.ClusterId, StringComparer.Ordinal))
         {
-            WriteCluster(json, cluster, tracker, passive);
+            WriteCluster(json, cluster, tracker, passive, weights);
         }
 
         json.WriteEndArray();
         json.WriteEndObject();
     }
 
-    private static void WriteCluster(Utf8JsonWriter json, ClusterState cluster, DestinationHealthTracker tracker, TransportFailureRatePolicy? passive)
+    private static void WriteCluster(Utf8JsonWriter json, ClusterState cluster, DestinationHealthTracker tracker, TransportFailureRatePolicy? passive, DestinationWeights weights)
     {
         var config = cluster.Model.Config;
         var protocol = ClusterProtocols.Of(config);
@@ -119,6 +122,12 @@ public static class AdminEndpoints
         json.WriteString("loadBalancingPolicy", config.LoadBalancingPolicy ?? "PowerOfTwoChoices");
         json.WriteBoolean("activeHealthCheck", ActiveHealthMonitor.IsEnabled(config));
         json.WriteBoolean("passiveHealthCheck", config.HealthCheck?.Passive?.Enabled == true);
+        var slowStart = DestinationWeights.SlowStartOf(config);
+        if (slowStart > TimeSpan.Zero)
+        {
+            json.WriteString("slowStart", slowStart.ToString("c", CultureInfo.InvariantCulture));
+        }
+
         json.WriteNumber("availableDestinations", available.Count);
         json.WriteStartArray("destinations");
         foreach (var destination in cluster.Destinations.Values.OrderBy(d => d.DestinationId, StringComparer.Ordinal))
@@ -146,6 +155,9 @@ public static class AdminEndpoints
             json.WriteBoolean("available", Contains(available, destination));
             json.WriteBoolean("draining", AvailableDestinationsPolicies.IsDraining(destination));
             json.WriteNumber("activeRequests", destination.ConcurrentRequestCount);
+
+            // Its share now: Weight, less while a slow start runs.
+            json.WriteNumber("weight", Math.Round(weights.Of(cluster, destination), 3));
             json.WriteEndObject();
         }
 

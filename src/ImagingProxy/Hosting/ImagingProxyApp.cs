@@ -1,4 +1,5 @@
 using System.Text.Json;
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using ImagingProxy.Dicom;
 using ImagingProxy.Forwarding;
@@ -20,6 +21,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.LoadBalancing;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Hosting;
@@ -254,7 +256,7 @@ public static class ImagingProxyApp
         services.AddSingleton<UnroutedRequestAnswer>();
 
         // Health: one tracker, YARP's updater wrapped so every change is seen, our monitor for every protocol.
-        services.AddSingleton<DestinationHealthTracker>();
+        services.TryAddSingleton<DestinationHealthTracker>();
         var inner = services.Last(d => d.ServiceType == typeof(IDestinationHealthUpdater));
         services.Remove(inner);
         services.AddSingleton<IDestinationHealthUpdater>(sp => new TrackingDestinationHealthUpdater(
@@ -270,6 +272,20 @@ public static class ImagingProxyApp
         services.Remove(yarpPassive);
         services.AddSingleton<TransportFailureRatePolicy>();
         services.AddSingleton<IPassiveHealthCheckPolicy>(sp => sp.GetRequiredService<TransportFailureRatePolicy>());
+
+        // Load balancing of HTTP clusters: YARP's policies under their names, with destination Weight and cluster SlowStart.
+        services.TryAddSingleton<DestinationWeights>();
+        services.TryAddSingleton<WeightedPicker>();
+        foreach (var policy in services.Where(d => d.ServiceType == typeof(ILoadBalancingPolicy)).ToList())
+        {
+            services.Remove(policy);
+            services.AddSingleton<ILoadBalancingPolicy>(sp => new WeightedLoadBalancingPolicy(
+                (ILoadBalancingPolicy)(policy.ImplementationInstance
+                    ?? policy.ImplementationFactory?.Invoke(sp)
+                    ?? ActivatorUtilities.CreateInstance(sp, policy.ImplementationType!)),
+                sp.GetRequiredService<WeightedPicker>()));
+        }
+
         services.AddSingleton<IDestinationProber, HttpProber>();
         services.AddSingleton<IDestinationProber, TcpConnectProber>();
         services.AddSingleton<ActiveHealthMonitor>();

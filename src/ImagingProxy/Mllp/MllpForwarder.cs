@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
@@ -31,9 +32,11 @@ internal sealed partial class MllpForwarder(
     MllpProxyMetrics metrics,
     TimeProvider time,
     ILogger<MllpForwarder> logger,
-    NodeTls? nodeTls = null)
+    NodeTls? nodeTls = null,
+    DestinationWeights? weights = null)
 {
     private readonly NodeTls _nodeTls = nodeTls ?? new NodeTls();
+    private readonly DestinationWeights _weights = weights ?? DestinationWeights.WeightsOnly;
 
     /// <summary>Backoff before the second attempt; doubles for each later one (10, 20, 40 ms ...).</summary>
     internal static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
@@ -786,7 +789,8 @@ internal sealed partial class MllpForwarder(
     /// <summary>
     /// The node of a free retry after a stale pooled connection, while it is available (protocols.md §3.7: order at the
     /// receiver); else the inbound connection's sticky node while it is available and has not failed this message
-    /// (<paramref name="sticky"/> is then its connection); else the available node with the fewest rented connections.
+    /// (<paramref name="sticky"/> is then its connection); else the available node with the fewest rented connections
+    /// per unit of its share (<c>Weight</c>, <c>SlowStart</c>: <see cref="DestinationWeights"/>).
     /// </summary>
     private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
@@ -810,7 +814,7 @@ internal sealed partial class MllpForwarder(
         }
 
         DestinationState? best = null;
-        var bestLoad = int.MaxValue;
+        var bestLoad = double.MaxValue;
         var start = (int)((uint)Interlocked.Increment(ref _rotation) % (uint)Math.Max(1, available.Count));
         for (var i = 0; i < available.Count; i++)
         {
@@ -820,7 +824,7 @@ internal sealed partial class MllpForwarder(
                 continue;
             }
 
-            var load = pool.RentedCount(destination.Model.Config.Address);
+            var load = pool.RentedCount(destination.Model.Config.Address) / _weights.Of(cluster, destination);
             if (load < bestLoad)
             {
                 best = destination;

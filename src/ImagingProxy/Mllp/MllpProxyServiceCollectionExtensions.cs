@@ -1,3 +1,4 @@
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
@@ -23,6 +24,9 @@ public static class MllpProxyServiceCollectionExtensions
         services.AddSingleton<MllpProxyMetrics>();
         services.TryAddSingleton<NodeTls>();
         services.TryAddSingleton<Hosting.ConnectionDrain>(); // the host's drain deadline, shared with the DICOM side
+        services.TryAddSingleton<DestinationHealthTracker>();
+        services.TryAddSingleton<DestinationWeights>();
+        services.TryAddSingleton<WeightedPicker>();
         services.AddSingleton<MllpForwarder>();
         services.AddSingleton<MllpConnectionHandler>();
 

@@ -28,6 +28,38 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
     private static string Id(int connection, int i) => $"C{connection}M{i:D4}";
 
     [Fact]
+    public async Task Connections_go_to_the_nodes_by_their_weights()
+    {
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")], weights: ["3", "1"]));
+        using var timeout = new CancellationTokenSource(s_timeout);
+
+        // Eight connections, opened one after another and kept open: each sticks to the node with the fewest connections
+        // per unit of weight when its first message comes (weights 3 and 1: six and two, where equal weights give four each).
+        var clients = new List<MllpClient>();
+        try
+        {
+            for (var c = 0; c < 8; c++)
+            {
+                var client = await MllpClient.ConnectAsync(port, timeout.Token);
+                clients.Add(client);
+                Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await client.SendAsync(MllpClient.Message(Id(c, 0)), timeout.Token))?.Code);
+            }
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+
+        Assert.Equal(6, (await a.ReceivedAsync()).Count);
+        Assert.Equal(2, (await b.ReceivedAsync()).Count);
+    }
+
+    [Fact]
     public async Task Relays_hundreds_of_messages_over_several_connections_with_each_ack_matching_its_control_id()
     {
         var a = await NodeAsync("a");

@@ -165,6 +165,15 @@ public class ConfigurationValidatorTests
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "ExpectContinueTimeout", value));
 
     [Theory]
+    [InlineData("Http", "00:00:30", null)]
+    [InlineData("Dicom", "00:02:00", null)]
+    [InlineData("Mllp", "00:00:10", null)]
+    [InlineData("Http", "30s", "ReverseProxy:Clusters:web:Metadata:SlowStart: '30s' is not a time span (hh:mm:ss).")]
+    [InlineData("Dicom", "-00:00:10", "ReverseProxy:Clusters:web:Metadata:SlowStart: must be positive, got '-00:00:10'.")]
+    public void Slow_start_is_a_positive_time_on_every_protocol(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "SlowStart", value));
+
+    [Theory]
     [InlineData("0.3", null)]
     [InlineData("1", null)]
     [InlineData("0", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.RateLimit: '0' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).")]

@@ -42,6 +42,16 @@ public sealed class DicomDestinationSelectorTests
     }
 
     [Fact]
+    public void Round_robin_honours_weights()
+    {
+        var selector = new DicomDestinationSelector();
+        var cluster = Cluster("RoundRobin");
+        DestinationState[] all = [Destination("a", weight: "3"), Destination("b")];
+
+        Assert.Equal("aabaaaba", string.Concat(Enumerable.Range(0, 8).Select(_ => selector.Pick(cluster, all)!.DestinationId)));
+    }
+
+    [Fact]
     public void First_alphabetical_picks_by_id()
     {
         Assert.Equal("a", new DicomDestinationSelector().Pick(Cluster("FirstAlphabetical"), [Destination("b"), Destination("a")])!.DestinationId);

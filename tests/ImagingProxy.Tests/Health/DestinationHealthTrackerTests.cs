@@ -138,4 +138,35 @@ public sealed class DestinationHealthTrackerTests
             return new DateTimeOffset(2026, 11, 28, 0, 0, 0, TimeSpan.Zero);
         }
     }
+
+    [Fact]
+    public void A_return_from_unhealthy_is_remembered_with_its_time_and_a_first_health_is_not()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: ["n1", "n2"]);
+        var n1 = cluster.Destinations["n1"];
+        var n2 = cluster.Destinations["n2"];
+        n1.Health.Active = DestinationHealth.Healthy;
+        n2.Health.Active = DestinationHealth.Healthy;
+        _tracker.Observe(cluster, n1);
+        _tracker.Observe(cluster, n2);
+
+        n1.Health.Active = DestinationHealth.Unhealthy;
+        _tracker.Observe(cluster, n1);
+        _time.Advance(TimeSpan.FromSeconds(7));
+        Assert.Null(_tracker.ReturnedAt(n1));
+        n1.Health.Active = DestinationHealth.Healthy;
+        _tracker.Observe(cluster, n1);
+
+        Assert.Equal(_time.GetUtcNow(), _tracker.ReturnedAt(n1));
+        Assert.Null(_tracker.ReturnedAt(n2));
+
+        // Still out passively: not back yet.
+        n2.Health.Passive = DestinationHealth.Unhealthy;
+        _tracker.Observe(cluster, n2);
+        n2.Health.Active = DestinationHealth.Unhealthy;
+        _tracker.Observe(cluster, n2);
+        n2.Health.Active = DestinationHealth.Healthy;
+        _tracker.Observe(cluster, n2);
+        Assert.Null(_tracker.ReturnedAt(n2));
+    }
 }
