@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using Yarp.ReverseProxy;
@@ -20,13 +21,15 @@ public sealed class HealthMetrics : IDisposable
     private readonly ActiveHealthMonitor _monitor;
     private readonly DestinationHealthTracker _tracker;
     private readonly IProxyStateLookup _state;
+    private readonly DestinationWeights _weights;
 
-    public HealthMetrics(IMeterFactory meterFactory, ActiveHealthMonitor monitor, DestinationHealthTracker tracker, IProxyStateLookup state)
+    public HealthMetrics(IMeterFactory meterFactory, ActiveHealthMonitor monitor, DestinationHealthTracker tracker, IProxyStateLookup state, DestinationWeights? weights = null)
     {
         _meter = meterFactory.Create(ImagingProxyTelemetry.MeterName);
         _monitor = monitor;
         _tracker = tracker;
         _state = state;
+        _weights = weights ?? DestinationWeights.WeightsOnly;
         _probes = _meter.CreateCounter<long>("imagingproxy.health.probes", "{probe}", "Active health probes by result.");
         _probeDuration = _meter.CreateHistogram<double>("imagingproxy.health.probe.duration", "s", "Duration of active health probes.",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] });
@@ -37,6 +40,8 @@ public sealed class HealthMetrics : IDisposable
             "1 when routing may pick the destination (healthy or not yet probed, and not passively down), else 0.");
         _meter.CreateObservableGauge("imagingproxy.cluster.destinations.available", ObserveClusterAvailable, "{destination}",
             "Destinations routing may pick in each cluster; 0 means every request, association or message is refused.");
+        _meter.CreateObservableGauge("imagingproxy.destination.weight", ObserveWeight, "{weight}",
+            "The destination's share in load balancing now: its Weight metadata, less while a SlowStart runs after it came back.");
         _monitor.ProbeCompleted += OnProbeCompleted;
         _tracker.Transition += OnTransition;
     }
@@ -96,6 +101,21 @@ public sealed class HealthMetrics : IDisposable
                 }
 
                 yield return new Measurement<int>(isAvailable ? 1 : 0,
+                    new KeyValuePair<string, object?>("cluster", cluster.ClusterId),
+                    new KeyValuePair<string, object?>("destination", destination.DestinationId),
+                    new KeyValuePair<string, object?>("protocol", protocol));
+            }
+        }
+    }
+
+    private IEnumerable<Measurement<double>> ObserveWeight()
+    {
+        foreach (var cluster in _state.GetClusters())
+        {
+            var protocol = ProtocolTag(ClusterProtocols.Of(cluster.Model.Config));
+            foreach (var destination in cluster.Destinations.Values)
+            {
+                yield return new Measurement<double>(_weights.Of(cluster, destination),
                     new KeyValuePair<string, object?>("cluster", cluster.ClusterId),
                     new KeyValuePair<string, object?>("destination", destination.DestinationId),
                     new KeyValuePair<string, object?>("protocol", protocol));

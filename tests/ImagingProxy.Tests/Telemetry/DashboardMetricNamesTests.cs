@@ -22,7 +22,7 @@ public sealed class DashboardMetricNamesTests
     [
         "imagingproxy_http_requests_total", "imagingproxy_http_request_duration_seconds", "imagingproxy_xds_transactions_total",
         "imagingproxy_health_probes_total", "imagingproxy_health_probe_duration_seconds", "imagingproxy_health_transitions_total",
-        "imagingproxy_destination_health", "imagingproxy_destination_available", "imagingproxy_cluster_destinations_available",
+        "imagingproxy_destination_health", "imagingproxy_destination_available", "imagingproxy_destination_weight", "imagingproxy_cluster_destinations_available",
         "imagingproxy_dicom_associations_total", "imagingproxy_dicom_associations_started_total", "imagingproxy_dicom_associations_active", "imagingproxy_dicom_association_setup_duration_seconds",
         "imagingproxy_dicom_dimse_operations_total", "imagingproxy_dicom_bytes_total",
         "imagingproxy_hl7_messages_total", "imagingproxy_hl7_ack_duration_seconds", "imagingproxy_hl7_naks_total",

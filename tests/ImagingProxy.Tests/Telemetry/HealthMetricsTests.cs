@@ -1,3 +1,4 @@
+using ImagingProxy.Balancing;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Health;
 using ImagingProxy.Tests.Support;
@@ -102,6 +103,27 @@ public sealed class HealthMetricsTests : IAsyncLifetime
         var count = Assert.Single(clusterAvailable.GetMeasurementSnapshot());
         Assert.Equal(1, count.Value);
         Assert.Equal("ris", count.Tags["cluster"]);
+    }
+
+    [Fact]
+    public async Task The_weight_gauge_shows_each_destinations_share_and_its_slow_start()
+    {
+        await using var harness = new MonitorHarness();
+        var cluster = Cluster("pacs", activeFlag: true, metadata: new Dictionary<string, string> { ["SlowStart"] = "00:01:40" }, destinations: ["n1", "n2"]);
+        var n1 = cluster.Destinations["n1"];
+        n1.Health.Active = DestinationHealth.Unhealthy;
+        harness.Tracker.Observe(cluster, n1);
+        n1.Health.Active = DestinationHealth.Healthy;
+        harness.Tracker.Observe(cluster, n1);
+        harness.Time.Advance(TimeSpan.FromSeconds(50));
+        using var metrics = new HealthMetrics(_factory, harness.Monitor, harness.Tracker, new FixedProxyState(cluster), new DestinationWeights(harness.Tracker, harness.Time));
+        using var weight = Collector<double>("imagingproxy.destination.weight");
+
+        weight.RecordObservableInstruments();
+
+        var byDestination = weight.GetMeasurementSnapshot().ToDictionary(m => (string)m.Tags["destination"]!, m => m.Value);
+        Assert.Equal(0.5, byDestination["n1"], 6);
+        Assert.Equal(1, byDestination["n2"]);
     }
 
     [Fact]
