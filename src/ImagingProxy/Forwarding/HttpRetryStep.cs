@@ -4,6 +4,7 @@ using ImagingProxy.Configuration;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
@@ -101,7 +102,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             {
                 if (keptBack != 0)
                 {
-                    DropKeptBack(context, keptBack);
+                    DropKeptBack(context, retryable!, keptBack);
                 }
 
                 return;
@@ -113,7 +114,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             {
                 if (keptBack != 0)
                 {
-                    DropKeptBack(context, keptBack);
+                    DropKeptBack(context, retryable!, keptBack);
                 }
 
                 return;
@@ -146,16 +147,20 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     }
 
     /// <summary>
-    /// An answer kept back for a retry that does not follow after all (the client went away meanwhile): its status and
-    /// headers, whose body will never come, are not sent; the request ends as YARP ends an abandoned one, with 502.
+    /// An answer kept back for a retry that does not follow after all: its status and headers, whose body will never
+    /// come, are not sent. A route <c>Timeout</c> that fired meanwhile ends the request as a timeout (504, through
+    /// <see cref="RequestTimeoutStep"/>); otherwise (the client went away) it ends as YARP ends an abandoned one, with 502.
     /// </summary>
-    private void DropKeptBack(HttpContext context, int keptBack)
+    private void DropKeptBack(HttpContext context, RetryableStatus retryable, int keptBack)
     {
-        Log.KeptBackNotRetried(logger, context.Request.Method, LoggedRequest.Path(context.Request), keptBack);
+        retryable.TimedOut = context.Features.Get<IHttpRequestTimeoutFeature>()?.RequestTimeoutToken.IsCancellationRequested == true;
+        var status = retryable.TimedOut ? StatusCodes.Status504GatewayTimeout : StatusCodes.Status502BadGateway;
+        Log.KeptBackNotRetried(logger, context.Request.Method, LoggedRequest.Path(context.Request), keptBack,
+            retryable.TimedOut ? "the route Timeout fired" : "the client went away, or no destination was left", status);
         if (!context.Response.HasStarted)
         {
             context.Response.Clear();
-            context.Response.StatusCode = StatusCodes.Status502BadGateway;
+            context.Response.StatusCode = status;
         }
     }
 
@@ -300,7 +305,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
         [LoggerMessage(EventId = 416, Level = LogLevel.Warning, Message = "Request {Method} {Path}: destination '{Destination}' of cluster '{Cluster}' answered {StatusCode}, a status in Retry.StatusCodes; sent to another destination, attempt {Attempt} of at most {MaxAttempts}.")]
         public static partial void RetryingAfterStatus(ILogger logger, string method, string path, string destination, string cluster, int statusCode, int attempt, int maxAttempts);
 
-        [LoggerMessage(EventId = 417, Level = LogLevel.Information, Message = "Request {Method} {Path}: the answer {StatusCode} was kept back for a retry that does not follow (the client went away, or no destination was left); ended with 502.")]
-        public static partial void KeptBackNotRetried(ILogger logger, string method, string path, int statusCode);
+        [LoggerMessage(EventId = 417, Level = LogLevel.Information, Message = "Request {Method} {Path}: the answer {StatusCode} was kept back for a retry that does not follow ({Cause}); ended with {EndStatus}.")]
+        public static partial void KeptBackNotRetried(ILogger logger, string method, string path, int statusCode, string cause, int endStatus);
     }
 }

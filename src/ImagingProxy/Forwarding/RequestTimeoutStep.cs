@@ -43,12 +43,13 @@ internal sealed partial class RequestTimeoutStep(ILogger<RequestTimeoutStep> log
     }
 
     /// <summary>
-    /// True when the request's route <c>Timeout</c> fired and ended the exchange (YARP recorded the cancellation): an
-    /// exchange that finished just before the deadline is not a timeout.
+    /// True when the request's route <c>Timeout</c> fired and ended the exchange (YARP recorded the cancellation, or the
+    /// retry step dropped an answer it had kept back for a retry: <see cref="RetryableStatus.TimedOut"/>): an exchange that
+    /// finished just before the deadline is not a timeout.
     /// </summary>
     public static bool TimedOut(HttpContext context)
         => context.Features.Get<IHttpRequestTimeoutFeature>() is { } timeout && timeout.RequestTimeoutToken.IsCancellationRequested
-            && context.GetForwarderErrorFeature() is not null;
+            && (context.GetForwarderErrorFeature() is not null || context.Features.Get<RetryableStatus>()?.TimedOut == true);
 
     private static partial class Log
     {

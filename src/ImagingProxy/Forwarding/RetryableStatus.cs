@@ -27,6 +27,12 @@ internal sealed class RetryableStatus(FailureStatusCodes codes)
     /// <summary>The status of the answer the transform kept back in the last attempt, or 0.</summary>
     public int KeptBack { get; set; }
 
+    /// <summary>
+    /// Set by the retry step when the route's <c>Timeout</c> fired while an answer was kept back, before the retry: the
+    /// request ends as a timeout (<see cref="RequestTimeoutStep"/>: 504), not as a client that went away.
+    /// </summary>
+    public bool TimedOut { get; set; }
+
     /// <summary>The cluster's <c>Retry.StatusCodes</c> (validated), read once per cluster configuration; null when none.</summary>
     public static FailureStatusCodes? Of(ClusterConfig cluster)
         => s_codes.TryGetValue(cluster, out var known) ? known : s_codes.GetValue(cluster, static config =>

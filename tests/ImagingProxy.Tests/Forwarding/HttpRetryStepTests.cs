@@ -45,10 +45,46 @@ public sealed class HttpRetryStepTests : IDisposable
         Assert.Empty(context.Response.Headers);
     }
 
+    [Fact]
+    public async Task An_answer_kept_back_when_the_route_Timeout_fires_ends_the_request_with_504_counted_as_a_timeout()
+    {
+        // ASP.NET Core's request timeout cancels RequestAborted too (a linked token): the timeout fires between the
+        // kept-back answer and the retry.
+        using var timeout = new CancellationTokenSource();
+        var (context, feature) = Context(timeout.Token, "a", "b");
+        context.Features.Set<Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature>(new TimeoutFeature(timeout.Token));
+        var retry = new HttpRetryStep(_metrics, NullLogger<HttpRetryStep>.Instance);
+        var outer = new RequestTimeoutStep(NullLogger<RequestTimeoutStep>.Instance);
+
+        await outer.InvokeAsync(context, () => retry.InvokeAsync(context, () =>
+        {
+            var retryable = context.Features.Get<RetryableStatus>()!;
+            feature.ProxiedDestination = feature.AvailableDestinations[0];
+            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            context.Response.Headers["X-Failed"] = "a";
+            retryable.KeptBack = StatusCodes.Status503ServiceUnavailable;
+            timeout.Cancel();
+            return Task.CompletedTask;
+        }));
+
+        Assert.Equal(StatusCodes.Status504GatewayTimeout, context.Response.StatusCode);
+        Assert.Empty(context.Response.Headers);
+        Assert.True(RequestTimeoutStep.TimedOut(context)); // the request metric's error="RequestTimeout"
+    }
+
     public void Dispose()
     {
         _metrics.Dispose();
         _services.Dispose();
+    }
+
+    private sealed class TimeoutFeature(CancellationToken token) : Microsoft.AspNetCore.Http.Timeouts.IHttpRequestTimeoutFeature
+    {
+        public CancellationToken RequestTimeoutToken => token;
+
+        public void DisableTimeout()
+        {
+        }
     }
 
     private static (DefaultHttpContext Context, TestReverseProxyFeature Feature) Context(CancellationToken aborted, params string[] destinations)
