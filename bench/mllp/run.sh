@@ -78,6 +78,12 @@ read -r -a targets <<< "${ORDER:-direct imagingproxy haproxy kestrel-relay}"
 # hardest), a run gave 0.89x HAProxy at 8 connections; with HAProxy in that place instead, 0.99x.
 # ORDER names the four targets (their first-round order); the summary expects these four names.
 # Every target once before the measured rounds: the proxies' JIT compilation and pools are warm in round 1 too.
+# The direct run among them also matters (session 18): on this kind of machine (2 vCPUs, KVM) a freshly started set
+# of processes can settle in a slower state in which every path spends more system time per message, the receiver's
+# more than doubled. ImagingProxy run alone from a fresh start stayed there (28-31k msg/s, 0.25 ms p50, over 15 s of
+# back-to-back runs); one run direct or through HAProxy moved it out for good (47-57k). The state is the machine's
+# (the proxy's code is the same, the receiver's involuntary context switches per message fall from 0.38 to 0.1),
+# so all targets are measured after it.
 for target in direct imagingproxy haproxy kestrel-relay; do
   dotnet "$work/client/LoadClient.dll" "${ports[$target]}" 8 2 >/dev/null
 done
