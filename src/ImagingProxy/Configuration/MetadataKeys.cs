@@ -94,6 +94,12 @@ public static class MetadataKeys
     public const string SlowStart = "SlowStart";
 
     /// <summary>
+    /// Destination metadata, every protocol: the most the destination is given at once (open associations, HL7 node
+    /// connections, HTTP requests in flight; positive whole number; none by default; <see cref="Balancing.DestinationLimits"/>).
+    /// </summary>
+    public const string MaxConcurrent = "MaxConcurrent";
+
+    /// <summary>
     /// Cluster metadata (DICOM and MLLP, <c>tls://</c> destinations): PEM file of the CA certificate(s) the nodes' certificates must
     /// chain to, instead of the system's trust store (a hospital's own CA).
     /// </summary>

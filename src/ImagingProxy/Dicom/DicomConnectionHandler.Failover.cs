@@ -46,14 +46,12 @@ public sealed partial class DicomConnectionHandler
                 }
                 else
                 {
-                    destination = selector.Pick(cluster, Untried(available, tried));
+                    destination = selector.PickAndAcquire(cluster, Untried(available, tried));
                     if (destination is null)
                     {
                         last = new ConnectAttempt(DicomAttemptResult.Exhausted);
                         return last.Outcome;
                     }
-
-                    selector.Acquire(destination);
                 }
 
                 tried.Add(destination);

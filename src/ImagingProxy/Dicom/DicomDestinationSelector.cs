@@ -14,23 +14,69 @@ public sealed class DicomDestinationSelector
 {
     private readonly ConditionalWeakTable<DestinationState, object> _locks = [];
     private readonly WeightedPicker _picker;
+    private readonly DestinationLimits _limits;
 
-    /// <summary>Weights only, without slow start (tests and components built without a host).</summary>
+    /// <summary>Weights and limits only, without slow start or metrics (tests and components built without a host).</summary>
     public DicomDestinationSelector()
-        : this(new WeightedPicker(DestinationWeights.WeightsOnly))
+        : this(new WeightedPicker(DestinationWeights.WeightsOnly), DestinationLimits.Unmetered)
     {
     }
 
     /// <summary>For tests: <paramref name="random"/> returns a value in [0, n).</summary>
     public DicomDestinationSelector(Func<int, int> random)
-        : this(new WeightedPicker(DestinationWeights.WeightsOnly, random))
+        : this(new WeightedPicker(DestinationWeights.WeightsOnly, random), DestinationLimits.Unmetered)
     {
     }
 
-    public DicomDestinationSelector(WeightedPicker picker)
+    public DicomDestinationSelector(WeightedPicker picker, DestinationLimits limits)
     {
         ArgumentNullException.ThrowIfNull(picker);
+        ArgumentNullException.ThrowIfNull(limits);
         _picker = picker;
+        _limits = limits;
+    }
+
+    /// <summary>
+    /// Picks one of <paramref name="candidates"/> that is below its <c>MaxConcurrent</c> and counts the association on it
+    /// (<see cref="Acquire"/>, atomically with the limit check); null when there is none (all full, or no candidate).
+    /// </summary>
+    public DestinationState? PickAndAcquire(ClusterState cluster, IReadOnlyList<DestinationState> candidates)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        ArgumentNullException.ThrowIfNull(candidates);
+        if (!_limits.IsLimited(cluster.Model.Config))
+        {
+            var picked = Pick(cluster, candidates);
+            if (picked is not null)
+            {
+                Acquire(picked);
+            }
+
+            return picked;
+        }
+
+        var open = new List<DestinationState>(candidates.Count);
+        for (var i = 0; i < candidates.Count; i++)
+        {
+            if (!_limits.IsFull(cluster.Model.Config, candidates[i], candidates[i].ConcurrentRequestCount))
+            {
+                open.Add(candidates[i]);
+            }
+        }
+
+        while (Pick(cluster, open) is { } destination)
+        {
+            if (TryAcquire(destination, _limits.Max(destination)))
+            {
+                return destination;
+            }
+
+            // Filled by another association since the check.
+            _limits.Reached(cluster.Model.Config, destination);
+            open.Remove(destination);
+        }
+
+        return null;
     }
 
     /// <summary>Picks one of <paramref name="candidates"/>, or null when there is none.</summary>
@@ -61,6 +107,21 @@ public sealed class DicomDestinationSelector
         lock (_locks.GetValue(destination, _ => new object()))
         {
             destination.ConcurrentRequestCount++;
+        }
+    }
+
+    /// <summary>Counts an association on the destination unless it has <paramref name="max"/> already (0: no limit).</summary>
+    private bool TryAcquire(DestinationState destination, int max)
+    {
+        lock (_locks.GetValue(destination, _ => new object()))
+        {
+            if (max > 0 && destination.ConcurrentRequestCount >= max)
+            {
+                return false;
+            }
+
+            destination.ConcurrentRequestCount++;
+            return true;
         }
     }
 

@@ -40,13 +40,18 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
     /// </summary>
     public static DicomEarlyConnection? Start(ClusterState cluster, DicomDestinationSelector selector, ResiliencePipeline connectTimeout)
     {
-        var destination = selector.Pick(cluster, cluster.DestinationsState.AvailableDestinations);
-        if (destination is null || !TcpAddress.TryParse(destination.Model.Config.Address, out var address))
+        var destination = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations);
+        if (destination is null)
         {
             return null;
         }
 
-        selector.Acquire(destination);
+        if (!TcpAddress.TryParse(destination.Model.Config.Address, out var address))
+        {
+            selector.Release(destination);
+            return null;
+        }
+
         var early = new DicomEarlyConnection(cluster, destination, selector, address.NewSocket());
         early._connect = DicomNodeConnection.ConnectAsync(early._socket, address, connectTimeout, early._cancel.Token).AsTask();
         return early;

@@ -18,6 +18,7 @@ public static class DicomProxyServiceCollectionExtensions
         services.TryAddSingleton<DestinationHealthTracker>();
         services.TryAddSingleton<DestinationWeights>();
         services.TryAddSingleton<WeightedPicker>();
+        services.TryAddSingleton<DestinationLimits>();
         services.TryAddSingleton<DicomDestinationSelector>();
         services.TryAddSingleton<DicomProxyMetrics>();
         services.TryAddSingleton<Hosting.ConnectionDrain>();

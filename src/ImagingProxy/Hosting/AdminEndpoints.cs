@@ -158,6 +158,10 @@ public static class AdminEndpoints
 
             // Its share now: Weight, less while a slow start runs.
             json.WriteNumber("weight", Math.Round(weights.Of(cluster, destination), 3));
+            if (DestinationLimits.MaxOf(destination.Model.Config) is > 0 and var max)
+            {
+                json.WriteNumber("maxConcurrent", max);
+            }
             json.WriteEndObject();
         }
 

@@ -189,6 +189,7 @@ public static class ImagingProxyApp
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestBodyLimitStep>().InvokeAsync);
         pipeline.Use(xds.InvokeAsync);
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpRetryStep>().InvokeAsync);
+        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<DestinationLimitStep>().InvokeAsync);
         pipeline.UseSessionAffinity();
         pipeline.Use(noDestination.InvokeAsync);
         pipeline.UseLoadBalancing();
@@ -253,6 +254,7 @@ public static class ImagingProxyApp
         services.AddSingleton<RequestBodyLimitStep>();
         services.AddSingleton<HttpRetryStep>();
         services.AddSingleton<RequestTimeoutStep>();
+        services.AddSingleton<DestinationLimitStep>();
         services.AddSingleton<UnroutedRequestAnswer>();
 
         // Health: one tracker, YARP's updater wrapped so every change is seen, our monitor for every protocol.
@@ -276,6 +278,7 @@ public static class ImagingProxyApp
         // Load balancing of HTTP clusters: YARP's policies under their names, with destination Weight and cluster SlowStart.
         services.TryAddSingleton<DestinationWeights>();
         services.TryAddSingleton<WeightedPicker>();
+        services.TryAddSingleton<DestinationLimits>();
         foreach (var policy in services.Where(d => d.ServiceType == typeof(ILoadBalancingPolicy)).ToList())
         {
             services.Remove(policy);

@@ -301,7 +301,7 @@ internal sealed partial class MllpConnectionHandler(
             case MllpDeliveryOutcome.Faulted:
                 return await NakAsync(session, replies, MllpRejectReason.InternalError, Hl7ErrorCode.ApplicationInternalError, "ImagingProxy failed while delivering the message (a node may already have it); send it again.", started, activity);
             case MllpDeliveryOutcome.NoDestination:
-                return await NakAsync(session, replies, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}'; message not delivered, retry later.", started, activity);
+                return await NakAsync(session, replies, MllpRejectReason.NoDestination, Hl7ErrorCode.ApplicationInternalError, $"No healthy node in cluster '{cluster.ClusterId}' (or every node at its MaxConcurrent); message not delivered, retry later.", started, activity);
             default:
                 return await NakAsync(session, replies, MllpRejectReason.Undelivered, Hl7ErrorCode.ApplicationInternalError, $"No node of cluster '{cluster.ClusterId}' acknowledged the message after {delivery.Attempts} attempt(s); message not delivered, retry later.", started, activity);
         }

@@ -33,10 +33,12 @@ internal sealed partial class MllpForwarder(
     TimeProvider time,
     ILogger<MllpForwarder> logger,
     NodeTls? nodeTls = null,
-    DestinationWeights? weights = null)
+    DestinationWeights? weights = null,
+    DestinationLimits? limits = null)
 {
     private readonly NodeTls _nodeTls = nodeTls ?? new NodeTls();
     private readonly DestinationWeights _weights = weights ?? DestinationWeights.WeightsOnly;
+    private readonly DestinationLimits _limits = limits ?? DestinationLimits.Unmetered;
 
     /// <summary>Backoff before the second attempt; doubles for each later one (10, 20, 40 ms ...).</summary>
     internal static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(10);
@@ -790,7 +792,9 @@ internal sealed partial class MllpForwarder(
     /// The node of a free retry after a stale pooled connection, while it is available (protocols.md §3.7: order at the
     /// receiver); else the inbound connection's sticky node while it is available and has not failed this message
     /// (<paramref name="sticky"/> is then its connection); else the available node with the fewest rented connections
-    /// per unit of its share (<c>Weight</c>, <c>SlowStart</c>: <see cref="DestinationWeights"/>).
+    /// per unit of its share (<c>Weight</c>, <c>SlowStart</c>: <see cref="DestinationWeights"/>), among those below their
+    /// <c>MaxConcurrent</c> (<see cref="DestinationLimits"/>; counted by address, as the pool rents: approximate when
+    /// connections are rented at the same moment).
     /// </summary>
     private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
@@ -824,7 +828,13 @@ internal sealed partial class MllpForwarder(
                 continue;
             }
 
-            var load = pool.RentedCount(destination.Model.Config.Address) / _weights.Of(cluster, destination);
+            var rented = pool.RentedCount(destination.Model.Config.Address);
+            if (_limits.IsFull(cluster.Model.Config, destination, rented))
+            {
+                continue;
+            }
+
+            var load = rented / _weights.Of(cluster, destination);
             if (load < bestLoad)
             {
                 best = destination;

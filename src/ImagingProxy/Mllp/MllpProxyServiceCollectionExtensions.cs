@@ -27,6 +27,7 @@ public static class MllpProxyServiceCollectionExtensions
         services.TryAddSingleton<DestinationHealthTracker>();
         services.TryAddSingleton<DestinationWeights>();
         services.TryAddSingleton<WeightedPicker>();
+        services.TryAddSingleton<DestinationLimits>();
         services.AddSingleton<MllpForwarder>();
         services.AddSingleton<MllpConnectionHandler>();
 

@@ -165,6 +165,23 @@ public class ConfigurationValidatorTests
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "ExpectContinueTimeout", value));
 
     [Theory]
+    [InlineData("Http", "8", null)]
+    [InlineData("Dicom", "20", null)]
+    [InlineData("Mllp", "0", "ReverseProxy:Clusters:web:Destinations:a:Metadata:MaxConcurrent: '0' must be a positive whole number.")]
+    [InlineData("Dicom", "ten", "ReverseProxy:Clusters:web:Destinations:a:Metadata:MaxConcurrent: 'ten' must be a positive whole number.")]
+    public void Max_concurrent_is_a_positive_whole_number_on_every_protocol(string protocol, string value, string? expected)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:web:Metadata:Protocol"] = protocol,
+            ["ReverseProxy:Clusters:web:Destinations:a:Address"] = protocol == "Http" ? "http://10.0.0.11:8042" : "tcp://10.0.0.11:104",
+            ["ReverseProxy:Clusters:web:Destinations:a:Metadata:MaxConcurrent"] = value,
+        }).Build();
+
+        Assert.Equal(expected is null ? [] : [expected], ConfigurationValidator.Validate(config));
+    }
+
+    [Theory]
     [InlineData("Http", "00:00:30", null)]
     [InlineData("Dicom", "00:02:00", null)]
     [InlineData("Mllp", "00:00:10", null)]

@@ -1,0 +1,186 @@
+using System.Diagnostics.Metrics;
+using ImagingProxy.Balancing;
+using ImagingProxy.Dicom;
+using ImagingProxy.Forwarding;
+using ImagingProxy.Tests.Support;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Yarp.ReverseProxy.Configuration;
+using Yarp.ReverseProxy.Forwarder;
+using Yarp.ReverseProxy.Model;
+
+namespace ImagingProxy.Tests.Balancing;
+
+public sealed class DestinationLimitsTests : IDisposable
+{
+    private static readonly HttpMessageInvoker s_invoker = new(new HttpClientHandler());
+    private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+    private readonly DestinationLimits _limits;
+
+    public DestinationLimitsTests() => _limits = new DestinationLimits(_services.GetRequiredService<IMeterFactory>());
+
+    public void Dispose()
+    {
+        _limits.Dispose();
+        _services.Dispose();
+    }
+
+    /// <summary>A cluster whose destinations "a", "b" ... have the given MaxConcurrent (null: none) and requests in flight.</summary>
+    private static ClusterState Cluster(string protocol, params (string? Max, int Load)[] destinations)
+    {
+        var configs = new Dictionary<string, DestinationConfig>();
+        for (var i = 0; i < destinations.Length; i++)
+        {
+            configs[((char)('a' + i)).ToString()] = new DestinationConfig
+            {
+                Address = protocol == "Http" ? "http://127.0.0.1:9/" : "tcp://127.0.0.1:9",
+                Metadata = destinations[i].Max is { } max ? new Dictionary<string, string> { ["MaxConcurrent"] = max } : null,
+            };
+        }
+
+        var config = new ClusterConfig { ClusterId = "c", Metadata = new Dictionary<string, string> { ["Protocol"] = protocol }, Destinations = configs };
+        var cluster = new ClusterState("c", new ClusterModel(config, s_invoker));
+        var ordered = new List<DestinationState>();
+        for (var i = 0; i < destinations.Length; i++)
+        {
+            var id = ((char)('a' + i)).ToString();
+            var state = new DestinationState(id, new DestinationModel(configs[id])) { ConcurrentRequestCount = destinations[i].Load };
+            cluster.Destinations[id] = state;
+            ordered.Add(state);
+        }
+
+        cluster.DestinationsState = new ClusterDestinationsState(ordered, ordered);
+        return cluster;
+    }
+
+    private static (DefaultHttpContext Context, TestReverseProxyFeature Feature) Request(ClusterState cluster)
+    {
+        var context = new DefaultHttpContext();
+        context.Request.Method = HttpMethods.Get;
+        context.Request.Path = "/studies";
+        context.Response.Body = new MemoryStream();
+        var feature = new TestReverseProxyFeature
+        {
+            Route = new RouteModel(new RouteConfig { RouteId = "all", ClusterId = "c" }, cluster, HttpTransformer.Empty),
+            Cluster = cluster.Model,
+            AvailableDestinations = cluster.DestinationsState.AvailableDestinations,
+        };
+        context.Features.Set<IReverseProxyFeature>(feature);
+        return (context, feature);
+    }
+
+    private async Task<(bool Forwarded, IReadOnlyList<DestinationState> Available, DefaultHttpContext Context)> RouteAsync(ClusterState cluster, Action<HttpContext>? prepare = null)
+    {
+        var (context, feature) = Request(cluster);
+        prepare?.Invoke(context);
+        var step = new DestinationLimitStep(_limits, NullLogger<DestinationLimitStep>.Instance);
+        var forwarded = false;
+        await step.InvokeAsync(context, () =>
+        {
+            forwarded = true;
+            return Task.CompletedTask;
+        });
+        return (forwarded, feature.AvailableDestinations, context);
+    }
+
+    [Fact]
+    public async Task A_destination_at_its_limit_is_passed_over_and_counted()
+    {
+        using var reached = new MetricCollector<long>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.destination.limit_reached");
+        var cluster = Cluster("Http", ("2", 2), (null, 50), ("3", 2));
+
+        var (forwarded, available, _) = await RouteAsync(cluster);
+
+        Assert.True(forwarded);
+        Assert.Equal(["b", "c"], available.Select(d => d.DestinationId));
+        var pass = Assert.Single(reached.GetMeasurementSnapshot());
+        Assert.Equal("a", pass.Tags["destination"]);
+        Assert.Equal("http", pass.Tags["protocol"]);
+    }
+
+    [Fact]
+    public async Task A_cluster_without_limits_or_with_room_keeps_its_available_destinations()
+    {
+        var unlimited = Cluster("Http", (null, 9), (null, 9));
+        var (_, available, _) = await RouteAsync(unlimited);
+        Assert.Same(unlimited.DestinationsState.AvailableDestinations, available);
+
+        var roomy = Cluster("Http", ("10", 9), (null, 9));
+        (_, available, _) = await RouteAsync(roomy);
+        Assert.Same(roomy.DestinationsState.AvailableDestinations, available);
+    }
+
+    [Fact]
+    public async Task When_every_destination_is_full_the_request_gets_503_with_retry_after()
+    {
+        var (forwarded, _, context) = await RouteAsync(Cluster("Http", ("1", 1), ("2", 3)));
+
+        Assert.False(forwarded);
+        Assert.Equal(StatusCodes.Status503ServiceUnavailable, context.Response.StatusCode);
+        Assert.Equal("5", context.Response.Headers.RetryAfter.ToString());
+        context.Response.Body.Position = 0;
+        Assert.Equal("503 Service Unavailable: Every server in cluster 'c' is at its MaxConcurrent; retry later.\n", await new StreamReader(context.Response.Body).ReadToEndAsync());
+    }
+
+    [Fact]
+    public async Task An_xds_request_to_a_full_cluster_gets_a_soap_fault()
+    {
+        var (forwarded, _, context) = await RouteAsync(Cluster("Http", ("1", 1)), c => c.Items[XdsRoutingStep.XdsTransactionItem] = XdsTransaction.ProvideAndRegisterDocumentSet);
+
+        Assert.False(forwarded);
+        Assert.Equal(StatusCodes.Status503ServiceUnavailable, context.Response.StatusCode);
+        context.Response.Body.Position = 0;
+        var body = await new StreamReader(context.Response.Body).ReadToEndAsync();
+        Assert.Contains("is at its MaxConcurrent; retry later. (ITI-41)", body, StringComparison.Ordinal);
+        Assert.Contains("Receiver", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_dicom_association_goes_to_a_node_below_its_limit_and_is_counted_there()
+    {
+        var cluster = Cluster("Dicom", ("1", 0), ("1", 0));
+        var selector = new DicomDestinationSelector(new WeightedPicker(DestinationWeights.WeightsOnly), _limits);
+
+        var first = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations);
+        var second = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations);
+        var third = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations);
+
+        Assert.NotNull(first);
+        Assert.NotNull(second);
+        Assert.NotSame(first, second);
+        Assert.Null(third);
+        Assert.All(cluster.Destinations.Values, d => Assert.Equal(1, d.ConcurrentRequestCount));
+
+        selector.Release(first);
+        Assert.Same(first, selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations));
+    }
+
+    [Fact]
+    public void Concurrent_associations_never_take_a_node_past_its_limit()
+    {
+        var cluster = Cluster("Dicom", ("3", 0), ("2", 0));
+        var selector = new DicomDestinationSelector(new WeightedPicker(DestinationWeights.WeightsOnly), _limits);
+
+        var picked = new DestinationState?[64];
+        Parallel.For(0, picked.Length, i => picked[i] = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations));
+
+        Assert.Equal(5, picked.Count(p => p is not null));
+        Assert.Equal(3, cluster.Destinations["a"].ConcurrentRequestCount);
+        Assert.Equal(2, cluster.Destinations["b"].ConcurrentRequestCount);
+    }
+
+    [Theory]
+    [InlineData(null, 0)]
+    [InlineData("4", 4)]
+    [InlineData("0", 0)]
+    [InlineData("-1", 0)]
+    [InlineData("four", 0)]
+    public void Max_of_reads_a_positive_whole_number(string? text, int expected)
+        => Assert.Equal(expected, DestinationLimits.MaxOf(new DestinationConfig
+        {
+            Address = "tcp://127.0.0.1:9",
+            Metadata = text is null ? null : new Dictionary<string, string> { ["MaxConcurrent"] = text },
+        }));
+}
