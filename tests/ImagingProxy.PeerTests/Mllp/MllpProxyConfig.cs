@@ -16,7 +16,7 @@ internal static class MllpProxyConfig
     /// <param name="activeHealth">Enable active health checks every second on every cluster.</param>
     /// <param name="tls">A PEM certificate for the "hl7" listener (MLLP over TLS).</param>
     /// <param name="maxConnections">The "hl7" listener's MaxConnections, or none.</param>
-    /// <param name="weights">Each destination's Weight metadata, by its place in its cluster's addresses, or none.</param>
+    /// <param name="destinationMetadata">Each destination's metadata (Weight, MaxConcurrent ...), by its place in its cluster's addresses, or none.</param>
     public static string Create(
         IReadOnlyDictionary<string, string[]> clusters,
         IEnumerable<(string MessageType, string Cluster)> routes,
@@ -27,7 +27,7 @@ internal static class MllpProxyConfig
         bool activeHealth = false,
         TestCertificate? tls = null,
         int? maxConnections = null,
-        IReadOnlyList<string>? weights = null)
+        IReadOnlyList<IReadOnlyDictionary<string, string>>? destinationMetadata = null)
     {
         var clusterJson = new Dictionary<string, object>();
         foreach (var (id, addresses) in clusters)
@@ -35,7 +35,7 @@ internal static class MllpProxyConfig
             var cluster = new Dictionary<string, object>
             {
                 ["Metadata"] = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["Protocol"] = "Mllp" },
-                ["Destinations"] = addresses.Select((a, i) => (a, i)).ToDictionary(x => $"{id}-node{x.i + 1}", x => weights is null ? new { Address = x.a } : (object)new { Address = x.a, Metadata = new { Weight = weights[x.i] } }),
+                ["Destinations"] = addresses.Select((a, i) => (a, i)).ToDictionary(x => $"{id}-node{x.i + 1}", x => destinationMetadata is null ? new { Address = x.a } : (object)new { Address = x.a, Metadata = destinationMetadata[x.i] }),
             };
             if (passiveHealth || activeHealth)
             {

@@ -32,7 +32,8 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
     {
         var a = await NodeAsync("a");
         var b = await NodeAsync("b");
-        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")], weights: ["3", "1"]));
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")],
+            destinationMetadata: [new Dictionary<string, string> { ["Weight"] = "3" }, new Dictionary<string, string> { ["Weight"] = "1" }]));
         using var timeout = new CancellationTokenSource(s_timeout);
 
         // Eight connections, opened one after another and kept open: each sticks to the node with the fewest connections
@@ -57,6 +58,58 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
 
         Assert.Equal(6, (await a.ReceivedAsync()).Count);
         Assert.Equal(2, (await b.ReceivedAsync()).Count);
+    }
+
+    [Fact]
+    public async Task A_node_at_its_MaxConcurrent_takes_no_new_connection_and_a_full_cluster_naks()
+    {
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+        var one = new Dictionary<string, string> { ["MaxConcurrent"] = "1" };
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")], destinationMetadata: [one, one]));
+        using var timeout = new CancellationTokenSource(s_timeout);
+
+        // Each connection keeps its node connection while it is open: one on each node fills the cluster.
+        await using var first = await MllpClient.ConnectAsync(port, timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await first.SendAsync(MllpClient.Message(Id(0, 0)), timeout.Token))?.Code);
+        await using var second = await MllpClient.ConnectAsync(port, timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await second.SendAsync(MllpClient.Message(Id(1, 0)), timeout.Token))?.Code);
+        Assert.Single(await a.ReceivedAsync());
+        Assert.Single(await b.ReceivedAsync());
+
+        await using var third = await MllpClient.ConnectAsync(port, timeout.Token);
+        var refused = await third.SendAsync(MllpClient.Message(Id(2, 0)), timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationReject, refused?.Code);
+        Assert.Equal(Id(2, 0), refused?.ControlId);
+        Assert.Contains("MaxConcurrent", refused?.Text, StringComparison.Ordinal);
+
+        // The first connection closes and gives its node connection back: the third's next message is taken.
+        using var closed = new MetricCollector<long>(Proxy!.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.hl7.connections.closed");
+        await first.DisposeAsync();
+        await closed.WaitForMeasurementsAsync(1, s_timeout);
+        var accepted = await SendUntilAcceptedAsync(third, Id(2, 1), timeout.Token);
+        Assert.Equal(Id(2, 1), accepted.ControlId);
+        Assert.Equal(3, (await a.ReceivedAsync()).Count + (await b.ReceivedAsync()).Count);
+    }
+
+    /// <summary>
+    /// Sends the message until a node accepts it: the closed connection's node connection goes back to the pool an instant
+    /// after its close is counted (no event marks it), so an AR NAK or two may come first; bounded by the test's timeout.
+    /// </summary>
+    private static async Task<MllpReply> SendUntilAcceptedAsync(MllpClient client, string controlId, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var reply = await client.SendAsync(MllpClient.Message(controlId), cancellationToken);
+            Assert.NotNull(reply);
+            if (reply.Code == AcknowledgmentCode.ApplicationAccept)
+            {
+                return reply;
+            }
+
+            Assert.Equal(AcknowledgmentCode.ApplicationReject, reply.Code);
+            await Task.Delay(50, cancellationToken);
+        }
     }
 
     [Fact]

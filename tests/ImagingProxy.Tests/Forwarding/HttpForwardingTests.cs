@@ -64,6 +64,50 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal($"proto=https;host={viaProxy.BaseAddress!.Authority}", forwarded.Headers.GetValues("Forwarded-Seen").Single());
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_server_at_its_MaxConcurrent_is_passed_over_and_a_full_cluster_answers_503()
+    {
+        var cluster = $$"""
+            { "web": { "LoadBalancingPolicy": "FirstAlphabetical", "Destinations": {
+                "a": { "Address": "{{_a.Url}}", "Metadata": { "MaxConcurrent": "1" } },
+                "b": { "Address": "{{_b.Url}}", "Metadata": { "MaxConcurrent": "1" } } } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, cluster, AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var release = new CancellationTokenSource();
+
+        // a (first alphabetically) holds a request in flight: the next goes to b.
+        var held = client.GetAsync("/delay?ms=30000", release.Token);
+        await WaitForAsync(() => _a.Requests.Contains("GET /delay?ms=30000"));
+        using (var toB = await client.GetAsync("/studies"))
+        {
+            Assert.Equal("b", toB.Headers.GetValues("X-Backend").Single());
+        }
+
+        // b holds one too: the cluster is full.
+        var heldOnB = client.GetAsync("/delay?ms=30000", release.Token);
+        await WaitForAsync(() => _b.Requests.Contains("GET /delay?ms=30000"));
+        using (var full = await client.GetAsync("/studies"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, full.StatusCode);
+            Assert.Equal("5", full.Headers.RetryAfter?.ToString());
+            Assert.Contains("is at its MaxConcurrent", await full.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+
+        await release.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => held);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => heldOnB);
+    }
+
+    private static async Task WaitForAsync(Func<bool> condition)
+    {
+        using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        while (!condition())
+        {
+            await Task.Delay(20, bound.Token);
+        }
+    }
+
     [Fact]
     public async Task A_route_that_turns_forwarding_headers_off_gets_no_Forwarded_header_either()
     {
