@@ -69,8 +69,8 @@ public sealed class DestinationWeights
     }
 
     /// <summary>
-    /// The share of its weight <paramref name="destination"/> has now: 1, or less while <paramref name="slowStart"/> has
-    /// not passed since it came back (at least <see cref="SlowStartFloor"/>).
+    /// The share of its weight <paramref name="destination"/> has now: 1, or, while <paramref name="slowStart"/> has not
+    /// passed since it came back, from <see cref="SlowStartFloor"/> at the return rising linearly to 1.
     /// </summary>
     public double Ramp(DestinationState destination, TimeSpan slowStart)
     {
@@ -80,7 +80,7 @@ public sealed class DestinationWeights
         }
 
         var elapsed = _time.GetUtcNow() - returned;
-        return elapsed >= slowStart ? 1 : Math.Max(SlowStartFloor, elapsed / slowStart);
+        return elapsed >= slowStart ? 1 : SlowStartFloor + ((1 - SlowStartFloor) * Math.Max(0, elapsed / slowStart));
     }
 
     /// <summary>The time a destination in this cluster ramps up after it came back (cluster metadata <c>SlowStart</c>); zero: none.</summary>

@@ -12,7 +12,7 @@ namespace ImagingProxy.Balancing;
 /// <remarks>
 /// <list type="bullet">
 /// <item><c>LeastRequests</c>: the least load per unit of weight (ties: the earlier destination).</item>
-/// <item><c>PowerOfTwoChoices</c>: two draws weighted by share, then the lesser load per unit of weight.</item>
+/// <item><c>PowerOfTwoChoices</c>: two different destinations drawn by share, then the lesser load per unit of weight.</item>
 /// <item><c>Random</c>: one draw weighted by share.</item>
 /// <item><c>RoundRobin</c>: NGINX's smooth weighted round robin: with weights 3 and 1, a a b a, a a b a ...; with equal
 /// weights, plain rotation.</item>
@@ -22,6 +22,9 @@ public sealed class WeightedPicker
 {
     /// <summary>Above this many candidates the weights go to a rented array instead of the stack.</summary>
     private const int StackCandidates = 32;
+
+    /// <summary>The random source's range for a weighted draw (shares as fine as a billionth of the total).</summary>
+    private const int DrawResolution = 1 << 30;
 
     private readonly Func<int, int> _random;
     private readonly ConditionalWeakTable<ClusterState, Lock> _rotationLocks = [];
@@ -104,36 +107,43 @@ public sealed class WeightedPicker
         return best;
     }
 
+    /// <summary>Two different destinations drawn by share (as YARP compares two different ones), then the lesser load per unit of weight.</summary>
     private int PowerOfTwo(IReadOnlyList<DestinationState> candidates, ReadOnlySpan<double> weights)
     {
         var first = Draw(weights);
-        var second = Draw(weights);
+        var second = Draw(weights, excluded: first);
         return Load(candidates[second], weights[second]) < Load(candidates[first], weights[first]) ? second : first;
     }
 
-    /// <summary>One draw, each index with the chance of its share (weights in tickets of 1/1000, so the random source stays an int).</summary>
-    private int Draw(ReadOnlySpan<double> weights)
+    /// <summary>One draw, each index with the chance of its share among those not <paramref name="excluded"/>.</summary>
+    private int Draw(ReadOnlySpan<double> weights, int excluded = -1)
     {
-        var total = 0;
+        var total = 0.0;
         for (var i = 0; i < weights.Length; i++)
         {
-            total += Tickets(weights[i]);
+            total += i == excluded ? 0 : weights[i];
         }
 
-        var draw = _random(total);
+        // The random source gives a whole number below DrawResolution; the point falls in one index's share.
+        var point = _random(DrawResolution) / (double)DrawResolution * total;
+        var last = -1;
         for (var i = 0; i < weights.Length; i++)
         {
-            draw -= Tickets(weights[i]);
-            if (draw < 0)
+            if (i == excluded)
+            {
+                continue;
+            }
+
+            last = i;
+            point -= weights[i];
+            if (point < 0)
             {
                 return i;
             }
         }
 
-        return weights.Length - 1;
+        return last;
     }
-
-    private static int Tickets(double weight) => (int)Math.Clamp(Math.Round(weight * 1000), 1, 1_000_000);
 
     /// <summary>
     /// Smooth weighted round robin: each candidate's running score grows by its weight, the highest score is picked and

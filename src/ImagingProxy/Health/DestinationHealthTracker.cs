@@ -14,6 +14,9 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
 {
     private readonly ConcurrentDictionary<(string Cluster, string Destination), HealthRecord> _records = new();
     private readonly ConditionalWeakTable<DestinationState, StrongBox<DateTimeOffset>> _returned = [];
+
+    /// <summary>The destination objects observed here before (YARP's, while it keeps them).</summary>
+    private readonly ConditionalWeakTable<DestinationState, DestinationState> _seen = [];
     private readonly Lock _gate = new();
 
     /// <summary>Raised once per observed change: cluster, destination, kind ("active"/"passive"), old, new.</summary>
@@ -54,10 +57,13 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
 
             var updated = new HealthRecord(active, passive, now);
             _records[key] = updated;
-            if (IsOut(previous.Active, previous.Passive) && !IsOut(active, passive))
+            // A destination YARP made anew (removed by a reload, added again) is seen for the first time: not a return.
+            if (IsOut(previous.Active, previous.Passive) && !IsOut(active, passive) && _seen.TryGetValue(destination, out _))
             {
                 _returned.AddOrUpdate(destination, new StrongBox<DateTimeOffset>(now));
             }
+
+            _seen.AddOrUpdate(destination, destination);
             if (previous.Active != active)
             {
                 Log.HealthChanged(logger, "Active", cluster.ClusterId, destination.DestinationId, previous.Active, active);

@@ -286,7 +286,8 @@ public static class ImagingProxyApp
                 (ILoadBalancingPolicy)(policy.ImplementationInstance
                     ?? policy.ImplementationFactory?.Invoke(sp)
                     ?? ActivatorUtilities.CreateInstance(sp, policy.ImplementationType!)),
-                sp.GetRequiredService<WeightedPicker>()));
+                sp.GetRequiredService<WeightedPicker>(),
+                sp));
         }
 
         services.AddSingleton<IDestinationProber, HttpProber>();

@@ -1,6 +1,7 @@
 using ImagingProxy.Balancing;
 using ImagingProxy.Health;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using Yarp.ReverseProxy.Configuration;
@@ -12,6 +13,7 @@ namespace ImagingProxy.Tests.Balancing;
 public sealed class WeightedBalancingTests
 {
     private static readonly HttpMessageInvoker s_invoker = new(new HttpClientHandler());
+    private static readonly IServiceProvider s_services = new ServiceCollection().BuildServiceProvider();
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero));
     private readonly DestinationHealthTracker _tracker;
     private readonly DestinationWeights _weights;
@@ -94,26 +96,32 @@ public sealed class WeightedBalancingTests
         Assert.Equal("a", new WeightedPicker(_weights).Pick("LeastRequests", cluster, All(cluster)).DestinationId);
     }
 
-    [Theory]
-    [InlineData("Random")]
-    [InlineData("PowerOfTwoChoices")]
-    public void Draws_follow_the_weights(string policy)
+    /// <summary>A random source that walks [0, n) in <paramref name="steps"/> even steps, round and round.</summary>
+    private static Func<int, int> Walk(int steps)
     {
-        // Tickets: a 1000, b 3000; a draw below 1000 is a. The random source walks the tickets in steps of 10.
-        var cluster = Cluster(policy, null, null, "3");
-        var next = 0;
-        var picker = new WeightedPicker(_weights, n =>
-        {
-            var draw = next % n;
-            next += 10;
-            return draw;
-        });
+        var k = 0;
+        return n => (int)((long)n * (k++ % steps) / steps);
+    }
 
-        var picks = Sequence(picker, policy, cluster, 400);
+    [Fact]
+    public void Random_draws_follow_the_weights_large_ones_too()
+    {
+        // a has a quarter of the shares: a quarter of the evenly spread draws.
+        Assert.Equal(100, Sequence(new WeightedPicker(_weights, Walk(400)), "Random", Cluster("Random", null, null, "3"), 400).Count(c => c == 'a'));
+        Assert.Equal(100, Sequence(new WeightedPicker(_weights, Walk(400)), "Random", Cluster("Random", null, "1000", "3000"), 400).Count(c => c == 'a'));
+    }
 
-        // Power of two: both draws, the lesser load (all 0) keeps the first.
-        var a = picks.Count(c => c == 'a');
-        Assert.InRange(a, 90, 110);
+    [Fact]
+    public void Power_of_two_compares_two_different_destinations_drawn_by_share()
+    {
+        // Equal loads keep the first draw: a's quarter of the first draws.
+        var cluster = Cluster("PowerOfTwoChoices", null, null, "3");
+        Assert.Equal(100, Sequence(new WeightedPicker(_weights, Walk(800)), "PowerOfTwoChoices", cluster, 400).Count(c => c == 'a'));
+
+        // A busy destination and an idle one: the two draws are always both, so the idle one wins every time (as in
+        // YARP's own policy), whatever the shares.
+        cluster.Destinations["b"].ConcurrentRequestCount = 50;
+        Assert.DoesNotContain('b', Sequence(new WeightedPicker(_weights), "PowerOfTwoChoices", cluster, 1000));
     }
 
     [Fact]
@@ -127,10 +135,10 @@ public sealed class WeightedBalancingTests
         Assert.Equal(0.2, _weights.Of(cluster, a), 6);
 
         _time.Advance(TimeSpan.FromSeconds(5));
-        Assert.Equal(0.2, _weights.Of(cluster, a), 6); // still the floor: 5 s of 100 s is below a tenth
+        Assert.Equal(2 * (0.1 + (0.9 * 0.05)), _weights.Of(cluster, a), 6); // linear from the start
 
         _time.Advance(TimeSpan.FromSeconds(45));
-        Assert.Equal(1.0, _weights.Of(cluster, a), 6);
+        Assert.Equal(2 * (0.1 + (0.9 * 0.5)), _weights.Of(cluster, a), 6);
 
         _time.Advance(TimeSpan.FromSeconds(50));
         Assert.Equal(2, _weights.Of(cluster, a));
@@ -195,7 +203,7 @@ public sealed class WeightedBalancingTests
     public void The_http_policy_is_yarps_own_for_a_cluster_without_weights_and_for_first_alphabetical()
     {
         var inner = new CountingPolicy("RoundRobin");
-        var policy = new WeightedLoadBalancingPolicy(inner, new WeightedPicker(_weights));
+        var policy = new WeightedLoadBalancingPolicy(inner, new WeightedPicker(_weights), s_services);
         var plain = Cluster("RoundRobin", null, null, null);
         var weighted = Cluster("RoundRobin", null, "3", null);
 
@@ -205,7 +213,7 @@ public sealed class WeightedBalancingTests
         Assert.Equal(1, inner.Calls);
 
         var alphabetical = new CountingPolicy(LoadBalancingPolicies.FirstAlphabetical);
-        new WeightedLoadBalancingPolicy(alphabetical, new WeightedPicker(_weights)).PickDestination(new DefaultHttpContext(), weighted, All(weighted));
+        new WeightedLoadBalancingPolicy(alphabetical, new WeightedPicker(_weights), s_services).PickDestination(new DefaultHttpContext(), weighted, All(weighted));
         Assert.Equal(1, alphabetical.Calls);
     }
 

@@ -169,4 +169,20 @@ public sealed class DestinationHealthTrackerTests
         _tracker.Observe(cluster, n2);
         Assert.Null(_tracker.ReturnedAt(n2));
     }
+
+    [Fact]
+    public void A_destination_removed_while_unhealthy_and_added_again_healthy_has_not_returned()
+    {
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+        var old = cluster.Destinations["n1"];
+        old.Health.Active = DestinationHealth.Unhealthy;
+        _tracker.Observe(cluster, old);
+
+        // A reload removes n1, a later one adds it again: YARP makes a new state, whose first probe is Healthy.
+        _time.Advance(TimeSpan.FromHours(1));
+        var added = new DestinationState("n1", old.Model) { Health = { Active = DestinationHealth.Healthy } };
+        _tracker.Observe(cluster, added);
+
+        Assert.Null(_tracker.ReturnedAt(added));
+    }
 }

@@ -122,7 +122,7 @@ public sealed class HealthMetricsTests : IAsyncLifetime
         weight.RecordObservableInstruments();
 
         var byDestination = weight.GetMeasurementSnapshot().ToDictionary(m => (string)m.Tags["destination"]!, m => m.Value);
-        Assert.Equal(0.5, byDestination["n1"], 6);
+        Assert.Equal(0.1 + (0.9 * 0.5), byDestination["n1"], 6);
         Assert.Equal(1, byDestination["n2"]);
     }
 
