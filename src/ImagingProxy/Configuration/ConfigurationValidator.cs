@@ -97,6 +97,7 @@ public static class ConfigurationValidator
                 ValidatePositiveInteger(destination.GetSection("Metadata"), MetadataKeys.Weight, errors);
                 ValidatePositiveInteger(destination.GetSection("Metadata"), MetadataKeys.MaxConcurrent, errors);
                 ValidateBoolean(destination.GetSection("Metadata"), MetadataKeys.Drain, errors);
+                ValidateBoolean(destination.GetSection("Metadata"), MetadataKeys.Backup, errors);
                 var ae = destination[$"Metadata:{MetadataKeys.AeTitle}"];
                 if (ae is not null && !Dicom.AeTitle.IsValid(ae))
                 {

@@ -82,6 +82,12 @@ public static class MetadataKeys
     public const string Drain = "Drain";
 
     /// <summary>
+    /// Destination metadata, every protocol: <c>true</c> makes the destination a backup (a disaster-recovery site), used
+    /// only while none of the cluster's other destinations is available, as HAProxy's and NGINX's <c>backup</c>.
+    /// </summary>
+    public const string Backup = "Backup";
+
+    /// <summary>
     /// Destination metadata: the destination's relative share of its cluster's associations, messages or requests, every
     /// protocol (positive whole number, default 1; <see cref="Balancing.DestinationWeights"/>).
     /// </summary>

@@ -8,6 +8,9 @@ namespace ImagingProxy.Health;
 /// Available-destinations policies that honour ImagingProxy's own active probes (YARP's built-ins ignore active
 /// health unless YARP's HTTP monitor is enabled, yarp-notes.md §4). Names stay close to YARP's so operators keep
 /// one vocabulary: <c>HealthyAndUnknown</c> (default: no destination rather than a dead one) and <c>HealthyOrPanic</c>.
+/// Both keep destinations with metadata <c>Backup</c> out while another destination is available, and take them when
+/// none is (HAProxy's and NGINX's <c>backup</c>; YARP recomputes a cluster's available destinations at every health
+/// change, so backups leave as soon as a primary is back).
 /// </summary>
 public static class AvailableDestinationsPolicies
 {
@@ -33,6 +36,11 @@ public static class AvailableDestinationsPolicies
     public static bool IsDraining(DestinationState destination)
         => destination.Model?.Config.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Drain, out var text)
             && bool.TryParse(text, out var drain) && drain;
+
+    /// <summary>The destination's metadata <c>Backup</c> is <c>true</c>: used only while no other destination is available.</summary>
+    public static bool IsBackup(DestinationState destination)
+        => destination.Model?.Config.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Backup, out var text)
+            && bool.TryParse(text, out var backup) && backup;
 
     /// <summary>Every destination but those draining: what <c>HealthyOrPanic</c> sends to when none is healthy.</summary>
     internal static IReadOnlyList<DestinationState> NotDraining(IReadOnlyList<DestinationState> all)
@@ -64,15 +72,23 @@ public static class AvailableDestinationsPolicies
         return copy;
     }
 
+    /// <summary>The available destinations: the primaries that are available, else the available backups.</summary>
     internal static List<DestinationState> Filter(ClusterConfig config, IReadOnlyList<DestinationState> all)
     {
         var available = new List<DestinationState>(all.Count);
+        var backups = 0;
         for (var i = 0; i < all.Count; i++)
         {
             if (IsAvailable(config, all[i]))
             {
                 available.Add(all[i]);
+                backups += IsBackup(all[i]) ? 1 : 0;
             }
+        }
+
+        if (backups > 0 && backups < available.Count)
+        {
+            available.RemoveAll(IsBackup);
         }
 
         return available;

@@ -154,6 +154,11 @@ public static class AdminEndpoints
             json.WriteString("since", record.Since);
             json.WriteBoolean("available", Contains(available, destination));
             json.WriteBoolean("draining", AvailableDestinationsPolicies.IsDraining(destination));
+            if (AvailableDestinationsPolicies.IsBackup(destination))
+            {
+                json.WriteBoolean("backup", true);
+            }
+
             json.WriteNumber("activeRequests", destination.ConcurrentRequestCount);
 
             // Its share now: Weight, less while a slow start runs.

@@ -170,15 +170,25 @@ public class ConfigurationValidatorTests
     [InlineData("Mllp", "0", "ReverseProxy:Clusters:web:Destinations:a:Metadata:MaxConcurrent: '0' must be a positive whole number.")]
     [InlineData("Dicom", "ten", "ReverseProxy:Clusters:web:Destinations:a:Metadata:MaxConcurrent: 'ten' must be a positive whole number.")]
     public void Max_concurrent_is_a_positive_whole_number_on_every_protocol(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateDestination(protocol, "MaxConcurrent", value));
+
+    [Theory]
+    [InlineData("Http", "true", null)]
+    [InlineData("Mllp", "false", null)]
+    [InlineData("Dicom", "yes", "ReverseProxy:Clusters:web:Destinations:a:Metadata:Backup: 'yes' is not true or false.")]
+    public void Backup_is_true_or_false_on_every_protocol(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateDestination(protocol, "Backup", value));
+
+    private static IReadOnlyList<string> ValidateDestination(string protocol, string key, string value)
     {
         var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["ReverseProxy:Clusters:web:Metadata:Protocol"] = protocol,
             ["ReverseProxy:Clusters:web:Destinations:a:Address"] = protocol == "Http" ? "http://10.0.0.11:8042" : "tcp://10.0.0.11:104",
-            ["ReverseProxy:Clusters:web:Destinations:a:Metadata:MaxConcurrent"] = value,
+            [$"ReverseProxy:Clusters:web:Destinations:a:Metadata:{key}"] = value,
         }).Build();
 
-        Assert.Equal(expected is null ? [] : [expected], ConfigurationValidator.Validate(config));
+        return ConfigurationValidator.Validate(config);
     }
 
     [Theory]

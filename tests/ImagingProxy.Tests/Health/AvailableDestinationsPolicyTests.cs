@@ -100,4 +100,45 @@ public sealed class AvailableDestinationsPolicyTests
         destination.Health.Active = active;
         return destination;
     }
+
+    private static DestinationState Backup(string id, DestinationHealth active = DestinationHealth.Unknown)
+    {
+        var destination = new DestinationState(id, new DestinationModel(new DestinationConfig
+        {
+            Address = "http://127.0.0.1:9/",
+            Metadata = new Dictionary<string, string> { ["Backup"] = "true" },
+        }));
+        destination.Health.Active = active;
+        return destination;
+    }
+
+    [Fact]
+    public void Backups_are_kept_out_while_a_primary_is_available_and_taken_when_none_is()
+    {
+        var config = Cluster("c", activeFlag: true).Model.Config;
+        var dr = Backup("dr", DestinationHealth.Healthy);
+
+        Assert.Equal(["a"], s_healthyAndUnknown.GetAvailalableDestinations(config, [Destination("a", DestinationHealth.Healthy), Destination("b", DestinationHealth.Unhealthy), dr]).Select(d => d.DestinationId));
+        Assert.Equal(["new"], s_healthyAndUnknown.GetAvailalableDestinations(config, [Destination("new"), dr]).Select(d => d.DestinationId)); // not yet probed counts as available
+        Assert.Equal(["dr"], s_healthyAndUnknown.GetAvailalableDestinations(config, [Destination("a", DestinationHealth.Unhealthy), dr]).Select(d => d.DestinationId));
+        Assert.Equal(["dr"], s_healthyOrPanic.GetAvailalableDestinations(config, [Destination("a", DestinationHealth.Unhealthy), dr]).Select(d => d.DestinationId));
+
+        // A backup that is down too: nothing (HealthyAndUnknown), or panic to every destination.
+        var down = Backup("dr", DestinationHealth.Unhealthy);
+        Assert.Empty(s_healthyAndUnknown.GetAvailalableDestinations(config, [Destination("a", DestinationHealth.Unhealthy), down]));
+        Assert.Equal(2, s_healthyOrPanic.GetAvailalableDestinations(config, [Destination("a", DestinationHealth.Unhealthy), down]).Count);
+    }
+
+    [Fact]
+    public void A_drained_primary_hands_over_to_the_backups()
+    {
+        var config = Cluster("c", activeFlag: true).Model.Config;
+        var drained = new DestinationState("a", new DestinationModel(new DestinationConfig
+        {
+            Address = "http://127.0.0.1:9/",
+            Metadata = new Dictionary<string, string> { ["Drain"] = "true" },
+        }));
+
+        Assert.Equal(["dr1", "dr2"], s_healthyAndUnknown.GetAvailalableDestinations(config, [drained, Backup("dr1"), Backup("dr2")]).Select(d => d.DestinationId));
+    }
 }

@@ -1,0 +1,117 @@
+using System.Net;
+using System.Text.Json;
+using System.Threading.Channels;
+using ImagingProxy.Health;
+using ImagingProxy.PeerTests.Peers;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace ImagingProxy.PeerTests.Forwarding;
+
+// Real peers: two nginx (Debian) servers behind an HTTP cluster with active health; b is a backup (a disaster-recovery
+// site). Server a's health endpoint answers 503 while a file exists.
+public sealed class NginxBackupTests : IAsyncLifetime
+{
+    private readonly TempDirectory _flags = TempDirectory.Create("imagingproxy-backup-");
+    private readonly Channel<string> _transitions = Channel.CreateUnbounded<string>();
+    private NginxBehindProxy? _peers;
+
+    private string DownFlag => Path.Combine(_flags.Path, "down");
+
+    public async Task InitializeAsync()
+    {
+        _peers = await NginxBehindProxy.StartAsync(
+            [$$"""location /health { if (-f {{DownFlag}}) { return 503; } return 200; } location / { return 200 "a\n"; }""", """location / { return 200 "b\n"; }"""],
+            nodes => (
+                $$"""
+                { "web": {
+                    "LoadBalancingPolicy": "RoundRobin",
+                    "HealthCheck": { "Active": { "Enabled": true, "Interval": "00:00:00.500", "Timeout": "00:00:05", "Path": "/health" } },
+                    "Metadata": { "ConsecutiveFailuresHealthPolicy.Threshold": "1" },
+                    "Destinations": {
+                      "a": { "Address": "{{nodes[0].BaseAddress}}" },
+                      "b": { "Address": "{{nodes[1].BaseAddress}}", "Metadata": { "Backup": "true" } } } } }
+                """,
+                """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
+        _peers.Proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, destination, kind, _, now) =>
+        {
+            if (destination == "a" && kind == "active")
+            {
+                _transitions.Writer.TryWrite(now.ToString());
+            }
+        };
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_peers is not null)
+        {
+            await _peers.DisposeAsync();
+        }
+
+        _flags.Dispose();
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task The_backup_serves_only_while_the_primary_is_down()
+    {
+        using var client = _peers!.ViewersClient();
+        Assert.All(await GetAsync(client, 6), s => Assert.Equal("a\n", s));
+
+        await File.WriteAllTextAsync(DownFlag, string.Empty);
+        await TransitionAsync("Unhealthy");
+        Assert.All(await GetAsync(client, 6), s => Assert.Equal("b\n", s));
+        Assert.True(await AvailableAsync("b"));
+
+        File.Delete(DownFlag);
+        await TransitionAsync("Healthy");
+        Assert.All(await GetAsync(client, 6), s => Assert.Equal("a\n", s));
+        Assert.False(await AvailableAsync("b"));
+        Assert.Equal(6, _peers.Nodes[1].AccessLog.Count(line => line.StartsWith("GET /studies", StringComparison.Ordinal)));
+    }
+
+    private static async Task<List<string>> GetAsync(HttpClient client, int count)
+    {
+        var served = new List<string>();
+        for (var i = 0; i < count; i++)
+        {
+            using var response = await client.GetAsync("/studies");
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            served.Add(await response.Content.ReadAsStringAsync());
+        }
+
+        return served;
+    }
+
+    /// <summary>Waits for a's active health to become <paramref name="health"/> (its first probe makes it Healthy first).</summary>
+    private async Task TransitionAsync(string health)
+    {
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        try
+        {
+            while (await _transitions.Reader.ReadAsync(deadline.Token) != health)
+            {
+            }
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+        {
+            throw new Xunit.Sdk.XunitException($"a's active health did not become {health} within 20 s");
+        }
+    }
+
+    /// <summary>Whether <c>/status</c> shows the destination available (and b marked as a backup).</summary>
+    private async Task<bool> AvailableAsync(string id)
+    {
+        using var admin = new HttpClient { BaseAddress = _peers!.Proxy.Url("Admin") };
+        using var status = JsonDocument.Parse(await admin.GetStringAsync("/status"));
+        foreach (var destination in status.RootElement.GetProperty("clusters")[0].GetProperty("destinations").EnumerateArray())
+        {
+            if (destination.GetProperty("id").GetString() == id)
+            {
+                Assert.Equal(id == "b", destination.TryGetProperty("backup", out var backup) && backup.GetBoolean());
+                return destination.GetProperty("available").GetBoolean();
+            }
+        }
+
+        throw new Xunit.Sdk.XunitException($"no destination {id} in /status");
+    }
+}
