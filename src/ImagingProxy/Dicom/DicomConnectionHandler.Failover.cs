@@ -2,6 +2,7 @@ using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using ImagingProxy.Configuration;
+using ImagingProxy.Health;
 using Microsoft.AspNetCore.Connections;
 using Polly.Timeout;
 using Yarp.ReverseProxy.Model;
@@ -46,7 +47,14 @@ public sealed partial class DicomConnectionHandler
                 }
                 else
                 {
-                    destination = selector.PickAndAcquire(cluster, Untried(available, tried));
+                    var candidates = Untried(available, tried);
+                    if (tried.Count > 0 && !AvailableDestinationsPolicies.HasPrimary(candidates))
+                    {
+                        // Every primary failed this association: its backups, as soon as they are up.
+                        AvailableDestinationsPolicies.AddBackups(config, cluster.DestinationsState.AllDestinations, candidates, tried.Contains);
+                    }
+
+                    destination = selector.PickAndAcquire(cluster, candidates);
                     if (destination is null)
                     {
                         last = new ConnectAttempt(DicomAttemptResult.Exhausted);

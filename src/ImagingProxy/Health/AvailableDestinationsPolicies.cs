@@ -42,6 +42,38 @@ public static class AvailableDestinationsPolicies
         => destination.Model?.Config.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Backup, out var text)
             && bool.TryParse(text, out var backup) && backup;
 
+    /// <summary>True when <paramref name="destinations"/> holds a destination that is not a backup.</summary>
+    internal static bool HasPrimary(IReadOnlyList<DestinationState> destinations)
+    {
+        for (var i = 0; i < destinations.Count; i++)
+        {
+            if (!IsBackup(destinations[i]))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Adds to <paramref name="candidates"/> the cluster's backups that are up (health, drain) and not
+    /// <paramref name="tried"/>: for the next attempt of a request, association or message once every primary it could
+    /// go to has failed it, as NGINX tries its backups within the request (YARP recomputes the available destinations on
+    /// a thread of its own after a passive failure, so the list an attempt reads may not show the backups yet).
+    /// </summary>
+    internal static void AddBackups(ClusterConfig config, IReadOnlyList<DestinationState> all, List<DestinationState> candidates, Func<DestinationState, bool> tried)
+    {
+        for (var i = 0; i < all.Count; i++)
+        {
+            var destination = all[i];
+            if (IsBackup(destination) && IsAvailable(config, destination) && !tried(destination) && !candidates.Contains(destination))
+            {
+                candidates.Add(destination);
+            }
+        }
+    }
+
     /// <summary>Every destination but those draining: what <c>HealthyOrPanic</c> sends to when none is healthy.</summary>
     internal static IReadOnlyList<DestinationState> NotDraining(IReadOnlyList<DestinationState> all)
     {

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Authentication;
 using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
+using ImagingProxy.Health;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Polly;
@@ -794,7 +795,7 @@ internal sealed partial class MllpForwarder(
     /// (<paramref name="sticky"/> is then its connection); else the available node with the fewest rented connections
     /// per unit of its share (<c>Weight</c>, <c>SlowStart</c>: <see cref="DestinationWeights"/>), among those below their
     /// <c>MaxConcurrent</c> (<see cref="DestinationLimits"/>; counted by address, as the pool rents: approximate when
-    /// connections are rented at the same moment).
+    /// connections are rented at the same moment); once every primary failed the message, the cluster's backups that are up.
     /// </summary>
     private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
@@ -817,17 +818,38 @@ internal sealed partial class MllpForwarder(
             return stickyDestination;
         }
 
+        var best = LeastLoaded(cluster, available, failed, out var primaryLeft);
+        if (best is null && failed.Count > 0 && !primaryLeft)
+        {
+            // Every primary failed this message: the cluster's backups, as soon as they are up.
+            var backups = new List<DestinationState>();
+            AvailableDestinationsPolicies.AddBackups(cluster.Model.Config, cluster.DestinationsState.AllDestinations, backups, failed.Contains);
+            best = LeastLoaded(cluster, backups, failed, out _);
+        }
+
+        return best;
+    }
+
+    /// <summary>
+    /// The candidate with the fewest rented connections per unit of its share, not failed and below its
+    /// <c>MaxConcurrent</c>, starting from a rotating place (ties spread); <paramref name="primaryLeft"/>: a candidate
+    /// that is not a backup has not failed this message (full or not).
+    /// </summary>
+    private DestinationState? LeastLoaded(ClusterState cluster, IReadOnlyList<DestinationState> candidates, List<DestinationState> failed, out bool primaryLeft)
+    {
+        primaryLeft = false;
         DestinationState? best = null;
         var bestLoad = double.MaxValue;
-        var start = (int)((uint)Interlocked.Increment(ref _rotation) % (uint)Math.Max(1, available.Count));
-        for (var i = 0; i < available.Count; i++)
+        var start = (int)((uint)Interlocked.Increment(ref _rotation) % (uint)Math.Max(1, candidates.Count));
+        for (var i = 0; i < candidates.Count; i++)
         {
-            var destination = available[(start + i) % available.Count];
+            var destination = candidates[(start + i) % candidates.Count];
             if (failed.Contains(destination))
             {
                 continue;
             }
 
+            primaryLeft |= !AvailableDestinationsPolicies.IsBackup(destination);
             var rented = pool.RentedCount(destination.Model.Config.Address);
             if (_limits.IsFull(cluster.Model.Config, destination, rented))
             {

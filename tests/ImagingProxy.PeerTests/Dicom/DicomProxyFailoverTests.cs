@@ -37,6 +37,33 @@ public sealed class DicomProxyFailoverTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task When_the_primary_fails_the_association_goes_to_the_backup_node_and_later_ones_too()
+    {
+        // The primary's port is closed: the association's next attempt goes to the backup (a disaster-recovery PACS),
+        // and passive health takes the primary out, so the next association goes straight to the backup.
+        await using var dr = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await TestProxy.StartAsync(TestProxy.Config(
+            $$"""
+            { "pacs": { "Metadata": { "Protocol": "Dicom" }, "HealthCheck": { "Passive": { "Enabled": true, "ReactivationPeriod": "00:05:00" } },
+                "Destinations": {
+                  "primary": { "Address": "tcp://127.0.0.1:{{FreePort.Next()}}" },
+                  "dr": { "Address": "tcp://127.0.0.1:{{dr.Port}}", "Metadata": { "Backup": "true" } } } } }
+            """,
+            DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs"))));
+        using var recorder = Record(proxy);
+
+        var first = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+        Assert.True(first.Succeeded, first.ToString());
+        var summary = Assert.Single(await recorder.WaitAsync(1));
+        Assert.Equal(("dr", 2), (summary.DestinationId, summary.Attempts)); // the primary, then the backup
+
+        await DicomProxyHarness.WaitForHealthAsync(proxy, "pacs", d => d.Health.Passive == Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy, ["primary"], TimeSpan.FromSeconds(10));
+        var second = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+        Assert.True(second.Succeeded, second.ToString());
+        Assert.Equal(("dr", 1), ((await recorder.WaitAsync(2))[1].DestinationId, (await recorder.WaitAsync(2))[1].Attempts));
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task A_permanent_reject_from_a_node_is_passed_to_the_client_as_is()
     {
         await using var refusing = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", ExtraArguments = ["--refuse"] });

@@ -61,6 +61,24 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
     }
 
     [Fact]
+    public async Task A_message_the_primary_cannot_take_goes_to_the_backup_node()
+    {
+        // The primary's port is closed; the backup (a disaster-recovery receiver) takes the message in the same delivery.
+        var dr = await NodeAsync("dr");
+        using var closed = new ClosedPort();
+        var port = await ProxyAsync(MllpProxyConfig.Create(
+            new Dictionary<string, string[]> { ["orders"] = [$"tcp://127.0.0.1:{closed.Port}", dr.Address] }, [("*", "orders")],
+            destinationMetadata: [new Dictionary<string, string>(), new Dictionary<string, string> { ["Backup"] = "true" }]));
+        using var timeout = new CancellationTokenSource(s_timeout);
+
+        await using var client = await MllpClient.ConnectAsync(port, timeout.Token);
+        var reply = await client.SendAsync(MllpClient.Message(Id(0, 0)), timeout.Token);
+
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, reply?.Code);
+        Assert.Equal([Id(0, 0)], (await dr.ReceivedAsync()).Select(r => r.ControlId));
+    }
+
+    [Fact]
     public async Task A_node_at_its_MaxConcurrent_takes_no_new_connection_and_a_full_cluster_naks()
     {
         var a = await NodeAsync("a");
