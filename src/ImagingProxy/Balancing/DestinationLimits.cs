@@ -13,8 +13,8 @@ namespace ImagingProxy.Balancing;
 /// associations, HL7 node connections, HTTP requests in flight), as HAProxy's <c>maxconn</c> and NGINX's
 /// <c>max_conns</c> on a server: a PACS licensed for a number of associations, or a server that degrades past a load,
 /// is passed over while it is full, and its share goes to the others. When every destination is full the request,
-/// association or message is refused as when none is available (503, A-ASSOCIATE-RJ transient, an HL7 retry then
-/// NAK), each pass counted in <c>imagingproxy.destination.limit_reached</c>.
+/// association or message is refused as when none is available (503, A-ASSOCIATE-RJ transient, an HL7 AR/CR NAK at
+/// once), each pass over a full destination counted in <c>imagingproxy.destination.limit_reached</c>.
 /// </summary>
 public sealed class DestinationLimits : IDisposable
 {

@@ -47,6 +47,12 @@ public sealed partial class DicomConnectionHandler
                 }
                 else
                 {
+                    if (early is { Taken: false })
+                    {
+                        // Its node is no longer available: closed now, so it does not hold the node's place meanwhile.
+                        await early.CloseUnusedAsync();
+                    }
+
                     var candidates = Untried(available, tried);
                     if (tried.Count > 0 && !AvailableDestinationsPolicies.HasPrimary(candidates))
                     {

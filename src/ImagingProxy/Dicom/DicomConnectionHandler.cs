@@ -214,6 +214,12 @@ public sealed partial class DicomConnectionHandler(
             return DicomAssociationEndReason.NoDestination;
         }
 
+        if (early is not null && early.Cluster != cluster)
+        {
+            // The RQ was routed to another cluster: the early connection's node is released now, not when the association ends.
+            await early.CloseUnusedAsync();
+        }
+
         using var setup = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, drain.Deadline);
         var attempt = await ConnectAsync(association, cluster, early is not null && early.Cluster == cluster ? early : null, pdu, request.CalledAeTitle, options, setup.Token);
         metrics.SetupCompleted(association.Listener, association.ClusterId, time.GetElapsedTime(setupStarted), attempt.Node is not null);

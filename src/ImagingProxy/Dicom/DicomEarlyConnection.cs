@@ -17,6 +17,7 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
     private readonly Socket _socket;
     private readonly DicomDestinationSelector _selector;
     private Task? _connect;
+    private bool _closed;
 
     private DicomEarlyConnection(ClusterState cluster, DestinationState destination, DicomDestinationSelector selector, Socket socket)
     {
@@ -64,15 +65,21 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
         return (_socket, _connect!);
     }
 
+    /// <summary>
+    /// Closes the connection now, unused (the association goes elsewhere), and releases its destination: it does not hold
+    /// the node's place (<c>MaxConcurrent</c>, least-loaded counts) while the association runs on another.
+    /// </summary>
+    public ValueTask CloseUnusedAsync() => DisposeAsync();
+
     /// <summary>Closes a connection no attempt took and releases its destination (a taken one belongs to its attempt).</summary>
     public async ValueTask DisposeAsync()
     {
-        if (Taken)
+        if (Taken || _closed)
         {
             return;
         }
 
-        Taken = true;
+        _closed = true;
         await _cancel.CancelAsync();
         try
         {

@@ -6,9 +6,10 @@ using Yarp.ReverseProxy.Model;
 namespace ImagingProxy.Forwarding;
 
 /// <summary>
-/// Destination <c>MaxConcurrent</c> on HTTP clusters (<see cref="DestinationLimits"/>): before session affinity and load
-/// balancing, the destinations with that many requests in flight are taken out of this request's available ones, so
-/// the request goes to another (an affinity to a full destination follows its cluster's <c>FailurePolicy</c>, as for an
+/// Destination <c>MaxConcurrent</c> on HTTP clusters (<see cref="DestinationLimits"/>): before the retry step, session
+/// affinity and load balancing, the destinations with that many requests in flight are taken out of this request's
+/// available ones (so a retry, too, only goes to a destination that had room when the request was routed), and the
+/// request goes to another (an affinity to a full destination follows its cluster's <c>FailurePolicy</c>, as for an
 /// unavailable one). When every one is full the request is answered 503 with <c>Retry-After</c> (a SOAP fault on the
 /// XDS endpoint), logged (event 418) and counted. A cluster without limits costs one cached check.
 /// </summary>

@@ -38,6 +38,7 @@ public static class AdminEndpoints
         var tracker = services.GetRequiredService<DestinationHealthTracker>();
         var passive = services.GetService<TransportFailureRatePolicy>();
         var weights = services.GetRequiredService<DestinationWeights>();
+        var mllpPool = services.GetService<MllpNodePool>();
         var gate = services.GetRequiredService<ConfigurationGate>();
         var listeners = services.GetRequiredService<ListenerRegistry>();
         var readiness = services.GetRequiredService<ReadinessState>();
@@ -104,14 +105,14 @@ public static class AdminEndpoints
         json.WriteStartArray("clusters");
         foreach (var cluster in state.GetClusters().OrderBy(c => c.ClusterId, StringComparer.Ordinal))
         {
-            WriteCluster(json, cluster, tracker, passive, weights);
+            WriteCluster(json, cluster, tracker, passive, weights, mllpPool);
         }
 
         json.WriteEndArray();
         json.WriteEndObject();
     }
 
-    private static void WriteCluster(Utf8JsonWriter json, ClusterState cluster, DestinationHealthTracker tracker, TransportFailureRatePolicy? passive, DestinationWeights weights)
+    private static void WriteCluster(Utf8JsonWriter json, ClusterState cluster, DestinationHealthTracker tracker, TransportFailureRatePolicy? passive, DestinationWeights weights, MllpNodePool? mllpPool)
     {
         var config = cluster.Model.Config;
         var protocol = ClusterProtocols.Of(config);
@@ -159,7 +160,10 @@ public static class AdminEndpoints
                 json.WriteBoolean("backup", true);
             }
 
-            json.WriteNumber("activeRequests", destination.ConcurrentRequestCount);
+            // HL7: the node connections rented now (held by connections that stick to the node, or carrying a message).
+            json.WriteNumber("activeRequests", protocol == ClusterProtocol.Mllp && mllpPool is not null
+                ? mllpPool.LoadOf(destination.Model.Config.Address)
+                : destination.ConcurrentRequestCount);
 
             // Its share now: Weight, less while a slow start runs.
             json.WriteNumber("weight", Math.Round(weights.Of(cluster, destination), 3));

@@ -188,8 +188,8 @@ public static class ImagingProxyApp
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestTimeoutStep>().InvokeAsync);
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestBodyLimitStep>().InvokeAsync);
         pipeline.Use(xds.InvokeAsync);
-        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpRetryStep>().InvokeAsync);
         pipeline.Use(pipeline.ApplicationServices.GetRequiredService<DestinationLimitStep>().InvokeAsync);
+        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpRetryStep>().InvokeAsync);
         pipeline.UseSessionAffinity();
         pipeline.Use(noDestination.InvokeAsync);
         pipeline.UseLoadBalancing();

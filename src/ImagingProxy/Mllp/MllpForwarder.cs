@@ -255,15 +255,24 @@ internal sealed partial class MllpForwarder(
                 MllpAttemptResult? result;
                 if (node is null)
                 {
+                    // The pick's reservation (a node with MaxConcurrent) goes to the rent, or back to the pool.
+                    var reserved = session.Reservation is not null;
+                    session.Reservation = null;
+
                     // The connect (and TLS handshake) gets at most what is left of the delivery budget.
                     if (!TryWithinBudget(session, settings, settings.ConnectTimeout, out var connectTimeout))
                     {
+                        if (reserved)
+                        {
+                            pool.Unreserve(destination.Model.Config.Address);
+                        }
+
                         return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
                     }
 
                     string? failure;
                     bool timedOut;
-                    (node, failure, timedOut) = await RentAsync(session, cluster, destination, settings, connectTimeout, newConnection);
+                    (node, failure, timedOut) = await RentAsync(session, cluster, destination, settings, connectTimeout, newConnection, reserved);
                     if (node is null)
                     {
                         var budgetCut = timedOut && connectTimeout < settings.ConnectTimeout;
@@ -293,6 +302,12 @@ internal sealed partial class MllpForwarder(
         }
         catch (Exception ex)
         {
+            if (session.Reservation is { } reservation)
+            {
+                session.Reservation = null;
+                pool.Unreserve(reservation);
+            }
+
             return await FaultAsync(session, ex);
         }
     }
@@ -735,58 +750,76 @@ internal sealed partial class MllpForwarder(
     /// previous sticky one goes back to the pool). Null with the reason, and whether it timed out, when connecting failed (within
     /// <paramref name="connectTimeout"/>: the ConnectTimeout, or less when the delivery budget ends sooner).
     /// </summary>
-    private async ValueTask<(MllpNodeConnection? Node, string? Failure, bool TimedOut)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, TimeSpan connectTimeout, bool newConnection)
+    private async ValueTask<(MllpNodeConnection? Node, string? Failure, bool TimedOut)> RentAsync(MllpSession session, ClusterState cluster, DestinationState destination, MllpRouteTable settings, TimeSpan connectTimeout, bool newConnection, bool reserved)
     {
-        if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
-        {
-            session.ClearSticky(cluster.ClusterId);
-            await pool.ReturnAsync(previous, settings.PoolIdleTimeout);
-        }
-
-        var address = destination.Model.Config.Address;
-        SslClientAuthenticationOptions? tls = null;
-        string? tlsSettings = null;
-        if (TcpAddress.TryParse(address, out var target) && target.Tls)
-        {
-            try
-            {
-                tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
-                tlsSettings = NodeTls.ClientSettings(cluster.Model.Config, destination.Model.Config);
-            }
-            catch (InvalidOperationException ex)
-            {
-                return (null, $"TLS settings: {ex.Message}", false);
-            }
-        }
-
-        MllpNodeConnection node;
+        // A reservation (reserved) is the pool's once handed to it, whatever the outcome; given back on the way out before.
+        var handed = false;
         try
         {
-            node = newConnection
-                ? await pool.ConnectAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted)
-                : await pool.RentAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted);
+            return await RentCoreAsync();
         }
-        catch (SocketException ex)
+        finally
         {
-            return (null, $"connect failed: {ex.SocketErrorCode}", ex.SocketErrorCode == SocketError.TimedOut);
-        }
-        catch (Exception ex) when (ex is AuthenticationException or IOException)
-        {
-            return (null, $"TLS handshake: {ex.Message}", false);
-        }
-        catch (OperationCanceledException) when (session.Aborted.IsCancellationRequested)
-        {
-            return (null, "the drain deadline passed", false);
+            if (reserved && !handed)
+            {
+                pool.Unreserve(destination.Model.Config.Address);
+            }
         }
 
-        if (tls is not null)
+        async ValueTask<(MllpNodeConnection? Node, string? Failure, bool TimedOut)> RentCoreAsync()
         {
-            _nodeTls.Observe(cluster.ClusterId, destination.DestinationId, node.RemoteCertificate);
-        }
+            if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
+            {
+                session.ClearSticky(cluster.ClusterId);
+                await pool.ReturnAsync(previous, settings.PoolIdleTimeout);
+            }
 
-        node.Configured = (cluster.Model.Config, destination.Model.Config);
-        session.SetSticky(cluster.ClusterId, destination.DestinationId, node);
-        return (node, null, false);
+            var address = destination.Model.Config.Address;
+            SslClientAuthenticationOptions? tls = null;
+            string? tlsSettings = null;
+            if (TcpAddress.TryParse(address, out var target) && target.Tls)
+            {
+                try
+                {
+                    tls = _nodeTls.ClientOptions(cluster.Model.Config, destination.Model.Config, target);
+                    tlsSettings = NodeTls.ClientSettings(cluster.Model.Config, destination.Model.Config);
+                }
+                catch (InvalidOperationException ex)
+                {
+                    return (null, $"TLS settings: {ex.Message}", false);
+                }
+            }
+
+            MllpNodeConnection node;
+            try
+            {
+                handed = true;
+                node = newConnection
+                    ? await pool.ConnectAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted, reserved)
+                    : await pool.RentAsync(address, settings.MaxFrameSize, connectTimeout, tls, tlsSettings, session.Aborted, reserved);
+            }
+            catch (SocketException ex)
+            {
+                return (null, $"connect failed: {ex.SocketErrorCode}", ex.SocketErrorCode == SocketError.TimedOut);
+            }
+            catch (Exception ex) when (ex is AuthenticationException or IOException)
+            {
+                return (null, $"TLS handshake: {ex.Message}", false);
+            }
+            catch (OperationCanceledException) when (session.Aborted.IsCancellationRequested)
+            {
+                return (null, "the drain deadline passed", false);
+            }
+
+            if (tls is not null)
+            {
+                _nodeTls.Observe(cluster.ClusterId, destination.DestinationId, node.RemoteCertificate);
+            }
+
+            node.Configured = (cluster.Model.Config, destination.Model.Config);
+            session.SetSticky(cluster.ClusterId, destination.DestinationId, node);
+            return (node, null, false);
+        }
     }
 
     /// <summary>
@@ -794,8 +827,8 @@ internal sealed partial class MllpForwarder(
     /// receiver); else the inbound connection's sticky node while it is available and has not failed this message
     /// (<paramref name="sticky"/> is then its connection); else the available node with the fewest rented connections
     /// per unit of its share (<c>Weight</c>, <c>SlowStart</c>: <see cref="DestinationWeights"/>), among those below their
-    /// <c>MaxConcurrent</c> (<see cref="DestinationLimits"/>; counted by address, as the pool rents: approximate when
-    /// connections are rented at the same moment); once every primary failed the message, the cluster's backups that are up.
+    /// <c>MaxConcurrent</c> (<see cref="DestinationLimits"/>; counted by address, the place reserved at once:
+    /// <see cref="MllpSession.Reservation"/>); once every primary failed the message, the cluster's backups that are up.
     /// </summary>
     private DestinationState? Pick(MllpSession session, ClusterState cluster, List<DestinationState> failed, out MllpNodeConnection? sticky)
     {
@@ -818,16 +851,33 @@ internal sealed partial class MllpForwarder(
             return stickyDestination;
         }
 
-        var best = LeastLoaded(cluster, available, failed, out var primaryLeft);
-        if (best is null && failed.Count > 0 && !primaryLeft)
+        List<DestinationState>? raced = null;
+        while (true)
         {
-            // Every primary failed this message: the cluster's backups, as soon as they are up.
-            var backups = new List<DestinationState>();
-            AvailableDestinationsPolicies.AddBackups(cluster.Model.Config, cluster.DestinationsState.AllDestinations, backups, failed.Contains);
-            best = LeastLoaded(cluster, backups, failed, out _);
-        }
+            var best = LeastLoaded(cluster, available, failed, raced, out var primaryLeft);
+            if (best is null && failed.Count > 0 && !primaryLeft)
+            {
+                // Every primary failed this message: the cluster's backups, as soon as they are up.
+                var backups = new List<DestinationState>();
+                AvailableDestinationsPolicies.AddBackups(cluster.Model.Config, cluster.DestinationsState.AllDestinations, backups, failed.Contains);
+                best = LeastLoaded(cluster, backups, failed, raced, out _);
+            }
 
-        return best;
+            if (best is null || _limits.Max(best) is not (> 0 and var max))
+            {
+                return best;
+            }
+
+            // A limited node: its place is reserved now, so a pick made at the same moment cannot take it too.
+            if (pool.TryReserve(best.Model.Config.Address, max))
+            {
+                session.Reservation = best.Model.Config.Address;
+                return best;
+            }
+
+            _limits.Reached(cluster.Model.Config, best);
+            (raced ??= []).Add(best);
+        }
     }
 
     /// <summary>
@@ -835,7 +885,7 @@ internal sealed partial class MllpForwarder(
     /// <c>MaxConcurrent</c>, starting from a rotating place (ties spread); <paramref name="primaryLeft"/>: a candidate
     /// that is not a backup has not failed this message (full or not).
     /// </summary>
-    private DestinationState? LeastLoaded(ClusterState cluster, IReadOnlyList<DestinationState> candidates, List<DestinationState> failed, out bool primaryLeft)
+    private DestinationState? LeastLoaded(ClusterState cluster, IReadOnlyList<DestinationState> candidates, List<DestinationState> failed, List<DestinationState>? raced, out bool primaryLeft)
     {
         primaryLeft = false;
         DestinationState? best = null;
@@ -850,7 +900,12 @@ internal sealed partial class MllpForwarder(
             }
 
             primaryLeft |= !AvailableDestinationsPolicies.IsBackup(destination);
-            var rented = pool.RentedCount(destination.Model.Config.Address);
+            if (raced?.Contains(destination) == true)
+            {
+                continue; // filled by a pick made at the same moment
+            }
+
+            var rented = pool.LoadOf(destination.Model.Config.Address);
             if (_limits.IsFull(cluster.Model.Config, destination, rented))
             {
                 continue;

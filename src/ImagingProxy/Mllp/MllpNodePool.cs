@@ -23,12 +23,44 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
 
     private readonly ConcurrentDictionary<string, ConcurrentQueue<(MllpNodeConnection Connection, long Expires)>> _idle = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, int> _rented = new(StringComparer.OrdinalIgnoreCase);
+    private readonly ConcurrentDictionary<string, int> _connecting = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Lock _reservations = new();
     private readonly Lock _sweepLock = new();
     private ITimer? _sweep;
     private bool _disposed;
 
     /// <summary>How many connections to <paramref name="address"/> are rented now (the load-balancing signal).</summary>
     public int RentedCount(string address) => _rented.TryGetValue(address, out var count) ? count : 0;
+
+    /// <summary>
+    /// Connections to <paramref name="address"/> rented now or being opened for a renter: what destination
+    /// <c>MaxConcurrent</c> and the least-loaded pick count, so a burst of first messages does not all see the count
+    /// from before their connects.
+    /// </summary>
+    public int LoadOf(string address) => RentedCount(address) + (_connecting.TryGetValue(address, out var count) ? count : 0);
+
+    /// <summary>
+    /// Reserves a place at <paramref name="address"/> when fewer than <paramref name="max"/> connections are rented,
+    /// being opened or reserved (destination <c>MaxConcurrent</c>): picks made at the same moment cannot both take the
+    /// last place. The next <see cref="RentAsync(string, int, TimeSpan, SslClientAuthenticationOptions?, string?, CancellationToken, bool)"/>
+    /// or <see cref="ConnectAsync"/> with <c>reserved</c> takes the reservation over, whatever its outcome; else <see cref="Unreserve"/>.
+    /// </summary>
+    public bool TryReserve(string address, int max)
+    {
+        lock (_reservations)
+        {
+            if (LoadOf(address) >= max)
+            {
+                return false;
+            }
+
+            _connecting.AddOrUpdate(address, 1, static (_, n) => n + 1);
+            return true;
+        }
+    }
+
+    /// <summary>Gives back a reservation no rent took over.</summary>
+    public void Unreserve(string address) => _connecting.AddOrUpdate(address, 0, static (_, n) => Math.Max(0, n - 1));
 
     /// <summary>How many connections to <paramref name="address"/> wait in the pool now.</summary>
     public int IdleCount(string address) => _idle.TryGetValue(address, out var idle) ? idle.Count : 0;
@@ -47,49 +79,74 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
     /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted.</exception>
     /// <exception cref="IOException">The node closed the connection during the TLS handshake.</exception>
-    public async ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, string? tlsSettings, CancellationToken cancellationToken)
+    public async ValueTask<MllpNodeConnection> RentAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, string? tlsSettings, CancellationToken cancellationToken, bool reserved = false)
     {
-        if (_idle.TryGetValue(address, out var idle))
+        var reservation = reserved;
+        try
         {
-            var now = time.GetTimestamp();
-            for (var left = idle.Count; left > 0 && idle.TryDequeue(out var pooled); left--)
+            if (_idle.TryGetValue(address, out var idle))
             {
-                if (pooled.Expires <= now)
+                var now = time.GetTimestamp();
+                for (var left = idle.Count; left > 0 && idle.TryDequeue(out var pooled); left--)
                 {
-                    await pooled.Connection.DisposeAsync();
-                }
-                else if (pooled.Connection.TlsSettings == tlsSettings)
-                {
-                    _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
-                    return pooled.Connection;
-                }
-                else
-                {
-                    // Opened with other TLS settings (another cluster's for the same address, or from before a reload):
-                    // kept for its own renters until it expires.
-                    idle.Enqueue(pooled);
+                    if (pooled.Expires <= now)
+                    {
+                        await pooled.Connection.DisposeAsync();
+                    }
+                    else if (pooled.Connection.TlsSettings == tlsSettings)
+                    {
+                        _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
+                        return pooled.Connection;
+                    }
+                    else
+                    {
+                        // Opened with other TLS settings (another cluster's for the same address, or from before a reload):
+                        // kept for its own renters until it expires.
+                        idle.Enqueue(pooled);
+                    }
                 }
             }
-        }
 
-        return await ConnectAsync(address, maxFrameSize, connectTimeout, tls, tlsSettings, cancellationToken);
+            reservation = false; // the connect takes it over
+            return await ConnectAsync(address, maxFrameSize, connectTimeout, tls, tlsSettings, cancellationToken, reserved);
+        }
+        finally
+        {
+            if (reservation)
+            {
+                Unreserve(address); // after the rented count took the pooled connection, or on a failure
+            }
+        }
     }
 
     /// <summary>A new connection to <paramref name="address"/>, never an idle pooled one; rented (returned or discarded) like one from <c>RentAsync</c>.</summary>
     /// <exception cref="SocketException">The node refused or did not answer in time.</exception>
     /// <exception cref="System.Security.Authentication.AuthenticationException">The node's certificate was not accepted.</exception>
     /// <exception cref="IOException">The node closed the connection during the TLS handshake.</exception>
-    public async ValueTask<MllpNodeConnection> ConnectAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, string? tlsSettings, CancellationToken cancellationToken)
+    public async ValueTask<MllpNodeConnection> ConnectAsync(string address, int maxFrameSize, TimeSpan connectTimeout, SslClientAuthenticationOptions? tls, string? tlsSettings, CancellationToken cancellationToken, bool reserved = false)
     {
-        if (!TcpAddress.TryParse(address, out var target))
+        if (!reserved)
         {
-            throw new SocketException((int)SocketError.AddressNotAvailable);
+            _connecting.AddOrUpdate(address, 1, static (_, n) => n + 1);
         }
 
-        var connection = await MllpNodeConnection.ConnectAsync(address, target, target.Tls ? tls : null, maxFrameSize, connectTimeout, cancellationToken);
-        connection.TlsSettings = connection.IsTls ? tlsSettings : null;
-        _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
-        return connection;
+        try
+        {
+            if (!TcpAddress.TryParse(address, out var target))
+            {
+                throw new SocketException((int)SocketError.AddressNotAvailable);
+            }
+
+            var connection = await MllpNodeConnection.ConnectAsync(address, target, target.Tls ? tls : null, maxFrameSize, connectTimeout, cancellationToken);
+            connection.TlsSettings = connection.IsTls ? tlsSettings : null;
+            _rented.AddOrUpdate(address, 1, static (_, n) => n + 1);
+            return connection;
+        }
+        finally
+        {
+            // After the rented count took the connection: the load never dips in between.
+            Unreserve(address);
+        }
     }
 
     /// <summary>Gives a healthy connection (no message in flight) back for reuse during <paramref name="idleTimeout"/>.</summary>

@@ -58,6 +58,12 @@ internal sealed class MllpSession : IAsyncDisposable
 
     public bool FreshRetryUsed { get; set; }
 
+    /// <summary>
+    /// The address whose pool place the last pick reserved (destination <c>MaxConcurrent</c>,
+    /// <see cref="MllpNodePool.TryReserve"/>), until the attempt's rent takes it over or gives it back; null: none.
+    /// </summary>
+    public string? Reservation { get; set; }
+
     /// <summary>The attempt about to run replaces a stale pooled connection (not a retry to count).</summary>
     public bool FreshRetryUsedNow { get; set; }
 

@@ -110,6 +110,41 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
         Assert.Equal(3, (await a.ReceivedAsync()).Count + (await b.ReceivedAsync()).Count);
     }
 
+    [Fact]
+    public async Task First_messages_arriving_at_once_never_take_a_node_past_its_MaxConcurrent()
+    {
+        var a = await NodeAsync("a");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address] }, [("*", "orders")],
+            destinationMetadata: [new Dictionary<string, string> { ["MaxConcurrent"] = "1" }]));
+        var pool = Proxy!.Services.GetRequiredService<MllpNodePool>();
+        using var timeout = new CancellationTokenSource(s_timeout);
+
+        // Eight connections send their first message at the same moment, three times: one is taken each time (its node
+        // connection is opened while the others are picked), the others get AR.
+        for (var round = 0; round < 3; round++)
+        {
+            var clients = new List<MllpClient>();
+            for (var i = 0; i < 8; i++)
+            {
+                clients.Add(await MllpClient.ConnectAsync(port, timeout.Token));
+            }
+
+            var replies = await Task.WhenAll(clients.Select((c, i) => c.SendAsync(MllpClient.Message(Id((round * 10) + i, 0)), timeout.Token)));
+            Assert.Equal(1, replies.Count(r => r?.Code == AcknowledgmentCode.ApplicationAccept));
+            Assert.Equal(7, replies.Count(r => r?.Code == AcknowledgmentCode.ApplicationReject));
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+
+            // The taken connection's node connection goes back to the pool once its client connection has closed.
+            while (pool.LoadOf(a.Address) > 0)
+            {
+                await Task.Delay(20, timeout.Token);
+            }
+        }
+    }
+
     /// <summary>
     /// Sends the message until a node accepts it: the closed connection's node connection goes back to the pool an instant
     /// after its close is counted (no event marks it), so an AR NAK or two may come first; bounded by the test's timeout.

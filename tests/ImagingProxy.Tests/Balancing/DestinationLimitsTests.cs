@@ -171,6 +171,34 @@ public sealed class DestinationLimitsTests : IDisposable
         Assert.Equal(2, cluster.Destinations["b"].ConcurrentRequestCount);
     }
 
+    [Fact]
+    public void A_node_filled_between_the_check_and_the_count_is_passed_over_not_taken_past_its_limit()
+    {
+        // The random draw stands for the moment between the limit check and the count: another association takes a's
+        // last place then.
+        var cluster = Cluster("Dicom", ("1", 0), ("1", 0));
+        var a = cluster.Destinations["a"];
+        var raced = false;
+        var selector = new DicomDestinationSelector(new WeightedPicker(DestinationWeights.WeightsOnly, n =>
+        {
+            if (!raced)
+            {
+                raced = true;
+                a.ConcurrentRequestCount = 1;
+            }
+
+            return 0; // a
+        }), _limits);
+        var config = cluster.Model.Config with { LoadBalancingPolicy = "Random" };
+        var random = new ClusterState("c", new ClusterModel(config, s_invoker));
+
+        var picked = selector.PickAndAcquire(random, cluster.DestinationsState.AvailableDestinations);
+
+        Assert.Equal("b", picked?.DestinationId);
+        Assert.Equal(1, a.ConcurrentRequestCount);
+        Assert.Equal(1, cluster.Destinations["b"].ConcurrentRequestCount);
+    }
+
     [Theory]
     [InlineData(null, 0)]
     [InlineData("4", 4)]

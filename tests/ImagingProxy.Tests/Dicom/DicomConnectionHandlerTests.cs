@@ -209,6 +209,27 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal("unused", early.GetMeasurementSnapshot().Single().Tags["outcome"]);
     }
 
+    [Fact]
+    public async Task An_early_connection_left_unused_releases_its_node_before_the_association_runs_elsewhere()
+    {
+        using var d0 = new LoopbackNode();
+        using var d1 = new LoopbackNode();
+        await using var harness = new HandlerHarness(EarlyConnectOn("dicom"), destinationPorts: [d0.Port, d1.Port]);
+        var all = harness.Cluster.DestinationsState.AllDestinations;
+        var client = harness.Connect("dicom");
+        await d0.Accepted.WaitAsync(s_bounded); // the early connection, to d0 (first alphabetically)
+
+        // d0 leaves the available destinations (health, Drain) before the RQ: the association goes to d1.
+        harness.Cluster.DestinationsState = new Yarp.ReverseProxy.Model.ClusterDestinationsState(all, [all[1]]);
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+        Assert.True(d1.SawRequest);
+
+        // While the association runs on d1, d0 carries nothing (MaxConcurrent, LeastRequests and /status read this).
+        Assert.Equal(1, all[1].ConcurrentRequestCount);
+        Assert.Equal(0, all[0].ConcurrentRequestCount);
+    }
+
     private static Dictionary<string, string?> EarlyConnectOn(string listener) => new()
     {
         [$"Listeners:{listener}:Port"] = "104",

@@ -71,6 +71,9 @@ internal sealed class HandlerHarness : IAsyncDisposable
         Handler.AssociationEnded += summary => Ended.TrySetResult(summary);
     }
 
+    /// <summary>The cluster the handler routes to (tests change its available destinations).</summary>
+    public ClusterState Cluster => _cluster;
+
     public FakeTimeProvider Time { get; } = new();
 
     /// <summary>The handler's log.</summary>

@@ -99,6 +99,75 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => heldOnB);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_full_destination_is_no_retry_candidate_so_the_open_ones_answer_reaches_the_client()
+    {
+        // a is full (one request held on it); b is open but answers 503, a status in Retry.StatusCodes: as when a is
+        // unavailable, b's own answer reaches the client whole and nothing is retried.
+        var cluster = $$"""
+            { "web": { "LoadBalancingPolicy": "FirstAlphabetical", "Metadata": { "Retry.StatusCodes": "503" }, "Destinations": {
+                "a": { "Address": "{{_a.Url}}", "Metadata": { "MaxConcurrent": "1" } },
+                "b": { "Address": "{{_b.Url}}" } } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, cluster, AllRoute));
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var release = new CancellationTokenSource();
+        var held = client.GetAsync("/delay?ms=30000", release.Token);
+        await WaitForAsync(() => _a.Requests.Contains("GET /delay?ms=30000"));
+        _b.FailWith = 503;
+
+        using (var response = await client.GetAsync("/studies"))
+        {
+            Assert.Equal("status 503 from b", await response.Content.ReadAsStringAsync());
+            Assert.Equal("b", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        Assert.Empty(retries.GetMeasurementSnapshot());
+        await release.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => held);
+    }
+
+    [Theory(Timeout = 60_000)]
+    [InlineData("Redistribute", HttpStatusCode.OK)]
+    [InlineData("Return503Error", HttpStatusCode.ServiceUnavailable)]
+    public async Task An_affinity_to_a_full_destination_follows_the_clusters_failure_policy(string policy, HttpStatusCode expected)
+    {
+        var cluster = $$"""
+            { "web": { "LoadBalancingPolicy": "FirstAlphabetical",
+              "SessionAffinity": { "Enabled": true, "Policy": "HashCookie", "FailurePolicy": "{{policy}}", "AffinityKeyName": "aff" },
+              "Destinations": {
+                "a": { "Address": "{{_a.Url}}", "Metadata": { "MaxConcurrent": "1" } },
+                "b": { "Address": "{{_b.Url}}" } } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, cluster, AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        string cookie;
+        using (var first = await client.GetAsync("/studies"))
+        {
+            Assert.Equal("a", first.Headers.GetValues("X-Backend").Single());
+            cookie = first.Headers.GetValues("Set-Cookie").Single().Split(';')[0];
+        }
+
+        using var other = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var release = new CancellationTokenSource();
+        var held = other.GetAsync("/delay?ms=30000", release.Token);
+        await WaitForAsync(() => _a.Requests.Contains("GET /delay?ms=30000"));
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/studies");
+        request.Headers.Add("Cookie", cookie);
+        using (var pinned = await client.SendAsync(request))
+        {
+            Assert.Equal(expected, pinned.StatusCode);
+            if (expected == HttpStatusCode.OK)
+            {
+                Assert.Equal("b", pinned.Headers.GetValues("X-Backend").Single());
+            }
+        }
+
+        await release.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => held);
+    }
+
     private static async Task WaitForAsync(Func<bool> condition)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(20));
