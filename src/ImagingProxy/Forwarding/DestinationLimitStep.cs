@@ -19,13 +19,13 @@ namespace ImagingProxy.Forwarding;
 /// </remarks>
 internal sealed partial class DestinationLimitStep(DestinationLimits limits, ILogger<DestinationLimitStep> logger)
 {
-    public Task InvokeAsync(HttpContext context, Func<Task> next)
+    public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var feature = context.GetReverseProxyFeature();
         var cluster = feature.Cluster.Config;
         if (!limits.IsLimited(cluster))
         {
-            return next();
+            return next(context);
         }
 
         var available = feature.AvailableDestinations;
@@ -52,7 +52,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, ILo
 
         if (open is null)
         {
-            return next();
+            return next(context);
         }
 
         if (open.Count == 0)
@@ -61,7 +61,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, ILo
         }
 
         feature.AvailableDestinations = open.ToArray();
-        return next();
+        return next(context);
     }
 
     private async Task RefuseAsync(HttpContext context, string cluster)

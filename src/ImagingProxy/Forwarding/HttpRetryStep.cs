@@ -61,16 +61,16 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     private static readonly string[] s_destinationTags = ["proxy.route_id", "proxy.cluster_id", "proxy.destination_id"];
 
     /// <summary>A request that cannot be retried passes straight through, with no async level of its own.</summary>
-    public Task InvokeAsync(HttpContext context, Func<Task> next)
+    public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var feature = context.GetReverseProxyFeature();
         return feature.AvailableDestinations.Count < 2 || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts)
             || PinnedStrictly(context.Request, feature.Cluster.Config)
-            ? next()
+            ? next(context)
             : ForwardAsync(context, next, feature, maxAttempts);
     }
 
-    private async Task ForwardAsync(HttpContext context, Func<Task> next, IReverseProxyFeature feature, int maxAttempts)
+    private async Task ForwardAsync(HttpContext context, RequestDelegate next, IReverseProxyFeature feature, int maxAttempts)
     {
         var candidates = feature.AvailableDestinations;
         var beforeResponse = string.Equals(feature.Cluster.Config.Metadata?.GetValueOrDefault(MetadataKeys.RetryOn), OnBeforeResponse, StringComparison.OrdinalIgnoreCase);
@@ -93,7 +93,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
                 retryable.KeptBack = 0;
             }
 
-            await next();
+            await next(context);
             var error = context.GetForwarderErrorFeature();
             var failed = feature.ProxiedDestination;
             var keptBack = retryable?.KeptBack ?? 0;

@@ -9,10 +9,10 @@ namespace ImagingProxy.Forwarding;
 /// </summary>
 internal sealed partial class NoDestinationStep(ILogger<NoDestinationStep> logger)
 {
-    public Task InvokeAsync(HttpContext context, Func<Task> next)
+    public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var feature = context.GetReverseProxyFeature();
-        return feature.AvailableDestinations.Count > 0 ? next() : RefuseAsync(context, feature.Cluster.Config.ClusterId);
+        return feature.AvailableDestinations.Count > 0 ? next(context) : RefuseAsync(context, feature.Cluster.Config.ClusterId);
     }
 
     private async Task RefuseAsync(HttpContext context, string cluster)

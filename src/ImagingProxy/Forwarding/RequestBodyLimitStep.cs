@@ -12,14 +12,14 @@ namespace ImagingProxy.Forwarding;
 /// </summary>
 internal sealed partial class RequestBodyLimitStep(ILogger<RequestBodyLimitStep> logger)
 {
-    public Task InvokeAsync(HttpContext context, Func<Task> next)
+    public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         if (context.Request.ContentLength is { } length && Limit(context) is { } limit && length > limit)
         {
             return RefuseAsync(context, length, limit);
         }
 
-        return next();
+        return next(context);
     }
 
     /// <summary>

@@ -14,12 +14,12 @@ namespace ImagingProxy.Forwarding;
 internal sealed partial class RequestTimeoutStep(ILogger<RequestTimeoutStep> logger)
 {
     /// <summary>A request without a route <c>Timeout</c> (no timeout feature) passes straight through, with no async level of its own.</summary>
-    public Task InvokeAsync(HttpContext context, Func<Task> next)
-        => context.Features.Get<IHttpRequestTimeoutFeature>() is null ? next() : ForwardAsync(context, next);
+    public Task InvokeAsync(HttpContext context, RequestDelegate next)
+        => context.Features.Get<IHttpRequestTimeoutFeature>() is null ? next(context) : ForwardAsync(context, next);
 
-    private async Task ForwardAsync(HttpContext context, Func<Task> next)
+    private async Task ForwardAsync(HttpContext context, RequestDelegate next)
     {
-        await next();
+        await next(context);
         if (!TimedOut(context))
         {
             return;

@@ -18,14 +18,14 @@ namespace ImagingProxy.Forwarding;
 internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<XdsRoutingStep> logger)
 {
     /// <summary>A viewer's request passes straight through (no async level of its own); the Xds route's is routed here.</summary>
-    public Task InvokeAsync(HttpContext context, Func<Task> next)
+    public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var feature = context.GetReverseProxyFeature();
         var metadata = feature.Route.Config.Metadata;
-        return metadata?.ContainsKey(MetadataKeys.XdsRoute) == true ? RouteAsync(context, feature, metadata, next) : next();
+        return metadata?.ContainsKey(MetadataKeys.XdsRoute) == true ? RouteAsync(context, feature, metadata, next) : next(context);
     }
 
-    private async Task RouteAsync(HttpContext context, IReverseProxyFeature feature, IReadOnlyDictionary<string, string> metadata, Func<Task> next)
+    private async Task RouteAsync(HttpContext context, IReverseProxyFeature feature, IReadOnlyDictionary<string, string> metadata, RequestDelegate next)
     {
         // Recorded for the metrics step (imagingproxy.xds.transactions), refused requests included.
         var transaction = XdsAction.Classify(context.Request.ContentType, context.Request.Headers["SOAPAction"], out var action);
@@ -76,7 +76,7 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
             return;
         }
 
-        await next();
+        await next(context);
 
         // YARP answers its forwarder's failures (refused, closed, silent destination) with an empty 502/504; an XDS client
         // expects a SOAP fault. Once the answer has started (a download cut midway), YARP aborts it and nothing can be said.

@@ -182,16 +182,24 @@ public static class ImagingProxyApp
 
     private static void ProxyPipeline(IReverseProxyApplicationBuilder pipeline)
     {
-        var xds = pipeline.ApplicationServices.GetRequiredService<XdsRoutingStep>();
-        var noDestination = pipeline.ApplicationServices.GetRequiredService<NoDestinationStep>();
-        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpProxyMetrics>().InvokeAsync);
-        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestTimeoutStep>().InvokeAsync);
-        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<RequestBodyLimitStep>().InvokeAsync);
-        pipeline.Use(xds.InvokeAsync);
-        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<DestinationLimitStep>().InvokeAsync);
-        pipeline.Use(pipeline.ApplicationServices.GetRequiredService<HttpRetryStep>().InvokeAsync);
+        var services = pipeline.ApplicationServices;
+        var metrics = services.GetRequiredService<HttpProxyMetrics>();
+        var timeout = services.GetRequiredService<RequestTimeoutStep>();
+        var bodyLimit = services.GetRequiredService<RequestBodyLimitStep>();
+        var xds = services.GetRequiredService<XdsRoutingStep>();
+        var limits = services.GetRequiredService<DestinationLimitStep>();
+        var retry = services.GetRequiredService<HttpRetryStep>();
+        var noDestination = services.GetRequiredService<NoDestinationStep>();
+
+        // Each step gets the next one once, when the pipeline is built (no delegate made per request).
+        pipeline.Use(next => context => metrics.InvokeAsync(context, next));
+        pipeline.Use(next => context => timeout.InvokeAsync(context, next));
+        pipeline.Use(next => context => bodyLimit.InvokeAsync(context, next));
+        pipeline.Use(next => context => xds.InvokeAsync(context, next));
+        pipeline.Use(next => context => limits.InvokeAsync(context, next));
+        pipeline.Use(next => context => retry.InvokeAsync(context, next));
         pipeline.UseSessionAffinity();
-        pipeline.Use(noDestination.InvokeAsync);
+        pipeline.Use(next => context => noDestination.InvokeAsync(context, next));
         pipeline.UseLoadBalancing();
         pipeline.UsePassiveHealthChecks();
     }

@@ -42,13 +42,13 @@ public sealed class HttpProxyMetrics : IDisposable
     public int InFlight => Volatile.Read(ref _inFlight);
 
     /// <summary>The proxy-pipeline step: wraps everything after routing.</summary>
-    public async Task InvokeAsync(HttpContext context, Func<Task> next)
+    public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var started = Stopwatch.GetTimestamp();
         Interlocked.Increment(ref _inFlight);
         try
         {
-            await next();
+            await next(context);
         }
         finally
         {

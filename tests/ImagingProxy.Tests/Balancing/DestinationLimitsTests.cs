@@ -77,7 +77,7 @@ public sealed class DestinationLimitsTests : IDisposable
         prepare?.Invoke(context);
         var step = new DestinationLimitStep(_limits, NullLogger<DestinationLimitStep>.Instance);
         var forwarded = false;
-        await step.InvokeAsync(context, () =>
+        await step.InvokeAsync(context, _ =>
         {
             forwarded = true;
             return Task.CompletedTask;

@@ -63,7 +63,7 @@ public sealed class DicomDrainTests
         var logs = new FakeLogCollector();
         using var drain = new ConnectionDrain(lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.FromSeconds(10) }), time, new FakeLogger<ConnectionDrain>(logs), http);
         var response = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var request = http.InvokeAsync(ImagingProxy.Tests.Telemetry.HttpProxyMetricsTests.Context("all", "web", "a"), () => response.Task);
+        var request = http.InvokeAsync(ImagingProxy.Tests.Telemetry.HttpProxyMetricsTests.Context("all", "web", "a"), _ => response.Task);
         Assert.Equal(1, http.InFlight);
 
         lifetime.StopApplication();

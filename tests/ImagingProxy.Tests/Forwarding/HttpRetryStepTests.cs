@@ -25,7 +25,7 @@ public sealed class HttpRetryStepTests : IDisposable
         var step = new HttpRetryStep(_metrics, NullLogger<HttpRetryStep>.Instance);
         var attempts = 0;
 
-        await step.InvokeAsync(context, () =>
+        await step.InvokeAsync(context, _ =>
         {
             // What the response transform leaves when it keeps an answer back: status and headers, no body.
             attempts++;
@@ -56,7 +56,7 @@ public sealed class HttpRetryStepTests : IDisposable
         var retry = new HttpRetryStep(_metrics, NullLogger<HttpRetryStep>.Instance);
         var outer = new RequestTimeoutStep(NullLogger<RequestTimeoutStep>.Instance);
 
-        await outer.InvokeAsync(context, () => retry.InvokeAsync(context, () =>
+        await outer.InvokeAsync(context, _ => retry.InvokeAsync(context, _ =>
         {
             var retryable = context.Features.Get<RetryableStatus>()!;
             feature.ProxiedDestination = feature.AvailableDestinations[0];

@@ -32,7 +32,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
     {
         var context = Context("dicomweb", "pacs-web", "orthanc-a");
 
-        await _metrics.InvokeAsync(context, () =>
+        await _metrics.InvokeAsync(context, _ =>
         {
             context.Response.StatusCode = 206;
             return Task.CompletedTask;
@@ -57,7 +57,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
         var context = Context("dicomweb", "pacs-web", destination: null);
         context.Features.Set<IForwarderErrorFeature>(new ErrorFeature(ForwarderError.NoAvailableDestinations));
 
-        await _metrics.InvokeAsync(context, () =>
+        await _metrics.InvokeAsync(context, _ =>
         {
             context.Response.StatusCode = 503;
             return Task.CompletedTask;
@@ -74,7 +74,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
     {
         var context = Context("dicomweb", "pacs-web", "orthanc-a");
 
-        await Assert.ThrowsAsync<InvalidOperationException>(() => _metrics.InvokeAsync(context, () => throw new InvalidOperationException("boom")));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => _metrics.InvokeAsync(context, _ => throw new InvalidOperationException("boom")));
 
         Assert.Single(_requests.GetMeasurementSnapshot());
         Assert.Single(_duration.GetMeasurementSnapshot());
@@ -87,7 +87,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
         {
             var context = Context(XdsRouteProvider.RouteId, "registry", "reg1");
             context.Items[XdsRoutingStep.XdsTransactionItem] = XdsTransaction.RegistryStoredQuery;
-            await _metrics.InvokeAsync(context, () =>
+            await _metrics.InvokeAsync(context, _ =>
             {
                 context.Response.StatusCode = 404;
                 return Task.CompletedTask;
@@ -114,7 +114,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
     {
         var context = Context("dicomweb", "pacs-web", "orthanc-a");
 
-        await _metrics.InvokeAsync(context, () =>
+        await _metrics.InvokeAsync(context, _ =>
         {
             context.Response.StatusCode = statusCode;
             return Task.CompletedTask;
@@ -132,7 +132,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
         var context = Context(XdsRouteProvider.RouteId, "registry", "reg1");
         context.Items[XdsRoutingStep.XdsTransactionItem] = transaction;
 
-        await _metrics.InvokeAsync(context, () => Task.CompletedTask);
+        await _metrics.InvokeAsync(context, _ => Task.CompletedTask);
 
         var xds = Assert.Single(_xds.GetMeasurementSnapshot());
         Assert.Equal(iti, xds.Tags["transaction"]);
@@ -145,7 +145,7 @@ public sealed class HttpProxyMetricsTests : IDisposable
         var context = Context(XdsRouteProvider.RouteId, "registry", "reg1");
         context.Request.ContentType = "application/soap+xml";
 
-        await _metrics.InvokeAsync(context, () => Task.CompletedTask);
+        await _metrics.InvokeAsync(context, _ => Task.CompletedTask);
 
         Assert.Equal("missing", Assert.Single(_xds.GetMeasurementSnapshot()).Tags["transaction"]);
     }
