@@ -204,6 +204,12 @@ public static class ImagingProxyApp
         pipeline.UsePassiveHealthChecks();
     }
 
+    /// <summary>The service a registration this host replaced with its own wrapper describes (YARP's, built as YARP would).</summary>
+    private static T Instance<T>(IServiceProvider services, ServiceDescriptor replaced)
+        => (T)(replaced.ImplementationInstance
+            ?? replaced.ImplementationFactory?.Invoke(services)
+            ?? ActivatorUtilities.CreateInstance(services, replaced.ImplementationType!));
+
     private static bool IsAdmin(string endpointName) => string.Equals(endpointName, EndpointNames.Admin, StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Names the connections of a configured Kestrel endpoint and registers it for /status and the start-up log.</summary>
@@ -270,9 +276,7 @@ public static class ImagingProxyApp
         var inner = services.Last(d => d.ServiceType == typeof(IDestinationHealthUpdater));
         services.Remove(inner);
         services.AddSingleton<IDestinationHealthUpdater>(sp => new TrackingDestinationHealthUpdater(
-            (IDestinationHealthUpdater)(inner.ImplementationInstance
-                ?? inner.ImplementationFactory?.Invoke(sp)
-                ?? ActivatorUtilities.CreateInstance(sp, inner.ImplementationType!)),
+            Instance<IDestinationHealthUpdater>(sp, inner),
             sp.GetRequiredService<DestinationHealthTracker>(),
             sp.GetRequiredService<TimeProvider>()));
 
@@ -290,12 +294,7 @@ public static class ImagingProxyApp
         foreach (var policy in services.Where(d => d.ServiceType == typeof(ILoadBalancingPolicy)).ToList())
         {
             services.Remove(policy);
-            services.AddSingleton<ILoadBalancingPolicy>(sp => new WeightedLoadBalancingPolicy(
-                (ILoadBalancingPolicy)(policy.ImplementationInstance
-                    ?? policy.ImplementationFactory?.Invoke(sp)
-                    ?? ActivatorUtilities.CreateInstance(sp, policy.ImplementationType!)),
-                sp.GetRequiredService<WeightedPicker>(),
-                sp));
+            services.AddSingleton<ILoadBalancingPolicy>(sp => new WeightedLoadBalancingPolicy(Instance<ILoadBalancingPolicy>(sp, policy), sp.GetRequiredService<WeightedPicker>(), sp));
         }
 
         services.AddSingleton<IDestinationProber, HttpProber>();

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Text.Json;
 using System.Threading.Channels;
 using ImagingProxy.Health;
@@ -55,47 +54,18 @@ public sealed class NginxBackupTests : IAsyncLifetime
     public async Task The_backup_serves_only_while_the_primary_is_down()
     {
         using var client = _peers!.ViewersClient();
-        Assert.All(await GetAsync(client, 6), s => Assert.Equal("a\n", s));
+        Assert.All(await ViewerSteps.GetAsync(client, 6), s => Assert.Equal("a\n", s));
 
         await File.WriteAllTextAsync(DownFlag, string.Empty);
-        await TransitionAsync("Unhealthy");
-        Assert.All(await GetAsync(client, 6), s => Assert.Equal("b\n", s));
+        await ViewerSteps.TransitionAsync(_transitions.Reader, "a", "Unhealthy");
+        Assert.All(await ViewerSteps.GetAsync(client, 6), s => Assert.Equal("b\n", s));
         Assert.True(await AvailableAsync("b"));
 
         File.Delete(DownFlag);
-        await TransitionAsync("Healthy");
-        Assert.All(await GetAsync(client, 6), s => Assert.Equal("a\n", s));
+        await ViewerSteps.TransitionAsync(_transitions.Reader, "a", "Healthy");
+        Assert.All(await ViewerSteps.GetAsync(client, 6), s => Assert.Equal("a\n", s));
         Assert.False(await AvailableAsync("b"));
         Assert.Equal(6, _peers.Nodes[1].AccessLog.Count(line => line.StartsWith("GET /studies", StringComparison.Ordinal)));
-    }
-
-    private static async Task<List<string>> GetAsync(HttpClient client, int count)
-    {
-        var served = new List<string>();
-        for (var i = 0; i < count; i++)
-        {
-            using var response = await client.GetAsync("/studies");
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            served.Add(await response.Content.ReadAsStringAsync());
-        }
-
-        return served;
-    }
-
-    /// <summary>Waits for a's active health to become <paramref name="health"/> (its first probe makes it Healthy first).</summary>
-    private async Task TransitionAsync(string health)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        try
-        {
-            while (await _transitions.Reader.ReadAsync(deadline.Token) != health)
-            {
-            }
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
-        {
-            throw new Xunit.Sdk.XunitException($"a's active health did not become {health} within 20 s");
-        }
     }
 
     /// <summary>Whether <c>/status</c> shows the destination available (and b marked as a backup).</summary>

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Text.Json;
 using System.Threading.Channels;
 using ImagingProxy.Health;
@@ -56,7 +55,7 @@ public sealed class NginxWeightsTests : IAsyncLifetime
     {
         using var client = _peers!.ViewersClient();
 
-        var served = await GetAsync(client, 40);
+        var served = await ViewerSteps.GetAsync(client, 40);
 
         // Round robin, smooth and weighted: a a b a, ten times.
         Assert.Equal(30, served.Count(s => s == "a\n"));
@@ -69,12 +68,12 @@ public sealed class NginxWeightsTests : IAsyncLifetime
     {
         using var client = _peers!.ViewersClient();
         await File.WriteAllTextAsync(DownFlag, string.Empty);
-        await TransitionAsync("Unhealthy");
-        Assert.All(await GetAsync(client, 8), s => Assert.Equal("a\n", s));
+        await ViewerSteps.TransitionAsync(_transitions.Reader, "b", "Unhealthy");
+        Assert.All(await ViewerSteps.GetAsync(client, 8), s => Assert.Equal("a\n", s));
 
         File.Delete(DownFlag);
-        await TransitionAsync("Healthy");
-        var served = await GetAsync(client, 44);
+        await ViewerSteps.TransitionAsync(_transitions.Reader, "b", "Healthy");
+        var served = await ViewerSteps.GetAsync(client, 44);
 
         // Weights 3 and 0.1 (a tenth of 1, for two minutes): one or two of 44, where its whole share is 11.
         Assert.InRange(served.Count(s => s == "b\n"), 1, 4);
@@ -82,35 +81,6 @@ public sealed class NginxWeightsTests : IAsyncLifetime
         Assert.Equal("00:02:00", slowStart);
         Assert.Equal(3, weights["a"]);
         Assert.InRange(weights["b"], 0.1, 0.2);
-    }
-
-    private static async Task<List<string>> GetAsync(HttpClient client, int count)
-    {
-        var served = new List<string>();
-        for (var i = 0; i < count; i++)
-        {
-            using var response = await client.GetAsync("/studies");
-            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-            served.Add(await response.Content.ReadAsStringAsync());
-        }
-
-        return served;
-    }
-
-    /// <summary>Waits for b's active health to become <paramref name="health"/> (its first probe makes it Healthy first).</summary>
-    private async Task TransitionAsync(string health)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        try
-        {
-            while (await _transitions.Reader.ReadAsync(deadline.Token) != health)
-            {
-            }
-        }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested)
-        {
-            throw new Xunit.Sdk.XunitException($"b's active health did not become {health} within 20 s");
-        }
     }
 
     /// <summary>The cluster's slow start and each destination's weight now, as <c>/status</c> shows them.</summary>
