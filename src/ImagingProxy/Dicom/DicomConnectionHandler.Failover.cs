@@ -51,6 +51,7 @@ public sealed partial class DicomConnectionHandler
                     {
                         // Its node is no longer available: closed now, so it does not hold the node's place meanwhile.
                         await early.CloseUnusedAsync();
+                        early = null; // closed: no later attempt may take it, even when its node is back
                     }
 
                     var candidates = Untried(available, tried);

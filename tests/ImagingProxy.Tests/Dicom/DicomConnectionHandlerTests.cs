@@ -230,6 +230,97 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal(0, all[0].ConcurrentRequestCount);
     }
 
+    [Fact]
+    public async Task A_closed_early_connection_is_not_taken_by_a_later_attempt_when_its_node_is_back()
+    {
+        using var d0 = new AcceptingNode();
+
+        // d1 accepts, then d0 comes back among the available destinations (its health recovered), then d1 closes: the
+        // first attempt fails and the second goes to d0 on a new connection, not on the closed early one.
+        using var d1 = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        d1.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        d1.Listen(4);
+        await using var harness = new HandlerHarness(EarlyConnectOn("dicom"), destinationPorts: [d0.Port, ((IPEndPoint)d1.LocalEndPoint!).Port]);
+        var all = harness.Cluster.DestinationsState.AllDestinations;
+        all[0].ConcurrentRequestCount = 1; // another association runs on d0
+        var failing = Task.Run(async () =>
+        {
+            using var accepted = await d1.AcceptAsync();
+            harness.Cluster.DestinationsState = new Yarp.ReverseProxy.Model.ClusterDestinationsState(all, all);
+            accepted.Close();
+        });
+        var client = harness.Connect("dicom");
+        await d0.Accepted.WaitAsync(s_bounded); // the early connection, to d0
+
+        harness.Cluster.DestinationsState = new Yarp.ReverseProxy.Model.ClusterDestinationsState(all, [all[1]]); // d0 out before the RQ
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        var answer = await client.ReadPduAsync();
+        await failing.WaitAsync(s_bounded);
+
+        Assert.Equal(PduType.AssociateAccept, answer?.Header.Type);
+        Assert.Equal(2, all[0].ConcurrentRequestCount); // the other association and this one
+    }
+
+    /// <summary>Accepts any number of connections; answers each one's first PDU with an A-ASSOCIATE-AC.</summary>
+    private sealed class AcceptingNode : IDisposable
+    {
+        private readonly Socket _listener = new(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        private readonly TaskCompletionSource _accepted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public AcceptingNode()
+        {
+            _listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            _listener.Listen(8);
+            Port = ((IPEndPoint)_listener.LocalEndPoint!).Port;
+            _ = Task.Run(AcceptAllAsync);
+        }
+
+        public int Port { get; }
+
+        public Task Accepted => _accepted.Task;
+
+        public void Dispose() => _listener.Dispose();
+
+        private async Task AcceptAllAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    var socket = await _listener.AcceptAsync();
+                    _accepted.TrySetResult();
+                    _ = Task.Run(() => AnswerAsync(socket));
+                }
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                // disposed
+            }
+        }
+
+        private static async Task AnswerAsync(Socket socket)
+        {
+            using (socket)
+            {
+                var buffer = new byte[65536];
+                try
+                {
+                    if (await socket.ReceiveAsync(buffer) > 0)
+                    {
+                        await socket.SendAsync(DicomCaptures.AssociateAccept);
+                    }
+
+                    while (await socket.ReceiveAsync(buffer) > 0)
+                    {
+                    }
+                }
+                catch (SocketException)
+                {
+                }
+            }
+        }
+    }
+
     private static Dictionary<string, string?> EarlyConnectOn(string listener) => new()
     {
         [$"Listeners:{listener}:Port"] = "104",

@@ -25,8 +25,11 @@ namespace ImagingProxy.Tests.Mllp;
 /// </summary>
 internal sealed class MllpHandlerHarness : IAsyncDisposable
 {
-    /// <summary>Cluster <c>c</c> with one destination per address (d0, d1 ...), all available; passive health on when asked.</summary>
-    private static ClusterState Cluster(string[] destinations, bool passiveHealth, IReadOnlyDictionary<string, string>? metadata)
+    /// <summary>
+    /// Cluster <c>c</c> with one destination per address (d0, d1 ...), all available, with the given destination metadata
+    /// by place; passive health on when asked.
+    /// </summary>
+    private static ClusterState NewCluster(string[] destinations, bool passiveHealth, IReadOnlyDictionary<string, string>? metadata, IReadOnlyList<IReadOnlyDictionary<string, string>?>? destinationMetadata)
     {
         var config = new ClusterConfig
         {
@@ -35,7 +38,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
             HealthCheck = passiveHealth ? new HealthCheckConfig { Passive = new PassiveHealthCheckConfig { Enabled = true } } : null,
         };
         var cluster = new ClusterState("c", new ClusterModel(config, new HttpMessageInvoker(new HttpClientHandler())));
-        var states = destinations.Select((address, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = address }))).ToArray();
+        var states = destinations.Select((address, i) => new DestinationState($"d{i}", new DestinationModel(new DestinationConfig { Address = address, Metadata = destinationMetadata?[i] }))).ToArray();
         cluster.DestinationsState = new ClusterDestinationsState(states, states);
         return cluster;
     }
@@ -55,7 +58,8 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     // cluster's metadata as the forwarder reads it (settings only reach the configuration gate).
     public MllpHandlerHarness(
         string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null,
-        IDestinationHealthUpdater? health = null, IReadOnlyDictionary<string, string>? clusterMetadata = null)
+        IDestinationHealthUpdater? health = null, IReadOnlyDictionary<string, string>? clusterMetadata = null,
+        IReadOnlyList<IReadOnlyDictionary<string, string>?>? destinationMetadata = null, ImagingProxy.Balancing.DestinationLimits? limits = null)
     {
         time ??= TimeProvider.System;
         var values = new Dictionary<string, string?>
@@ -75,9 +79,9 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         Pool = new MllpNodePool(time);
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
-        var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance);
+        var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance, limits: limits);
         _drain = new ConnectionDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<ConnectionDrain>.Instance);
-        var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster(destinations, health is not null, clusterMetadata)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
+        var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster = NewCluster(destinations, health is not null, clusterMetadata, destinationMetadata)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer))
         {
             ConnectionClosed = _closed.Token,
@@ -97,6 +101,9 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     }
 
     public ServiceProvider Services { get; }
+
+    /// <summary>The cluster the handler routes to (tests change its available destinations).</summary>
+    public ClusterState Cluster { get; }
 
     /// <summary>The handler under test (its connection is on listener "", the harness sets no listener feature).</summary>
     public MllpConnectionHandler ConnectionHandler { get; }
