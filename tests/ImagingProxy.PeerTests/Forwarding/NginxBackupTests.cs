@@ -1,8 +1,6 @@
 using System.Text.Json;
 using System.Threading.Channels;
-using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.PeerTests.Forwarding;
 
@@ -11,7 +9,7 @@ namespace ImagingProxy.PeerTests.Forwarding;
 public sealed class NginxBackupTests : IAsyncLifetime
 {
     private readonly TempDirectory _flags = TempDirectory.Create("imagingproxy-backup-");
-    private readonly Channel<string> _transitions = Channel.CreateUnbounded<string>();
+    private ChannelReader<string>? _transitions;
     private NginxBehindProxy? _peers;
 
     private string DownFlag => Path.Combine(_flags.Path, "down");
@@ -31,13 +29,7 @@ public sealed class NginxBackupTests : IAsyncLifetime
                       "b": { "Address": "{{nodes[1].BaseAddress}}", "Metadata": { "Backup": "true" } } } } }
                 """,
                 """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
-        _peers.Proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, destination, kind, _, now) =>
-        {
-            if (destination == "a" && kind == "active")
-            {
-                _transitions.Writer.TryWrite(now.ToString());
-            }
-        };
+        _transitions = ViewerSteps.ActiveTransitions(_peers.Proxy, "a");
     }
 
     public async Task DisposeAsync()
@@ -57,12 +49,12 @@ public sealed class NginxBackupTests : IAsyncLifetime
         Assert.All(await ViewerSteps.GetAsync(client, 6), s => Assert.Equal("a\n", s));
 
         await File.WriteAllTextAsync(DownFlag, string.Empty);
-        await ViewerSteps.TransitionAsync(_transitions.Reader, "a", "Unhealthy");
+        await ViewerSteps.TransitionAsync(_transitions!, "a", "Unhealthy");
         Assert.All(await ViewerSteps.GetAsync(client, 6), s => Assert.Equal("b\n", s));
         Assert.True(await AvailableAsync("b"));
 
         File.Delete(DownFlag);
-        await ViewerSteps.TransitionAsync(_transitions.Reader, "a", "Healthy");
+        await ViewerSteps.TransitionAsync(_transitions!, "a", "Healthy");
         Assert.All(await ViewerSteps.GetAsync(client, 6), s => Assert.Equal("a\n", s));
         Assert.False(await AvailableAsync("b"));
         Assert.Equal(6, _peers.Nodes[1].AccessLog.Count(line => line.StartsWith("GET /studies", StringComparison.Ordinal)));

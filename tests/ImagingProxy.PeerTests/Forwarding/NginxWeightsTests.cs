@@ -1,8 +1,6 @@
 using System.Text.Json;
 using System.Threading.Channels;
-using ImagingProxy.Health;
 using ImagingProxy.PeerTests.Peers;
-using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.PeerTests.Forwarding;
 
@@ -11,7 +9,7 @@ namespace ImagingProxy.PeerTests.Forwarding;
 public sealed class NginxWeightsTests : IAsyncLifetime
 {
     private readonly TempDirectory _flags = TempDirectory.Create("imagingproxy-weights-");
-    private readonly Channel<string> _transitions = Channel.CreateUnbounded<string>();
+    private ChannelReader<string>? _transitions;
     private NginxBehindProxy? _peers;
 
     private string DownFlag => Path.Combine(_flags.Path, "down");
@@ -31,13 +29,7 @@ public sealed class NginxWeightsTests : IAsyncLifetime
                       "b": { "Address": "{{nodes[1].BaseAddress}}" } } } }
                 """,
                 """{ "all": { "ClusterId": "web", "Match": { "Path": "/{**rest}" } } }"""));
-        _peers.Proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, destination, kind, _, now) =>
-        {
-            if (destination == "b" && kind == "active")
-            {
-                _transitions.Writer.TryWrite(now.ToString());
-            }
-        };
+        _transitions = ViewerSteps.ActiveTransitions(_peers.Proxy, "b");
     }
 
     public async Task DisposeAsync()
@@ -68,11 +60,11 @@ public sealed class NginxWeightsTests : IAsyncLifetime
     {
         using var client = _peers!.ViewersClient();
         await File.WriteAllTextAsync(DownFlag, string.Empty);
-        await ViewerSteps.TransitionAsync(_transitions.Reader, "b", "Unhealthy");
+        await ViewerSteps.TransitionAsync(_transitions!, "b", "Unhealthy");
         Assert.All(await ViewerSteps.GetAsync(client, 8), s => Assert.Equal("a\n", s));
 
         File.Delete(DownFlag);
-        await ViewerSteps.TransitionAsync(_transitions.Reader, "b", "Healthy");
+        await ViewerSteps.TransitionAsync(_transitions!, "b", "Healthy");
         var served = await ViewerSteps.GetAsync(client, 44);
 
         // Weights 3 and 0.1 (a tenth of 1, for two minutes): one or two of 44, where its whole share is 11.

@@ -1,5 +1,7 @@
 using System.Net;
 using System.Threading.Channels;
+using ImagingProxy.Health;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ImagingProxy.PeerTests.Forwarding;
 
@@ -18,6 +20,20 @@ internal static class ViewerSteps
         }
 
         return served;
+    }
+
+    /// <summary>The new active health states of <paramref name="destination"/> from now on, as the proxy's tracker sees them.</summary>
+    public static ChannelReader<string> ActiveTransitions(ImagingProxy.Testing.TestProxy proxy, string destination)
+    {
+        var transitions = Channel.CreateUnbounded<string>();
+        proxy.Services.GetRequiredService<DestinationHealthTracker>().Transition += (_, changed, kind, _, now) =>
+        {
+            if (changed == destination && kind == "active")
+            {
+                transitions.Writer.TryWrite(now.ToString());
+            }
+        };
+        return transitions.Reader;
     }
 
     /// <summary>
