@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using ImagingProxy.Configuration;
+using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -25,6 +26,8 @@ namespace ImagingProxy.Forwarding;
 /// until a health check took the node out. Cluster metadata <c>Retry.StatusCodes</c> also retries after an answer with
 /// one of its statuses (say 503 from a node in maintenance): the answer is kept back before any of it reaches the client
 /// (<see cref="RetryableStatus"/>) while another attempt is possible; the last attempt's answer goes through whole.
+/// Once every primary the request could go to failed it, the cluster's backups that are up are tried too (destination
+/// metadata <c>Backup</c>, as NGINX tries its backups within a request).
 /// </summary>
 /// <remarks>
 /// <para>
@@ -64,7 +67,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var feature = context.GetReverseProxyFeature();
-        return feature.AvailableDestinations.Count < 2 || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts)
+        return (feature.AvailableDestinations.Count < 2 && !AvailableDestinationsPolicies.HasBackups(feature.Cluster.Config)) || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts)
             || PinnedStrictly(context.Request, feature.Cluster.Config)
             ? next(context)
             : ForwardAsync(context, next, feature, maxAttempts);
@@ -83,13 +86,18 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
             context.Features.Set(retryable);
         }
 
+        var config = feature.Cluster.Config;
+        var backups = AvailableDestinationsPolicies.HasBackups(config);
         List<DestinationState>? untried = null;
+        List<DestinationState>? tried = null;
         for (var attempt = 1; ; attempt++)
         {
             if (retryable is not null)
             {
-                // The destination this attempt goes to is one of those available: another is left when there are two.
-                retryable.CanRetry = attempt < maxAttempts && feature.AvailableDestinations.Count >= 2;
+                // The destination this attempt goes to is one of those available: another is left when there are two, or
+                // when a backup is up that this request has not tried (the next attempt goes to it once no primary is left).
+                retryable.CanRetry = attempt < maxAttempts && (feature.AvailableDestinations.Count >= 2
+                    || (backups && AvailableDestinationsPolicies.HasSpareBackup(config, feature.AllDestinations, feature.AvailableDestinations, tried)));
                 retryable.KeptBack = 0;
             }
 
@@ -110,6 +118,16 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
 
             untried ??= new List<DestinationState>(candidates);
             untried.Remove(failed);
+            if (backups)
+            {
+                // Every primary this request could go to failed it: the cluster's backups that are up, as NGINX does.
+                (tried ??= []).Add(failed);
+                if (!AvailableDestinationsPolicies.HasPrimary(untried))
+                {
+                    AvailableDestinationsPolicies.AddBackups(config, feature.AllDestinations, untried, tried.Contains);
+                }
+            }
+
             if (untried.Count == 0)
             {
                 if (keptBack != 0)

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ImagingProxy.Configuration;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Model;
@@ -14,6 +15,8 @@ namespace ImagingProxy.Health;
 /// </summary>
 public static class AvailableDestinationsPolicies
 {
+    private static readonly ConditionalWeakTable<ClusterConfig, StrongBox<bool>> s_hasBackups = [];
+
     public const string HealthyAndUnknown = "ImagingProxy.HealthyAndUnknown";
     public const string HealthyOrPanic = "ImagingProxy.HealthyOrPanic";
 
@@ -41,6 +44,51 @@ public static class AvailableDestinationsPolicies
     public static bool IsBackup(DestinationState destination)
         => destination.Model?.Config.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Backup, out var text)
             && bool.TryParse(text, out var backup) && backup;
+
+    /// <summary>True when a destination of <paramref name="config"/> is a backup (read once per configuration).</summary>
+    internal static bool HasBackups(ClusterConfig config)
+        => s_hasBackups.GetValue(config, static c =>
+        {
+            var any = false;
+            foreach (var destination in c.Destinations?.Values ?? [])
+            {
+                any |= destination.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Backup, out var text)
+                    && bool.TryParse(text, out var backup) && backup;
+            }
+
+            return new StrongBox<bool>(any);
+        }).Value;
+
+    /// <summary>
+    /// True when a backup of the cluster is up (health, drain), not among <paramref name="available"/> and not
+    /// <paramref name="tried"/>: one more attempt could go to it once the primaries failed.
+    /// </summary>
+    internal static bool HasSpareBackup(ClusterConfig config, IReadOnlyList<DestinationState> all, IReadOnlyList<DestinationState> available, List<DestinationState>? tried)
+    {
+        for (var i = 0; i < all.Count; i++)
+        {
+            var destination = all[i];
+            if (IsBackup(destination) && IsAvailable(config, destination) && tried?.Contains(destination) != true && !Contains(available, destination))
+            {
+                return true;
+            }
+        }
+
+        return false;
+
+        static bool Contains(IReadOnlyList<DestinationState> list, DestinationState destination)
+        {
+            for (var i = 0; i < list.Count; i++)
+            {
+                if (ReferenceEquals(list[i], destination))
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+    }
 
     /// <summary>True when <paramref name="destinations"/> holds a destination that is not a backup.</summary>
     internal static bool HasPrimary(IReadOnlyList<DestinationState> destinations)

@@ -168,6 +168,52 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => held);
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_read_every_primary_failed_goes_to_a_backup_and_a_listed_answer_is_replaced_by_the_backups()
+    {
+        // The primary's port is closed (no health checks yet know it): the GET is retried on the backup at once.
+        using var closed = new ClosedPort();
+        var cluster = $$"""
+            { "web": { "Metadata": { "Retry.StatusCodes": "503" }, "Destinations": {
+                "primary": { "Address": "http://127.0.0.1:{{closed.Port}}/" },
+                "dr": { "Address": "{{_b.Url}}", "Metadata": { "Backup": "true" } } } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, cluster, AllRoute));
+        using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        using (var response = await client.GetAsync("/studies"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("b", response.Headers.GetValues("X-Backend").Single());
+        }
+
+        var retry = Assert.Single(retries.GetMeasurementSnapshot());
+        Assert.Equal("primary", retry.Tags["destination"]);
+
+        // A primary that answers a listed status: its answer is kept back and the backup's reaches the client.
+        var answering = $$"""
+            { "web": { "Metadata": { "Retry.StatusCodes": "503" }, "Destinations": {
+                "primary": { "Address": "{{_a.Url}}" },
+                "dr": { "Address": "{{_b.Url}}", "Metadata": { "Backup": "true" } } } } }
+            """;
+        await using var second = await TestProxy.StartAsync(TestConfig.Build(_certificate, answering, AllRoute));
+        using var secondClient = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = second.Url("Viewers", "https") };
+        _a.FailWith = 503;
+        using (var response = await secondClient.GetAsync("/studies"))
+        {
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("b", response.Headers.GetValues("X-Backend").Single());
+            Assert.False(response.Headers.Contains("X-Failed"));
+        }
+
+        // A POST is never sent twice, backups or not: the primary's 503 reaches the client.
+        using (var post = await secondClient.PostAsync("/studies", new StringContent("{}")))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, post.StatusCode);
+        }
+    }
+
     private static async Task WaitForAsync(Func<bool> condition)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(20));
