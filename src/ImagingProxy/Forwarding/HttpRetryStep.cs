@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using ImagingProxy.Telemetry;
@@ -47,7 +48,7 @@ namespace ImagingProxy.Forwarding;
 /// that failed). When every attempt fails the client gets the last failure's answer (502, or 504 for a timeout).
 /// </para>
 /// </remarks>
-internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<HttpRetryStep> logger)
+internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<HttpRetryStep> logger, DestinationLimits? limits = null)
 {
     /// <summary>Attempts per request (the first included) when the cluster does not set <c>Retry.MaxAttempts</c>.</summary>
     public const int DefaultMaxAttempts = 3;
@@ -67,7 +68,7 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var feature = context.GetReverseProxyFeature();
-        return (feature.AvailableDestinations.Count < 2 && !AvailableDestinationsPolicies.HasBackups(feature.Cluster.Config)) || !CanBeSentAgain(context.Request) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts)
+        return !CanBeSentAgain(context.Request) || (feature.AvailableDestinations.Count < 2 && !BackupsWithinRequest(feature.Cluster.Config)) || MaxAttempts(feature.Cluster.Config) is not (> 1 and var maxAttempts)
             || PinnedStrictly(context.Request, feature.Cluster.Config)
             ? next(context)
             : ForwardAsync(context, next, feature, maxAttempts);
@@ -87,17 +88,19 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
         }
 
         var config = feature.Cluster.Config;
-        var backups = AvailableDestinationsPolicies.HasBackups(config);
+        var backups = BackupsWithinRequest(config);
         List<DestinationState>? untried = null;
         List<DestinationState>? tried = null;
         for (var attempt = 1; ; attempt++)
         {
+            // The backups a next attempt may go to, read once before this attempt (up, not drained, not tried, not full) and
+            // kept: an answer kept back on their account is then never dropped because one went down meanwhile.
+            var spare = backups ? SpareBackups(config, feature.AllDestinations, feature.AvailableDestinations, tried) : null;
             if (retryable is not null)
             {
                 // The destination this attempt goes to is one of those available: another is left when there are two, or
-                // when a backup is up that this request has not tried (the next attempt goes to it once no primary is left).
-                retryable.CanRetry = attempt < maxAttempts && (feature.AvailableDestinations.Count >= 2
-                    || (backups && AvailableDestinationsPolicies.HasSpareBackup(config, feature.AllDestinations, feature.AvailableDestinations, tried)));
+                // when a spare backup is (the next attempt goes to it once no primary is left).
+                retryable.CanRetry = attempt < maxAttempts && (feature.AvailableDestinations.Count >= 2 || spare is { Count: > 0 });
                 retryable.KeptBack = 0;
             }
 
@@ -118,13 +121,19 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
 
             untried ??= new List<DestinationState>(candidates);
             untried.Remove(failed);
-            if (backups)
+            if (spare is not null)
             {
-                // Every primary this request could go to failed it: the cluster's backups that are up, as NGINX does.
+                // Every primary this request could go to failed it: the spare backups, as NGINX tries its backups.
                 (tried ??= []).Add(failed);
                 if (!AvailableDestinationsPolicies.HasPrimary(untried))
                 {
-                    AvailableDestinationsPolicies.AddBackups(config, feature.AllDestinations, untried, tried.Contains);
+                    foreach (var backup in spare)
+                    {
+                        if (!untried.Contains(backup))
+                        {
+                            untried.Add(backup);
+                        }
+                    }
                 }
             }
 
@@ -179,6 +188,47 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
         {
             context.Response.Clear();
             context.Response.StatusCode = status;
+        }
+    }
+
+    /// <summary>
+    /// True when a read may go to the cluster's backups once its primaries failed it: the cluster has backups, and its
+    /// session affinity is not the strict kind (<c>Return503Error</c>), where a backup's answer would pin the client to a
+    /// destination that leaves the rotation as soon as the primaries are back.
+    /// </summary>
+    private static bool BackupsWithinRequest(ClusterConfig cluster)
+        => AvailableDestinationsPolicies.HasBackups(cluster)
+            && !(cluster.SessionAffinity is { Enabled: true } affinity
+                && string.Equals(affinity.FailurePolicy, SessionAffinityConstants.FailurePolicies.Return503Error, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>The cluster's backups that are up (health, drain), not tried, not among <paramref name="available"/> and below their <c>MaxConcurrent</c>.</summary>
+    private List<DestinationState> SpareBackups(ClusterConfig config, IReadOnlyList<DestinationState> all, IReadOnlyList<DestinationState> available, List<DestinationState>? tried)
+    {
+        var spare = new List<DestinationState>();
+        for (var i = 0; i < all.Count; i++)
+        {
+            var destination = all[i];
+            if (AvailableDestinationsPolicies.IsBackup(destination) && AvailableDestinationsPolicies.IsAvailable(config, destination)
+                && tried?.Contains(destination) != true && !Contains(available, destination)
+                && !((limits ?? DestinationLimits.Unmetered).Max(destination) is > 0 and var max && destination.ConcurrentRequestCount >= max))
+            {
+                spare.Add(destination);
+            }
+        }
+
+        return spare;
+
+        static bool Contains(IReadOnlyList<DestinationState> list, DestinationState destination)
+        {
+            for (var i = 0; i < list.Count; i++)
+            {
+                if (ReferenceEquals(list[i], destination))
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
     }
 

@@ -59,37 +59,6 @@ public static class AvailableDestinationsPolicies
             return new StrongBox<bool>(any);
         }).Value;
 
-    /// <summary>
-    /// True when a backup of the cluster is up (health, drain), not among <paramref name="available"/> and not
-    /// <paramref name="tried"/>: one more attempt could go to it once the primaries failed.
-    /// </summary>
-    internal static bool HasSpareBackup(ClusterConfig config, IReadOnlyList<DestinationState> all, IReadOnlyList<DestinationState> available, List<DestinationState>? tried)
-    {
-        for (var i = 0; i < all.Count; i++)
-        {
-            var destination = all[i];
-            if (IsBackup(destination) && IsAvailable(config, destination) && tried?.Contains(destination) != true && !Contains(available, destination))
-            {
-                return true;
-            }
-        }
-
-        return false;
-
-        static bool Contains(IReadOnlyList<DestinationState> list, DestinationState destination)
-        {
-            for (var i = 0; i < list.Count; i++)
-            {
-                if (ReferenceEquals(list[i], destination))
-                {
-                    return true;
-                }
-            }
-
-            return false;
-        }
-    }
-
     /// <summary>True when <paramref name="destinations"/> holds a destination that is not a backup.</summary>
     internal static bool HasPrimary(IReadOnlyList<DestinationState> destinations)
     {

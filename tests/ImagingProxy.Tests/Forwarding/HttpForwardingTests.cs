@@ -214,6 +214,61 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         }
     }
 
+    [Fact(Timeout = 60_000)]
+    public async Task A_backup_at_its_MaxConcurrent_is_no_retry_candidate_so_the_primarys_answer_reaches_the_client()
+    {
+        var cluster = $$"""
+            { "web": { "Metadata": { "Retry.StatusCodes": "503" }, "Destinations": {
+                "primary": { "Address": "{{_a.Url}}" },
+                "dr": { "Address": "{{_b.Url}}", "Metadata": { "Backup": "true", "MaxConcurrent": "1" } } } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, cluster, AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+        using var release = new CancellationTokenSource();
+        _a.FailWith = 503;
+
+        // The primary's 503 sends this one to dr, which holds it: dr is at its MaxConcurrent.
+        var held = client.GetAsync("/delay?ms=30000", release.Token);
+        await WaitForAsync(() => _b.Requests.Contains("GET /delay?ms=30000"));
+
+        using (var response = await client.GetAsync("/studies"))
+        {
+            Assert.Equal("status 503 from a", await response.Content.ReadAsStringAsync());
+            Assert.DoesNotContain("GET /studies", _b.Requests);
+        }
+
+        await release.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => held);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task Under_strict_affinity_a_read_is_not_sent_to_a_backup_that_would_pin_the_client_there()
+    {
+        // Return503Error: a backup's answer would set the client's affinity to a destination that leaves the rotation
+        // while the primary is fine, and every later request of that client would get 503.
+        var cluster = $$"""
+            { "web": { "Metadata": { "Retry.StatusCodes": "503" },
+              "SessionAffinity": { "Enabled": true, "Policy": "HashCookie", "FailurePolicy": "Return503Error", "AffinityKeyName": "aff" },
+              "Destinations": {
+                "primary": { "Address": "{{_a.Url}}" },
+                "dr": { "Address": "{{_b.Url}}", "Metadata": { "Backup": "true" } } } } }
+            """;
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, cluster, AllRoute));
+        using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https") };
+
+        _a.FailWith = 503;
+        using (var first = await client.GetAsync("/studies"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, first.StatusCode);
+            Assert.Equal("a", first.Headers.GetValues("X-Backend").Single());
+        }
+
+        _a.FailWith = 0;
+        using var second = await client.GetAsync("/studies");
+        Assert.Equal(HttpStatusCode.OK, second.StatusCode);
+        Assert.Empty(_b.Requests);
+    }
+
     private static async Task WaitForAsync(Func<bool> condition)
     {
         using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(20));

@@ -1,3 +1,4 @@
+using ImagingProxy.Configuration;
 using ImagingProxy.Forwarding;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Support;
@@ -70,6 +71,60 @@ public sealed class HttpRetryStepTests : IDisposable
         Assert.Equal(StatusCodes.Status504GatewayTimeout, context.Response.StatusCode);
         Assert.Empty(context.Response.Headers);
         Assert.True(RequestTimeoutStep.TimedOut(context)); // the request metric's error="RequestTimeout"
+    }
+
+    [Fact]
+    public async Task A_spare_backup_that_goes_down_during_the_attempt_still_gets_the_promised_retry()
+    {
+        // One primary and one backup with active health. The primary's 503 is kept back on the backup's account; a probe
+        // takes the backup out meanwhile: the retry promised still follows (or the 503 would become a 502).
+        var primaryConfig = new DestinationConfig { Address = "http://p/" };
+        var backupConfig = new DestinationConfig { Address = "http://dr/", Metadata = new Dictionary<string, string> { ["Backup"] = "true" } };
+        var config = new ClusterConfig
+        {
+            ClusterId = "web",
+            Metadata = new Dictionary<string, string> { ["Retry.StatusCodes"] = "503", [MetadataKeys.ActiveHealthCheckEnabled] = "true" },
+            Destinations = new Dictionary<string, DestinationConfig> { ["p"] = primaryConfig, ["dr"] = backupConfig },
+        };
+        var cluster = new ClusterState("web", new ClusterModel(config, new HttpMessageInvoker(new SocketsHttpHandler())));
+        var p = new DestinationState("p", new DestinationModel(primaryConfig));
+        var dr = new DestinationState("dr", new DestinationModel(backupConfig)) { Health = { Active = DestinationHealth.Healthy } };
+        var context = new DefaultHttpContext();
+        context.Request.Method = HttpMethods.Get;
+        var feature = new TestReverseProxyFeature
+        {
+            Route = new RouteModel(new RouteConfig { RouteId = "all", ClusterId = "web" }, cluster, HttpTransformer.Empty),
+            Cluster = cluster.Model,
+            AllDestinations = [p, dr],
+            AvailableDestinations = [p],
+        };
+        context.Features.Set<IReverseProxyFeature>(feature);
+        var step = new HttpRetryStep(_metrics, NullLogger<HttpRetryStep>.Instance);
+        var sentTo = new List<string>();
+
+        await step.InvokeAsync(context, _ =>
+        {
+            var destination = feature.AvailableDestinations[0];
+            sentTo.Add(destination.DestinationId);
+            feature.ProxiedDestination = destination;
+            if (destination == p)
+            {
+                var retryable = context.Features.Get<RetryableStatus>()!;
+                Assert.True(retryable.CanRetry);
+                context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+                retryable.KeptBack = StatusCodes.Status503ServiceUnavailable;
+                dr.Health.Active = DestinationHealth.Unhealthy; // a probe, meanwhile
+            }
+            else
+            {
+                context.Response.StatusCode = StatusCodes.Status200OK;
+            }
+
+            return Task.CompletedTask;
+        });
+
+        Assert.Equal(["p", "dr"], sentTo);
+        Assert.Equal(StatusCodes.Status200OK, context.Response.StatusCode);
     }
 
     public void Dispose()
