@@ -68,8 +68,7 @@ public sealed class DestinationLimits : IDisposable
     public bool IsFull(ClusterConfig cluster, DestinationState destination, int load)
     {
         ArgumentNullException.ThrowIfNull(cluster);
-        var max = Max(destination);
-        if (max == 0 || load < max)
+        if (!AtLimit(destination, load))
         {
             return false;
         }
@@ -77,6 +76,9 @@ public sealed class DestinationLimits : IDisposable
         Reached(cluster, destination);
         return true;
     }
+
+    /// <summary>True when <paramref name="destination"/>, carrying <paramref name="load"/>, is at its <c>MaxConcurrent</c> (not counted).</summary>
+    public bool AtLimit(DestinationState destination, int load) => Max(destination) is > 0 and var max && load >= max;
 
     /// <summary>Counts one pass over a full destination (a caller that found it full itself).</summary>
     public void Reached(ClusterConfig cluster, DestinationState destination)

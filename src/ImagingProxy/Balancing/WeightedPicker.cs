@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
+using Yarp.ReverseProxy.LoadBalancing;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Balancing;
@@ -71,9 +72,9 @@ public sealed class WeightedPicker
                 weights[i] = Weights.Of(cluster, candidates[i]);
             }
 
-            var index = Is(policy, "RoundRobin") ? RoundRobin(cluster, candidates, weights)
-                : Is(policy, "Random") ? Draw(weights)
-                : Is(policy, "PowerOfTwoChoices") ? PowerOfTwo(candidates, weights)
+            var index = Is(policy, LoadBalancingPolicies.RoundRobin) ? RoundRobin(cluster, candidates, weights)
+                : Is(policy, LoadBalancingPolicies.Random) ? Draw(weights)
+                : Is(policy, LoadBalancingPolicies.PowerOfTwoChoices) ? PowerOfTwo(candidates, weights)
                 : LeastLoaded(candidates, weights);
             return candidates[index];
         }

@@ -39,7 +39,7 @@ public sealed partial class DicomConnectionHandler
                 var available = cluster.DestinationsState.AvailableDestinations;
                 DestinationState? destination;
                 (Socket Socket, Task Connect)? connecting = null;
-                if (early is { Taken: false } && Contains(available, early.Destination))
+                if (early is { Taken: false } && AvailableDestinationsPolicies.Includes(available, early.Destination))
                 {
                     // The connection opened when the client connected (already acquired): the first attempt takes it.
                     destination = early.Destination;
@@ -260,19 +260,6 @@ public sealed partial class DicomConnectionHandler
                 await node.DisposeAsync();
             }
         }
-    }
-
-    private static bool Contains(IReadOnlyList<DestinationState> destinations, DestinationState destination)
-    {
-        for (var i = 0; i < destinations.Count; i++)
-        {
-            if (destinations[i] == destination)
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     private static List<DestinationState> Untried(IReadOnlyList<DestinationState> available, HashSet<DestinationState> tried)

@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using ImagingProxy.Balancing;
+using Yarp.ReverseProxy.LoadBalancing;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Dicom;
@@ -89,13 +90,13 @@ public sealed class DicomDestinationSelector
             return candidates.Count == 0 ? null : candidates[0];
         }
 
-        var policy = cluster.Model.Config.LoadBalancingPolicy ?? "LeastRequests";
+        var policy = cluster.Model.Config.LoadBalancingPolicy ?? LoadBalancingPolicies.LeastRequests;
         if (string.Equals(policy, "First", StringComparison.OrdinalIgnoreCase))
         {
             return candidates[0];
         }
 
-        return string.Equals(policy, "FirstAlphabetical", StringComparison.OrdinalIgnoreCase)
+        return string.Equals(policy, LoadBalancingPolicies.FirstAlphabetical, StringComparison.OrdinalIgnoreCase)
             ? candidates.MinBy(d => d.DestinationId, StringComparer.OrdinalIgnoreCase)
             : _picker.Pick(policy, cluster, candidates);
     }

@@ -50,6 +50,8 @@ namespace ImagingProxy.Forwarding;
 /// </remarks>
 internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<HttpRetryStep> logger, DestinationLimits? limits = null)
 {
+    private readonly DestinationLimits _limits = limits ?? DestinationLimits.Unmetered;
+
     /// <summary>Attempts per request (the first included) when the cluster does not set <c>Retry.MaxAttempts</c>.</summary>
     public const int DefaultMaxAttempts = 3;
 
@@ -205,31 +207,10 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     private List<DestinationState> SpareBackups(ClusterConfig config, IReadOnlyList<DestinationState> all, IReadOnlyList<DestinationState> available, List<DestinationState>? tried)
     {
         var spare = new List<DestinationState>();
-        for (var i = 0; i < all.Count; i++)
-        {
-            var destination = all[i];
-            if (AvailableDestinationsPolicies.IsBackup(destination) && AvailableDestinationsPolicies.IsAvailable(config, destination)
-                && tried?.Contains(destination) != true && !Contains(available, destination)
-                && !((limits ?? DestinationLimits.Unmetered).Max(destination) is > 0 and var max && destination.ConcurrentRequestCount >= max))
-            {
-                spare.Add(destination);
-            }
-        }
-
+        var limits = _limits;
+        AvailableDestinationsPolicies.AddBackups(config, all, spare, d => tried?.Contains(d) == true
+            || AvailableDestinationsPolicies.Includes(available, d) || limits.AtLimit(d, d.ConcurrentRequestCount));
         return spare;
-
-        static bool Contains(IReadOnlyList<DestinationState> list, DestinationState destination)
-        {
-            for (var i = 0; i < list.Count; i++)
-            {
-                if (ReferenceEquals(list[i], destination))
-                {
-                    return true;
-                }
-            }
-
-            return false;
-        }
     }
 
     /// <summary>The cluster's <c>Retry.MaxAttempts</c> metadata (validated, read as the validator reads it), else <see cref="DefaultMaxAttempts"/>.</summary>

@@ -41,8 +41,11 @@ public static class AvailableDestinationsPolicies
             && bool.TryParse(text, out var drain) && drain;
 
     /// <summary>The destination's metadata <c>Backup</c> is <c>true</c>: used only while no other destination is available.</summary>
-    public static bool IsBackup(DestinationState destination)
-        => destination.Model?.Config.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Backup, out var text)
+    public static bool IsBackup(DestinationState destination) => destination.Model is { } model && IsBackup(model.Config);
+
+    /// <summary>The destination configuration's metadata <c>Backup</c> is <c>true</c>.</summary>
+    public static bool IsBackup(DestinationConfig destination)
+        => destination.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Backup, out var text)
             && bool.TryParse(text, out var backup) && backup;
 
     /// <summary>True when a destination of <paramref name="config"/> is a backup (read once per configuration).</summary>
@@ -52,12 +55,25 @@ public static class AvailableDestinationsPolicies
             var any = false;
             foreach (var destination in c.Destinations?.Values ?? [])
             {
-                any |= destination.Metadata is { } metadata && metadata.TryGetValue(MetadataKeys.Backup, out var text)
-                    && bool.TryParse(text, out var backup) && backup;
+                any |= IsBackup(destination);
             }
 
             return new StrongBox<bool>(any);
         }).Value;
+
+    /// <summary>True when <paramref name="list"/> holds this very destination object.</summary>
+    internal static bool Includes(IReadOnlyList<DestinationState> list, DestinationState destination)
+    {
+        for (var i = 0; i < list.Count; i++)
+        {
+            if (ReferenceEquals(list[i], destination))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>True when <paramref name="destinations"/> holds a destination that is not a backup.</summary>
     internal static bool HasPrimary(IReadOnlyList<DestinationState> destinations)
@@ -75,16 +91,16 @@ public static class AvailableDestinationsPolicies
 
     /// <summary>
     /// Adds to <paramref name="candidates"/> the cluster's backups that are up (health, drain) and not
-    /// <paramref name="tried"/>: for the next attempt of a request, association or message once every primary it could
+    /// <paramref name="excluded"/> (those tried, and whatever else the caller rules out): for the next attempt of a request, association or message once every primary it could
     /// go to has failed it, as NGINX tries its backups within the request (YARP recomputes the available destinations on
     /// a thread of its own after a passive failure, so the list an attempt reads may not show the backups yet).
     /// </summary>
-    internal static void AddBackups(ClusterConfig config, IReadOnlyList<DestinationState> all, List<DestinationState> candidates, Func<DestinationState, bool> tried)
+    internal static void AddBackups(ClusterConfig config, IReadOnlyList<DestinationState> all, List<DestinationState> candidates, Func<DestinationState, bool> excluded)
     {
         for (var i = 0; i < all.Count; i++)
         {
             var destination = all[i];
-            if (IsBackup(destination) && IsAvailable(config, destination) && !tried(destination) && !candidates.Contains(destination))
+            if (IsBackup(destination) && IsAvailable(config, destination) && !excluded(destination) && !candidates.Contains(destination))
             {
                 candidates.Add(destination);
             }

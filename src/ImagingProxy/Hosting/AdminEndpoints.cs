@@ -153,7 +153,7 @@ public static class AdminEndpoints
 
             json.WriteEndObject();
             json.WriteString("since", record.Since);
-            json.WriteBoolean("available", Contains(available, destination));
+            json.WriteBoolean("available", AvailableDestinationsPolicies.Includes(available, destination));
             json.WriteBoolean("draining", AvailableDestinationsPolicies.IsDraining(destination));
             if (AvailableDestinationsPolicies.IsBackup(destination))
             {
@@ -178,16 +178,4 @@ public static class AdminEndpoints
         json.WriteEndObject();
     }
 
-    private static bool Contains(IReadOnlyList<DestinationState> list, DestinationState destination)
-    {
-        for (var i = 0; i < list.Count; i++)
-        {
-            if (ReferenceEquals(list[i], destination))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
 }

@@ -756,18 +756,6 @@ internal sealed partial class MllpForwarder(
         var handed = false;
         try
         {
-            return await RentCoreAsync();
-        }
-        finally
-        {
-            if (reserved && !handed)
-            {
-                pool.Unreserve(destination.Model.Config.Address);
-            }
-        }
-
-        async ValueTask<(MllpNodeConnection? Node, string? Failure, bool TimedOut)> RentCoreAsync()
-        {
             if (session.TryGetSticky(cluster.ClusterId, out _, out var previous))
             {
                 session.ClearSticky(cluster.ClusterId);
@@ -819,6 +807,13 @@ internal sealed partial class MllpForwarder(
             node.Configured = (cluster.Model.Config, destination.Model.Config);
             session.SetSticky(cluster.ClusterId, destination.DestinationId, node);
             return (node, null, false);
+        }
+        finally
+        {
+            if (reserved && !handed)
+            {
+                pool.Unreserve(destination.Model.Config.Address);
+            }
         }
     }
 

@@ -23,7 +23,8 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
 
     private readonly ConcurrentDictionary<string, ConcurrentQueue<(MllpNodeConnection Connection, long Expires)>> _idle = new(StringComparer.OrdinalIgnoreCase);
     private readonly ConcurrentDictionary<string, int> _rented = new(StringComparer.OrdinalIgnoreCase);
-    private readonly ConcurrentDictionary<string, int> _connecting = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>Per address: connections being opened for a renter, and places a pick reserved (<see cref="TryReserve"/>).</summary>
+    private readonly ConcurrentDictionary<string, int> _opening = new(StringComparer.OrdinalIgnoreCase);
     private readonly Lock _reservations = new();
     private readonly Lock _sweepLock = new();
     private ITimer? _sweep;
@@ -37,7 +38,7 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
     /// <c>MaxConcurrent</c> and the least-loaded pick count, so a burst of first messages does not all see the count
     /// from before their connects.
     /// </summary>
-    public int LoadOf(string address) => RentedCount(address) + (_connecting.TryGetValue(address, out var count) ? count : 0);
+    public int LoadOf(string address) => RentedCount(address) + (_opening.TryGetValue(address, out var count) ? count : 0);
 
     /// <summary>
     /// Reserves a place at <paramref name="address"/> when fewer than <paramref name="max"/> connections are rented,
@@ -54,13 +55,13 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
                 return false;
             }
 
-            _connecting.AddOrUpdate(address, 1, static (_, n) => n + 1);
+            _opening.AddOrUpdate(address, 1, static (_, n) => n + 1);
             return true;
         }
     }
 
     /// <summary>Gives back a reservation no rent took over.</summary>
-    public void Unreserve(string address) => _connecting.AddOrUpdate(address, 0, static (_, n) => Math.Max(0, n - 1));
+    public void Unreserve(string address) => _opening.AddOrUpdate(address, 0, static (_, n) => Math.Max(0, n - 1));
 
     /// <summary>How many connections to <paramref name="address"/> wait in the pool now.</summary>
     public int IdleCount(string address) => _idle.TryGetValue(address, out var idle) ? idle.Count : 0;
@@ -127,7 +128,7 @@ internal sealed class MllpNodePool(TimeProvider time) : IAsyncDisposable
     {
         if (!reserved)
         {
-            _connecting.AddOrUpdate(address, 1, static (_, n) => n + 1);
+            _opening.AddOrUpdate(address, 1, static (_, n) => n + 1);
         }
 
         try

@@ -94,13 +94,7 @@ public sealed class HealthMetrics : IDisposable
             var protocol = ProtocolTag(ClusterProtocols.Of(cluster.Model.Config));
             foreach (var destination in cluster.Destinations.Values)
             {
-                var isAvailable = false;
-                for (var i = 0; i < available.Count; i++)
-                {
-                    isAvailable |= ReferenceEquals(available[i], destination);
-                }
-
-                yield return new Measurement<int>(isAvailable ? 1 : 0,
+                yield return new Measurement<int>(AvailableDestinationsPolicies.Includes(available, destination) ? 1 : 0,
                     new KeyValuePair<string, object?>("cluster", cluster.ClusterId),
                     new KeyValuePair<string, object?>("destination", destination.DestinationId),
                     new KeyValuePair<string, object?>("protocol", protocol));
