@@ -252,8 +252,8 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
     }
 
     /// <summary>
-    /// A failure the request may be sent on after: it never reached the server (connect, name resolution, TLS
-    /// handshake), or, with <paramref name="beforeResponse"/>, any failure before the response headers (YARP's
+    /// A failure the request may be sent on after: it never reached the server (connect refused or timed out, name
+    /// resolution, TLS handshake), or, with <paramref name="beforeResponse"/>, any failure before the response headers (YARP's
     /// <see cref="ForwarderError.Request"/>, <see cref="ForwarderError.RequestTimedOut"/>).
     /// </summary>
     internal static bool IsRetryable(IForwarderErrorFeature error, bool beforeResponse)
@@ -270,7 +270,11 @@ internal sealed partial class HttpRetryStep(HttpProxyMetrics metrics, ILogger<Ht
 
         for (var exception = error.Exception; exception is not null; exception = exception.InnerException)
         {
-            if (exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError })
+            // SocketsHttpHandler's ConnectTimeout (YARP sets 15 s) ends the wait for a connection that never opened (a server
+            // powered off, a firewall that drops packets) with a TaskCanceledException around a TimeoutException, not an
+            // HttpRequestException; nothing else in the handler throws a TimeoutException (HttpClient.Timeout is not used).
+            if (exception is HttpRequestException { HttpRequestError: HttpRequestError.ConnectionError or HttpRequestError.NameResolutionError or HttpRequestError.SecureConnectionError }
+                || (exception is TimeoutException && error.Exception is OperationCanceledException))
             {
                 return true;
             }

@@ -590,6 +590,57 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         Assert.Equal(3, retries.GetMeasurementSnapshot().Count);
     }
 
+    [Fact]
+    public async Task A_get_whose_connection_could_not_be_opened_in_time_goes_to_another_destination_by_default()
+    {
+        // A server that is powered off or behind a firewall that drops packets: no refusal comes, the connection is never
+        // opened, and YARP's client gives up at its ConnectTimeout (15 s). The request never reached that server, so the
+        // default Retry.On (Connect: "could not be opened in time", README) sends it to another destination.
+        using var unreachable = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        unreachable.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        unreachable.Listen(0);
+        var endPoint = (IPEndPoint)unreachable.LocalEndPoint!;
+        var backlog = new List<Socket>();
+        try
+        {
+            // The listener never accepts: once its backlog is full the kernel drops further SYNs, so connects hang.
+            for (var i = 0; i < 3; i++)
+            {
+                var filler = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { Blocking = false };
+                backlog.Add(filler);
+                try
+                {
+                    filler.Connect(endPoint);
+                }
+                catch (SocketException e) when (e.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
+                {
+                }
+            }
+
+            var cluster = $$"""
+                { "LoadBalancingPolicy": "FirstAlphabetical",
+                  "Destinations": { "b": { "Address": "{{_a.Url}}" }, "a-unreachable": { "Address": "http://127.0.0.1:{{endPoint.Port}}/" } } }
+                """;
+            await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "retry-unreachable": {{cluster}} }""", RouteTo("retry-unreachable")));
+            using var retries = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.http.retries");
+            using var client = new HttpClient(_certificate.TrustingHandler()) { BaseAddress = proxy.Url("Viewers", "https"), Timeout = TimeSpan.FromSeconds(60) };
+
+            using var response = await client.GetAsync("/studies");
+
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("a", response.Headers.GetValues("X-Backend").Single());
+            var retried = Assert.Single(retries.GetMeasurementSnapshot());
+            Assert.Equal(("a-unreachable", "RequestTimedOut"), ((string?)retried.Tags["destination"], (string?)retried.Tags["error"]));
+        }
+        finally
+        {
+            foreach (var socket in backlog)
+            {
+                socket.Dispose();
+            }
+        }
+    }
+
     [Theory]
     [InlineData(null)]
     [InlineData("BeforeResponse")]
