@@ -36,9 +36,14 @@ internal sealed partial class RequestBodyLimitStep(ILogger<RequestBodyLimitStep>
         var route = context.GetReverseProxyFeature().Route.Config.RouteId;
         Log.TooLarge(logger, context.Request.Method, LoggedRequest.Path(context.Request), route, length, limit);
 
-        // The body is not read: the connection closes after the answer rather than read what the client still sends.
-        // (The XDS route has no limit, XdsRouteProvider: MTOM bodies are large.)
-        context.Response.Headers.Connection = "close";
+        // The body is not read: an HTTP/1.x connection closes after the answer rather than read what the client still
+        // sends (HTTP/2 and HTTP/3 have no Connection header, RFC 9113 §8.2.2: Kestrel ends the stream instead, and would
+        // drop the header with a warning). (The XDS route has no limit, XdsRouteProvider: MTOM bodies are large.)
+        if (HttpProtocol.IsHttp11(context.Request.Protocol) || HttpProtocol.IsHttp10(context.Request.Protocol))
+        {
+            context.Response.Headers.Connection = "close";
+        }
+
         context.Response.StatusCode = StatusCodes.Status413PayloadTooLarge;
         context.Response.ContentType = "text/plain; charset=utf-8";
         await context.Response.WriteAsync($"413 Payload Too Large: the request body ({length} bytes) is over the limit of {limit} bytes for route '{route}'.\n", context.RequestAborted);

@@ -478,6 +478,30 @@ public sealed class HttpForwardingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_body_declared_over_the_limit_on_http2_gets_413_without_a_connection_header_warning()
+    {
+        // HTTP/2 has no Connection header (RFC 9113 §8.2.2): Kestrel drops it from a response with a warning (event 41)
+        // that blames the application, once per refused upload.
+        var routes = """{ "capped": { "ClusterId": "web", "MaxRequestBodySize": 1000, "Match": { "Path": "/{**rest}" } } }""";
+        await using var proxy = await TestProxy.StartAsync(TestConfig.Build(_certificate, $$"""{ "web": {{TestConfig.Cluster("", _a)}} }""", routes), builder => builder.Logging.AddFakeLogging());
+        using var client = new HttpClient(_certificate.TrustingHandler())
+        {
+            BaseAddress = proxy.Url("Viewers", "https"),
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+        };
+
+        using var large = await client.PostAsync("/up", new ByteArrayContent(new byte[5000]));
+
+        Assert.Equal(HttpVersion.Version20, large.Version);
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, large.StatusCode);
+        Assert.Empty(_a.Requests);
+        var logged = proxy.Services.GetFakeLogCollector().GetSnapshot();
+        Assert.Single(logged, r => r.Id.Id == 412);
+        Assert.DoesNotContain(logged, r => r.Category == "Microsoft.AspNetCore.Server.Kestrel" && r.Level >= LogLevel.Warning);
+    }
+
+    [Fact]
     public async Task Passive_health_takes_a_destination_out_after_transport_failures()
     {
         var cluster = TestConfig.Cluster("""
