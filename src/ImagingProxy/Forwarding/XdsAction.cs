@@ -16,15 +16,13 @@ public static class XdsAction
     /// <summary>Finds the action and classifies it; <paramref name="action"/> is the raw text found, if any.</summary>
     public static XdsTransaction Classify(string? contentType, string? soapAction, out string? action)
     {
-        action = FindParameter(contentType, "action");
-        for (var skip = 1; action is not null && FindParameter(contentType, "action", skip) is { } other; skip++)
+        // One pass over the parameters (a client's header may hold thousands): the first action, and any other that differs.
+        action = FindParameter(contentType, "action", out var other);
+        if (other is not null)
         {
-            if (!other.Trim().Equals(action.Trim(), StringComparison.OrdinalIgnoreCase))
-            {
-                // Two different actions in one Content-Type: which one the server acts on is anyone's guess; refused.
-                action = $"{action}' and '{other}";
-                return XdsTransaction.Conflicting;
-            }
+            // Two different actions in one Content-Type: which one the server acts on is anyone's guess; refused.
+            action = $"{action}' and '{other}";
+            return XdsTransaction.Conflicting;
         }
 
         if (string.IsNullOrEmpty(action))
@@ -74,16 +72,25 @@ public static class XdsAction
     };
 
     /// <summary>
-    /// Reads one parameter of a media type, honouring quoted strings (RFC 9110 §5.6.6): the first one of that name, or
-    /// the one after <paramref name="skip"/> others of that name.
+    /// Reads one parameter of a media type, honouring quoted strings (RFC 9110 §5.6.6): the first one of that name.
     /// </summary>
-    internal static string? FindParameter(string? mediaType, string name, int skip = 0)
+    internal static string? FindParameter(string? mediaType, string name) => FindParameter(mediaType, name, findDifferent: false, out _);
+
+    /// <summary>
+    /// The first parameter of that name, and in <paramref name="different"/> the first later one whose value differs from
+    /// it (trimmed, case-insensitive), or null: one pass, whatever the number of parameters.
+    /// </summary>
+    internal static string? FindParameter(string? mediaType, string name, out string? different) => FindParameter(mediaType, name, findDifferent: true, out different);
+
+    private static string? FindParameter(string? mediaType, string name, bool findDifferent, out string? different)
     {
+        different = null;
         if (string.IsNullOrEmpty(mediaType))
         {
             return null;
         }
 
+        string? first = null;
         var span = mediaType.AsSpan();
         var start = span.IndexOf(';');
         while (start >= 0 && start < span.Length)
@@ -92,16 +99,29 @@ public static class XdsAction
             var end = NextSeparator(span);
             var parameter = span[..end].Trim();
             var equals = parameter.IndexOf('=');
-            if (equals > 0 && parameter[..equals].Trim().Equals(name, StringComparison.OrdinalIgnoreCase) && skip-- == 0)
+            if (equals > 0 && parameter[..equals].Trim().Equals(name, StringComparison.OrdinalIgnoreCase))
             {
-                var value = parameter[(equals + 1)..].Trim();
-                return value.Length >= 2 && value[0] == '"' && value[^1] == '"' ? Unescape(value[1..^1]) : value.ToString();
+                var raw = parameter[(equals + 1)..].Trim();
+                var value = raw.Length >= 2 && raw[0] == '"' && raw[^1] == '"' ? Unescape(raw[1..^1]) : raw.ToString();
+                if (first is null)
+                {
+                    first = value;
+                    if (!findDifferent)
+                    {
+                        return first;
+                    }
+                }
+                else if (!value.AsSpan().Trim().Equals(first.AsSpan().Trim(), StringComparison.OrdinalIgnoreCase))
+                {
+                    different = value;
+                    return first;
+                }
             }
 
             start = end;
         }
 
-        return null;
+        return first;
     }
 
     private static int NextSeparator(ReadOnlySpan<char> span)
