@@ -16,6 +16,13 @@ public readonly record struct RelayOutcome(
 {
     public DicomAssociationEndReason Decide()
     {
+        // First: the read that turned a direction malformed was not relayed, and with it any A-RELEASE-RP or A-ABORT it
+        // carried before the garbage (its flag is set all the same). The other side never had it, so both get A-ABORT.
+        if (ClientToNode == RelayEnd.Malformed || NodeToClient == RelayEnd.Malformed)
+        {
+            return DicomAssociationEndReason.Malformed;
+        }
+
         if (Released)
         {
             return DicomAssociationEndReason.Released;
@@ -29,11 +36,6 @@ public readonly record struct RelayOutcome(
         if (NodeAborted)
         {
             return DicomAssociationEndReason.NodeAborted;
-        }
-
-        if (ClientToNode == RelayEnd.Malformed || NodeToClient == RelayEnd.Malformed)
-        {
-            return DicomAssociationEndReason.Malformed;
         }
 
         if (Idle)

@@ -572,6 +572,47 @@ public sealed class DicomConnectionHandlerTests
         Assert.Null(await client.ReadPduAsync());
     }
 
+    // Review 19a: an A-ABORT or A-RELEASE-RP and the garbage after it, in one read. The read is not relayed (garbage is
+    // not passed on), so the PDU it carried never reaches the client: the proxy's own A-ABORT must (README "Relay": the
+    // sender gets A-ABORT, the other side too; PS3.8 §9.1.4: no bare close).
+    [Theory]
+    [InlineData("07000000000400000200")]
+    [InlineData("06000000000400000000")]
+    public async Task A_node_pdu_followed_by_garbage_in_one_read_still_leaves_the_client_an_a_abort(string pduHex)
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node);
+        await node.SendAsync(DicomCaptures.AssociateAccept);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        byte[] burst = [.. Convert.FromHexString(pduHex), 0x42, 0x00, 0x00, 0x00, 0x00, 0x00];
+        await node.SendAsync(burst);
+
+        var toClient = await client.ReadPduAsync();
+        Assert.NotNull(toClient);
+        Assert.Equal(PduType.Abort, toClient.Value.Header.Type);
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+    }
+
+    [Fact]
+    public async Task A_client_abort_followed_by_garbage_in_one_read_still_leaves_the_node_an_a_abort()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(destinationPorts: node.Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        await client.SendAsync([.. DicomCaptures.UserAbort, 0x42, 0x00, 0x00, 0x00, 0x00, 0x00]);
+
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Equal([PduType.Abort], await node.Closed.WaitAsync(s_bounded));
+    }
+
     /// <summary>One whole PDU from a node-side socket (bounded).</summary>
     private static async Task<byte[]> ReceivePduAsync(Socket socket)
     {

@@ -9,6 +9,8 @@ public sealed class RelayOutcomeTests
     [InlineData(RelayEnd.SourceClosed, RelayEnd.Stopped, true, false, true, false, false, false, DicomAssociationEndReason.ClientAborted)]
     [InlineData(RelayEnd.Stopped, RelayEnd.SourceClosed, false, false, false, true, false, false, DicomAssociationEndReason.NodeAborted)]
     [InlineData(RelayEnd.Malformed, RelayEnd.Stopped, true, false, false, false, false, false, DicomAssociationEndReason.Malformed)]
+    [InlineData(RelayEnd.Malformed, RelayEnd.Stopped, true, false, true, false, false, false, DicomAssociationEndReason.Malformed)]
+    [InlineData(RelayEnd.Stopped, RelayEnd.Malformed, false, false, false, true, false, false, DicomAssociationEndReason.Malformed)]
     [InlineData(RelayEnd.Stopped, RelayEnd.Stopped, false, false, false, false, true, false, DicomAssociationEndReason.Idle)]
     [InlineData(RelayEnd.Stopped, RelayEnd.Stopped, false, false, false, false, false, true, DicomAssociationEndReason.Shutdown)]
     [InlineData(RelayEnd.SourceClosed, RelayEnd.Stopped, true, false, false, false, false, false, DicomAssociationEndReason.ClientClosed)]
