@@ -34,7 +34,7 @@ internal sealed class DicomIdleWatch : IDisposable
     /// </summary>
     public Task<bool> Expired => _expired.Task;
 
-    /// <summary>The A-RELEASE-RP went through: from now on the timer is the ARTIM wait for the close.</summary>
+    /// <summary>The A-RELEASE-RP (or an A-ABORT) went through: from now on the timer is the ARTIM wait for the close.</summary>
     public void Released()
     {
         lock (_gate)

@@ -29,6 +29,9 @@ internal sealed class DicomRelayEvents(DicomAssociation association, bool fromCl
 
     public void OnAbort(AbortSource source, AbortReason reason)
     {
+        // PS3.8 §9.2 (AA-1 to AA-3): after an A-ABORT the association is over and the transport closes; a side that keeps
+        // its connection open is closed when ARTIM expires, as after a release, not after the idle timeout.
+        association.IdleWatch?.Released();
         if (fromClient)
         {
             association.ClientAborted = true;

@@ -348,6 +348,28 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
     }
 
+    // Review 19a: after an A-ABORT the association is over (PS3.8 §9.2: the receiver closes the transport, AA-3; the
+    // sender starts ARTIM and closes when it expires, AA-1/AA-2). Neither side closing here must not hold the association
+    // (its MaxAssociations slot, the node's MaxConcurrent place, the gauge) for the 15-minute idle timeout.
+    [Fact]
+    public async Task After_a_client_abort_a_node_and_client_that_keep_their_connections_open_are_closed_when_artim_expires()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["ArtimTimeout"] = "00:00:10" }, destinationPorts: node.Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        await client.SendAsync(DicomCaptures.UserAbort);
+        var aborted = harness.Time.GetUtcNow();
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromSeconds(1));
+
+        Assert.InRange(harness.Time.GetUtcNow() - aborted, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(15));
+        Assert.Equal(DicomAssociationEndReason.ClientAborted, (await harness.Ended.Task).Reason);
+        Assert.True(await client.ClosedWithoutPduAsync());
+        Assert.Equal([PduType.Abort], await node.Closed.WaitAsync(s_bounded));
+    }
+
     [Fact]
     public async Task Artim_expiry_with_nothing_sent_closes_the_transport()
     {
