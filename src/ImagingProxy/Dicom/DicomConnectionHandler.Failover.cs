@@ -33,17 +33,25 @@ public sealed partial class DicomConnectionHandler
         var pipelines = failover.For(settings.Failover);
         var tried = new HashSet<DestinationState>();
         var last = new ConnectAttempt(DicomAttemptResult.Exhausted);
+
+        // The client's own ARTIM runs from its RQ (dcmtk's default 30 s, the proxy's default ArtimTimeout too): every
+        // attempt's wait for the node's answer shares one ArtimTimeout, so that a node that never answers leaves the
+        // others time to take the association before the client gives up.
+        var setupStarted = time.GetTimestamp();
+        var artim = DicomProxySettings.ArtimTimeout(options);
         var outcome = await pipelines.Attempts.ExecuteAsync(
             async token =>
             {
                 var available = cluster.DestinationsState.AvailableDestinations;
                 DestinationState? destination;
+                int left;
                 (Socket Socket, Task Connect)? connecting = null;
                 if (early is { Taken: false } && AvailableDestinationsPolicies.Includes(available, early.Destination))
                 {
                     // The connection opened when the client connected (already acquired): the first attempt takes it.
                     destination = early.Destination;
                     connecting = early.Take();
+                    left = Untried(available, tried).Count;
                 }
                 else
                 {
@@ -61,6 +69,7 @@ public sealed partial class DicomConnectionHandler
                         AvailableDestinationsPolicies.AddBackups(config, cluster.DestinationsState.AllDestinations, candidates, tried.Contains);
                     }
 
+                    left = candidates.Count;
                     destination = selector.PickAndAcquire(cluster, candidates);
                     if (destination is null)
                     {
@@ -73,10 +82,17 @@ public sealed partial class DicomConnectionHandler
                 association.Attempts++;
                 association.DestinationId = destination.DestinationId;
                 var nodeAeTitle = rewrite ? destination.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) : null;
+                var attemptsLeft = Math.Max(1, Math.Min(pipelines.Settings.MaxAttempts - association.Attempts + 1, left));
+                var answerWait = (artim - time.GetElapsedTime(setupStarted)) / attemptsLeft;
+                if (answerWait < MinAnswerWait)
+                {
+                    answerWait = MinAnswerWait;
+                }
+
                 ConnectAttempt result;
                 try
                 {
-                    result = await TryDestinationAsync(config, destination, connecting, request, clientCalledAeTitle, nodeAeTitle, options, pipelines, token);
+                    result = await TryDestinationAsync(config, destination, connecting, request, clientCalledAeTitle, nodeAeTitle, options, answerWait, pipelines, token);
                 }
                 catch
                 {
@@ -122,6 +138,7 @@ public sealed partial class DicomConnectionHandler
         string clientCalledAeTitle,
         string? nodeAeTitle,
         DicomOptions options,
+        TimeSpan answerWait,
         DicomFailoverPipelines.Pipelines pipelines,
         CancellationToken cancellationToken)
     {
@@ -202,7 +219,7 @@ public sealed partial class DicomConnectionHandler
                 AeTitleRewriter.TryRewriteCalledAeTitle(toSend, nodeAeTitle);
             }
 
-            using var answerTimeout = new CancellationTokenSource(DicomProxySettings.ArtimTimeout(options), time);
+            using var answerTimeout = new CancellationTokenSource(answerWait, time);
             using var answer = CancellationTokenSource.CreateLinkedTokenSource(answerTimeout.Token, cancellationToken);
             (PduReadResult Status, PduHeader Header, byte[]? Pdu) first;
             try
@@ -213,7 +230,7 @@ public sealed partial class DicomConnectionHandler
             catch (OperationCanceledException) when (answerTimeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
                 await SendAbortAsync(node, AbortReason.ReasonNotSpecified);
-                return Failed($"no A-ASSOCIATE answer within {DicomProxySettings.ArtimTimeout(options)}", markUnhealthy: true);
+                return Failed(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"no A-ASSOCIATE answer within {answerWait.TotalSeconds:0.#} s"), markUnhealthy: true);
             }
 
             if (first.Status != PduReadResult.Complete)
@@ -261,6 +278,9 @@ public sealed partial class DicomConnectionHandler
             }
         }
     }
+
+    /// <summary>The shortest wait for a node's answer to the RQ, however little of the ARTIM budget is left.</summary>
+    private static readonly TimeSpan MinAnswerWait = TimeSpan.FromSeconds(1);
 
     private static List<DestinationState> Untried(IReadOnlyList<DestinationState> available, HashSet<DestinationState> tried)
     {

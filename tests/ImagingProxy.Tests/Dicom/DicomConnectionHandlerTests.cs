@@ -635,6 +635,36 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([PduType.Abort], await node.Closed.WaitAsync(s_bounded));
     }
 
+    // Review 19a: a node that accepts the TCP connection and never answers the A-ASSOCIATE-RQ. The proxy waited the whole
+    // ArtimTimeout (30 s) for it before failing over, the same as the client's own timer (dcmtk's -ta default is 30 s,
+    // fo-dicom's 5 s): the client gave up first, the association never reached the healthy node, and because the client
+    // left before the proxy's timer fired the hanging node was neither logged as failed (event 301) nor marked
+    // passively unhealthy, so the next association went to it again. Failover before acceptance has to fit inside the
+    // client's ARTIM (README "Failover before acceptance"; PS3.8 §9.1.2).
+    [Fact]
+    public async Task A_node_that_never_answers_the_rq_is_failed_over_before_a_client_with_the_same_artim_gives_up()
+    {
+        using var hanging = ListenOnLoopback();
+        using var healthy = new LoopbackNode();
+        await using var harness = new HandlerHarness(destinationPorts: [((IPEndPoint)hanging.LocalEndPoint!).Port, healthy.Port]);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        var answer = client.ReadPduAsync();
+        var sent = harness.Time.GetUtcNow();
+
+        // The client's own ARTIM is the proxy's default (30 s); it gives up just before that.
+        while (!answer.IsCompleted && harness.Time.GetUtcNow() - sent < TimeSpan.FromSeconds(29))
+        {
+            harness.Time.Advance(TimeSpan.FromSeconds(1));
+            await Task.WhenAny(answer, Task.Delay(20));
+        }
+
+        Assert.True(answer.IsCompleted, "no answer to the client within its 30 s ARTIM");
+        Assert.Equal(PduType.AssociateAccept, (await answer)!.Value.Header.Type);
+        Assert.True(healthy.SawRequest);
+        Assert.Equal([("d0", Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)], harness.HealthUpdates.Passive);
+    }
+
     /// <summary>One whole PDU from a node-side socket (bounded).</summary>
     private static async Task<byte[]> ReceivePduAsync(Socket socket)
     {
