@@ -241,6 +241,11 @@ public sealed partial class DicomConnectionHandler
             var pdu = first.Pdu!;
             switch (first.Header.Type)
             {
+                // PS3.8 §9.3.3: an AC that does not parse is a malformed answer like any other before the AC. The node
+                // believes the association established: it gets A-ABORT (Table 9-10 AA-8), the client never sees the AC.
+                case PduType.AssociateAccept when AssociateParser.Parse(pdu.AsSpan(PduHeader.Size), isAccept: true, out _) is var acError && acError != AssociateParseError.None:
+                    await SendAbortAsync(node, AbortReason.InvalidPduParameterValue);
+                    return Failed($"malformed A-ASSOCIATE-AC ({acError})", markUnhealthy: true);
                 case PduType.AssociateAccept:
                     if (rewritten)
                     {

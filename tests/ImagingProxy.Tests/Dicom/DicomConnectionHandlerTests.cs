@@ -665,6 +665,29 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([("d0", Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)], harness.HealthUpdates.Passive);
     }
 
+    // Review 19a: an A-ASSOCIATE-AC that does not parse (here a 4-byte body; PS3.8 §9.3.3: 68-byte fixed part, an
+    // Application Context, Presentation Context and User Information item) was passed to the client as an acceptance:
+    // echoscu failed "DUL Illegal associate PDU", the association ended client_closed and the node was neither failed over
+    // nor marked unhealthy (README "Failover before acceptance": a malformed answer goes to the next destination).
+    [Fact]
+    public async Task A_malformed_associate_ac_is_a_failed_attempt_the_node_gets_a_abort_and_the_next_node_takes_the_association()
+    {
+        using var broken = ListenOnLoopback();
+        using var healthy = new LoopbackNode();
+        await using var harness = new HandlerHarness(destinationPorts: [((IPEndPoint)broken.LocalEndPoint!).Port, healthy.Port]);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await broken.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node);
+        await node.SendAsync(new byte[] { 0x02, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x01, 0x00, 0x00 });
+
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+        Assert.True(healthy.SawRequest);
+        Assert.Equal([("d0", Yarp.ReverseProxy.Model.DestinationHealth.Unhealthy)], harness.HealthUpdates.Passive);
+        var toNode = await ReceivePduAsync(node);
+        Assert.Equal([(byte)PduType.Abort, (byte)AbortSource.ServiceProvider], new[] { toNode[0], toNode[8] });
+    }
+
     /// <summary>One whole PDU from a node-side socket (bounded).</summary>
     private static async Task<byte[]> ReceivePduAsync(Socket socket)
     {
