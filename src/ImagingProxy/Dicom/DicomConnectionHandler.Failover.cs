@@ -233,6 +233,12 @@ public sealed partial class DicomConnectionHandler
                 return Failed(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"no A-ASSOCIATE answer within {answerWait.TotalSeconds:0.#} s"), markUnhealthy: true);
             }
 
+            if (first.Status is PduReadResult.UnknownType or PduReadResult.TooLarge)
+            {
+                // PS3.8 Table 9-10 (Sta5) AA-8 and §9.1.4: A-ABORT, not a bare close.
+                await SendAbortAsync(node, first.Status == PduReadResult.UnknownType ? AbortReason.UnrecognizedPdu : AbortReason.InvalidPduParameterValue);
+            }
+
             if (first.Status != PduReadResult.Complete)
             {
                 return Failed(first.Status == PduReadResult.Incomplete ? "closed before A-ASSOCIATE-AC" : $"malformed answer ({first.Status})", markUnhealthy: true);
@@ -268,6 +274,8 @@ public sealed partial class DicomConnectionHandler
                 case PduType.Abort:
                     return Failed("A-ABORT before A-ASSOCIATE-AC", markUnhealthy: true);
                 default:
+                    // PS3.8 Table 9-10 (Sta5, any PDU but AC, RJ or A-ABORT): AA-8, A-ABORT unexpected-PDU.
+                    await SendAbortAsync(node, AbortReason.UnexpectedPdu);
                     return Failed($"unexpected {first.Header.Type} before A-ASSOCIATE-AC", markUnhealthy: true);
             }
         }

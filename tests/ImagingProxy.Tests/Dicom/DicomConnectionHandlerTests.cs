@@ -688,6 +688,28 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([(byte)PduType.Abort, (byte)AbortSource.ServiceProvider], new[] { toNode[0], toNode[8] });
     }
 
+    // Review 19a: a node answering the RQ with something other than AC/RJ/A-ABORT was only disconnected. PS3.8 Table
+    // 9-10 (Sta5, AA-8) and §9.1.4: it gets A-ABORT, service-provider, unexpected-PDU (a known type) or unrecognized-PDU
+    // (an unknown type), not a bare close.
+    [Theory]
+    [InlineData("0400000000080000000401030000", 2)]
+    [InlineData("05000000000400000000", 2)]
+    [InlineData("4200000000020000", 1)]
+    public async Task A_node_answering_the_rq_with_an_unexpected_pdu_gets_a_abort(string answerHex, byte reason)
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node);
+        await node.SendAsync(Convert.FromHexString(answerHex));
+
+        Assert.Equal(PduType.AssociateReject, (await client.ReadPduAsync())!.Value.Header.Type);
+        var toNode = await ReceivePduAsync(node);
+        Assert.Equal([(byte)PduType.Abort, (byte)AbortSource.ServiceProvider, reason], new[] { toNode[0], toNode[8], toNode[9] });
+    }
+
     /// <summary>One whole PDU from a node-side socket (bounded).</summary>
     private static async Task<byte[]> ReceivePduAsync(Socket socket)
     {
