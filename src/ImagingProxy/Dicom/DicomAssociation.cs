@@ -62,6 +62,14 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
     /// <summary>The relay's idle timer, told when the release went through (it then waits ARTIM for the close).</summary>
     public DicomIdleWatch? IdleWatch { get; set; }
 
+    private int _releaseRequested;
+
+    /// <summary>An A-RELEASE-RQ went through from the client (<paramref name="fromClient"/>) or from the node.</summary>
+    public void ReleaseRequested(bool fromClient) => Interlocked.Or(ref _releaseRequested, fromClient ? 1 : 2);
+
+    /// <summary>True once an A-RELEASE-RQ went through from the client (<paramref name="fromClient"/>) or from the node.</summary>
+    public bool WasReleaseRequested(bool fromClient) => (Volatile.Read(ref _releaseRequested) & (fromClient ? 1 : 2)) != 0;
+
     public void MarkReleased()
     {
         Released = true;

@@ -5,8 +5,14 @@ internal sealed class DicomRelayEvents(DicomAssociation association, bool fromCl
 {
     public void OnPdu(PduHeader header)
     {
-        // PS3.8 §9.3.7: an A-RELEASE-RP either way completes the release (a collision still ends in RPs).
-        if (header.Type == PduType.ReleaseResponse)
+        // PS3.8 §9.3.7: an A-RELEASE-RP completes the release when it answers an A-RELEASE-RQ that went the other way (a
+        // collision, both RQs, still ends in RPs). One that answers nothing is an unexpected PDU (Table 9-10, Sta6: AA-8),
+        // relayed for the peer to abort, and releases nothing.
+        if (header.Type == PduType.ReleaseRequest)
+        {
+            association.ReleaseRequested(fromClient);
+        }
+        else if (header.Type == PduType.ReleaseResponse && association.WasReleaseRequested(fromClient: !fromClient))
         {
             association.MarkReleased();
         }

@@ -370,6 +370,26 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([PduType.Abort], await node.Closed.WaitAsync(s_bounded));
     }
 
+    // Review 19a: an A-RELEASE-RP that answers no A-RELEASE-RQ (PS3.8 Table 9-10, Sta6: an unexpected PDU, AA-8) completes
+    // no release. It made the association "released" (metric label and log line), switched its idle timer to ARTIM and
+    // hid the abort that followed.
+    [Fact]
+    public async Task A_release_rp_without_a_release_rq_does_not_make_the_association_released()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(destinationPorts: node.Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        await client.SendAsync(DicomCaptures.ReleaseResponse);
+        await client.SendAsync(DicomCaptures.UserAbort);
+        await AdvanceUntilAsync(harness, harness.Ended.Task, TimeSpan.FromSeconds(1));
+
+        Assert.Equal(DicomAssociationEndReason.ClientAborted, (await harness.Ended.Task).Reason);
+        Assert.Equal([PduType.ReleaseResponse, PduType.Abort], await node.Closed.WaitAsync(s_bounded));
+    }
+
     [Fact]
     public async Task Artim_expiry_with_nothing_sent_closes_the_transport()
     {
