@@ -60,6 +60,12 @@ public sealed partial class DicomConnectionHandler
             drain.CountAborted(association.Id, association.CallingAeTitle ?? string.Empty, association.CalledAeTitle ?? string.Empty, association.DestinationId ?? string.Empty);
         }
 
+        if (reason == DicomAssociationEndReason.Malformed && (association.ClientMalformed ?? association.NodeMalformed) is { } streamError)
+        {
+            Log.StreamMalformed(logger, association.Id, association.ClientMalformed is not null ? "client" : "node", streamError,
+                association.CallingAeTitle ?? string.Empty, association.CalledAeTitle ?? string.Empty, association.ClientEndPoint?.ToString() ?? string.Empty, association.DestinationId ?? string.Empty);
+        }
+
         if (RelayOutcome.AbortNode(reason))
         {
             await SendAbortAsync(node, association.NodeMalformed is { } nodeError ? AbortReasonFor(nodeError) : AbortReason.ReasonNotSpecified);

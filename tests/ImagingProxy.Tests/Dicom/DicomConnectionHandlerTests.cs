@@ -730,6 +730,41 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([(byte)PduType.Abort, (byte)AbortSource.ServiceProvider, reason], new[] { toNode[0], toNode[8], toNode[9] });
     }
 
+    // Review 19a: a broken PDU stream after the AC ended the association with only its info end line ("malformed"),
+    // saying neither which side broke it nor how, although the error is known (README: the quality bar asks a log line
+    // that names the problem, as event 303 does for a refused RQ; a node that fails the association is a warning).
+    [Theory]
+    [InlineData(true, "client", "InvalidPdvLength")]
+    [InlineData(false, "node", "InvalidPdvLength")]
+    public async Task A_broken_pdu_stream_after_the_accept_is_logged_as_a_warning_naming_the_side_and_the_error(bool fromClient, string side, string error)
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node);
+        await node.SendAsync(DicomCaptures.AssociateAccept);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        // A P-DATA-TF whose PDV item-length (0x20) runs past its PDU-length (8): PS3.8 §9.3.5.
+        byte[] broken = [0x04, 0x00, 0x00, 0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x20, 0x01, 0x03, 0x00, 0x00];
+        if (fromClient)
+        {
+            await client.SendAsync(broken);
+        }
+        else
+        {
+            await node.SendAsync(broken);
+        }
+
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        var warning = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 304);
+        Assert.Equal(LogLevel.Warning, warning.Level);
+        Assert.Contains($"the {side} ", warning.Message, StringComparison.Ordinal);
+        Assert.Contains(error, warning.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>One whole PDU from a node-side socket (bounded).</summary>
     private static async Task<byte[]> ReceivePduAsync(Socket socket)
     {
