@@ -84,9 +84,9 @@ public sealed partial class DicomConnectionHandler
                 var nodeAeTitle = rewrite ? destination.Model.Config.Metadata?.GetValueOrDefault(MetadataKeys.AeTitle) : null;
                 var attemptsLeft = Math.Max(1, Math.Min(pipelines.Settings.MaxAttempts - association.Attempts + 1, left));
                 var answerWait = (artim - time.GetElapsedTime(setupStarted)) / attemptsLeft;
-                if (answerWait < MinAnswerWait)
+                if (answerWait < s_minAnswerWait)
                 {
-                    answerWait = MinAnswerWait;
+                    answerWait = s_minAnswerWait;
                 }
 
                 ConnectAttempt result;
@@ -293,7 +293,7 @@ public sealed partial class DicomConnectionHandler
     }
 
     /// <summary>The shortest wait for a node's answer to the RQ, however little of the ARTIM budget is left.</summary>
-    private static readonly TimeSpan MinAnswerWait = TimeSpan.FromSeconds(1);
+    private static readonly TimeSpan s_minAnswerWait = TimeSpan.FromSeconds(1);
 
     private static List<DestinationState> Untried(IReadOnlyList<DestinationState> available, HashSet<DestinationState> tried)
     {
