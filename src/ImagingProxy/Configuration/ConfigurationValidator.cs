@@ -151,6 +151,11 @@ public static class ConfigurationValidator
 
             var metadata = cluster.GetSection("Metadata");
             ValidatePositiveTime(metadata, MetadataKeys.SlowStart, errors);
+            ValidatePositiveTime(metadata, MetadataKeys.QueueTimeout, errors);
+            if (protocol != ClusterProtocol.Dicom && !string.IsNullOrEmpty(metadata[MetadataKeys.QueueTimeout]))
+            {
+                errors.Add($"{metadata.Path}:{MetadataKeys.QueueTimeout}: only DICOM clusters queue for a place (HL7 messages and HTTP requests to a full cluster are answered at once).");
+            }
             if (protocol == ClusterProtocol.Http)
             {
                 ValidateIntegerRange(metadata, MetadataKeys.RetryMaxAttempts, 1, HttpRetryStep.MaxMaxAttempts, errors);

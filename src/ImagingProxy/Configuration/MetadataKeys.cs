@@ -106,6 +106,12 @@ public static class MetadataKeys
     public const string MaxConcurrent = "MaxConcurrent";
 
     /// <summary>
+    /// Cluster metadata, DICOM clusters: how long an association may wait for a place when every available destination is at
+    /// its <see cref="MaxConcurrent"/> (a time span; none by default: refused at once), as HAProxy's <c>timeout queue</c>.
+    /// </summary>
+    public const string QueueTimeout = "QueueTimeout";
+
+    /// <summary>
     /// Cluster metadata (DICOM and MLLP, <c>tls://</c> destinations): PEM file of the CA certificate(s) the nodes' certificates must
     /// chain to, instead of the system's trust store (a hospital's own CA).
     /// </summary>

@@ -71,6 +71,12 @@ public sealed partial class DicomConnectionHandler
 
                     left = candidates.Count;
                     destination = selector.PickAndAcquire(cluster, candidates);
+                    if (destination is null && candidates.Count > 0 && QueueTimeout(config) is { } queueTimeout)
+                    {
+                        // Every candidate is at its MaxConcurrent: the association waits for a place (QueueTimeout).
+                        destination = await WaitForPlaceAsync(association, cluster, tried, queueTimeout, artim - time.GetElapsedTime(setupStarted) - s_minAnswerWait, token);
+                    }
+
                     if (destination is null)
                     {
                         last = new ConnectAttempt(DicomAttemptResult.Exhausted);
@@ -291,6 +297,72 @@ public sealed partial class DicomConnectionHandler
             }
         }
     }
+
+    /// <summary>
+    /// Waits for a place at a destination of <paramref name="cluster"/>, every one being at its <c>MaxConcurrent</c>: at
+    /// most <paramref name="queueTimeout"/> and no longer than <paramref name="budget"/> (what is left of the client's
+    /// ARTIM, less the shortest answer wait, so a refusal still reaches the client in time). A released place wakes the
+    /// waiters, each tries again (one may take it before another); the available destinations are looked at again at
+    /// least every <see cref="s_queueRecheck"/> (a destination back from Unhealthy frees no place). Null when the wait
+    /// ends without a place: the association is refused as when the cluster is full.
+    /// </summary>
+    private async Task<DestinationState?> WaitForPlaceAsync(DicomAssociation association, ClusterState cluster, HashSet<DestinationState> tried, TimeSpan queueTimeout, TimeSpan budget, CancellationToken cancellationToken)
+    {
+        var limit = queueTimeout < budget ? queueTimeout : budget;
+        if (limit <= TimeSpan.Zero)
+        {
+            return null;
+        }
+
+        var queuedAt = time.GetTimestamp();
+        var result = DicomProxyMetrics.QueueAbandoned;
+        metrics.QueueEntered(association.Listener, cluster.ClusterId);
+        Log.Queued(logger, association.Id, cluster.ClusterId, limit);
+        try
+        {
+            while (true)
+            {
+                // Taken before the pick: a place released after the pick still wakes this wait.
+                var released = selector.NextRelease();
+                var candidates = Untried(cluster.DestinationsState.AvailableDestinations, tried);
+                if (candidates.Count > 0 && selector.PickAndAcquire(cluster, candidates, countFull: false) is { } destination)
+                {
+                    result = DicomProxyMetrics.QueuePlaced;
+                    Log.Placed(logger, association.Id, destination.DestinationId, cluster.ClusterId, time.GetElapsedTime(queuedAt));
+                    return destination;
+                }
+
+                var left = limit - time.GetElapsedTime(queuedAt);
+                if (candidates.Count == 0 || left <= TimeSpan.Zero)
+                {
+                    result = candidates.Count == 0 ? DicomProxyMetrics.QueueNoDestination : DicomProxyMetrics.QueueTimedOut;
+                    Log.QueueEnded(logger, association.Id, cluster.ClusterId, time.GetElapsedTime(queuedAt), candidates.Count == 0 ? "no destination of the cluster is available any more" : "no place was freed in time");
+                    return null;
+                }
+
+                try
+                {
+                    await released.WaitAsync(left < s_queueRecheck ? left : s_queueRecheck, time, cancellationToken);
+                }
+                catch (TimeoutException)
+                {
+                    // Look again (above).
+                }
+            }
+        }
+        finally
+        {
+            metrics.QueueLeft(association.Listener, cluster.ClusterId, result, time.GetElapsedTime(queuedAt));
+        }
+    }
+
+    /// <summary>The cluster's <c>QueueTimeout</c> metadata (validated), read only when every destination is full.</summary>
+    private static TimeSpan? QueueTimeout(Yarp.ReverseProxy.Configuration.ClusterConfig cluster)
+        => cluster.Metadata?.GetValueOrDefault(MetadataKeys.QueueTimeout) is { } text
+            && TimeSpan.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var timeout) && timeout > TimeSpan.Zero ? timeout : null;
+
+    /// <summary>How often a queued association looks at the available destinations again when no place was released.</summary>
+    private static readonly TimeSpan s_queueRecheck = TimeSpan.FromSeconds(1);
 
     /// <summary>The shortest wait for a node's answer to the RQ, however little of the ARTIM budget is left.</summary>
     private static readonly TimeSpan s_minAnswerWait = TimeSpan.FromSeconds(1);

@@ -45,5 +45,17 @@ public sealed partial class DicomConnectionHandler
             "DICOM association {AssociationId}: the {Side} sent a broken PDU stream after the A-ASSOCIATE-AC ({Error}); " +
             "not relayed, A-ABORT sent to both sides ({CallingAeTitle} -> {CalledAeTitle} from {ClientEndPoint}, destination {Destination}).")]
         public static partial void StreamMalformed(ILogger logger, string associationId, string side, DimseStreamError error, string callingAeTitle, string calledAeTitle, string clientEndPoint, string destination);
+
+        [LoggerMessage(EventId = 305, Level = LogLevel.Information, Message =
+            "DICOM association {AssociationId}: every available destination of cluster {Cluster} is at its MaxConcurrent; waiting up to {Limit} for a place (QueueTimeout).")]
+        public static partial void Queued(ILogger logger, string associationId, string cluster, TimeSpan limit);
+
+        [LoggerMessage(EventId = 306, Level = LogLevel.Information, Message =
+            "DICOM association {AssociationId}: a place at {Destination} of cluster {Cluster} after {Waited} in the queue.")]
+        public static partial void Placed(ILogger logger, string associationId, string destination, string cluster, TimeSpan waited);
+
+        [LoggerMessage(EventId = 307, Level = LogLevel.Warning, Message =
+            "DICOM association {AssociationId}: left the queue of cluster {Cluster} after {Waited}, {Why}; answered A-ASSOCIATE-RJ transient (temporary congestion).")]
+        public static partial void QueueEnded(ILogger logger, string associationId, string cluster, TimeSpan waited, string why);
     }
 }

@@ -16,6 +16,10 @@ public sealed class DicomDestinationSelector
     private readonly ConditionalWeakTable<DestinationState, object> _locks = [];
     private readonly WeightedPicker _picker;
     private readonly DestinationLimits _limits;
+    private readonly Lock _releaseLock = new();
+
+    /// <summary>Completed at the next <see cref="Release"/>; created only while an association waits for a place (<see cref="NextRelease"/>).</summary>
+    private TaskCompletionSource? _nextRelease;
 
     /// <summary>Weights and limits only, without slow start or metrics (tests and components built without a host).</summary>
     public DicomDestinationSelector()
@@ -40,8 +44,10 @@ public sealed class DicomDestinationSelector
     /// <summary>
     /// Picks one of <paramref name="candidates"/> that is below its <c>MaxConcurrent</c> and counts the association on it
     /// (<see cref="Acquire"/>, atomically with the limit check); null when there is none (all full, or no candidate).
+    /// Each full destination passed over is counted (<c>imagingproxy.destination.limit_reached</c>) unless
+    /// <paramref name="countFull"/> is false (an association waiting in the queue tries again and again).
     /// </summary>
-    public DestinationState? PickAndAcquire(ClusterState cluster, IReadOnlyList<DestinationState> candidates)
+    public DestinationState? PickAndAcquire(ClusterState cluster, IReadOnlyList<DestinationState> candidates, bool countFull = true)
     {
         ArgumentNullException.ThrowIfNull(cluster);
         ArgumentNullException.ThrowIfNull(candidates);
@@ -59,7 +65,7 @@ public sealed class DicomDestinationSelector
         var open = new List<DestinationState>(candidates.Count);
         for (var i = 0; i < candidates.Count; i++)
         {
-            if (!_limits.IsFull(cluster.Model.Config, candidates[i], candidates[i].ConcurrentRequestCount))
+            if (countFull ? !_limits.IsFull(cluster.Model.Config, candidates[i], candidates[i].ConcurrentRequestCount) : !_limits.AtLimit(candidates[i], candidates[i].ConcurrentRequestCount))
             {
                 open.Add(candidates[i]);
             }
@@ -73,7 +79,11 @@ public sealed class DicomDestinationSelector
             }
 
             // Filled by another association since the check.
-            _limits.Reached(cluster.Model.Config, destination);
+            if (countFull)
+            {
+                _limits.Reached(cluster.Model.Config, destination);
+            }
+
             open.Remove(destination);
         }
 
@@ -126,13 +136,38 @@ public sealed class DicomDestinationSelector
         }
     }
 
-    /// <summary>Undoes one <see cref="Acquire"/>.</summary>
+    /// <summary>Undoes one <see cref="Acquire"/>, and wakes the associations waiting for a place (<see cref="NextRelease"/>).</summary>
     public void Release(DestinationState destination)
     {
         ArgumentNullException.ThrowIfNull(destination);
         lock (_locks.GetValue(destination, _ => new object()))
         {
             destination.ConcurrentRequestCount = Math.Max(0, destination.ConcurrentRequestCount - 1);
+        }
+
+        if (Volatile.Read(ref _nextRelease) is not null)
+        {
+            TaskCompletionSource? waiting;
+            lock (_releaseLock)
+            {
+                waiting = _nextRelease;
+                _nextRelease = null;
+            }
+
+            waiting?.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// A task that completes at the next <see cref="Release"/> of any destination: an association that found every
+    /// destination full takes it <em>before</em> it tries <see cref="PickAndAcquire"/> again, so a place freed in between
+    /// is not missed. Every waiter wakes and tries again; one that loses the place to another waits for the next.
+    /// </summary>
+    public Task NextRelease()
+    {
+        lock (_releaseLock)
+        {
+            return (_nextRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
         }
     }
 }

@@ -23,6 +23,8 @@ public sealed class DicomProxyMetrics
     private readonly Counter<long> _bytes;
     private readonly Counter<long> _failovers;
     private readonly Counter<long> _earlyConnects;
+    private readonly UpDownCounter<long> _queued;
+    private readonly Histogram<double> _queueWaits;
     private readonly Histogram<double> _setup;
     private readonly TagValueLimiter _aeTitles;
 
@@ -46,6 +48,14 @@ public sealed class DicomProxyMetrics
             "Attempts on a destination that failed before A-ASSOCIATE-AC (connect failure or timeout, transient reject, abort, close), so the association moved on.");
         _earlyConnects = meter.CreateCounter<long>("imagingproxy.dicom.early_connects", "{connection}",
             "Node connections opened when the client connected (listener EarlyConnect), by whether the association used them.");
+        _queued = meter.CreateUpDownCounter<long>("imagingproxy.dicom.associations.queued", "{association}",
+            "Associations waiting for a place because every available destination of their cluster is at its MaxConcurrent (cluster QueueTimeout).");
+        _queueWaits = meter.CreateHistogram(
+            "imagingproxy.dicom.queue.wait.duration",
+            "s",
+            "Time associations spent waiting for a place (cluster QueueTimeout), by result: placed, timed_out, no_destination, abandoned (the client left or the drain deadline).",
+            tags: null,
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_setupBuckets });
         _setup = meter.CreateHistogram(
             "imagingproxy.dicom.association.setup.duration",
             "s",
@@ -99,6 +109,29 @@ public sealed class DicomProxyMetrics
         => _earlyConnects.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "outcome", used ? "used" : "unused" } });
 
     /// <summary>One destination failed before A-ASSOCIATE-AC; the association fails over (or gives up after the last attempt).</summary>
+    /// <summary>Results of a wait for a place (<c>result</c> label of <c>imagingproxy.dicom.queue.wait.duration</c>).</summary>
+    public const string QueuePlaced = "placed";
+
+    /// <inheritdoc cref="QueuePlaced"/>
+    public const string QueueTimedOut = "timed_out";
+
+    /// <inheritdoc cref="QueuePlaced"/>
+    public const string QueueNoDestination = "no_destination";
+
+    /// <inheritdoc cref="QueuePlaced"/>
+    public const string QueueAbandoned = "abandoned";
+
+    /// <summary>An association began waiting for a place at a full cluster.</summary>
+    public void QueueEntered(string listener, string cluster)
+        => _queued.Add(1, new TagList { { "listener", listener }, { "cluster", cluster } });
+
+    /// <summary>An association's wait for a place ended with <paramref name="result"/> after <paramref name="waited"/>.</summary>
+    public void QueueLeft(string listener, string cluster, string result, TimeSpan waited)
+    {
+        _queued.Add(-1, new TagList { { "listener", listener }, { "cluster", cluster } });
+        _queueWaits.Record(waited.TotalSeconds, new TagList { { "listener", listener }, { "cluster", cluster }, { "result", result } });
+    }
+
     public void AttemptFailed(string listener, string cluster, string destination)
         => _failovers.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "destination", destination } });
 
