@@ -238,6 +238,13 @@ public sealed partial class DicomConnectionHandler
                 await SendAbortAsync(node, AbortReason.ReasonNotSpecified);
                 return Failed(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"no A-ASSOCIATE answer within {answerWait.TotalSeconds:0.#} s"), markUnhealthy: true);
             }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The drain deadline (or the client leaving) while the node holds the RQ: A-ABORT, not a bare close
+                // (PS3.8 Table 9-10, Sta5: AA-1); not the node's failure.
+                await SendAbortAsync(node, AbortReason.ReasonNotSpecified);
+                throw;
+            }
 
             if (first.Status is PduReadResult.UnknownType or PduReadResult.TooLarge)
             {

@@ -221,7 +221,20 @@ public sealed partial class DicomConnectionHandler(
         }
 
         using var setup = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed, drain.Deadline);
-        var attempt = await ConnectAsync(association, cluster, early is not null && early.Cluster == cluster ? early : null, pdu, request.CalledAeTitle, options, setup.Token);
+        ConnectAttempt attempt;
+        try
+        {
+            attempt = await ConnectAsync(association, cluster, early is not null && early.Cluster == cluster ? early : null, pdu, request.CalledAeTitle, options, setup.Token);
+        }
+        catch (OperationCanceledException) when (drain.Deadline.IsCancellationRequested && !connection.ConnectionClosed.IsCancellationRequested)
+        {
+            // Still being set up at the drain deadline: ended the protocol's way as a relaying association is (A-ABORT,
+            // event 312; the node that held the RQ got its A-ABORT in the attempt), not with a bare close.
+            await SendAbortAsync(client.Output, AbortReason.ReasonNotSpecified);
+            drain.CountAborted(association.Id, request.CallingAeTitle, request.CalledAeTitle, association.DestinationId ?? "none");
+            return DicomAssociationEndReason.Shutdown;
+        }
+
         metrics.SetupCompleted(association.Listener, association.ClusterId, time.GetElapsedTime(setupStarted), attempt.Node is not null);
         switch (attempt.Outcome)
         {

@@ -164,6 +164,34 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal(1, harness.Drain.Aborted);
     }
 
+    // Review 19c: an association still being set up at the drain deadline (its node took the A-ASSOCIATE-RQ and had
+    // not answered yet, within ArtimTimeout) ended with a bare TCP close on both sides: the client got neither A-ABORT nor
+    // A-ASSOCIATE-RJ, the node no A-ABORT, and no event 312 was logged or counted. README (Draining): what remains at
+    // the deadline is aborted and counted; DicomDrain.Decide answers Abort for every stage once the deadline passed.
+    [Fact]
+    public async Task At_the_drain_deadline_an_association_awaiting_its_nodes_answer_gets_a_abort_on_both_sides()
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(shutdownTimeout: TimeSpan.FromSeconds(20), destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node); // the node has the RQ and never answers it
+
+        harness.Lifetime.StopApplication();
+        harness.Time.Advance(harness.Drain.DeadlineAfter);
+
+        var abort = await client.ReadPduAsync();
+        Assert.NotNull(abort);
+        Assert.Equal(PduType.Abort, abort.Value.Header.Type);
+        Assert.Equal((byte)AbortSource.ServiceProvider, abort.Value.Pdu[8]);
+        var toNode = await ReceivePduAsync(node);
+        Assert.Equal([(byte)PduType.Abort, (byte)AbortSource.ServiceProvider], new[] { toNode[0], toNode[8] });
+        Assert.Equal(DicomAssociationEndReason.Shutdown, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        Assert.Equal(1, harness.Drain.Aborted);
+        Assert.Empty(harness.HealthUpdates.Passive); // the drain ended it, not the node
+    }
+
     [Fact]
     public async Task Early_connect_opens_the_node_connection_before_the_request_and_the_association_uses_it()
     {
