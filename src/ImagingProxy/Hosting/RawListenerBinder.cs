@@ -77,7 +77,8 @@ public static class RawListenerBinder
             logger);
         services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopped.Register(certificate.Dispose);
         var tls = new TlsHandshakeCallbackOptions { OnConnection = certificate.OnConnection };
-        var watch = new TlsHandshakeWatch(name, kind, tls.HandshakeTimeout, services.GetRequiredService<TlsMetrics>(), services.GetRequiredService<TimeProvider>(), logger);
+        var watch = new TlsHandshakeWatch(name, kind, tls.HandshakeTimeout, services.GetRequiredService<TlsMetrics>(), services.GetRequiredService<TimeProvider>(), logger,
+            services.GetService<ConnectionDrain>()?.RequestWaitOver ?? default);
         listenOptions.Use(watch.Around);
         listenOptions.UseHttps(tls);
         listenOptions.Use(TlsHandshakeWatch.MarkEstablished);

@@ -9,7 +9,12 @@ namespace ImagingProxy.Hosting;
 /// MLLP listener. Kestrel's TLS middleware logs a failure only at Debug and returns without calling the rest of the
 /// pipeline: <see cref="Around"/> goes before it, <see cref="MarkEstablished"/> after it.
 /// </summary>
-internal sealed class TlsHandshakeWatch(string listener, string kind, TimeSpan handshakeTimeout, TlsMetrics metrics, TimeProvider time, ILogger logger)
+/// <remarks>
+/// While the host drains, a connection whose handshake has not completed <see cref="ConnectionDrain.RequestWait"/> after
+/// the drain began is aborted (<paramref name="drainRequestWaitOver"/>), as a plain connection that has sent nothing is:
+/// otherwise it held the shutdown until the handshake timeout (reason <c>shutdown</c>).
+/// </remarks>
+internal sealed class TlsHandshakeWatch(string listener, string kind, TimeSpan handshakeTimeout, TlsMetrics metrics, TimeProvider time, ILogger logger, CancellationToken drainRequestWaitOver = default)
 {
     private readonly string _protocol = ProxyListener.ProtocolLabel(kind);
 
@@ -18,13 +23,26 @@ internal sealed class TlsHandshakeWatch(string listener, string kind, TimeSpan h
         var progress = new TlsHandshakeProgress();
         connection.Features.Set(progress);
         var started = time.GetTimestamp();
-        await next(connection);
+        var drained = false;
+        using (drainRequestWaitOver.UnsafeRegister(_ =>
+        {
+            if (!progress.Established)
+            {
+                drained = true;
+                connection.Abort(new ConnectionAbortedException("The host is draining and the TLS handshake has not completed."));
+            }
+        }, null))
+        {
+            await next(connection);
+        }
+
         if (progress.Established)
         {
             return;
         }
 
-        var (reason, detail) = time.GetElapsedTime(started) >= handshakeTimeout ? ("timeout", $"no handshake within {handshakeTimeout.TotalSeconds:0.#} s")
+        var (reason, detail) = drained ? ("shutdown", "no handshake before the drain closed the connections still setting up")
+            : time.GetElapsedTime(started) >= handshakeTimeout ? ("timeout", $"no handshake within {handshakeTimeout.TotalSeconds:0.#} s")
             : progress.ClientHelloReceived ? ("handshake", "failed after the ClientHello (no common protocol or cipher suite, or the client refused the certificate)")
             : ("no_client_hello", "no TLS ClientHello: the client closed, or spoke another protocol (plain DICOM or HL7 to a TLS port?)");
         metrics.HandshakeFailed(listener, _protocol, reason);

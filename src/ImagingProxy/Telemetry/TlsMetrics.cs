@@ -41,7 +41,7 @@ public sealed class TlsMetrics : IDisposable
         _meter.CreateObservableGauge("imagingproxy.tls.certificate.expiration_timestamp", Observe, "s",
             "When a certificate expires (Unix time): role listener (a TLS listener's server certificate), node (a tls:// node's, as last presented) or client (ImagingProxy's own for a cluster's nodes).");
         _handshakeFailures = _meter.CreateCounter<long>("imagingproxy.tls.handshake_failures", "{handshake}",
-            "TLS handshakes that failed on a DICOM or MLLP listener, by listener, protocol and reason (no_client_hello, handshake, timeout).");
+            "TLS handshakes that failed on a DICOM or MLLP listener, by listener, protocol and reason (no_client_hello, handshake, timeout, shutdown).");
     }
 
     /// <summary>Counts a failed TLS handshake on a DICOM or MLLP listener.</summary>
