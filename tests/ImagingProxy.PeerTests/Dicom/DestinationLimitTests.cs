@@ -1,15 +1,19 @@
+using System.Diagnostics.Metrics;
 using System.Text.Json;
 using ImagingProxy.Dicom;
 using ImagingProxy.PeerTests.Operations;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
 
 namespace ImagingProxy.PeerTests.Dicom;
 
 /// <summary>
 /// Destination metadata <c>MaxConcurrent</c> (a PACS licensed for so many associations) against two real storescp
-/// nodes and dcmtk's echoscu: a full node is passed over, a full cluster answers A-ASSOCIATE-RJ. Needs dcmtk.
+/// nodes and dcmtk's echoscu: a full node is passed over, a full cluster answers A-ASSOCIATE-RJ, or with the cluster's
+/// <c>QueueTimeout</c> waits for a place. Needs dcmtk.
 /// </summary>
 public sealed class DestinationLimitTests
 {
@@ -69,4 +73,72 @@ public sealed class DestinationLimitTests
         Assert.True(again.Succeeded, again.ToString());
         Assert.Equal("a", (await recorder.WaitAsync(4))[3].DestinationId);
     }
+
+    [Fact(Timeout = 120_000)]
+    public async Task With_QueueTimeout_an_association_at_a_full_cluster_waits_and_takes_the_place_released()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartQueuedAsync(scp.Port, "00:00:30");
+        using var recorder = Record(proxy);
+        var meters = proxy.Services.GetRequiredService<IMeterFactory>();
+        using var queued = new MetricCollector<long>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.associations.queued");
+        using var waits = new MetricCollector<double>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.queue.wait.duration");
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        Task<DcmtkResult> echo;
+        var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        try
+        {
+            Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancel.Token)).Type);
+
+            // The node's one place is taken: echoscu's association waits in the queue (not refused) ...
+            echo = Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", cancellationToken: cancel.Token);
+            await queued.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(30));
+            Assert.False(echo.IsCompleted);
+
+            // ... until the held association releases it.
+            Assert.Equal(PduType.ReleaseResponse, await held.ReleaseAsync(cancel.Token));
+        }
+        finally
+        {
+            await held.DisposeAsync();
+        }
+
+        var result = await echo;
+        Assert.True(result.Succeeded, result.ToString());
+        var ended = await recorder.WaitAsync(2);
+        Assert.All(ended, summary => Assert.Equal(("a", DicomAssociationEndReason.Released), (summary.DestinationId, summary.Reason)));
+        Assert.Equal(DicomProxyMetrics.QueuePlaced, waits.GetMeasurementSnapshot().Single().Tags["result"]);
+        Assert.Equal([1, -1], queued.GetMeasurementSnapshot().Select(m => m.Value)); // in the queue, and out of it
+    }
+
+    [Fact(Timeout = 120_000)]
+    public async Task With_QueueTimeout_an_association_no_place_is_freed_for_is_rejected_when_it_expires()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartQueuedAsync(scp.Port, "00:00:01");
+        using var recorder = Record(proxy);
+        using var waits = new MetricCollector<double>(proxy.Services.GetRequiredService<IMeterFactory>(), DicomProxyMetrics.MeterName, "imagingproxy.dicom.queue.wait.duration");
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        await using var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancel.Token)).Type);
+        var refused = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", cancellationToken: cancel.Token);
+
+        Assert.False(refused.Succeeded);
+        Assert.Contains("Association Rejected", refused.Output, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(DicomAssociationEndReason.NoDestination, (await recorder.WaitAsync(1))[0].Reason);
+        var wait = waits.GetMeasurementSnapshot().Single();
+        Assert.Equal(DicomProxyMetrics.QueueTimedOut, wait.Tags["result"]);
+        Assert.True(wait.Value >= 1, $"left the queue after {wait.Value} s, before its QueueTimeout of 1 s");
+    }
+
+    /// <summary>A proxy whose DICOM cluster has one node with one place (<c>MaxConcurrent</c> 1) and the given <c>QueueTimeout</c>.</summary>
+    private static Task<TestProxy> StartQueuedAsync(int port, string queueTimeout)
+        => TestProxy.StartAsync(TestProxy.Config(
+            $$"""
+            { "pacs": { "Metadata": { "Protocol": "Dicom", "QueueTimeout": "{{queueTimeout}}" }, "Destinations": {
+                "a": { "Address": "tcp://127.0.0.1:{{port}}", "Metadata": { "MaxConcurrent": "1" } } } } }
+            """,
+            DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs"))));
 }

@@ -199,6 +199,28 @@ public sealed class DestinationLimitsTests : IDisposable
         Assert.Equal(1, cluster.Destinations["b"].ConcurrentRequestCount);
     }
 
+    [Fact]
+    public async Task A_queued_association_is_woken_by_the_next_release_and_its_tries_are_not_counted_as_passes()
+    {
+        using var reached = new MetricCollector<long>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.destination.limit_reached");
+        var cluster = Cluster("Dicom", ("1", 0));
+        var selector = new DicomDestinationSelector(new WeightedPicker(DestinationWeights.WeightsOnly), _limits);
+        var held = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations)!;
+
+        // Taken before the pick that finds the node full, as the queue does: the release after it completes it.
+        var released = selector.NextRelease();
+        Assert.Null(selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations, countFull: false));
+        Assert.Same(released, selector.NextRelease());
+        Assert.False(released.IsCompleted);
+        Assert.Empty(reached.GetMeasurementSnapshot());
+
+        selector.Release(held);
+
+        await released.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Same(held, selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations, countFull: false));
+        Assert.NotSame(released, selector.NextRelease());
+    }
+
     [Theory]
     [InlineData(null, 0)]
     [InlineData("4", 4)]

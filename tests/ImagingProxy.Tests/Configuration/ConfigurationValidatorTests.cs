@@ -201,6 +201,16 @@ public class ConfigurationValidatorTests
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "SlowStart", value));
 
     [Theory]
+    [InlineData("Dicom", "00:00:10", null)]
+    [InlineData("Dicom", "60", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be at most 49.00:00:00 (the longest a timer can wait), got '60'.")]
+    [InlineData("Dicom", "00:00:00", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be positive, got '00:00:00'.")]
+    [InlineData("Dicom", "ten seconds", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: 'ten seconds' is not a time span (hh:mm:ss).")]
+    [InlineData("Mllp", "00:00:10", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: only DICOM clusters queue for a place (HL7 messages and HTTP requests to a full cluster are answered at once).")]
+    [InlineData("Http", "00:00:10", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: only DICOM clusters queue for a place (HL7 messages and HTTP requests to a full cluster are answered at once).")]
+    public void Queue_timeout_is_a_positive_time_on_dicom_clusters_only(string protocol, string value, string? expected)
+        => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "QueueTimeout", value));
+
+    [Theory]
     [InlineData("0.3", null)]
     [InlineData("1", null)]
     [InlineData("0", "ReverseProxy:Clusters:web:Metadata:TransportFailureRateHealthPolicy.RateLimit: '0' must be a number above 0 and at most 1 (the share of failed requests that takes a destination out).")]
