@@ -152,9 +152,9 @@ public static class ConfigurationValidator
             var metadata = cluster.GetSection("Metadata");
             ValidatePositiveTime(metadata, MetadataKeys.SlowStart, errors);
             ValidatePositiveTime(metadata, MetadataKeys.QueueTimeout, errors);
-            if (protocol != ClusterProtocol.Dicom && !string.IsNullOrEmpty(metadata[MetadataKeys.QueueTimeout]))
+            if (protocol == ClusterProtocol.Mllp && !string.IsNullOrEmpty(metadata[MetadataKeys.QueueTimeout]))
             {
-                errors.Add($"{metadata.Path}:{MetadataKeys.QueueTimeout}: only DICOM clusters queue for a place (HL7 messages and HTTP requests to a full cluster are answered at once).");
+                errors.Add($"{metadata.Path}:{MetadataKeys.QueueTimeout}: HL7 clusters do not queue for a place (a message to a full cluster gets an AR/CR NAK at once, which the sender retries).");
             }
             if (protocol == ClusterProtocol.Http)
             {

@@ -106,8 +106,9 @@ public static class MetadataKeys
     public const string MaxConcurrent = "MaxConcurrent";
 
     /// <summary>
-    /// Cluster metadata, DICOM clusters: how long an association may wait for a place when every available destination is at
-    /// its <see cref="MaxConcurrent"/> (a time span; none by default: refused at once), as HAProxy's <c>timeout queue</c>.
+    /// Cluster metadata, DICOM and HTTP clusters: how long an association or request may wait for a place when every
+    /// available destination is at its <see cref="MaxConcurrent"/> (a time span; none by default: refused at once), as
+    /// HAProxy's <c>timeout queue</c>.
     /// </summary>
     public const string QueueTimeout = "QueueTimeout";
 

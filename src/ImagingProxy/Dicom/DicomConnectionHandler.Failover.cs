@@ -1,6 +1,7 @@
 using System.Net.Security;
 using System.Net.Sockets;
 using System.Security.Authentication;
+using ImagingProxy.Balancing;
 using ImagingProxy.Configuration;
 using ImagingProxy.Health;
 using Microsoft.AspNetCore.Connections;
@@ -322,7 +323,7 @@ public sealed partial class DicomConnectionHandler
         }
 
         var queuedAt = time.GetTimestamp();
-        var result = DicomProxyMetrics.QueueAbandoned;
+        var result = QueueResults.Abandoned;
         metrics.QueueEntered(association.Listener, cluster.ClusterId);
         Log.Queued(logger, association.Id, cluster.ClusterId, limit);
         try
@@ -334,7 +335,7 @@ public sealed partial class DicomConnectionHandler
                 var candidates = Untried(cluster.DestinationsState.AvailableDestinations, tried);
                 if (candidates.Count > 0 && selector.PickAndAcquire(cluster, candidates, countFull: false) is { } destination)
                 {
-                    result = DicomProxyMetrics.QueuePlaced;
+                    result = QueueResults.Placed;
                     Log.Placed(logger, association.Id, destination.DestinationId, cluster.ClusterId, time.GetElapsedTime(queuedAt));
                     return destination;
                 }
@@ -342,7 +343,7 @@ public sealed partial class DicomConnectionHandler
                 var left = limit - time.GetElapsedTime(queuedAt);
                 if (candidates.Count == 0 || left <= TimeSpan.Zero)
                 {
-                    result = candidates.Count == 0 ? DicomProxyMetrics.QueueNoDestination : DicomProxyMetrics.QueueTimedOut;
+                    result = candidates.Count == 0 ? QueueResults.NoDestination : QueueResults.TimedOut;
                     Log.QueueEnded(logger, association.Id, cluster.ClusterId, time.GetElapsedTime(queuedAt), candidates.Count == 0 ? "no destination of the cluster is available any more" : "no place was freed in time");
                     return null;
                 }

@@ -16,10 +16,7 @@ public sealed class DicomDestinationSelector
     private readonly ConditionalWeakTable<DestinationState, object> _locks = [];
     private readonly WeightedPicker _picker;
     private readonly DestinationLimits _limits;
-    private readonly Lock _releaseLock = new();
-
-    /// <summary>Completed at the next <see cref="Release"/>; created only while an association waits for a place (<see cref="NextRelease"/>).</summary>
-    private TaskCompletionSource? _nextRelease;
+    private readonly PlaceReleases _releases = new();
 
     /// <summary>Weights and limits only, without slow start or metrics (tests and components built without a host).</summary>
     public DicomDestinationSelector()
@@ -145,17 +142,7 @@ public sealed class DicomDestinationSelector
             destination.ConcurrentRequestCount = Math.Max(0, destination.ConcurrentRequestCount - 1);
         }
 
-        if (Volatile.Read(ref _nextRelease) is not null)
-        {
-            TaskCompletionSource? waiting;
-            lock (_releaseLock)
-            {
-                waiting = _nextRelease;
-                _nextRelease = null;
-            }
-
-            waiting?.TrySetResult();
-        }
+        _releases.Released();
     }
 
     /// <summary>
@@ -163,11 +150,5 @@ public sealed class DicomDestinationSelector
     /// destination full takes it <em>before</em> it tries <see cref="PickAndAcquire"/> again, so a place freed in between
     /// is not missed. Every waiter wakes and tries again; one that loses the place to another waits for the next.
     /// </summary>
-    public Task NextRelease()
-    {
-        lock (_releaseLock)
-        {
-            return (_nextRelease ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
-        }
-    }
+    public Task NextRelease() => _releases.Next();
 }

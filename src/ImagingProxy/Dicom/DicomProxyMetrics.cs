@@ -109,18 +109,6 @@ public sealed class DicomProxyMetrics
         => _earlyConnects.Add(1, new TagList { { "listener", listener }, { "cluster", cluster }, { "outcome", used ? "used" : "unused" } });
 
     /// <summary>One destination failed before A-ASSOCIATE-AC; the association fails over (or gives up after the last attempt).</summary>
-    /// <summary>Results of a wait for a place (<c>result</c> label of <c>imagingproxy.dicom.queue.wait.duration</c>).</summary>
-    public const string QueuePlaced = "placed";
-
-    /// <inheritdoc cref="QueuePlaced"/>
-    public const string QueueTimedOut = "timed_out";
-
-    /// <inheritdoc cref="QueuePlaced"/>
-    public const string QueueNoDestination = "no_destination";
-
-    /// <inheritdoc cref="QueuePlaced"/>
-    public const string QueueAbandoned = "abandoned";
-
     /// <summary>An association began waiting for a place at a full cluster.</summary>
     public void QueueEntered(string listener, string cluster)
         => _queued.Add(1, new TagList { { "listener", listener }, { "cluster", cluster } });

@@ -1,6 +1,11 @@
+using System.Globalization;
 using ImagingProxy.Balancing;
+using ImagingProxy.Configuration;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Forwarding;
@@ -10,15 +15,23 @@ namespace ImagingProxy.Forwarding;
 /// affinity and load balancing, the destinations with that many requests in flight are taken out of this request's
 /// available ones (so a retry, too, only goes to a destination that had room when the request was routed), and the
 /// request goes to another (an affinity to a full destination follows its cluster's <c>FailurePolicy</c>, as for an
-/// unavailable one). When every one is full the request is answered 503 with <c>Retry-After</c> (a SOAP fault on the
-/// XDS endpoint), logged (event 418) and counted. A cluster without limits costs one cached check.
+/// unavailable one). When every one is full the request waits for a place up to the cluster's <c>QueueTimeout</c> (none
+/// by default), then is answered 503 with <c>Retry-After</c> (a SOAP fault on the XDS endpoint), logged (event 418) and
+/// counted. A cluster without limits costs one cached check.
 /// </summary>
 /// <remarks>
 /// The count is YARP's requests in flight, read when the request is routed: requests routed at the same moment may
-/// take a destination one or two past its limit, as NGINX's <c>max_conns</c> may across its workers.
+/// take a destination one or two past its limit, as NGINX's <c>max_conns</c> may across its workers. A queued request
+/// waits among the destinations available when it was routed; it is woken when a request of a limited cluster ends and
+/// looks again at least every second.
 /// </remarks>
-internal sealed partial class DestinationLimitStep(DestinationLimits limits, ILogger<DestinationLimitStep> logger)
+internal sealed partial class DestinationLimitStep(DestinationLimits limits, HttpProxyMetrics metrics, TimeProvider time, ILogger<DestinationLimitStep> logger)
 {
+    /// <summary>How often a queued request looks at its destinations again when no request of a limited cluster ended.</summary>
+    private static readonly TimeSpan s_recheck = TimeSpan.FromSeconds(1);
+
+    private readonly PlaceReleases _releases = new();
+
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
         var feature = context.GetReverseProxyFeature();
@@ -28,12 +41,121 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, ILo
             return next(context);
         }
 
+        var open = Open(cluster, feature.AvailableDestinations, countFull: true);
+        if (open is null)
+        {
+            return ForwardAsync(context, next);
+        }
+
+        if (open.Count == 0)
+        {
+            return QueueTimeout(cluster) is { } queueTimeout && feature.AvailableDestinations.Count > 0
+                ? QueueAsync(context, next, feature, queueTimeout)
+                : RefuseAsync(context, cluster.ClusterId, TimeSpan.Zero);
+        }
+
+        feature.AvailableDestinations = open.ToArray();
+        return ForwardAsync(context, next);
+    }
+
+    /// <summary>A request to a limited cluster: when it ends, a request waiting for a place looks again.</summary>
+    private async Task ForwardAsync(HttpContext context, RequestDelegate next)
+    {
+        try
+        {
+            await next(context);
+        }
+        finally
+        {
+            _releases.Released();
+        }
+    }
+
+    /// <summary>
+    /// Waits for a place among the destinations available when the request was routed (every one at its
+    /// <c>MaxConcurrent</c>), at most <paramref name="queueTimeout"/>: forwarded to those with room then, else answered 503.
+    /// The client leaving ends the wait; the route's <c>Timeout</c> ends it with 504.
+    /// </summary>
+    private async Task QueueAsync(HttpContext context, RequestDelegate next, IReverseProxyFeature feature, TimeSpan queueTimeout)
+    {
+        var cluster = feature.Cluster.Config;
         var available = feature.AvailableDestinations;
+        var queuedAt = time.GetTimestamp();
+        var result = QueueResults.Abandoned;
+        List<DestinationState>? open = null;
+        metrics.QueueEntered(cluster.ClusterId);
+        try
+        {
+            while (true)
+            {
+                // Taken before the look: a request that ends after it still wakes this wait.
+                var released = _releases.Next();
+                open = Open(cluster, available, countFull: false);
+                if (open is null || open.Count > 0)
+                {
+                    result = QueueResults.Placed;
+                    break;
+                }
+
+                var left = queueTimeout - time.GetElapsedTime(queuedAt);
+                if (left <= TimeSpan.Zero)
+                {
+                    result = QueueResults.TimedOut;
+                    break;
+                }
+
+                try
+                {
+                    await released.WaitAsync(left < s_recheck ? left : s_recheck, time, context.RequestAborted);
+                }
+                catch (TimeoutException)
+                {
+                    // Look again (above).
+                }
+            }
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            if (context.Features.Get<IHttpRequestTimeoutFeature>()?.RequestTimeoutToken.IsCancellationRequested == true && !context.Response.HasStarted)
+            {
+                // The route's Timeout came first: the deadline passed before a server could be asked.
+                Log.QueueRouteTimeout(logger, context.Request.Method, LoggedRequest.Path(context.Request), cluster.ClusterId, time.GetElapsedTime(queuedAt));
+                context.Response.StatusCode = StatusCodes.Status504GatewayTimeout;
+            }
+
+            return;
+        }
+        finally
+        {
+            metrics.QueueLeft(cluster.ClusterId, result, time.GetElapsedTime(queuedAt));
+        }
+
+        if (result != QueueResults.Placed)
+        {
+            await RefuseAsync(context, cluster.ClusterId, time.GetElapsedTime(queuedAt));
+            return;
+        }
+
+        if (open is not null)
+        {
+            feature.AvailableDestinations = open.ToArray();
+        }
+
+        await ForwardAsync(context, next);
+    }
+
+    /// <summary>
+    /// The destinations of <paramref name="available"/> below their <c>MaxConcurrent</c>; null when none is full (the list
+    /// stays as it is). Each full one is counted as passed over unless <paramref name="countFull"/> is false (a queued
+    /// request looks again and again).
+    /// </summary>
+    private List<DestinationState>? Open(ClusterConfig cluster, IReadOnlyList<DestinationState> available, bool countFull)
+    {
         List<DestinationState>? open = null;
         for (var i = 0; i < available.Count; i++)
         {
             var destination = available[i];
-            if (limits.IsFull(cluster, destination, destination.ConcurrentRequestCount))
+            if (countFull ? limits.IsFull(cluster, destination, destination.ConcurrentRequestCount) : limits.AtLimit(destination, destination.ConcurrentRequestCount))
             {
                 if (open is null)
                 {
@@ -50,23 +172,17 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, ILo
             }
         }
 
-        if (open is null)
-        {
-            return next(context);
-        }
-
-        if (open.Count == 0)
-        {
-            return RefuseAsync(context, cluster.ClusterId);
-        }
-
-        feature.AvailableDestinations = open.ToArray();
-        return next(context);
+        return open;
     }
 
-    private async Task RefuseAsync(HttpContext context, string cluster)
+    /// <summary>The cluster's <c>QueueTimeout</c> metadata (validated), read only when every destination is full.</summary>
+    private static TimeSpan? QueueTimeout(ClusterConfig cluster)
+        => cluster.Metadata?.GetValueOrDefault(MetadataKeys.QueueTimeout) is { } text
+            && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var timeout) && timeout > TimeSpan.Zero ? timeout : null;
+
+    private async Task RefuseAsync(HttpContext context, string cluster, TimeSpan waited)
     {
-        Log.AllAtLimit(logger, context.Request.Method, LoggedRequest.Path(context.Request), cluster);
+        Log.AllAtLimit(logger, context.Request.Method, LoggedRequest.Path(context.Request), cluster, waited > TimeSpan.Zero ? string.Create(CultureInfo.InvariantCulture, $" (after {waited.TotalSeconds:0.###} s in the queue)") : string.Empty);
         context.Response.Headers.RetryAfter = "5";
         var message = $"Every server in cluster '{cluster}' is at its MaxConcurrent; retry later.";
         if (context.Items.TryGetValue(XdsRoutingStep.XdsTransactionItem, out var transaction) && transaction is XdsTransaction xds)
@@ -81,7 +197,10 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, ILo
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 418, Level = LogLevel.Warning, Message = "Request {Method} {Path} refused with 503: every destination in cluster '{Cluster}' is at its MaxConcurrent.")]
-        public static partial void AllAtLimit(ILogger logger, string method, string path, string cluster);
+        [LoggerMessage(EventId = 418, Level = LogLevel.Warning, Message = "Request {Method} {Path} refused with 503: every destination in cluster '{Cluster}' is at its MaxConcurrent{Queued}.")]
+        public static partial void AllAtLimit(ILogger logger, string method, string path, string cluster, string queued);
+
+        [LoggerMessage(EventId = 419, Level = LogLevel.Warning, Message = "Request {Method} {Path} answered 504: its route Timeout came after {Waited} in the queue of cluster '{Cluster}' (every destination at its MaxConcurrent).")]
+        public static partial void QueueRouteTimeout(ILogger logger, string method, string path, string cluster, TimeSpan waited);
     }
 }

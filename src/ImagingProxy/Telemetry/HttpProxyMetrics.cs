@@ -24,6 +24,8 @@ public sealed class HttpProxyMetrics : IDisposable
     private readonly Counter<long> _xds;
     private readonly Counter<long> _retries;
     private readonly Counter<long> _unrouted;
+    private readonly UpDownCounter<long> _queued;
+    private readonly Histogram<double> _queueWaits;
 
     public HttpProxyMetrics(IMeterFactory meterFactory)
     {
@@ -33,6 +35,11 @@ public sealed class HttpProxyMetrics : IDisposable
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
         _retries = _meter.CreateCounter<long>("imagingproxy.http.retries", "{attempt}", "GET/HEAD/OPTIONS requests sent to another destination after one failed before answering or answered a status in Retry.StatusCodes, by the destination that failed and its forwarder error (or StatusNNN).");
         _unrouted = _meter.CreateCounter<long>("imagingproxy.http.unrouted", "{request}", "Requests on a viewers' or XDS listener that no route takes, by listener and status code: 404 (no route matches the path) or 405 (only routes for other methods do).");
+        _queued = _meter.CreateUpDownCounter<long>("imagingproxy.http.requests.queued", "{request}",
+            "Requests waiting for a place because every available destination of their cluster is at its MaxConcurrent (cluster QueueTimeout).");
+        _queueWaits = _meter.CreateHistogram<double>("imagingproxy.http.queue.wait.duration", "s",
+            "Time requests spent waiting for a place (cluster QueueTimeout), by result: placed, timed_out, abandoned (the client left or the route's Timeout came).",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
         _xds = _meter.CreateCounter<long>("imagingproxy.xds.transactions", "{transaction}", "XDS.b requests by IHE transaction (ITI-18/41/42/43, unknown, missing) and status code.");
     }
 
@@ -87,6 +94,16 @@ public sealed class HttpProxyMetrics : IDisposable
     /// <summary>A request sent to another destination because <paramref name="destination"/> failed: <paramref name="error"/> is a forwarder error's name, or <c>Status503</c> and the like for an answer kept back (HttpRetryStep; Retry.StatusCodes).</summary>
     public void Retried(string cluster, string destination, string error)
         => _retries.Add(1, new TagList { { "cluster", cluster }, { "destination", destination }, { "error", error } });
+
+    /// <summary>A request began waiting for a place at a full cluster.</summary>
+    public void QueueEntered(string cluster) => _queued.Add(1, new KeyValuePair<string, object?>("cluster", cluster));
+
+    /// <summary>A request's wait for a place ended with <paramref name="result"/> (<see cref="Balancing.QueueResults"/>) after <paramref name="waited"/>.</summary>
+    public void QueueLeft(string cluster, string result, TimeSpan waited)
+    {
+        _queued.Add(-1, new KeyValuePair<string, object?>("cluster", cluster));
+        _queueWaits.Record(waited.TotalSeconds, new KeyValuePair<string, object?>("cluster", cluster), new KeyValuePair<string, object?>("result", result));
+    }
 
     public void Dispose() => _meter.Dispose();
 

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Text.Json;
+using ImagingProxy.Balancing;
 using ImagingProxy.Dicom;
 using ImagingProxy.PeerTests.Operations;
 using ImagingProxy.PeerTests.Peers;
@@ -108,7 +109,7 @@ public sealed class DestinationLimitTests
         Assert.True(result.Succeeded, result.ToString());
         var ended = await recorder.WaitAsync(2);
         Assert.All(ended, summary => Assert.Equal(("a", DicomAssociationEndReason.Released), (summary.DestinationId, summary.Reason)));
-        Assert.Equal(DicomProxyMetrics.QueuePlaced, waits.GetMeasurementSnapshot().Single().Tags["result"]);
+        Assert.Equal(QueueResults.Placed, waits.GetMeasurementSnapshot().Single().Tags["result"]);
         Assert.Equal([1, -1], queued.GetMeasurementSnapshot().Select(m => m.Value)); // in the queue, and out of it
     }
 
@@ -129,7 +130,7 @@ public sealed class DestinationLimitTests
         Assert.Contains("Association Rejected", refused.Output, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(DicomAssociationEndReason.NoDestination, (await recorder.WaitAsync(1))[0].Reason);
         var wait = waits.GetMeasurementSnapshot().Single();
-        Assert.Equal(DicomProxyMetrics.QueueTimedOut, wait.Tags["result"]);
+        Assert.Equal(QueueResults.TimedOut, wait.Tags["result"]);
         Assert.True(wait.Value >= 1, $"left the queue after {wait.Value} s, before its QueueTimeout of 1 s");
     }
 

@@ -2,11 +2,13 @@ using System.Diagnostics.Metrics;
 using ImagingProxy.Balancing;
 using ImagingProxy.Dicom;
 using ImagingProxy.Forwarding;
+using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Model;
@@ -28,7 +30,10 @@ public sealed class DestinationLimitsTests : IDisposable
     }
 
     /// <summary>A cluster whose destinations "a", "b" ... have the given MaxConcurrent (null: none) and requests in flight.</summary>
-    private static ClusterState Cluster(string protocol, params (string? Max, int Load)[] destinations)
+    private static ClusterState Cluster(string protocol, params (string? Max, int Load)[] destinations) => Cluster(protocol, null, destinations);
+
+    /// <summary>As above, with the cluster's <c>QueueTimeout</c> metadata.</summary>
+    private static ClusterState Cluster(string protocol, string? queueTimeout, params (string? Max, int Load)[] destinations)
     {
         var configs = new Dictionary<string, DestinationConfig>();
         for (var i = 0; i < destinations.Length; i++)
@@ -40,7 +45,13 @@ public sealed class DestinationLimitsTests : IDisposable
             };
         }
 
-        var config = new ClusterConfig { ClusterId = "c", Metadata = new Dictionary<string, string> { ["Protocol"] = protocol }, Destinations = configs };
+        var metadata = new Dictionary<string, string> { ["Protocol"] = protocol };
+        if (queueTimeout is not null)
+        {
+            metadata["QueueTimeout"] = queueTimeout;
+        }
+
+        var config = new ClusterConfig { ClusterId = "c", Metadata = metadata, Destinations = configs };
         var cluster = new ClusterState("c", new ClusterModel(config, s_invoker));
         var ordered = new List<DestinationState>();
         for (var i = 0; i < destinations.Length; i++)
@@ -75,7 +86,7 @@ public sealed class DestinationLimitsTests : IDisposable
     {
         var (context, feature) = Request(cluster);
         prepare?.Invoke(context);
-        var step = new DestinationLimitStep(_limits, NullLogger<DestinationLimitStep>.Instance);
+        var step = Step(TimeProvider.System);
         var forwarded = false;
         await step.InvokeAsync(context, _ =>
         {
@@ -83,6 +94,86 @@ public sealed class DestinationLimitsTests : IDisposable
             return Task.CompletedTask;
         });
         return (forwarded, feature.AvailableDestinations, context);
+    }
+
+    private DestinationLimitStep Step(TimeProvider time)
+        => new(_limits, new HttpProxyMetrics(_services.GetRequiredService<IMeterFactory>()), time, NullLogger<DestinationLimitStep>.Instance);
+
+    [Fact]
+    public async Task With_QueueTimeout_a_request_to_a_full_cluster_waits_and_goes_when_a_request_of_the_cluster_ends()
+    {
+        using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
+        var cluster = Cluster("Http", "00:00:30", ("1", 1), ("1", 1));
+        var step = Step(new FakeTimeProvider());
+        var (queued, feature) = Request(cluster);
+        var forwarded = false;
+
+        var waiting = step.InvokeAsync(queued, _ =>
+        {
+            forwarded = true;
+            return Task.CompletedTask;
+        });
+        Assert.False(waiting.IsCompleted);
+
+        // b's request ends (YARP's count drops) and another one of the cluster goes through the step and ends: the
+        // queued request is woken (the fake clock never moves), finds b's place and goes there.
+        cluster.Destinations["b"].ConcurrentRequestCount = 0;
+        var (other, _) = Request(cluster);
+        await step.InvokeAsync(other, _ => Task.CompletedTask);
+
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(forwarded);
+        Assert.Equal(["b"], feature.AvailableDestinations.Select(d => d.DestinationId));
+        Assert.Equal(200, queued.Response.StatusCode);
+        Assert.Equal(QueueResults.Placed, Assert.Single(waits.GetMeasurementSnapshot()).Tags["result"]);
+    }
+
+    [Fact]
+    public async Task With_QueueTimeout_a_request_no_place_is_freed_for_gets_503_when_it_expires()
+    {
+        using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
+        var time = new FakeTimeProvider();
+        var step = Step(time);
+        var (context, _) = Request(Cluster("Http", "00:00:01", ("1", 1)));
+        var forwarded = false;
+
+        var waiting = step.InvokeAsync(context, _ =>
+        {
+            forwarded = true;
+            return Task.CompletedTask;
+        });
+        Assert.False(waiting.IsCompleted);
+        time.Advance(TimeSpan.FromSeconds(1));
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.False(forwarded);
+        Assert.Equal(StatusCodes.Status503ServiceUnavailable, context.Response.StatusCode);
+        Assert.Equal("5", context.Response.Headers.RetryAfter.ToString());
+        var wait = Assert.Single(waits.GetMeasurementSnapshot());
+        Assert.Equal((QueueResults.TimedOut, 1.0), (wait.Tags["result"], wait.Value));
+    }
+
+    [Fact]
+    public async Task A_queued_request_whose_client_leaves_is_neither_forwarded_nor_answered()
+    {
+        using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
+        var step = Step(new FakeTimeProvider());
+        var (context, _) = Request(Cluster("Http", "00:00:30", ("1", 1)));
+        using var aborted = new CancellationTokenSource();
+        context.RequestAborted = aborted.Token;
+        var forwarded = false;
+
+        var waiting = step.InvokeAsync(context, _ =>
+        {
+            forwarded = true;
+            return Task.CompletedTask;
+        });
+        await aborted.CancelAsync();
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.False(forwarded);
+        Assert.Equal(200, context.Response.StatusCode); // nothing written: the client is gone
+        Assert.Equal(QueueResults.Abandoned, Assert.Single(waits.GetMeasurementSnapshot()).Tags["result"]);
     }
 
     [Fact]

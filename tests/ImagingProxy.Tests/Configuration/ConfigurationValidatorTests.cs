@@ -205,9 +205,10 @@ public class ConfigurationValidatorTests
     [InlineData("Dicom", "60", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be at most 49.00:00:00 (the longest a timer can wait), got '60'.")]
     [InlineData("Dicom", "00:00:00", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be positive, got '00:00:00'.")]
     [InlineData("Dicom", "ten seconds", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: 'ten seconds' is not a time span (hh:mm:ss).")]
-    [InlineData("Mllp", "00:00:10", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: only DICOM clusters queue for a place (HL7 messages and HTTP requests to a full cluster are answered at once).")]
-    [InlineData("Http", "00:00:10", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: only DICOM clusters queue for a place (HL7 messages and HTTP requests to a full cluster are answered at once).")]
-    public void Queue_timeout_is_a_positive_time_on_dicom_clusters_only(string protocol, string value, string? expected)
+    [InlineData("Http", "00:00:02", null)]
+    [InlineData("Http", "-00:00:02", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be positive, got '-00:00:02'.")]
+    [InlineData("Mllp", "00:00:10", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: HL7 clusters do not queue for a place (a message to a full cluster gets an AR/CR NAK at once, which the sender retries).")]
+    public void Queue_timeout_is_a_positive_time_on_dicom_and_http_clusters(string protocol, string value, string? expected)
         => Assert.Equal(expected is null ? [] : [expected], ValidateRetry(protocol, "QueueTimeout", value));
 
     [Theory]
