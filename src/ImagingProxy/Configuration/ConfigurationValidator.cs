@@ -38,6 +38,8 @@ public static class ConfigurationValidator
         var telemetry = proxy.GetSection("Telemetry");
         ValidatePositiveInteger(telemetry, "MaxAeTitles", errors);
         ValidatePositiveInteger(telemetry, "MaxMessageTypes", errors);
+        ValidateList(telemetry, "AeTitles", errors);
+        ValidateList(telemetry, "MessageTypes", errors);
         var otlp = telemetry["OtlpEndpoint"];
         if (!string.IsNullOrEmpty(otlp) && !Uri.TryCreate(otlp, UriKind.Absolute, out _))
         {
@@ -262,6 +264,8 @@ public static class ConfigurationValidator
                 errors.Add($"{route.Path}:ClusterId: cluster '{clusterId}' is a {protocol} cluster; HTTP routes need an Http cluster.");
             }
 
+            ValidateList(route, "Match:Methods", errors);
+            ValidateList(route, "Match:Hosts", errors);
             if (string.IsNullOrEmpty(route["Match:Path"]) && !route.GetSection("Match:Hosts").GetChildren().Any())
             {
                 errors.Add($"{route.Path}:Match: a route needs Match:Path or Match:Hosts.");
@@ -460,6 +464,7 @@ public static class ConfigurationValidator
                 errors.Add($"{route.Path}:CalledAeTitle: '{called}' is not an AE title (1-16 characters, no backslash or control characters) or '*'.");
             }
 
+            ValidateList(route, "CallingAeTitles", errors);
             foreach (var calling in route.GetSection("CallingAeTitles").GetChildren())
             {
                 if (calling.Value is null || !Dicom.AeTitle.IsValid(calling.Value))
@@ -547,6 +552,7 @@ public static class ConfigurationValidator
 
     private static void ValidateRouteListeners(IConfigurationSection route, HashSet<string> listeners, List<string> errors)
     {
+        ValidateList(route, "Listeners", errors);
         foreach (var listener in route.GetSection("Listeners").GetChildren())
         {
             if (listener.Value is null || !listeners.Contains(listener.Value))
@@ -633,6 +639,20 @@ public static class ConfigurationValidator
         if (!Health.FailureStatusCodes.TryParse(section[key], out _, out var invalid))
         {
             errors.Add($"{section.Path}:{key}: '{invalid}' is not a status {use} (429, 500-599, or {Health.FailureStatusCodes.AllServerErrors} for all of 500-599).");
+        }
+    }
+
+    /// <summary>
+    /// A key read as a list (<c>CallingAeTitles</c>, a route's <c>Listeners</c>, YARP's <c>Match:Methods</c> ...) that holds a
+    /// single value instead: it has no elements, so the binder and YARP read it as no list at all, which for a
+    /// restriction means none ("CallingAeTitles": "CT1" let every calling AE title use the route).
+    /// </summary>
+    private static void ValidateList(IConfigurationSection section, string key, List<string> errors)
+    {
+        var list = section.GetSection(key);
+        if (list.Value is not null)
+        {
+            errors.Add($"{list.Path}: '{list.Value}' is a single value where a list is expected (in JSON [\"{list.Value}\"]; as an environment variable or command-line key, {list.Path}:0).");
         }
     }
 

@@ -491,4 +491,50 @@ public class ConfigurationValidatorTests
         Assert.Contains(errors, e => e.StartsWith("ImagingProxy:Mllp:Listeners:hl7:MaxAssociations: only DICOM listeners count associations", StringComparison.Ordinal));
         Assert.DoesNotContain(errors, e => e.Contains("dicom2", StringComparison.Ordinal) || e.Contains("hl7b", StringComparison.Ordinal));
     }
+
+    /// <summary>A valid configuration with an HTTP route, a DICOM and an MLLP listener and route each, plus <paramref name="extra"/>.</summary>
+    private static IConfiguration Routed(Dictionary<string, string?> extra)
+    {
+        var values = new Dictionary<string, string?>
+        {
+            ["Kestrel:Endpoints:Viewers:Url"] = "http://127.0.0.1:8080",
+            ["ReverseProxy:Clusters:web:Destinations:a:Address"] = "http://10.0.0.11:8042",
+            ["ReverseProxy:Clusters:pacs-dicom:Metadata:Protocol"] = "Dicom",
+            ["ReverseProxy:Clusters:pacs-dicom:Destinations:a:Address"] = "tcp://10.0.0.11:104",
+            ["ReverseProxy:Clusters:ris-hl7:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:ris-hl7:Destinations:a:Address"] = "tcp://10.0.0.12:2575",
+            ["ReverseProxy:Routes:r:ClusterId"] = "web",
+            ["ReverseProxy:Routes:r:Match:Path"] = "/dicom-web/{**rest}",
+            ["ImagingProxy:Dicom:Listeners:dicom:Port"] = "11112",
+            ["ImagingProxy:Dicom:Routes:pacs:CalledAeTitle"] = "PACS",
+            ["ImagingProxy:Dicom:Routes:pacs:Cluster"] = "pacs-dicom",
+            ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "2575",
+            ["ImagingProxy:Mllp:Routes:all:Cluster"] = "ris-hl7",
+        };
+        foreach (var (key, value) in extra)
+        {
+            values[key] = value;
+        }
+
+        return new ConfigurationBuilder().AddInMemoryCollection(values).Build();
+    }
+
+    [Fact]
+    public void The_routed_configuration_the_next_tests_change_is_valid()
+        => Assert.Empty(ConfigurationValidator.Validate(Routed([])));
+
+    // A single value where a list is expected has no children: the binder read it as no list, so "CallingAeTitles": "CT1"
+    // let every calling AE title use the route, "Methods": "GET" every method, "Listeners": "dicom" every listener.
+    [Theory]
+    [InlineData("ImagingProxy:Dicom:Routes:pacs:CallingAeTitles", "CT1")]
+    [InlineData("ImagingProxy:Dicom:Routes:pacs:Listeners", "dicom")]
+    [InlineData("ImagingProxy:Mllp:Routes:all:Listeners", "hl7")]
+    [InlineData("ImagingProxy:Telemetry:AeTitles", "CT1")]
+    [InlineData("ImagingProxy:Telemetry:MessageTypes", "ADT^A01")]
+    [InlineData("ReverseProxy:Routes:r:Match:Methods", "GET")]
+    [InlineData("ReverseProxy:Routes:r:Match:Hosts", "pacs.hospital.local")]
+    public void A_single_value_where_a_list_is_expected_is_rejected_not_read_as_no_list(string key, string value)
+        => Assert.Equal(
+            [$"{key}: '{value}' is a single value where a list is expected (in JSON [\"{value}\"]; as an environment variable or command-line key, {key}:0)."],
+            ConfigurationValidator.Validate(Routed(new() { [key] = value })));
 }
