@@ -597,6 +597,11 @@ public static class ConfigurationValidator
         {
             errors.Add($"{section.Path}:{key}: '{text}' is not a time span (hh:mm:ss).");
         }
+        else if (!text.Contains(':', StringComparison.Ordinal))
+        {
+            // TimeSpan reads "30" as 30 days: "AckTimeout": 30, meant as seconds, would wait a month for each ACK.
+            errors.Add($"{section.Path}:{key}: '{text}' is not a time span (hh:mm:ss, or d.hh:mm:ss); a bare number would be read as {text} days.");
+        }
         else if (value <= TimeSpan.Zero)
         {
             errors.Add($"{section.Path}:{key}: must be positive, got '{text}'.");

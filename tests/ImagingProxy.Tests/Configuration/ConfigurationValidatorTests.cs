@@ -537,4 +537,24 @@ public class ConfigurationValidatorTests
         => Assert.Equal(
             [$"{key}: '{value}' is a single value where a list is expected (in JSON [\"{value}\"]; as an environment variable or command-line key, {key}:0)."],
             ConfigurationValidator.Validate(Routed(new() { [key] = value })));
+
+    // TimeSpan reads a bare number as days: "AckTimeout": 30, meant as seconds, waited 30 days for each ACK.
+    [Theory]
+    [InlineData("ImagingProxy:Mllp:AckTimeout", "30")]
+    [InlineData("ImagingProxy:Dicom:ArtimTimeout", "30")]
+    [InlineData("ImagingProxy:Dicom:ConnectTimeout", "5")]
+    [InlineData("ImagingProxy:DrainTimeout", "300")]
+    [InlineData("ReverseProxy:Clusters:web:HealthCheck:Active:Interval", "15")]
+    public void A_time_given_as_a_bare_number_is_rejected_not_read_as_days(string key, string value)
+        => Assert.Equal(
+            [$"{key}: '{value}' is not a time span (hh:mm:ss, or d.hh:mm:ss); a bare number would be read as {value} days."],
+            ConfigurationValidator.Validate(Routed(new() { [key] = value })));
+
+    [Theory]
+    [InlineData("00:00:30")]
+    [InlineData("00:30")]
+    [InlineData("1.00:00:00")]
+    [InlineData("00:00:00.500")]
+    public void A_time_with_hours_minutes_and_seconds_is_accepted(string value)
+        => Assert.Empty(ConfigurationValidator.Validate(Routed(new() { ["ImagingProxy:Mllp:AckTimeout"] = value })));
 }
