@@ -52,7 +52,54 @@ public static class ConfigurationValidator
             errors.Add($"{telemetry.Path}:OtlpProtocol: '{otlpProtocol}' is unknown (Grpc, HttpProtobuf).");
         }
         ValidatePortConflicts(ports, errors);
+        ValidateKnownKeys(proxy, typeof(ImagingProxyOptions), errors);
         return errors;
+    }
+
+    /// <summary>Keys of the <c>ImagingProxy</c> section read outside <see cref="ImagingProxyOptions"/>.</summary>
+    private static readonly string[] s_extraProxyKeys = ["InlineScheduling"];
+
+    /// <summary>
+    /// Every key of the <c>ImagingProxy</c> section is one the options read (<see cref="ImagingProxyOptions"/> and the
+    /// records under it, the names of listeners and routes aside): a misspelt key is read by nobody, and a misspelt
+    /// restriction ("CallingAeTitle") left its route open. Keys starting with <c>//</c> are comments, as in the examples.
+    /// </summary>
+    private static void ValidateKnownKeys(IConfigurationSection section, Type type, List<string> errors)
+    {
+        var properties = type.GetProperties(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Instance);
+        foreach (var child in section.GetChildren())
+        {
+            if (child.Key.StartsWith("//", StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            var property = Array.Find(properties, p => string.Equals(p.Name, child.Key, StringComparison.OrdinalIgnoreCase));
+            if (property is null)
+            {
+                if (type != typeof(ImagingProxyOptions) || !s_extraProxyKeys.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
+                {
+                    var known = properties.Select(p => p.Name).Concat(type == typeof(ImagingProxyOptions) ? s_extraProxyKeys : []).Order(StringComparer.Ordinal);
+                    errors.Add($"{child.Path}: unknown key (known here: {string.Join(", ", known)}).");
+                }
+
+                continue;
+            }
+
+            var propertyType = Nullable.GetUnderlyingType(property.PropertyType) ?? property.PropertyType;
+            if (propertyType.IsGenericType && propertyType.GetGenericTypeDefinition() == typeof(Dictionary<,>))
+            {
+                // Named entries (listeners, routes): each one's keys are those of its record.
+                foreach (var entry in child.GetChildren())
+                {
+                    ValidateKnownKeys(entry, propertyType.GetGenericArguments()[1], errors);
+                }
+            }
+            else if (propertyType.IsClass && propertyType != typeof(string) && !propertyType.IsGenericType)
+            {
+                ValidateKnownKeys(child, propertyType, errors);
+            }
+        }
     }
 
     private static Dictionary<string, ClusterProtocol> ValidateClusters(IConfigurationSection section, List<string> errors)

@@ -557,4 +557,28 @@ public class ConfigurationValidatorTests
     [InlineData("00:00:00.500")]
     public void A_time_with_hours_minutes_and_seconds_is_accepted(string value)
         => Assert.Empty(ConfigurationValidator.Validate(Routed(new() { ["ImagingProxy:Mllp:AckTimeout"] = value })));
+
+    // A misspelt key was read by nobody: "CallingAeTitle" (for CallingAeTitles) left the route open to every calling AE
+    // title, "MaxAttemps" kept the default, and start-up and reloads said nothing.
+    [Theory]
+    [InlineData("ImagingProxy:Dicom:Routes:pacs:CallingAeTitle:0", "ImagingProxy:Dicom:Routes:pacs:CallingAeTitle", "CalledAeTitle, CallingAeTitles, Cluster, Listeners")]
+    [InlineData("ImagingProxy:Dicom:MaxAttemps", "ImagingProxy:Dicom:MaxAttemps", "ArtimTimeout, ConnectTimeout, IdleTimeout, Listeners, MaxAssociatePduLength, MaxAttempts, ProbeCallingAeTitle, Routes")]
+    [InlineData("ImagingProxy:Mllp:Listeners:hl7:MaxAssociation", "ImagingProxy:Mllp:Listeners:hl7:MaxAssociation", "Address, EarlyConnect, MaxAssociations, MaxConnections, Port, Tls")]
+    [InlineData("ImagingProxy:Telemtry:MaxAeTitles", "ImagingProxy:Telemtry", "Dicom, DrainTimeout, InlineScheduling, Mllp, SocketEngines, Telemetry, Xds")]
+    [InlineData("ImagingProxy:Xds:RegistryClusters", "ImagingProxy:Xds:RegistryClusters", "RegistryCluster, RepositoryCluster")]
+    public void An_unknown_key_in_the_ImagingProxy_section_is_rejected_naming_it(string key, string named, string known)
+        => Assert.Equal(
+            [$"{named}: unknown key (known here: {known})."],
+            ConfigurationValidator.Validate(Routed(new() { [key] = "5" })));
+
+    [Fact]
+    public void Comment_keys_and_inline_scheduling_are_known_in_the_ImagingProxy_section()
+        => Assert.Empty(ConfigurationValidator.Validate(Routed(new()
+        {
+            ["ImagingProxy://"] = "a comment, as the example configurations write them",
+            ["ImagingProxy:Dicom:Routes:pacs://"] = "a comment",
+            ["ImagingProxy:InlineScheduling"] = "false",
+            ["ImagingProxy:Dicom:Routes:pacs:CallingAeTitles:0"] = "CT1",
+            ["ImagingProxy:Telemetry:MaxAeTitles"] = "20",
+        })));
 }
