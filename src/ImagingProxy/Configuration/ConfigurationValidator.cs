@@ -283,6 +283,7 @@ public static class ConfigurationValidator
                 }
             }
 
+            ValidateYarpClusterValues(cluster, errors);
             var affinity = cluster.GetSection("SessionAffinity");
             if (string.Equals(affinity["Enabled"], "true", StringComparison.OrdinalIgnoreCase) && string.IsNullOrEmpty(affinity["AffinityKeyName"]))
             {
@@ -319,6 +320,16 @@ public static class ConfigurationValidator
             }
 
             ValidatePositiveTime(route, "Timeout", errors);
+            ValidateWholeNumber(route, "Order", errors);
+            ValidateWholeNumber(route, "MaxRequestBodySize", errors);
+            foreach (var (list, mode) in (ReadOnlySpan<(string, Type)>)[("Headers", typeof(Yarp.ReverseProxy.Configuration.HeaderMatchMode)), ("QueryParameters", typeof(Yarp.ReverseProxy.Configuration.QueryParameterMatchMode))])
+            {
+                foreach (var condition in route.GetSection($"Match:{list}").GetChildren())
+                {
+                    ValidateEnum(condition, "Mode", mode, errors);
+                    ValidateBoolean(condition, "IsCaseSensitive", errors);
+                }
+            }
 
             var listener = route[$"Metadata:{MetadataKeys.Listener}"];
             if (!string.IsNullOrEmpty(listener) && !endpoints.Contains(listener))
@@ -691,6 +702,78 @@ public static class ConfigurationValidator
         if (!Health.FailureStatusCodes.TryParse(section[key], out _, out var invalid))
         {
             errors.Add($"{section.Path}:{key}: '{invalid}' is not a status {use} (429, 500-599, or {Health.FailureStatusCodes.AllServerErrors} for all of 500-599).");
+        }
+    }
+
+    /// <summary>
+    /// The cluster values YARP's configuration reader converts itself (bool, int, enum, version, URI): YARP stops at the
+    /// first it cannot convert and names no key ("ReverseProxy: The input string 'x' was not in a correct format."), so
+    /// they are checked here first, each named. Times are checked with the others (<see cref="ValidatePositiveTime"/>).
+    /// </summary>
+    private static void ValidateYarpClusterValues(IConfigurationSection cluster, List<string> errors)
+    {
+        var affinity = cluster.GetSection("SessionAffinity");
+        ValidateBoolean(affinity, "Enabled", errors);
+        var cookie = affinity.GetSection("Cookie");
+        ValidateBoolean(cookie, "HttpOnly", errors);
+        ValidateBoolean(cookie, "IsEssential", errors);
+        ValidateEnum(cookie, "SecurePolicy", typeof(Microsoft.AspNetCore.Http.CookieSecurePolicy), errors);
+        ValidateEnum(cookie, "SameSite", typeof(Microsoft.AspNetCore.Http.SameSiteMode), errors);
+        ValidatePositiveTime(cookie, "Expiration", errors);
+        ValidatePositiveTime(cookie, "MaxAge", errors);
+
+        var client = cluster.GetSection("HttpClient");
+        ValidatePositiveInteger(client, "MaxConnectionsPerServer", errors);
+        ValidateBoolean(client, "DangerousAcceptAnyServerCertificate", errors);
+        ValidateBoolean(client, "EnableMultipleHttp2Connections", errors);
+        foreach (var protocol in client.GetSection("SslProtocols").GetChildren())
+        {
+            if (!string.IsNullOrEmpty(protocol.Value) && !IsEnumName(protocol.Value, typeof(System.Security.Authentication.SslProtocols)))
+            {
+                errors.Add($"{protocol.Path}: '{protocol.Value}' is not one of {string.Join(", ", Enum.GetNames<System.Security.Authentication.SslProtocols>())}.");
+            }
+        }
+
+        var proxy = client.GetSection("WebProxy");
+        var proxyAddress = proxy["Address"];
+        if (!string.IsNullOrEmpty(proxyAddress) && !Uri.TryCreate(proxyAddress, UriKind.Absolute, out _))
+        {
+            errors.Add($"{proxy.Path}:Address: '{proxyAddress}' is not an absolute URI.");
+        }
+
+        ValidateBoolean(proxy, "BypassOnLocal", errors);
+        ValidateBoolean(proxy, "UseDefaultCredentials", errors);
+
+        var request = cluster.GetSection("HttpRequest");
+        var version = request["Version"];
+        if (!string.IsNullOrEmpty(version) && !Version.TryParse(version.Contains('.', StringComparison.Ordinal) ? version : version + ".0", out _))
+        {
+            errors.Add($"{request.Path}:Version: '{version}' is not an HTTP version (1.0, 1.1, 2, 3).");
+        }
+
+        ValidateEnum(request, "VersionPolicy", typeof(System.Net.Http.HttpVersionPolicy), errors);
+        ValidateBoolean(request, "AllowResponseBuffering", errors);
+    }
+
+    private static void ValidateEnum(IConfigurationSection section, string key, Type type, List<string> errors)
+    {
+        var text = section[key];
+        if (!string.IsNullOrEmpty(text) && !IsEnumName(text, type))
+        {
+            errors.Add($"{section.Path}:{key}: '{text}' is not one of {string.Join(", ", Enum.GetNames(type))}.");
+        }
+    }
+
+    /// <summary>A name of <paramref name="type"/>, any case, as YARP reads it (<c>Enum.Parse</c>); not a number.</summary>
+    private static bool IsEnumName(string text, Type type)
+        => Enum.TryParse(type, text, ignoreCase: true, out _) && !text.TrimStart().StartsWith('-') && !char.IsDigit(text.TrimStart().FirstOrDefault());
+
+    private static void ValidateWholeNumber(IConfigurationSection section, string key, List<string> errors)
+    {
+        var text = section[key];
+        if (!string.IsNullOrEmpty(text) && !long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _))
+        {
+            errors.Add($"{section.Path}:{key}: '{text}' is not a whole number.");
         }
     }
 

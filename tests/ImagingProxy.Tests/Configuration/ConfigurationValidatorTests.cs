@@ -581,4 +581,50 @@ public class ConfigurationValidatorTests
             ["ImagingProxy:Dicom:Routes:pacs:CallingAeTitles:0"] = "CT1",
             ["ImagingProxy:Telemetry:MaxAeTitles"] = "20",
         })));
+
+    // YARP's reader stops at the first value it cannot convert and names no key ("ReverseProxy: The input string 'x' was
+    // not in a correct format."): in a hospital's configuration the operator could not tell which value it was.
+    [Theory]
+    [InlineData("ReverseProxy:Routes:r:Order", "first")]
+    [InlineData("ReverseProxy:Routes:r:MaxRequestBodySize", "big")]
+    [InlineData("ReverseProxy:Routes:r:Match:Headers:0:Mode", "Sometimes")]
+    [InlineData("ReverseProxy:Routes:r:Match:QueryParameters:0:IsCaseSensitive", "maybe")]
+    [InlineData("ReverseProxy:Clusters:web:SessionAffinity:Enabled", "yes")]
+    [InlineData("ReverseProxy:Clusters:web:SessionAffinity:Cookie:SameSite", "Loose")]
+    [InlineData("ReverseProxy:Clusters:web:HttpClient:MaxConnectionsPerServer", "many")]
+    [InlineData("ReverseProxy:Clusters:web:HttpClient:DangerousAcceptAnyServerCertificate", "no")]
+    [InlineData("ReverseProxy:Clusters:web:HttpClient:SslProtocols:0", "Tls14")]
+    [InlineData("ReverseProxy:Clusters:web:HttpRequest:Version", "x.y")]
+    [InlineData("ReverseProxy:Clusters:web:HttpRequest:VersionPolicy", "Newest")]
+    public void A_reverse_proxy_value_yarp_cannot_read_is_rejected_naming_its_key(string key, string value)
+    {
+        var errors = ConfigurationValidator.Validate(Routed(new()
+        {
+            [key] = value,
+            ["ReverseProxy:Routes:r:Match:Headers:0:Name"] = "X-Site",
+            ["ReverseProxy:Routes:r:Match:QueryParameters:0:Name"] = "site",
+            ["ReverseProxy:Clusters:web:SessionAffinity:AffinityKeyName"] = ".Affinity",
+        }));
+
+        var error = Assert.Single(errors);
+        Assert.StartsWith($"{key}: '{value}' ", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Reverse_proxy_values_yarp_reads_are_accepted()
+        => Assert.Empty(ConfigurationValidator.Validate(Routed(new()
+        {
+            ["ReverseProxy:Routes:r:Order"] = "-1",
+            ["ReverseProxy:Routes:r:MaxRequestBodySize"] = "-1",
+            ["ReverseProxy:Routes:r:Match:Headers:0:Name"] = "X-Site",
+            ["ReverseProxy:Routes:r:Match:Headers:0:Mode"] = "exactheader",
+            ["ReverseProxy:Routes:r:Match:Headers:0:IsCaseSensitive"] = "true",
+            ["ReverseProxy:Clusters:web:SessionAffinity:Enabled"] = "True",
+            ["ReverseProxy:Clusters:web:SessionAffinity:AffinityKeyName"] = ".Affinity",
+            ["ReverseProxy:Clusters:web:SessionAffinity:Cookie:SameSite"] = "Strict",
+            ["ReverseProxy:Clusters:web:HttpClient:MaxConnectionsPerServer"] = "100",
+            ["ReverseProxy:Clusters:web:HttpClient:SslProtocols:0"] = "Tls13",
+            ["ReverseProxy:Clusters:web:HttpRequest:Version"] = "2",
+            ["ReverseProxy:Clusters:web:HttpRequest:VersionPolicy"] = "RequestVersionOrLower",
+        })));
 }
