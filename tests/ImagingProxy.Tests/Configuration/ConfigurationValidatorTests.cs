@@ -202,7 +202,8 @@ public class ConfigurationValidatorTests
 
     [Theory]
     [InlineData("Dicom", "00:00:10", null)]
-    [InlineData("Dicom", "60", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be at most 49.00:00:00 (the longest a timer can wait), got '60'.")]
+    [InlineData("Dicom", "60", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: '60' is not a time span (hh:mm:ss, or d.hh:mm:ss); a bare number would be read as 60 days.")]
+    [InlineData("Dicom", "60.00:00:00", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be at most 49.00:00:00 (the longest a timer can wait), got '60.00:00:00'.")]
     [InlineData("Dicom", "00:00:00", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: must be positive, got '00:00:00'.")]
     [InlineData("Dicom", "ten seconds", "ReverseProxy:Clusters:web:Metadata:QueueTimeout: 'ten seconds' is not a time span (hh:mm:ss).")]
     [InlineData("Http", "00:00:02", null)]
