@@ -22,8 +22,8 @@ namespace ImagingProxy.Forwarding;
 /// <remarks>
 /// The count is YARP's requests in flight, read when the request is routed: requests routed at the same moment may
 /// take a destination one or two past its limit, as NGINX's <c>max_conns</c> may across its workers. A queued request
-/// waits among the destinations available when it was routed; it is woken when a request of a limited cluster ends and
-/// looks again at least every second.
+/// waits among its cluster's available destinations, read again at each look (one that went down or was drained meanwhile
+/// is not sent to); it is woken when a request of a limited cluster ends and looks again at least every second.
 /// </remarks>
 internal sealed partial class DestinationLimitStep(DestinationLimits limits, HttpProxyMetrics metrics, TimeProvider time, ILogger<DestinationLimitStep> logger)
 {
@@ -74,6 +74,8 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
     /// <summary>
     /// Waits for a place among the destinations available when the request was routed (every one at its
     /// <c>MaxConcurrent</c>), at most <paramref name="queueTimeout"/>: forwarded to those with room then, else answered 503.
+    /// The cluster's available destinations are read again at each look: a destination that went down or was drained
+    /// meanwhile is not sent to; when none is left the request is answered as one to a cluster with no healthy destination.
     /// The client leaving ends the wait; the route's <c>Timeout</c> ends it with 504.
     /// </summary>
     private async Task QueueAsync(HttpContext context, RequestDelegate next, IReverseProxyFeature feature, TimeSpan queueTimeout)
@@ -90,6 +92,16 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
             {
                 // Taken before the look: a request that ends after it still wakes this wait.
                 var released = _releases.Next();
+
+                // The cluster's available destinations of now: one that went down or was drained while the request waited
+                // is not sent to, a backup that took over or a destination back is.
+                available = feature.Route.Cluster?.DestinationsState.AvailableDestinations ?? available;
+                if (available.Count == 0)
+                {
+                    result = QueueResults.NoDestination;
+                    break;
+                }
+
                 open = Open(cluster, available, countFull: false);
                 if (open is null || open.Count > 0)
                 {
@@ -130,16 +142,15 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
             metrics.QueueLeft(cluster.ClusterId, result, time.GetElapsedTime(queuedAt));
         }
 
-        if (result != QueueResults.Placed)
+        if (result == QueueResults.TimedOut)
         {
             await RefuseAsync(context, cluster.ClusterId, time.GetElapsedTime(queuedAt));
             return;
         }
 
-        if (open is not null)
-        {
-            feature.AvailableDestinations = open.ToArray();
-        }
+        // Placed: the destinations with room (all of them when none is full any more). No destination left: none, and
+        // the request is answered as any to a cluster without a healthy destination (NoDestinationStep).
+        feature.AvailableDestinations = result == QueueResults.NoDestination ? [] : open is not null ? open.ToArray() : available;
 
         await ForwardAsync(context, next);
     }

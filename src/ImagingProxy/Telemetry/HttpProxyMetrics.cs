@@ -38,7 +38,7 @@ public sealed class HttpProxyMetrics : IDisposable
         _queued = _meter.CreateUpDownCounter<long>("imagingproxy.http.requests.queued", "{request}",
             "Requests waiting for a place because every available destination of their cluster is at its MaxConcurrent (cluster QueueTimeout).");
         _queueWaits = _meter.CreateHistogram<double>("imagingproxy.http.queue.wait.duration", "s",
-            "Time requests spent waiting for a place (cluster QueueTimeout), by result: placed, timed_out, abandoned (the client left or the route's Timeout came).",
+            "Time requests spent waiting for a place (cluster QueueTimeout), by result: placed, timed_out, no_destination (no destination of the cluster was available any more), abandoned (the client left or the route's Timeout came).",
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
         _xds = _meter.CreateCounter<long>("imagingproxy.xds.transactions", "{transaction}", "XDS.b requests by IHE transaction (ITI-18/41/42/43, unknown, missing) and status code.");
     }

@@ -177,6 +177,64 @@ public sealed class DestinationLimitsTests : IDisposable
     }
 
     [Fact]
+    public async Task A_queued_request_is_not_sent_to_a_destination_that_left_the_available_ones_while_it_waited()
+    {
+        using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
+        var cluster = Cluster("Http", "00:00:30", ("1", 1));
+        var step = Step(new FakeTimeProvider());
+        var (queued, feature) = Request(cluster);
+        IReadOnlyList<DestinationState>? sentTo = null;
+
+        var waiting = step.InvokeAsync(queued, _ =>
+        {
+            sentTo = feature.AvailableDestinations;
+            return Task.CompletedTask;
+        });
+        Assert.False(waiting.IsCompleted);
+
+        // a went down (health) or an operator drained it while the request waited: YARP took it out of the cluster's
+        // available destinations. Its request in flight then failed and ended, freeing its place.
+        var a = cluster.Destinations["a"];
+        cluster.DestinationsState = new ClusterDestinationsState([a], []);
+        a.ConcurrentRequestCount = 0;
+        var (other, _) = Request(cluster);
+        await step.InvokeAsync(other, _ => Task.CompletedTask);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Not forwarded to the dead or drained server: no destination is left for it.
+        Assert.True(sentTo is null || sentTo.Count == 0, $"sent to {string.Join(", ", sentTo?.Select(d => d.DestinationId) ?? [])}");
+        Assert.Equal(QueueResults.NoDestination, Assert.Single(waits.GetMeasurementSnapshot()).Tags["result"]);
+    }
+
+    [Fact]
+    public async Task A_queued_request_goes_to_a_destination_that_became_available_while_it_waited()
+    {
+        var cluster = Cluster("Http", "00:00:30", ("1", 1), ("1", 0));
+        var a = cluster.Destinations["a"];
+        var b = cluster.Destinations["b"];
+        cluster.DestinationsState = new ClusterDestinationsState([a, b], [a]); // b is a backup, or not healthy yet
+        var step = Step(new FakeTimeProvider());
+        var (queued, feature) = Request(cluster);
+        var forwarded = false;
+
+        var waiting = step.InvokeAsync(queued, _ =>
+        {
+            forwarded = true;
+            return Task.CompletedTask;
+        });
+        Assert.False(waiting.IsCompleted);
+
+        // a went down: YARP's available destinations are now b (a backup taking over, or a node back), which has room.
+        cluster.DestinationsState = new ClusterDestinationsState([a, b], [b]);
+        var (other, _) = Request(cluster);
+        await step.InvokeAsync(other, _ => Task.CompletedTask);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.True(forwarded);
+        Assert.Equal(["b"], feature.AvailableDestinations.Select(d => d.DestinationId));
+    }
+
+    [Fact]
     public async Task A_destination_at_its_limit_is_passed_over_and_counted()
     {
         using var reached = new MetricCollector<long>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.destination.limit_reached");
