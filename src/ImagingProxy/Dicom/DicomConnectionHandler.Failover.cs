@@ -63,13 +63,7 @@ public sealed partial class DicomConnectionHandler
                         early = null; // closed: no later attempt may take it, even when its node is back
                     }
 
-                    var candidates = Untried(available, tried);
-                    if (tried.Count > 0 && !AvailableDestinationsPolicies.HasPrimary(candidates))
-                    {
-                        // Every primary failed this association: its backups, as soon as they are up.
-                        AvailableDestinationsPolicies.AddBackups(config, cluster.DestinationsState.AllDestinations, candidates, tried.Contains);
-                    }
-
+                    var candidates = Candidates(cluster, available, tried);
                     left = candidates.Count;
                     destination = selector.PickAndAcquire(cluster, candidates);
                     if (destination is null && candidates.Count > 0 && QueueTimeout(config) is { } queueTimeout)
@@ -332,7 +326,7 @@ public sealed partial class DicomConnectionHandler
             {
                 // Taken before the pick: a place released after the pick still wakes this wait.
                 var released = selector.NextRelease();
-                var candidates = Untried(cluster.DestinationsState.AvailableDestinations, tried);
+                var candidates = Candidates(cluster, cluster.DestinationsState.AvailableDestinations, tried);
                 if (candidates.Count > 0 && selector.PickAndAcquire(cluster, candidates, countFull: false) is { } destination)
                 {
                     result = QueueResults.Placed;
@@ -374,6 +368,23 @@ public sealed partial class DicomConnectionHandler
 
     /// <summary>The shortest wait for a node's answer to the RQ, however little of the ARTIM budget is left.</summary>
     private static readonly TimeSpan s_minAnswerWait = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The destinations the association's next attempt (or its wait for a place) may go to: those of
+    /// <paramref name="available"/> not <paramref name="tried"/>, and once every primary failed it, the cluster's backups
+    /// that are up.
+    /// </summary>
+    private static List<DestinationState> Candidates(ClusterState cluster, IReadOnlyList<DestinationState> available, HashSet<DestinationState> tried)
+    {
+        var candidates = Untried(available, tried);
+        if (tried.Count > 0 && !AvailableDestinationsPolicies.HasPrimary(candidates))
+        {
+            // Every primary failed this association: its backups, as soon as they are up.
+            AvailableDestinationsPolicies.AddBackups(cluster.Model.Config, cluster.DestinationsState.AllDestinations, candidates, tried.Contains);
+        }
+
+        return candidates;
+    }
 
     private static List<DestinationState> Untried(IReadOnlyList<DestinationState> available, HashSet<DestinationState> tried)
     {

@@ -134,6 +134,50 @@ public sealed class DestinationLimitTests
         Assert.True(wait.Value >= 1, $"left the queue after {wait.Value} s, before its QueueTimeout of 1 s");
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task With_QueueTimeout_an_association_the_primary_failed_waits_for_a_place_at_the_full_backup()
+    {
+        // The primary's port is closed (no passive health: it stays available), the backup (a disaster-recovery PACS)
+        // has one place. Each association tries the primary, then the backup.
+        await using var dr = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await TestProxy.StartAsync(TestProxy.Config(
+            $$"""
+            { "pacs": { "Metadata": { "Protocol": "Dicom", "QueueTimeout": "00:00:30" }, "Destinations": {
+                "primary": { "Address": "tcp://127.0.0.1:{{FreePort.Next()}}" },
+                "dr": { "Address": "tcp://127.0.0.1:{{dr.Port}}", "Metadata": { "Backup": "true", "MaxConcurrent": "1" } } } } }
+            """,
+            DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs"))));
+        using var recorder = Record(proxy);
+        var meters = proxy.Services.GetRequiredService<IMeterFactory>();
+        using var queued = new MetricCollector<long>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.associations.queued");
+        using var waits = new MetricCollector<double>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.queue.wait.duration");
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        Task<DcmtkResult> echo;
+        var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        try
+        {
+            Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancel.Token)).Type);
+
+            // The backup's one place is taken: echoscu's association, failed by the primary, waits for it ...
+            echo = Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", cancellationToken: cancel.Token);
+            await queued.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(30));
+
+            // ... until the held association releases it.
+            Assert.Equal(PduType.ReleaseResponse, await held.ReleaseAsync(cancel.Token));
+        }
+        finally
+        {
+            await held.DisposeAsync();
+        }
+
+        var result = await echo;
+        Assert.True(result.Succeeded, result.ToString());
+        var ended = await recorder.WaitAsync(2);
+        Assert.All(ended, summary => Assert.Equal(("dr", DicomAssociationEndReason.Released), (summary.DestinationId, summary.Reason)));
+        Assert.Equal(QueueResults.Placed, waits.GetMeasurementSnapshot().Single().Tags["result"]);
+    }
+
     /// <summary>A proxy whose DICOM cluster has one node with one place (<c>MaxConcurrent</c> 1) and the given <c>QueueTimeout</c>.</summary>
     private static Task<TestProxy> StartQueuedAsync(int port, string queueTimeout)
         => TestProxy.StartAsync(TestProxy.Config(
