@@ -5,6 +5,7 @@ using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Configuration;
 using Yarp.ReverseProxy.Model;
 
@@ -25,7 +26,7 @@ namespace ImagingProxy.Forwarding;
 /// waits among its cluster's available destinations, read again at each look (one that went down or was drained meanwhile
 /// is not sent to); it is woken when a request of a limited cluster ends and looks again at least every second.
 /// </remarks>
-internal sealed partial class DestinationLimitStep(DestinationLimits limits, HttpProxyMetrics metrics, TimeProvider time, ILogger<DestinationLimitStep> logger)
+internal sealed partial class DestinationLimitStep(DestinationLimits limits, HttpProxyMetrics metrics, TimeProvider time, IProxyStateLookup state, ILogger<DestinationLimitStep> logger)
 {
     /// <summary>How often a queued request looks at its destinations again when no request of a limited cluster ended.</summary>
     private static readonly TimeSpan s_recheck = TimeSpan.FromSeconds(1);
@@ -95,7 +96,8 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
 
                 // The cluster's available destinations of now: one that went down or was drained while the request waited
                 // is not sent to, a backup that took over or a destination back is.
-                available = feature.Route.Cluster?.DestinationsState.AvailableDestinations ?? available;
+                // (By the request's cluster, not its route's: the XDS step may have moved it to the repository cluster.)
+                available = state.TryGetCluster(cluster.ClusterId, out var now) ? now.DestinationsState.AvailableDestinations : [];
                 if (available.Count == 0)
                 {
                     result = QueueResults.NoDestination;
@@ -145,6 +147,15 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         if (result == QueueResults.TimedOut)
         {
             await RefuseAsync(context, cluster.ClusterId, time.GetElapsedTime(queuedAt));
+            return;
+        }
+
+        if (result == QueueResults.NoDestination && context.Items.TryGetValue(XdsRoutingStep.XdsTransactionItem, out var transaction) && transaction is XdsTransaction xds)
+        {
+            // As the XDS step answers a cluster without a healthy server (NoDestinationStep answers viewers).
+            Log.NoDestinationLeft(logger, context.Request.Method, LoggedRequest.Path(context.Request), cluster.ClusterId);
+            context.Response.Headers.RetryAfter = "10";
+            await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No healthy server in cluster '{cluster.ClusterId}' for {XdsAction.TransactionId(xds)}; retry later.");
             return;
         }
 
@@ -210,6 +221,9 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
     {
         [LoggerMessage(EventId = 418, Level = LogLevel.Warning, Message = "Request {Method} {Path} refused with 503: every destination in cluster '{Cluster}' is at its MaxConcurrent{Queued}.")]
         public static partial void AllAtLimit(ILogger logger, string method, string path, string cluster, string queued);
+
+        [LoggerMessage(EventId = 420, Level = LogLevel.Warning, Message = "Request {Method} {Path} answered 503 (SOAP fault): no server of cluster '{Cluster}' was available any more when it left the queue.")]
+        public static partial void NoDestinationLeft(ILogger logger, string method, string path, string cluster);
 
         [LoggerMessage(EventId = 419, Level = LogLevel.Warning, Message = "Request {Method} {Path} answered 504: its route Timeout came after {Waited} in the queue of cluster '{Cluster}' (every destination at its MaxConcurrent).")]
         public static partial void QueueRouteTimeout(ILogger logger, string method, string path, string cluster, TimeSpan waited);

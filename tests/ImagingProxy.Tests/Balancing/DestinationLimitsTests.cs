@@ -96,15 +96,16 @@ public sealed class DestinationLimitsTests : IDisposable
         return (forwarded, feature.AvailableDestinations, context);
     }
 
-    private DestinationLimitStep Step(TimeProvider time)
-        => new(_limits, new HttpProxyMetrics(_services.GetRequiredService<IMeterFactory>()), time, NullLogger<DestinationLimitStep>.Instance);
+    /// <summary>The HTTP limit step; a queued request reads the available destinations of <paramref name="clusters"/> again.</summary>
+    private DestinationLimitStep Step(TimeProvider time, params ClusterState[] clusters)
+        => new(_limits, new HttpProxyMetrics(_services.GetRequiredService<IMeterFactory>()), time, new FixedProxyState(clusters), NullLogger<DestinationLimitStep>.Instance);
 
     [Fact]
     public async Task With_QueueTimeout_a_request_to_a_full_cluster_waits_and_goes_when_a_request_of_the_cluster_ends()
     {
         using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
         var cluster = Cluster("Http", "00:00:30", ("1", 1), ("1", 1));
-        var step = Step(new FakeTimeProvider());
+        var step = Step(new FakeTimeProvider(), cluster);
         var (queued, feature) = Request(cluster);
         var forwarded = false;
 
@@ -133,8 +134,9 @@ public sealed class DestinationLimitsTests : IDisposable
     {
         using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
         var time = new FakeTimeProvider();
-        var step = Step(time);
-        var (context, _) = Request(Cluster("Http", "00:00:01", ("1", 1)));
+        var cluster = Cluster("Http", "00:00:01", ("1", 1));
+        var step = Step(time, cluster);
+        var (context, _) = Request(cluster);
         var forwarded = false;
 
         var waiting = step.InvokeAsync(context, _ =>
@@ -157,8 +159,9 @@ public sealed class DestinationLimitsTests : IDisposable
     public async Task A_queued_request_whose_client_leaves_is_neither_forwarded_nor_answered()
     {
         using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
-        var step = Step(new FakeTimeProvider());
-        var (context, _) = Request(Cluster("Http", "00:00:30", ("1", 1)));
+        var cluster = Cluster("Http", "00:00:30", ("1", 1));
+        var step = Step(new FakeTimeProvider(), cluster);
+        var (context, _) = Request(cluster);
         using var aborted = new CancellationTokenSource();
         context.RequestAborted = aborted.Token;
         var forwarded = false;
@@ -181,7 +184,7 @@ public sealed class DestinationLimitsTests : IDisposable
     {
         using var waits = new MetricCollector<double>(_services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.http.queue.wait.duration");
         var cluster = Cluster("Http", "00:00:30", ("1", 1));
-        var step = Step(new FakeTimeProvider());
+        var step = Step(new FakeTimeProvider(), cluster);
         var (queued, feature) = Request(cluster);
         IReadOnlyList<DestinationState>? sentTo = null;
 
@@ -213,7 +216,7 @@ public sealed class DestinationLimitsTests : IDisposable
         var a = cluster.Destinations["a"];
         var b = cluster.Destinations["b"];
         cluster.DestinationsState = new ClusterDestinationsState([a, b], [a]); // b is a backup, or not healthy yet
-        var step = Step(new FakeTimeProvider());
+        var step = Step(new FakeTimeProvider(), cluster);
         var (queued, feature) = Request(cluster);
         var forwarded = false;
 
@@ -232,6 +235,46 @@ public sealed class DestinationLimitsTests : IDisposable
 
         Assert.True(forwarded);
         Assert.Equal(["b"], feature.AvailableDestinations.Select(d => d.DestinationId));
+    }
+
+    [Fact]
+    public async Task A_queued_xds_request_moved_to_the_repository_waits_for_the_repository_and_gets_a_soap_fault_when_none_is_left()
+    {
+        // The XDS step moved the request to the repository cluster: its route's cluster is still the registry, which has
+        // room. The wait is for the repository's own destinations.
+        var registry = Cluster("Http", "00:00:30", ("5", 0));
+        var repository = new ClusterState("repo", new ClusterModel(Cluster("Http", "00:00:30", ("1", 1)).Model.Config with { ClusterId = "repo" }, s_invoker));
+        var only = new DestinationState("r1", new DestinationModel(new DestinationConfig { Address = "http://127.0.0.1:9/", Metadata = new Dictionary<string, string> { ["MaxConcurrent"] = "1" } })) { ConcurrentRequestCount = 1 };
+        repository.Destinations["r1"] = only;
+        repository.DestinationsState = new ClusterDestinationsState([only], [only]);
+        var step = Step(new FakeTimeProvider(), registry, repository);
+        var (context, feature) = Request(registry);
+        feature.Cluster = repository.Model;
+        feature.AvailableDestinations = repository.DestinationsState.AvailableDestinations;
+        context.Items[XdsRoutingStep.XdsTransactionItem] = XdsTransaction.ProvideAndRegisterDocumentSet;
+        var forwarded = false;
+
+        var waiting = step.InvokeAsync(context, _ =>
+        {
+            forwarded = true;
+            return Task.CompletedTask;
+        });
+        Assert.False(waiting.IsCompleted);
+
+        // The repository's only server goes down while the request waits; a request of a limited cluster ends.
+        repository.DestinationsState = new ClusterDestinationsState([only], []);
+        var (other, _) = Request(registry);
+        await step.InvokeAsync(other, _ => Task.CompletedTask);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.False(forwarded);
+        Assert.Equal(StatusCodes.Status503ServiceUnavailable, context.Response.StatusCode);
+        context.Response.Body.Position = 0;
+        var body = await new StreamReader(context.Response.Body).ReadToEndAsync();
+        Assert.Contains("No healthy server in cluster", body, StringComparison.Ordinal);
+        Assert.Contains("repo", body, StringComparison.Ordinal);
+        Assert.Contains("for ITI-41; retry later.", body, StringComparison.Ordinal);
+        Assert.Contains("Receiver", body, StringComparison.Ordinal);
     }
 
     [Fact]
