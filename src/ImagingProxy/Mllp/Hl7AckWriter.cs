@@ -9,7 +9,8 @@ namespace ImagingProxy.Mllp;
 /// </summary>
 /// <remarks>
 /// <para>
-/// MSH uses the original's delimiters and encoding characters; sending and receiving application/facility are
+/// MSH uses the original's delimiters and encoding characters (for an original whose MSH-2 is unusable, read with MSH-1 and
+/// <c>^~\&amp;</c>, the ones the acknowledgement is written with); sending and receiving application/facility are
 /// swapped (whole fields, copied as bytes); MSH-9 is <c>ACK^&lt;trigger&gt;^ACK</c>; MSH-10 is the new control id given;
 /// MSH-11, MSH-12 and MSH-18 are copied (MSH-12 falls back to <see cref="MllpConstants.FallbackVersionId"/> when the
 /// original had none). MSA-2 is the original MSH-10, copied as bytes. MSH-15/16 stay empty: nobody acknowledges an ACK.
@@ -35,9 +36,11 @@ public static class Hl7AckWriter
         ReadOnlySpan<char> text = default,
         Hl7ErrorCode? error = null)
     {
-        var encodingCharacters = original.EncodingCharacters.IsEmpty
-            ? DefaultEncodingCharacters(original.Delimiters)
-            : original.EncodingCharacters.Span;
+        // MSH-2 as the message wrote it when it declares the delimiters the acknowledgement is written with; else (an
+        // unusable MSH-2, e.g. MSH|^~|, read with the usual ^~\& for a NAK) the ones actually used, so the NAK reads back.
+        var encodingCharacters = Declares(original.EncodingCharacters.Span, original.Delimiters)
+            ? original.EncodingCharacters.Span
+            : DefaultEncodingCharacters(original.Delimiters);
         return WriteCore(
             writer,
             original.Delimiters,
@@ -131,6 +134,13 @@ public static class Hl7AckWriter
         Hl7ErrorCode.ApplicationInternalError => "Application internal error",
         _ => "Error",
     };
+
+    /// <summary>True when <paramref name="encodingCharacters"/> (MSH-2 as written) are exactly <paramref name="d"/>'s.</summary>
+    private static bool Declares(ReadOnlySpan<byte> encodingCharacters, in Hl7Delimiters d)
+        => encodingCharacters.Length == d.EncodingCharacterCount
+            && encodingCharacters[0] == d.Component && encodingCharacters[1] == d.Repetition
+            && encodingCharacters[2] == d.Escape && encodingCharacters[3] == d.Subcomponent
+            && (!d.HasTruncation || encodingCharacters[4] == d.Truncation);
 
     private static ReadOnlySpan<byte> DefaultEncodingCharacters(in Hl7Delimiters delimiters) => delimiters.HasTruncation
         ? new[] { delimiters.Component, delimiters.Repetition, delimiters.Escape, delimiters.Subcomponent, delimiters.Truncation }

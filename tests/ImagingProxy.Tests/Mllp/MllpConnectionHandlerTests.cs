@@ -156,6 +156,23 @@ public sealed class MllpConnectionHandlerTests : IAsyncLifetime
         Assert.Contains("\rMSA|AR|M6|", next, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("^~")]
+    [InlineData("^^\\&")]
+    public async Task The_nak_to_unusable_encoding_characters_declares_the_ones_it_is_written_with_and_reads_back(string encodingCharacters)
+    {
+        // HL7 v2.5 §2.14.9.2: MSH-2 is four (v2.7: five) distinct characters. The NAK is written with MSH-1 and ^~\&, so
+        // its MSH-2 must say so: an MSH-2 copied from the message (MSH|^~|) makes the NAK as unreadable as the message.
+        await SendAsync([], Encoding.ASCII.GetBytes($"MSH|{encodingCharacters}|RIS|RAD|PACS|HOSP|20250101120000||ORM^O01^ORM_O01|BD2|P|2.5.1\rPID|1\r"));
+        var nak = await ReplyAsync();
+
+        Assert.NotNull(nak);
+        Assert.StartsWith("MSH|^~\\&|PACS|HOSP|RIS|RAD|", nak, StringComparison.Ordinal);
+        Assert.Equal(Hl7ReadStatus.Success, Hl7AckReader.TryRead(Encoding.ASCII.GetBytes(nak), 4096, out var ack));
+        Assert.Equal(AcknowledgmentCode.ApplicationReject, ack.Code);
+        Assert.Equal("BD2", ack.AcknowledgedControlId.GetString());
+    }
+
     [Fact]
     public async Task Frame_without_msh_closes_the_connection_without_an_answer()
     {
