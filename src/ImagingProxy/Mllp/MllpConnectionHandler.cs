@@ -80,9 +80,11 @@ internal sealed partial class MllpConnectionHandler(
             open.Add();
         }
 
+        // Over the limit, that time is a deadline from the accept, not re-armed by each read: a sender trickling bytes
+        // would otherwise keep any number of connections the limit does not count open.
         var idleTimeout = overLimit is null ? initial.IdleTimeout
             : initial.IdleTimeout is { } idle && idle < initial.AckTimeout ? idle : initial.AckTimeout;
-        using var signals = new Signals(input, time, idleTimeout) { Slot = overLimit is null ? open : null };
+        using var signals = new Signals(input, time, idleTimeout, deadline: overLimit is not null) { Slot = overLimit is null ? open : null };
         await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, drain.Deadline) { OverLimit = overLimit };
         using var drainRegistration = closeRequested.UnsafeRegister(static s => ((Signals)s!).RequestDrain(), signals);
 
@@ -197,7 +199,7 @@ internal sealed partial class MllpConnectionHandler(
                 if (result.IsCanceled && signals.TakeIdleExpired())
                 {
                     end = MllpSessionEnd.IdleTimeout;
-                    Log.IdleTimeout(logger, connection.ConnectionId, initial.IdleTimeout.GetValueOrDefault(), insideFrame);
+                    Log.IdleTimeout(logger, connection.ConnectionId, idleTimeout.GetValueOrDefault(), insideFrame);
                 }
             }
         }
@@ -466,13 +468,20 @@ internal sealed partial class MllpConnectionHandler(
         private readonly PipeReader _input;
         private readonly TimeSpan? _idleTimeout;
         private readonly ITimer? _idleTimer;
+        private readonly bool _deadline;
+        private bool _armed;
         private volatile bool _drainRequested;
         private volatile bool _idleExpired;
 
-        public Signals(PipeReader input, TimeProvider time, TimeSpan? idleTimeout)
+        /// <param name="input">The connection's input, whose pending read each signal wakes.</param>
+        /// <param name="time">The time provider of the idle timer.</param>
+        /// <param name="idleTimeout">How long a read may wait for a byte; null: no limit.</param>
+        /// <param name="deadline">The timeout counts from the first read, not from each (a connection over MaxConnections).</param>
+        public Signals(PipeReader input, TimeProvider time, TimeSpan? idleTimeout, bool deadline = false)
         {
             _input = input;
             _idleTimeout = idleTimeout;
+            _deadline = deadline;
             if (idleTimeout is not null)
             {
                 _idleTimer = time.CreateTimer(static s => ((Signals)s!).IdleExpired(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
@@ -503,13 +512,20 @@ internal sealed partial class MllpConnectionHandler(
 
         public void ArmIdle()
         {
-            if (_idleTimeout is { } timeout)
+            if (_idleTimeout is { } timeout && !(_deadline && _armed))
             {
+                _armed = true;
                 _idleTimer!.Change(timeout, Timeout.InfiniteTimeSpan);
             }
         }
 
-        public void DisarmIdle() => _idleTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        public void DisarmIdle()
+        {
+            if (!_deadline)
+            {
+                _idleTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            }
+        }
 
         /// <summary>True (once) when the idle timer fired during the last read.</summary>
         public bool TakeIdleExpired()

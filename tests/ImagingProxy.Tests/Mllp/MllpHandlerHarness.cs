@@ -53,14 +53,17 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
     private readonly Lifetime _lifetime = new();
     private readonly ConnectionDrain _drain;
     private readonly DefaultConnectionContext _connection;
+    private readonly string? _listener;
 
     // health: passive health updates, and the cluster then enables passive health (none when null). clusterMetadata: the
     // cluster's metadata as the forwarder reads it (settings only reach the configuration gate).
     public MllpHandlerHarness(
         string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null,
         IDestinationHealthUpdater? health = null, IReadOnlyDictionary<string, string>? clusterMetadata = null,
-        IReadOnlyList<IReadOnlyDictionary<string, string>?>? destinationMetadata = null, ImagingProxy.Balancing.DestinationLimits? limits = null)
+        IReadOnlyList<IReadOnlyDictionary<string, string>?>? destinationMetadata = null, ImagingProxy.Balancing.DestinationLimits? limits = null,
+        string? listener = null, Microsoft.Extensions.Logging.ILogger<MllpConnectionHandler>? logger = null)
     {
+        _listener = listener;
         time ??= TimeProvider.System;
         var values = new Dictionary<string, string?>
         {
@@ -81,12 +84,16 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
         var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance, limits: limits);
         _drain = new ConnectionDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<ConnectionDrain>.Instance);
-        var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster = NewCluster(destinations, health is not null, clusterMetadata, destinationMetadata)), forwarder, Pool, Metrics, time, _lifetime, _drain, NullLogger<MllpConnectionHandler>.Instance);
+        var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster = NewCluster(destinations, health is not null, clusterMetadata, destinationMetadata)), forwarder, Pool, Metrics, time, _lifetime, _drain, logger ?? NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer))
         {
             ConnectionClosed = _closed.Token,
         };
         _connection.Features.Set<IConnectionLifetimeNotificationFeature>(new CloseNotification(_closeRequested));
+        if (listener is not null)
+        {
+            _connection.Features.Set<IProxyListenerFeature>(new ListenerName(listener));
+        }
         Handler = Task.Run(async () =>
         {
             try
@@ -116,6 +123,18 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
 
     public static byte[] Message(string controlId, string type = "ORM^O01^ORM_O01", string extraMsh = "")
         => Encoding.ASCII.GetBytes($"MSH|^~\\&|RIS|RAD|PACS|HOSP|20250101120000||{type}|{controlId}|P|2.5.1{extraMsh}\rPID|1\r");
+
+    /// <summary>Another connection to the same handler, on the same listener, over <paramref name="transport"/>; completes when its handler returns.</summary>
+    public Task ConnectAnother(string connectionId, IDuplexPipe transport)
+    {
+        var connection = new DefaultConnectionContext(connectionId, transport, transport);
+        if (_listener is not null)
+        {
+            connection.Features.Set<IProxyListenerFeature>(new ListenerName(_listener));
+        }
+
+        return Task.Run(() => ConnectionHandler.OnConnectedAsync(connection));
+    }
 
     /// <summary>What Kestrel does on SIGTERM: <c>IConnectionLifetimeNotificationFeature.RequestClose()</c>.</summary>
     public void RequestClose() => _closeRequested.Cancel();
@@ -206,6 +225,11 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         _fromProxy.Reader.AdvanceTo(buffer.Start, buffer.End);
         text = null;
         return false;
+    }
+
+    private sealed class ListenerName(string name) : IProxyListenerFeature
+    {
+        public string Name { get; } = name;
     }
 
     private sealed class CloseNotification(CancellationTokenSource source) : IConnectionLifetimeNotificationFeature

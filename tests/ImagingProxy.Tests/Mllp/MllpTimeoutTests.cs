@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using ImagingProxy.Mllp;
@@ -6,6 +7,7 @@ using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging.Testing;
 using Microsoft.Extensions.Time.Testing;
 
 namespace ImagingProxy.Tests.Mllp;
@@ -28,6 +30,41 @@ public sealed class MllpTimeoutTests
 
         await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
         Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+    }
+
+    [Fact]
+    public async Task A_connection_over_max_connections_that_trickles_bytes_is_closed_ackTimeout_after_its_accept()
+    {
+        // README (MaxConnections): a connection over the limit holds no slot and is closed after AckTimeout; bytes that
+        // never make a message must not keep it open, or any number of such connections would stay open uncounted.
+        var time = new ArmedTimeProvider(TimeSpan.FromSeconds(7));
+        var logs = new FakeLogCollector();
+        await using var harness = new MllpHandlerHarness([], time, new()
+        {
+            ["ImagingProxy:Mllp:AckTimeout"] = "00:00:07",
+            ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "2575",
+            ["ImagingProxy:Mllp:Listeners:hl7:MaxConnections"] = "1",
+        }, listener: "hl7", logger: new FakeLogger<MllpConnectionHandler>(logs));
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+
+        // The harness's connection holds the only slot once it has answered a message.
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+
+        // A writer that waits until the handler consumed what it wrote (bytes outside a frame are consumed as read).
+        var toProxy = new Pipe(new PipeOptions(pauseWriterThreshold: 1, resumeWriterThreshold: 1));
+        var fromProxy = new Pipe();
+        var over = harness.ConnectAnother("over-1", new MllpHandlerHarness.Duplex(toProxy.Reader, fromProxy.Writer));
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+        time.Advance(TimeSpan.FromSeconds(5));
+        await toProxy.Writer.WriteAsync("\r\n"u8.ToArray()).AsTask().WaitAsync(MllpHandlerHarness.Timeout);
+        time.Advance(TimeSpan.FromSeconds(2));
+
+        await over.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+        Assert.Contains(logs.GetSnapshot(), r => r.Id.Id == 4010 && r.Message.Contains("for 00:00:07", StringComparison.Ordinal));
+        Assert.False(harness.Handler.IsCompleted);
+        await toProxy.Writer.CompleteAsync();
     }
 
     [Fact]
