@@ -500,8 +500,9 @@ internal sealed partial class MllpForwarder(
         var read = node.TakeFrame(session.Ack);
         while (read == MllpReadResult.Frame && IsLateAnswer(session, attempt, node))
         {
-            // protocols.md §3.7: never pair an ACK with the wrong message. A frame answering the message before this one
-            // (a node that acknowledged it twice, after the check before this send) is dropped; the wait goes on.
+            // protocols.md §3.7: never pair an ACK with the wrong message. A frame answering one of the messages sent before
+            // this one on the connection (a node that acknowledged it twice, or an enhanced-mode application ACK, after the
+            // check before this send) is dropped; the wait goes on.
             node.DroppedLateAnswer();
             session.Ack.ResetWrittenCount();
             read = node.TakeFrame(session.Ack);
@@ -519,7 +520,8 @@ internal sealed partial class MllpForwarder(
 
     /// <summary>
     /// Reads the frame just taken as an acknowledgement (kept in the attempt for <see cref="Conclude"/>); true when it
-    /// answers the message sent on this connection before the current one, not the current one.
+    /// answers one of the messages sent on this connection before the current one (the last
+    /// <see cref="MllpNodeConnection.SentHistory"/>), not the current one.
     /// </summary>
     private static bool IsLateAnswer(MllpSession session, MllpAttempt attempt, MllpNodeConnection node)
     {

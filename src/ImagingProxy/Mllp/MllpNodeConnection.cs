@@ -55,13 +55,16 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     private int _end;
     private int _disposed;
 
-    /// <summary>MSH-10 of the message sent before the last one on this connection (raw), and its length (-1: none).</summary>
-    private byte[] _previousControlId = new byte[32];
-    private int _previousLength = -1;
+    /// <summary>How many control ids of messages sent on this connection are remembered (<see cref="AcknowledgesPrevious"/>).</summary>
+    internal const int SentHistory = 16;
 
-    /// <summary>MSH-10 of the last message sent on this connection (raw), and its length (-1: none).</summary>
-    private byte[] _lastControlId = new byte[32];
-    private int _lastLength = -1;
+    /// <summary>
+    /// MSH-10 (raw) of the last <see cref="SentHistory"/> messages sent on this connection, a ring: <c>_sentIds[_lastSent]</c>
+    /// is the last one's; lengths -1 where none was stored yet. Allocated once (an id longer than its slot grows it).
+    /// </summary>
+    private readonly byte[][] _sentIds = new byte[SentHistory][];
+    private readonly int[] _sentLengths = [.. Enumerable.Repeat(-1, SentHistory)];
+    private int _lastSent = -1;
 
     /// <summary>TLS only: the read that is pending into <c>_receive[_end..]</c> (the buffer is not moved while it runs).</summary>
     private Task<int>? _pending;
@@ -203,28 +206,51 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     }
 
     /// <summary>
-    /// Notes the MSH-10 of the message just sent (raw), so that a late answer to the one before it can be told from the
+    /// Notes the MSH-10 of the message just sent (raw), so that a late answer to one sent before it can be told from the
     /// answer to this one (<see cref="AcknowledgesPrevious"/>).
     /// </summary>
     public void Sent(ReadOnlySpan<byte> controlId)
     {
-        (_previousControlId, _lastControlId) = (_lastControlId, _previousControlId);
-        _previousLength = _lastLength;
-        if (controlId.Length > _lastControlId.Length)
+        _lastSent = (_lastSent + 1) % SentHistory;
+        var slot = _sentIds[_lastSent];
+        if (slot is null || controlId.Length > slot.Length)
         {
-            _lastControlId = new byte[controlId.Length];
+            _sentIds[_lastSent] = slot = new byte[Math.Max(32, controlId.Length)];
         }
 
-        controlId.CopyTo(_lastControlId);
-        _lastLength = controlId.Length;
+        controlId.CopyTo(slot);
+        _sentLengths[_lastSent] = controlId.Length;
     }
 
     /// <summary>
-    /// True when <paramref name="ack"/> answers the message sent on this connection before the last one: a late or
-    /// repeated answer (a node that acknowledged twice), which must not pass for the last message's ACK.
+    /// True when <paramref name="ack"/> answers one of the <see cref="SentHistory"/> - 1 messages sent on this connection
+    /// before the last one: a late or repeated answer (a node that acknowledged twice, an enhanced-mode application ACK
+    /// that follows its commit ACK a few messages later), which must not pass for the last message's ACK.
     /// </summary>
     public bool AcknowledgesPrevious(in Hl7Ack ack)
-        => _previousLength >= 0 && ack.AcknowledgedControlId.ValueEquals(_previousControlId.AsSpan(0, _previousLength));
+    {
+        if (_lastSent < 0)
+        {
+            return false;
+        }
+
+        for (var back = 1; back < SentHistory; back++)
+        {
+            var i = (_lastSent - back + SentHistory) % SentHistory;
+            var length = _sentLengths[i];
+            if (length < 0)
+            {
+                return false; // none sent before this one
+            }
+
+            if (ack.AcknowledgedControlId.ValueEquals(_sentIds[i].AsSpan(0, length)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     /// <summary>A frame taken while waiting for an ACK was a late answer to an earlier message: counted as unsolicited and dropped.</summary>
     public void DroppedLateAnswer() => UnsolicitedFrames++;

@@ -44,6 +44,9 @@ internal sealed class FakeHl7Node : IAsyncDisposable
     /// <summary>Before each ACK but a connection's first, the previous message's ACK again (a node that acknowledges twice, late).</summary>
     public bool RepeatPreviousAck { get; init; }
 
+    /// <summary>With <see cref="RepeatPreviousAck"/>: how many messages back the answer repeated comes from (1: the previous one).</summary>
+    public int RepeatAckBack { get; init; } = 1;
+
     /// <summary>Close each connection once its first ACK is written (a receiver's idle close, early).</summary>
     public bool CloseAfterAck { get; init; }
 
@@ -95,7 +98,7 @@ internal sealed class FakeHl7Node : IAsyncDisposable
         Interlocked.Increment(ref _open);
         var frames = new MllpFrameReader();
         var headers = new Hl7HeaderReader();
-        string? previous = null;
+        var previous = new List<string>();
         try
         {
             await using var stream = new NetworkStream(socket, ownsSocket: true);
@@ -124,8 +127,8 @@ internal sealed class FakeHl7Node : IAsyncDisposable
                         await _release.WaitAsync(_stop.Token);
                     }
 
-                    var repeated = RepeatPreviousAck && previous is not null ? Ack(previous, "AE") : string.Empty;
-                    previous = id;
+                    var repeated = RepeatPreviousAck && previous.Count >= RepeatAckBack ? Ack(previous[^RepeatAckBack], "AE") : string.Empty;
+                    previous.Add(id);
                     var ack = Encoding.ASCII.GetBytes($"{AckPrefix}{repeated}{Ack(id, AckCode)}{AckSuffix}");
                     await stream.WriteAsync(ack, _stop.Token);
                     if (CloseAfterAck)

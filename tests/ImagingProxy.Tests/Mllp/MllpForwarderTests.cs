@@ -48,6 +48,24 @@ public sealed class MllpForwarderTests
     }
 
     [Fact]
+    public async Task A_late_answer_to_a_message_before_the_previous_one_is_dropped_and_the_wait_goes_on_for_this_ones()
+    {
+        // Enhanced mode: the node commits each message (CA) and sends the application ACK of the message two back just
+        // before the commit ACK of the one in flight, in the same write. That frame answers M1, not M3: relayed for M3, it
+        // hid M3's own answer (dropped before M4 as unsolicited), never an ACK paired with the wrong message.
+        await using var node = new FakeHl7Node(ackCode: "CA") { RepeatPreviousAck = true, RepeatAckBack = 2 };
+        await using var harness = new MllpHandlerHarness([node.Address]);
+        using var dropped = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.node_frames.dropped");
+        foreach (var id in new[] { "M1", "M2", "M3", "M4" })
+        {
+            await harness.SendAsync(MllpHandlerHarness.Message(id, extraMsh: "|||AL|AL"));
+            Assert.Contains($"\rMSA|CA|{id}\r", await harness.ReplyAsync(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(2, dropped.GetMeasurementSnapshot().Sum(m => m.Value)); // M1's and M2's late answers
+    }
+
+    [Fact]
     public async Task After_the_sticky_node_closed_its_idle_connection_the_next_message_goes_to_the_same_node_on_a_new_connection()
     {
         // Either node may be picked first; the one picked closes its connection after the ACK, as an idle close would.
