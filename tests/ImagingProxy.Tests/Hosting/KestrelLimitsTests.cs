@@ -77,6 +77,26 @@ public sealed class KestrelLimitsTests
         Assert.Contains(errors, e => e.StartsWith("Kestrel:Limits:MaxRequestBodySzie: unknown limit (known: KeepAliveTimeout,", StringComparison.Ordinal));
     }
 
+    [Theory]
+    [InlineData("KeepAliveTimeout")]
+    [InlineData("RequestHeadersTimeout")]
+    [InlineData("Http2:KeepAlivePingDelay")]
+    [InlineData("Http2:KeepAlivePingTimeout")]
+    [InlineData("MinRequestBodyDataRate:GracePeriod")]
+    public void A_time_limit_given_as_a_bare_number_is_an_error_not_that_many_days(string key)
+    {
+        // "KeepAliveTimeout": 130, meant as seconds, is 130 days to TimeSpan.Parse: rejected as every other time setting is.
+        var values = new Dictionary<string, string?> { [$"Kestrel:Limits:{key}"] = "130" };
+        if (key.StartsWith("MinRequestBodyDataRate", StringComparison.Ordinal))
+        {
+            values["Kestrel:Limits:MinRequestBodyDataRate:BytesPerSecond"] = "240";
+        }
+
+        var errors = ConfigurationValidator.Validate(new ConfigurationBuilder().AddInMemoryCollection(values).Build());
+
+        Assert.Contains(errors, e => e.StartsWith($"Kestrel:Limits:{key}: '130'", StringComparison.Ordinal) && e.Contains("130 days", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task A_request_buffer_Kestrel_would_refuse_ends_the_start_as_a_configuration_problem()
     {
