@@ -77,7 +77,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
     /// <c>MaxConcurrent</c>), at most <paramref name="queueTimeout"/>: forwarded to those with room then, else answered 503.
     /// The cluster's available destinations are read again at each look: a destination that went down or was drained
     /// meanwhile is not sent to; when none is left the request is answered as one to a cluster with no healthy destination.
-    /// The client leaving ends the wait; the route's <c>Timeout</c> ends it with 504.
+    /// The client leaving ends the wait; the route's <c>Timeout</c> ends it with 504 (<see cref="RequestTimeoutStep"/>).
     /// </summary>
     private async Task QueueAsync(HttpContext context, RequestDelegate next, IReverseProxyFeature feature, TimeSpan queueTimeout)
     {
@@ -130,11 +130,11 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
         {
-            if (context.Features.Get<IHttpRequestTimeoutFeature>()?.RequestTimeoutToken.IsCancellationRequested == true && !context.Response.HasStarted)
+            if (context.Features.Get<IHttpRequestTimeoutFeature>()?.RequestTimeoutToken.IsCancellationRequested == true)
             {
-                // The route's Timeout came first: the deadline passed before a server could be asked.
-                Log.QueueRouteTimeout(logger, context.Request.Method, LoggedRequest.Path(context.Request), cluster.ClusterId, time.GetElapsedTime(queuedAt));
-                context.Response.StatusCode = StatusCodes.Status504GatewayTimeout;
+                // The route's Timeout came first: the request timeout step answers 504 and logs it (event 411), counted
+                // as every route timeout (error RequestTimeout, destination none: no server was asked).
+                context.Items[RequestTimeoutStep.TimedOutInQueue] = true;
             }
 
             return;
@@ -224,8 +224,5 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
 
         [LoggerMessage(EventId = 420, Level = LogLevel.Warning, Message = "Request {Method} {Path} answered 503 (SOAP fault): no server of cluster '{Cluster}' was available any more when it left the queue.")]
         public static partial void NoDestinationLeft(ILogger logger, string method, string path, string cluster);
-
-        [LoggerMessage(EventId = 419, Level = LogLevel.Warning, Message = "Request {Method} {Path} answered 504: its route Timeout came after {Waited} in the queue of cluster '{Cluster}' (every destination at its MaxConcurrent).")]
-        public static partial void QueueRouteTimeout(ILogger logger, string method, string path, string cluster, TimeSpan waited);
     }
 }

@@ -43,13 +43,21 @@ internal sealed partial class RequestTimeoutStep(ILogger<RequestTimeoutStep> log
     }
 
     /// <summary>
-    /// True when the request's route <c>Timeout</c> fired and ended the exchange (YARP recorded the cancellation, or the
-    /// retry step dropped an answer it had kept back for a retry: <see cref="RetryableStatus.TimedOut"/>): an exchange that
-    /// finished just before the deadline is not a timeout.
+    /// True when the request's route <c>Timeout</c> fired and ended the exchange (YARP recorded the cancellation, the
+    /// retry step dropped an answer it had kept back for a retry: <see cref="RetryableStatus.TimedOut"/>, or the request
+    /// was still waiting for a place: <see cref="TimedOutInQueue"/>): an exchange that finished just before the deadline
+    /// is not a timeout.
     /// </summary>
     public static bool TimedOut(HttpContext context)
         => context.Features.Get<IHttpRequestTimeoutFeature>() is { } timeout && timeout.RequestTimeoutToken.IsCancellationRequested
-            && (context.GetForwarderErrorFeature() is not null || context.Features.Get<RetryableStatus>()?.TimedOut == true);
+            && (context.GetForwarderErrorFeature() is not null || context.Features.Get<RetryableStatus>()?.TimedOut == true
+                || context.Items.ContainsKey(TimedOutInQueue));
+
+    /// <summary>
+    /// Set (as an <see cref="HttpContext.Items"/> key) by the limit step when the route's <c>Timeout</c> ended the request's
+    /// wait for a place (<c>QueueTimeout</c>): no server was asked, and it ends as any other route timeout (504, event 411).
+    /// </summary>
+    public static readonly object TimedOutInQueue = new();
 
     private static partial class Log
     {

@@ -5,6 +5,7 @@ using ImagingProxy.Forwarding;
 using ImagingProxy.Telemetry;
 using ImagingProxy.Tests.Support;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -275,6 +276,40 @@ public sealed class DestinationLimitsTests : IDisposable
         Assert.Contains("repo", body, StringComparison.Ordinal);
         Assert.Contains("for ITI-41; retry later.", body, StringComparison.Ordinal);
         Assert.Contains("Receiver", body, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_route_timeout_that_ends_the_wait_is_answered_as_every_route_timeout()
+    {
+        var cluster = Cluster("Http", "00:00:30", ("1", 1));
+        var step = Step(new FakeTimeProvider(), cluster);
+        var (context, _) = Request(cluster);
+        using var deadline = new CancellationTokenSource();
+        context.RequestAborted = deadline.Token;
+        context.Features.Set<IHttpRequestTimeoutFeature>(new RouteTimeout(deadline.Token));
+        var forwarded = false;
+        var timeoutStep = new RequestTimeoutStep(NullLogger<RequestTimeoutStep>.Instance);
+
+        var waiting = timeoutStep.InvokeAsync(context, c => step.InvokeAsync(c, _ =>
+        {
+            forwarded = true;
+            return Task.CompletedTask;
+        }));
+        await deadline.CancelAsync();
+        await waiting.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.False(forwarded);
+        Assert.Equal(StatusCodes.Status504GatewayTimeout, context.Response.StatusCode);
+        Assert.True(RequestTimeoutStep.TimedOut(context)); // counted with error="RequestTimeout", as every route timeout
+    }
+
+    private sealed class RouteTimeout(CancellationToken token) : IHttpRequestTimeoutFeature
+    {
+        public CancellationToken RequestTimeoutToken => token;
+
+        public void DisableTimeout()
+        {
+        }
     }
 
     [Fact]
