@@ -88,13 +88,9 @@ public sealed class DestinationLimitsTests : IDisposable
         var (context, feature) = Request(cluster);
         prepare?.Invoke(context);
         var step = Step(TimeProvider.System);
-        var forwarded = false;
-        await step.InvokeAsync(context, _ =>
-        {
-            forwarded = true;
-            return Task.CompletedTask;
-        });
-        return (forwarded, feature.AvailableDestinations, context);
+        var rest = new Rest();
+        await step.InvokeAsync(context, rest.InvokeAsync);
+        return (rest.Forwarded, feature.AvailableDestinations, context);
     }
 
     /// <summary>The HTTP limit step; a queued request reads the available destinations of <paramref name="clusters"/> again.</summary>
@@ -108,13 +104,9 @@ public sealed class DestinationLimitsTests : IDisposable
         var cluster = Cluster("Http", "00:00:30", ("1", 1), ("1", 1));
         var step = Step(new FakeTimeProvider(), cluster);
         var (queued, feature) = Request(cluster);
-        var forwarded = false;
+        var rest = new Rest();
 
-        var waiting = step.InvokeAsync(queued, _ =>
-        {
-            forwarded = true;
-            return Task.CompletedTask;
-        });
+        var waiting = step.InvokeAsync(queued, rest.InvokeAsync);
         Assert.False(waiting.IsCompleted);
 
         // b's request ends (YARP's count drops) and another one of the cluster goes through the step and ends: the
@@ -124,7 +116,7 @@ public sealed class DestinationLimitsTests : IDisposable
         await step.InvokeAsync(other, _ => Task.CompletedTask);
 
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
-        Assert.True(forwarded);
+        Assert.True(rest.Forwarded);
         Assert.Equal(["b"], feature.AvailableDestinations.Select(d => d.DestinationId));
         Assert.Equal(200, queued.Response.StatusCode);
         Assert.Equal(QueueResults.Placed, Assert.Single(waits.GetMeasurementSnapshot()).Tags["result"]);
@@ -138,18 +130,14 @@ public sealed class DestinationLimitsTests : IDisposable
         var cluster = Cluster("Http", "00:00:01", ("1", 1));
         var step = Step(time, cluster);
         var (context, _) = Request(cluster);
-        var forwarded = false;
+        var rest = new Rest();
 
-        var waiting = step.InvokeAsync(context, _ =>
-        {
-            forwarded = true;
-            return Task.CompletedTask;
-        });
+        var waiting = step.InvokeAsync(context, rest.InvokeAsync);
         Assert.False(waiting.IsCompleted);
         time.Advance(TimeSpan.FromSeconds(1));
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
-        Assert.False(forwarded);
+        Assert.False(rest.Forwarded);
         Assert.Equal(StatusCodes.Status503ServiceUnavailable, context.Response.StatusCode);
         Assert.Equal("5", context.Response.Headers.RetryAfter.ToString());
         var wait = Assert.Single(waits.GetMeasurementSnapshot());
@@ -165,17 +153,13 @@ public sealed class DestinationLimitsTests : IDisposable
         var (context, _) = Request(cluster);
         using var aborted = new CancellationTokenSource();
         context.RequestAborted = aborted.Token;
-        var forwarded = false;
+        var rest = new Rest();
 
-        var waiting = step.InvokeAsync(context, _ =>
-        {
-            forwarded = true;
-            return Task.CompletedTask;
-        });
+        var waiting = step.InvokeAsync(context, rest.InvokeAsync);
         await aborted.CancelAsync();
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
-        Assert.False(forwarded);
+        Assert.False(rest.Forwarded);
         Assert.Equal(200, context.Response.StatusCode); // nothing written: the client is gone
         Assert.Equal(QueueResults.Abandoned, Assert.Single(waits.GetMeasurementSnapshot()).Tags["result"]);
     }
@@ -219,13 +203,9 @@ public sealed class DestinationLimitsTests : IDisposable
         cluster.DestinationsState = new ClusterDestinationsState([a, b], [a]); // b is a backup, or not healthy yet
         var step = Step(new FakeTimeProvider(), cluster);
         var (queued, feature) = Request(cluster);
-        var forwarded = false;
+        var rest = new Rest();
 
-        var waiting = step.InvokeAsync(queued, _ =>
-        {
-            forwarded = true;
-            return Task.CompletedTask;
-        });
+        var waiting = step.InvokeAsync(queued, rest.InvokeAsync);
         Assert.False(waiting.IsCompleted);
 
         // a went down: YARP's available destinations are now b (a backup taking over, or a node back), which has room.
@@ -234,7 +214,7 @@ public sealed class DestinationLimitsTests : IDisposable
         await step.InvokeAsync(other, _ => Task.CompletedTask);
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
-        Assert.True(forwarded);
+        Assert.True(rest.Forwarded);
         Assert.Equal(["b"], feature.AvailableDestinations.Select(d => d.DestinationId));
     }
 
@@ -253,13 +233,9 @@ public sealed class DestinationLimitsTests : IDisposable
         feature.Cluster = repository.Model;
         feature.AvailableDestinations = repository.DestinationsState.AvailableDestinations;
         context.Items[XdsRoutingStep.XdsTransactionItem] = XdsTransaction.ProvideAndRegisterDocumentSet;
-        var forwarded = false;
+        var rest = new Rest();
 
-        var waiting = step.InvokeAsync(context, _ =>
-        {
-            forwarded = true;
-            return Task.CompletedTask;
-        });
+        var waiting = step.InvokeAsync(context, rest.InvokeAsync);
         Assert.False(waiting.IsCompleted);
 
         // The repository's only server goes down while the request waits; a request of a limited cluster ends.
@@ -268,7 +244,7 @@ public sealed class DestinationLimitsTests : IDisposable
         await step.InvokeAsync(other, _ => Task.CompletedTask);
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
-        Assert.False(forwarded);
+        Assert.False(rest.Forwarded);
         Assert.Equal(StatusCodes.Status503ServiceUnavailable, context.Response.StatusCode);
         context.Response.Body.Position = 0;
         var body = await new StreamReader(context.Response.Body).ReadToEndAsync();
@@ -287,20 +263,28 @@ public sealed class DestinationLimitsTests : IDisposable
         using var deadline = new CancellationTokenSource();
         context.RequestAborted = deadline.Token;
         context.Features.Set<IHttpRequestTimeoutFeature>(new RouteTimeout(deadline.Token));
-        var forwarded = false;
+        var rest = new Rest();
         var timeoutStep = new RequestTimeoutStep(NullLogger<RequestTimeoutStep>.Instance);
 
-        var waiting = timeoutStep.InvokeAsync(context, c => step.InvokeAsync(c, _ =>
-        {
-            forwarded = true;
-            return Task.CompletedTask;
-        }));
+        var waiting = timeoutStep.InvokeAsync(context, c => step.InvokeAsync(c, rest.InvokeAsync));
         await deadline.CancelAsync();
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
-        Assert.False(forwarded);
+        Assert.False(rest.Forwarded);
         Assert.Equal(StatusCodes.Status504GatewayTimeout, context.Response.StatusCode);
         Assert.True(RequestTimeoutStep.TimedOut(context)); // counted with error="RequestTimeout", as every route timeout
+    }
+
+    /// <summary>The rest of the pipeline after the step: records that the request was sent on.</summary>
+    private sealed class Rest
+    {
+        public bool Forwarded { get; private set; }
+
+        public Task InvokeAsync(HttpContext context)
+        {
+            Forwarded = true;
+            return Task.CompletedTask;
+        }
     }
 
     private sealed class RouteTimeout(CancellationToken token) : IHttpRequestTimeoutFeature
