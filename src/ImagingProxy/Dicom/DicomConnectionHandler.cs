@@ -214,6 +214,9 @@ public sealed partial class DicomConnectionHandler(
             return DicomAssociationEndReason.NoDestination;
         }
 
+        // The cluster's own name (YARP finds it whatever the route's case): metrics, logs and /status then agree.
+        association.ClusterId = cluster.ClusterId;
+
         if (early is not null && early.Cluster != cluster)
         {
             // The RQ was routed to another cluster: the early connection's node is released now, not when the association ends.

@@ -376,6 +376,25 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([PduType.ReleaseRequest], await node.Closed.WaitAsync(s_bounded));
     }
 
+    // A route may name its cluster in another case (YARP finds it whatever the case): the association's metrics, logs
+    // and summary carry the cluster's own name, as /status and the destination metrics do.
+    [Fact]
+    public async Task A_route_naming_its_cluster_in_another_case_reports_the_clusters_own_name()
+    {
+        using var node = new LoopbackNode();
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["Routes:any:Cluster"] = "C" }, destinationPorts: node.Port);
+        using var ended = harness.Collect("imagingproxy.dicom.associations");
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.SendAsync(DicomCaptures.ReleaseRequest);
+        Assert.Equal(PduType.ReleaseResponse, (await client.ReadPduAsync())!.Value.Header.Type);
+        await client.Output.CompleteAsync();
+
+        Assert.Equal("c", (await harness.Ended.Task.WaitAsync(s_bounded)).ClusterId);
+        Assert.Equal("c", Assert.Single(ended.GetMeasurementSnapshot()).Tags["cluster"]);
+    }
+
     // Review 19a: after an A-ABORT the association is over (PS3.8 §9.2: the receiver closes the transport, AA-3; the
     // sender starts ARTIM and closes when it expires, AA-1/AA-2). Neither side closing here must not hold the association
     // (its MaxAssociations slot, the node's MaxConcurrent place, the gauge) for the 15-minute idle timeout.

@@ -17,7 +17,7 @@ internal sealed class FixedProxyState(params ClusterState[] clusters) : IProxySt
 
     public bool TryGetCluster(string id, [NotNullWhen(true)] out ClusterState? cluster)
     {
-        cluster = clusters.FirstOrDefault(c => c.ClusterId == id);
+        cluster = clusters.FirstOrDefault(c => string.Equals(c.ClusterId, id, StringComparison.OrdinalIgnoreCase)); // as YARP's lookup
         return cluster is not null;
     }
 
