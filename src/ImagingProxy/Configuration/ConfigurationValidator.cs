@@ -655,10 +655,9 @@ public static class ConfigurationValidator
         {
             errors.Add($"{section.Path}:{key}: '{text}' is not a time span (hh:mm:ss).");
         }
-        else if (!text.Contains(':', StringComparison.Ordinal))
+        else if (BareNumber(text) is { } bare)
         {
-            // TimeSpan reads "30" as 30 days: "AckTimeout": 30, meant as seconds, would wait a month for each ACK.
-            errors.Add($"{section.Path}:{key}: '{text}' is not a time span (hh:mm:ss, or d.hh:mm:ss); a bare number would be read as {text} days.");
+            errors.Add($"{section.Path}:{key}: '{text}' is not a time span (hh:mm:ss, or d.hh:mm:ss); {bare}.");
         }
         else if (value <= TimeSpan.Zero)
         {
@@ -671,6 +670,13 @@ public static class ConfigurationValidator
             errors.Add($"{section.Path}:{key}: must be at most {MaxTime:c} (the longest a timer can wait), got '{text}'.");
         }
     }
+
+    /// <summary>
+    /// Why a time written without ':' is refused wherever a time is read, or null for one written with it: TimeSpan reads
+    /// "30" as 30 days, so "AckTimeout": 30, meant as seconds, would wait a month for each ACK.
+    /// </summary>
+    internal static string? BareNumber(string text)
+        => text.Contains(':', StringComparison.Ordinal) ? null : $"a bare number would be read as {text} days";
 
     private static bool IsHttpAddress(string address)
         => Uri.TryCreate(address, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps);

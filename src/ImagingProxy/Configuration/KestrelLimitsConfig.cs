@@ -184,15 +184,11 @@ public static class KestrelLimitsConfig
 
         var grace = TimeSpan.FromSeconds(5);
         var graceText = section["GracePeriod"];
-        if (!string.IsNullOrEmpty(graceText) && !graceText.Contains(':', StringComparison.Ordinal) && TimeSpan.TryParse(graceText, CultureInfo.InvariantCulture, out _))
+        if (!string.IsNullOrEmpty(graceText)
+            && (!TimeSpan.TryParse(graceText, CultureInfo.InvariantCulture, out grace) || grace <= TimeSpan.Zero || ConfigurationValidator.BareNumber(graceText) is not null))
         {
-            errors.Add($"{section.Path}:GracePeriod: '{graceText}' is not valid here ({BareNumber(graceText)}).");
-            return null;
-        }
-
-        if (!string.IsNullOrEmpty(graceText) && (!TimeSpan.TryParse(graceText, CultureInfo.InvariantCulture, out grace) || grace <= TimeSpan.Zero))
-        {
-            errors.Add($"{section.Path}:GracePeriod: '{graceText}' is not a positive time span (hh:mm:ss).");
+            var bare = ConfigurationValidator.BareNumber(graceText);
+            errors.Add($"{section.Path}:GracePeriod: '{graceText}' is not a positive time span (hh:mm:ss){(bare is null ? string.Empty : "; " + bare)}.");
             return null;
         }
 
@@ -220,11 +216,11 @@ public static class KestrelLimitsConfig
         }
     }
 
+    /// <summary>A time limit; a bare number is refused as for every other time setting (<see cref="ConfigurationValidator.BareNumber"/>).</summary>
     private static TimeSpan Time(string value)
-        => value.Contains(':', StringComparison.Ordinal) ? TimeSpan.Parse(value, CultureInfo.InvariantCulture) : throw new FormatException(BareNumber(value));
-
-    /// <summary>TimeSpan reads "130" as 130 days: a bare number, meant as seconds, is refused as for every other time setting.</summary>
-    private static string BareNumber(string value) => $"a time span is hh:mm:ss or d.hh:mm:ss; a bare number would be read as {value} days";
+        => ConfigurationValidator.BareNumber(value) is { } bare
+            ? throw new FormatException($"a time span is hh:mm:ss or d.hh:mm:ss; {bare}")
+            : TimeSpan.Parse(value, CultureInfo.InvariantCulture);
 
     private static int Size(string value) => int.Parse(value, NumberStyles.Integer, CultureInfo.InvariantCulture);
 
