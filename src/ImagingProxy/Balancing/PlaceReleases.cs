@@ -1,3 +1,7 @@
+using System.Globalization;
+using ImagingProxy.Configuration;
+using Yarp.ReverseProxy.Configuration;
+
 namespace ImagingProxy.Balancing;
 
 /// <summary>
@@ -17,6 +21,35 @@ public sealed class PlaceReleases
         lock (_lock)
         {
             return (_next ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+    }
+
+    /// <summary>How often a waiter looks again when nothing was released (a destination back from Unhealthy frees no place).</summary>
+    public static readonly TimeSpan Recheck = TimeSpan.FromSeconds(1);
+
+    /// <summary>A cluster's <c>QueueTimeout</c> metadata (validated), or null: read only when every destination is full.</summary>
+    public static TimeSpan? QueueTimeout(ClusterConfig cluster)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        return cluster.Metadata?.GetValueOrDefault(MetadataKeys.QueueTimeout) is { } text
+            && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var timeout) && timeout > TimeSpan.Zero ? timeout : null;
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="next"/> (<see cref="Next"/>, taken before the waiter looked) completes, at most
+    /// <paramref name="left"/> and at most <see cref="Recheck"/>: then the waiter looks again.
+    /// </summary>
+    /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> fired (the client left, a deadline).</exception>
+    public static async Task WaitAsync(Task next, TimeSpan left, TimeProvider time, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        try
+        {
+            await next.WaitAsync(left < Recheck ? left : Recheck, time, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            // Nothing released in that time: the caller looks again.
         }
     }
 

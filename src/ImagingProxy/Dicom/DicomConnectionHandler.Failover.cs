@@ -52,7 +52,7 @@ public sealed partial class DicomConnectionHandler
                     // The connection opened when the client connected (already acquired): the first attempt takes it.
                     destination = early.Destination;
                     connecting = early.Take();
-                    left = Untried(available, tried).Count;
+                    left = available.Count; // the first attempt (an early connection is never left for a later one): nothing tried yet
                 }
                 else
                 {
@@ -66,7 +66,7 @@ public sealed partial class DicomConnectionHandler
                     var candidates = Candidates(cluster, available, tried);
                     left = candidates.Count;
                     destination = selector.PickAndAcquire(cluster, candidates);
-                    if (destination is null && candidates.Count > 0 && QueueTimeout(config) is { } queueTimeout)
+                    if (destination is null && candidates.Count > 0 && PlaceReleases.QueueTimeout(config) is { } queueTimeout)
                     {
                         // Every candidate is at its MaxConcurrent: the association waits for a place (QueueTimeout).
                         destination = await WaitForPlaceAsync(association, cluster, tried, queueTimeout, artim - time.GetElapsedTime(setupStarted) - s_minAnswerWait, token);
@@ -305,7 +305,7 @@ public sealed partial class DicomConnectionHandler
     /// most <paramref name="queueTimeout"/> and no longer than <paramref name="budget"/> (what is left of the client's
     /// ARTIM, less the shortest answer wait, so a refusal still reaches the client in time). A released place wakes the
     /// waiters, each tries again (one may take it before another); the available destinations are looked at again at
-    /// least every <see cref="s_queueRecheck"/> (a destination back from Unhealthy frees no place). Null when the wait
+    /// least every <see cref="PlaceReleases.Recheck"/>. Null when the wait
     /// ends without a place: the association is refused as when the cluster is full.
     /// </summary>
     private async Task<DestinationState?> WaitForPlaceAsync(DicomAssociation association, ClusterState cluster, HashSet<DestinationState> tried, TimeSpan queueTimeout, TimeSpan budget, CancellationToken cancellationToken)
@@ -342,14 +342,7 @@ public sealed partial class DicomConnectionHandler
                     return null;
                 }
 
-                try
-                {
-                    await released.WaitAsync(left < s_queueRecheck ? left : s_queueRecheck, time, cancellationToken);
-                }
-                catch (TimeoutException)
-                {
-                    // Look again (above).
-                }
+                await PlaceReleases.WaitAsync(released, left, time, cancellationToken);
             }
         }
         finally
@@ -357,14 +350,6 @@ public sealed partial class DicomConnectionHandler
             metrics.QueueLeft(association.Listener, cluster.ClusterId, result, time.GetElapsedTime(queuedAt));
         }
     }
-
-    /// <summary>The cluster's <c>QueueTimeout</c> metadata (validated), read only when every destination is full.</summary>
-    private static TimeSpan? QueueTimeout(Yarp.ReverseProxy.Configuration.ClusterConfig cluster)
-        => cluster.Metadata?.GetValueOrDefault(MetadataKeys.QueueTimeout) is { } text
-            && TimeSpan.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var timeout) && timeout > TimeSpan.Zero ? timeout : null;
-
-    /// <summary>How often a queued association looks at the available destinations again when no place was released.</summary>
-    private static readonly TimeSpan s_queueRecheck = TimeSpan.FromSeconds(1);
 
     /// <summary>The shortest wait for a node's answer to the RQ, however little of the ARTIM budget is left.</summary>
     private static readonly TimeSpan s_minAnswerWait = TimeSpan.FromSeconds(1);

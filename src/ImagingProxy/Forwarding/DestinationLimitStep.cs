@@ -1,6 +1,5 @@
 using System.Globalization;
 using ImagingProxy.Balancing;
-using ImagingProxy.Configuration;
 using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Timeouts;
@@ -28,9 +27,6 @@ namespace ImagingProxy.Forwarding;
 /// </remarks>
 internal sealed partial class DestinationLimitStep(DestinationLimits limits, HttpProxyMetrics metrics, TimeProvider time, IProxyStateLookup state, ILogger<DestinationLimitStep> logger)
 {
-    /// <summary>How often a queued request looks at its destinations again when no request of a limited cluster ended.</summary>
-    private static readonly TimeSpan s_recheck = TimeSpan.FromSeconds(1);
-
     private readonly PlaceReleases _releases = new();
 
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
@@ -50,7 +46,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
 
         if (open.Count == 0)
         {
-            return QueueTimeout(cluster) is { } queueTimeout && feature.AvailableDestinations.Count > 0
+            return PlaceReleases.QueueTimeout(cluster) is { } queueTimeout && feature.AvailableDestinations.Count > 0
                 ? QueueAsync(context, next, feature, queueTimeout)
                 : RefuseAsync(context, cluster.ClusterId, TimeSpan.Zero);
         }
@@ -73,10 +69,10 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
     }
 
     /// <summary>
-    /// Waits for a place among the destinations available when the request was routed (every one at its
-    /// <c>MaxConcurrent</c>), at most <paramref name="queueTimeout"/>: forwarded to those with room then, else answered 503.
-    /// The cluster's available destinations are read again at each look: a destination that went down or was drained
-    /// meanwhile is not sent to; when none is left the request is answered as one to a cluster with no healthy destination.
+    /// Waits for a place at the request's cluster (every available destination at its <c>MaxConcurrent</c>), at most
+    /// <paramref name="queueTimeout"/>: forwarded to those with room then, else answered 503. The cluster's available
+    /// destinations are read again at each look: a destination that went down or was drained meanwhile is not sent to;
+    /// when none is left the request is answered as one to a cluster with no healthy destination.
     /// The client leaving ends the wait; the route's <c>Timeout</c> ends it with 504 (<see cref="RequestTimeoutStep"/>).
     /// </summary>
     private async Task QueueAsync(HttpContext context, RequestDelegate next, IReverseProxyFeature feature, TimeSpan queueTimeout)
@@ -118,14 +114,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
                     break;
                 }
 
-                try
-                {
-                    await released.WaitAsync(left < s_recheck ? left : s_recheck, time, context.RequestAborted);
-                }
-                catch (TimeoutException)
-                {
-                    // Look again (above).
-                }
+                await PlaceReleases.WaitAsync(released, left, time, context.RequestAborted);
             }
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -154,8 +143,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         {
             // As the XDS step answers a cluster without a healthy server (NoDestinationStep answers viewers).
             Log.NoDestinationLeft(logger, context.Request.Method, LoggedRequest.Path(context.Request), cluster.ClusterId);
-            context.Response.Headers.RetryAfter = "10";
-            await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No healthy server in cluster '{cluster.ClusterId}' for {XdsAction.TransactionId(xds)}; retry later.");
+            await XdsRoutingStep.NoHealthyServerAsync(context, cluster.ClusterId, xds);
             return;
         }
 
@@ -196,11 +184,6 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
 
         return open;
     }
-
-    /// <summary>The cluster's <c>QueueTimeout</c> metadata (validated), read only when every destination is full.</summary>
-    private static TimeSpan? QueueTimeout(ClusterConfig cluster)
-        => cluster.Metadata?.GetValueOrDefault(MetadataKeys.QueueTimeout) is { } text
-            && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var timeout) && timeout > TimeSpan.Zero ? timeout : null;
 
     private async Task RefuseAsync(HttpContext context, string cluster, TimeSpan waited)
     {

@@ -71,8 +71,7 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
         if (feature.AvailableDestinations.Count == 0)
         {
             Log.NoDestination(logger, clusterId, XdsAction.TransactionId(transaction));
-            context.Response.Headers.RetryAfter = "10";
-            await SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No healthy server in cluster '{clusterId}' for {XdsAction.TransactionId(transaction)}; retry later.");
+            await NoHealthyServerAsync(context, clusterId, transaction);
             return;
         }
 
@@ -104,6 +103,13 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
 
     /// <summary>HttpContext.Items key holding the request's <see cref="XdsTransaction"/>.</summary>
     public const string XdsTransactionItem = "ImagingProxy.XdsTransaction";
+
+    /// <summary>The answer to an XDS request whose cluster has no healthy server: 503 with <c>Retry-After</c>, a SOAP fault.</summary>
+    internal static Task NoHealthyServerAsync(HttpContext context, string clusterId, XdsTransaction transaction)
+    {
+        context.Response.Headers.RetryAfter = "10";
+        return SoapFault.WriteAsync(context, StatusCodes.Status503ServiceUnavailable, SoapFault.Code.Receiver, $"No healthy server in cluster '{clusterId}' for {XdsAction.TransactionId(transaction)}; retry later.");
+    }
 
     private static partial class Log
     {
