@@ -59,12 +59,14 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     internal const int SentHistory = 16;
 
     /// <summary>
-    /// MSH-10 (raw) of the last <see cref="SentHistory"/> messages sent on this connection, a ring: <c>_sentIds[_lastSent]</c>
-    /// is the last one's; lengths -1 where none was stored yet. Allocated once (an id longer than its slot grows it).
+    /// MSH-10 (raw) of the last <see cref="SentHistory"/> messages sent on this connection, a ring indexed by the message's
+    /// number (<c>_sent - 1</c> is the last one's); each slot is allocated once (an id longer than it grows it).
     /// </summary>
     private readonly byte[][] _sentIds = new byte[SentHistory][];
-    private readonly int[] _sentLengths = [.. Enumerable.Repeat(-1, SentHistory)];
-    private int _lastSent = -1;
+    private readonly int[] _sentLengths = new int[SentHistory];
+
+    /// <summary>Messages sent on this connection (the ring holds the last <see cref="SentHistory"/> of them).</summary>
+    private long _sent;
 
     /// <summary>TLS only: the read that is pending into <c>_receive[_end..]</c> (the buffer is not moved while it runs).</summary>
     private Task<int>? _pending;
@@ -211,15 +213,15 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// </summary>
     public void Sent(ReadOnlySpan<byte> controlId)
     {
-        _lastSent = (_lastSent + 1) % SentHistory;
-        var slot = _sentIds[_lastSent];
+        var i = (int)(_sent++ % SentHistory);
+        var slot = _sentIds[i];
         if (slot is null || controlId.Length > slot.Length)
         {
-            _sentIds[_lastSent] = slot = new byte[Math.Max(32, controlId.Length)];
+            _sentIds[i] = slot = new byte[Math.Max(32, controlId.Length)];
         }
 
         controlId.CopyTo(slot);
-        _sentLengths[_lastSent] = controlId.Length;
+        _sentLengths[i] = controlId.Length;
     }
 
     /// <summary>
@@ -229,21 +231,11 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// </summary>
     public bool AcknowledgesPrevious(in Hl7Ack ack)
     {
-        if (_lastSent < 0)
+        // The messages before the last one (number _sent - 1), as far back as the ring holds them.
+        for (var n = _sent - 2; n >= 0 && n >= _sent - SentHistory; n--)
         {
-            return false;
-        }
-
-        for (var back = 1; back < SentHistory; back++)
-        {
-            var i = (_lastSent - back + SentHistory) % SentHistory;
-            var length = _sentLengths[i];
-            if (length < 0)
-            {
-                return false; // none sent before this one
-            }
-
-            if (ack.AcknowledgedControlId.ValueEquals(_sentIds[i].AsSpan(0, length)))
+            var i = (int)(n % SentHistory);
+            if (ack.AcknowledgedControlId.ValueEquals(_sentIds[i].AsSpan(0, _sentLengths[i])))
             {
                 return true;
             }
