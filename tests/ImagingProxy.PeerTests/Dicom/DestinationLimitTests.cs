@@ -86,26 +86,8 @@ public sealed class DestinationLimitTests
         using var waits = new MetricCollector<double>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.queue.wait.duration");
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
-        Task<DcmtkResult> echo;
-        var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
-        try
-        {
-            Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancel.Token)).Type);
-
-            // The node's one place is taken: echoscu's association waits in the queue (not refused) ...
-            echo = Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", cancellationToken: cancel.Token);
-            await queued.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(30));
-            Assert.False(echo.IsCompleted);
-
-            // ... until the held association releases it.
-            Assert.Equal(PduType.ReleaseResponse, await held.ReleaseAsync(cancel.Token));
-        }
-        finally
-        {
-            await held.DisposeAsync();
-        }
-
-        var result = await echo;
+        // The node's one place is taken: echoscu's association waits in the queue (not refused) until it is released.
+        var result = await EchoBehindHeldAssociationAsync(proxy, queued, cancel.Token);
         Assert.True(result.Succeeded, result.ToString());
         var ended = await recorder.WaitAsync(2);
         Assert.All(ended, summary => Assert.Equal(("a", DicomAssociationEndReason.Released), (summary.DestinationId, summary.Reason)));
@@ -153,29 +135,31 @@ public sealed class DestinationLimitTests
         using var waits = new MetricCollector<double>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.queue.wait.duration");
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
 
-        Task<DcmtkResult> echo;
-        var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
-        try
-        {
-            Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancel.Token)).Type);
-
-            // The backup's one place is taken: echoscu's association, failed by the primary, waits for it ...
-            echo = Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", cancellationToken: cancel.Token);
-            await queued.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(30));
-
-            // ... until the held association releases it.
-            Assert.Equal(PduType.ReleaseResponse, await held.ReleaseAsync(cancel.Token));
-        }
-        finally
-        {
-            await held.DisposeAsync();
-        }
-
-        var result = await echo;
+        // The backup's one place is taken: echoscu's association, failed by the primary, waits for it until it is released.
+        var result = await EchoBehindHeldAssociationAsync(proxy, queued, cancel.Token);
         Assert.True(result.Succeeded, result.ToString());
         var ended = await recorder.WaitAsync(2);
         Assert.All(ended, summary => Assert.Equal(("dr", DicomAssociationEndReason.Released), (summary.DestinationId, summary.Reason)));
         Assert.Equal(QueueResults.Placed, waits.GetMeasurementSnapshot().Single().Tags["result"]);
+    }
+
+    /// <summary>
+    /// Holds an association through the proxy (taking the one place there is), runs echoscu, waits until its association
+    /// is in the queue (still unanswered), releases the held association and returns echoscu's result.
+    /// </summary>
+    private static async Task<DcmtkResult> EchoBehindHeldAssociationAsync(TestProxy proxy, MetricCollector<long> queued, CancellationToken cancellationToken)
+    {
+        Task<DcmtkResult> echo;
+        await using (var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancellationToken))
+        {
+            Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancellationToken)).Type);
+            echo = Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", cancellationToken: cancellationToken);
+            await queued.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(30));
+            Assert.False(echo.IsCompleted);
+            Assert.Equal(PduType.ReleaseResponse, await held.ReleaseAsync(cancellationToken));
+        }
+
+        return await echo;
     }
 
     /// <summary>A proxy whose DICOM cluster has one node with one place (<c>MaxConcurrent</c> 1) and the given <c>QueueTimeout</c>.</summary>
