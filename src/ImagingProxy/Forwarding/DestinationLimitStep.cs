@@ -125,6 +125,12 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
                 // as every route timeout (error RequestTimeout, destination none: no server was asked).
                 context.Items[RequestTimeoutStep.TimedOutInQueue] = true;
             }
+            else
+            {
+                // The client left: nothing reaches it; counted with 400 as YARP counts a request its client cancelled
+                // (not as the 200 a response never written would show).
+                context.Response.StatusCode = StatusCodes.Status400BadRequest;
+            }
 
             return;
         }
