@@ -66,7 +66,7 @@ public sealed partial class DicomConnectionHandler
                     var candidates = Candidates(cluster, available, tried);
                     left = candidates.Count;
                     destination = selector.PickAndAcquire(cluster, candidates);
-                    if (destination is null && candidates.Count > 0 && PlaceReleases.QueueTimeout(config) is { } queueTimeout)
+                    if (destination is null && candidates.Count > 0 && PlaceQueues.QueueTimeout(config) is { } queueTimeout)
                     {
                         // Every candidate is at its MaxConcurrent: the association waits for a place (QueueTimeout).
                         destination = await WaitForPlaceAsync(association, cluster, tried, queueTimeout, artim - time.GetElapsedTime(setupStarted) - s_minAnswerWait, token);
@@ -97,7 +97,7 @@ public sealed partial class DicomConnectionHandler
                 }
                 catch
                 {
-                    selector.Release(destination);
+                    selector.Release(cluster, destination);
                     throw;
                 }
 
@@ -107,7 +107,7 @@ public sealed partial class DicomConnectionHandler
                     return result.Outcome;
                 }
 
-                selector.Release(destination);
+                selector.Release(cluster, destination);
                 if (result.Outcome == DicomAttemptResult.Failed)
                 {
                     Log.AttemptFailed(logger, association.Id, destination.DestinationId, cluster.ClusterId, result.Failure ?? "failed");
@@ -303,9 +303,9 @@ public sealed partial class DicomConnectionHandler
     /// <summary>
     /// Waits for a place at a destination of <paramref name="cluster"/>, every one being at its <c>MaxConcurrent</c>: at
     /// most <paramref name="queueTimeout"/> and no longer than <paramref name="budget"/> (what is left of the client's
-    /// ARTIM, less the shortest answer wait, so a refusal still reaches the client in time). A released place wakes the
-    /// waiters, each tries again (one may take it before another); the available destinations are looked at again at
-    /// least every <see cref="PlaceReleases.Recheck"/>. Null when the wait
+    /// ARTIM, less the shortest answer wait, so a refusal still reaches the client in time). Waiting associations are
+    /// served in arrival order: a released place wakes the longest waiting one (<see cref="PlaceQueues"/>); the available
+    /// destinations are looked at again at least every <see cref="PlaceQueues.Recheck"/>. Null when the wait
     /// ends without a place: the association is refused as when the cluster is full.
     /// </summary>
     private async Task<DestinationState?> WaitForPlaceAsync(DicomAssociation association, ClusterState cluster, HashSet<DestinationState> tried, TimeSpan queueTimeout, TimeSpan budget, CancellationToken cancellationToken)
@@ -320,12 +320,13 @@ public sealed partial class DicomConnectionHandler
         var result = QueueResults.Abandoned;
         metrics.QueueEntered(association.Listener, cluster.ClusterId);
         Log.Queued(logger, association.Id, cluster.ClusterId, limit);
+        using var waiter = selector.EnterQueue(cluster);
         try
         {
             while (true)
             {
                 // Taken before the pick: a place released after the pick still wakes this wait.
-                var released = selector.NextRelease();
+                var released = waiter.Next();
                 var candidates = Candidates(cluster, cluster.DestinationsState.AvailableDestinations, tried);
                 if (candidates.Count > 0 && selector.PickAndAcquire(cluster, candidates, countFull: false) is { } destination)
                 {
@@ -342,7 +343,7 @@ public sealed partial class DicomConnectionHandler
                     return null;
                 }
 
-                await PlaceReleases.WaitAsync(released, left, time, cancellationToken);
+                await PlaceQueues.WaitAsync(released, left, time, cancellationToken);
             }
         }
         finally

@@ -270,7 +270,7 @@ public sealed partial class DicomConnectionHandler(
         }
         finally
         {
-            selector.Release(destination);
+            selector.Release(cluster, destination);
         }
     }
 

@@ -16,7 +16,7 @@ public sealed class DicomDestinationSelector
     private readonly ConditionalWeakTable<DestinationState, object> _locks = [];
     private readonly WeightedPicker _picker;
     private readonly DestinationLimits _limits;
-    private readonly PlaceReleases _releases = new();
+    private readonly PlaceQueues _queues = new();
 
     /// <summary>Weights and limits only, without slow start or metrics (tests and components built without a host).</summary>
     public DicomDestinationSelector()
@@ -133,22 +133,31 @@ public sealed class DicomDestinationSelector
         }
     }
 
-    /// <summary>Undoes one <see cref="Acquire"/>, and wakes the associations waiting for a place (<see cref="NextRelease"/>).</summary>
-    public void Release(DestinationState destination)
+    /// <summary>
+    /// Undoes one <see cref="Acquire"/> on <paramref name="cluster"/>'s <paramref name="destination"/>, and wakes the
+    /// association of the cluster that has waited longest for a place (<see cref="EnterQueue"/>).
+    /// </summary>
+    public void Release(ClusterState cluster, DestinationState destination)
     {
+        ArgumentNullException.ThrowIfNull(cluster);
         ArgumentNullException.ThrowIfNull(destination);
         lock (_locks.GetValue(destination, _ => new object()))
         {
             destination.ConcurrentRequestCount = Math.Max(0, destination.ConcurrentRequestCount - 1);
         }
 
-        _releases.Released();
+        _queues.Released(cluster.ClusterId);
     }
 
     /// <summary>
-    /// A task that completes at the next <see cref="Release"/> of any destination: an association that found every
-    /// destination full takes it <em>before</em> it tries <see cref="PickAndAcquire"/> again, so a place freed in between
-    /// is not missed. Every waiter wakes and tries again; one that loses the place to another waits for the next.
+    /// Puts an association that found every destination of <paramref name="cluster"/> full at the end of the cluster's
+    /// queue: it takes <see cref="PlaceWaiter.Next"/> <em>before</em> each try of <see cref="PickAndAcquire"/>, so a
+    /// place released in between is not missed. A release wakes the longest waiting association only; one that loses
+    /// the place to a newcomer keeps its rank for the next.
     /// </summary>
-    public Task NextRelease() => _releases.Next();
+    public PlaceWaiter EnterQueue(ClusterState cluster)
+    {
+        ArgumentNullException.ThrowIfNull(cluster);
+        return _queues.Enter(cluster.ClusterId);
+    }
 }

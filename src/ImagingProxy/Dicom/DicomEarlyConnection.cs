@@ -49,7 +49,7 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
 
         if (!TcpAddress.TryParse(destination.Model.Config.Address, out var address))
         {
-            selector.Release(destination);
+            selector.Release(cluster, destination);
             return null;
         }
 
@@ -91,6 +91,6 @@ internal sealed class DicomEarlyConnection : IAsyncDisposable
 
         _socket.Dispose();
         _cancel.Dispose();
-        _selector.Release(Destination);
+        _selector.Release(Cluster, Destination);
     }
 }

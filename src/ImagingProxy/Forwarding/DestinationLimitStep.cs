@@ -23,11 +23,12 @@ namespace ImagingProxy.Forwarding;
 /// The count is YARP's requests in flight, read when the request is routed: requests routed at the same moment may
 /// take a destination one or two past its limit, as NGINX's <c>max_conns</c> may across its workers. A queued request
 /// waits among its cluster's available destinations, read again at each look (one that went down or was drained meanwhile
-/// is not sent to); it is woken when a request of a limited cluster ends and looks again at least every second.
+/// is not sent to). Queued requests are served in arrival order: a request of the cluster that ends wakes the one waiting
+/// longest (<see cref="PlaceQueues"/>); each looks again at least every second.
 /// </remarks>
 internal sealed partial class DestinationLimitStep(DestinationLimits limits, HttpProxyMetrics metrics, TimeProvider time, IProxyStateLookup state, ILogger<DestinationLimitStep> logger)
 {
-    private readonly PlaceReleases _releases = new();
+    private readonly PlaceQueues _queues = new();
 
     public Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
@@ -41,22 +42,22 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         var open = Open(cluster, feature.AvailableDestinations, countFull: true);
         if (open is null)
         {
-            return ForwardAsync(context, next);
+            return ForwardAsync(context, next, cluster.ClusterId);
         }
 
         if (open.Count == 0)
         {
-            return PlaceReleases.QueueTimeout(cluster) is { } queueTimeout && feature.AvailableDestinations.Count > 0
+            return PlaceQueues.QueueTimeout(cluster) is { } queueTimeout && feature.AvailableDestinations.Count > 0
                 ? QueueAsync(context, next, feature, queueTimeout)
                 : RefuseAsync(context, cluster.ClusterId, TimeSpan.Zero);
         }
 
         feature.AvailableDestinations = open.ToArray();
-        return ForwardAsync(context, next);
+        return ForwardAsync(context, next, cluster.ClusterId);
     }
 
-    /// <summary>A request to a limited cluster: when it ends, a request waiting for a place looks again.</summary>
-    private async Task ForwardAsync(HttpContext context, RequestDelegate next)
+    /// <summary>A request to a limited cluster: when it ends, the request of the cluster waiting longest for a place looks again.</summary>
+    private async Task ForwardAsync(HttpContext context, RequestDelegate next, string clusterId)
     {
         try
         {
@@ -64,7 +65,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         }
         finally
         {
-            _releases.Released();
+            _queues.Released(clusterId);
         }
     }
 
@@ -83,12 +84,13 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         var result = QueueResults.Abandoned;
         List<DestinationState>? open = null;
         metrics.QueueEntered(cluster.ClusterId);
+        var waiter = _queues.Enter(cluster.ClusterId);
         try
         {
             while (true)
             {
                 // Taken before the look: a request that ends after it still wakes this wait.
-                var released = _releases.Next();
+                var released = waiter.Next();
 
                 // The cluster's available destinations of now: one that went down or was drained while the request waited
                 // is not sent to, a backup that took over or a destination back is.
@@ -114,7 +116,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
                     break;
                 }
 
-                await PlaceReleases.WaitAsync(released, left, time, context.RequestAborted);
+                await PlaceQueues.WaitAsync(released, left, time, context.RequestAborted);
             }
         }
         catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
@@ -136,6 +138,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         }
         finally
         {
+            waiter.Dispose();
             metrics.QueueLeft(cluster.ClusterId, result, time.GetElapsedTime(queuedAt));
         }
 
@@ -157,7 +160,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         // the request is answered as any to a cluster without a healthy destination (NoDestinationStep).
         feature.AvailableDestinations = result == QueueResults.NoDestination ? [] : open is not null ? open.ToArray() : available;
 
-        await ForwardAsync(context, next);
+        await ForwardAsync(context, next, cluster.ClusterId);
     }
 
     /// <summary>

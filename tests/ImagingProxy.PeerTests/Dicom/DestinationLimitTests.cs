@@ -96,6 +96,36 @@ public sealed class DestinationLimitTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task With_QueueTimeout_waiting_associations_take_the_places_released_in_the_order_they_came()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartQueuedAsync(scp.Port, "00:00:30");
+        using var queued = new MetricCollector<long>(proxy.Services.GetRequiredService<IMeterFactory>(), DicomProxyMetrics.MeterName, "imagingproxy.dicom.associations.queued");
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        // The node's one place is held; two associations queue for it, one after the other.
+        var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancel.Token)).Type);
+        var first = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        var firstAnswer = first.RequestAsync("PACS", cancel.Token);
+        await queued.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(30));
+        await using var second = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        var secondAnswer = second.RequestAsync("PACS", cancel.Token);
+        await queued.WaitForMeasurementsAsync(2, TimeSpan.FromSeconds(30));
+
+        // Each association that ends (released, its connection closed) gives its place to the one that has waited longest.
+        Assert.Equal(PduType.ReleaseResponse, await held.ReleaseAsync(cancel.Token));
+        await held.DisposeAsync();
+        Assert.Same(firstAnswer, await Task.WhenAny(firstAnswer, secondAnswer));
+        Assert.Equal(PduType.AssociateAccept, (await firstAnswer).Type);
+        Assert.False(secondAnswer.IsCompleted);
+        Assert.Equal(PduType.ReleaseResponse, await first.ReleaseAsync(cancel.Token));
+        await first.DisposeAsync();
+        Assert.Equal(PduType.AssociateAccept, (await secondAnswer).Type);
+        Assert.Equal(PduType.ReleaseResponse, await second.ReleaseAsync(cancel.Token));
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task With_QueueTimeout_an_association_no_place_is_freed_for_is_rejected_when_it_expires()
     {
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });

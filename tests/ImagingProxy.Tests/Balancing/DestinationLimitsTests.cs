@@ -229,7 +229,8 @@ public sealed class DestinationLimitsTests : IDisposable
         var only = new DestinationState("r1", new DestinationModel(new DestinationConfig { Address = "http://127.0.0.1:9/", Metadata = new Dictionary<string, string> { ["MaxConcurrent"] = "1" } })) { ConcurrentRequestCount = 1 };
         repository.Destinations["r1"] = only;
         repository.DestinationsState = new ClusterDestinationsState([only], [only]);
-        var step = Step(new FakeTimeProvider(), registry, repository);
+        var time = new FakeTimeProvider();
+        var step = Step(time, registry, repository);
         var (context, feature) = Request(registry);
         feature.Cluster = repository.Model;
         feature.AvailableDestinations = repository.DestinationsState.AvailableDestinations;
@@ -239,10 +240,13 @@ public sealed class DestinationLimitsTests : IDisposable
         var waiting = step.InvokeAsync(context, rest.InvokeAsync);
         Assert.False(waiting.IsCompleted);
 
-        // The repository's only server goes down while the request waits; a request of a limited cluster ends.
+        // The repository's only server goes down while the request waits (which frees no place): the wait sees it when
+        // it looks again. A request of the registry that ends does not wake it (another cluster's place).
         repository.DestinationsState = new ClusterDestinationsState([only], []);
         var (other, _) = Request(registry);
         await step.InvokeAsync(other, _ => Task.CompletedTask);
+        Assert.False(waiting.IsCompleted);
+        time.Advance(PlaceQueues.Recheck);
         await waiting.WaitAsync(TimeSpan.FromSeconds(10));
 
         Assert.False(rest.Forwarded);
@@ -274,6 +278,57 @@ public sealed class DestinationLimitsTests : IDisposable
         Assert.False(rest.Forwarded);
         Assert.Equal(StatusCodes.Status504GatewayTimeout, context.Response.StatusCode);
         Assert.True(RequestTimeoutStep.TimedOut(context)); // counted with error="RequestTimeout", as every route timeout
+    }
+
+    [Fact]
+    public async Task Queued_requests_are_served_in_arrival_order_one_per_request_that_ends()
+    {
+        var cluster = Cluster("Http", "00:00:30", ("1", 1));
+        var a = cluster.Destinations["a"];
+        var step = Step(new FakeTimeProvider(), cluster);
+        var (firstContext, _) = Request(cluster);
+        var (secondContext, _) = Request(cluster);
+        var firstRest = new HeldRest(a);
+        var secondRest = new HeldRest(a);
+        var first = step.InvokeAsync(firstContext, firstRest.InvokeAsync);
+        var second = step.InvokeAsync(secondContext, secondRest.InvokeAsync);
+        Assert.False(first.IsCompleted);
+        Assert.False(second.IsCompleted);
+
+        // a's request ends, and one more of the cluster: one place, which goes to the request that came first. The second
+        // is not woken for it (the fake clock never moves, so it cannot look again on its own).
+        a.ConcurrentRequestCount = 0;
+        var (other, _) = Request(cluster);
+        await step.InvokeAsync(other, _ => Task.CompletedTask);
+        await firstRest.Forwarded.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(secondRest.Forwarded.IsCompleted);
+        Assert.Equal(1, a.ConcurrentRequestCount);
+
+        // The first request ends: its place goes to the second.
+        firstRest.End();
+        await first.WaitAsync(TimeSpan.FromSeconds(10));
+        await secondRest.Forwarded.WaitAsync(TimeSpan.FromSeconds(10));
+        secondRest.End();
+        await second.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>The rest of the pipeline as YARP runs it: the request counts on its destination until <see cref="End"/>.</summary>
+    private sealed class HeldRest(DestinationState destination)
+    {
+        private readonly TaskCompletionSource _forwarded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly TaskCompletionSource _end = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task Forwarded => _forwarded.Task;
+
+        public void End() => _end.TrySetResult();
+
+        public async Task InvokeAsync(HttpContext context)
+        {
+            destination.ConcurrentRequestCount++;
+            _forwarded.TrySetResult();
+            await _end.Task;
+            destination.ConcurrentRequestCount--;
+        }
     }
 
     /// <summary>The rest of the pipeline after the step: records that the request was sent on.</summary>
@@ -365,7 +420,7 @@ public sealed class DestinationLimitsTests : IDisposable
         Assert.Null(third);
         Assert.All(cluster.Destinations.Values, d => Assert.Equal(1, d.ConcurrentRequestCount));
 
-        selector.Release(first);
+        selector.Release(cluster, first);
         Assert.Same(first, selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations));
     }
 
@@ -420,17 +475,67 @@ public sealed class DestinationLimitsTests : IDisposable
         var held = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations)!;
 
         // Taken before the pick that finds the node full, as the queue does: the release after it completes it.
-        var released = selector.NextRelease();
+        using var waiter = selector.EnterQueue(cluster);
+        var released = waiter.Next();
         Assert.Null(selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations, countFull: false));
-        Assert.Same(released, selector.NextRelease());
         Assert.False(released.IsCompleted);
         Assert.Empty(reached.GetMeasurementSnapshot());
 
-        selector.Release(held);
+        selector.Release(cluster, held);
 
         await released.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Same(held, selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations, countFull: false));
-        Assert.NotSame(released, selector.NextRelease());
+    }
+
+    [Fact]
+    public void Queued_associations_are_woken_one_per_release_in_arrival_order()
+    {
+        var cluster = Cluster("Dicom", ("1", 0));
+        var other = new ClusterState("other", new ClusterModel(cluster.Model.Config with { ClusterId = "other" }, s_invoker));
+        var selector = new DicomDestinationSelector(new WeightedPicker(DestinationWeights.WeightsOnly), _limits);
+        var held = selector.PickAndAcquire(cluster, cluster.DestinationsState.AvailableDestinations)!;
+        using var first = selector.EnterQueue(cluster);
+        using var second = selector.EnterQueue(cluster);
+        var firstWoken = first.Next();
+        var secondWoken = second.Next();
+
+        // A release in another cluster wakes no one here; one here wakes the association that came first, only.
+        selector.Acquire(held);
+        selector.Release(other, held);
+        Assert.False(firstWoken.IsCompleted);
+        selector.Release(cluster, held);
+        Assert.True(firstWoken.IsCompleted);
+        Assert.False(secondWoken.IsCompleted);
+
+        // The next release wakes the second (the first holds its wake-up until it looks again).
+        selector.Acquire(held);
+        selector.Release(cluster, held);
+        Assert.True(secondWoken.IsCompleted);
+    }
+
+    [Fact]
+    public void A_waiter_that_leaves_with_a_wake_up_it_did_not_look_with_hands_it_to_the_next()
+    {
+        var queues = new PlaceQueues();
+        var first = queues.Enter("c");
+        using var second = queues.Enter("c");
+        using var third = queues.Enter("c");
+        _ = first.Next();
+        var secondWoken = second.Next();
+        var thirdWoken = third.Next();
+
+        queues.Released("C"); // cluster names are case-insensitive, as YARP's
+        Assert.False(secondWoken.IsCompleted);
+        first.Dispose(); // its timeout, or its client left, before it looked
+        Assert.True(secondWoken.IsCompleted);
+        Assert.False(thirdWoken.IsCompleted);
+        Assert.Equal(2, queues.Waiting("c"));
+
+        // One that looked with its wake-up (a new Next) and then leaves has nothing to hand on.
+        secondWoken = second.Next();
+        second.Dispose();
+        Assert.False(thirdWoken.IsCompleted);
+        Assert.Equal(1, queues.Waiting("c"));
     }
 
     [Theory]

@@ -74,7 +74,7 @@ public sealed class DicomDestinationSelectorTests
 
         selector.Acquire(destination);
         selector.Acquire(destination);
-        selector.Release(destination);
+        selector.Release(Cluster(null), destination);
 
         Assert.Equal(1, destination.ConcurrentRequestCount);
     }
