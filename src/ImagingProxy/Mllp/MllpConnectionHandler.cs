@@ -264,11 +264,14 @@ internal sealed partial class MllpConnectionHandler(
         }
 
         activity?.SetTag("imagingproxy.route", route.Id);
-        activity?.SetTag("imagingproxy.cluster", route.Cluster);
         if (!proxyState.TryGetCluster(route.Cluster, out var cluster))
         {
+            activity?.SetTag("imagingproxy.cluster", route.Cluster);
             return Admission.Nak(activity, MllpRejectReason.UnknownCluster, Hl7ErrorCode.ApplicationInternalError, $"Cluster '{route.Cluster}' is not configured; message not delivered, retry later.");
         }
+
+        // The cluster's own name (YARP finds it whatever the route's case), as in the metrics and logs.
+        activity?.SetTag("imagingproxy.cluster", cluster.ClusterId);
 
         return new Admission(Disposition.Forward, activity) { Route = route, Cluster = cluster, Settings = settings, MessageType = messageType };
     }

@@ -76,7 +76,9 @@ public sealed class MllpProxyMetricsTests
         };
         ActivitySource.AddActivityListener(listener);
         await using var node = new FakeHl7Node();
-        await using var harness = new MllpHandlerHarness([node.Address]);
+
+        // The route names its cluster in another case: the span carries the cluster's own name, as the metrics do.
+        await using var harness = new MllpHandlerHarness([node.Address], settings: new() { ["ImagingProxy:Mllp:Routes:0:Cluster"] = "C" });
 
         await harness.SendAsync(MllpHandlerHarness.Message("SECRET42", "ZZT^Z99"));
         await harness.ReplyAsync();
