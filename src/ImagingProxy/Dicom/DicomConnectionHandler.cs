@@ -150,6 +150,13 @@ public sealed partial class DicomConnectionHandler(
             return DicomAssociationEndReason.ClientClosed;
         }
 
+        if (first.Status == PduReadResult.Complete && first.Header.Type == PduType.Abort && first.Header.Length == PduWriter.FixedPduLength - PduHeader.Size)
+        {
+            // PS3.8 Table 9-10, Sta2 + A-ABORT PDU received: AA-2, close the transport. The requestor gave up before
+            // asking anything: an A-ABORT back would answer an abort (the peer is already in Sta13 or gone).
+            return DicomAssociationEndReason.ClientAborted;
+        }
+
         if (first.Status != PduReadResult.Complete || first.Header.Type != PduType.AssociateRequest)
         {
             // PS3.8 §9.3.1 / Table 9-10 (Sta2): anything but an A-ASSOCIATE-RQ first is answered with A-ABORT.

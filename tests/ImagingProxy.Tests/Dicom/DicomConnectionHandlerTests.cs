@@ -543,6 +543,33 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
     }
 
+    [Fact]
+    public async Task A_client_abort_instead_of_a_request_closes_the_transport_without_an_answer()
+    {
+        // PS3.8 Table 9-10, Sta2: an A-ABORT PDU received is AA-2 (close the transport), not AA-1 (send A-ABORT).
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        await client.SendAsync(DicomCaptures.UserAbort);
+
+        Assert.True(await client.ClosedWithoutPduAsync());
+        Assert.Equal(DicomAssociationEndReason.ClientAborted, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+    }
+
+    [Fact]
+    public async Task A_release_request_instead_of_a_request_is_answered_with_a_abort_unexpected_pdu()
+    {
+        // PS3.8 Table 9-10, Sta2: any other PDU is AA-1, an A-ABORT.
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        await client.SendAsync(DicomCaptures.ReleaseRequest);
+        var abort = await client.ReadPduAsync();
+
+        Assert.Equal(Convert.FromHexString("07000000000400000202"), abort!.Value.Pdu);
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+    }
+
     public static TheoryData<string, int, byte[], byte, string> InvalidAeTitles => new()
     {
         // Field offset in the PDU (PS3.8 Table 9-11: Called-AE-title at 10, Calling-AE-title at 26), its 16 bytes, the
