@@ -5,7 +5,8 @@ namespace ImagingProxy.Dicom;
 /// <summary>
 /// Picks the DICOM route of an association: routes for the listener it arrived on, an exact Called AE title first,
 /// then <c>*</c>; a route restricted to some Calling AE titles is skipped for the others. AE titles compare
-/// case-sensitively, as PS3.5 defines them; leading and trailing spaces are not significant and were already trimmed.
+/// case-sensitively, as PS3.5 defines them; leading and trailing spaces are not significant (trimmed on the wire side
+/// when read, on the configured side when compared).
 /// </summary>
 public static class DicomRouteTable
 {
@@ -40,7 +41,7 @@ public static class DicomRouteTable
             {
                 var matchesCalled = wildcard
                     ? route.CalledAeTitle == AnyCalledAeTitle
-                    : string.Equals(route.CalledAeTitle, calledAeTitle, StringComparison.Ordinal);
+                    : SameAeTitle(route.CalledAeTitle, calledAeTitle);
                 if (!matchesCalled || !ServesListener(route, listener))
                 {
                     continue;
@@ -90,5 +91,27 @@ public static class DicomRouteTable
             || (listener is not null && listeners.Contains(listener, StringComparer.OrdinalIgnoreCase));
 
     private static bool AllowsCalling(DicomRouteConfig route, string callingAeTitle)
-        => route.CallingAeTitles is not { Count: > 0 } allowed || allowed.Contains(callingAeTitle, StringComparer.Ordinal);
+    {
+        if (route.CallingAeTitles is not { Count: > 0 } allowed)
+        {
+            return true;
+        }
+
+        foreach (var title in allowed)
+        {
+            if (SameAeTitle(title, callingAeTitle))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// A configured AE title against one read from the wire (already trimmed): leading and trailing spaces are not
+    /// significant (PS3.5 VR AE) on either side, so <c>"PACS "</c> in the configuration, which validates, matches too.
+    /// </summary>
+    private static bool SameAeTitle(string? configured, string wire)
+        => configured is not null && configured.AsSpan().Trim(' ').SequenceEqual(wire);
 }

@@ -158,6 +158,22 @@ public sealed class DicomProxyStorescpTests
     }
 
     [Fact(Timeout = 60_000)]
+    public async Task A_route_whose_configured_ae_titles_have_spaces_around_them_still_matches_echoscu()
+    {
+        // Leading and trailing spaces of an AE title are not significant (PS3.5 VR AE); the configuration validates them.
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(
+            Cluster("pacs", [("pacs1", scp.Port, null)]),
+            """ "pacs": { "CalledAeTitle": " PACS ", "Cluster": "pacs", "CallingAeTitles": [ "CT1 " ] } """);
+        using var recorder = Record(proxy);
+
+        var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", new ScuOptions { CallingAeTitle = "CT1" });
+
+        Assert.True(result.Succeeded, $"{result}\n--- storescp ---\n{scp.Process.Output}");
+        Assert.Equal(DicomAssociationEndReason.Released, Assert.Single(await recorder.WaitAsync(1)).Reason);
+    }
+
+    [Fact(Timeout = 60_000)]
     public async Task Echoscu_reports_the_reject_for_an_unknown_called_ae_title()
     {
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });

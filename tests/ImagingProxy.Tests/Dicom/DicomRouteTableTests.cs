@@ -35,6 +35,16 @@ public sealed class DicomRouteTableTests
     }
 
     [Fact]
+    public void Spaces_around_configured_ae_titles_are_not_significant()
+    {
+        var routes = Routes(("pacs", new DicomRouteConfig { CalledAeTitle = " PACS ", CallingAeTitles = ["CT1  "], Cluster = "c" }));
+
+        Assert.Equal("pacs", DicomRouteTable.Match(routes, "PACS", "CT1", null).RouteId);
+        Assert.Equal(DicomRouteMatchResult.CallingAeTitleNotRecognized, DicomRouteTable.Match(routes, "PACS", "MR1", null).Result);
+        Assert.Equal(DicomRouteMatchResult.CalledAeTitleNotRecognized, DicomRouteTable.Match(routes, "PAC", "CT1", null).Result);
+    }
+
+    [Fact]
     public void A_route_restricted_to_a_listener_is_skipped_on_other_listeners()
     {
         var routes = Routes(
