@@ -52,6 +52,64 @@ public sealed partial class DicomProxyPeerScenarioTests
         Assert.All(summaries, s => Assert.Equal(DicomAssociationEndReason.Released, s.Reason));
     }
 
+    /// <summary>
+    /// Peers: Orthanc (archive, C-MOVE and C-GET SCP on its DICOM port), two storescp move destinations (WS_DIRECT, reached
+    /// by Orthanc around the proxy; WS_PROXIED, reached through the proxy's own listener), movescu and getscu through the
+    /// proxy. The move through the proxy opens a second association (Orthanc → WS_PROXIED) while the first still waits.
+    /// </summary>
+    [Fact(Timeout = 120_000)]
+    public async Task Movescu_and_getscu_against_orthanc_reach_destinations_around_and_through_the_proxy()
+    {
+        using var files = TestDicomFiles.Create();
+        var sent = await files.CreateSeriesAsync(3);
+        var study = sent[0].StudyInstanceUid;
+        await using var direct = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "WS_DIRECT" });
+        await using var proxied = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "WS_PROXIED" });
+        await using var orthanc = await OrthancNode.StartAsync(new OrthancOptions { AeTitle = "ORTHANC", DicomWeb = false, Modalities = [direct.Node] });
+        foreach (var file in sent)
+        {
+            await orthanc.UploadInstanceAsync(file.Path);
+        }
+
+        await using var proxy = await StartAsync(
+            Cluster("pacs", [("orthanc1", orthanc.DicomPort, null)]) + "," + Cluster("ws", [("ws1", proxied.Port, null)]),
+            Route("pacs", "ORTHANC", "pacs") + "," + Route("ws", "WS_PROXIED", "ws"));
+        using var recorder = Record(proxy);
+        var port = proxy.Port("dicom");
+
+        // WS_PROXIED is known to Orthanc at the proxy's address (a workstation registered behind the proxy).
+        using (var modality = await orthanc.Http.PutAsync(
+            new Uri("modalities/WS_PROXIED", UriKind.Relative),
+            new StringContent($$"""{ "AET": "WS_PROXIED", "Host": "127.0.0.1", "Port": {{port}} }""")))
+        {
+            Assert.True(modality.IsSuccessStatusCode, $"{(int)modality.StatusCode} {await modality.Content.ReadAsStringAsync()}");
+        }
+
+        string[] keys = ["QueryRetrieveLevel=STUDY", $"StudyInstanceUID={study}"];
+        var moveAround = await Dcmtk.MoveAsync(port, "ORTHANC", "WS_DIRECT", keys);
+        var moveThrough = await Dcmtk.MoveAsync(port, "ORTHANC", "WS_PROXIED", keys);
+        using var getDirectory = TempDirectory.Create("getscu-");
+        var get = await Dcmtk.RunAsync(
+            "getscu",
+            ["-aec", "ORTHANC", "-S", "-k", keys[0], "-k", keys[1], "-od", getDirectory.Path, "127.0.0.1", Port(port)],
+            TimeSpan.FromSeconds(60));
+
+        Assert.True(moveAround.Succeeded, $"{moveAround}\n--- Orthanc ---\n{orthanc.Process.Output}");
+        Assert.True(moveThrough.Succeeded, $"{moveThrough}\n--- Orthanc ---\n{orthanc.Process.Output}");
+        Assert.True(get.Succeeded, $"{get}\n--- Orthanc ---\n{orthanc.Process.Output}");
+        await AssertReceivedAsync(direct, sent);
+        await AssertReceivedAsync(proxied, sent);
+        Assert.Equal(3, Directory.GetFiles(getDirectory.Path).Length);
+
+        // Four associations: the two moves, the move's sub-association through the proxy, the get; all released.
+        var summaries = await recorder.WaitAsync(4);
+        Assert.Equal(4, summaries.Count);
+        Assert.All(summaries, s => Assert.Equal(DicomAssociationEndReason.Released, s.Reason));
+        var subAssociation = Assert.Single(summaries, s => s.ClusterId == "ws");
+        Assert.Equal(("ORTHANC", "WS_PROXIED", 3), (subAssociation.CallingAeTitle, subAssociation.CalledAeTitle, subAssociation.CStoreRequests));
+        Assert.Equal(3, Assert.Single(summaries, s => s.CallingAeTitle == "GETSCU").CStoreRequests);
+    }
+
     /// <summary>Peers: Orthanc with DicomCheckCalledAet (accepts only its own AE title) and dcmtk echoscu.</summary>
     [Fact(Timeout = 120_000)]
     public async Task Called_ae_rewrite_reaches_a_node_that_only_accepts_its_own_ae_title_and_restores_the_clients_title()
