@@ -7,6 +7,8 @@ namespace ImagingProxy.Dicom;
 /// <summary>
 /// Application Entity titles as carried in the A-ASSOCIATE fixed part: 16 bytes of ISO 646 G0, space padded
 /// (PS3.8 §9.3.2; PS3.5 §6.2 VR "AE"). Leading and trailing spaces are not significant; 16 spaces means "no name".
+/// Trailing NUL bytes are read as padding too: some older modalities pad with NULs (C strings), and dcmtk, like most
+/// PACS, accepts them; a NUL before a significant character is still a control character.
 /// </summary>
 public static class AeTitle
 {
@@ -17,7 +19,7 @@ public static class AeTitle
     public static bool TryDecode(ReadOnlySpan<byte> field, [NotNullWhen(true)] out string? aeTitle)
     {
         aeTitle = null;
-        var trimmed = field.Trim((byte)' ');
+        var trimmed = Significant(field);
         if (trimmed.IsEmpty)
         {
             return false;
@@ -36,17 +38,17 @@ public static class AeTitle
     }
 
     /// <summary>
-    /// Why a 16-byte field fails <see cref="TryDecode"/>, for a log line: "blank (spaces only)", or the first byte the AE VR
+    /// Why a 16-byte field fails <see cref="TryDecode"/>, for a log line: "blank (spaces or NULs only)", or the first byte the AE VR
     /// does not allow as "control character 0x01 at byte 3", "non-ASCII byte 0xC3 at byte 1" or "backslash at byte 6"
     /// (1-based within the field). Null when the field is valid. The title's own characters are not repeated.
     /// </summary>
     public static string? DescribeInvalid(ReadOnlySpan<byte> field)
     {
         var start = field.Length - field.TrimStart((byte)' ').Length;
-        var trimmed = field.Trim((byte)' ');
+        var trimmed = Significant(field);
         if (trimmed.IsEmpty)
         {
-            return "blank (spaces only)";
+            return "blank (spaces or NULs only)";
         }
 
         for (var i = 0; i < trimmed.Length; i++)
@@ -68,7 +70,10 @@ public static class AeTitle
     }
 
     /// <summary>Decodes a field leniently (for reserved echoes such as the AC's, which are not tested): trimmed, non-ASCII replaced.</summary>
-    public static string DecodeLenient(ReadOnlySpan<byte> field) => Encoding.ASCII.GetString(field.Trim((byte)' '));
+    public static string DecodeLenient(ReadOnlySpan<byte> field) => Encoding.ASCII.GetString(Significant(field));
+
+    /// <summary>The field without its padding: leading spaces, trailing spaces and NULs.</summary>
+    private static ReadOnlySpan<byte> Significant(ReadOnlySpan<byte> field) => field.TrimEnd(" \0"u8).TrimStart((byte)' ');
 
     /// <summary>True when <paramref name="aeTitle"/> is 1-16 significant characters of the AE VR.</summary>
     public static bool IsValid(ReadOnlySpan<char> aeTitle)

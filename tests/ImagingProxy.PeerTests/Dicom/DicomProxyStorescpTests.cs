@@ -1,4 +1,5 @@
 using ImagingProxy.Dicom;
+using ImagingProxy.PeerTests.Operations;
 using ImagingProxy.PeerTests.Peers;
 using Microsoft.Extensions.DependencyInjection;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
@@ -171,6 +172,27 @@ public sealed class DicomProxyStorescpTests
 
         Assert.True(result.Succeeded, $"{result}\n--- storescp ---\n{scp.Process.Output}");
         Assert.Equal(DicomAssociationEndReason.Released, Assert.Single(await recorder.WaitAsync(1)).Reason);
+    }
+
+    [Fact(Timeout = 60_000)]
+    public async Task An_rq_whose_ae_titles_are_nul_padded_is_routed_and_storescp_accepts_it()
+    {
+        // Some older modalities pad AE titles with NULs, not spaces; storescp (dcmtk) accepts them, so the proxy does too.
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartAsync(Cluster("pacs", [("pacs1", scp.Port, null)]),
+            """ "pacs": { "CalledAeTitle": "PACS", "Cluster": "pacs", "CallingAeTitles": [ "HELDSCU" ] } """);
+        using var recorder = Record(proxy);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+
+        await using (var association = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token))
+        {
+            Assert.Equal(PduType.AssociateAccept, (await association.RequestNulPaddedAsync("PACS", cancel.Token)).Type);
+            Assert.Equal(0, await association.EchoAsync(cancel.Token));
+            Assert.Equal(PduType.ReleaseResponse, await association.ReleaseAsync(cancel.Token));
+        }
+
+        var summary = Assert.Single(await recorder.WaitAsync(1));
+        Assert.Equal(("pacs1", DicomAssociationEndReason.Released), (summary.DestinationId, summary.Reason));
     }
 
     [Fact(Timeout = 60_000)]

@@ -43,6 +43,22 @@ internal sealed class HeldAssociation : IAsyncDisposable
         return await ReadPduAsync(cancellationToken);
     }
 
+    /// <summary>
+    /// As <see cref="RequestAsync"/>, with both AE title fields padded with NULs instead of spaces, as some older
+    /// modalities send them.
+    /// </summary>
+    public async Task<(PduType Type, byte[] Body)> RequestNulPaddedAsync(string calledAeTitle, CancellationToken cancellationToken)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        PduWriter.WriteAssociateRequest(buffer, calledAeTitle, "HELDSCU", 1, DicomUids.Verification, DicomUids.ImplicitVrLittleEndian,
+            16384, DicomUids.ImplementationClassUid, DicomUids.ImplementationVersionName);
+        var pdu = buffer.WrittenSpan.ToArray();
+        pdu.AsSpan(10 + calledAeTitle.Length, AeTitle.Length - calledAeTitle.Length).Clear(); // PS3.8 Table 9-11: Called at 10
+        pdu.AsSpan(26 + "HELDSCU".Length, AeTitle.Length - "HELDSCU".Length).Clear(); // Calling at 26
+        await _output.WriteAsync(pdu, cancellationToken);
+        return await ReadPduAsync(cancellationToken);
+    }
+
     /// <summary>One C-ECHO on the open association; returns the C-ECHO-RSP status.</summary>
     public async Task<ushort> EchoAsync(CancellationToken cancellationToken)
     {

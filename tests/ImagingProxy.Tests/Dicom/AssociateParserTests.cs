@@ -138,11 +138,15 @@ public class AssociateParserTests
     [Theory]
     [InlineData("ECHOSCU         ", null)]
     [InlineData("  PACS1         ", null)]
-    [InlineData("                ", "blank (spaces only)")]
+    [InlineData("                ", "blank (spaces or NULs only)")]
     [InlineData("  A\\B           ", "backslash at byte 4")]
     [InlineData("AB\t             ", "control character 0x09 at byte 3")]
     [InlineData("\u007F               ", "control character 0x7F at byte 1")]
     [InlineData("ABCDEFGHIJKLMNO\u00FF", "non-ASCII byte 0xFF at byte 16")]
+    [InlineData("CT1\0\0\0\0\0\0\0\0\0\0\0\0\0", null)] // NUL padded, as some older modalities do (dcmtk accepts it)
+    [InlineData("CT1 \0\0\0\0\0\0\0\0\0\0\0\0", null)]
+    [InlineData("\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", "blank (spaces or NULs only)")]
+    [InlineData("C\0T1            ", "control character 0x00 at byte 2")]
     public void Describes_what_makes_an_ae_title_field_invalid(string field, string? expected)
     {
         var bytes = field.Select(c => (byte)c).ToArray();

@@ -574,8 +574,8 @@ public sealed class DicomConnectionHandlerTests
     {
         // Field offset in the PDU (PS3.8 Table 9-11: Called-AE-title at 10, Calling-AE-title at 26), its 16 bytes, the
         // RJ reason (Table 9-21: 3 calling-, 7 called-AE-title-not-recognized), the problem logged.
-        { "blank calling", 26, "                "u8.ToArray(), 3, "Calling AE title blank (spaces only)" },
-        { "blank called", 10, "                "u8.ToArray(), 7, "Called AE title blank (spaces only)" },
+        { "blank calling", 26, "                "u8.ToArray(), 3, "Calling AE title blank (spaces or NULs only)" },
+        { "blank called", 10, "                "u8.ToArray(), 7, "Called AE title blank (spaces or NULs only)" },
         { "control characters in calling", 26, [(byte)'B', (byte)'B', 0x01, 0x07, .. "            "u8], 3, "Calling AE title control character 0x01 at byte 3" },
         { "control character in called", 10, [(byte)'S', (byte)'T', 0x1B, (byte)'R', .. "            "u8], 7, "Called AE title control character 0x1B at byte 3" },
         { "DEL in calling", 26, [(byte)' ', (byte)'A', 0x7F, .. "             "u8], 3, "Calling AE title control character 0x7F at byte 3" },
