@@ -89,7 +89,7 @@ internal sealed partial class MllpForwarder(
         session.Message = message;
         session.Settings = settings;
         session.Failed.Clear();
-        session.FreshRetryUsed = false;
+        session.FreshRetried.Clear();
         session.FreshRetryTo = null;
         session.Attempts = 0;
         session.Refusal = null;
@@ -705,7 +705,8 @@ internal sealed partial class MllpForwarder(
     /// <summary>
     /// After a failed attempt: its connection is discarded (a late ACK must never be paired with a later message); a
     /// reused connection the node had closed (idle timeout, restart) gets one more try on a new connection to the same
-    /// node, not counted (null); otherwise the attempt ends as failed, and the node is marked passively unhealthy unless
+    /// node, not counted (null), once per node and message (a node failed over to after another node's free retry still
+    /// gets its own); otherwise the attempt ends as failed, and the node is marked passively unhealthy unless
     /// <paramref name="budgetCut"/>: the wait that timed out was shortened to what was left of <c>DeliveryTimeout</c>,
     /// which says nothing about the node.
     /// </summary>
@@ -725,9 +726,9 @@ internal sealed partial class MllpForwarder(
             return new MllpAttemptResult(MllpAttemptOutcome.Exhausted, null, AcknowledgmentCode.None);
         }
 
-        if (reused && !session.FreshRetryUsed)
+        if (reused && !session.FreshRetried.Contains(destination))
         {
-            session.FreshRetryUsed = true;
+            session.FreshRetried.Add(destination);
             session.FreshRetryUsedNow = true;
             session.FreshRetryTo = destination;
             session.Attempts--;

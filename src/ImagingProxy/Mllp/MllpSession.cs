@@ -56,7 +56,11 @@ internal sealed class MllpSession : IAsyncDisposable
 
     public List<DestinationState> Failed { get; } = [];
 
-    public bool FreshRetryUsed { get; set; }
+    /// <summary>
+    /// The nodes whose stale pooled connection already got its free retry on a new connection during this message: one
+    /// per node, so a node reached after another one's free retry still gets its own.
+    /// </summary>
+    public List<DestinationState> FreshRetried { get; } = [];
 
     /// <summary>
     /// The address whose pool place the last pick reserved (destination <c>MaxConcurrent</c>,

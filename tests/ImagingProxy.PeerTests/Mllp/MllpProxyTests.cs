@@ -264,6 +264,44 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
     }
 
     [Fact]
+    public async Task After_a_rolling_restart_of_the_nodes_a_message_failing_over_reaches_the_node_that_is_back()
+    {
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")], ackTimeout: "00:00:05", passiveHealth: true));
+        using var closed = new MetricCollector<long>(Proxy!.Services.GetRequiredService<IMeterFactory>(), ImagingProxyTelemetry.MeterName, "imagingproxy.hl7.connections.closed");
+        using var timeout = new CancellationTokenSource(s_timeout);
+
+        // Two senders: the first sticks to one node, the second to the other (fewer connections); the second leaves, and
+        // its node connection waits in the pool.
+        await using var staying = await MllpClient.ConnectAsync(port, timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await staying.SendAsync(MllpClient.Message(Id(0, 0)), timeout.Token))?.Code);
+        await using (var leaving = await MllpClient.ConnectAsync(port, timeout.Token))
+        {
+            Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await leaving.SendAsync(MllpClient.Message(Id(1, 0)), timeout.Token))?.Code);
+        }
+
+        await closed.WaitForMeasurementsAsync(1, s_timeout);
+        var (sticky, other) = (await a.ReceivedAsync()).Any(r => r.ControlId == Id(0, 0)) ? (a, b) : (b, a);
+        Assert.Equal([Id(1, 0)], (await other.ReceivedAsync()).Select(r => r.ControlId));
+
+        // The rolling restart: the other node restarts (the pooled connection to it is closed), then the sticky node stops.
+        await other.KillAsync();
+        var restarted = await NodeAsync("restarted", "--port", other.Port.ToString(CultureInfo.InvariantCulture));
+        await sticky.KillAsync();
+
+        // The sticky connection fails, and so does its free retry on a new one (the node is down); the message fails over
+        // to the restarted node, whose pooled connection is closed too: it gets its own retry on a new connection.
+        var reply = await staying.SendAsync(MllpClient.Message(Id(0, 1)), timeout.Token);
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, reply?.Code);
+        Assert.Equal(Id(0, 1), reply?.ControlId);
+
+        // The restarted node was not marked unhealthy: it takes the next message too.
+        Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await staying.SendAsync(MllpClient.Message(Id(0, 2)), timeout.Token))?.Code);
+        Assert.Equal([Id(0, 1), Id(0, 2)], (await restarted.ReceivedAsync()).Select(r => r.ControlId));
+    }
+
+    [Fact]
     public async Task Node_killed_while_messages_flow_loses_no_message_the_sender_saw_accepted()
     {
         var a = await NodeAsync("a");

@@ -20,6 +20,7 @@ internal sealed class FakeHl7Node : IAsyncDisposable
     private readonly ConcurrentBag<Socket> _sockets = [];
     private readonly Task _accept;
     private int _open;
+    private int _disposed;
 
     public FakeHl7Node(bool hold = false, string ackCode = "AA")
     {
@@ -61,8 +62,14 @@ internal sealed class FakeHl7Node : IAsyncDisposable
 
     public void Release() => _release.Release();
 
+    /// <summary>Stops the node (its port then refuses connections); a test may stop it before its own disposal.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync();
         _listener.Stop();
         foreach (var socket in _sockets)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics.Metrics;
 using ImagingProxy.Mllp;
@@ -84,6 +85,39 @@ public sealed class MllpForwarderTests
         Assert.False(other.Received.Reader.TryRead(out _)); // a node records a message before it acknowledges it
         Assert.True(sticky.Received.Reader.TryRead(out var second));
         Assert.Equal("M2", second);
+    }
+
+    [Fact]
+    public async Task A_message_failing_over_after_its_nodes_free_retry_gets_one_on_the_next_node_too_whose_pooled_connection_went_stale()
+    {
+        // A rolling restart of the receivers: d1 restarted first, so the connection to it waiting in the pool (returned by a
+        // sender that left) is closed; then d0, the sticky node, stops. The message's sticky connection fails (its free
+        // retry on a new connection is refused: d0 is down), and it fails over to d1, whose pooled connection fails as
+        // well: d1's own free retry on a new connection delivers it, and d1, which is up, is not marked unhealthy.
+        await using var a = new FakeHl7Node { CloseAfterAck = true };
+        await using var b = new FakeHl7Node { CloseAfterAck = true };
+        var health = new PassiveHealthRecorder();
+        await using var harness = new MllpHandlerHarness([a.Address, b.Address], health: health);
+        var all = harness.Cluster.DestinationsState.AllDestinations;
+        harness.Cluster.DestinationsState = new ClusterDestinationsState(all, [all[0]]);
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AA|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await a.Closed.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout);
+        harness.Cluster.DestinationsState = new ClusterDestinationsState(all, all);
+
+        using var timeout = new CancellationTokenSource(MllpHandlerHarness.Timeout);
+        var pooled = await harness.Pool.RentAsync(b.Address, MllpConstants.DefaultMaxFrameSize, MllpHandlerHarness.Timeout, timeout.Token);
+        Assert.True(await pooled.SendAsync(new ReadOnlySequence<byte>(MllpHandlerHarness.Message("P1")), timeout.Token));
+        Assert.True(await pooled.ReceiveAsync(new ArrayBufferWriter<byte>(), timeout.Token));
+        await b.Closed.Reader.ReadAsync().AsTask().WaitAsync(MllpHandlerHarness.Timeout);
+        await harness.Pool.ReturnAsync(pooled, TimeSpan.FromMinutes(1));
+        await a.DisposeAsync();
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+
+        Assert.Contains("\rMSA|AA|M2", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.Equal(["P1", "M2"], Drain(b));
+        Assert.Equal(["d0:Unhealthy"], health.Marked);
     }
 
     [Theory]
