@@ -271,6 +271,10 @@ public static class ConfigurationValidator
             {
                 errors.Add($"{metadata.Path}:{MetadataKeys.MllpProbeMessage}: required with the Message probe (an HL7 message agreed with the receiving site).");
             }
+            else if (probe == "Message")
+            {
+                ValidateProbeMessage(metadata, errors);
+            }
 
             if (string.Equals(metadata[MetadataKeys.RewriteCalledAeTitle], "true", StringComparison.OrdinalIgnoreCase))
             {
@@ -292,6 +296,25 @@ public static class ConfigurationValidator
         }
 
         return clusters;
+    }
+
+    /// <summary>
+    /// The Message probe waits for the node's accept acknowledgment: its message must have a readable MSH (MSH-9 and
+    /// MSH-10, as a node needs to answer it) and must not ask for no accept acknowledgment (MSH-15 <c>NE</c>), which a
+    /// receiver honours by answering nothing, so that every probe would time out and every node be taken out.
+    /// </summary>
+    private static void ValidateProbeMessage(IConfigurationSection metadata, List<string> errors)
+    {
+        var message = Mllp.MllpProber.ToSegments(metadata[MetadataKeys.MllpProbeMessage]!);
+        var status = Mllp.Hl7HeaderReader.TryRead(message, Mllp.MllpConstants.DefaultMaxHeaderSegmentLength, out var header);
+        if (status != Mllp.Hl7ReadStatus.Success)
+        {
+            errors.Add($"{metadata.Path}:{MetadataKeys.MllpProbeMessage}: not an HL7 message with a readable MSH, MSH-9 and MSH-10 ({status}).");
+        }
+        else if (header.IsAcceptAcknowledgmentNever)
+        {
+            errors.Add($"{metadata.Path}:{MetadataKeys.MllpProbeMessage}: MSH-15 is NE (no accept acknowledgment): a receiver answers nothing and every probe would time out; use AL or leave MSH-15 empty.");
+        }
     }
 
     private static void ValidateRoutes(IConfigurationSection section, Dictionary<string, ClusterProtocol> clusters, HashSet<string> endpoints, List<string> errors)

@@ -419,6 +419,36 @@ public class ConfigurationValidatorTests
         Directory.Delete(directory, true);
     }
 
+    [Theory]
+    [InlineData("MSH|^~\\&|IPX|IPX|RIS|RAD|20250101||ADT^A08|PROBE|P|2.5|||NE\rEVN|A08\r", "MSH-15 is NE")]
+    [InlineData("MSH|^~\\&|IPX|IPX|RIS|RAD|20250101||ADT^A08\rEVN|A08\r", "not an HL7 message with a readable MSH, MSH-9 and MSH-10 (MissingControlId)")]
+    [InlineData("PING", "not an HL7 message with a readable MSH, MSH-9 and MSH-10 (NoMsh)")]
+    [InlineData("MSH|^~\\&|IPX|IPX|RIS|RAD|20250101||ADT^A08|PROBE|P|2.5|||AL\nEVN|A08\n", null)]
+    public void A_message_probe_needs_a_message_a_node_answers(string probeMessage, string? error)
+    {
+        var config = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ReverseProxy:Clusters:ris:Metadata:Protocol"] = "Mllp",
+            ["ReverseProxy:Clusters:ris:Metadata:HealthCheck.Mllp.Probe"] = "Message",
+            ["ReverseProxy:Clusters:ris:Metadata:HealthCheck.Mllp.ProbeMessage"] = probeMessage,
+            ["ReverseProxy:Clusters:ris:Destinations:ris1:Address"] = "tcp://127.0.0.1:2575",
+            ["ImagingProxy:Mllp:Routes:r:Cluster"] = "ris",
+        }).Build();
+
+        var errors = ConfigurationValidator.Validate(config);
+
+        if (error is null)
+        {
+            Assert.Empty(errors);
+        }
+        else
+        {
+            var only = Assert.Single(errors);
+            Assert.StartsWith("ReverseProxy:Clusters:ris:Metadata:HealthCheck.Mllp.ProbeMessage: ", only, StringComparison.Ordinal);
+            Assert.Contains(error, only, StringComparison.Ordinal);
+        }
+    }
+
     [Fact]
     public void Protocol_metadata_is_checked()
     {
