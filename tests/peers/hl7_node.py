@@ -12,6 +12,8 @@ Options:
   --ack AA|AE|AR     acknowledgment code to answer with (default AA)
   --delay-ms N       wait N ms before acking each message
   --no-ack           read messages and never answer (simulates a hung node)
+  --dedupe           answer AE (ERR-3 205, duplicate key) to a message whose MSH-10 it has seen before, as receivers
+                     that dedupe on MSH-10 do
   --tls-cert FILE    serve MLLP over TLS with this PEM certificate (and --tls-key)
   --tls-key FILE     the certificate's PEM private key
   --tls-ca FILE      require a client certificate issued by this PEM CA
@@ -34,6 +36,7 @@ def parse_args(argv):
     p.add_argument("--ack", choices=["AA", "AE", "AR"], default="AA")
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--no-ack", action="store_true")
+    p.add_argument("--dedupe", action="store_true")
     p.add_argument("--encoding", default="utf-8", help="decode/encode messages with this codec (default utf-8)")
     p.add_argument("--tls-cert", default=None)
     p.add_argument("--tls-key", default=None)
@@ -45,6 +48,7 @@ async def main(argv):
     args = parse_args(argv)
     log = open(args.log, "a", encoding="utf-8") if args.log else None
     counter = 0
+    seen = set()
 
     async def handle(reader, writer):
         nonlocal counter
@@ -65,7 +69,11 @@ async def main(argv):
                 if args.delay_ms > 0:
                     await asyncio.sleep(args.delay_ms / 1000.0)
                 counter += 1
-                writer.writemessage(message.create_ack(args.ack, message_id=f"NODE{counter:08d}"))
+                code = args.ack
+                if args.dedupe:
+                    code = "AE" if control_id in seen else code
+                    seen.add(control_id)
+                writer.writemessage(message.create_ack(code, message_id=f"NODE{counter:08d}"))
                 await writer.drain()
         except (ConnectionError, hl7.mllp.InvalidBlockError, ValueError) as e:
             print(f"connection closed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)

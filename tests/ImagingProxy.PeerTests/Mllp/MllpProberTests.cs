@@ -18,20 +18,32 @@ public sealed class MllpProberTests() : MllpPeerFixture("mllp-probe-")
     /// <summary>Starts the proxy and returns the first probe result of each destination, by destination id.</summary>
     private async Task<IReadOnlyDictionary<string, ProbeResult>> FirstProbesAsync(string[] addresses, IReadOnlyDictionary<string, string>? metadata)
     {
-        var results = new ConcurrentDictionary<string, ProbeResult>();
+        var probes = await ProbesAsync(addresses, metadata, 1);
+        return probes.ToDictionary(p => p.Key, p => p.Value[0]);
+    }
+
+    /// <summary>Starts the proxy and returns the first <paramref name="count"/> probe results of each destination, by destination id.</summary>
+    private async Task<IReadOnlyDictionary<string, ProbeResult[]>> ProbesAsync(string[] addresses, IReadOnlyDictionary<string, string>? metadata, int count)
+    {
+        var results = new ConcurrentDictionary<string, ConcurrentQueue<ProbeResult>>();
+        var complete = 0;
         var all = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Proxy = await TestProxy.StartAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = addresses }, [("*", "orders")], metadata: metadata, activeHealth: true));
         var monitor = Proxy.Services.GetRequiredService<ActiveHealthMonitor>();
         monitor.ProbeCompleted += (_, destination, _, result, _) =>
         {
-            results.TryAdd(destination.DestinationId, result);
-            if (results.Count == addresses.Length)
+            var queue = results.GetOrAdd(destination.DestinationId, _ => new ConcurrentQueue<ProbeResult>());
+            if (queue.Count < count)
             {
-                all.TrySetResult();
+                queue.Enqueue(result);
+                if (queue.Count == count && Interlocked.Increment(ref complete) == addresses.Length)
+                {
+                    all.TrySetResult();
+                }
             }
         };
         await all.Task.WaitAsync(s_timeout);
-        return results;
+        return results.ToDictionary(r => r.Key, r => r.Value.Take(count).ToArray());
     }
 
     [Fact]
@@ -63,7 +75,29 @@ public sealed class MllpProberTests() : MllpPeerFixture("mllp-probe-")
         Assert.True(results["orders-node1"].Healthy, results["orders-node1"].Detail);
         Assert.False(results["orders-node2"].Healthy, results["orders-node2"].Detail);
         Assert.False(results["orders-node3"].Healthy, results["orders-node3"].Detail);
-        Assert.Equal("PROBE0001", (await accepts.ReceivedAsync())[0].ControlId);
+        var sent = (await accepts.ReceivedAsync())[0].ControlId;
+        Assert.NotEqual("PROBE0001", sent); // each probe has a control id of its own
+        Assert.Matches("^P[0-9A-F]{16}$", sent);
+    }
+
+    [Fact]
+    public async Task Message_probes_to_a_node_that_dedupes_on_msh_10_stay_healthy()
+    {
+        // A receiver that dedupes on MSH-10 (as the README advises, for at-least-once delivery) answers a control id it
+        // has seen with AE: each probe sends its own, so the second probe is no duplicate.
+        var dedupes = await NodeAsync("dedupe", "--dedupe");
+        var metadata = new Dictionary<string, string>
+        {
+            [MllpProbeKeys.Kind] = "Message",
+            [MllpProbeKeys.Message] = "MSH|^~\\&|IMAGINGPROXY|PROBE|PACS|HOSP|20250101120000||ADT^A08^ADT_A01|PROBE0003|T|2.5.1",
+        };
+
+        var results = await ProbesAsync([dedupes.Address], metadata, 2);
+
+        Assert.All(results["orders-node1"], result => Assert.True(result.Healthy, result.Detail));
+        var received = await dedupes.ReceivedAsync();
+        Assert.True(received.Count >= 2, $"{received.Count} probes received");
+        Assert.NotEqual(received[0].ControlId, received[1].ControlId);
     }
 
     [Fact]
