@@ -162,7 +162,7 @@ public sealed class ConfigurationLayeringTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task A_listener_address_not_on_this_host_stops_the_host_with_exit_code_3()
+    public async Task A_listener_address_not_on_this_host_stops_the_host_with_exit_code_3_naming_the_listener_and_address()
     {
         var path = Path.Combine(_certificate.Directory, "elsewhere.json");
         await File.WriteAllTextAsync(path, """
@@ -173,7 +173,8 @@ public sealed class ConfigurationLayeringTests : IAsyncLifetime
             """);
         using var host = HostProcess.Start(["--config", path]);
         Assert.True(await host.WaitForExitAsync(TimeSpan.FromSeconds(60)) == 3, host.Output);
-        Assert.Contains("ImagingProxy could not start:", host.Output, StringComparison.Ordinal);
+        Assert.Contains("ImagingProxy could not start: Listener 'hl7' (Mllp) could not bind 192.0.2.1:2575: ", host.Output, StringComparison.Ordinal);
+        Assert.Contains("(the address is not one of this host's)", host.Output, StringComparison.Ordinal);
         Assert.DoesNotContain("Unhandled exception", host.Output, StringComparison.Ordinal);
     }
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using ImagingProxy.Dicom;
 using ImagingProxy.Hosting;
 using Microsoft.AspNetCore.Connections;
@@ -58,6 +59,27 @@ public class ProxyTransportFactoryTests
     }
 
     [Fact]
+    public async Task A_bind_refused_by_the_system_names_the_listener_and_its_address_and_stays_a_socket_error()
+    {
+        var registry = new ListenerRegistry();
+        var dicom = Listener(registry, "dicom", ProxyListener.DicomKind, 104);
+        var viewers = Listener(registry, "Viewers", ProxyListener.HttpKind, 443);
+        var refusing = new RefusingTransport(SocketError.AccessDenied);
+        var factory = new ProxyTransportFactory(refusing, refusing, registry, _ => null, NullLogger<ProxyTransportFactory>.Instance);
+
+        // A SocketException still: Kestrel's "localhost" and "*" endpoints try their other address after one.
+        var raw = await Assert.ThrowsAsync<SocketException>(async () => await factory.BindAsync(dicom.Options.EndPoint));
+        var http = await Assert.ThrowsAsync<SocketException>(async () => await factory.BindAsync(viewers.Options.EndPoint));
+        var unknown = await Assert.ThrowsAsync<SocketException>(async () => await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 80)));
+
+        Assert.Equal(SocketError.AccessDenied, raw.SocketErrorCode);
+        Assert.StartsWith("Listener 'dicom' (Dicom) could not bind 127.0.0.1:104: ", raw.Message, StringComparison.Ordinal);
+        Assert.Contains("net.ipv4.ip_unprivileged_port_start", raw.Message, StringComparison.Ordinal);
+        Assert.StartsWith("Listener 'Viewers' (Http) could not bind 127.0.0.1:443: ", http.Message, StringComparison.Ordinal);
+        Assert.StartsWith("Address could not bind 127.0.0.1:80: ", unknown.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Only_a_listed_dicom_listener_gets_the_accept_start_hook()
     {
         var registry = new ListenerRegistry();
@@ -75,6 +97,13 @@ public class ProxyTransportFactoryTests
         var listener = new ProxyListener(name, kind, options!);
         registry.Add(listener);
         return listener;
+    }
+
+    /// <summary>A transport whose every bind fails as the socket's bind would, with <paramref name="error"/>.</summary>
+    private sealed class RefusingTransport(SocketError error) : IConnectionListenerFactory
+    {
+        public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+            => throw new SocketException((int)error);
     }
 
     /// <summary>A transport whose listeners accept one connection (id "NAME-PORT") and then stop.</summary>
