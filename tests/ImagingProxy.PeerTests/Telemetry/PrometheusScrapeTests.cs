@@ -120,6 +120,40 @@ public sealed class PrometheusScrapeTests
         });
     }
 
+    [Fact(Timeout = 120_000)]
+    public async Task A_configuration_edit_the_proxy_rejects_sets_off_the_shipped_alert_rule()
+    {
+        using var temp = TempDirectory.Create("prometheus-");
+        const string Valid = """
+            {
+              "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
+              "ImagingProxy": { "Mllp": { "MaxAttempts": 3 } }
+            }
+            """;
+        var configPath = Path.Combine(temp.Path, "proxy.json");
+        await File.WriteAllTextAsync(configPath, Valid);
+        using var proxy = HostProcess.Start(["--config", configPath]);
+        var admin = await proxy.PortAsync("Admin");
+        await using var prometheus = await StartPrometheusAsync(temp, admin);
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var api = new PrometheusApi(http, prometheus.Url, prometheus.Process);
+        await api.EventuallyAsync("the configuration in force is not rejected", async () =>
+            Assert.Equal(0, await api.ScalarAsync("imagingproxy_config_rejected{job=\"imagingproxy\"}")));
+
+        // A misspelt key: the edit is rejected and the last good configuration keeps serving, which a proxy (pod)
+        // started now would not have: the rule must say so, as long as the edit stands.
+        await File.WriteAllTextAsync(configPath, Valid.Replace("MaxAttempts", "MaxAttemps", StringComparison.Ordinal));
+        await api.EventuallyAsync("the rejection is scraped", async () =>
+            Assert.Equal(1, await api.ScalarAsync("imagingproxy_config_rejected{job=\"imagingproxy\"}")));
+        await api.EventuallyAsync("ImagingProxyConfigRejected is pending for the instance", async () =>
+        {
+            var alerts = (await api.GetAsync("/api/v1/alerts")).GetProperty("alerts").EnumerateArray().ToList();
+            var alert = Assert.Single(alerts, a => a.GetProperty("labels").GetProperty("alertname").GetString() == "ImagingProxyConfigRejected");
+            Assert.Equal("pending", alert.GetProperty("state").GetString());
+            Assert.Equal($"127.0.0.1:{admin.ToString(CultureInfo.InvariantCulture)}", alert.GetProperty("labels").GetProperty("instance").GetString());
+        });
+    }
+
     private static string ProxyConfig(Uri backend, int scpPort, string hl7Address) => $$"""
         {
           "Kestrel": { "Endpoints": { "Viewers": { "Url": "http://127.0.0.1:0" }, "Xds": { "Url": "http://127.0.0.1:0" }, "Admin": { "Url": "http://127.0.0.1:0" } } },
