@@ -18,7 +18,8 @@ namespace ImagingProxy.Forwarding;
 /// tail, is used when it holds only RFC 3986 path characters, no dot segment (<c>%2F</c> counted as a separator), decoding
 /// it as Kestrel does gives exactly the path YARP was going to send, and System.Uri keeps it as it is. Anything else (a
 /// raw <c>\</c> or <c>#</c>, dot segments, a prefix written with escapes, a path another transform rebuilt with
-/// <c>PathPattern</c> or <c>PathSet</c>) is left to YARP. The query string is YARP's, after the route's query transforms.
+/// <c>PathPattern</c> or <c>PathSet</c>) is left to YARP. The query string is YARP's, after the route's query transforms (and then the client's
+/// own again when they left it unchanged: <see cref="RawQueryString"/>, the next transform).
 /// </para>
 /// </remarks>
 public static class EncodedSlashPath

@@ -255,6 +255,7 @@ public static class ImagingProxyApp
             .AddTransforms(ExpectContinue.Apply)
             .AddTransforms(ForwardedHeader.Apply)
             .AddTransforms(EncodedSlashPath.Apply)
+            .AddTransforms(RawQueryString.Apply)
             .AddTransforms(RetryableStatus.Apply);
         services.AddSingleton<Yarp.ReverseProxy.Forwarder.IForwarderHttpClientFactory, ProxyHttpClientFactory>();
         services.AddSingleton<ProxyConfigAcceptance>();

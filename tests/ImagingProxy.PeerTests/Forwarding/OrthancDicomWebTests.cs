@@ -105,6 +105,23 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task A_qido_rs_name_query_with_a_raw_caret_finds_the_study_through_the_proxy_as_directly()
+    {
+        // Orthanc matches QIDO-RS values as written, without decoding them: PatientName=Test^Pat* finds the study, its
+        // escaped form Test%5EPat* nothing. Both clients send the query verbatim, as curl and browsers' address bars do.
+        var query = $"dicom-web/studies?PatientName=Test^Pat*&StudyInstanceUID={_stored.StudyInstanceUid}";
+        var options = new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true };
+        using var viaProxy = new HttpClient(_certificate.TrustingHandler());
+        using var direct = new HttpClient();
+        using var expected = await SendAsync(direct, new Uri(_orthanc.BaseAddress + query, options), "application/dicom+json");
+        using var actual = await SendAsync(viaProxy, new Uri(_proxy.Url("Viewers", "https") + query, options), "application/dicom+json");
+
+        Assert.Contains(_stored.StudyInstanceUid, await expected.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, actual.StatusCode);
+        Assert.Contains(_stored.StudyInstanceUid, await actual.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task Stow_rs_through_the_proxy_stores_the_instance()
     {
         // The route lifts the configured Kestrel:Limits:MaxRequestBodySize (1 KiB) with its own -1.
@@ -238,8 +255,11 @@ public sealed class OrthancDicomWebTests : IAsyncLifetime
     }
 
     private static Task<HttpResponseMessage> SendAsync(HttpClient client, string path, string accept)
+        => SendAsync(client, new Uri(path, UriKind.RelativeOrAbsolute), accept);
+
+    private static Task<HttpResponseMessage> SendAsync(HttpClient client, Uri uri, string accept)
     {
-        var request = new HttpRequestMessage(HttpMethod.Get, path);
+        var request = new HttpRequestMessage(HttpMethod.Get, uri);
         request.Headers.TryAddWithoutValidation("Accept", accept);
         return client.SendAsync(request);
     }

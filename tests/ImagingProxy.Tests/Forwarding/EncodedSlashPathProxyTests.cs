@@ -7,7 +7,8 @@ namespace ImagingProxy.Tests.Forwarding;
 
 /// <summary>
 /// Request lines sent raw over TLS (HttpClient would normalise them first), through routes that pass the path on or strip
-/// a prefix: the server gets the client's encoded slash, and never a path outside the route it was routed by.
+/// a prefix: the server gets the client's encoded slash, and never a path outside the route it was routed by; and the
+/// client's query string as it was written, unless a route's query transform rebuilt it.
 /// </summary>
 public sealed class EncodedSlashPathProxyTests : IAsyncLifetime
 {
@@ -24,7 +25,9 @@ public sealed class EncodedSlashPathProxyTests : IAsyncLifetime
             """
             {
               "dicomweb": { "ClusterId": "web", "Match": { "Path": "/dicom-web/{**rest}" } },
-              "pacs1": { "ClusterId": "web", "Match": { "Path": "/pacs1/{**rest}" }, "Transforms": [ { "PathRemovePrefix": "/pacs1" } ] }
+              "pacs1": { "ClusterId": "web", "Match": { "Path": "/pacs1/{**rest}" }, "Transforms": [ { "PathRemovePrefix": "/pacs1" } ] },
+              "site": { "ClusterId": "web", "Match": { "Path": "/site/{**rest}" },
+                "Transforms": [ { "PathRemovePrefix": "/site" }, { "QueryValueParameter": "site", "Append": "a" } ] }
             }
             """));
     }
@@ -51,6 +54,24 @@ public sealed class EncodedSlashPathProxyTests : IAsyncLifetime
     [InlineData("/dicom-web/x%5C..%2F..%5Cadmin", "/dicom-web/x%5C..%252F..%5Cadmin")]
     [InlineData("/dicom-web/x%2F..;%2F..;%2Fadmin", "/dicom-web/x%252F..;%252F..;%252Fadmin")]
     public Task A_crafted_path_never_goes_to_the_server_raw(string target, string received) => AssertArrivesAsync(target, received);
+
+    // QIDO-RS as viewers and scripts write it: the DICOM name separator ^ and the value separator \ raw (YARP alone sends
+    // %5E and %5C, which Orthanc does not decode), escapes of any kind kept as they are.
+    [Theory]
+    [InlineData("/dicom-web/studies?PatientName=Doe^J*&limit=5", "/dicom-web/studies?PatientName=Doe^J*&limit=5")]
+    [InlineData("/dicom-web/studies?StudyInstanceUID=1.2\\1.3&x=%41|{}`\"<>%&y=%zz", "/dicom-web/studies?StudyInstanceUID=1.2\\1.3&x=%41|{}`\"<>%&y=%zz")]
+    [InlineData("/pacs1/studies/1.2%2F3/series?PatientName=Doe^J*", "/studies/1.2%2F3/series?PatientName=Doe^J*")]
+    [InlineData("/pacs1/studies?PatientName=Doe%5EJ*", "/studies?PatientName=Doe%5EJ*")]
+    public Task A_query_string_arrives_as_the_client_wrote_it(string target, string received) => AssertArrivesAsync(target, received);
+
+    [Fact]
+    public async Task A_query_string_a_route_transform_rebuilt_is_sent_as_yarp_builds_it()
+    {
+        Assert.StartsWith("HTTP/1.1 200", await SendRawAsync("/site/studies?PatientName=Doe^J*"), StringComparison.Ordinal);
+        var received = Assert.Single(_backend.RawTargets);
+        Assert.StartsWith("/studies?PatientName=Doe%5EJ", received, StringComparison.Ordinal);
+        Assert.EndsWith("&site=a", received, StringComparison.Ordinal);
+    }
 
     /// <summary>Sends <paramref name="target"/> and checks the backend got <paramref name="received"/> as its request-target.</summary>
     private async Task AssertArrivesAsync(string target, string received)
