@@ -26,13 +26,9 @@ internal sealed class HttpProber : IDestinationProber
         };
         if (config.Metadata is not null && config.Metadata.TryGetValue(MetadataKeys.ProbeHeaders, out var headers))
         {
-            foreach (var line in headers.Split([';', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            foreach (var (name, value) in ParseHeaders(headers))
             {
-                var colon = line.IndexOf(':', StringComparison.Ordinal);
-                if (colon > 0)
-                {
-                    request.Headers.TryAddWithoutValidation(line[..colon].Trim(), line[(colon + 1)..].Trim());
-                }
+                request.Headers.TryAddWithoutValidation(name, value);
             }
         }
 
@@ -52,5 +48,63 @@ internal sealed class HttpProber : IDestinationProber
         {
             return ProbeResult.Failure($"{ex.GetType().Name}: {ex.Message}");
         }
+    }
+
+    /// <summary>
+    /// The headers of <c>HealthCheck.Headers</c>: one per line, or several on a line separated by <c>;</c>. A <c>;</c> starts
+    /// a new header only when a header name and a colon follow it; otherwise it belongs to the value, as in
+    /// <c>Accept: multipart/related; type="application/dicom"</c> (a WADO-RS probe), which was cut to
+    /// <c>Accept: multipart/related</c>. A piece without a header name is ignored, and so is a <c>;</c> ending a line.
+    /// </summary>
+    internal static List<KeyValuePair<string, string>> ParseHeaders(string text)
+    {
+        var headers = new List<KeyValuePair<string, string>>();
+        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            var start = 0;
+            for (var i = 0; i <= line.Length; i++)
+            {
+                if (i < line.Length && (line[i] != ';' || HeaderName(line.AsSpan(i + 1)) is null))
+                {
+                    continue;
+                }
+
+                var piece = line.AsSpan(start, i - start);
+                if (HeaderName(piece) is { } name)
+                {
+                    headers.Add(new(name, piece[(piece.IndexOf(':') + 1)..].TrimEnd("; \t").Trim().ToString()));
+                }
+
+                start = i + 1;
+            }
+        }
+
+        return headers;
+    }
+
+    /// <summary>The header name <paramref name="piece"/> starts with (an RFC 9110 token before a colon), or null.</summary>
+    private static string? HeaderName(ReadOnlySpan<char> piece)
+    {
+        var colon = piece.IndexOf(':');
+        if (colon <= 0)
+        {
+            return null;
+        }
+
+        var name = piece[..colon].Trim();
+        if (name.IsEmpty)
+        {
+            return null;
+        }
+
+        foreach (var c in name)
+        {
+            if (!char.IsAsciiLetterOrDigit(c) && "!#$%&'*+-.^_`|~".IndexOf(c) < 0)
+            {
+                return null;
+            }
+        }
+
+        return name.ToString();
     }
 }
