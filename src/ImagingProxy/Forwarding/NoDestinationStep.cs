@@ -20,6 +20,7 @@ internal sealed partial class NoDestinationStep(ILogger<NoDestinationStep> logge
         Log.NoDestination(logger, cluster, LoggedRequest.Path(context.Request));
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
         context.Response.Headers.RetryAfter = "10";
+        context.Response.ContentType = "text/plain; charset=utf-8";
         await context.Response.WriteAsync($"503 Service Unavailable: no healthy server in cluster '{cluster}'.\n", context.RequestAborted);
     }
 

@@ -380,6 +380,10 @@ public sealed class HttpForwardingTests : IAsyncLifetime
         using var response = await client.GetAsync("/studies");
         Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
         Assert.Contains("no healthy server in cluster 'web'", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+
+        // Said as text, as the 404 and 413 answers are (a browser would otherwise sniff the body's type).
+        Assert.Equal("text/plain; charset=utf-8", response.Content.Headers.ContentType?.ToString());
+        Assert.Equal(TimeSpan.FromSeconds(10), response.Headers.RetryAfter?.Delta);
         Assert.Equal(before, _a.Requests.Count(r => !r.Contains("/health", StringComparison.Ordinal)));
     }
 
