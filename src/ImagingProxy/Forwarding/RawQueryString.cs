@@ -21,6 +21,9 @@ public static class RawQueryString
 {
     private static readonly UriCreationOptions s_verbatim = new() { DangerousDisablePathAndQueryCanonicalization = true };
 
+    /// <summary>The characters <see cref="Uri"/> escapes or unescapes in a query (visible ASCII): a query without any is sent as written anyway.</summary>
+    private static readonly System.Buffers.SearchValues<char> s_rewritten = System.Buffers.SearchValues.Create("\"<>\\^`{|}%");
+
     public static void Apply(TransformBuilderContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
@@ -34,7 +37,8 @@ public static class RawQueryString
     internal static void Preserve(RequestTransformContext transform)
     {
         var query = transform.Query.QueryString.Value;
-        if (string.IsNullOrEmpty(query) || !string.Equals(query, transform.HttpContext.Request.QueryString.Value, StringComparison.Ordinal) || !IsVerbatimSafe(query))
+        if (string.IsNullOrEmpty(query) || query.AsSpan().IndexOfAny(s_rewritten) < 0
+            || !string.Equals(query, transform.HttpContext.Request.QueryString.Value, StringComparison.Ordinal) || !IsVerbatimSafe(query))
         {
             return;
         }
