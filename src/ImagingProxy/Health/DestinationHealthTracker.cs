@@ -66,13 +66,13 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
             _seen.AddOrUpdate(destination, destination);
             if (previous.Active != active)
             {
-                Log.HealthChanged(logger, "Active", cluster.ClusterId, destination.DestinationId, previous.Active, active);
+                Log.HealthChanged(logger, LevelOf(active), "Active", cluster.ClusterId, destination.DestinationId, previous.Active, active);
                 Transition?.Invoke(cluster.ClusterId, destination.DestinationId, "active", previous.Active, active);
             }
 
             if (previous.Passive != passive)
             {
-                Log.HealthChanged(logger, "Passive", cluster.ClusterId, destination.DestinationId, previous.Passive, passive);
+                Log.HealthChanged(logger, LevelOf(passive), "Passive", cluster.ClusterId, destination.DestinationId, previous.Passive, passive);
                 Transition?.Invoke(cluster.ClusterId, destination.DestinationId, "passive", previous.Passive, passive);
             }
 
@@ -87,6 +87,13 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
     public DateTimeOffset? ReturnedAt(DestinationState destination)
         => _returned.TryGetValue(destination, out var returned) ? returned.Value : null;
 
+    /// <summary>
+    /// A destination going Unhealthy is a warning; one becoming Healthy (each destination at start-up, each return) or
+    /// Unknown again is information, as HAProxy logs a server DOWN louder than UP: a site that alerts on warnings is not
+    /// paged at every start.
+    /// </summary>
+    private static LogLevel LevelOf(DestinationHealth now) => now == DestinationHealth.Unhealthy ? LogLevel.Warning : LogLevel.Information;
+
     private static bool IsOut(DestinationHealth active, DestinationHealth passive)
         => active == DestinationHealth.Unhealthy || passive == DestinationHealth.Unhealthy;
 
@@ -95,7 +102,7 @@ public sealed partial class DestinationHealthTracker(TimeProvider time, ILogger<
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 324, Level = LogLevel.Warning, Message = "{Kind} health of destination '{Destination}' in cluster '{Cluster}' changed from {Old} to {New}.")]
-        public static partial void HealthChanged(ILogger logger, string kind, string cluster, string destination, DestinationHealth old, DestinationHealth @new);
+        [LoggerMessage(EventId = 324, Message = "{Kind} health of destination '{Destination}' in cluster '{Cluster}' changed from {Old} to {New}.")]
+        public static partial void HealthChanged(ILogger logger, LogLevel level, string kind, string cluster, string destination, DestinationHealth old, DestinationHealth @new);
     }
 }

@@ -44,6 +44,26 @@ public sealed class DestinationHealthTrackerTests
     }
 
     [Fact]
+    public void Going_unhealthy_is_logged_as_a_warning_and_becoming_healthy_as_information()
+    {
+        var logger = new Microsoft.Extensions.Logging.Testing.FakeLogger<DestinationHealthTracker>();
+        var tracker = new DestinationHealthTracker(_time, logger);
+        var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
+        var destination = cluster.Destinations["n1"];
+
+        destination.Health.Active = DestinationHealth.Healthy; // each destination's first probe at start-up
+        tracker.Observe(cluster, destination);
+        destination.Health.Active = DestinationHealth.Unhealthy;
+        tracker.Observe(cluster, destination);
+        destination.Health.Active = DestinationHealth.Healthy;
+        tracker.Observe(cluster, destination);
+
+        Assert.Equal(
+            [(324, Microsoft.Extensions.Logging.LogLevel.Information), (324, Microsoft.Extensions.Logging.LogLevel.Warning), (324, Microsoft.Extensions.Logging.LogLevel.Information)],
+            logger.Collector.GetSnapshot().Select(r => (r.Id.Id, r.Level)));
+    }
+
+    [Fact]
     public void Since_moves_only_when_the_health_changes()
     {
         var cluster = Cluster("pacs", activeFlag: true, destinations: "n1");
