@@ -46,19 +46,39 @@ WSDL = """<?xml version="1.0" encoding="UTF-8"?>
 BINDINGS = {"11": "http://schemas.xmlsoap.org/wsdl/soap/", "12": "http://schemas.xmlsoap.org/wsdl/soap12/"}
 
 
+class SentActionTransport(zeep.Transport):
+    """zeep's transport, with the action in the request's headers (Content-Type or SOAPAction) replaced on the way out."""
+
+    def __init__(self, action, sent, **kwargs):
+        super().__init__(**kwargs)
+        self._action = action
+        self._sent = sent
+
+    def post(self, address, message, headers):
+        headers = {name: value.replace(self._action, self._sent) for name, value in headers.items()}
+        return super().post(address, message, headers)
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--url", required=True)
     p.add_argument("--soap", choices=sorted(BINDINGS), required=True)
     p.add_argument("--action", required=True)
     p.add_argument("--timeout", type=float, default=30)
+    p.add_argument("--sent-action", default=None,
+                   help="send this action on the wire instead of --action (Python escapes such as \\x1b decoded): "
+                        "a text the WSDL, being XML, cannot hold")
     args = p.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="soap-client-") as directory:
         wsdl = os.path.join(directory, "service.wsdl")
         with open(wsdl, "w", encoding="utf-8") as f:
             f.write(WSDL.format(binding_ns=BINDINGS[args.soap], action=args.action, url=args.url))
-        transport = zeep.Transport(timeout=args.timeout, operation_timeout=args.timeout)
+        if args.sent_action is None:
+            transport = zeep.Transport(timeout=args.timeout, operation_timeout=args.timeout)
+        else:
+            sent = args.sent_action.encode("ascii").decode("unicode_escape")
+            transport = SentActionTransport(args.action, sent, timeout=args.timeout, operation_timeout=args.timeout)
         client = zeep.Client(wsdl, transport=transport)
         try:
             with client.settings(raw_response=False):

@@ -53,7 +53,8 @@ public static class SoapFault
 
     public static string Build(Version version, Code code, string reason)
     {
-        var text = SecurityElement.Escape(reason);
+        // A reason may quote the client (its SOAP action): control characters written out, as XML 1.0 allows none of them.
+        var text = SecurityElement.Escape(Telemetry.LogText.Printable(reason));
         if (version == Version.Soap11)
         {
             // SOAP 1.1 §4.4.1: Client and Server are the codes of Sender and Receiver.

@@ -1,4 +1,5 @@
 using ImagingProxy.Configuration;
+using ImagingProxy.Telemetry;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
@@ -41,6 +42,8 @@ internal sealed partial class XdsRoutingStep(IProxyStateLookup state, ILogger<Xd
 
         if (transaction is XdsTransaction.Missing or XdsTransaction.Unknown or XdsTransaction.Conflicting)
         {
+            // The client's text, with its control characters written out: a log line and an XML fault can hold it.
+            action = action is null ? null : LogText.Printable(action);
             Log.BadAction(logger, transaction, action ?? "(none)", context.Connection.RemoteIpAddress?.ToString() ?? "?");
             var reason = transaction switch
             {

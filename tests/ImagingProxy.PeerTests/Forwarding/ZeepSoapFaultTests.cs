@@ -2,6 +2,8 @@ using System.Text.Json;
 using ImagingProxy.Forwarding;
 using ImagingProxy.PeerTests.Mllp;
 using ImagingProxy.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace ImagingProxy.PeerTests.Forwarding;
 
@@ -22,7 +24,8 @@ public sealed class ZeepSoapFaultTests : IAsyncLifetime
             _certificate,
             $$"""{ "xds-registry": { "Destinations": { "registry": { "Address": "http://127.0.0.1:{{closed}}/" } } } }""",
             "{}",
-            """{ "Xds": { "RegistryCluster": "xds-registry" } }"""));
+            """{ "Xds": { "RegistryCluster": "xds-registry" } }"""),
+            builder => builder.Logging.AddFakeLogging());
     }
 
     public async Task DisposeAsync()
@@ -53,5 +56,27 @@ public sealed class ZeepSoapFaultTests : IAsyncLifetime
         Assert.Equal("fault", result.RootElement.GetProperty("outcome").GetString());
         Assert.Equal(code, result.RootElement.GetProperty("code").GetString());
         Assert.Equal(message, result.RootElement.GetProperty("message").GetString());
+    }
+
+    [Theory(Timeout = 120_000)]
+    [InlineData("11", "soap:Client")]
+    [InlineData("12", "env:Sender")]
+    public async Task A_soap_client_whose_action_holds_a_control_character_reads_the_fault_and_the_log_line_shows_it_as_text(string soap, string code)
+    {
+        // The action on the wire holds an escape sequence (ESC [31m, a terminal's red); XML 1.0 has no way to carry ESC,
+        // so a fault quoting it raw is no XML at all and zeep reported a TransportError instead of the fault.
+        var script = Path.Combine(PythonHl7.RepositoryRoot, "tests", "peers", "soap_client.py");
+        var url = new Uri(_proxy!.Url("Xds"), "/axis2/services/xds").ToString();
+
+        var (exitCode, output, error) = await PythonHl7.RunAsync(PythonHl7.StartInfo(
+            PythonHl7.Python, script, "--url", url, "--soap", soap, "--action", "urn:test:Probe", "--sent-action", @"urn:test:\x1b[31mProbe"));
+
+        Assert.True(exitCode == 0, $"soap_client.py exited {exitCode}: {error}");
+        using var result = JsonDocument.Parse(output);
+        Assert.True(result.RootElement.GetProperty("outcome").GetString() == "fault", output);
+        Assert.Equal(code, result.RootElement.GetProperty("code").GetString());
+        Assert.Equal(@"Unknown SOAP action 'urn:test:\x1B[31mProbe': this endpoint serves ITI-18, ITI-41, ITI-42 and ITI-43.", result.RootElement.GetProperty("message").GetString());
+        var logged = _proxy.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 400).Select(r => r.Message).ToList();
+        Assert.Contains(@"XDS request from 127.0.0.1 refused: Unknown action 'urn:test:\x1B[31mProbe'.", logged);
     }
 }
