@@ -67,5 +67,11 @@ public readonly struct Hl7Field
     /// <summary>The value with escape sequences decoded (HL7 v2.5 §2.7) and bytes decoded per MSH-18.</summary>
     public string GetString() => Hl7Escaping.Decode(Raw.Span, _delimiters, CharacterSet);
 
+    /// <summary>
+    /// <see cref="GetString"/> for a log line: a control character the sender wrote (raw, or as <c>\X0A\</c>) shows as
+    /// <c>\x0A</c> (<see cref="Telemetry.LogText"/>), so a control id cannot forge a line.
+    /// </summary>
+    public string GetLogString() => Telemetry.LogText.Printable(GetString());
+
     public override string ToString() => GetString();
 }

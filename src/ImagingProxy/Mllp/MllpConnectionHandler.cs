@@ -260,7 +260,7 @@ internal sealed partial class MllpConnectionHandler(
         var route = settings.Match(header, session.Listener);
         if (route is null)
         {
-            return Admission.Nak(activity, MllpRejectReason.NoRoute, Hl7ErrorCode.UnsupportedMessageType, $"No route for message type {header.MessageType.GetString()}; message not forwarded.");
+            return Admission.Nak(activity, MllpRejectReason.NoRoute, Hl7ErrorCode.UnsupportedMessageType, $"No route for message type {header.MessageType.GetLogString()}; message not forwarded.");
         }
 
         activity?.SetTag("imagingproxy.route", route.Id);
@@ -300,7 +300,7 @@ internal sealed partial class MllpConnectionHandler(
 
                 return AfterReply(session, replies, sent);
             case MllpDeliveryOutcome.Aborted:
-                Log.AbortedInFlight(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), delivery.Attempts);
+                Log.AbortedInFlight(logger, session.ConnectionId, session.Header.MessageControlId.GetLogString(), delivery.Attempts);
                 activity?.SetStatus(ActivityStatusCode.Error, "connection aborted");
                 return MllpSessionEnd.ClientAborted;
             case MllpDeliveryOutcome.Faulted:
@@ -335,7 +335,7 @@ internal sealed partial class MllpConnectionHandler(
             _ => MllpRejectReason.Undelivered,
         };
         metrics.FrameRejected(session.Listener, reason);
-        Log.NotDeliveredWithoutAck(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, MllpRejectReasons.Name(reason), delivery.Attempts);
+        Log.NotDeliveredWithoutAck(logger, session.ConnectionId, session.Header.MessageControlId.GetLogString(), cluster.ClusterId, MllpRejectReasons.Name(reason), delivery.Attempts);
         activity?.SetStatus(ActivityStatusCode.Error, MllpRejectReasons.Name(reason));
         return MllpSessionEnd.ClientClosed;
     }
@@ -388,7 +388,7 @@ internal sealed partial class MllpConnectionHandler(
             activity.SetStatus(ActivityStatusCode.Error, MllpRejectReasons.Name(reason));
         }
 
-        var controlId = header.MessageControlId.GetString();
+        var controlId = header.MessageControlId.GetLogString();
         Log.Nak(logger, session.ConnectionId, controlId, MllpRejectReasons.Name(reason), text);
         if (reason is MllpRejectReason.FrameTooLarge or MllpRejectReason.MissingMessageType or MllpRejectReason.BadEncodingCharacters)
         {
@@ -411,7 +411,7 @@ internal sealed partial class MllpConnectionHandler(
 
         if (replies.TimedOut)
         {
-            Log.ReplyTimeout(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), MllpReplyWriter.SendTimeout);
+            Log.ReplyTimeout(logger, session.ConnectionId, session.Header.MessageControlId.GetLogString(), MllpReplyWriter.SendTimeout);
             return MllpSessionEnd.ReplyTimeout;
         }
 

@@ -577,7 +577,7 @@ internal sealed partial class MllpForwarder(
     /// </summary>
     public async ValueTask<MllpAttemptResult> FaultAsync(MllpSession session, Exception exception)
     {
-        Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), exception);
+        Log.AttemptThrew(logger, session.ConnectionId, session.Header.MessageControlId.GetLogString(), exception);
         var attempt = session.Attempt;
         Disarm(session, attempt);
         attempt.Fault = null;
@@ -630,7 +630,7 @@ internal sealed partial class MllpForwarder(
         if (code == AcknowledgmentCode.None || !ack.Acknowledges(session.Header))
         {
             // protocols.md §3.7: log it, relay anyway, never re-pair.
-            Log.AckMismatch(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetString());
+            Log.AckMismatch(logger, session.ConnectionId, session.Header.MessageControlId.GetLogString(), destination.DestinationId, code == AcknowledgmentCode.None ? "(unreadable)" : ack.AcknowledgedControlId.GetLogString());
         }
         else if (code is AcknowledgmentCode.ApplicationReject or AcknowledgmentCode.CommitReject && RetriesOnReject(session.Cluster!)
             && CanTryAnother(session, destination))
@@ -689,7 +689,7 @@ internal sealed partial class MllpForwarder(
             await pool.ReturnAsync(node, session.Settings.PoolIdleTimeout);
         }
 
-        Log.Rejected(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, MllpProxyMetrics.AckCodeName(attempt.Ack.Code), session.Attempts);
+        Log.Rejected(logger, session.ConnectionId, session.Header.MessageControlId.GetLogString(), cluster.ClusterId, destination.DestinationId, MllpProxyMetrics.AckCodeName(attempt.Ack.Code), session.Attempts);
         session.Failed.Add(destination);
         session.Refusal = new MllpAttemptResult(MllpAttemptOutcome.Acknowledged, destination.DestinationId, attempt.Ack.Code);
         return new MllpAttemptResult(MllpAttemptOutcome.Failed, null, AcknowledgmentCode.None);
@@ -735,7 +735,7 @@ internal sealed partial class MllpForwarder(
             return null;
         }
 
-        Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason);
+        Log.AttemptFailed(logger, session.ConnectionId, session.Header.MessageControlId.GetLogString(), cluster.ClusterId, destination.DestinationId, session.Attempts, reason);
         session.Failed.Add(destination);
         if (!budgetCut)
         {
