@@ -371,6 +371,7 @@ public static class ConfigurationValidator
         var names = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
         var hasDefaultCertificate = !string.IsNullOrEmpty(kestrel["Certificates:Default:Path"]);
         ValidateCertificate(kestrel.GetSection("Certificates:Default"), AppContext.BaseDirectory, errors);
+        ValidateTlsSettings(kestrel.GetSection("EndpointDefaults"), errors);
         foreach (var endpoint in kestrel.GetSection("Endpoints").GetChildren())
         {
             if (ConfigurationGate.IsTurnedOff(endpoint))
@@ -379,6 +380,7 @@ public static class ConfigurationValidator
             }
 
             ValidateBoolean(endpoint, "Enabled", errors);
+            ValidateTlsSettings(endpoint, errors);
             names.Add(endpoint.Key);
             var url = endpoint["Url"];
             if (string.IsNullOrWhiteSpace(url))
@@ -404,6 +406,30 @@ public static class ConfigurationValidator
         }
 
         return names;
+    }
+
+    /// <summary>
+    /// <c>ClientCertificateMode</c> and <c>SslProtocols</c> of <c>Kestrel:EndpointDefaults</c> (which the DICOM and MLLP
+    /// TLS listeners take too) or of one endpoint. Kestrel skips a value it cannot read without a word, so a misspelt
+    /// <c>RequireCertficate</c> let every client in without a certificate, a <c>Tls1.3</c> or a single
+    /// <c>"SslProtocols": "Tls13"</c> (not a list) left the system's protocols, TLS 1.2 included: each is an error here.
+    /// </summary>
+    private static void ValidateTlsSettings(IConfigurationSection section, List<string> errors)
+    {
+        ValidateEnum(section, "ClientCertificateMode", typeof(Microsoft.AspNetCore.Server.Kestrel.Https.ClientCertificateMode), errors);
+        var protocols = section.GetSection("SslProtocols");
+        if (protocols.Value is not null)
+        {
+            errors.Add($"{protocols.Path}: a list is expected ([ \"{protocols.Value}\" ]), not a single value.");
+        }
+
+        foreach (var protocol in protocols.GetChildren())
+        {
+            if (protocol.Value is null || !IsEnumName(protocol.Value, typeof(System.Security.Authentication.SslProtocols)))
+            {
+                errors.Add($"{protocol.Path}: '{protocol.Value}' is not one of {string.Join(", ", Enum.GetNames<System.Security.Authentication.SslProtocols>())}.");
+            }
+        }
     }
 
     /// <summary>

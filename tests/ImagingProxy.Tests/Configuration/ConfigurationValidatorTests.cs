@@ -658,4 +658,29 @@ public class ConfigurationValidatorTests
             ["ReverseProxy:Clusters:web:HttpRequest:Version"] = "2",
             ["ReverseProxy:Clusters:web:HttpRequest:VersionPolicy"] = "RequestVersionOrLower",
         })));
+    // Kestrel reads these with Enum.TryParse and skips what it cannot read without a word: a misspelt
+    // RequireCertificate let every client in without a certificate (checked with openssl s_client on a DICOM TLS
+    // listener), a misspelt protocol or a single value where Kestrel reads a list left TLS 1.2 on.
+    [Theory]
+    [InlineData("Kestrel:EndpointDefaults:ClientCertificateMode", "RequireCertficate", "Kestrel:EndpointDefaults:ClientCertificateMode: 'RequireCertficate' is not one of ")]
+    [InlineData("Kestrel:Endpoints:Viewers:ClientCertificateMode", "Require", "Kestrel:Endpoints:Viewers:ClientCertificateMode: 'Require' is not one of ")]
+    [InlineData("Kestrel:EndpointDefaults:SslProtocols:0", "Tls1.3", "Kestrel:EndpointDefaults:SslProtocols:0: 'Tls1.3' is not one of ")]
+    [InlineData("Kestrel:Endpoints:Viewers:SslProtocols:0", "TLSv1.3", "Kestrel:Endpoints:Viewers:SslProtocols:0: 'TLSv1.3' is not one of ")]
+    [InlineData("Kestrel:EndpointDefaults:SslProtocols", "Tls13", "Kestrel:EndpointDefaults:SslProtocols: a list is expected")]
+    public void A_tls_setting_kestrel_would_skip_is_rejected_naming_its_key(string key, string value, string expected)
+    {
+        var error = Assert.Single(ConfigurationValidator.Validate(Routed(new() { [key] = value })));
+        Assert.StartsWith(expected, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Tls_settings_kestrel_reads_are_accepted()
+        => Assert.Empty(ConfigurationValidator.Validate(Routed(new()
+        {
+            ["Kestrel:EndpointDefaults:ClientCertificateMode"] = "requirecertificate",
+            ["Kestrel:EndpointDefaults:SslProtocols:0"] = "Tls12",
+            ["Kestrel:EndpointDefaults:SslProtocols:1"] = "Tls13",
+            ["Kestrel:Endpoints:Viewers:ClientCertificateMode"] = "NoCertificate",
+            ["Kestrel:Endpoints:Viewers:SslProtocols:0"] = "Tls13",
+        })));
 }
