@@ -57,12 +57,47 @@ internal sealed class ListenerCertificate : IDisposable
     /// <summary>The handshake callback: the current certificate, loaded again first if it changed.</summary>
     public ValueTask<SslServerAuthenticationOptions> OnConnection(TlsHandshakeCallbackContext context)
     {
+        var options = Current().Options;
         if (context.Connection.Features.Get<TlsHandshakeProgress>() is { } progress)
         {
             progress.ClientHelloReceived = true;
+            if (options.ClientCertificateRequired)
+            {
+                // Per connection, so that a refused client certificate is named in the handshake's failure line.
+                options = ValidatingClientCertificate(options, progress);
+            }
         }
 
-        return new(Current().Options);
+        return new(options);
+    }
+
+    /// <summary>
+    /// <paramref name="options"/> with a client certificate check that records why it refused one in
+    /// <paramref name="progress"/> (<see cref="TlsHandshakeWatch"/> logs it): no certificate while one is required, or
+    /// the chain's errors.
+    /// </summary>
+    private SslServerAuthenticationOptions ValidatingClientCertificate(SslServerAuthenticationOptions options, TlsHandshakeProgress progress)
+    {
+        var required = _clientCertificateMode == ClientCertificateMode.RequireCertificate;
+        return new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = options.ServerCertificateContext,
+            ApplicationProtocols = options.ApplicationProtocols,
+            EnabledSslProtocols = options.EnabledSslProtocols,
+            ClientCertificateRequired = true,
+            RemoteCertificateValidationCallback = (_, certificate, _, errors) =>
+            {
+                if (certificate is null ? !required : errors == SslPolicyErrors.None)
+                {
+                    return true;
+                }
+
+                progress.ClientCertificateRefused = certificate is null
+                    ? "the client sent no certificate (ClientCertificateMode RequireCertificate)"
+                    : $"the client's certificate was refused: {errors} ({Telemetry.LogText.Printable(certificate.Subject)})";
+                return false;
+            },
+        };
     }
 
     public void Dispose() => _subscription.Dispose();

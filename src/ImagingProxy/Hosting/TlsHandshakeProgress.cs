@@ -7,4 +7,7 @@ internal sealed class TlsHandshakeProgress
     public bool ClientHelloReceived { get; set; }
 
     public bool Established { get; set; }
+
+    /// <summary>Why ImagingProxy refused the client's certificate (ClientCertificateMode), when it did.</summary>
+    public string? ClientCertificateRefused { get; set; }
 }

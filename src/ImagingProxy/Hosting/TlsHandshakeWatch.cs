@@ -43,6 +43,7 @@ internal sealed class TlsHandshakeWatch(string listener, string kind, TimeSpan h
 
         var (reason, detail) = drained ? ("shutdown", "no handshake before the drain closed the connections still setting up")
             : time.GetElapsedTime(started) >= handshakeTimeout ? ("timeout", $"no handshake within {handshakeTimeout.TotalSeconds:0.#} s")
+            : progress.ClientCertificateRefused is { } refused ? ("handshake", refused)
             : progress.ClientHelloReceived ? ("handshake", "failed after the ClientHello (no common protocol or cipher suite, or the client refused the certificate)")
             : ("no_client_hello", "no TLS ClientHello: the client closed, or spoke another protocol (plain DICOM or HL7 to a TLS port?)");
         metrics.HandshakeFailed(listener, _protocol, reason);
