@@ -84,7 +84,11 @@ internal sealed partial class MllpConnectionHandler(
         // would otherwise keep any number of connections the limit does not count open.
         var idleTimeout = overLimit is null ? initial.IdleTimeout
             : initial.IdleTimeout is { } idle && idle < initial.AckTimeout ? idle : initial.AckTimeout;
-        using var signals = new Signals(input, time, idleTimeout, deadline: overLimit is not null) { Slot = overLimit is null ? open : null };
+
+        // Inside a frame the wait for the next byte is AckTimeout at most, IdleTimeout or not: a sender that stopped in
+        // the middle of a message (a frame up to MaxFrameSize held in memory, per connection) is not waited for forever.
+        var frameTimeout = idleTimeout is { } limit && limit < initial.AckTimeout ? limit : initial.AckTimeout;
+        using var signals = new Signals(input, time, idleTimeout, frameTimeout, deadline: overLimit is not null) { Slot = overLimit is null ? open : null };
         await using var session = new MllpSession(connection.ConnectionId, listener, pool, time, drain.Deadline) { OverLimit = overLimit };
         using var drainRegistration = closeRequested.UnsafeRegister(static s => ((Signals)s!).RequestDrain(), signals);
 
@@ -103,7 +107,7 @@ internal sealed partial class MllpConnectionHandler(
                     break;
                 }
 
-                signals.ArmIdle();
+                signals.ArmIdle(insideFrame);
                 var result = await input.ReadAsync();
                 signals.DisarmIdle();
                 var buffer = result.Buffer;
@@ -199,7 +203,7 @@ internal sealed partial class MllpConnectionHandler(
                 if (result.IsCanceled && signals.TakeIdleExpired())
                 {
                     end = MllpSessionEnd.IdleTimeout;
-                    Log.IdleTimeout(logger, connection.ConnectionId, idleTimeout.GetValueOrDefault(), insideFrame);
+                    Log.IdleTimeout(logger, connection.ConnectionId, signals.ArmedTimeout, insideFrame);
                 }
             }
         }
@@ -470,7 +474,8 @@ internal sealed partial class MllpConnectionHandler(
     {
         private readonly PipeReader _input;
         private readonly TimeSpan? _idleTimeout;
-        private readonly ITimer? _idleTimer;
+        private readonly TimeSpan _frameTimeout;
+        private readonly ITimer _idleTimer;
         private readonly bool _deadline;
         private bool _armed;
         private volatile bool _drainRequested;
@@ -479,16 +484,15 @@ internal sealed partial class MllpConnectionHandler(
         /// <param name="input">The connection's input, whose pending read each signal wakes.</param>
         /// <param name="time">The time provider of the idle timer.</param>
         /// <param name="idleTimeout">How long a read may wait for a byte; null: no limit.</param>
+        /// <param name="frameTimeout">How long a read may wait for a byte while a frame has begun (at most <paramref name="idleTimeout"/>).</param>
         /// <param name="deadline">The timeout counts from the first read, not from each (a connection over MaxConnections).</param>
-        public Signals(PipeReader input, TimeProvider time, TimeSpan? idleTimeout, bool deadline = false)
+        public Signals(PipeReader input, TimeProvider time, TimeSpan? idleTimeout, TimeSpan frameTimeout, bool deadline = false)
         {
             _input = input;
             _idleTimeout = idleTimeout;
+            _frameTimeout = frameTimeout;
             _deadline = deadline;
-            if (idleTimeout is not null)
-            {
-                _idleTimer = time.CreateTimer(static s => ((Signals)s!).IdleExpired(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
-            }
+            _idleTimer = time.CreateTimer(static s => ((Signals)s!).IdleExpired(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
 
         private int _slotReleased;
@@ -513,20 +517,33 @@ internal sealed partial class MllpConnectionHandler(
             _input.CancelPendingRead();
         }
 
-        public void ArmIdle()
+        /// <summary>The wait the timer was last armed for (the idle line names it).</summary>
+        public TimeSpan ArmedTimeout { get; private set; }
+
+        /// <summary>Arms the timer for the next read: the idle timeout, or the frame timeout while a frame has begun.</summary>
+        public void ArmIdle(bool insideFrame)
         {
-            if (_idleTimeout is { } timeout && !(_deadline && _armed))
+            if (_deadline && _armed)
+            {
+                return;
+            }
+
+            var timeout = insideFrame && !_deadline ? _frameTimeout : _idleTimeout;
+            if (timeout is { } due)
             {
                 _armed = true;
-                _idleTimer!.Change(timeout, Timeout.InfiniteTimeSpan);
+                ArmedTimeout = due;
+                _idleTimer.Change(due, Timeout.InfiniteTimeSpan);
             }
         }
 
         public void DisarmIdle()
         {
-            if (!_deadline)
+            // Only a timer that was armed (a connection without IdleTimeout arms none between messages: no call per message).
+            if (!_deadline && _armed)
             {
-                _idleTimer?.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                _armed = false;
+                _idleTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             }
         }
 
@@ -538,7 +555,7 @@ internal sealed partial class MllpConnectionHandler(
             return expired;
         }
 
-        public void Dispose() => _idleTimer?.Dispose();
+        public void Dispose() => _idleTimer.Dispose();
 
         private void IdleExpired()
         {

@@ -68,6 +68,31 @@ public sealed class MllpTimeoutTests
     }
 
     [Fact]
+    public async Task A_sender_that_stops_inside_a_frame_is_closed_after_ackTimeout_without_an_idle_timeout()
+    {
+        // Without IdleTimeout (the default) a sender that sent the start of a message and then nothing held the bytes it
+        // had sent (up to MaxFrameSize, 16 MiB: 40 such connections held 640 MB of the proxy's memory) and its
+        // MaxConnections slot for as long as it kept the connection open. Inside a frame, a byte must come within AckTimeout.
+        var time = new ArmedTimeProvider(TimeSpan.FromSeconds(7));
+        var logs = new FakeLogCollector();
+        await using var harness = new MllpHandlerHarness([], time, new() { ["ImagingProxy:Mllp:AckTimeout"] = "00:00:07" }, logger: new FakeLogger<MllpConnectionHandler>(logs));
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+
+        // Between messages nothing is armed; the start of a frame arms the frame's wait.
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await harness.SendRawAsync("\u000BMSH|^~\\&|RIS|RAD|PACS|HOSP|20250101120000||ORM^O01|M2|P|2.5.1\rOBX|1|"u8.ToArray());
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+        time.Advance(TimeSpan.FromSeconds(7) - TimeSpan.FromTicks(1));
+        Assert.False(harness.Handler.IsCompleted);
+        time.Advance(TimeSpan.FromTicks(1));
+
+        await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+        Assert.Contains(logs.GetSnapshot(), r => r.Id.Id == 4010 && r.Message.Contains("for 00:00:07; closing (inside a frame: True)", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Inbound_connection_has_no_idle_timeout_by_default()
     {
         var time = new FakeTimeProvider();
