@@ -27,6 +27,9 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public string? RouteId { get; set; }
 
+    /// <summary>A route matched the RQ's AE titles (whatever came of it: drain, limits): they may become metric labels.</summary>
+    public bool Routable { get; set; }
+
     public string? ClusterId { get; set; }
 
     public string? DestinationId { get; set; }

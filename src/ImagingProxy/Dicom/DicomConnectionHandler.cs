@@ -177,7 +177,9 @@ public sealed partial class DicomConnectionHandler(
 
         association.CalledAeTitle = request.CalledAeTitle;
         association.CallingAeTitle = request.CallingAeTitle;
-        metrics.AssociationRequested(association.Listener, request.CallingAeTitle, request.CalledAeTitle);
+        var match = DicomRouteTable.Match(settings.OrderedRoutes(options), request.CalledAeTitle, request.CallingAeTitle, association.Listener);
+        association.Routable = match.IsMatch;
+        metrics.AssociationRequested(association.Listener, request.CallingAeTitle, request.CalledAeTitle, match.IsMatch);
         var setupStarted = time.GetTimestamp();
 
         // Issue 6: an RQ read after the drain began (Kestrel's close request, or the host stopping) is refused transiently.
@@ -203,7 +205,6 @@ public sealed partial class DicomConnectionHandler(
             return DicomAssociationEndReason.ListenerLimit;
         }
 
-        var match = DicomRouteTable.Match(settings.OrderedRoutes(options), request.CalledAeTitle, request.CallingAeTitle, association.Listener);
         if (!match.IsMatch)
         {
             await SendRejectAsync(client.Output, AssociateRejectResult.RejectedPermanent, AssociateRejectSource.ServiceUser,
@@ -440,7 +441,7 @@ public sealed partial class DicomConnectionHandler(
 
     private void End(DicomAssociation association, DicomAssociationEndReason reason, Activity? activity)
     {
-        metrics.AssociationEnded(association.Listener, association.RouteId, association.ClusterId, association.DestinationId, reason, association.CallingAeTitle, association.CalledAeTitle);
+        metrics.AssociationEnded(association.Listener, association.RouteId, association.ClusterId, association.DestinationId, reason, association.CallingAeTitle, association.CalledAeTitle, association.Routable);
         if (activity is not null)
         {
             activity.SetTag("dicom.association_id", association.Id);

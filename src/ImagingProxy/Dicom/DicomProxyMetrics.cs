@@ -64,16 +64,20 @@ public sealed class DicomProxyMetrics
             advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = s_setupBuckets });
     }
 
-    /// <summary>A client's A-ASSOCIATE-RQ was read and parsed; routing, drain and failover decide what follows.</summary>
-    public void AssociationRequested(string listener, string? callingAeTitle, string? calledAeTitle)
+    /// <summary>
+    /// A client's A-ASSOCIATE-RQ was read and parsed; routing, drain and failover decide what follows. AE titles become
+    /// labels of their own only when <paramref name="routed"/> (a route matched them): made-up titles (a port scanner's)
+    /// are <c>other</c> and do not use up the places (<c>MaxAeTitles</c>) real ones need.
+    /// </summary>
+    public void AssociationRequested(string listener, string? callingAeTitle, string? calledAeTitle, bool routed = true)
     {
         if (_associationsStarted.Enabled)
         {
             var tags = new TagList
             {
                 { "listener", listener },
-                { "dicom.calling_ae_title", _aeTitles.Limit(callingAeTitle) },
-                { "dicom.called_ae_title", _aeTitles.Limit(calledAeTitle) },
+                { "dicom.calling_ae_title", _aeTitles.Limit(callingAeTitle, routed) },
+                { "dicom.called_ae_title", _aeTitles.Limit(calledAeTitle, routed) },
             };
             _associationsStarted.Add(1, tags);
         }
@@ -85,13 +89,14 @@ public sealed class DicomProxyMetrics
     public void AssociationStopped(string listener, string route, string cluster)
         => _active.Add(-1, Tags(listener, route, cluster));
 
-    public void AssociationEnded(string listener, string? route, string? cluster, string? destination, DicomAssociationEndReason reason, string? callingAeTitle = null, string? calledAeTitle = null)
+    /// <summary>An association ended; its AE titles become labels of their own only when <paramref name="routed"/> (a route matched them).</summary>
+    public void AssociationEnded(string listener, string? route, string? cluster, string? destination, DicomAssociationEndReason reason, string? callingAeTitle = null, string? calledAeTitle = null, bool routed = true)
     {
         var tags = Tags(listener, route, cluster);
         tags.Add("destination", destination ?? string.Empty);
         tags.Add("end_reason", ReasonName(reason));
-        tags.Add("dicom.calling_ae_title", _aeTitles.Limit(callingAeTitle));
-        tags.Add("dicom.called_ae_title", _aeTitles.Limit(calledAeTitle));
+        tags.Add("dicom.calling_ae_title", _aeTitles.Limit(callingAeTitle, routed));
+        tags.Add("dicom.called_ae_title", _aeTitles.Limit(calledAeTitle, routed));
         _associations.Add(1, tags);
     }
 

@@ -26,8 +26,12 @@ public sealed class TagValueLimiter
         _max = Math.Max(0, max);
     }
 
-    /// <summary>The label to record for <paramref name="value"/>: itself, or <see cref="Other"/>.</summary>
-    public string Limit(string? value)
+    /// <summary>
+    /// The label to record for <paramref name="value"/>: itself, or <see cref="Other"/>. A value not seen before takes one
+    /// of the free places only when <paramref name="admit"/> (a value that passed the proxy's own checks, such as an AE
+    /// title a route matched); otherwise it is <see cref="Other"/>, so made-up values (a scanner's) cannot use them up.
+    /// </summary>
+    public string Limit(string? value, bool admit = true)
     {
         if (string.IsNullOrEmpty(value))
         {
@@ -42,6 +46,11 @@ public sealed class TagValueLimiter
         if (_seen.TryGetValue(value, out var known))
         {
             return known;
+        }
+
+        if (!admit)
+        {
+            return Other;
         }
 
         // Check-then-add under a lock: without it, concurrent first sightings could let more than max values in.

@@ -181,6 +181,31 @@ public sealed class DicomProxyMetricsTests : IDisposable
         Assert.Equal(measurements[0].Tags["listener"], ended.GetMeasurementSnapshot()[0].Tags["listener"]);
     }
 
+    [Fact]
+    public async Task Ae_titles_no_route_matched_do_not_take_the_label_places_of_routed_ones()
+    {
+        // Two label places (the harness's MaxAeTitles). A scanner's made-up Called AE title, which no route matches, comes
+        // first: its titles are counted as other and leave both places to the titles of the routed association after it.
+        await using var harness = new HandlerHarness(new Dictionary<string, string?> { ["Routes:any:CalledAeTitle"] = "STORESCP" });
+        using var started = harness.Collect("imagingproxy.dicom.associations.started");
+        using var ended = harness.Collect("imagingproxy.dicom.associations");
+        var request = DicomCaptures.AssociateRequest;
+        Assert.True(AeTitleRewriter.TryRewriteCalledAeTitle(request, "SCAN1"));
+        var scanner = harness.Connect();
+        await scanner.SendAsync(request);
+        await scanner.Run.WaitAsync(s_bounded);
+        var modality = harness.Connect();
+        await modality.SendAsync(DicomCaptures.AssociateRequest);
+        await modality.Run.WaitAsync(s_bounded);
+
+        var starts = started.GetMeasurementSnapshot();
+        Assert.Equal(("other", "other"), (starts[0].Tags["dicom.calling_ae_title"], starts[0].Tags["dicom.called_ae_title"]));
+        Assert.Equal(("ECHOSCU", "STORESCP"), (starts[1].Tags["dicom.calling_ae_title"], starts[1].Tags["dicom.called_ae_title"]));
+        var ends = ended.GetMeasurementSnapshot();
+        Assert.Equal("other", ends[0].Tags["dicom.called_ae_title"]);
+        Assert.Equal("STORESCP", ends[1].Tags["dicom.called_ae_title"]);
+    }
+
     public void Dispose() => _services.Dispose();
 
     private static byte[] EchoResponsePData(ushort messageId, ushort status)
