@@ -22,6 +22,7 @@ public sealed partial class ConfigurationGate : IDisposable
     private IDisposable? _subscription;
     private ILogger _logger;
     private Dictionary<string, string?> _current = new(StringComparer.OrdinalIgnoreCase);
+    private IConfiguration _accepted = new ConfigurationBuilder().Build();
 
     /// <summary>The content of the rejection in force (null: a file did not parse), and whether the last attempt repeated it.</summary>
     private Dictionary<string, string?>? _rejectedSnapshot;
@@ -38,6 +39,14 @@ public sealed partial class ConfigurationGate : IDisposable
 
     /// <summary>The validated configuration every feature reads.</summary>
     public IConfigurationRoot Configuration { get; }
+
+    /// <summary>
+    /// The last change applied and taken by every <see cref="IConfigurationAcceptance"/>, as a snapshot of its own (a new
+    /// object per applied change, never modified): for readers that bind their settings lazily on connection threads (the
+    /// DICOM and MLLP settings). <see cref="Configuration"/> holds a change while YARP judges it (a change YARP refuses is
+    /// there until it is rolled back), and a reload replaces its keys under a reader that is binding them.
+    /// </summary>
+    public IConfiguration Accepted => Volatile.Read(ref _accepted);
 
     /// <summary>Number of configurations applied so far (1 after start-up).</summary>
     public int Generation { get; private set; }
@@ -183,6 +192,7 @@ public sealed partial class ConfigurationGate : IDisposable
 
         LastRejection = [];
         RejectedAt = null;
+        Volatile.Write(ref _accepted, new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build());
         _startup ??= new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build();
         Generation++;
         AppliedAt = _time.GetUtcNow();

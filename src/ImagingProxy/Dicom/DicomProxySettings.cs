@@ -7,18 +7,22 @@ namespace ImagingProxy.Dicom;
 /// <summary>
 /// The <c>ImagingProxy:Dicom</c> section of the validated, hot-reloaded configuration, bound once per applied
 /// configuration generation. Each association reads <see cref="Current"/> when it starts, so a reload applies to
-/// new associations and never changes one in flight.
+/// new associations and never changes one in flight. Built on the <see cref="ConfigurationGate"/>, it reads the gate's
+/// <see cref="ConfigurationGate.Accepted"/> snapshot: never a change YARP is still judging or refused, never keys of two
+/// generations in one bind.
 /// </summary>
 public sealed class DicomProxySettings : IDisposable
 {
-    private readonly IConfiguration _configuration;
-    private readonly IDisposable _subscription;
+    private readonly ConfigurationGate? _gate;
+    private readonly IConfiguration? _configuration;
+    private readonly IDisposable? _subscription;
     private int _version;
     private Snapshot? _cached;
 
     public DicomProxySettings(ConfigurationGate gate)
-        : this((gate ?? throw new ArgumentNullException(nameof(gate))).Configuration)
     {
+        ArgumentNullException.ThrowIfNull(gate);
+        _gate = gate;
     }
 
     /// <summary>Reads <c>ImagingProxy:Dicom</c> from <paramref name="configuration"/> (tests pass a fixed one).</summary>
@@ -29,36 +33,38 @@ public sealed class DicomProxySettings : IDisposable
         _subscription = ChangeToken.OnChange(configuration.GetReloadToken, () => Interlocked.Increment(ref _version));
     }
 
-    public DicomOptions Current
-    {
-        get
-        {
-            // The version is taken before binding: a reload during the bind leaves a stale entry that the next read replaces.
-            var version = Volatile.Read(ref _version);
-            if (_cached is { } hit && hit.Version == version)
-            {
-                return hit.Options;
-            }
-
-            var section = _configuration.GetSection($"{ImagingProxyOptions.SectionName}:Dicom");
-            var options = section.Get<DicomOptions>() ?? new DicomOptions();
-            _cached = new Snapshot(version, options, ReadFailover(section), DicomRouteTable.Order(options.Routes));
-            return options;
-        }
-    }
+    public DicomOptions Current => Settings().Options;
 
     /// <summary>
     /// Failover before acceptance: <c>ImagingProxy:Dicom:MaxAttempts</c> (destinations tried per association, default
     /// <see cref="ProxyDefaults.MaxAttempts"/>) and <c>ImagingProxy:Dicom:ConnectTimeout</c> (per TCP connect, default
     /// <see cref="ProxyDefaults.ConnectTimeout"/>), read from the same validated configuration as <see cref="Current"/>.
     /// </summary>
-    public DicomFailoverSettings Failover
+    public DicomFailoverSettings Failover => Settings().Failover;
+
+    /// <summary>The settings of the current generation, bound at its first read.</summary>
+    private Snapshot Settings()
     {
-        get
+        var cached = Volatile.Read(ref _cached);
+        if (_gate is not null)
         {
-            _ = Current;
-            return _cached!.Failover;
+            // One immutable snapshot per applied change: its reference is the generation.
+            var accepted = _gate.Accepted;
+            return cached is not null && ReferenceEquals(cached.Source, accepted) ? cached : Bind(accepted, 0, accepted);
         }
+
+        // The version is taken before binding: a reload during the bind leaves a stale entry that the next read replaces.
+        var version = Volatile.Read(ref _version);
+        return cached is not null && cached.Version == version ? cached : Bind(_configuration!, version, null);
+    }
+
+    private Snapshot Bind(IConfiguration configuration, int version, IConfiguration? source)
+    {
+        var section = configuration.GetSection($"{ImagingProxyOptions.SectionName}:Dicom");
+        var options = section.Get<DicomOptions>() ?? new DicomOptions();
+        var snapshot = new Snapshot(version, source, options, ReadFailover(section), DicomRouteTable.Order(options.Routes));
+        Volatile.Write(ref _cached, snapshot);
+        return snapshot;
     }
 
     internal static DicomFailoverSettings ReadFailover(IConfiguration section)
@@ -78,7 +84,7 @@ public sealed class DicomProxySettings : IDisposable
         return new DicomFailoverSettings(attempts, connectTimeout);
     }
 
-    public void Dispose() => _subscription.Dispose();
+    public void Dispose() => _subscription?.Dispose();
 
     public static TimeSpan ArtimTimeout(DicomOptions options) => options?.ArtimTimeout ?? ProxyDefaults.ArtimTimeout;
 
@@ -92,8 +98,9 @@ public sealed class DicomProxySettings : IDisposable
     public KeyValuePair<string, DicomRouteConfig>[] OrderedRoutes(DicomOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return _cached is { } hit && ReferenceEquals(hit.Options, options) ? hit.Routes : DicomRouteTable.Order(options.Routes);
+        return Volatile.Read(ref _cached) is { } hit && ReferenceEquals(hit.Options, options) ? hit.Routes : DicomRouteTable.Order(options.Routes);
     }
 
-    private sealed record Snapshot(int Version, DicomOptions Options, DicomFailoverSettings Failover, KeyValuePair<string, DicomRouteConfig>[] Routes);
+    /// <summary>One generation's bound settings: <paramref name="Source"/> is the gate's snapshot they were bound from (null: <paramref name="Version"/> of a plain configuration).</summary>
+    private sealed record Snapshot(int Version, IConfiguration? Source, DicomOptions Options, DicomFailoverSettings Failover, KeyValuePair<string, DicomRouteConfig>[] Routes);
 }

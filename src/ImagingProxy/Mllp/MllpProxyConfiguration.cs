@@ -1,38 +1,46 @@
 using ImagingProxy.Configuration;
-using Microsoft.Extensions.Primitives;
+using Microsoft.Extensions.Configuration;
 
 namespace ImagingProxy.Mllp;
 
 /// <summary>
 /// The current <see cref="MllpRouteTable"/>, rebuilt after each accepted reload of the validated configuration
-/// (<see cref="ConfigurationGate.Configuration"/>), so a reload applies to the next message.
+/// (<see cref="ConfigurationGate.Accepted"/>: never a change YARP is still judging or refused, never keys of two
+/// generations in one table), so a reload applies to the next message.
 /// </summary>
 internal sealed class MllpProxyConfiguration(ConfigurationGate gate)
 {
     private readonly Lock _lock = new();
-    private (MllpRouteTable Table, IChangeToken Token)? _current;
+
+    /// <summary>The table of the gate's snapshot it was loaded from (a class: read whole by the connections, without a lock).</summary>
+    private Generation? _current;
 
     public MllpRouteTable Current
     {
         get
         {
-            var current = _current;
-            if (current is { Token.HasChanged: false } valid)
+            // One immutable snapshot per applied change: its reference is the generation.
+            var accepted = gate.Accepted;
+            var current = Volatile.Read(ref _current);
+            if (current is not null && ReferenceEquals(current.Source, accepted))
             {
-                return valid.Table;
+                return current.Table;
             }
 
             lock (_lock)
             {
-                if (_current is not { Token.HasChanged: false })
+                accepted = gate.Accepted;
+                current = _current;
+                if (current is null || !ReferenceEquals(current.Source, accepted))
                 {
-                    // Take the token before reading, so a reload during the read is seen next time.
-                    var token = gate.Configuration.GetReloadToken();
-                    _current = (MllpRouteTable.Load(gate.Configuration), token);
+                    current = new Generation(MllpRouteTable.Load(accepted), accepted);
+                    Volatile.Write(ref _current, current);
                 }
 
-                return _current.Value.Table;
+                return current.Table;
             }
         }
     }
+
+    private sealed record Generation(MllpRouteTable Table, IConfiguration Source);
 }
