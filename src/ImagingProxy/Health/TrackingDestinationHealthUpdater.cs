@@ -45,29 +45,47 @@ internal sealed class TrackingDestinationHealthUpdater(IDestinationHealthUpdater
         private readonly DestinationHealthTracker _tracker;
         private readonly ClusterState _cluster;
         private readonly DestinationState _destination;
+        private readonly TimeProvider _time;
         private readonly ITimer _timer;
         private int _checks;
+
+        /// <summary>Counts <see cref="Arm"/> calls: a stop that an arming overtook is undone.</summary>
+        private int _armings;
+
+        /// <summary>When the latest <see cref="Arm"/> wants the first look (a timestamp).</summary>
+        private long _firstCheckAt;
 
         public ReactivationWatch(TimeProvider time, DestinationHealthTracker tracker, ClusterState cluster, DestinationState destination)
         {
             _tracker = tracker;
             _cluster = cluster;
             _destination = destination;
+            _time = time;
             _timer = time.CreateTimer(static state => ((ReactivationWatch)state!).Check(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
 
         public void Arm(TimeSpan reactivationPeriod)
         {
             Volatile.Write(ref _checks, 0);
+            Volatile.Write(ref _firstCheckAt, _time.GetTimestamp() + (long)(reactivationPeriod.TotalSeconds * _time.TimestampFrequency));
+            Interlocked.Increment(ref _armings);
             _timer.Change(reactivationPeriod, Recheck);
         }
 
         private void Check()
         {
+            var armings = Volatile.Read(ref _armings);
             _tracker.Observe(_cluster, _destination);
             if (_destination.Health.Passive != DestinationHealth.Unhealthy || Interlocked.Increment(ref _checks) >= MaxChecks)
             {
                 _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                if (Volatile.Read(ref _armings) != armings)
+                {
+                    // A passive failure armed the watch again (another thread) after this look and before the stop: the
+                    // stop undid its arming, which is put back, so that failure's reactivation is seen when it happens.
+                    var left = _time.GetElapsedTime(_time.GetTimestamp(), Volatile.Read(ref _firstCheckAt));
+                    _timer.Change(left > TimeSpan.Zero ? left : TimeSpan.Zero, Recheck);
+                }
             }
         }
     }
