@@ -479,7 +479,12 @@ internal sealed partial class MllpConnectionHandler(
         private readonly bool _deadline;
         private bool _armed;
         private volatile bool _drainRequested;
-        private volatile bool _idleExpired;
+
+        /// <summary>Counts the idle timer's armings: each read it guards has its own.</summary>
+        private int _armings;
+
+        /// <summary>The arming the idle timer fired for (0: none since the last <see cref="TakeIdleExpired"/>).</summary>
+        private int _expiredArming;
 
         /// <param name="input">The connection's input, whose pending read each signal wakes.</param>
         /// <param name="time">The time provider of the idle timer.</param>
@@ -533,6 +538,7 @@ internal sealed partial class MllpConnectionHandler(
             {
                 _armed = true;
                 ArmedTimeout = due;
+                Interlocked.Increment(ref _armings);
                 _idleTimer.Change(due, Timeout.InfiniteTimeSpan);
             }
         }
@@ -547,19 +553,21 @@ internal sealed partial class MllpConnectionHandler(
             }
         }
 
-        /// <summary>True (once) when the idle timer fired during the last read.</summary>
+        /// <summary>
+        /// True (once) when the idle timer fired during the last read. Not when it fired for an earlier read that completed
+        /// as it fired (its cancellation then ends the next read at once): that read brought bytes within the timeout.
+        /// </summary>
         public bool TakeIdleExpired()
         {
-            var expired = _idleExpired;
-            _idleExpired = false;
-            return expired;
+            var fired = Interlocked.Exchange(ref _expiredArming, 0);
+            return fired != 0 && fired == Volatile.Read(ref _armings);
         }
 
         public void Dispose() => _idleTimer.Dispose();
 
         private void IdleExpired()
         {
-            _idleExpired = true;
+            Volatile.Write(ref _expiredArming, Volatile.Read(ref _armings));
             _input.CancelPendingRead();
         }
     }

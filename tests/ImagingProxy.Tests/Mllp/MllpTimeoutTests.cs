@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Channels;
 using ImagingProxy.Mllp;
 using ImagingProxy.Tests.Support;
 using Microsoft.Extensions.Configuration;
@@ -30,6 +31,77 @@ public sealed class MllpTimeoutTests
 
         await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
         Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+    }
+
+    [Fact]
+    public async Task A_message_that_arrives_as_the_idle_timer_fires_does_not_close_the_connection_after_its_answer()
+    {
+        // The timer fires while the read that brought the message is completing (on another thread), before the handler
+        // disarms it: the connection had a byte within the idle timeout, so it stays open for the sender's next message.
+        var time = new FiringTimeProvider(TimeSpan.FromSeconds(7));
+        await using var harness = new MllpHandlerHarness([], time, new() { ["ImagingProxy:Mllp:IdleTimeout"] = "00:00:07" });
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+
+        time.FireOnNextDisarm = true;
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.False(time.FireOnNextDisarm);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+        Assert.Contains("\rMSA|AR|M2|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.False(harness.Handler.IsCompleted);
+        Assert.Empty(closed.GetMeasurementSnapshot());
+    }
+
+    /// <summary>
+    /// A fake clock whose timers armed for <c>idle</c> report it (<see cref="ArmedAsync"/>), and which, when told
+    /// (<see cref="FireOnNextDisarm"/>), lets the idle time pass just before the next such timer is disarmed: the timer
+    /// fires as the read it guarded completes.
+    /// </summary>
+    private sealed class FiringTimeProvider(TimeSpan idle) : FakeTimeProvider
+    {
+        private readonly Channel<bool> _armed = Channel.CreateUnbounded<bool>();
+
+        public TimeSpan Idle { get; } = idle;
+
+        public volatile bool FireOnNextDisarm;
+
+        public async Task ArmedAsync(TimeSpan timeout) => await _armed.Reader.ReadAsync().AsTask().WaitAsync(timeout);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            var timer = new Firing(base.CreateTimer(callback, state, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan), this);
+            timer.Change(dueTime, period);
+            return timer;
+        }
+
+        private sealed class Firing(ITimer inner, FiringTimeProvider owner) : ITimer
+        {
+            private bool _idleArmed;
+
+            public bool Change(TimeSpan dueTime, TimeSpan period)
+            {
+                if (dueTime == Timeout.InfiniteTimeSpan && _idleArmed && owner.FireOnNextDisarm)
+                {
+                    owner.FireOnNextDisarm = false;
+                    owner.Advance(owner.Idle);
+                }
+
+                _idleArmed = dueTime == owner.Idle;
+                var changed = inner.Change(dueTime, period);
+                if (_idleArmed)
+                {
+                    owner._armed.Writer.TryWrite(true);
+                }
+
+                return changed;
+            }
+
+            public void Dispose() => inner.Dispose();
+
+            public ValueTask DisposeAsync() => inner.DisposeAsync();
+        }
     }
 
     [Fact]
