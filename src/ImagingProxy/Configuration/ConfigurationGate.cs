@@ -23,6 +23,7 @@ public sealed partial class ConfigurationGate : IDisposable
     private ILogger _logger;
     private Dictionary<string, string?> _current = new(StringComparer.OrdinalIgnoreCase);
     private IConfiguration _accepted = new ConfigurationBuilder().Build();
+    private readonly LastGoodConfigurationProvider _committed = new();
 
     /// <summary>The content of the rejection in force (null: a file did not parse), and whether the last attempt repeated it.</summary>
     private Dictionary<string, string?>? _rejectedSnapshot;
@@ -35,6 +36,7 @@ public sealed partial class ConfigurationGate : IDisposable
         _time = time ?? TimeProvider.System;
         _logger = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         Configuration = new ConfigurationBuilder().Add(_lastGood).Build();
+        Committed = new ConfigurationBuilder().Add(_committed).Build();
     }
 
     /// <summary>The validated configuration every feature reads.</summary>
@@ -47,6 +49,14 @@ public sealed partial class ConfigurationGate : IDisposable
     /// there until it is rolled back), and a reload replaces its keys under a reader that is binding them.
     /// </summary>
     public IConfiguration Accepted => Volatile.Read(ref _accepted);
+
+    /// <summary>
+    /// The last change applied and taken by every <see cref="IConfigurationAcceptance"/>, for readers that follow reloads
+    /// through its reload token (Kestrel's endpoints and limits, the TLS listeners' certificates): it fires once per
+    /// accepted change, never for one YARP refuses. A change goes through <see cref="Configuration"/> while YARP judges
+    /// it, and Kestrel following that one moved an endpoint to a refused address and back, cutting its connections.
+    /// </summary>
+    public IConfigurationRoot Committed { get; }
 
     /// <summary>Number of configurations applied so far (1 after start-up).</summary>
     public int Generation { get; private set; }
@@ -193,6 +203,7 @@ public sealed partial class ConfigurationGate : IDisposable
         LastRejection = [];
         RejectedAt = null;
         Volatile.Write(ref _accepted, new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build());
+        _committed.Replace(snapshot);
         _startup ??= new ConfigurationBuilder().AddInMemoryCollection(snapshot).Build();
         Generation++;
         AppliedAt = _time.GetUtcNow();

@@ -82,7 +82,8 @@ public static class ImagingProxyApp
 
         // The Admin endpoint gets a Kestrel server of its own (SplitKestrelServer), so that it keeps serving probes and
         // scrapes while the data listeners drain; this server binds every other endpoint and the raw listeners.
-        var kestrelSection = config.GetSection("Kestrel");
+        // Kestrel follows accepted changes only: a change YARP refuses never moves an endpoint (ConfigurationGate.Committed).
+        var kestrelSection = gate.Committed.GetSection("Kestrel");
         var endpointNames = kestrelSection.GetSection("Endpoints").GetChildren().Select(e => e.Key).ToList();
         var adminName = endpointNames.FirstOrDefault(IsAdmin);
         var limitSubscriptions = new KestrelLimitsSubscriptions();

@@ -66,7 +66,7 @@ public static class RawListenerBinder
     private static void UseTls(ListenOptions listenOptions, string kind, string name)
     {
         var services = listenOptions.ApplicationServices;
-        var configuration = services.GetRequiredService<ConfigurationGate>().Configuration;
+        var configuration = services.GetRequiredService<ConfigurationGate>().Committed;
         var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger("ImagingProxy.Hosting");
         var certificate = new ListenerCertificate(
             name,

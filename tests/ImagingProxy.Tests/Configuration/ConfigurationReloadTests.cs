@@ -362,6 +362,35 @@ public sealed class ConfigurationReloadTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_reload_yarp_refuses_never_moves_a_kestrel_endpoint()
+    {
+        // "The last good configuration keeps serving": Kestrel followed the change while YARP judged it, stopped the
+        // endpoint, bound it as the refused change said and then back, cutting its connections twice.
+        await using var proxy = await TestProxy.StartAsync(Config(_a), builder => builder.Logging.AddFakeLogging().AddFilter("Microsoft.AspNetCore.Server.Kestrel", LogLevel.Information));
+        const string xds = "\"Xds\": { \"Url\": \"http://127.0.0.1:0\" }";
+        var refused = Config(_a).Replace(xds, "\"Xds\": { \"Url\": \"http://127.0.0.1:0\", \"Protocols\": \"Http1\" }", StringComparison.Ordinal)
+            .Replace("\"Match\":", "\"Transforms\": [ { \"PathRemovePrefx\": \"/x\" } ], \"Match\":", StringComparison.Ordinal);
+        Assert.Contains(await proxy.ReloadAsync(refused), e => e.Contains("PathRemovePrefx", StringComparison.Ordinal));
+
+        // An accepted change that moves the endpoint: Kestrel rebinds in order, so once it has started this one, any
+        // rebind of the refused change and of its rollback has been logged before it.
+        using var probe = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        Assert.Empty(await proxy.ReloadAsync(Config(_a).Replace(xds, $"\"Xds\": {{ \"Url\": \"http://127.0.0.1:{port}\" }}", StringComparison.Ordinal)));
+        var logs = proxy.Services.GetFakeLogCollector();
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (!logs.GetSnapshot().Any(r => r.Message.Contains($"Starting the following endpoints: 'http://127.0.0.1:{port}'", StringComparison.Ordinal)) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Single(logs.GetSnapshot(), r => r.Message.Contains("Config changed. Stopping the following endpoints", StringComparison.Ordinal));
+        Assert.Single(logs.GetSnapshot(), r => r.Message.Contains("Config changed. Starting the following endpoints", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task ReloadAsync_answers_with_the_attempt_at_the_content_it_wrote_not_a_later_attempt_at_earlier_content()
     {
         // A second change event of an earlier write makes the proxy try the content it already has once more; under load
