@@ -29,7 +29,7 @@ public sealed partial class DicomConnectionHandler
             double durationMs);
 
         [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message =
-            "DICOM association {AssociationId}: destination {Destination} of cluster {Cluster} failed before A-ASSOCIATE-AC ({Failure}); failing over.")]
+            "DICOM association {AssociationId}: destination {Destination} of cluster {Cluster} failed before A-ASSOCIATE-AC ({Failure}); the next destination, if any, is tried.")]
         public static partial void AttemptFailed(ILogger logger, string associationId, string destination, string cluster, string failure);
 
         [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message =
