@@ -206,6 +206,7 @@ internal sealed partial class DestinationLimitStep(DestinationLimits limits, Htt
         }
 
         context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+        context.Response.ContentType = "text/plain; charset=utf-8";
         await context.Response.WriteAsync($"503 Service Unavailable: {message}\n", context.RequestAborted);
     }
 

@@ -387,6 +387,7 @@ public sealed class DestinationLimitsTests : IDisposable
         Assert.False(forwarded);
         Assert.Equal(StatusCodes.Status503ServiceUnavailable, context.Response.StatusCode);
         Assert.Equal("5", context.Response.Headers.RetryAfter.ToString());
+        Assert.Equal("text/plain; charset=utf-8", context.Response.ContentType);
         context.Response.Body.Position = 0;
         Assert.Equal("503 Service Unavailable: Every server in cluster 'c' is at its MaxConcurrent; retry later.\n", await new StreamReader(context.Response.Body).ReadToEndAsync());
     }
