@@ -476,6 +476,7 @@ internal sealed partial class MllpConnectionHandler(
         private readonly TimeSpan? _idleTimeout;
         private readonly TimeSpan _frameTimeout;
         private readonly ITimer _idleTimer;
+        private readonly TimeProvider _time;
         private readonly bool _deadline;
         private bool _armed;
         private volatile bool _drainRequested;
@@ -485,6 +486,9 @@ internal sealed partial class MllpConnectionHandler(
 
         /// <summary>The arming the idle timer fired for (0: none since the last <see cref="TakeIdleExpired"/>).</summary>
         private int _expiredArming;
+
+        /// <summary>When the last arming expires (<see cref="TimeProvider.GetTimestamp"/>), written before its <see cref="_armings"/> count.</summary>
+        private long _dueAt;
 
         /// <param name="input">The connection's input, whose pending read each signal wakes.</param>
         /// <param name="time">The time provider of the idle timer.</param>
@@ -497,6 +501,7 @@ internal sealed partial class MllpConnectionHandler(
             _idleTimeout = idleTimeout;
             _frameTimeout = frameTimeout;
             _deadline = deadline;
+            _time = time;
             _idleTimer = time.CreateTimer(static s => ((Signals)s!).IdleExpired(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
 
@@ -538,6 +543,7 @@ internal sealed partial class MllpConnectionHandler(
             {
                 _armed = true;
                 ArmedTimeout = due;
+                Volatile.Write(ref _dueAt, _time.GetTimestamp() + (long)(due.TotalSeconds * _time.TimestampFrequency));
                 Interlocked.Increment(ref _armings);
                 _idleTimer.Change(due, Timeout.InfiniteTimeSpan);
             }
@@ -567,7 +573,26 @@ internal sealed partial class MllpConnectionHandler(
 
         private void IdleExpired()
         {
-            Volatile.Write(ref _expiredArming, Volatile.Read(ref _armings));
+            // A callback may run late, after the read it fired for completed and the next one was armed: it counts only
+            // when the arming of now has expired (the count is read first: an arming's due time is written before it).
+            var arming = Volatile.Read(ref _armings);
+            var early = Volatile.Read(ref _dueAt) - _time.GetTimestamp();
+            if (early > 0)
+            {
+                // Late for an earlier arming (or early by the timer's coarser clock): the arming of now waits its own time.
+                try
+                {
+                    _idleTimer.Change(TimeSpan.FromSeconds((double)early / _time.TimestampFrequency), Timeout.InfiniteTimeSpan);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The connection ended meanwhile.
+                }
+
+                return;
+            }
+
+            Volatile.Write(ref _expiredArming, arming);
             _input.CancelPendingRead();
         }
     }

@@ -54,6 +54,92 @@ public sealed class MllpTimeoutTests
         Assert.Empty(closed.GetMeasurementSnapshot());
     }
 
+    [Fact]
+    public async Task An_idle_timer_callback_that_runs_late_after_the_next_read_was_armed_does_not_close_the_connection()
+    {
+        // A timer's callback may run after the timer was changed (the thread it was queued on ran late): the idle timer
+        // fired for the read that brought M1, but its callback ran only once the read after M1's answer was armed. That
+        // read had waited no time at all: the connection stays open for the sender's next message.
+        var time = new LateFiringTimeProvider(TimeSpan.FromSeconds(7));
+        await using var harness = new MllpHandlerHarness([], time, new() { ["ImagingProxy:Mllp:IdleTimeout"] = "00:00:07" });
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+
+        time.FireLateOnNextDisarm = true;
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await time.LateFiredAsync(MllpHandlerHarness.Timeout);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+        Assert.Contains("\rMSA|AR|M2|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.False(harness.Handler.IsCompleted);
+        Assert.Empty(closed.GetMeasurementSnapshot());
+    }
+
+    /// <summary>
+    /// A fake clock whose timers armed for <c>idle</c> report it, and which, when told (<see cref="FireLateOnNextDisarm"/>),
+    /// lets the idle time pass at the next disarm of such a timer without running its callback, and runs that callback
+    /// when the timer is armed again: a callback queued as the timer fired that ran late.
+    /// </summary>
+    private sealed class LateFiringTimeProvider(TimeSpan idle) : FakeTimeProvider
+    {
+        private readonly Channel<bool> _armed = Channel.CreateUnbounded<bool>();
+        private readonly TaskCompletionSource _lateFired = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TimeSpan Idle { get; } = idle;
+
+        public volatile bool FireLateOnNextDisarm;
+
+        public async Task ArmedAsync(TimeSpan timeout) => await _armed.Reader.ReadAsync().AsTask().WaitAsync(timeout);
+
+        public Task LateFiredAsync(TimeSpan timeout) => _lateFired.Task.WaitAsync(timeout);
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            var timer = new Late(base.CreateTimer(callback, state, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan), callback, state, this);
+            timer.Change(dueTime, period);
+            return timer;
+        }
+
+        private sealed class Late(ITimer inner, TimerCallback callback, object? state, LateFiringTimeProvider owner) : ITimer
+        {
+            private bool _idleArmed;
+            private bool _pending;
+
+            public bool Change(TimeSpan dueTime, TimeSpan period)
+            {
+                if (dueTime == Timeout.InfiniteTimeSpan && _idleArmed && owner.FireLateOnNextDisarm)
+                {
+                    // The idle time passes; the callback it queued has not run yet.
+                    owner.FireLateOnNextDisarm = false;
+                    inner.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                    owner.Advance(owner.Idle);
+                    _pending = true;
+                }
+                else if (dueTime == owner.Idle && _pending)
+                {
+                    // Armed again for the next read: the late callback runs now.
+                    _pending = false;
+                    callback(state);
+                    owner._lateFired.TrySetResult();
+                }
+
+                _idleArmed = dueTime == owner.Idle;
+                var changed = inner.Change(dueTime, period);
+                if (_idleArmed)
+                {
+                    owner._armed.Writer.TryWrite(true);
+                }
+
+                return changed;
+            }
+
+            public void Dispose() => inner.Dispose();
+
+            public ValueTask DisposeAsync() => inner.DisposeAsync();
+        }
+    }
+
     /// <summary>
     /// A fake clock whose timers armed for <c>idle</c> report it (<see cref="ArmedAsync"/>), and which, when told
     /// (<see cref="FireOnNextDisarm"/>), lets the idle time pass just before the next such timer is disarmed: the timer
