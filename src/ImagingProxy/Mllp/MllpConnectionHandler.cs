@@ -479,6 +479,9 @@ internal sealed partial class MllpConnectionHandler(
         private readonly TimeProvider _time;
         private readonly bool _deadline;
         private bool _armed;
+
+        /// <summary>The last read was timed (armed, or under the deadline): only its cancellation can be an expiry.</summary>
+        private bool _timedRead;
         private volatile bool _drainRequested;
 
         /// <summary>Counts the idle timer's armings: each read it guards has its own.</summary>
@@ -539,6 +542,7 @@ internal sealed partial class MllpConnectionHandler(
             }
 
             var timeout = insideFrame && !_deadline ? _frameTimeout : _idleTimeout;
+            _timedRead = timeout is not null;
             if (timeout is { } due)
             {
                 _armed = true;
@@ -565,8 +569,9 @@ internal sealed partial class MllpConnectionHandler(
         /// </summary>
         public bool TakeIdleExpired()
         {
+            // Not for a read that was not timed (between messages without IdleTimeout): the timer fired for the read before.
             var fired = Interlocked.Exchange(ref _expiredArming, 0);
-            return fired != 0 && fired == Volatile.Read(ref _armings);
+            return fired != 0 && fired == Volatile.Read(ref _armings) && _timedRead;
         }
 
         public void Dispose() => _idleTimer.Dispose();

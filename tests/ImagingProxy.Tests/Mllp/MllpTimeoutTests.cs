@@ -55,6 +55,29 @@ public sealed class MllpTimeoutTests
     }
 
     [Fact]
+    public async Task Without_an_idle_timeout_a_frame_whose_end_arrives_as_the_frame_timer_fires_does_not_close_the_connection()
+    {
+        // Without IdleTimeout only a read inside a frame is timed (AckTimeout). The timer fires as the read bringing the
+        // end of M1 completes; the next read, between messages, is not timed at all: the connection stays open.
+        var time = new FiringTimeProvider(TimeSpan.FromSeconds(7));
+        await using var harness = new MllpHandlerHarness([], time, new() { ["ImagingProxy:Mllp:AckTimeout"] = "00:00:07" });
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+        byte[] message = [0x0B, .. MllpHandlerHarness.Message("M1"), 0x1C, 0x0D];
+
+        await harness.SendRawAsync(message.AsMemory(0, 20));
+        await time.ArmedAsync(MllpHandlerHarness.Timeout);
+        time.FireOnNextDisarm = true;
+        await harness.SendRawAsync(message.AsMemory(20));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.False(time.FireOnNextDisarm);
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M2"));
+        Assert.Contains("\rMSA|AR|M2|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        Assert.False(harness.Handler.IsCompleted);
+        Assert.Empty(closed.GetMeasurementSnapshot());
+    }
+
+    [Fact]
     public async Task An_idle_timer_callback_that_runs_late_after_the_next_read_was_armed_does_not_close_the_connection()
     {
         // A timer's callback may run after the timer was changed (the thread it was queued on ran late): the idle timer
