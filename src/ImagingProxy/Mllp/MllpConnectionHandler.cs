@@ -547,7 +547,7 @@ internal sealed partial class MllpConnectionHandler(
             {
                 _armed = true;
                 ArmedTimeout = due;
-                Volatile.Write(ref _dueAt, _time.GetTimestamp() + (long)(due.TotalSeconds * _time.TimestampFrequency));
+                Volatile.Write(ref _dueAt, _time.GetTimestamp() + (long)(due.Ticks * ((double)_time.TimestampFrequency / TimeSpan.TicksPerSecond)));
                 Interlocked.Increment(ref _armings);
                 _idleTimer.Change(due, Timeout.InfiniteTimeSpan);
             }
@@ -587,7 +587,7 @@ internal sealed partial class MllpConnectionHandler(
                 // Late for an earlier arming (or early by the timer's coarser clock): the arming of now waits its own time.
                 try
                 {
-                    _idleTimer.Change(TimeSpan.FromSeconds((double)early / _time.TimestampFrequency), Timeout.InfiniteTimeSpan);
+                    _idleTimer.Change(TimeSpan.FromTicks((long)Math.Ceiling(early * ((double)TimeSpan.TicksPerSecond / _time.TimestampFrequency))), Timeout.InfiniteTimeSpan);
                 }
                 catch (ObjectDisposedException)
                 {
