@@ -126,6 +126,42 @@ public sealed class DestinationLimitTests
     }
 
     [Fact(Timeout = 120_000)]
+    public async Task With_QueueTimeout_a_waiting_association_whose_client_left_leaves_the_queue_and_the_next_takes_the_place()
+    {
+        await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
+        await using var proxy = await StartQueuedAsync(scp.Port, "00:00:30");
+        using var recorder = Record(proxy);
+        var meters = proxy.Services.GetRequiredService<IMeterFactory>();
+        using var queued = new MetricCollector<long>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.associations.queued");
+        using var waits = new MetricCollector<double>(meters, DicomProxyMetrics.MeterName, "imagingproxy.dicom.queue.wait.duration");
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+
+        // The node's one place is held; a modality queues first and gives up (closes its connection), echoscu queues after it.
+        var held = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        Assert.Equal(PduType.AssociateAccept, (await held.RequestAsync("PACS", cancel.Token)).Type);
+        var gone = await HeldAssociation.ConnectAsync(proxy.Port("dicom"), cancel.Token);
+        var goneAnswer = gone.RequestAsync("PACS", cancel.Token);
+        await queued.WaitForMeasurementsAsync(1, TimeSpan.FromSeconds(30));
+        var echo = Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS", cancellationToken: cancel.Token);
+        await queued.WaitForMeasurementsAsync(2, TimeSpan.FromSeconds(30));
+        await gone.DisposeAsync();
+        await Assert.ThrowsAnyAsync<Exception>(() => goneAnswer);
+
+        // Its wait ends without a place and without a node asked for it; the place released goes to echoscu.
+        var left = (await recorder.WaitAsync(1))[0];
+        Assert.Null(left.DestinationId);
+        Assert.Equal(QueueResults.Abandoned, Assert.Single(waits.GetMeasurementSnapshot()).Tags["result"]);
+        Assert.Equal(PduType.ReleaseResponse, await held.ReleaseAsync(cancel.Token));
+        await held.DisposeAsync();
+        var result = await echo;
+        Assert.True(result.Succeeded, result.ToString());
+        var ended = await recorder.WaitAsync(3);
+        Assert.Equal(2, ended.Count(summary => summary is { DestinationId: "a", Reason: DicomAssociationEndReason.Released }));
+        Assert.Equal([QueueResults.Abandoned, QueueResults.Placed], waits.GetMeasurementSnapshot().Select(m => m.Tags["result"]));
+        Assert.Equal(0, queued.GetMeasurementSnapshot().Sum(m => m.Value)); // nobody left in the queue
+    }
+
+    [Fact(Timeout = 120_000)]
     public async Task With_QueueTimeout_an_association_no_place_is_freed_for_is_rejected_when_it_expires()
     {
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
