@@ -470,7 +470,7 @@ internal sealed partial class MllpConnectionHandler(
     }
 
     /// <summary>Per-connection flags set from other threads (drain request, idle timer); each wakes the pending read.</summary>
-    private sealed class Signals : IDisposable
+    internal sealed class Signals : IDisposable
     {
         private readonly PipeReader _input;
         private readonly TimeSpan? _idleTimeout;
@@ -478,20 +478,21 @@ internal sealed partial class MllpConnectionHandler(
         private readonly ITimer _idleTimer;
         private readonly TimeProvider _time;
         private readonly bool _deadline;
+        private readonly Lock _timerLock = new();
         private bool _armed;
-
-        /// <summary>The last read was timed (armed, or under the deadline): only its cancellation can be an expiry.</summary>
-        private bool _timedRead;
         private volatile bool _drainRequested;
 
-        /// <summary>Counts the idle timer's armings: each read it guards has its own.</summary>
-        private int _armings;
+        /// <summary>When the read of now times out (<see cref="TimeProvider.GetTimestamp"/>); <see cref="long.MaxValue"/>: it is not timed.</summary>
+        private long _dueAt = long.MaxValue;
 
-        /// <summary>The arming the idle timer fired for (0: none since the last <see cref="TakeIdleExpired"/>).</summary>
-        private int _expiredArming;
+        /// <summary>When the timer is set to fire (under <see cref="_timerLock"/>); <see cref="long.MaxValue"/>: not set.</summary>
+        private long _firesAt = long.MaxValue;
 
-        /// <summary>When the last arming expires (<see cref="TimeProvider.GetTimestamp"/>), written before its <see cref="_armings"/> count.</summary>
-        private long _dueAt;
+        /// <summary>The due time the timer found passed (0: none since the last <see cref="TakeIdleExpired"/>).</summary>
+        private long _expiredDue;
+
+        /// <summary>The due time of the read that ended last (<see cref="DisarmIdle"/>).</summary>
+        private long _endedReadDue = long.MaxValue;
 
         /// <param name="input">The connection's input, whose pending read each signal wakes.</param>
         /// <param name="time">The time provider of the idle timer.</param>
@@ -505,7 +506,7 @@ internal sealed partial class MllpConnectionHandler(
             _frameTimeout = frameTimeout;
             _deadline = deadline;
             _time = time;
-            _idleTimer = time.CreateTimer(static s => ((Signals)s!).IdleExpired(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _idleTimer = time.CreateTimer(static s => ((Signals)s!).TimerFired(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
         }
 
         private int _slotReleased;
@@ -533,7 +534,12 @@ internal sealed partial class MllpConnectionHandler(
         /// <summary>The wait the timer was last armed for (the idle line names it).</summary>
         public TimeSpan ArmedTimeout { get; private set; }
 
-        /// <summary>Arms the timer for the next read: the idle timeout, or the frame timeout while a frame has begun.</summary>
+        /// <summary>
+        /// Times the next read: the idle timeout, or the frame timeout while a frame has begun (none: not timed). Per read
+        /// this only writes the read's due time; the timer is moved (a lock and a timer call) only when it would fire
+        /// after that time, which is once per frame at most: when it fires before (an earlier read's due time), it
+        /// sets itself again for the time left (<see cref="TimerFired"/>).
+        /// </summary>
         public void ArmIdle(bool insideFrame)
         {
             if (_deadline && _armed)
@@ -542,63 +548,95 @@ internal sealed partial class MllpConnectionHandler(
             }
 
             var timeout = insideFrame && !_deadline ? _frameTimeout : _idleTimeout;
-            _timedRead = timeout is not null;
-            if (timeout is { } due)
+            if (timeout is not { } due)
             {
-                _armed = true;
-                ArmedTimeout = due;
-                Volatile.Write(ref _dueAt, _time.GetTimestamp() + (long)(due.Ticks * ((double)_time.TimestampFrequency / TimeSpan.TicksPerSecond)));
-                Interlocked.Increment(ref _armings);
-                _idleTimer.Change(due, Timeout.InfiniteTimeSpan);
+                Volatile.Write(ref _dueAt, long.MaxValue);
+                return;
             }
-        }
 
-        public void DisarmIdle()
-        {
-            // Only a timer that was armed (a connection without IdleTimeout arms none between messages: no call per message).
-            if (!_deadline && _armed)
+            _armed = true;
+            ArmedTimeout = due;
+            var dueAt = _time.GetTimestamp() + ToTimestampTicks(due);
+
+            // A full fence between writing the due time and reading when the timer fires (TimerFired does the converse):
+            // either this sees the timer unset and sets it, or the firing sees this due time and sets itself again.
+            Interlocked.Exchange(ref _dueAt, dueAt);
+            if (dueAt < Volatile.Read(ref _firesAt))
             {
-                _armed = false;
-                _idleTimer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+                SetTimer(dueAt);
             }
         }
 
         /// <summary>
-        /// True (once) when the idle timer fired during the last read. Not when it fired for an earlier read that completed
-        /// as it fired (its cancellation then ends the next read at once): that read brought bytes within the timeout.
+        /// The read ended: it is not timed any more (a deadline still is) and its due time is kept for
+        /// <see cref="TakeIdleExpired"/>. No timer call: a firing finds nothing due.
+        /// </summary>
+        public void DisarmIdle()
+        {
+            _endedReadDue = _deadline ? Volatile.Read(ref _dueAt) : Interlocked.Exchange(ref _dueAt, long.MaxValue);
+        }
+
+        /// <summary>
+        /// True (once) when the read that just ended was cut short by its own timeout. Not when the timer found an earlier
+        /// read's due time passed as that read completed with bytes (its cancellation then ends the next read at once):
+        /// the due time that expired is not the one of now.
         /// </summary>
         public bool TakeIdleExpired()
         {
-            // Not for a read that was not timed (between messages without IdleTimeout): the timer fired for the read before.
-            var fired = Interlocked.Exchange(ref _expiredArming, 0);
-            return fired != 0 && fired == Volatile.Read(ref _armings) && _timedRead;
+            var expired = Interlocked.Exchange(ref _expiredDue, 0);
+            return expired != 0 && expired == _endedReadDue;
         }
 
         public void Dispose() => _idleTimer.Dispose();
 
-        private void IdleExpired()
+        private void SetTimer(long dueAt)
         {
-            // A callback may run late, after the read it fired for completed and the next one was armed: it counts only
-            // when the arming of now has expired (the count is read first: an arming's due time is written before it).
-            var arming = Volatile.Read(ref _armings);
-            var early = Volatile.Read(ref _dueAt) - _time.GetTimestamp();
-            if (early > 0)
+            lock (_timerLock)
             {
-                // Late for an earlier arming (or early by the timer's coarser clock): the arming of now waits its own time.
+                if (dueAt >= _firesAt)
+                {
+                    return;
+                }
+
+                _firesAt = dueAt;
+                var left = dueAt - _time.GetTimestamp();
                 try
                 {
-                    _idleTimer.Change(TimeSpan.FromTicks((long)Math.Ceiling(early * ((double)TimeSpan.TicksPerSecond / _time.TimestampFrequency))), Timeout.InfiniteTimeSpan);
+                    _idleTimer.Change(left > 0 ? ToTimeSpan(left) : TimeSpan.Zero, Timeout.InfiniteTimeSpan);
                 }
                 catch (ObjectDisposedException)
                 {
                     // The connection ended meanwhile.
                 }
+            }
+        }
 
+        private void TimerFired()
+        {
+            lock (_timerLock)
+            {
+                _firesAt = long.MaxValue;
+            }
+
+            Interlocked.MemoryBarrier(); // see ArmIdle
+            var dueAt = Volatile.Read(ref _dueAt);
+            if (dueAt == long.MaxValue)
+            {
+                return; // no read is timed now (the timed one ended): nothing to do until the next arming
+            }
+
+            if (dueAt > _time.GetTimestamp())
+            {
+                SetTimer(dueAt); // set for an earlier read's due time (or early by the timer's coarser clock)
                 return;
             }
 
-            Volatile.Write(ref _expiredArming, arming);
+            Volatile.Write(ref _expiredDue, dueAt);
             _input.CancelPendingRead();
         }
+
+        private long ToTimestampTicks(TimeSpan span) => (long)Math.Ceiling(span.Ticks * ((double)_time.TimestampFrequency / TimeSpan.TicksPerSecond));
+
+        private TimeSpan ToTimeSpan(long timestampTicks) => TimeSpan.FromTicks((long)Math.Ceiling(timestampTicks * ((double)TimeSpan.TicksPerSecond / _time.TimestampFrequency)));
     }
 }
