@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using ImagingProxy.Balancing;
+using ImagingProxy.Configuration;
 using Yarp.ReverseProxy.LoadBalancing;
 using Yarp.ReverseProxy.Model;
 
@@ -97,7 +98,7 @@ public sealed class DicomDestinationSelector
             return candidates.Count == 0 ? null : candidates[0];
         }
 
-        var policy = cluster.Model.Config.LoadBalancingPolicy ?? LoadBalancingPolicies.LeastRequests;
+        var policy = cluster.Model.Config.LoadBalancingPolicy ?? ClusterProtocols.DicomDefaultLoadBalancingPolicy;
         if (string.Equals(policy, "First", StringComparison.OrdinalIgnoreCase))
         {
             return candidates[0];

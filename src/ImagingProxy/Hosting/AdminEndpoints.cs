@@ -120,7 +120,7 @@ public static class AdminEndpoints
         json.WriteStartObject();
         json.WriteString("id", cluster.ClusterId);
         json.WriteString("protocol", protocol.ToString());
-        json.WriteString("loadBalancingPolicy", config.LoadBalancingPolicy ?? "PowerOfTwoChoices");
+        json.WriteString("loadBalancingPolicy", ClusterProtocols.LoadBalancingPolicy(config));
         json.WriteBoolean("activeHealthCheck", ActiveHealthMonitor.IsEnabled(config));
         json.WriteBoolean("passiveHealthCheck", config.HealthCheck?.Passive?.Enabled == true);
         var slowStart = DestinationWeights.SlowStartOf(config);

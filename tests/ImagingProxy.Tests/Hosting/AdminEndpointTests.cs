@@ -20,6 +20,11 @@ public sealed class AdminEndpointTests : IAsyncLifetime
               "pacs-dicom": {
                 "Metadata": { "Protocol": "Dicom" },
                 "Destinations": { "pacs1": { "Address": "tcp://127.0.0.1:11112", "Metadata": { "AeTitle": "PACS1" } } }
+              },
+              "ris-hl7": {
+                "LoadBalancingPolicy": "RoundRobin",
+                "Metadata": { "Protocol": "Mllp" },
+                "Destinations": { "ris1": { "Address": "tcp://127.0.0.1:2575" } }
               }
             }
             """;
@@ -54,6 +59,22 @@ public sealed class AdminEndpointTests : IAsyncLifetime
         var listeners = status.RootElement.GetProperty("listeners").EnumerateArray().Select(l => l.GetProperty("name").GetString()).ToList();
         Assert.Contains("Viewers", listeners);
         Assert.Contains("Admin", listeners);
+    }
+
+    [Fact]
+    public async Task Status_names_the_load_balancing_policy_each_protocol_picks_its_destinations_with()
+    {
+        using var admin = new HttpClient { BaseAddress = _proxy.Url("Admin") };
+        using var status = JsonDocument.Parse(await admin.GetStringAsync("/status"));
+        var policies = status.RootElement.GetProperty("clusters").EnumerateArray()
+            .ToDictionary(c => c.GetProperty("id").GetString()!, c => c.GetProperty("loadBalancingPolicy").GetString());
+
+        // Unset: YARP's default for HTTP, the fewest open associations for DICOM (DicomDestinationSelector).
+        Assert.Equal("PowerOfTwoChoices", policies["web"]);
+        Assert.Equal("LeastRequests", policies["pacs-dicom"]);
+
+        // HL7 picks the node with the fewest node connections per unit of weight, whatever the cluster names.
+        Assert.Equal("LeastRequests", policies["ris-hl7"]);
     }
 
     [Theory]
