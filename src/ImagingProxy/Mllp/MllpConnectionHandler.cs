@@ -58,6 +58,9 @@ internal sealed partial class MllpConnectionHandler(
     public override async Task OnConnectedAsync(ConnectionContext connection)
     {
         var listener = connection.Features.Get<IProxyListenerFeature>()?.Name ?? string.Empty;
+
+        // A sender that died without a FIN or RST is found by TCP (IdleTimeout is off by default).
+        TcpKeepAlive.Enable(connection);
         var initial = configuration.Current;
         var frames = new MllpFrameReader(initial.MaxFrameSize);
         var headers = new Hl7HeaderReader();
