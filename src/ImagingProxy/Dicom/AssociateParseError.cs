@@ -8,6 +8,12 @@ public enum AssociateParseError
     /// <summary>The body is shorter than the 68-byte fixed part.</summary>
     TooShort,
 
+    /// <summary>
+    /// The PDU-length is over <c>ImagingProxy:Dicom:MaxAssociatePduLength</c>: the PDU is not read (never buffered by a
+    /// length from the wire), the sender gets A-ABORT. Not found by the parser, which only sees PDUs within the limit.
+    /// </summary>
+    OverMaximumLength,
+
     /// <summary>Bit 0 of the protocol-version field is not set (answer RJ source 2 reason 2).</summary>
     ProtocolVersionNotSupported,
 

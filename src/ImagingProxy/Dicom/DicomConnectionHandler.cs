@@ -157,6 +157,14 @@ public sealed partial class DicomConnectionHandler(
             return DicomAssociationEndReason.ClientAborted;
         }
 
+        if (first.Status == PduReadResult.TooLarge && first.Header.Type == PduType.AssociateRequest && logger.IsEnabled(LogLevel.Warning))
+        {
+            // An RQ refused like one that does not parse, and said so (event 303): a modality proposing that many
+            // presentation contexts is told apart from garbage, and the line names the setting to raise.
+            Log.RequestRefused(logger, association.Id, association.ClientEndPoint?.ToString() ?? string.Empty, association.Listener, AssociateParseError.OverMaximumLength,
+                $"PDU-length {first.Header.Length} is over MaxAssociatePduLength {limit}", "A-ABORT (invalid-PDU-parameter-value)");
+        }
+
         if (first.Status != PduReadResult.Complete || first.Header.Type != PduType.AssociateRequest)
         {
             // PS3.8 §9.3.1 / Table 9-10 (Sta2): anything but an A-ASSOCIATE-RQ first is answered with A-ABORT.

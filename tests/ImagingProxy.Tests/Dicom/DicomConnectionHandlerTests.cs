@@ -624,6 +624,24 @@ public sealed class DicomConnectionHandlerTests
         Assert.Contains("A-ABORT (invalid-PDU-parameter-value)", warning.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task An_rq_over_max_associate_pdu_length_gets_a_abort_and_the_warning_names_its_length_and_the_setting()
+    {
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        // An A-ASSOCIATE-RQ header announcing 70,000 bytes: over the default MaxAssociatePduLength (64 KiB), not read.
+        await client.SendAsync([0x01, 0x00, 0x00, 0x01, 0x11, 0x70, 0x00, 0x01, 0x00, 0x00]);
+        var answer = await client.ReadPduAsync();
+
+        Assert.Equal(new byte[] { 0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, 0x06 }, answer!.Value.Pdu);
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        var warning = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 303);
+        Assert.Equal(LogLevel.Warning, warning.Level);
+        Assert.Contains("OverMaximumLength: PDU-length 70000 is over MaxAssociatePduLength 65536", warning.Message, StringComparison.Ordinal);
+        Assert.Contains("A-ABORT (invalid-PDU-parameter-value)", warning.Message, StringComparison.Ordinal);
+    }
+
     /// <summary>A node's A-ASSOCIATE-RJ: a well-formed transient one, then malformed ones (a node failure).</summary>
     public static TheoryData<string, byte[], bool> NodeRejects => new()
     {
