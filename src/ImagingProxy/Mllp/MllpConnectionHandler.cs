@@ -238,10 +238,11 @@ internal sealed partial class MllpConnectionHandler(
     {
         var status = headers.TryRead(message, out var header);
         session.Header = header;
-        if (session.OverLimit is { } limit && status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType)
+        if (session.OverLimit is { } limit && Answerable(status, header))
         {
-            // Over the listener's MaxConnections: answered, not forwarded; the connection closes (the sender reconnects later).
-            return Admission.Nak(null, MllpRejectReason.ListenerLimit, Hl7ErrorCode.ApplicationInternalError, $"Listener '{session.Listener}' already has its {limit} connection(s) open; message not delivered, send it again later.") with { AfterNak = MllpSessionEnd.ListenerLimit };
+            // Over the listener's MaxConnections: its first message, whatever else is wrong with it, is answered with the
+            // limit's NAK, not forwarded; the connection closes (the sender reconnects later).
+            return OverLimit(session, limit);
         }
 
         if (status == Hl7ReadStatus.BadDelimiters && !header.MessageControlId.IsEmpty)
@@ -282,6 +283,14 @@ internal sealed partial class MllpConnectionHandler(
 
         return new Admission(Disposition.Forward, activity) { Route = route, Cluster = cluster, Settings = settings, MessageType = messageType };
     }
+
+    /// <summary>A header ImagingProxy can answer with its own NAK: MSH-10 readable (with the usual MSH-2 when its own is not usable).</summary>
+    private static bool Answerable(Hl7ReadStatus status, in Hl7Header header)
+        => status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType || (status == Hl7ReadStatus.BadDelimiters && !header.MessageControlId.IsEmpty);
+
+    /// <summary>The answer to the first message of a connection over its listener's <c>MaxConnections</c>: AR/CR, then the close.</summary>
+    private static Admission OverLimit(MllpSession session, int limit)
+        => Admission.Nak(null, MllpRejectReason.ListenerLimit, Hl7ErrorCode.ApplicationInternalError, $"Listener '{session.Listener}' already has its {limit} connection(s) open; message not delivered, send it again later.") with { AfterNak = MllpSessionEnd.ListenerLimit };
 
     /// <summary>Answers a forwarded message: the node's ACK relayed unchanged, or ImagingProxy's NAK when no node took it.</summary>
     private async ValueTask<MllpSessionEnd> AnswerAsync(MllpSession session, Admission admission, MllpDelivery delivery, MllpReplyWriter replies, long started)
@@ -368,9 +377,11 @@ internal sealed partial class MllpConnectionHandler(
         var payload = !seen.IsEmpty && seen.FirstSpan.Length > 0 && seen.FirstSpan[0] == MllpConstants.StartBlock ? seen.Slice(1) : seen;
         var status = headers.TryRead(payload, out var header);
         session.Header = header;
-        if (status is Hl7ReadStatus.Success or Hl7ReadStatus.MissingMessageType || (status == Hl7ReadStatus.BadDelimiters && !header.MessageControlId.IsEmpty))
+        if (Answerable(status, header))
         {
-            return await NakAsync(session, replies, MllpRejectReason.FrameTooLarge, Hl7ErrorCode.ValueTooLong, $"Message larger than the maximum frame size of {maxFrameSize} bytes; not forwarded.", started);
+            return session.OverLimit is { } limit
+                ? await RejectAsync(session, OverLimit(session, limit), replies, started)
+                : await NakAsync(session, replies, MllpRejectReason.FrameTooLarge, Hl7ErrorCode.ValueTooLong, $"Message larger than the maximum frame size of {maxFrameSize} bytes; not forwarded.", started);
         }
 
         metrics.FrameRejected(session.Listener, MllpRejectReason.FrameTooLarge);

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using System.Net;
@@ -30,6 +31,45 @@ public sealed class MllpTimeoutTests
 
         await harness.Handler.WaitAsync(MllpHandlerHarness.Timeout);
         Assert.Equal("idle_timeout", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+    }
+
+    [Theory]
+    [InlineData("MSH-2 not usable")]
+    [InlineData("over MaxFrameSize")]
+    public async Task The_first_message_over_max_connections_gets_the_limits_nak_and_the_close_whatever_else_is_wrong_with_it(string problem)
+    {
+        // README (MaxConnections): a connection over the limit gets AR/CR (ERR 207, listener_limit) for its first message
+        // and is then closed. A first message with its own fault (an unusable MSH-2, over MaxFrameSize) got that fault's
+        // NAK instead and the connection stayed open, over the limit, until AckTimeout.
+        await using var harness = new MllpHandlerHarness([], settings: new()
+        {
+            ["ImagingProxy:Mllp:MaxFrameSize"] = "256",
+            ["ImagingProxy:Mllp:Listeners:hl7:Port"] = "2575",
+            ["ImagingProxy:Mllp:Listeners:hl7:MaxConnections"] = "1",
+        }, listener: "hl7");
+        using var closed = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.connections.closed");
+        using var naks = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.naks");
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+
+        var toProxy = new Pipe();
+        var fromProxy = new Pipe();
+        var over = harness.ConnectAnother("over-1", new MllpHandlerHarness.Duplex(toProxy.Reader, fromProxy.Writer));
+        var message = problem == "MSH-2 not usable"
+            ? "MSH|^~|RIS|RAD|PACS|HOSP|20250101120000||ORM^O01|X1|P|2.5.1\rPID|1\r"u8.ToArray()
+            : [.. MllpHandlerHarness.Message("X1"), .. "OBX|1|"u8, .. new byte[300].Select(_ => (byte)'x'), (byte)'\r'];
+        MllpFrameWriter.Write(toProxy.Writer, message);
+        await toProxy.Writer.FlushAsync();
+
+        await over.WaitAsync(MllpHandlerHarness.Timeout);
+        Assert.True(fromProxy.Reader.TryRead(out var result));
+        var reply = System.Text.Encoding.ASCII.GetString(result.Buffer.ToArray());
+        Assert.Contains("\rMSA|AR|X1|", reply, StringComparison.Ordinal);
+        Assert.Contains("\rERR|||207^", reply, StringComparison.Ordinal);
+        Assert.Contains("already has its 1 connection(s) open", reply, StringComparison.Ordinal);
+        Assert.Equal("listener_limit", closed.GetMeasurementSnapshot().Single().Tags["reason"]);
+        Assert.Contains(naks.GetMeasurementSnapshot(), m => (string?)m.Tags["reason"] == "listener_limit");
+        await toProxy.Writer.CompleteAsync();
     }
 
     [Fact]
