@@ -27,6 +27,9 @@ public sealed class WeightedPicker
     /// <summary>The random source's range for a weighted draw (shares as fine as a billionth of the total).</summary>
     private const int DrawResolution = 1 << 30;
 
+    /// <summary>The load of a destination for DICOM and HTTP: its open associations or requests in flight.</summary>
+    private static readonly Func<DestinationState, int> s_concurrentRequests = static d => d.ConcurrentRequestCount;
+
     private readonly Func<int, int> _random;
     private readonly ConditionalWeakTable<ClusterState, Lock> _rotationLocks = [];
     private readonly ConditionalWeakTable<DestinationState, StrongBox<double>> _rotation = [];
@@ -52,9 +55,18 @@ public sealed class WeightedPicker
     /// <c>Random</c>, <c>PowerOfTwoChoices</c>, else <c>LeastRequests</c>.
     /// </summary>
     public DestinationState Pick(string policy, ClusterState cluster, IReadOnlyList<DestinationState> candidates)
+        => Pick(policy, cluster, candidates, s_concurrentRequests);
+
+    /// <summary>
+    /// As <see cref="Pick(string, ClusterState, IReadOnlyList{DestinationState})"/>, with each destination's load read by
+    /// <paramref name="load"/> (HL7: the node connections rented to its address) for <c>LeastRequests</c> and
+    /// <c>PowerOfTwoChoices</c>.
+    /// </summary>
+    public DestinationState Pick(string policy, ClusterState cluster, IReadOnlyList<DestinationState> candidates, Func<DestinationState, int> load)
     {
         ArgumentNullException.ThrowIfNull(cluster);
         ArgumentNullException.ThrowIfNull(candidates);
+        ArgumentNullException.ThrowIfNull(load);
         ArgumentOutOfRangeException.ThrowIfZero(candidates.Count);
         if (candidates.Count == 1)
         {
@@ -74,8 +86,8 @@ public sealed class WeightedPicker
 
             var index = Is(policy, LoadBalancingPolicies.RoundRobin) ? RoundRobin(cluster, candidates, weights)
                 : Is(policy, LoadBalancingPolicies.Random) ? Draw(weights)
-                : Is(policy, LoadBalancingPolicies.PowerOfTwoChoices) ? PowerOfTwo(candidates, weights)
-                : LeastLoaded(candidates, weights);
+                : Is(policy, LoadBalancingPolicies.PowerOfTwoChoices) ? PowerOfTwo(candidates, weights, load)
+                : LeastLoaded(candidates, weights, load);
             return candidates[index];
         }
         finally
@@ -89,19 +101,17 @@ public sealed class WeightedPicker
 
     private static bool Is(string policy, string name) => string.Equals(policy, name, StringComparison.OrdinalIgnoreCase);
 
-    private static double Load(DestinationState destination, double weight) => destination.ConcurrentRequestCount / weight;
-
-    private static int LeastLoaded(IReadOnlyList<DestinationState> candidates, ReadOnlySpan<double> weights)
+    private static int LeastLoaded(IReadOnlyList<DestinationState> candidates, ReadOnlySpan<double> weights, Func<DestinationState, int> load)
     {
         var best = 0;
-        var bestLoad = Load(candidates[0], weights[0]);
+        var bestLoad = load(candidates[0]) / weights[0];
         for (var i = 1; i < candidates.Count; i++)
         {
-            var load = Load(candidates[i], weights[i]);
-            if (load < bestLoad)
+            var current = load(candidates[i]) / weights[i];
+            if (current < bestLoad)
             {
                 best = i;
-                bestLoad = load;
+                bestLoad = current;
             }
         }
 
@@ -109,11 +119,11 @@ public sealed class WeightedPicker
     }
 
     /// <summary>Two different destinations drawn by share (as YARP compares two different ones), then the lesser load per unit of weight.</summary>
-    private int PowerOfTwo(IReadOnlyList<DestinationState> candidates, ReadOnlySpan<double> weights)
+    private int PowerOfTwo(IReadOnlyList<DestinationState> candidates, ReadOnlySpan<double> weights, Func<DestinationState, int> load)
     {
         var first = Draw(weights);
         var second = Draw(weights, excluded: first);
-        return Load(candidates[second], weights[second]) < Load(candidates[first], weights[first]) ? second : first;
+        return load(candidates[second]) / weights[second] < load(candidates[first]) / weights[first] ? second : first;
     }
 
     /// <summary>One draw, each index with the chance of its share among those not <paramref name="excluded"/>.</summary>

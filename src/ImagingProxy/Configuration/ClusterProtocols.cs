@@ -14,15 +14,14 @@ public static class ClusterProtocols
 
     /// <summary>
     /// The policy that picks <paramref name="config"/>'s destinations now (<c>/status</c>): its <c>LoadBalancingPolicy</c>,
-    /// else YARP's default for HTTP (<c>PowerOfTwoChoices</c>) and <see cref="DicomDefaultLoadBalancingPolicy"/> for DICOM.
-    /// An HL7 cluster does not read the setting: a connection's node is the one with the fewest node connections per unit
-    /// of its share (<c>MllpForwarder</c>), which is <c>LeastRequests</c>.
+    /// else YARP's default for HTTP (<c>PowerOfTwoChoices</c>) and <see cref="DicomDefaultLoadBalancingPolicy"/> for DICOM
+    /// and HL7 (an HL7 cluster without one gives a new connection the node with the fewest node connections per unit of
+    /// its share, <c>MllpForwarder</c>).
     /// </summary>
     public static string LoadBalancingPolicy(ClusterConfig config)
         => Of(config) switch
         {
-            ClusterProtocol.Dicom => config.LoadBalancingPolicy ?? DicomDefaultLoadBalancingPolicy,
-            ClusterProtocol.Mllp => LoadBalancingPolicies.LeastRequests,
+            ClusterProtocol.Dicom or ClusterProtocol.Mllp => config.LoadBalancingPolicy ?? DicomDefaultLoadBalancingPolicy,
             _ => config.LoadBalancingPolicy ?? LoadBalancingPolicies.PowerOfTwoChoices,
         };
 }

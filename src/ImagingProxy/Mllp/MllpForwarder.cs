@@ -10,6 +10,7 @@ using Microsoft.Extensions.Logging;
 using Polly;
 using Polly.Retry;
 using Yarp.ReverseProxy.Health;
+using Yarp.ReverseProxy.LoadBalancing;
 using Yarp.ReverseProxy.Model;
 
 namespace ImagingProxy.Mllp;
@@ -47,6 +48,17 @@ internal sealed partial class MllpForwarder(
     private readonly Func<MllpRouteTable, ResiliencePipeline<MllpAttemptResult>> _buildPipeline = settings => BuildPipeline(settings, time);
 
     private int _rotation;
+
+    /// <summary>The candidates a pick by the cluster's policy chooses among (one list per thread: a pick never awaits).</summary>
+    [ThreadStatic]
+    private static List<DestinationState>? s_eligible;
+
+    private readonly WeightedPicker _picker = new(weights ?? DestinationWeights.WeightsOnly);
+
+    /// <summary>A node's load for the cluster's policy: the node connections rented to its address (and being opened).</summary>
+    private Func<DestinationState, int> LoadOfNode => _loadOfNode ??= d => pool.LoadOf(d.Model.Config.Address);
+
+    private Func<DestinationState, int>? _loadOfNode;
 
     /// <summary>
     /// The retry pipeline of one configuration generation: <see cref="MllpRouteTable.MaxAttempts"/> attempts in all,
@@ -879,19 +891,31 @@ internal sealed partial class MllpForwarder(
     }
 
     /// <summary>
-    /// The candidate with the fewest rented connections per unit of its share, not failed and below its
-    /// <c>MaxConcurrent</c>, starting from a rotating place (ties spread); <paramref name="primaryLeft"/>: a candidate
-    /// that is not a backup has not failed this message (full or not).
+    /// Among the candidates not failed and below their <c>MaxConcurrent</c>, the one the cluster's
+    /// <c>LoadBalancingPolicy</c> picks: by default (and <c>LeastRequests</c>) the fewest rented connections per unit of its
+    /// share, starting from a rotating place (ties spread); <c>FirstAlphabetical</c>, <c>RoundRobin</c>, <c>Random</c> and
+    /// <c>PowerOfTwoChoices</c> as for DICOM associations (<see cref="WeightedPicker"/>, the load being the node's rented
+    /// connections). <paramref name="primaryLeft"/>: a candidate that is not a backup has not failed this message (full or not).
     /// </summary>
     private DestinationState? LeastLoaded(ClusterState cluster, IReadOnlyList<DestinationState> candidates, List<DestinationState> failed, List<DestinationState>? raced, out bool primaryLeft)
     {
         primaryLeft = false;
+        if (candidates.Count == 0)
+        {
+            return null;
+        }
+
+        var policy = cluster.Model.Config.LoadBalancingPolicy;
+        var byPolicy = policy is not null && !string.Equals(policy, LoadBalancingPolicies.LeastRequests, StringComparison.OrdinalIgnoreCase);
+        var eligible = byPolicy ? (s_eligible ??= []) : null;
+        eligible?.Clear();
         DestinationState? best = null;
         var bestLoad = double.MaxValue;
         var start = (int)((uint)Interlocked.Increment(ref _rotation) % (uint)Math.Max(1, candidates.Count));
         for (var i = 0; i < candidates.Count; i++)
         {
-            var destination = candidates[(start + i) % candidates.Count];
+            // A pick by policy reads the candidates in their own order (RoundRobin's rotation, FirstAlphabetical's ties).
+            var destination = candidates[eligible is null ? (start + i) % candidates.Count : i];
             if (failed.Contains(destination))
             {
                 continue;
@@ -909,6 +933,12 @@ internal sealed partial class MllpForwarder(
                 continue;
             }
 
+            if (eligible is not null)
+            {
+                eligible.Add(destination);
+                continue;
+            }
+
             var load = rented / _weights.Of(cluster, destination);
             if (load < bestLoad)
             {
@@ -917,7 +947,36 @@ internal sealed partial class MllpForwarder(
             }
         }
 
-        return best;
+        if (eligible is null || eligible.Count == 0)
+        {
+            return best;
+        }
+
+        try
+        {
+            return string.Equals(policy, LoadBalancingPolicies.FirstAlphabetical, StringComparison.OrdinalIgnoreCase)
+                ? FirstAlphabetical(eligible)
+                : _picker.Pick(policy!, cluster, eligible, LoadOfNode);
+        }
+        finally
+        {
+            eligible.Clear();
+        }
+    }
+
+    /// <summary>The destination whose id comes first (YARP's <c>FirstAlphabetical</c>: ordinal, ignoring case).</summary>
+    private static DestinationState FirstAlphabetical(List<DestinationState> eligible)
+    {
+        var first = eligible[0];
+        for (var i = 1; i < eligible.Count; i++)
+        {
+            if (string.Compare(eligible[i].DestinationId, first.DestinationId, StringComparison.OrdinalIgnoreCase) < 0)
+            {
+                first = eligible[i];
+            }
+        }
+
+        return first;
     }
 
     /// <summary>

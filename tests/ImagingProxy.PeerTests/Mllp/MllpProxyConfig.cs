@@ -17,6 +17,7 @@ internal static class MllpProxyConfig
     /// <param name="tls">A PEM certificate for the "hl7" listener (MLLP over TLS).</param>
     /// <param name="maxConnections">The "hl7" listener's MaxConnections, or none.</param>
     /// <param name="destinationMetadata">Each destination's metadata (Weight, MaxConcurrent ...), by its place in its cluster's addresses, or none.</param>
+    /// <param name="loadBalancingPolicy">Every cluster's LoadBalancingPolicy, or none.</param>
     public static string Create(
         IReadOnlyDictionary<string, string[]> clusters,
         IEnumerable<(string MessageType, string Cluster)> routes,
@@ -27,7 +28,8 @@ internal static class MllpProxyConfig
         bool activeHealth = false,
         TestCertificate? tls = null,
         int? maxConnections = null,
-        IReadOnlyList<IReadOnlyDictionary<string, string>>? destinationMetadata = null)
+        IReadOnlyList<IReadOnlyDictionary<string, string>>? destinationMetadata = null,
+        string? loadBalancingPolicy = null)
     {
         var clusterJson = new Dictionary<string, object>();
         foreach (var (id, addresses) in clusters)
@@ -37,6 +39,11 @@ internal static class MllpProxyConfig
                 ["Metadata"] = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["Protocol"] = "Mllp" },
                 ["Destinations"] = addresses.Select((a, i) => (a, i)).ToDictionary(x => $"{id}-node{x.i + 1}", x => destinationMetadata is null ? new { Address = x.a } : (object)new { Address = x.a, Metadata = destinationMetadata[x.i] }),
             };
+            if (loadBalancingPolicy is not null)
+            {
+                cluster["LoadBalancingPolicy"] = loadBalancingPolicy;
+            }
+
             if (passiveHealth || activeHealth)
             {
                 cluster["HealthCheck"] = new

@@ -61,6 +61,38 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
     }
 
     [Fact]
+    public async Task Connections_follow_the_clusters_load_balancing_policy()
+    {
+        var a = await NodeAsync("a");
+        var b = await NodeAsync("b");
+        var port = await ProxyAsync(MllpProxyConfig.Create(new Dictionary<string, string[]> { ["orders"] = [a.Address, b.Address] }, [("*", "orders")],
+            loadBalancingPolicy: "FirstAlphabetical"));
+        using var timeout = new CancellationTokenSource(s_timeout);
+
+        // Four connections kept open: FirstAlphabetical sends each to orders-node1 (the fewest connections would give two each).
+        var clients = new List<MllpClient>();
+        try
+        {
+            for (var c = 0; c < 4; c++)
+            {
+                var client = await MllpClient.ConnectAsync(port, timeout.Token);
+                clients.Add(client);
+                Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await client.SendAsync(MllpClient.Message(Id(c, 0)), timeout.Token))?.Code);
+            }
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+        }
+
+        Assert.Equal(4, (await a.ReceivedAsync()).Count);
+        Assert.Empty(await b.ReceivedAsync());
+    }
+
+    [Fact]
     public async Task A_message_the_primary_cannot_take_goes_to_the_backup_node()
     {
         // The primary's port is closed; the backup (a disaster-recovery receiver) takes the message in the same delivery.

@@ -73,8 +73,8 @@ public sealed class AdminEndpointTests : IAsyncLifetime
         Assert.Equal("PowerOfTwoChoices", policies["web"]);
         Assert.Equal("LeastRequests", policies["pacs-dicom"]);
 
-        // HL7 picks the node with the fewest node connections per unit of weight, whatever the cluster names.
-        Assert.Equal("LeastRequests", policies["ris-hl7"]);
+        // An HL7 cluster's new connections follow the policy it names.
+        Assert.Equal("RoundRobin", policies["ris-hl7"]);
     }
 
     [Theory]
