@@ -38,23 +38,7 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
 
         // Eight connections, opened one after another and kept open: each sticks to the node with the fewest connections
         // per unit of weight when its first message comes (weights 3 and 1: six and two, where equal weights give four each).
-        var clients = new List<MllpClient>();
-        try
-        {
-            for (var c = 0; c < 8; c++)
-            {
-                var client = await MllpClient.ConnectAsync(port, timeout.Token);
-                clients.Add(client);
-                Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await client.SendAsync(MllpClient.Message(Id(c, 0)), timeout.Token))?.Code);
-            }
-        }
-        finally
-        {
-            foreach (var client in clients)
-            {
-                await client.DisposeAsync();
-            }
-        }
+        await OneMessageOnEachOfAsync(8, port, timeout.Token);
 
         Assert.Equal(6, (await a.ReceivedAsync()).Count);
         Assert.Equal(2, (await b.ReceivedAsync()).Count);
@@ -70,14 +54,26 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
         using var timeout = new CancellationTokenSource(s_timeout);
 
         // Four connections kept open: FirstAlphabetical sends each to orders-node1 (the fewest connections would give two each).
+        await OneMessageOnEachOfAsync(4, port, timeout.Token);
+
+        Assert.Equal(4, (await a.ReceivedAsync()).Count);
+        Assert.Empty(await b.ReceivedAsync());
+    }
+
+    /// <summary>
+    /// Opens <paramref name="count"/> connections one after another, each kept open while the next opens, and sends one
+    /// message on each (acknowledged AA); then closes them all.
+    /// </summary>
+    private static async Task OneMessageOnEachOfAsync(int count, int port, CancellationToken cancellationToken)
+    {
         var clients = new List<MllpClient>();
         try
         {
-            for (var c = 0; c < 4; c++)
+            for (var c = 0; c < count; c++)
             {
-                var client = await MllpClient.ConnectAsync(port, timeout.Token);
+                var client = await MllpClient.ConnectAsync(port, cancellationToken);
                 clients.Add(client);
-                Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await client.SendAsync(MllpClient.Message(Id(c, 0)), timeout.Token))?.Code);
+                Assert.Equal(AcknowledgmentCode.ApplicationAccept, (await client.SendAsync(MllpClient.Message(Id(c, 0)), cancellationToken))?.Code);
             }
         }
         finally
@@ -87,9 +83,6 @@ public sealed class MllpProxyTests() : MllpPeerFixture("mllp-proxy-")
                 await client.DisposeAsync();
             }
         }
-
-        Assert.Equal(4, (await a.ReceivedAsync()).Count);
-        Assert.Empty(await b.ReceivedAsync());
     }
 
     [Fact]
