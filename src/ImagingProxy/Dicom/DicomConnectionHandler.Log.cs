@@ -41,6 +41,10 @@ public sealed partial class DicomConnectionHandler
             "DICOM association {AssociationId}: the A-ASSOCIATE-RQ from {ClientEndPoint} on {Listener} was refused, {ParseError}: {Problem}; answered with {Answer}.")]
         public static partial void RequestRefused(ILogger logger, string associationId, string clientEndPoint, string listener, AssociateParseError parseError, string problem, string answer);
 
+        [LoggerMessage(EventId = 308, Level = LogLevel.Warning, Message =
+            "DICOM association {AssociationId}: the first PDU from {ClientEndPoint} on {Listener} was not an A-ASSOCIATE-RQ ({Problem}); answered with {Answer}.")]
+        public static partial void FirstPduRefused(ILogger logger, string associationId, string clientEndPoint, string listener, string problem, string answer);
+
         [LoggerMessage(EventId = 304, Level = LogLevel.Warning, Message =
             "DICOM association {AssociationId}: the {Side} sent a broken PDU stream after the A-ASSOCIATE-AC ({Error}); " +
             "not relayed, A-ABORT sent to both sides ({CallingAeTitle} -> {CalledAeTitle} from {ClientEndPoint}, destination {Destination}).")]

@@ -168,12 +168,20 @@ public sealed partial class DicomConnectionHandler(
         if (first.Status != PduReadResult.Complete || first.Header.Type != PduType.AssociateRequest)
         {
             // PS3.8 §9.3.1 / Table 9-10 (Sta2): anything but an A-ASSOCIATE-RQ first is answered with A-ABORT.
-            await SendAbortAsync(client.Output, first.Status switch
+            var abortReason = first.Status switch
             {
                 PduReadResult.UnknownType => AbortReason.UnrecognizedPdu,
                 PduReadResult.TooLarge => AbortReason.InvalidPduParameterValue,
                 _ => AbortReason.UnexpectedPdu,
-            });
+            };
+            if (first.Header.Type != PduType.AssociateRequest && logger.IsEnabled(LogLevel.Warning))
+            {
+                // (An RQ over the limit was logged as a refused RQ, event 303, above.)
+                // A scanner or a client of another protocol can send this in a loop: the text is built only for a line that is written.
+                Log.FirstPduRefused(logger, association.Id, association.ClientEndPoint?.ToString() ?? string.Empty, association.Listener, DescribeFirstPdu(first, limit), DescribeAbort(abortReason));
+            }
+
+            await SendAbortAsync(client.Output, abortReason);
             return DicomAssociationEndReason.Malformed;
         }
 
@@ -326,6 +334,35 @@ public sealed partial class DicomConnectionHandler(
 
         return end;
     }
+
+    /// <summary>What the first PDU was instead of an A-ASSOCIATE-RQ (its type and length only, never its content).</summary>
+    private static string DescribeFirstPdu(FirstPdu first, uint limit) => first.Status switch
+    {
+        PduReadResult.UnknownType => $"unknown PDU type 0x{(byte)first.Header.Type:X2}",
+        PduReadResult.TooLarge => $"{DescribeType(first.Header.Type)} with PDU-length {first.Header.Length}, over the limit of {limit} for association set-up",
+        _ when first.Header.Type == PduType.Abort => $"A-ABORT with PDU-length {first.Header.Length}, not 4",
+        _ => $"{DescribeType(first.Header.Type)} before any A-ASSOCIATE-RQ",
+    };
+
+    private static string DescribeType(PduType type) => type switch
+    {
+        PduType.AssociateRequest => "A-ASSOCIATE-RQ",
+        PduType.AssociateAccept => "A-ASSOCIATE-AC",
+        PduType.AssociateReject => "A-ASSOCIATE-RJ",
+        PduType.PDataTransfer => "P-DATA-TF",
+        PduType.ReleaseRequest => "A-RELEASE-RQ",
+        PduType.ReleaseResponse => "A-RELEASE-RP",
+        PduType.Abort => "A-ABORT",
+        _ => $"PDU type 0x{(byte)type:X2}",
+    };
+
+    private static string DescribeAbort(AbortReason reason) => reason switch
+    {
+        AbortReason.UnrecognizedPdu => "A-ABORT (unrecognized-PDU)",
+        AbortReason.UnexpectedPdu => "A-ABORT (unexpected-PDU)",
+        AbortReason.InvalidPduParameterValue => "A-ABORT (invalid-PDU-parameter-value)",
+        _ => $"A-ABORT ({reason})",
+    };
 
     /// <summary>What was wrong with the RQ (<paramref name="pdu"/>, header included), without the values it carried.</summary>
     private static string DescribeParseError(byte[] pdu, AssociateParseError error)

@@ -543,6 +543,30 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
     }
 
+    // Review 20l: a first PDU that was not an A-ASSOCIATE-RQ (an HTTP request on the DICOM port, a P-DATA-TF, a PDU-length
+    // over the limit) ended with only the info end line "malformed", though event 303 names the problem of a refused RQ
+    // and event 304 that of a broken stream after the AC.
+    [Theory]
+    [InlineData("474554202f20485454502f312e310d0a0d0a", "unknown PDU type 0x47", "A-ABORT (unrecognized-PDU)", 1)]
+    [InlineData("04000000000400000000", "P-DATA-TF before any A-ASSOCIATE-RQ", "A-ABORT (unexpected-PDU)", 2)]
+    [InlineData("070000000006000000000000", "A-ABORT with PDU-length 6, not 4", "A-ABORT (unexpected-PDU)", 2)]
+    [InlineData("04007f000000", "P-DATA-TF with PDU-length 2130706432, over the limit of", "A-ABORT (invalid-PDU-parameter-value)", 6)] // an RQ over the limit is event 303
+    public async Task A_first_pdu_that_is_not_a_request_is_logged_as_a_warning_naming_what_it_was(string hex, string problem, string answer, byte reason)
+    {
+        await using var harness = new HandlerHarness();
+        var client = harness.Connect();
+
+        await client.SendAsync(Convert.FromHexString(hex));
+        var abort = await client.ReadPduAsync();
+
+        Assert.Equal(new byte[] { 0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, reason }, abort!.Value.Pdu);
+        Assert.Equal(DicomAssociationEndReason.Malformed, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        var warning = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 308);
+        Assert.Equal(LogLevel.Warning, warning.Level);
+        Assert.Contains(problem, warning.Message, StringComparison.Ordinal);
+        Assert.Contains("answered with " + answer, warning.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task A_client_abort_instead_of_a_request_closes_the_transport_without_an_answer()
     {
