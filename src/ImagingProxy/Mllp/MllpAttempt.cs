@@ -36,6 +36,9 @@ internal sealed class MllpAttempt
     /// <summary>The node connection's unsolicited frame count when the attempt started.</summary>
     public int UnsolicitedBefore { get; set; }
 
+    /// <summary>The node connection's count of bytes outside a frame when the attempt started.</summary>
+    public long OutsideBytesBefore { get; set; }
+
     public TimeSpan AckTimeout { get; set; }
 
     /// <summary>The attempt's timeout (ACK timeout or delivery budget; also fired by the inbound connection's abort).</summary>

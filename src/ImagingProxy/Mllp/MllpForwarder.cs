@@ -449,6 +449,7 @@ internal sealed partial class MllpForwarder(
         attempt.Reused = node.Used;
         attempt.TlsFirstUse = node.IsTls && !node.Used;
         attempt.UnsolicitedBefore = node.UnsolicitedFrames;
+        attempt.OutsideBytesBefore = node.BytesOutsideFrames;
         attempt.AckTimeout = ackTimeout;
         attempt.Failure = null;
         attempt.TimedOut = false;
@@ -631,6 +632,18 @@ internal sealed partial class MllpForwarder(
 
         if (reason is not null)
         {
+            // What the node did send instead of an ACK frame: an answer without MLLP framing (or not HL7 at all: a wrong
+            // port) is not a silent node, and "no ACK within 30 s" alone sends the operator looking at the wrong thing.
+            if (node.BytesOutsideFrames != attempt.OutsideBytesBefore)
+            {
+                reason = $"{reason}; the node sent {node.BytesOutsideFrames - attempt.OutsideBytesBefore} byte(s) outside an MLLP frame (not <VT>...<FS><CR>), discarded";
+            }
+
+            if (node.UnfinishedFrameBytes > 0)
+            {
+                reason = $"{reason}; {node.UnfinishedFrameBytes} byte(s) of a frame whose end (<FS><CR>) never came";
+            }
+
             attempt.Failure = reason;
             attempt.Stage = MllpAttemptStage.Failed;
             return MllpAttemptStep.Continue;

@@ -102,6 +102,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
     /// <summary>Frames a node sent while no message was in flight (a late enhanced-mode application ACK), discarded.</summary>
     public int UnsolicitedFrames { get; private set; }
 
+    /// <summary>Bytes the node sent outside an MLLP frame (not &lt;SB&gt;...&lt;EB&gt;&lt;CR&gt;), discarded.</summary>
+    public long BytesOutsideFrames { get; private set; }
+
+    /// <summary>Bytes received and not yet taken as a frame: the start of a frame whose end has not arrived.</summary>
+    public int UnfinishedFrameBytes => _end - _start;
+
     /// <summary>True for a connection to a <c>tls://</c> node (frames go through a TLS session).</summary>
     public bool IsTls => _tls is not null;
 
@@ -366,6 +372,12 @@ internal sealed class MllpNodeConnection : IAsyncDisposable
         MllpReadResult read;
         while ((read = _frames.TryReadFrame(ref buffer, out var frame)) != MllpReadResult.NeedMoreData)
         {
+            if (read == MllpReadResult.BytesOutsideFrame)
+            {
+                BytesOutsideFrames += frame.Length;
+                continue;
+            }
+
             if (read == MllpReadResult.Frame)
             {
                 if (ack is null)

@@ -294,6 +294,46 @@ public sealed class MllpForwarderTests
         Assert.Equal("undelivered", Assert.Single(rejected.GetMeasurementSnapshot()).Tags["reason"]);
     }
 
+    // Review 20l: a node that answered without MLLP framing (a receiver that writes a bare ACK, or an address pointing at
+    // a web server) was logged as "connection closed before an ACK" or "no ACK within 30 s", as a silent node is, and the
+    // operator looked for a network problem; the attempt's line now says what the node sent instead.
+    [Theory]
+    [InlineData("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "the node sent {n} byte(s) outside an MLLP frame (not <VT>...<FS><CR>), discarded")]
+    [InlineData("\vMSH|^~\\&|N|N|R|R|2025||ACK|A1|P|2.5\rMSA|AA|M1\r\u001c", "{n} byte(s) of a frame whose end (<FS><CR>) never came")]
+    public async Task An_answer_without_mllp_framing_is_named_in_the_attempts_failure(string answer, string named)
+    {
+        answer = System.Text.RegularExpressions.Regex.Unescape(answer);
+        named = named.Replace("{n}", answer.Length.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var logs = new Microsoft.Extensions.Logging.Testing.FakeLogCollector();
+        await using var harness = new MllpHandlerHarness(
+            [$"tcp://127.0.0.1:{((System.Net.IPEndPoint)listener.LocalEndpoint).Port}"],
+            forwarderLogger: new Microsoft.Extensions.Logging.Testing.FakeLogger<MllpForwarder>(logs));
+        await harness.SendAsync(MllpHandlerHarness.Message("M1"));
+
+        // The node reads the message, answers with the bytes given and closes.
+        using (var node = await listener.AcceptSocketAsync().WaitAsync(MllpHandlerHarness.Timeout))
+        {
+            var received = new List<byte>();
+            var buffer = new byte[4096];
+            while (received.Count < 2 || received[^2] != 0x1C || received[^1] != 0x0D)
+            {
+                var count = await node.ReceiveAsync(buffer.AsMemory()).AsTask().WaitAsync(MllpHandlerHarness.Timeout);
+                Assert.NotEqual(0, count);
+                received.AddRange(buffer.AsSpan(0, count));
+            }
+
+            await node.SendAsync(System.Text.Encoding.ASCII.GetBytes(answer));
+            node.Shutdown(System.Net.Sockets.SocketShutdown.Both);
+        }
+
+        Assert.Contains("\rMSA|AR|M1|", await harness.ReplyAsync(), StringComparison.Ordinal);
+        var failed = Assert.Single(logs.GetSnapshot(), r => r.Id.Id == 4101);
+        Assert.Contains("connection closed before an ACK", failed.Message, StringComparison.Ordinal);
+        Assert.True(failed.Message.Contains(named, StringComparison.Ordinal), failed.Message);
+    }
+
     private static List<string> Drain(FakeHl7Node node)
     {
         var ids = new List<string>();

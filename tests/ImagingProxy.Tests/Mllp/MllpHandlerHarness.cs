@@ -61,7 +61,8 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         string[] destinations, TimeProvider? time = null, Dictionary<string, string?>? settings = null, TagValueLimiter? messageTypes = null,
         IDestinationHealthUpdater? health = null, IReadOnlyDictionary<string, string>? clusterMetadata = null,
         IReadOnlyList<IReadOnlyDictionary<string, string>?>? destinationMetadata = null, ImagingProxy.Balancing.DestinationLimits? limits = null,
-        string? listener = null, Microsoft.Extensions.Logging.ILogger<MllpConnectionHandler>? logger = null)
+        string? listener = null, Microsoft.Extensions.Logging.ILogger<MllpConnectionHandler>? logger = null,
+        Microsoft.Extensions.Logging.ILogger<MllpForwarder>? forwarderLogger = null)
     {
         _listener = listener;
         time ??= TimeProvider.System;
@@ -82,7 +83,7 @@ internal sealed class MllpHandlerHarness : IAsyncDisposable
         Services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         Pool = new MllpNodePool(time);
         Metrics = new MllpProxyMetrics(Services.GetRequiredService<IMeterFactory>(), messageTypes ?? new TagValueLimiter(null, 50));
-        var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, NullLogger<MllpForwarder>.Instance, limits: limits);
+        var forwarder = new MllpForwarder(Pool, health ?? new NoHealthUpdates(), Metrics, time, forwarderLogger ?? NullLogger<MllpForwarder>.Instance, limits: limits);
         _drain = new ConnectionDrain(_lifetime, Options.Create(new HostOptions { ShutdownTimeout = TimeSpan.Zero }), time, NullLogger<ConnectionDrain>.Instance);
         var handler = ConnectionHandler = new MllpConnectionHandler(new MllpProxyConfiguration(gate), new FixedProxyState(Cluster = NewCluster(destinations, health is not null, clusterMetadata, destinationMetadata)), forwarder, Pool, Metrics, time, _lifetime, _drain, logger ?? NullLogger<MllpConnectionHandler>.Instance);
         _connection = new DefaultConnectionContext("test-1", new Duplex(_toProxy.Reader, _fromProxy.Writer), new Duplex(_fromProxy.Reader, _toProxy.Writer))
