@@ -276,7 +276,7 @@ public sealed partial class DicomConnectionHandler
                 case PduType.AssociateReject when pdu[7] == (byte)AssociateRejectResult.RejectedPermanent:
                     return new ConnectAttempt(DicomAttemptResult.Rejected, Answer: pdu);
                 case PduType.AssociateReject when pdu[7] == (byte)AssociateRejectResult.RejectedTransient:
-                    return Failed("A-ASSOCIATE-RJ transient", markUnhealthy: false);
+                    return Failed($"A-ASSOCIATE-RJ transient: {DescribeReject(pdu)}", markUnhealthy: false);
                 case PduType.AssociateReject:
                     return Failed($"malformed A-ASSOCIATE-RJ (result {pdu[7]}, not 1 or 2)", markUnhealthy: true);
                 case PduType.Abort:

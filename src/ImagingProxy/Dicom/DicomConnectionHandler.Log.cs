@@ -45,6 +45,10 @@ public sealed partial class DicomConnectionHandler
             "DICOM association {AssociationId}: the first PDU from {ClientEndPoint} on {Listener} was not an A-ASSOCIATE-RQ ({Problem}); answered with {Answer}.")]
         public static partial void FirstPduRefused(ILogger logger, string associationId, string clientEndPoint, string listener, string problem, string answer);
 
+        [LoggerMessage(EventId = 309, Level = LogLevel.Information, Message =
+            "DICOM association {AssociationId}: destination {Destination} of cluster {Cluster} rejected {CallingAeTitle} -> {CalledAeTitle} permanently ({Reason}); its A-ASSOCIATE-RJ was relayed to the client.")]
+        public static partial void NodeRejected(ILogger logger, string associationId, string destination, string cluster, string reason, string callingAeTitle, string calledAeTitle);
+
         [LoggerMessage(EventId = 304, Level = LogLevel.Warning, Message =
             "DICOM association {AssociationId}: the {Side} sent a broken PDU stream after the A-ASSOCIATE-AC ({Error}); " +
             "not relayed, A-ABORT sent to both sides ({CallingAeTitle} -> {CalledAeTitle} from {ClientEndPoint}, destination {Destination}).")]

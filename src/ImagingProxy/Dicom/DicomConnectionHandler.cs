@@ -266,6 +266,10 @@ public sealed partial class DicomConnectionHandler(
         switch (attempt.Outcome)
         {
             case DicomAttemptResult.Rejected:
+                // The node's own reason (a PACS that does not know the modality's Calling AE title is the usual one): the
+                // end line says only "rejected".
+                Log.NodeRejected(logger, association.Id, association.DestinationId ?? string.Empty, cluster.ClusterId, DescribeReject(attempt.Answer!),
+                    request.CallingAeTitle, request.CalledAeTitle);
                 await SendAsync(client.Output, attempt.Answer!);
                 return DicomAssociationEndReason.Rejected;
             case DicomAttemptResult.Exhausted:
@@ -333,6 +337,20 @@ public sealed partial class DicomConnectionHandler(
         }
 
         return end;
+    }
+
+    /// <summary>An A-ASSOCIATE-RJ PDU's source and reason (PS3.8 Table 9-21; bytes 8 and 9 of the 10-byte PDU).</summary>
+    internal static string DescribeReject(byte[] reject)
+    {
+        var source = (AssociateRejectSource)reject[8];
+        var sourceName = source switch
+        {
+            AssociateRejectSource.ServiceUser => "service-user",
+            AssociateRejectSource.ServiceProviderAcse => "service-provider (ACSE)",
+            AssociateRejectSource.ServiceProviderPresentation => "service-provider (presentation)",
+            _ => $"source {reject[8]}",
+        };
+        return $"{sourceName}, {AssociateRejectReasons.Describe(source, reject[9])}";
     }
 
     /// <summary>What the first PDU was instead of an A-ASSOCIATE-RQ (its type and length only, never its content).</summary>

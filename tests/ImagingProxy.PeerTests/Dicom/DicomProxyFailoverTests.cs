@@ -5,6 +5,7 @@ using ImagingProxy.Dicom;
 using ImagingProxy.PeerTests.Peers;
 using ImagingProxy.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy;
 using Yarp.ReverseProxy.Model;
 using static ImagingProxy.PeerTests.Dicom.DicomProxyHarness;
@@ -22,9 +23,10 @@ public sealed class DicomProxyFailoverTests
     {
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
         using var rejector = new TransientRejector();
-        await using var proxy = await StartAsync(
-            Cluster("pacs", [("a-closed", FreePort.Next(), null), ("b-transient", rejector.Port, null), ("c-healthy", scp.Port, null)]),
-            Route("pacs", "PACS", "pacs"));
+        await using var proxy = await TestProxy.StartAsync(
+            TestProxy.Config("{" + Cluster("pacs", [("a-closed", FreePort.Next(), null), ("b-transient", rejector.Port, null), ("c-healthy", scp.Port, null)]) + "}",
+                DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs"))),
+            builder => builder.Logging.AddFakeLogging());
         using var recorder = Record(proxy);
 
         var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
@@ -34,6 +36,10 @@ public sealed class DicomProxyFailoverTests
         Assert.Equal("c-healthy", summary.DestinationId);
         Assert.Equal(DicomAssociationEndReason.Released, summary.Reason);
         Assert.Equal(1, rejector.Rejected);
+
+        // Review 20l: the failover line named the transient reject but not its reason.
+        var failover = Assert.Single(proxy.Services.GetFakeLogCollector().GetSnapshot(), r => r.Id.Id == 301 && r.Message.Contains("b-transient", StringComparison.Ordinal));
+        Assert.True(failover.Message.Contains("A-ASSOCIATE-RJ transient: service-provider (presentation), local-limit-exceeded", StringComparison.Ordinal), failover.Message);
     }
 
     [Fact(Timeout = 60_000)]
@@ -68,9 +74,9 @@ public sealed class DicomProxyFailoverTests
     {
         await using var refusing = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS", ExtraArguments = ["--refuse"] });
         await using var scp = await Dcmtk.StartStoreScpAsync(new StoreScpOptions { AeTitle = "PACS" });
-        await using var proxy = await StartAsync(
-            Cluster("pacs", [("a-refusing", refusing.Port, null), ("b-healthy", scp.Port, null)]),
-            Route("pacs", "PACS", "pacs"));
+        await using var proxy = await TestProxy.StartAsync(
+            TestProxy.Config("{" + Cluster("pacs", [("a-refusing", refusing.Port, null), ("b-healthy", scp.Port, null)]) + "}", DicomProxyHarness.Dicom(Route("pacs", "PACS", "pacs"))),
+            builder => builder.Logging.AddFakeLogging());
         using var recorder = Record(proxy);
 
         var result = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
@@ -78,6 +84,11 @@ public sealed class DicomProxyFailoverTests
         Assert.False(result.Succeeded, result.ToString());
         Assert.Contains("Rejected Permanent", result.Output, StringComparison.OrdinalIgnoreCase);
         Assert.Equal(DicomAssociationEndReason.Rejected, Assert.Single(await recorder.WaitAsync(1)).Reason);
+
+        // Review 20l: the end line says "rejected" only; the node's reason (storescp --refuse: service-user, no reason) has its line.
+        var rejected = Assert.Single(proxy.Services.GetFakeLogCollector().GetSnapshot(), r => r.Id.Id == 309);
+        Assert.Contains("destination a-refusing of cluster pacs rejected", rejected.Message, StringComparison.Ordinal);
+        Assert.True(rejected.Message.Contains("permanently (service-user, no-reason-given)", StringComparison.Ordinal), rejected.Message);
     }
 
     [Fact(Timeout = 60_000)]
