@@ -83,6 +83,9 @@ internal sealed class DicomAssociation(string id, string listener, EndPoint? cli
 
     public bool NodeAborted { get; set; }
 
+    /// <summary>The source and reason of the node's A-ABORT (PS3.8 Table 9-26), when <see cref="NodeAborted"/>.</summary>
+    public (AbortSource Source, AbortReason Reason) NodeAbort { get; set; }
+
     public DimseStreamError? ClientMalformed { get; set; }
 
     public DimseStreamError? NodeMalformed { get; set; }

@@ -49,6 +49,10 @@ public sealed partial class DicomConnectionHandler
             "DICOM association {AssociationId}: destination {Destination} of cluster {Cluster} rejected {CallingAeTitle} -> {CalledAeTitle} permanently ({Reason}); its A-ASSOCIATE-RJ was relayed to the client.")]
         public static partial void NodeRejected(ILogger logger, string associationId, string destination, string cluster, string reason, string callingAeTitle, string calledAeTitle);
 
+        [LoggerMessage(EventId = 315, Level = LogLevel.Warning, Message =
+            "DICOM association {AssociationId}: destination {Destination} of cluster {Cluster} aborted the association ({Abort}); relayed to the client.")]
+        public static partial void NodeAborted(ILogger logger, string associationId, string destination, string cluster, string abort);
+
         [LoggerMessage(EventId = 304, Level = LogLevel.Warning, Message =
             "DICOM association {AssociationId}: the {Side} sent a broken PDU stream after the A-ASSOCIATE-AC ({Error}); " +
             "not relayed, A-ABORT sent to both sides ({CallingAeTitle} -> {CalledAeTitle} from {ClientEndPoint}, destination {Destination}).")]

@@ -60,6 +60,13 @@ public sealed partial class DicomConnectionHandler
             drain.CountAborted(association.Id, association.CallingAeTitle ?? string.Empty, association.CalledAeTitle ?? string.Empty, association.DestinationId ?? string.Empty);
         }
 
+        if (reason == DicomAssociationEndReason.NodeAborted && logger.IsEnabled(Microsoft.Extensions.Logging.LogLevel.Warning))
+        {
+            // The end line (a warning) names the node; its A-ABORT's source and reason say whether the node's application
+            // (source 0) or its upper layer (source 2, and why) ended the association.
+            Log.NodeAborted(logger, association.Id, association.DestinationId ?? string.Empty, association.ClusterId ?? string.Empty, DescribeAbort(association.NodeAbort.Source, association.NodeAbort.Reason));
+        }
+
         if (reason == DicomAssociationEndReason.Malformed && (association.ClientMalformed ?? association.NodeMalformed) is { } streamError)
         {
             Log.StreamMalformed(logger, association.Id, association.ClientMalformed is not null ? "client" : "node", streamError,

@@ -374,6 +374,25 @@ public sealed partial class DicomConnectionHandler(
         _ => $"PDU type 0x{(byte)type:X2}",
     };
 
+    /// <summary>A received A-ABORT's source and, for the service-provider, its reason (PS3.8 Table 9-26).</summary>
+    private static string DescribeAbort(AbortSource source, AbortReason reason) => source switch
+    {
+        AbortSource.ServiceUser => "A-ABORT from the service-user (the node's application)",
+        AbortSource.ServiceProvider => $"A-ABORT from the service-provider (the node's upper layer), {DescribeAbortReason(reason)}",
+        _ => $"A-ABORT source {(byte)source}, reason {(byte)reason}",
+    };
+
+    private static string DescribeAbortReason(AbortReason reason) => reason switch
+    {
+        AbortReason.ReasonNotSpecified => "reason-not-specified",
+        AbortReason.UnrecognizedPdu => "unrecognized-PDU",
+        AbortReason.UnexpectedPdu => "unexpected-PDU",
+        AbortReason.UnrecognizedPduParameter => "unrecognized-PDU-parameter",
+        AbortReason.UnexpectedPduParameter => "unexpected-PDU-parameter",
+        AbortReason.InvalidPduParameterValue => "invalid-PDU-parameter-value",
+        _ => $"reason {(byte)reason}",
+    };
+
     private static string DescribeAbort(AbortReason reason) => reason switch
     {
         AbortReason.UnrecognizedPdu => "A-ABORT (unrecognized-PDU)",

@@ -45,6 +45,7 @@ internal sealed class DicomRelayEvents(DicomAssociation association, bool fromCl
         else
         {
             association.NodeAborted = true;
+            association.NodeAbort = (source, reason);
         }
     }
 

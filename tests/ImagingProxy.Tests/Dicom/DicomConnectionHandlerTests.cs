@@ -846,6 +846,33 @@ public sealed class DicomConnectionHandlerTests
         Assert.Equal([(byte)PduType.Abort, (byte)AbortSource.ServiceProvider, reason], new[] { toNode[0], toNode[8], toNode[9] });
     }
 
+    // Review 20l: a node's A-ABORT after the AC left only the end line "node_aborted", not whether the node's application
+    // (source 0) or its upper layer (source 2, and why) ended the association.
+    [Theory]
+    [InlineData((byte)0, (byte)0, "A-ABORT from the service-user (the node's application)")]
+    [InlineData((byte)2, (byte)2, "A-ABORT from the service-provider (the node's upper layer), unexpected-PDU")]
+    public async Task A_node_abort_after_the_accept_is_logged_with_its_source_and_reason(byte source, byte reason, string described)
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node);
+        await node.SendAsync(DicomCaptures.AssociateAccept);
+        Assert.Equal(PduType.AssociateAccept, (await client.ReadPduAsync())!.Value.Header.Type);
+
+        byte[] abort = [0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, source, reason];
+        await node.SendAsync(abort);
+        node.Shutdown(SocketShutdown.Both); // PS3.8 AA-3: the node closes after its A-ABORT
+
+        Assert.Equal(abort, (await client.ReadPduAsync())!.Value.Pdu);
+        Assert.Equal(DicomAssociationEndReason.NodeAborted, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        var warning = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 315);
+        Assert.Equal(LogLevel.Warning, warning.Level);
+        Assert.True(warning.Message.Contains("destination d0 of cluster ", StringComparison.Ordinal) && warning.Message.Contains(described, StringComparison.Ordinal), warning.Message);
+    }
+
     // Review 19a: a broken PDU stream after the AC ended the association with only its info end line ("malformed"),
     // saying neither which side broke it nor how, although the error is known (README: the quality bar asks a log line
     // that names the problem, as event 303 does for a refused RQ; a node that fails the association is a warning).
