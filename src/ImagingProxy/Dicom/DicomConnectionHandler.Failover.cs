@@ -279,8 +279,10 @@ public sealed partial class DicomConnectionHandler
                     return Failed($"A-ASSOCIATE-RJ transient: {DescribeReject(pdu)}", markUnhealthy: false);
                 case PduType.AssociateReject:
                     return Failed($"malformed A-ASSOCIATE-RJ (result {pdu[7]}, not 1 or 2)", markUnhealthy: true);
+                case PduType.Abort when pdu.Length == PduWriter.FixedPduLength:
+                    return Failed($"A-ABORT before A-ASSOCIATE-AC: {DescribeAbort((AbortSource)pdu[8], (AbortReason)pdu[9])}", markUnhealthy: true);
                 case PduType.Abort:
-                    return Failed("A-ABORT before A-ASSOCIATE-AC", markUnhealthy: true);
+                    return Failed($"A-ABORT before A-ASSOCIATE-AC (PDU-length {first.Header.Length}, not 4)", markUnhealthy: true);
                 default:
                     // PS3.8 Table 9-10 (Sta5, any PDU but AC, RJ or A-ABORT): AA-8, A-ABORT unexpected-PDU.
                     await SendAbortAsync(node, AbortReason.UnexpectedPdu);

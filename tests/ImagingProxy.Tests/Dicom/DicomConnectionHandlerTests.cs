@@ -704,6 +704,26 @@ public sealed class DicomConnectionHandlerTests
         Assert.NotNull(reject);
     }
 
+    // Review 20l: a node's A-ABORT instead of an answer to the RQ was logged as "A-ABORT before A-ASSOCIATE-AC", without
+    // its source and reason (PS3.8 Table 9-26).
+    [Fact]
+    public async Task A_node_abort_instead_of_an_answer_fails_the_attempt_naming_its_source_and_reason()
+    {
+        using var listener = ListenOnLoopback();
+        await using var harness = new HandlerHarness(destinationPorts: ((IPEndPoint)listener.LocalEndPoint!).Port);
+        var client = harness.Connect();
+        await client.SendAsync(DicomCaptures.AssociateRequest);
+        using var node = await listener.AcceptAsync().WaitAsync(s_bounded);
+        await ReceivePduAsync(node);
+
+        await node.SendAsync(new byte[] { 0x07, 0x00, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x02, 0x01 });
+
+        Assert.Equal(PduType.AssociateReject, (await client.ReadPduAsync())!.Value.Header.Type);
+        Assert.Equal(DicomAssociationEndReason.NoDestination, (await harness.Ended.Task.WaitAsync(s_bounded)).Reason);
+        var failed = Assert.Single(harness.Logger.Collector.GetSnapshot(), r => r.Id.Id == 301);
+        Assert.True(failed.Message.Contains("A-ABORT before A-ASSOCIATE-AC: A-ABORT from the service-provider (the node's upper layer), unrecognized-PDU", StringComparison.Ordinal), failed.Message);
+    }
+
     [Fact]
     public async Task Garbage_from_the_node_after_the_accept_is_not_relayed_and_both_sides_get_a_abort()
     {
