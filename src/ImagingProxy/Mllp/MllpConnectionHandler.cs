@@ -263,9 +263,9 @@ internal sealed partial class MllpConnectionHandler(
         }
 
         var settings = configuration.Current;
-        var messageType = metrics.MessageTypeLabel(header);
-        var activity = ImagingProxyTelemetry.ActivitySource.HasListeners() ? StartActivity(messageType) : null;
         var route = settings.Match(header, session.Listener);
+        var messageType = metrics.MessageTypeLabel(header, routed: route is not null);
+        var activity = ImagingProxyTelemetry.ActivitySource.HasListeners() ? StartActivity(messageType) : null;
         if (route is null)
         {
             return Admission.Nak(activity, MllpRejectReason.NoRoute, Hl7ErrorCode.UnsupportedMessageType, $"No route for message type {header.MessageType.GetLogString()}; message not forwarded.");

@@ -96,8 +96,13 @@ internal sealed class MllpProxyMetrics
         _connectionsClosed.Add(1, new TagList { { "listener", listener }, { "reason", MllpSessionEnds.Name(reason) } });
     }
 
-    /// <summary>The bounded <c>message_type</c> label (<c>ORM^O01</c>, <c>ADT</c>, <c>other</c>) of a message.</summary>
-    public string MessageTypeLabel(in Hl7Header header)
+    /// <summary>
+    /// The bounded <c>message_type</c> label (<c>ORM^O01</c>, <c>ADT</c>, <c>other</c>) of a message. A type not seen
+    /// before takes a place of its own only when <paramref name="routed"/> (a route matched the message): types no route
+    /// takes (a misconfigured sender's, a scanner's) are <c>other</c> and leave the places (<c>MaxMessageTypes</c>) to
+    /// routed ones.
+    /// </summary>
+    public string MessageTypeLabel(in Hl7Header header, bool routed = true)
     {
         var code = header.MessageCode.Span;
         var trigger = header.TriggerEvent.Span;
@@ -134,7 +139,12 @@ internal sealed class MllpProxyMetrics
         }
 
         var text = key.ToString();
-        label = _messageTypes.Limit(text);
+        label = _messageTypes.Limit(text, routed);
+        if (!routed && ReferenceEquals(label, TagValueLimiter.Other))
+        {
+            return label; // not cached: the same type routed later (after a reload) may still take a place
+        }
+
         if (_messageTypeLabels.Count < MaxCachedMessageTypes)
         {
             _messageTypeLabels.TryAdd(text, label);

@@ -58,6 +58,25 @@ public sealed class MllpProxyMetricsTests
     }
 
     [Fact]
+    public async Task A_message_type_no_route_takes_does_not_use_up_the_label_places_of_routed_ones()
+    {
+        // One label place. A type no route takes comes first (answered AR): it is counted as other and leaves the place
+        // to the routed ORM^O01 after it.
+        await using var node = new FakeHl7Node();
+        await using var harness = new MllpHandlerHarness([node.Address], messageTypes: new TagValueLimiter(null, 1),
+            settings: new() { ["ImagingProxy:Mllp:Routes:0:MessageType"] = "ORM^*" });
+        using var messages = new MetricCollector<long>(harness.Services.GetRequiredService<IMeterFactory>(), "ImagingProxy", "imagingproxy.hl7.messages");
+
+        await harness.SendAsync(MllpHandlerHarness.Message("M1", "ZZS^Z01"));
+        Assert.Contains("MSA|AR|M1", await harness.ReplyAsync(), StringComparison.Ordinal);
+        await harness.SendAsync(MllpHandlerHarness.Message("M2", "ORM^O01"));
+        Assert.Contains("MSA|AA|M2", await harness.ReplyAsync(), StringComparison.Ordinal);
+
+        await messages.WaitForMeasurementsAsync(1, MllpHandlerHarness.Timeout);
+        Assert.Equal("ORM^O01", messages.GetMeasurementSnapshot().Single().Tags["message_type"]);
+    }
+
+    [Fact]
     public async Task Message_activity_carries_type_route_cluster_destination_and_ack_code_but_no_control_id()
     {
         // The activity stops after the ACK is flushed to the sender: wait for it to stop, not for the reply.
