@@ -70,6 +70,9 @@ internal sealed partial class MllpConnectionHandler(
         var end = MllpSessionEnd.ClientClosed;
         var insideFrame = false;
 
+        // The bytes left unread after the last read: a read whose buffer is longer brought bytes.
+        long unread = 0;
+
         // MaxConnections: a connection over it is not admitted (it holds no slot); its first message is answered with a
         // NAK and it is closed, or closed after AckTimeout if it sends nothing.
         var open = _open.For(listener);
@@ -186,6 +189,8 @@ internal sealed partial class MllpConnectionHandler(
                 }
 
                 insideFrame = frames.IsInsideFrame(buffer);
+                var broughtBytes = result.Buffer.Length > unread;
+                unread = buffer.Length;
                 input.AdvanceTo(buffer.Start, buffer.End);
                 if (end != MllpSessionEnd.ClientClosed)
                 {
@@ -203,7 +208,7 @@ internal sealed partial class MllpConnectionHandler(
                     break;
                 }
 
-                if (result.IsCanceled && signals.TakeIdleExpired())
+                if (result.IsCanceled && signals.TakeIdleExpired(broughtBytes))
                 {
                     end = MllpSessionEnd.IdleTimeout;
                     Log.IdleTimeout(logger, connection.ConnectionId, signals.ArmedTimeout, insideFrame);
@@ -593,12 +598,14 @@ internal sealed partial class MllpConnectionHandler(
         /// <summary>
         /// True (once) when the read that just ended was cut short by its own timeout. Not when the timer found an earlier
         /// read's due time passed as that read completed with bytes (its cancellation then ends the next read at once):
-        /// the due time that expired is not the one of now.
+        /// the due time that expired is not the one of now. Nor when the read brought bytes (<paramref name="readBroughtBytes"/>):
+        /// they arrived before the cancellation reached the reader (its continuation ran late), the sender is not idle;
+        /// only a deadline (over MaxConnections) counts whatever came.
         /// </summary>
-        public bool TakeIdleExpired()
+        public bool TakeIdleExpired(bool readBroughtBytes = false)
         {
             var expired = Interlocked.Exchange(ref _expiredDue, 0);
-            return expired != 0 && expired == _endedReadDue;
+            return expired != 0 && expired == _endedReadDue && (_deadline || !readBroughtBytes);
         }
 
         public void Dispose() => _idleTimer.Dispose();

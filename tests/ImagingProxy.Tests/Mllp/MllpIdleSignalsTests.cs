@@ -72,6 +72,46 @@ public sealed class MllpIdleSignalsTests
         Assert.False(signals.TakeIdleExpired());
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_read_whose_bytes_came_in_time_is_not_expired_when_the_timer_fires_before_the_reader_runs(bool insideFrame)
+    {
+        // The bytes complete the pending read just before its due time; the reader's continuation runs only after the
+        // timer fired, so the pipe hands it the bytes and the cancellation in one result.
+        using var signals = Signals(s_idle, s_idle);
+        signals.ArmIdle(insideFrame);
+        var read = _pipe.Reader.ReadAsync();
+        _time.Now += s_idle - TimeSpan.FromMilliseconds(1);
+        await _pipe.Writer.WriteAsync(new byte[] { 0x0B, (byte)'M' });
+        _time.Now += TimeSpan.FromMilliseconds(2);
+        _time.Fire();
+        var result = await read;
+        signals.DisarmIdle();
+
+        Assert.True(result.IsCanceled);
+        Assert.Equal(2, result.Buffer.Length);
+        Assert.False(signals.TakeIdleExpired(readBroughtBytes: true));
+        _pipe.Reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+    }
+
+    [Fact]
+    public async Task Over_max_connections_the_deadline_expires_a_read_even_when_it_brought_bytes()
+    {
+        using var signals = new MllpConnectionHandler.Signals(_pipe.Reader, _time, s_idle, s_idle, deadline: true);
+        signals.ArmIdle(insideFrame: false);
+        var read = _pipe.Reader.ReadAsync();
+        _time.Now += s_idle;
+        await _pipe.Writer.WriteAsync(new byte[] { 0x0B, (byte)'M' }); // a trickling sender
+        _time.Fire();
+        var result = await read;
+        signals.DisarmIdle();
+
+        Assert.True(result.IsCanceled);
+        Assert.True(signals.TakeIdleExpired(readBroughtBytes: true));
+        _pipe.Reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+    }
+
     [Fact]
     public void Without_an_idle_timeout_only_a_read_inside_a_frame_is_timed()
     {
