@@ -267,9 +267,13 @@ public sealed partial class DicomConnectionHandler(
         {
             case DicomAttemptResult.Rejected:
                 // The node's own reason (a PACS that does not know the modality's Calling AE title is the usual one): the
-                // end line says only "rejected".
-                Log.NodeRejected(logger, association.Id, association.DestinationId ?? string.Empty, cluster.ClusterId, DescribeReject(attempt.Answer!),
-                    request.CallingAeTitle, request.CalledAeTitle);
+                // end line says only "rejected". The reason's text is built only for a line that is written.
+                if (logger.IsEnabled(LogLevel.Information))
+                {
+                    Log.NodeRejected(logger, association.Id, association.DestinationId ?? string.Empty, cluster.ClusterId, DescribeReject(attempt.Answer!),
+                        request.CallingAeTitle, request.CalledAeTitle);
+                }
+
                 await SendAsync(client.Output, attempt.Answer!);
                 return DicomAssociationEndReason.Rejected;
             case DicomAttemptResult.Exhausted:
