@@ -237,9 +237,28 @@ public sealed class NodeTls
             return loaded.Value;
         }
 
-        var context = Load(() => SslStreamCertificateContext.Create(X509Certificate2.CreateFromPemFile(certificatePath, keyPath), additionalCertificates: null, offline: true));
+        var context = Load(() => SslStreamCertificateContext.Create(X509Certificate2.CreateFromPemFile(certificatePath, keyPath), Intermediates(certificatePath), offline: true));
         _clientCertificates[(certificatePath, keyPath)] = new Loaded<SslStreamCertificateContext>(stamp, context);
         return context;
+    }
+
+    /// <summary>
+    /// The certificates after the first in a client certificate's PEM file (its issuing CAs, as a listener's PEM file
+    /// carries them): sent with the certificate, so a node that trusts only the hospital's root accepts one issued by an
+    /// intermediate CA.
+    /// </summary>
+    private static X509Certificate2Collection Intermediates(string certificatePath)
+    {
+        var all = new X509Certificate2Collection();
+        all.ImportFromPemFile(certificatePath);
+        var intermediates = new X509Certificate2Collection();
+        for (var i = 1; i < all.Count; i++)
+        {
+            intermediates.Add(all[i]);
+        }
+
+        all[0].Dispose();
+        return intermediates;
     }
 
     private static X509Certificate2Collection LoadAuthorities(string path)

@@ -54,6 +54,60 @@ public class NodeTlsTests
     }
 
     [Fact]
+    public void A_client_certificate_issued_by_an_intermediate_ca_is_sent_with_the_intermediates_of_its_pem_file()
+    {
+        // A hospital PKI: root -> issuing CA -> ImagingProxy's client certificate; the node trusts the root only, so the
+        // issuing CA, second in the PEM file as for the listeners' certificates, must go out with the certificate.
+        var directory = Directory.CreateTempSubdirectory("imagingproxy-chain-").FullName;
+        try
+        {
+            using var rootKey = System.Security.Cryptography.RSA.Create(2048);
+            using var root = Authority("CN=Hospital Root CA", rootKey, issuer: null);
+            using var issuingKey = System.Security.Cryptography.RSA.Create(2048);
+            using var issuing = Authority("CN=Hospital Issuing CA", issuingKey, root);
+            using var leafKey = System.Security.Cryptography.RSA.Create(2048);
+            var request = new CertificateRequest("CN=imagingproxy", leafKey, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+            request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
+            request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuing, true, false));
+            using var leaf = request.Create(issuing, DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(10), [1, 2, 3, 4]);
+            var certificatePath = Path.Combine(directory, "proxy.crt");
+            var keyPath = Path.Combine(directory, "proxy.key");
+            File.WriteAllText(certificatePath, leaf.ExportCertificatePem() + "\n" + issuing.ExportCertificatePem() + "\n");
+            File.WriteAllText(keyPath, leafKey.ExportPkcs8PrivateKeyPem());
+            var cluster = Cluster(new()
+            {
+                [MetadataKeys.TlsClientCertificatePath] = certificatePath,
+                [MetadataKeys.TlsClientKeyPath] = keyPath,
+            });
+
+            var context = new NodeTls().ClientOptions(cluster, new DestinationConfig { Address = "tls://127.0.0.1:2762" }, new TcpAddress("127.0.0.1", 2762, true)).ClientCertificateContext!;
+
+            Assert.Equal("CN=imagingproxy", context.TargetCertificate.Subject);
+            Assert.Equal("CN=Hospital Issuing CA", Assert.Single(context.IntermediateCertificates).Subject);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private static X509Certificate2 Authority(string subject, System.Security.Cryptography.RSA key, X509Certificate2? issuer)
+    {
+        var request = new CertificateRequest(subject, key, System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        if (issuer is null)
+        {
+            return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-2), DateTimeOffset.UtcNow.AddDays(30));
+        }
+
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer, true, false));
+        using var signed = request.Create(issuer, DateTimeOffset.UtcNow.AddDays(-2), DateTimeOffset.UtcNow.AddDays(20), [9, 8, 7]);
+        return signed.CopyWithPrivateKey(key);
+    }
+
+    [Fact]
     public void Without_tls_metadata_the_system_trust_store_decides_and_no_client_certificate_is_sent()
     {
         var options = new NodeTls().ClientOptions(Cluster([]), new DestinationConfig { Address = "tls://pacs1:2762" }, new TcpAddress("pacs1", 2762, true));
