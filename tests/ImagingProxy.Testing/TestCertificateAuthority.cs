@@ -12,9 +12,19 @@ public sealed class TestCertificateAuthority : IDisposable
 {
     private readonly RSA _key;
     private readonly X509Certificate2 _certificate;
+    private readonly string _chainPem = string.Empty;
     private int _issued;
 
     public TestCertificateAuthority(string name = "ImagingProxy Test CA")
+        : this(name, issuer: null)
+    {
+    }
+
+    /// <summary>
+    /// An issuing CA under <paramref name="issuer"/> (a hospital PKI's intermediate): the certificates it issues are
+    /// written with this CA's certificate after them in their PEM file, the full chain short of the root.
+    /// </summary>
+    public TestCertificateAuthority(string name, TestCertificateAuthority? issuer)
     {
         Directory = System.IO.Directory.CreateTempSubdirectory("imagingproxy-ca-").FullName;
         _key = RSA.Create(2048);
@@ -22,7 +32,18 @@ public sealed class TestCertificateAuthority : IDisposable
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(certificateAuthority: true, hasPathLengthConstraint: false, pathLengthConstraint: 0, critical: true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, critical: true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, critical: false));
-        _certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+        if (issuer is null)
+        {
+            _certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddDays(-1), DateTimeOffset.UtcNow.AddDays(30));
+        }
+        else
+        {
+            request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(issuer._certificate, true, false));
+            using var signed = request.Create(issuer._certificate, DateTimeOffset.UtcNow.AddDays(-1), new DateTimeOffset(issuer._certificate.NotAfter), [0x11, 0x22, 0x33, 0x44]);
+            _certificate = signed.CopyWithPrivateKey(_key);
+            _chainPem = "\n" + _certificate.ExportCertificatePem() + "\n";
+        }
+
         CertificatePath = Path.Combine(Directory, "ca.crt");
         File.WriteAllText(CertificatePath, _certificate.ExportCertificatePem());
     }
@@ -75,7 +96,7 @@ public sealed class TestCertificateAuthority : IDisposable
         var n = Interlocked.Increment(ref _issued);
         var certificatePath = Path.Combine(Directory, $"leaf{n}.crt");
         var keyPath = Path.Combine(Directory, $"leaf{n}.key");
-        File.WriteAllText(certificatePath, certificate.ExportCertificatePem());
+        File.WriteAllText(certificatePath, certificate.ExportCertificatePem() + _chainPem);
         File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
         return (certificatePath, keyPath);
     }

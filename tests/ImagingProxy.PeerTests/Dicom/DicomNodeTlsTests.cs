@@ -56,6 +56,24 @@ public sealed class DicomNodeTlsTests
         Assert.Equal(NotAfter(client.CertificatePath), own.Value);
     }
 
+    [Fact(Timeout = 90_000)]
+    public async Task A_tls_storescp_trusting_only_the_root_accepts_the_proxys_client_certificate_from_an_issuing_ca()
+    {
+        // storescp verifies clients against the hospital's root only: the issuing CA must come with the certificate.
+        using var root = new TestCertificateAuthority("Hospital Root CA");
+        using var issuing = new TestCertificateAuthority("Hospital Issuing CA", root);
+        var scp = await StartTlsStoreScpAsync(root, root);
+        await using var _ = scp;
+        await using var proxy = await StartAsync(
+            TlsCluster("pacs", [("pacs1", scp.Port)], root.CertificatePath, issuing.IssueClient()),
+            Route("any", "*", "pacs"),
+            earlyConnect: false);
+
+        var echo = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+
+        Assert.True(echo.Succeeded, $"{echo}\n--- storescp ---\n{scp.Process.Output}");
+    }
+
     private static double NotAfter(string certificatePath)
     {
         using var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(certificatePath));
