@@ -16,7 +16,8 @@ namespace ImagingProxy.Telemetry;
 /// <item><c>role="node"</c>: each <c>tls://</c> node's certificate as it last presented it (<see cref="NodeTls.Expirations"/>);</item>
 /// <item><c>role="client"</c>: ImagingProxy's client certificate for a cluster's nodes.</item>
 /// </list>
-/// Only listeners, clusters and destinations still configured are reported, so a removed one raises no expiry alert.
+/// Only listeners, clusters and destinations still configured are reported, so a removed one raises no expiry alert,
+/// nor does a client certificate taken out of a cluster's metadata or a node moved from tls:// to tcp://.
 /// Also counts the TLS handshakes that fail on the DICOM and MLLP listeners.
 /// </summary>
 public sealed class TlsMetrics : IDisposable
@@ -63,6 +64,16 @@ public sealed class TlsMetrics : IDisposable
         foreach (var (cluster, destination, role, notAfter) in _nodeTls.Expirations())
         {
             if (!_state.TryGetCluster(cluster, out var state) || (destination.Length > 0 && !state.Destinations.ContainsKey(destination)))
+            {
+                continue;
+            }
+
+            // A certificate no longer in use (the client certificate taken out of the cluster's metadata, a node moved
+            // to tcp://) raises no expiry alert either: the value is the one from its last session.
+            var clusterSection = _configuration.Accepted.GetSection("ReverseProxy:Clusters").GetSection(cluster);
+            if (role == NodeTls.ClientRole
+                ? string.IsNullOrEmpty(clusterSection.GetSection("Metadata")[MetadataKeys.TlsClientCertificatePath])
+                : !(TcpAddress.TryParse(clusterSection.GetSection("Destinations").GetSection(destination)["Address"], out var address) && address.Tls))
             {
                 continue;
             }

@@ -74,6 +74,34 @@ public sealed class DicomNodeTlsTests
         Assert.True(echo.Succeeded, $"{echo}\n--- storescp ---\n{scp.Process.Output}");
     }
 
+    [Fact(Timeout = 90_000)]
+    public async Task A_client_certificate_taken_out_of_the_clusters_metadata_and_a_node_moved_to_tcp_leave_the_expiry_gauge()
+    {
+        using var ca = new TestCertificateAuthority();
+        var scp = await StartTlsStoreScpAsync(ca, ca);
+        await using var _ = scp;
+        var routes = Route("any", "*", "pacs");
+        await using var proxy = await StartAsync(TlsCluster("pacs", [("pacs1", scp.Port)], ca.CertificatePath, ca.IssueClient()), routes);
+        var echo = await Dcmtk.EchoAsync(proxy.Port("dicom"), "PACS");
+        Assert.True(echo.Succeeded, echo.ToString());
+        using var expirations = new MetricCollector<double>(proxy.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), ImagingProxy.Telemetry.ImagingProxyTelemetry.MeterName, "imagingproxy.tls.certificate.expiration_timestamp");
+        expirations.RecordObservableInstruments();
+        Assert.Equal(["client", "node"], expirations.GetMeasurementSnapshot().Select(m => (string)m.Tags["role"]!).Order());
+
+        // The node no longer needs a client certificate: the one taken out of the configuration is no longer reported.
+        Assert.Empty(await proxy.ReloadAsync(TestProxy.Config("{" + TlsCluster("pacs", [("pacs1", scp.Port)], ca.CertificatePath, clientCertificate: null) + "}", DicomProxyHarness.Dicom(routes))));
+        expirations.Clear();
+        expirations.RecordObservableInstruments();
+        Assert.Equal("node", (string)Assert.Single(expirations.GetMeasurementSnapshot()).Tags["role"]!);
+
+        // The node is reached over plain TCP now (TLS ended by a tunnel in front of it): its old certificate neither.
+        var plain = $$""" "pacs": { "Metadata": { "Protocol": "Dicom" }, "Destinations": { "pacs1": { "Address": "tcp://127.0.0.1:{{Port(scp.Port)}}" } } } """;
+        Assert.Empty(await proxy.ReloadAsync(TestProxy.Config("{" + plain + "}", DicomProxyHarness.Dicom(routes))));
+        expirations.Clear();
+        expirations.RecordObservableInstruments();
+        Assert.Empty(expirations.GetMeasurementSnapshot());
+    }
+
     private static double NotAfter(string certificatePath)
     {
         using var certificate = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(certificatePath));
