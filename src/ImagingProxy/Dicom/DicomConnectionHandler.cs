@@ -162,7 +162,7 @@ public sealed partial class DicomConnectionHandler(
             // An RQ refused like one that does not parse, and said so (event 303): a modality proposing that many
             // presentation contexts is told apart from garbage, and the line names the setting to raise.
             Log.RequestRefused(logger, association.Id, association.ClientEndPoint?.ToString() ?? string.Empty, association.Listener, AssociateParseError.OverMaximumLength,
-                $"PDU-length {first.Header.Length} is over MaxAssociatePduLength {limit}", "A-ABORT (invalid-PDU-parameter-value)");
+                $"PDU-length {first.Header.Length} is over MaxAssociatePduLength {limit}", DescribeAbort(AbortReason.InvalidPduParameterValue));
         }
 
         if (first.Status != PduReadResult.Complete || first.Header.Type != PduType.AssociateRequest)
@@ -326,7 +326,7 @@ public sealed partial class DicomConnectionHandler(
         {
             // A client can send refused RQs in a loop: the text is built only for a line that is written.
             var answer = end == DicomAssociationEndReason.Malformed
-                ? "A-ABORT (invalid-PDU-parameter-value)"
+                ? DescribeAbort(AbortReason.InvalidPduParameterValue)
                 : $"A-ASSOCIATE-RJ rejected-permanent ({AssociateRejectReasons.Describe(source, reason)})";
             Log.RequestRefused(logger, association.Id, association.ClientEndPoint?.ToString() ?? string.Empty, association.Listener, error, DescribeParseError(pdu, error), answer);
         }
@@ -397,13 +397,8 @@ public sealed partial class DicomConnectionHandler(
         _ => $"reason {(byte)reason}",
     };
 
-    private static string DescribeAbort(AbortReason reason) => reason switch
-    {
-        AbortReason.UnrecognizedPdu => "A-ABORT (unrecognized-PDU)",
-        AbortReason.UnexpectedPdu => "A-ABORT (unexpected-PDU)",
-        AbortReason.InvalidPduParameterValue => "A-ABORT (invalid-PDU-parameter-value)",
-        _ => $"A-ABORT ({reason})",
-    };
+    /// <summary>The A-ABORT ImagingProxy answers with, as a log line names it: "A-ABORT (unexpected-PDU)".</summary>
+    private static string DescribeAbort(AbortReason reason) => $"A-ABORT ({DescribeAbortReason(reason)})";
 
     /// <summary>What was wrong with the RQ (<paramref name="pdu"/>, header included), without the values it carried.</summary>
     private static string DescribeParseError(byte[] pdu, AssociateParseError error)

@@ -9,7 +9,8 @@ namespace ImagingProxy.Forwarding;
 /// Sends an encoded slash in a request path (<c>%2F</c>, an identifier that contains a <c>/</c>) to the server as the
 /// client wrote it. Kestrel decodes the path but keeps <c>%2F</c> as those three characters, so a client's <c>%2F</c> and
 /// <c>%252F</c> both reach YARP as <c>%2F</c>, and YARP escapes the <c>%</c>: the server was asked for <c>%252F</c>, another
-/// resource (YARP issue 1419). HAProxy and NGINX pass the path unchanged.
+/// resource (YARP issue 1419). HAProxy and NGINX pass the path unchanged. Its one request transform also runs
+/// <see cref="RawQueryString"/>, which does the same for the query.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -31,7 +32,9 @@ public static class EncodedSlashPath
         ArgumentNullException.ThrowIfNull(context);
         context.AddRequestTransform(static transform =>
         {
+            // The request target as the client wrote it: the path's encoded slashes, then the query (one step per request).
             Preserve(transform);
+            RawQueryString.Preserve(transform);
             return ValueTask.CompletedTask;
         });
     }

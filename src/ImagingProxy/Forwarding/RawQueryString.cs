@@ -1,6 +1,5 @@
 using Yarp.ReverseProxy.Forwarder;
 using Yarp.ReverseProxy.Transforms;
-using Yarp.ReverseProxy.Transforms.Builder;
 
 namespace ImagingProxy.Forwarding;
 
@@ -23,16 +22,6 @@ public static class RawQueryString
 
     /// <summary>The characters <see cref="Uri"/> escapes or unescapes in a query (visible ASCII): a query without any is sent as written anyway.</summary>
     private static readonly System.Buffers.SearchValues<char> s_rewritten = System.Buffers.SearchValues.Create("\"<>\\^`{|}%");
-
-    public static void Apply(TransformBuilderContext context)
-    {
-        ArgumentNullException.ThrowIfNull(context);
-        context.AddRequestTransform(static transform =>
-        {
-            Preserve(transform);
-            return ValueTask.CompletedTask;
-        });
-    }
 
     internal static void Preserve(RequestTransformContext transform)
     {

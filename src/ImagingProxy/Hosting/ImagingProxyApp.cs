@@ -255,8 +255,7 @@ public static class ImagingProxyApp
             .AddConfigFilter<ProxyConfigFilter>()
             .AddTransforms(ExpectContinue.Apply)
             .AddTransforms(ForwardedHeader.Apply)
-            .AddTransforms(EncodedSlashPath.Apply)
-            .AddTransforms(RawQueryString.Apply)
+            .AddTransforms(EncodedSlashPath.Apply) // and RawQueryString: the request target as the client wrote it
             .AddTransforms(RetryableStatus.Apply);
         services.AddSingleton<Yarp.ReverseProxy.Forwarder.IForwarderHttpClientFactory, ProxyHttpClientFactory>();
         services.AddSingleton<ProxyConfigAcceptance>();
